@@ -1,0 +1,16 @@
+"""Dispatcher failures and the answers they map to, identical in every runtime."""
+
+from __future__ import annotations
+
+STATUS = {
+    "tenant_not_found": 404,
+    "dispatcher_binding_missing": 500,
+    "tenant_worker_failure": 502,
+}
+
+
+def error_body(code: str, request_id: str, detail: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"ok": False, "error": code, "requestId": request_id}
+    if detail:
+        body["detail"] = detail
+    return body

@@ -1,0 +1,101 @@
+"""Tenant resolution: the Host header first, then `/t/<slug>/...` with the prefix stripped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from claw402.dispatch.naming import is_valid_slug, request_host
+from claw402.dispatch.plans import Limits, effective_limits
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRoute:
+    """What a dispatcher needs to know of a tenant; also one tenant-directory entry."""
+
+    tenant_id: str
+    slug: str
+    worker_name: str
+    plan: str
+    limits: Limits
+    price_atomic: int = 0
+    pay_to: str | None = None
+    hosts: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def directory_entry(self, price_usd: str) -> dict[str, Any]:
+        return {
+            "tenantId": self.tenant_id,
+            "slug": self.slug,
+            "workerName": self.worker_name,
+            "plan": self.plan,
+            "limits": self.limits.payload(),
+            "price": price_usd,
+            "priceAtomic": str(self.price_atomic),
+            "payTo": self.pay_to,
+            "hosts": list(self.hosts),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    tenant: TenantRoute
+    path: str  # the path the tenant sees
+
+
+class Directory:
+    """An immutable snapshot of every routable tenant, indexed by host and by slug."""
+
+    __slots__ = ("by_host", "by_slug")
+
+    def __init__(self, tenants: Iterable[TenantRoute] = ()) -> None:
+        self.by_slug: dict[str, TenantRoute] = {}
+        self.by_host: dict[str, TenantRoute] = {}
+        for tenant in tenants:
+            self.by_slug[tenant.slug] = tenant
+            for host in tenant.hosts:
+                self.by_host[host] = tenant
+
+    def __len__(self) -> int:
+        return len(self.by_slug)
+
+    def resolve(self, host_header: str | None, path: str) -> Resolution | None:
+        host = request_host(host_header)
+        if host is not None and host in self.by_host:
+            return Resolution(self.by_host[host], path)
+        if not path.startswith("/t/"):
+            return None
+        slug, sep, rest = path[3:].partition("/")
+        if not is_valid_slug(slug):
+            return None
+        tenant = self.by_slug.get(slug)
+        if tenant is None:
+            return None
+        return Resolution(tenant, "/" + rest if sep else "/")
+
+
+def route_for(
+    *,
+    tenant_id: str,
+    slug: str,
+    worker_name: str,
+    plan: str,
+    cpu_ms: int | None = None,
+    sub_requests: int | None = None,
+    price_atomic: int = 0,
+    pay_to: str | None = None,
+    hosts: Iterable[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> TenantRoute:
+    return TenantRoute(
+        tenant_id=tenant_id,
+        slug=slug,
+        worker_name=worker_name,
+        plan=plan,
+        limits=effective_limits(plan, cpu_ms, sub_requests),
+        price_atomic=price_atomic,
+        pay_to=pay_to,
+        hosts=tuple(sorted(hosts)),
+        extra=dict(extra or {}),
+    )

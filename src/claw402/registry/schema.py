@@ -1,0 +1,94 @@
+"""Table definitions. Alembic migrations create them; these objects only build queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", String(40), primary_key=True),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("worker_name", String(128), nullable=False),
+    Column("owner", String(128), nullable=True),
+    Column("plan", String(32), nullable=False),
+    Column("price_atomic", BigInteger, nullable=False),
+    Column("pay_to", String(42), nullable=True),
+    Column("cpu_ms", Integer, nullable=True),
+    Column("sub_requests", Integer, nullable=True),
+    Column("name", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("current_version", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+tenant_hosts = Table(
+    "tenant_hosts",
+    metadata,
+    Column("host", String(253), primary_key=True),
+    Column(
+        "tenant_id",
+        String(40),
+        ForeignKey("tenants.tenant_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "tenant_id",
+        String(40),
+        ForeignKey("tenants.tenant_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("version", Integer, nullable=False),
+    Column("source_path", Text, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("columns", JSON, nullable=False),
+    Column("key_column", String(200), nullable=True),
+    Column("data_path", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "version", name="uq_dataset_versions_tenant_version"),
+)
+
+# One row whose counter moves on every change, so a running gateway can tell cheaply
+# that its cached tenant directory is stale.
+registry_state = Table(
+    "registry_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("tenant_id", String(40), nullable=True, index=True),
+    Column("data", JSON, nullable=False),
+)
