@@ -32,8 +32,7 @@ def node_modules() -> Path:
         if path.is_dir():
             return path
     raise NodeToolMissing(
-        "node_modules not found: run `npm ci` in the 402claw checkout "
-        "or set CLAW402_NODE_MODULES"
+        "node_modules not found: run `npm ci` in the 402claw checkout or set CLAW402_NODE_MODULES"
     )
 
 

@@ -7,8 +7,23 @@ import re
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Words a tenant may not take: they name platform routes or would confuse a reader of a URL.
 RESERVED_SLUGS = frozenset(
-    {"admin", "api", "app", "dashboard", "docs", "healthz", "internal", "platform", "root",
-     "static", "status", "system", "t", "www", "402claw"}
+    {
+        "admin",
+        "api",
+        "app",
+        "dashboard",
+        "docs",
+        "healthz",
+        "internal",
+        "platform",
+        "root",
+        "static",
+        "status",
+        "system",
+        "t",
+        "www",
+        "402claw",
+    }
 )
 _HOST_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 

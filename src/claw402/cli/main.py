@@ -1,0 +1,25 @@
+"""The `402claw` command line: thin commands over the layers."""
+
+from __future__ import annotations
+
+import typer
+
+from claw402.cli import serve, tenants
+
+app = typer.Typer(
+    name="402claw",
+    help="Deploy your data, get a paid API. One command.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("deploy")(tenants.deploy_command)
+app.command("list")(tenants.list_command)
+app.command("show")(tenants.show_command)
+app.command("remove")(tenants.remove_command)
+app.command("events")(tenants.events_command)
+app.command("serve")(serve.serve_command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,28 @@
+"""How commands speak: Rich for people, one JSON document for machines (`--json`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def fail(
+    message: str, *, as_json: bool = False, code: str = "error", exit_code: int = 1
+) -> NoReturn:
+    """A clear error and a non-zero exit; with --json the error is a JSON document too."""
+    if as_json:
+        emit_json({"ok": False, "error": code, "detail": message})
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(exit_code)

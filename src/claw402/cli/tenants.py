@@ -1,0 +1,224 @@
+"""Tenant commands: deploy, list, show, remove, events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from claw402.cli.options import Home, Json, open_registry
+from claw402.cli.output import console, emit_json, fail
+from claw402.datasets.ingest import IngestError
+from claw402.registry.deploy import DeployRequest, deploy, remove
+from claw402.registry.models import Tenant
+from claw402.registry.store import RegistryError
+
+PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
+
+
+def deploy_command(
+    path: Annotated[Path, typer.Argument(help="CSV, JSON, NDJSON or Parquet file.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug (a-z, 0-9, -).")],
+    price: Annotated[
+        str | None, typer.Option("--price", help="USD per paid call, e.g. 0.001 (0 = free).")
+    ] = None,
+    plan: Annotated[
+        str | None, typer.Option(help="free, pro, business, enterprise or quarantine.")
+    ] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Custom host for the tenant (repeat).")
+    ] = None,
+    pay_to: Annotated[
+        str | None, typer.Option("--pay-to", help="Creator wallet paid directly.")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Column that identifies a record.")
+    ] = None,
+    cpu_ms: Annotated[
+        int | None, typer.Option("--cpu-ms", help="Override the plan's CPU ms.")
+    ] = None,
+    subrequests: Annotated[
+        int | None, typer.Option("--subrequests", help="Override the plan's subrequests.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    description: Annotated[str | None, typer.Option(help="What the data is.")] = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Create or update a tenant from a data file; a re-deploy switches versions atomically."""
+    settings, registry = open_registry(home)
+    request = DeployRequest(
+        source=path,
+        slug=tenant,
+        price=price,
+        plan=plan,
+        hosts=host or None,
+        pay_to=pay_to,
+        key=key,
+        cpu_ms=cpu_ms,
+        sub_requests=subrequests,
+        name=name,
+        description=description,
+    )
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+        if json or size < PROGRESS_FROM_BYTES:
+            result = deploy(registry, settings, request)
+        else:
+            with Progress(
+                TextColumn("ingesting [bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task(path.name, total=size)
+                result = deploy(
+                    registry,
+                    settings,
+                    request,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+    except (RegistryError, IngestError) as exc:
+        fail(str(exc), as_json=json, code="deploy_failed")
+    if json:
+        emit_json({"ok": True, "tenant": result.to_json()})
+        return
+    ds = result.dataset
+    assert ds is not None
+    console.print(
+        f"[green]deployed[/] [bold]{result.slug}[/] v{ds.version}: {ds.rows:,} rows, "
+        f"{len(ds.columns)} columns, ${result.price_usd} per call ({result.plan} plan)"
+    )
+    console.print(f"  records: /t/{result.slug}/v1/records   docs: /t/{result.slug}/docs")
+    for h in result.hosts:
+        console.print(f"  host:    http://{h}/v1/records")
+
+
+def list_command(home: Home = None, json: Json = False) -> None:
+    """List tenants."""
+    _, registry = open_registry(home)
+    tenants = registry.list_tenants()
+    if json:
+        emit_json({"ok": True, "tenants": [t.to_json() for t in tenants]})
+        return
+    if not tenants:
+        console.print("no tenants yet: `402claw deploy data.csv --tenant NAME --price 0.001`")
+        return
+    table = Table("slug", "plan", "price", "rows", "version", "hosts", "pay to")
+    for t in tenants:
+        ds = t.dataset
+        table.add_row(
+            t.slug,
+            t.plan,
+            f"${t.price_usd}",
+            f"{ds.rows:,}" if ds else "-",
+            str(ds.version) if ds else "-",
+            ", ".join(t.hosts) or "-",
+            t.pay_to or "treasury",
+        )
+    console.print(table)
+
+
+def _tenant_or_fail(home: str | None, slug: str, json: bool) -> Tenant:
+    _, registry = open_registry(home)
+    tenant = registry.get(slug)
+    if tenant is None:
+        fail(f"tenant {slug!r} not found", as_json=json, code="tenant_not_found")
+    return tenant
+
+
+def show_command(slug: str, home: Home = None, json: Json = False) -> None:
+    """Show one tenant: plan, limits, price, hosts and its dataset's schema."""
+    tenant = _tenant_or_fail(home, slug, json)
+    if json:
+        emit_json({"ok": True, "tenant": tenant.to_json()})
+        return
+    info = Table.grid(padding=(0, 2))
+    data = tenant.to_json()
+    for field in (
+        "tenantId",
+        "slug",
+        "workerName",
+        "plan",
+        "price",
+        "payTo",
+        "name",
+        "description",
+    ):
+        info.add_row(f"[bold]{field}", str(data[field] if data[field] is not None else "-"))
+    info.add_row(
+        "[bold]limits", f"cpuMs {tenant.limits.cpu_ms}, subRequests {tenant.limits.sub_requests}"
+    )
+    info.add_row("[bold]hosts", ", ".join(tenant.hosts) or "-")
+    console.print(info)
+    if tenant.dataset:
+        ds = tenant.dataset
+        console.print(
+            f"\ndataset v{ds.version} ({ds.format}, {ds.rows:,} rows, {ds.bytes:,} bytes, "
+            f"key {ds.key or '-'})"
+        )
+        schema = Table("column", "type")
+        for col in ds.columns:
+            schema.add_row(col["name"], col["type"])
+        console.print(schema)
+
+
+def remove_command(slug: str, home: Home = None, json: Json = False) -> None:
+    """Remove a tenant and its data; its routes answer 404 at once."""
+    settings, registry = open_registry(home)
+    try:
+        tenant = remove(registry, settings, slug)
+    except RegistryError as exc:
+        fail(str(exc), as_json=json, code="tenant_not_found")
+    if json:
+        emit_json({"ok": True, "removed": tenant.slug, "tenantId": tenant.tenant_id})
+    else:
+        console.print(f"[green]removed[/] {tenant.slug}")
+
+
+def events_command(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's events.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Read lifecycle events (dispatch and payment steps) from the durable sink."""
+    _, registry = open_registry(home)
+    tenant_id = None
+    if tenant is not None:
+        found = registry.get(tenant)
+        if found is None:
+            fail(f"tenant {tenant!r} not found", as_json=json, code="tenant_not_found")
+        tenant_id = found.tenant_id
+    rows = registry.read_events(tenant_id=tenant_id, kind=kind, limit=limit)
+    if json:
+        emit_json({"ok": True, "events": rows})
+        return
+    table = Table("id", "type", "request", "tenant", "status", "ms", "reason")
+    for e in rows:
+        table.add_row(
+            str(e["id"]),
+            e["type"],
+            (e.get("requestId") or "-")[:12],
+            e.get("tenantId") or "-",
+            str(e.get("status") or "-"),
+            str(e.get("durationMs") or "-"),
+            e.get("reason") or "",
+        )
+    console.print(table)

@@ -1,0 +1,178 @@
+"""The multi-tenant gateway: resolve the tenant, run its data API, stamp and log the answer.
+
+A plain ASGI callable around Starlette's Request/Response: routing is the dispatcher's job,
+so no router sits on the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import OrderedDict
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from claw402.config import Settings
+from claw402.datasets.engine import open_dataset
+from claw402.dispatch import events as ev
+from claw402.dispatch.errors import STATUS
+from claw402.dispatch.routing import TenantRoute
+from claw402.gateway.directory import LiveDirectory
+from claw402.gateway.events import EventSink
+from claw402.gateway.responses import error_response, json_response
+from claw402.gateway.tenant_api import (
+    Guard,
+    Produce,
+    TenantFailure,
+    TenantRequest,
+    TenantRuntime,
+)
+from claw402.registry.models import Tenant
+from claw402.registry.store import Registry
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MAX_RUNTIMES = 256  # open tenant datasets kept in one process (least recently used go first)
+
+
+async def unpriced_guard(call: TenantRequest, produce: Produce) -> Response:
+    """Without a configured paywall a priced route cannot be served: answer 402, never data."""
+    return error_response(
+        402,
+        "payment_required",
+        call.request_id,
+        f"{call.resource_url} costs ${call.tenant.price_usd} per call; this gateway has no "
+        "payment network configured (run `402claw dev` or set CLAW402_ENV)",
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        guard: Guard = unpriced_guard,
+        sink: EventSink | None = None,
+    ) -> None:
+        self.registry = registry
+        self.directory = LiveDirectory(registry)
+        self.guard = guard
+        self.sink = sink or EventSink(registry.write_events)
+        self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        response = await self.dispatch(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.sink.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def dispatch(self, request: Request) -> Response:
+        started = time.perf_counter()
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+        path = request.url.path
+        if path == "/healthz":
+            return self._stamp(json_response({"ok": True}), request_id, None)
+
+        resolution = self.directory.current().resolve(request.headers.get("host"), path)
+        if resolution is None:
+            self.sink.emit(
+                ev.event(
+                    ev.DISPATCH_FAILURE,
+                    request_id,
+                    None,
+                    status=404,
+                    reason="tenant_not_found",
+                    path=path,
+                )
+            )
+            return self._stamp(self._fail("tenant_not_found", request_id), request_id, None)
+
+        route = resolution.tenant
+        self.sink.emit(ev.event(ev.DISPATCH_START, request_id, route, path=resolution.path))
+        response, reason = await self._run_tenant(request, route, resolution.path, request_id)
+        duration = (time.perf_counter() - started) * 1000
+        kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
+        self.sink.emit(
+            ev.event(
+                kind,
+                request_id,
+                route,
+                status=response.status_code,
+                duration_ms=duration,
+                reason=reason,
+            )
+        )
+        return self._stamp(response, request_id, route)
+
+    async def _run_tenant(
+        self, request: Request, route: TenantRoute, path: str, request_id: str
+    ) -> tuple[Response, str | None]:
+        tenant: Tenant = route.extra["tenant"]
+        if tenant.dataset is None:
+            return self._fail("dispatcher_binding_missing", request_id), "no dataset deployed"
+        try:
+            runtime = self._runtime(tenant)
+            root = str(request.base_url).rstrip("/")
+            if path is not request.url.path:  # routed by /t/<slug>: the root keeps the prefix
+                root += f"/t/{tenant.slug}"
+            call = TenantRequest(request, tenant, path, request_id, root)
+            response = await runtime.handle(call, self.guard)
+        except TenantFailure as exc:
+            return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc)
+        except Exception as exc:  # a crash in a tenant must not take the gateway down
+            reason = f"{type(exc).__name__}: {exc}"
+            return self._fail("tenant_worker_failure", request_id), reason
+        if response.status_code == 503:
+            return response, "tenant_limit_exceeded"
+        return response, None
+
+    def _runtime(self, tenant: Tenant) -> TenantRuntime:
+        assert tenant.dataset is not None
+        key = (tenant.tenant_id, tenant.dataset.version)
+        runtime = self._runtimes.get(key)
+        if runtime is not None and runtime.tenant == tenant:
+            self._runtimes.move_to_end(key)
+            return runtime
+        try:
+            dataset = open_dataset(
+                tenant.dataset.data_path, tenant.dataset.columns, tenant.dataset.key
+            )
+        except Exception as exc:
+            raise TenantFailure(f"dataset unreadable: {exc}") from exc
+        runtime = TenantRuntime(tenant, dataset)
+        self._runtimes[key] = runtime
+        while len(self._runtimes) > MAX_RUNTIMES:
+            self._runtimes.popitem(last=False)
+        return runtime
+
+    @staticmethod
+    def _fail(code: str, request_id: str, detail: str | None = None) -> Response:
+        return error_response(STATUS[code], code, request_id, detail)
+
+    @staticmethod
+    def _stamp(response: Response, request_id: str, route: TenantRoute | None) -> Response:
+        response.headers["x-request-id"] = request_id
+        if route is not None:
+            response.headers["x-tenant-id"] = route.tenant_id
+        return response
+
+
+def create_app(settings: Settings, *, guard: Guard | None = None) -> Gateway:
+    registry = Registry.open(settings)
+    return Gateway(registry, guard=guard or unpriced_guard)

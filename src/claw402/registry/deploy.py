@@ -1,0 +1,151 @@
+"""Deploy: validate everything, ingest into a fresh version folder, then switch atomically.
+
+Checks run before the (possibly long) ingest, and a failed ingest or registry write removes
+the new folder, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_utils import to_checksum_address
+
+from claw402.config import Settings
+from claw402.datasets.ingest import ingest
+from claw402.dispatch.naming import check_slug, default_worker_name, normalize_host
+from claw402.dispatch.plans import check_plan
+from claw402.money import usd_to_atomic
+from claw402.registry.models import Tenant
+from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
+
+KEEP_VERSIONS = 2  # the live one and the one before it (still open in running gateways)
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_WORKER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    source: Path
+    slug: str
+    price: str | None = None
+    plan: str | None = None
+    hosts: Sequence[str] | None = None
+    pay_to: str | None = None
+    key: str | None = None
+    cpu_ms: int | None = None
+    sub_requests: int | None = None
+    name: str | None = None
+    description: str | None = None
+    worker_name: str | None = None
+    owner: str | None = None
+
+
+def check_address(value: str) -> str:
+    if not _ADDRESS_RE.fullmatch(value):
+        raise RegistryError(f"invalid address {value!r}: expected 0x followed by 40 hex digits")
+    mixed_case = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
+    if mixed_case and to_checksum_address(value) != value:
+        raise RegistryError(f"address {value!r} fails its EIP-55 checksum")
+    return to_checksum_address(value)
+
+
+def _positive(value: int | None, name: str) -> int | None:
+    if value is not None and value <= 0:
+        raise RegistryError(f"{name} must be a positive integer")
+    return value
+
+
+def build_spec(request: DeployRequest, existing: Tenant | None) -> TenantSpec:
+    """Merge the request over the existing tenant: what a re-deploy does not name is kept."""
+    try:
+        slug = check_slug(request.slug)
+        plan = check_plan(request.plan or (existing.plan if existing else "free"))
+        hosts = (
+            tuple(sorted({normalize_host(h) for h in request.hosts}))
+            if request.hosts is not None
+            else (existing.hosts if existing else ())
+        )
+        if request.price is not None:
+            price = usd_to_atomic(request.price)
+        elif existing is not None:
+            price = existing.price_atomic
+        else:
+            raise RegistryError("--price is required for a new tenant (0 for a free API)")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
+    worker = request.worker_name or (
+        existing.worker_name if existing else default_worker_name(slug)
+    )
+    if not _WORKER_RE.fullmatch(worker):
+        raise RegistryError(f"invalid worker name {worker!r}")
+    pay_to = check_address(request.pay_to) if request.pay_to else (existing and existing.pay_to)
+    return TenantSpec(
+        slug=slug,
+        worker_name=worker,
+        plan=plan,
+        price_atomic=price,
+        pay_to=pay_to or None,
+        hosts=hosts,
+        owner=request.owner or (existing.owner if existing else None),
+        cpu_ms=_positive(request.cpu_ms, "--cpu-ms") or (existing.cpu_ms if existing else None),
+        sub_requests=_positive(request.sub_requests, "--subrequests")
+        or (existing.sub_requests if existing else None),
+        name=request.name if request.name is not None else (existing and existing.name),
+        description=request.description
+        if request.description is not None
+        else (existing and existing.description),
+    )
+
+
+def deploy(
+    registry: Registry,
+    settings: Settings,
+    request: DeployRequest,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tenant:
+    source = request.source.expanduser().resolve()
+    if not source.is_file():
+        raise RegistryError(f"{request.source}: no such file")
+    existing = registry.get(request.slug) if isinstance(request.slug, str) else None
+    spec = build_spec(request, existing)
+    registry.check_hosts(spec.slug, spec.hosts)
+    key = (
+        request.key
+        if request.key is not None
+        else (existing.dataset.key if existing and existing.dataset else None)
+    )
+
+    folder = settings.datasets_dir / spec.slug / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    try:
+        result = ingest(source, folder, key=key, progress=progress)
+        tenant = registry.deploy(
+            spec,
+            NewVersion(
+                source_path=str(source),
+                format=result.format,
+                rows=result.rows,
+                bytes=result.bytes,
+                columns=[{"name": c.name, "type": c.type} for c in result.columns],
+                key=result.key,
+                data_path=str(result.path),
+            ),
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for old in registry.prune_versions(spec.slug, KEEP_VERSIONS):
+        shutil.rmtree(Path(old.data_path).parent, ignore_errors=True)
+    return tenant
+
+
+def remove(registry: Registry, settings: Settings, slug: str) -> Tenant:
+    tenant = registry.remove(slug)
+    shutil.rmtree(settings.datasets_dir / slug, ignore_errors=True)
+    return tenant

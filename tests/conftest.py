@@ -1,0 +1,58 @@
+"""Fixtures every suite shares: registry URLs for both backends, free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+POSTGRES_URL = os.environ.get("CLAW402_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_reachable() -> str | None:
+    from claw402.registry.db import make_engine
+
+    try:
+        engine = make_engine(POSTGRES_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_URL} not reachable ({type(exc).__name__}); skipped"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_skip_reason() -> str | None:
+    return _postgres_reachable()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path, postgres_skip_reason) -> Iterator[str]:
+    """A fresh, empty registry database: a SQLite file, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+        return
+    if postgres_skip_reason:
+        pytest.skip(postgres_skip_reason)
+    from claw402.registry.db import make_engine
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
