@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from claw402.cli import serve, tenants
+from claw402.cli import cloudflare, serve, tenants
 
 app = typer.Typer(
     name="402claw",
@@ -19,6 +19,7 @@ app.command("show")(tenants.show_command)
 app.command("remove")(tenants.remove_command)
 app.command("events")(tenants.events_command)
 app.command("serve")(serve.serve_command)
+cloudflare.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""The tenant directory export: both shapes, the entry fields, and the CLI command."""
+
+from __future__ import annotations
+
+import json
+
+from cfhelpers import add_tenant, cli_app
+from typer.testing import CliRunner
+
+from claw402.cloudflare.directory import export_directory
+
+app = cli_app()
+
+
+def test_maps_and_registry_shapes(registry):
+    add_tenant(registry, "acme", plan="pro", hosts=("api.acme.com", "data.acme.com"),
+               price_atomic=1500, pay_to="0x" + "ab" * 20)
+    add_tenant(registry, "beta", cpu_ms=75)
+    tenants = registry.list_tenants()
+
+    maps = export_directory(tenants)
+    assert set(maps) == {"byHost", "bySlug"}
+    assert list(maps["bySlug"]) == ["acme", "beta"]
+    assert maps["byHost"]["api.acme.com"] is maps["bySlug"]["acme"]
+    acme = maps["bySlug"]["acme"]
+    assert acme == {
+        "tenantId": tenants[0].tenant_id,
+        "slug": "acme",
+        "workerName": "tenant-acme-worker",
+        "plan": "pro",
+        "limits": {"cpuMs": 200, "subRequests": 50, "cpu_ms": 200, "subrequests": 50},
+        "price": "0.0015",
+        "priceAtomic": "1500",
+        "payTo": "0x" + "ab" * 20,
+        "hosts": ["api.acme.com", "data.acme.com"],
+    }
+    assert maps["bySlug"]["beta"]["limits"]["cpuMs"] == 75  # override wins over the plan
+
+    flat = export_directory(tenants, "registry")
+    assert flat == {"tenants": [maps["bySlug"]["acme"], maps["bySlug"]["beta"]]}
+
+
+def test_empty_registry(registry):
+    assert export_directory([]) == {"byHost": {}, "bySlug": {}}
+    assert export_directory([], "registry") == {"tenants": []}
+
+
+def test_cli_prints_or_writes(registry, settings, tmp_path):
+    add_tenant(registry, "acme", hosts=("api.acme.com",))
+    runner = CliRunner()
+    printed = runner.invoke(app, ["export-tenant-directory", "--home", str(settings.home)])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output)["byHost"]["api.acme.com"]["slug"] == "acme"
+
+    out = tmp_path / "dir" / "directory.json"
+    written = runner.invoke(app, ["export-tenant-directory", "--home", str(settings.home),
+                                  "--format", "registry", "--out", str(out), "--json"])
+    assert written.exit_code == 0, written.output
+    assert json.loads(written.output) == {"ok": True, "path": str(out), "format": "registry",
+                                          "tenants": 1}
+    assert json.loads(out.read_text())["tenants"][0]["slug"] == "acme"
+
+    bad = runner.invoke(app, ["export-tenant-directory", "--home", str(settings.home),
+                              "--format", "yaml"])
+    assert bad.exit_code != 0
