@@ -1,0 +1,232 @@
+// 402claw dispatch Worker: the gateway's dispatcher (src/claw402/dispatch + gateway/app.py) at
+// the edge. Resolve the tenant (Host first, then /t/<slug>/ with the prefix stripped), run the
+// paywall for priced routes, call the tenant's user Worker through the dispatch namespace with
+// the tenant's plan limits, stamp x-request-id / x-tenant-id, and send lifecycle events.
+// Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js.
+
+import DIRECTORY from "./directory.js";
+import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE } from "./rules.js";
+import { guard } from "./paywall.js";
+
+const STATUS = {
+  tenant_not_found: 404,
+  dispatcher_binding_missing: 500,
+  tenant_worker_failure: 502,
+  tenant_limit_exceeded: 503,
+};
+// What the platform throws from a user Worker that ran over its custom limits.
+const LIMIT_ERROR_RE = /exceeded (its )?(cpu|CPU|memory|resource)|too many subrequests/i;
+
+const { byHost, bySlug } = indexDirectory(DIRECTORY);
+
+// Accept both export shapes: {byHost, bySlug} and {tenants: [...]}. Maps, not plain objects,
+// so a slug like "constructor" cannot hit a prototype property.
+export function indexDirectory(directory) {
+  const hosts = new Map();
+  const slugs = new Map();
+  if (Array.isArray(directory.tenants)) {
+    for (const entry of directory.tenants) {
+      slugs.set(entry.slug, entry);
+      for (const host of entry.hosts || []) hosts.set(host, entry);
+    }
+  } else {
+    for (const [slug, entry] of Object.entries(directory.bySlug || {})) slugs.set(slug, entry);
+    for (const [host, entry] of Object.entries(directory.byHost || {})) hosts.set(host, entry);
+  }
+  return { byHost: hosts, bySlug: slugs };
+}
+
+// naming.request_host: lowercase, port removed, trailing dot dropped, "[::1]:80" kept as is.
+export function requestHost(header) {
+  if (!header) return null;
+  const value = header.trim().toLowerCase();
+  if (value.startsWith("[")) return value;
+  const host = value.includes(":") ? value.slice(0, value.lastIndexOf(":")) : value;
+  return host.replace(/\.+$/, "");
+}
+
+export function isValidSlug(slug) {
+  return SLUG_RE.test(slug) && !RESERVED_SLUGS.has(slug);
+}
+
+// routing.Directory.resolve over a percent-decoded path (what an ASGI server hands the gateway).
+export function resolve(hostHeader, path, index = { byHost, bySlug }) {
+  const host = requestHost(hostHeader);
+  if (host !== null && index.byHost.has(host)) {
+    return { tenant: index.byHost.get(host), path, byPath: false };
+  }
+  if (!path.startsWith("/t/")) return null;
+  const rest = path.slice(3);
+  const cut = rest.indexOf("/");
+  const slug = cut < 0 ? rest : rest.slice(0, cut);
+  if (!isValidSlug(slug) || !index.bySlug.has(slug)) return null;
+  return { tenant: index.bySlug.get(slug), path: cut < 0 ? "/" : rest.slice(cut), byPath: true };
+}
+
+// urllib.parse.unquote: %XX decoded as UTF-8 with replacement, malformed escapes kept.
+export function unquote(text) {
+  if (!text.includes("%")) return text;
+  const bytes = [];
+  const encoder = new TextEncoder();
+  for (let i = 0; i < text.length; ) {
+    if (text[i] === "%" && /^[0-9A-Fa-f]{2}$/.test(text.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
+      i += 3;
+    } else {
+      const cp = text.codePointAt(i);
+      const ch = String.fromCodePoint(cp);
+      bytes.push(...encoder.encode(ch));
+      i += ch.length;
+    }
+  }
+  return new TextDecoder("utf-8").decode(new Uint8Array(bytes));
+}
+
+// A decoded path, encoded per segment so no URL parser re-interprets it ("..", "%", "?").
+export function encodePath(path) {
+  return path.split("/").map(encodeURIComponent).join("/");
+}
+
+function json(body, status = 200, headers = {}) {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+export function errorResponse(status, code, requestId, detail, headers = {}) {
+  const body = { ok: false, error: code, requestId };
+  if (detail) body.detail = detail;
+  return json(body, status, headers);
+}
+
+function fail(code, requestId, detail) {
+  return errorResponse(STATUS[code], code, requestId, detail);
+}
+
+// dispatch/events.event: the same fields in every runtime.
+export function event(type, requestId, tenant, { status = null, durationMs = null, reason = null, ...details } = {}) {
+  const record = {
+    type,
+    ts: Date.now() / 1000,
+    requestId,
+    tenantId: tenant ? tenant.tenantId : null,
+    workerName: tenant ? tenant.workerName : null,
+    limits: tenant ? tenant.limits : null,
+    status,
+    durationMs: durationMs === null ? null : Math.round(durationMs * 1000) / 1000,
+    reason,
+  };
+  if (Object.keys(details).length) record.details = details;
+  return record;
+}
+
+// The durable sink: a service binding (EVENTS) or an HTTP endpoint (EVENTS_URL, with
+// EVENTS_TOKEN as a bearer secret), one batch per request, off the response path.
+function sendEvents(env, ctx, events) {
+  const body = JSON.stringify({ events });
+  const init = { method: "POST", headers: { "content-type": "application/json" }, body };
+  let sent = null;
+  if (env.EVENTS && typeof env.EVENTS.fetch === "function") {
+    sent = env.EVENTS.fetch("https://events.internal/events", init);
+  } else if (env.EVENTS_URL) {
+    if (env.EVENTS_TOKEN) init.headers.authorization = `Bearer ${env.EVENTS_TOKEN}`;
+    sent = fetch(env.EVENTS_URL, init);
+  }
+  if (sent && ctx && ctx.waitUntil) {
+    ctx.waitUntil(sent.then((r) => r.body && r.body.cancel(), (e) => console.error("events", e.message)));
+  }
+}
+
+function stamp(response, requestId, tenant) {
+  const out = new Response(response.body, response);
+  out.headers.set("x-request-id", requestId);
+  if (tenant) out.headers.set("x-tenant-id", tenant.tenantId);
+  else out.headers.delete("x-tenant-id");
+  return out;
+}
+
+// The request the user Worker sees: the stripped path (also in x-claw402-path, exact), the
+// tenant's public root and the request id. Caller-sent x-claw402-* headers are dropped.
+function tenantRequest(request, url, resolution, requestId) {
+  const headers = new Headers(request.headers);
+  for (const name of [...headers.keys()]) if (name.startsWith("x-claw402-")) headers.delete(name);
+  const encoded = encodePath(resolution.path);
+  let root = url.origin;
+  if (resolution.byPath) root += `/t/${resolution.tenant.slug}`;
+  headers.set("x-claw402-path", encoded);
+  headers.set("x-claw402-root-url", root);
+  headers.set("x-request-id", requestId);
+  const target = new URL(url.origin);
+  target.pathname = encoded;
+  target.search = url.search;
+  return {
+    request: new Request(target.toString(), { method: request.method, headers, body: request.body, redirect: "manual" }),
+    resourceUrl: root + resolution.path,
+  };
+}
+
+const PAID = (path, method) =>
+  (method === "GET" || method === "HEAD") && (path === "/v1/records" || path.startsWith("/v1/records/"));
+
+export default {
+  async fetch(request, env, ctx) {
+    const started = performance.now();
+    const incoming = request.headers.get("x-request-id") || "";
+    const requestId = REQUEST_ID_RE.test(incoming) ? incoming : crypto.randomUUID().replaceAll("-", "");
+    const url = new URL(request.url);
+    const path = unquote(url.pathname);
+    if (path === "/healthz") return stamp(json({ ok: true }), requestId, null);
+
+    const resolution = resolve(request.headers.get("host"), path);
+    if (resolution === null) {
+      sendEvents(env, ctx, [event("dispatch_failure", requestId, null, { status: 404, reason: "tenant_not_found", path })]);
+      return stamp(fail("tenant_not_found", requestId), requestId, null);
+    }
+    const tenant = resolution.tenant;
+    const events = [event("dispatch_start", requestId, tenant, { path: resolution.path })];
+    const { response, reason } = await runTenant(request, env, url, resolution, requestId);
+    const kind = reason ? "dispatch_failure" : "dispatch_success";
+    events.push(event(kind, requestId, tenant, {
+      status: response.status, durationMs: performance.now() - started, reason,
+    }));
+    sendEvents(env, ctx, events);
+    return stamp(response, requestId, tenant);
+  },
+};
+
+async function runTenant(request, env, url, resolution, requestId) {
+  const tenant = resolution.tenant;
+  if (!env.DISPATCHER || typeof env.DISPATCHER.get !== "function") {
+    return { response: fail("dispatcher_binding_missing", requestId), reason: "no DISPATCHER binding" };
+  }
+  const call = tenantRequest(request, url, resolution, requestId);
+  let reason = null;
+  const produce = async () => {
+    try {
+      const limits = { cpuMs: tenant.limits.cpuMs, subRequests: tenant.limits.subRequests };
+      const worker = env.DISPATCHER.get(tenant.workerName, {}, { limits });
+      const answer = await worker.fetch(call.request);
+      // Buffered whole, like the gateway, so a paywall can settle before a byte leaves.
+      return new Response(await answer.arrayBuffer(), answer);
+    } catch (error) {
+      const message = String((error && error.message) || error);
+      if (message.startsWith("Worker not found")) {
+        reason = "tenant_not_found";
+        return fail("tenant_not_found", requestId);
+      }
+      if (LIMIT_ERROR_RE.test(message)) {
+        reason = "tenant_limit_exceeded";
+        return errorResponse(503, "tenant_limit_exceeded", requestId, `the tenant ran over its ${tenant.plan} plan limits`);
+      }
+      reason = `${(error && error.name) || "Error"}: ${message}`;
+      return fail("tenant_worker_failure", requestId);
+    }
+  };
+  const paid = Number(tenant.priceAtomic || 0) > 0 && PAID(resolution.path, request.method);
+  const response = paid
+    ? await guard({ request, env, tenant, requestId, resourceUrl: call.resourceUrl, path: resolution.path }, produce)
+    : await produce();
+  if (reason === null && response.status === 503) reason = "tenant_limit_exceeded";
+  return { response, reason };
+}
