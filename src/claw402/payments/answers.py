@@ -1,0 +1,70 @@
+"""The paywall's own answers: 402 challenges, payment errors, pending settlements, receipts.
+
+Every body has the gateway's error shape (`ok`, `error`, `requestId`, `detail`). A 402 also
+carries the v2 `PAYMENT-REQUIRED` header and, in the body, `x402Version: 1` with the v1
+`accepts`, so clients of either protocol version can pay from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+from x402.http.utils import encode_payment_response_header
+from x402.schemas import SettleResponse
+
+from claw402.dispatch.errors import error_body
+from claw402.payments.offer import Challenge
+
+PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
+PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
+EXPOSE = {"Access-Control-Expose-Headers": "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"}
+RETRY_AFTER_SECONDS = "2"
+
+
+def json_answer(
+    status: int,
+    code: str,
+    request_id: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> Response:
+    body = error_body(code, request_id, detail)
+    body.update(fields)
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def challenge(
+    challenge: Challenge,
+    code: str,
+    request_id: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> Response:
+    return json_answer(
+        402,
+        code,
+        request_id,
+        detail,
+        headers={PAYMENT_REQUIRED: challenge.header, **EXPOSE, **(headers or {})},
+        x402Version=1,
+        accepts=challenge.accepts_v1,
+        **fields,
+    )
+
+
+def receipt_headers(settlement: SettleResponse, version: int) -> dict[str, str]:
+    """`PAYMENT-RESPONSE` (and `X-PAYMENT-RESPONSE` for a v1 payer): the settlement receipt."""
+    value = encode_payment_response_header(settlement)
+    headers = {PAYMENT_RESPONSE: value, **EXPOSE}
+    if version == 1:
+        headers[X_PAYMENT_RESPONSE] = value
+    return headers

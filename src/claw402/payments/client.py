@@ -1,0 +1,134 @@
+"""Pay for a call with the official x402 client, never above a price the caller chose.
+
+`pay_and_fetch` is what `402claw call URL [--max-price USD]` runs: `x402Client` +
+`ExactEvmClientScheme` + `x402HttpxClient`. The SDK only pays in assets it knows (USDC on
+public networks) unless told otherwise, so a local chain's token is allowed explicitly
+through `set_spend_controls`. The price cap is a payment policy: when every offer costs more
+than `max_price_atomic`, `PriceTooHigh` says what the call costs, and nothing is signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from eth_account import Account
+from x402 import x402Client
+from x402.client_base import PaymentPolicy, RequirementsView
+from x402.http.clients import x402HttpxClient
+from x402.http.clients.httpx import PaymentError
+from x402.http.utils import decode_payment_response_header
+from x402.mechanisms.evm.exact import ExactEvmClientScheme
+from x402.schemas import SettleResponse
+
+from claw402.money import atomic_to_usd
+
+
+class PriceTooHigh(PaymentError):
+    """Every payment option costs more than the caller's maximum; nothing was signed."""
+
+    def __init__(self, price_atomic: int, max_price_atomic: int) -> None:
+        super().__init__(
+            f"this call costs ${atomic_to_usd(price_atomic)} ({price_atomic} atomic units), "
+            f"above the maximum of ${atomic_to_usd(max_price_atomic)}: nothing was paid"
+        )
+        self.price_atomic = price_atomic
+        self.max_price_atomic = max_price_atomic
+
+
+@dataclass(frozen=True)
+class PaidCall:
+    response: httpx.Response
+    settlement: SettleResponse | None  # the decoded PAYMENT-RESPONSE, when the call was paid
+
+    @property
+    def paid(self) -> bool:
+        return self.settlement is not None and self.settlement.success
+
+
+def _price_cap(max_price_atomic: int) -> PaymentPolicy:
+    """A payment policy keeping offers at or under the cap, or raising `PriceTooHigh`."""
+
+    def policy(version: int, requirements: list[RequirementsView]) -> list[RequirementsView]:
+        kept = [r for r in requirements if int(r.get_amount()) <= max_price_atomic]
+        if not kept and requirements:
+            cheapest = min(int(r.get_amount()) for r in requirements)
+            raise PriceTooHigh(cheapest, max_price_atomic)
+        return kept
+
+    return policy
+
+
+def payment_client(
+    private_key: str,
+    max_price_atomic: int,
+    allowed_assets: Iterable[tuple[str, str]] = (),
+) -> x402Client:
+    """An `x402Client` that signs `exact` EVM payments up to `max_price_atomic` per call.
+
+    `allowed_assets` lists `(network, asset_address)` pairs to pay in besides the SDK's
+    default USDC (e.g. the local chain's token).
+    """
+    if max_price_atomic < 0:
+        raise ValueError("max_price_atomic must not be negative")
+    client = x402Client()
+    client.register("eip155:*", ExactEvmClientScheme(Account.from_key(private_key)))
+    client.set_spend_controls(
+        {
+            "allowed_assets": [
+                {"network": network, "asset": asset} for network, asset in allowed_assets
+            ],
+            "max_amount_per_payment": False,  # the policy below caps every asset
+        }
+    )
+    client.register_policy(_price_cap(max_price_atomic))
+    return client
+
+
+async def pay_and_fetch_async(
+    url: str,
+    private_key: str,
+    max_price_atomic: int,
+    *,
+    allowed_assets: Iterable[tuple[str, str]] = (),
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> PaidCall:
+    """Request `url`; on a 402, pay (at most `max_price_atomic`) and return the paid answer.
+
+    Raises `PriceTooHigh` when the call costs more, and the SDK's `PaymentError` when it
+    cannot pay (no matching network or asset, a signing failure).
+    """
+    client = payment_client(private_key, max_price_atomic, allowed_assets)
+    async with x402HttpxClient(client, timeout=timeout) as http:
+        response = await http.request(method, url, headers=dict(headers or {}))
+    receipt = response.headers.get("payment-response") or response.headers.get("x-payment-response")
+    settlement = decode_payment_response_header(receipt) if receipt else None
+    return PaidCall(response, settlement)
+
+
+def pay_and_fetch(
+    url: str,
+    private_key: str,
+    max_price_atomic: int,
+    *,
+    allowed_assets: Iterable[tuple[str, str]] = (),
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> PaidCall:
+    """Synchronous `pay_and_fetch_async`, for the CLI and scripts."""
+    return asyncio.run(
+        pay_and_fetch_async(
+            url,
+            private_key,
+            max_price_atomic,
+            allowed_assets=allowed_assets,
+            method=method,
+            headers=headers,
+            timeout=timeout,
+        )
+    )

@@ -1,0 +1,188 @@
+"""What one tenant sells: its x402 payment requirements, the 402 challenge, and the match rule.
+
+Requirements are built once per (tenant, price, payTo) with the SDK's own schema types and
+reused; the encoded `PAYMENT-REQUIRED` header is cached per resource URL, so the challenge
+path does no pydantic or base64 work after the first call.
+
+`extra` carries the token's EIP-712 domain (`name`, `version`) that payers sign against,
+and `tenant`, which binds a payment to the tenant it was made for: two tenants with the same
+price and payTo still refuse each other's payments.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from x402.http.utils import encode_payment_required_header
+from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
+from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo
+
+from claw402.payments.codec import PAYMENT_IDENTIFIER, PresentedPayment
+from claw402.payments.config import PaymentConfig
+
+SCHEME = "exact"
+MIME_TYPE = "application/json"
+_CACHED_RESOURCES = 256
+# The declaration `x402.extensions.payment_identifier.declare_payment_identifier_extension()`
+# builds: an optional idempotency id the payer may add to its payment.
+_EXTENSIONS = {
+    PAYMENT_IDENTIFIER: {
+        "info": {"required": False},
+        "schema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "required": {"type": "boolean"},
+                "id": {
+                    "type": "string",
+                    "minLength": 16,
+                    "maxLength": 128,
+                    "pattern": "^[a-zA-Z0-9_-]+$",
+                },
+            },
+            "required": ["required"],
+        },
+    }
+}
+
+
+class Mismatch(ValueError):
+    """A well-formed payment made for other terms than this tenant's; `reason` is a code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    header: str  # base64 PAYMENT-REQUIRED (v2)
+    accepts_v1: list[dict[str, Any]]  # for the JSON body, which v1 clients read
+
+
+def v1_network_name(network: str) -> str | None:
+    """The legacy v1 name of a CAIP-2 network (`eip155:8453` -> `base`), if it has one."""
+    chain_id = int(network.split(":", 1)[1])
+    names = [name for name, cid in V1_NETWORK_CHAIN_IDS.items() if cid == chain_id]
+    return names[0] if names else None
+
+
+class Offer:
+    def __init__(
+        self,
+        config: PaymentConfig,
+        *,
+        tenant_id: str,
+        amount: int,
+        pay_to: str,
+        description: str,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.amount = str(amount)
+        self.description = description
+        self.requirements = PaymentRequirements(
+            scheme=SCHEME,
+            network=config.network,
+            asset=config.asset,
+            amount=self.amount,
+            pay_to=pay_to,
+            max_timeout_seconds=config.max_timeout_seconds,
+            extra={**config.extra, "tenant": tenant_id},
+        )
+        self._v1_names = {config.network}
+        legacy = v1_network_name(config.network)
+        if legacy:
+            self._v1_names.add(legacy)
+        self._v1_network = legacy or config.network
+        self._challenges: OrderedDict[tuple[str, str], Challenge] = OrderedDict()
+
+    @property
+    def pay_to(self) -> str:
+        return self.requirements.pay_to
+
+    def challenge(self, resource_url: str, error: str) -> Challenge:
+        key = (resource_url, error)
+        found = self._challenges.get(key)
+        if found is not None:
+            return found
+        required = PaymentRequired(
+            error=error,
+            resource=ResourceInfo(
+                url=resource_url, description=self.description, mime_type=MIME_TYPE
+            ),
+            accepts=[self.requirements],
+            extensions=_EXTENSIONS,
+        )
+        found = Challenge(
+            header=encode_payment_required_header(required),
+            accepts_v1=[self._v1_requirements(resource_url)],
+        )
+        self._challenges[key] = found
+        if len(self._challenges) > _CACHED_RESOURCES:
+            self._challenges.popitem(last=False)
+        return found
+
+    def _v1_requirements(self, resource_url: str) -> dict[str, Any]:
+        r = self.requirements
+        return {
+            "scheme": r.scheme,
+            "network": self._v1_network,
+            "maxAmountRequired": r.amount,
+            "resource": resource_url,
+            "description": self.description,
+            "mimeType": MIME_TYPE,
+            "payTo": r.pay_to,
+            "maxTimeoutSeconds": r.max_timeout_seconds,
+            "asset": r.asset,
+            "extra": r.extra,
+        }
+
+    def match(self, payment: PresentedPayment) -> PaymentPayload:
+        """The v2 payload to verify and settle, if `payment` pays exactly these terms.
+
+        Raises `Mismatch` otherwise. A v1 payment is lifted to v2 with these requirements
+        as `accepted` (the signed authorization is the same in both versions).
+        """
+        r = self.requirements
+        if payment.scheme != r.scheme:
+            raise Mismatch("scheme_mismatch", f"scheme must be {r.scheme!r}")
+        if payment.accepted is not None:
+            self._match_accepted(payment.accepted)
+        elif payment.network not in self._v1_names:
+            raise Mismatch("network_mismatch", f"network must be {self._v1_network!r}")
+        authorization = payment.authorization
+        if authorization["to"].lower() != r.pay_to.lower():
+            raise Mismatch("pay_to_mismatch", f"the authorization must pay {r.pay_to}")
+        if authorization["value"] != r.amount:
+            raise Mismatch(
+                "amount_mismatch",
+                f"the authorization must move exactly {r.amount} atomic units",
+            )
+        if payment.payload is not None:
+            return payment.payload
+        return PaymentPayload(payload=payment.inner, accepted=r)
+
+    def _match_accepted(self, accepted: PaymentRequirements) -> None:
+        r = self.requirements
+        if accepted.network != r.network:
+            raise Mismatch("network_mismatch", f"network must be {r.network!r}")
+        if accepted.asset.lower() != r.asset.lower():
+            raise Mismatch("asset_mismatch", f"asset must be {r.asset}")
+        if accepted.pay_to.lower() != r.pay_to.lower():
+            raise Mismatch("pay_to_mismatch", f"payTo must be {r.pay_to}")
+        if accepted.amount != r.amount:
+            raise Mismatch("amount_mismatch", f"amount must be exactly {r.amount}")
+        if accepted.max_timeout_seconds != r.max_timeout_seconds:
+            raise Mismatch("timeout_mismatch", f"maxTimeoutSeconds must be {r.max_timeout_seconds}")
+        extra = accepted.extra or {}
+        if extra.get("tenant") != self.tenant_id:
+            raise Mismatch("tenant_mismatch", "this payment was made for another resource")
+        for name in ("name", "version"):
+            if extra.get(name) != r.extra[name]:
+                raise Mismatch(
+                    "domain_mismatch",
+                    f"extra.{name} must be {r.extra[name]!r} (the token's EIP-712 domain)",
+                )
