@@ -1,0 +1,204 @@
+"""Verify and settle x402 `exact` payments on one EVM chain, through the official SDK.
+
+The SDK does the cryptography and the chain work (`x402FacilitatorSync` +
+`ExactEvmFacilitatorScheme`); this class adds the policy a public facilitator needs on top:
+- one network only: the SDK registers `eip155:31337` as the pattern `eip155:*`, so without
+  a check it would happily "verify" a Base mainnet payment against the local RPC;
+- `simulate_in_settle=True`: settle re-simulates `transferWithAuthorization`, so a replayed
+  authorization is refused before broadcast instead of reverting on chain and burning gas;
+- one settle at a time per authorization: two concurrent settles of the same payload would
+  both pass simulation and both broadcast; the second is refused at once instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from x402 import x402FacilitatorSync
+from x402.mechanisms.evm.constants import (
+    ERR_FAILED_TO_VERIFY_SIGNATURE,
+    ERR_TRANSACTION_SIMULATION_FAILED,
+)
+from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmSchemeConfig
+from x402.mechanisms.evm.types import is_permit2_payload
+from x402.schemas import (
+    PaymentPayload,
+    PaymentRequirements,
+    SettleResponse,
+    SupportedResponse,
+    VerifyResponse,
+)
+
+from claw402.facilitator.protocol import check_evm_requirements, eip3009_payload_problem
+from claw402.facilitator.settings import FacilitatorSettings
+from claw402.facilitator.signer import FastReceiptSigner
+
+logger = logging.getLogger("claw402.facilitator")
+
+SCHEME = "exact"
+# Reasons of our own; the SDK's (e.g. `invalid_exact_evm_nonce_already_used`) pass through.
+UNSUPPORTED_NETWORK = "unsupported_network"
+UNSUPPORTED_SCHEME = "unsupported_scheme"
+INVALID_PAYLOAD = "invalid_payload"
+SETTLEMENT_IN_PROGRESS = "settlement_in_progress"
+
+
+# The SDK reports a transport failure inside these checks as an invalid payment.
+_MAYBE_TRANSPORT = frozenset({ERR_FAILED_TO_VERIFY_SIGNATURE, ERR_TRANSACTION_SIMULATION_FAILED})
+
+
+class ChainMismatch(RuntimeError):
+    """The RPC serves another chain than the configured network."""
+
+
+class RpcUnavailable(RuntimeError):
+    """The chain RPC does not answer: the payment was not judged (HTTP 502, not a 402)."""
+
+
+class Facilitator:
+    """Stateless apart from the in-flight settle set; safe to call from many threads."""
+
+    def __init__(self, settings: FacilitatorSettings) -> None:
+        self.network = settings.network
+        self.rpc_url = settings.rpc_url
+        self.signer = FastReceiptSigner(
+            settings.private_key,
+            settings.rpc_url,
+            poll_interval=settings.receipt_poll_interval,
+            confirmation_timeout_seconds=settings.confirmation_timeout,
+        )
+        rpc_chain_id = self.signer.get_chain_id()
+        if rpc_chain_id != settings.chain_id:
+            raise ChainMismatch(
+                f"{settings.rpc_url} serves chain {rpc_chain_id}, not {settings.network}"
+            )
+        scheme = ExactEvmFacilitatorScheme(
+            self.signer, ExactEvmSchemeConfig(simulate_in_settle=True)
+        )
+        self._sdk = x402FacilitatorSync().register([settings.network], scheme)
+        self._in_flight: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        """The account that submits settlements and pays their gas."""
+        return self.signer.address
+
+    def supported(self) -> SupportedResponse:
+        return self._sdk.get_supported()
+
+    def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResponse:
+        """Check a payment without moving funds; raises `BadRequest` for bad requirements."""
+        problem = self._precheck(payload, requirements)
+        if problem is not None:
+            reason, message = problem
+            return VerifyResponse(
+                is_valid=False,
+                invalid_reason=reason,
+                invalid_message=message,
+                payer=_payer(payload),
+            )
+        result = self._sdk.verify(payload, requirements)
+        if not result.is_valid:
+            self._raise_if_rpc_down(result.invalid_reason, result.invalid_message)
+        return result
+
+    def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
+        """Re-verify (with simulation), broadcast `transferWithAuthorization`, await receipt."""
+        problem = self._precheck(payload, requirements)
+        if problem is not None:
+            reason, message = problem
+            return self._refusal(payload, reason, message)
+        started = time.perf_counter()
+        with self._claim(payload) as claimed:
+            if not claimed:
+                return self._refusal(
+                    payload, SETTLEMENT_IN_PROGRESS, "this authorization is being settled"
+                )
+            result = self._sdk.settle(payload, requirements)
+        if not result.success and not result.transaction:
+            self._raise_if_rpc_down(result.error_reason, result.error_message)
+        logger.info(
+            "settle %s payer=%s amount=%s tx=%s reason=%s in %.1f ms",
+            "ok" if result.success else "failed",
+            result.payer,
+            requirements.amount,
+            result.transaction or "-",
+            result.error_reason or "-",
+            (time.perf_counter() - started) * 1000,
+        )
+        return result
+
+    def _precheck(
+        self, payload: PaymentPayload, requirements: PaymentRequirements
+    ) -> tuple[str, str] | None:
+        for where, network in (
+            ("paymentRequirements", requirements.network),
+            ("paymentPayload.accepted", payload.accepted.network),
+        ):
+            if network != self.network:
+                return UNSUPPORTED_NETWORK, (
+                    f"this facilitator settles on {self.network} only; "
+                    f"{where}.network is {network!r}"
+                )
+        for where, scheme in (
+            ("paymentRequirements", requirements.scheme),
+            ("paymentPayload.accepted", payload.accepted.scheme),
+        ):
+            if scheme != SCHEME:
+                return (
+                    UNSUPPORTED_SCHEME,
+                    f"only the 'exact' scheme is supported; {where}.scheme is {scheme!r}",
+                )
+        check_evm_requirements(requirements)
+        if not is_permit2_payload(payload.payload):
+            reason = eip3009_payload_problem(payload.payload)
+            if reason is not None:
+                return INVALID_PAYLOAD, reason
+        return None
+
+    def _raise_if_rpc_down(self, reason: str | None, message: str | None) -> None:
+        if reason in _MAYBE_TRANSPORT and not self.signer.rpc_reachable():
+            raise RpcUnavailable(f"{self.rpc_url} is unreachable ({message or reason})")
+
+    @contextmanager
+    def _claim(self, payload: PaymentPayload) -> Iterator[bool]:
+        """Hold the (payer, nonce) of an EIP-3009 payload while it settles."""
+        authorization = payload.payload.get("authorization")
+        if not isinstance(authorization, dict):  # Permit2: the SDK's own store guards it
+            yield True
+            return
+        key = (str(authorization["from"]).lower(), str(authorization["nonce"]).lower())
+        with self._lock:
+            if key in self._in_flight:
+                claimed = False
+            else:
+                self._in_flight.add(key)
+                claimed = True
+        try:
+            yield claimed
+        finally:
+            if claimed:
+                with self._lock:
+                    self._in_flight.discard(key)
+
+    def _refusal(self, payload: PaymentPayload, reason: str, message: str) -> SettleResponse:
+        return SettleResponse(
+            success=False,
+            error_reason=reason,
+            error_message=message,
+            payer=_payer(payload),
+            transaction="",
+            network=payload.accepted.network,
+        )
+
+
+def _payer(payload: PaymentPayload) -> str | None:
+    authorization = payload.payload.get("authorization")
+    if isinstance(authorization, dict) and isinstance(authorization.get("from"), str):
+        return authorization["from"]
+    return None

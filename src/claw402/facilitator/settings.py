@@ -1,0 +1,73 @@
+"""What a facilitator needs to run: one chain, one gas-paying key, optionally an API key."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_NETWORK = re.compile(r"^eip155:([1-9][0-9]*)$")
+_PRIVATE_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FacilitatorSettings:
+    """Validated at construction so a typo fails at startup, not on the first payment.
+
+    `receipt_poll_interval` is how often settle asks the RPC for the receipt (web3's default
+    100 ms dominates settle latency on a dev chain that mines in 1 ms); `confirmation_timeout`
+    bounds the wait before settle answers `settlement_pending`.
+    """
+
+    rpc_url: str
+    private_key: str = field(repr=False)
+    network: str
+    api_key: str | None = field(default=None, repr=False)
+    receipt_poll_interval: float = 0.005
+    confirmation_timeout: float = 30.0
+    max_body_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if not _NETWORK.match(self.network):
+            raise SettingsError(
+                f"network must be a CAIP-2 EVM id like eip155:31337, got {self.network!r}"
+            )
+        if not _PRIVATE_KEY.match(self.private_key):
+            raise SettingsError("private key must be 32 bytes of hex (64 hex digits)")
+        if not self.rpc_url.startswith(("http://", "https://")):
+            raise SettingsError(f"rpc_url must be an http(s) URL, got {self.rpc_url!r}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise SettingsError("api_key, when given, must not be empty")
+
+    @property
+    def chain_id(self) -> int:
+        match = _NETWORK.match(self.network)
+        assert match is not None  # checked in __post_init__
+        return int(match.group(1))
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        rpc_url: str,
+        private_key_env: str,
+        network: str,
+        api_key_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> FacilitatorSettings:
+        """Read secrets from named environment variables, never from the command line."""
+        env = os.environ if environ is None else environ
+        private_key = env.get(private_key_env, "").strip()
+        if not private_key:
+            raise SettingsError(f"environment variable {private_key_env} is not set")
+        api_key = None
+        if api_key_env is not None:
+            api_key = env.get(api_key_env, "").strip()
+            if not api_key:
+                raise SettingsError(f"environment variable {api_key_env} is not set")
+        return cls(rpc_url=rpc_url, private_key=private_key, network=network, api_key=api_key)
