@@ -36,10 +36,10 @@ def test_multicall3_is_installed_and_answers(chain: DevChain) -> None:
     from x402.mechanisms.evm.constants import BALANCE_OF_ABI, NAME_ABI
     from x402.mechanisms.evm.multicall import MulticallCall, multicall
 
-    from claw402.facilitator.signer import FastReceiptSigner
+    from claw402.facilitator.signer import FastSigner
 
     assert chain.web3().eth.get_code(MULTICALL3_ADDRESS)
-    signer = FastReceiptSigner(chain.facilitator.private_key, chain.rpc_url)
+    signer = FastSigner(chain.facilitator.private_key, chain.rpc_url)
     payer = chain.payers[0].address
     results = multicall(
         signer,

@@ -16,6 +16,7 @@ import hmac
 import logging
 from collections.abc import Callable
 
+import httpx
 import requests
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -123,7 +124,7 @@ def _json(model: BaseModel) -> JSONResponse:
 def _caused_by_rpc(exc: BaseException | None) -> bool:
     """The SDK wraps transport errors (e.g. in RuntimeError); look down the chain."""
     while exc is not None:
-        if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
+        if isinstance(exc, httpx.TransportError | requests.RequestException | ConnectionError):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

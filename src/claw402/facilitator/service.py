@@ -35,7 +35,7 @@ from x402.schemas import (
 
 from claw402.facilitator.protocol import check_evm_requirements, eip3009_payload_problem
 from claw402.facilitator.settings import FacilitatorSettings
-from claw402.facilitator.signer import FastReceiptSigner
+from claw402.facilitator.signer import FastSigner
 
 logger = logging.getLogger("claw402.facilitator")
 
@@ -65,7 +65,7 @@ class Facilitator:
     def __init__(self, settings: FacilitatorSettings) -> None:
         self.network = settings.network
         self.rpc_url = settings.rpc_url
-        self.signer = FastReceiptSigner(
+        self.signer = FastSigner(
             settings.private_key,
             settings.rpc_url,
             poll_interval=settings.receipt_poll_interval,
