@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from claw402.cli.options import Home, Json, open_registry
-from claw402.cli.output import console, emit_json
+from claw402.cli.output import console, emit_json, fail
+from claw402.cloudflare.api import CloudflareApiError, Target
+from claw402.cloudflare.deploy import (
+    ACCOUNT_PLACEHOLDER,
+    DeployError,
+    DeployPlan,
+    execute,
+    plan_dispatcher,
+    plan_rollback,
+    plan_tenant,
+)
 from claw402.cloudflare.directory import export_directory
+from claw402.cloudflare.dispatcher import DEFAULT_NAMESPACE, DEFAULT_SCRIPT_NAME, DispatcherOptions
 from claw402.cloudflare.files import dump_json, write_atomic
+from claw402.cloudflare.history import History, HistoryError
+from claw402.cloudflare.sizes import ScriptTooLarge
+from claw402.config import load_settings
 
 
 class DirectoryShape(enum.StrEnum):
     maps = "maps"
     registry = "registry"
+
+
+class WorkersPlanName(enum.StrEnum):
+    paid = "paid"
+    free = "free"
 
 
 def export_tenant_directory_command(
@@ -43,6 +64,170 @@ def export_tenant_directory_command(
         console.print(f"[green]wrote[/] {count} tenant(s) to {out} ({format.value} format)")
 
 
+# -- deploy, rollback -------------------------------------------------------------------------
+
+AccountId = Annotated[
+    str | None,
+    typer.Option("--account-id", envvar="CLOUDFLARE_ACCOUNT_ID",
+                 help="Cloudflare account id (else CLOUDFLARE_ACCOUNT_ID).", show_default=False),
+]
+ApiToken = Annotated[
+    str | None,
+    typer.Option("--api-token", help="API token (else CLOUDFLARE_API_TOKEN); never stored.",
+                 show_default=False),
+]
+Namespace = Annotated[
+    str,
+    typer.Option("--dispatch-namespace", envvar="CLOUDFLARE_DISPATCH_NAMESPACE",
+                 help="Workers for Platforms dispatch namespace."),
+]
+Secrets = Annotated[
+    list[str] | None,
+    typer.Option("--secret", help="Upload this environment variable as a Worker secret (repeat).",
+                 show_default=False),
+]
+Execute = Annotated[
+    bool, typer.Option("--execute", help="Make the API calls (default: print the plan).")
+]
+WorkersPlanOption = Annotated[
+    WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
+]
+
+
+def _target(account_id: str | None, api_token: str | None, namespace: str) -> Target:
+    return Target(account_id=account_id or ACCOUNT_PLACEHOLDER, dispatch_namespace=namespace,
+                  api_token=api_token)
+
+
+def _run(plan_fn: Callable[[], DeployPlan], history: History, execute_plan: bool,
+         json: bool) -> None:
+    """Build the plan; print it (dry run) or execute it and print the recorded entry."""
+    try:
+        plan = plan_fn()
+        if not execute_plan:
+            _show_plan(plan, json)
+            return
+        entry = execute(plan, history)
+    except (DeployError, HistoryError, ScriptTooLarge, ValueError) as exc:
+        fail(str(exc), as_json=json, code="deploy_refused")
+    except CloudflareApiError as exc:
+        fail(f"{exc} (recorded in {history.path})", as_json=json, code="cloudflare_api_error")
+    if json:
+        emit_json({"ok": True, "executed": True, "deploy": entry})
+        return
+    size = entry["size"]
+    console.print(
+        f"[green]uploaded[/] {entry['kind']} [bold]{entry['scriptName']}[/] "
+        f"({size['bytes']:,} bytes, {size['gzipBytes']:,} gzip) as {entry['id']}"
+    )
+    console.print(f"  PUT {entry['call']['path']}")
+    console.print(f"  recorded in {history.path}")
+
+
+def _show_plan(plan: DeployPlan, json: bool) -> None:
+    data = plan.to_json()
+    if json:
+        emit_json({"ok": True, "executed": False, "plan": data})
+        return
+    verb = "roll back" if plan.action == "rollback" else "deploy"
+    console.print(f"[bold]dry run[/]: {verb} {plan.kind} [bold]{plan.bundle.script_name}[/] "
+                  "(add --execute to make these calls)")
+    for call in data["calls"]:
+        console.print(f"  {call['method']} {call['url']}   [dim]{call['sdk']}[/]")
+        for part in call["multipart"]:
+            extra = f", {part['bytes']:,} bytes" if "bytes" in part else ""
+            console.print(f"    part {part.get('filename', part['name'])} ({part['contentType']}"
+                          f"{extra})")
+    size = data["size"]
+    console.print(f"  size: {size['bytes']:,} bytes, {size['gzipBytes']:,} gzip "
+                  f"(limit {size['limitGzipBytes']:,} gzip on Workers {size['workersPlan']})")
+    bindings = Table("binding", "type", "value")
+    for b in data["bindings"]:
+        value = b.get("namespace") or b.get("text") or ("(secret, from the environment)"
+                                                         if b["type"] == "secret_text" else "")
+        bindings.add_row(b["name"], b["type"], value)
+    console.print(bindings)
+    if plan.rollback_of:
+        console.print(f"  restores deploy {plan.rollback_of}")
+
+
+def deploy_dispatcher_command(
+    account_id: AccountId = None,
+    api_token: ApiToken = None,
+    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    script_name: Annotated[str, typer.Option("--script-name", help="The dispatch Worker's name.")]
+    = DEFAULT_SCRIPT_NAME,
+    events_url: Annotated[
+        str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
+    ] = None,
+    facilitator_url: Annotated[
+        str | None, typer.Option("--facilitator-url", help="x402 facilitator for the paywall.")
+    ] = None,
+    secret: Secrets = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    execute_plan: Execute = False,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Upload the dispatch Worker with the current tenant directory (dry run by default)."""
+    settings, registry = open_registry(home)
+    target = _target(account_id, api_token, dispatch_namespace)
+    options = DispatcherOptions(script_name=script_name, dispatch_namespace=dispatch_namespace,
+                                events_url=events_url, facilitator_url=facilitator_url,
+                                secrets=tuple(secret or ()))
+    _run(lambda: plan_dispatcher(registry, target, options, workers_plan=workers_plan.value),
+         History(settings.home), execute_plan, json)
+
+
+def deploy_tenant_command(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    account_id: AccountId = None,
+    api_token: ApiToken = None,
+    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    script_name: Annotated[
+        str | None, typer.Option("--script-name", help="Defaults to the tenant's workerName.")
+    ] = None,
+    secret: Secrets = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    execute_plan: Execute = False,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Upload one tenant's user Worker (its data API and dataset) to the dispatch namespace."""
+    settings, registry = open_registry(home)
+    target = _target(account_id, api_token, dispatch_namespace)
+    _run(lambda: plan_tenant(registry, slug, target, script_name=script_name,
+                             secrets=tuple(secret or ()), workers_plan=workers_plan.value),
+         History(settings.home), execute_plan, json)
+
+
+def rollback_dispatcher_command(
+    to: Annotated[
+        str | None, typer.Option("--to", help="History id to restore (default: the previous).")
+    ] = None,
+    account_id: AccountId = None,
+    api_token: ApiToken = None,
+    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    script_name: Annotated[str, typer.Option("--script-name", help="The dispatch Worker's name.")]
+    = DEFAULT_SCRIPT_NAME,
+    secret: Secrets = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    execute_plan: Execute = False,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Re-upload an earlier dispatch Worker from the history (dry run by default)."""
+    settings = load_settings(home)
+    history = History(settings.home)
+    target = _target(account_id, api_token, dispatch_namespace)
+    _run(lambda: plan_rollback(history, target, script_name, to=to, secrets=tuple(secret or ()),
+                               workers_plan=workers_plan.value),
+         history, execute_plan, json)
+
+
 def register(app: typer.Typer) -> None:
     """Add the Cloudflare commands to the `402claw` app."""
     app.command("export-tenant-directory")(export_tenant_directory_command)
+    app.command("cloudflare-deploy-dispatcher")(deploy_dispatcher_command)
+    app.command("cloudflare-deploy-tenant")(deploy_tenant_command)
+    app.command("cloudflare-rollback-dispatcher")(rollback_dispatcher_command)

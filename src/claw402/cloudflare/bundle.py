@@ -72,6 +72,13 @@ class WorkerBundle:
         raise KeyError(name)
 
     @property
+    def digest(self) -> str:
+        """One hash over the modules and the metadata: equal digests, identical uploads."""
+        parts = [(m.name, m.sha256) for m in self.modules]
+        payload = orjson.dumps([parts, self.metadata], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(payload).hexdigest()
+
+    @property
     def raw_size(self) -> int:
         return sum(len(m.content) for m in self.modules)
 
@@ -90,7 +97,7 @@ class WorkerBundle:
                 for m in self.modules
             ],
             "bytes": self.raw_size,
-            "metadata": self.metadata,
+            "sha256": self.digest,
         }
 
     def write(self, folder: Path) -> Path:

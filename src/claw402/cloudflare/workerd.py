@@ -109,6 +109,7 @@ class LocalEdge:
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Path | None = None
+        self._http: httpx.Client | None = None
 
     # -- config ------------------------------------------------------------------------
 
@@ -272,6 +273,9 @@ class LocalEdge:
         return self._log.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -305,11 +309,16 @@ class LocalEdge:
     def control_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['control']}"
 
+    def _control(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.control_url, timeout=5)
+        return self._http
+
     def records(self, channel: str) -> list[dict[str, Any]]:
         """What the recorder holds: `dispatches` (namespace get() calls) or `events`."""
-        response = httpx.get(f"{self.control_url}/{channel}", timeout=5)
+        response = self._control().get(f"/{channel}")
         response.raise_for_status()
         return response.json()
 
     def clear(self, channel: str) -> None:
-        httpx.delete(f"{self.control_url}/{channel}", timeout=5).raise_for_status()
+        self._control().delete(f"/{channel}").raise_for_status()

@@ -1,0 +1,253 @@
+"""Plan, execute and record uploads of the dispatch Worker and of tenant Workers.
+
+A plan is everything an upload would do (the API call, the script, its size, its bindings,
+secrets by name), built without credentials: the CLI prints it as a dry run. `execute` makes
+the call, then appends the outcome to the history (a failed call too, so the file tells what
+happened; only succeeded uploads are ever rollback targets). Secret values are read from the
+environment at execute time, sent inside the upload, and never stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from claw402.cloudflare import api
+from claw402.cloudflare.bundle import WorkerBundle
+from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher, check_secret_names
+from claw402.cloudflare.history import History, new_id, redact
+from claw402.cloudflare.sizes import ScriptSize, check_size
+from claw402.registry.models import Tenant
+from claw402.registry.store import Registry
+
+Kind = Literal["dispatcher", "tenant"]
+ACCOUNT_PLACEHOLDER = "<account-id>"
+
+
+class DeployError(ValueError):
+    """A deploy that cannot be planned or run as asked; nothing was uploaded."""
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    kind: Kind
+    target: api.Target
+    bundle: WorkerBundle
+    size: ScriptSize
+    secrets: tuple[str, ...] = ()
+    action: Literal["deploy", "rollback"] = "deploy"
+    rollback_of: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # tenant / directory facts
+
+    @property
+    def path(self) -> str:
+        t = self.target
+        if self.kind == "dispatcher":
+            return api.dispatcher_path(t.account_id, self.bundle.script_name)
+        return api.tenant_path(t.account_id, t.dispatch_namespace, self.bundle.script_name)
+
+    @property
+    def sdk_method(self) -> str:
+        if self.kind == "dispatcher":
+            return "client.workers.scripts.update"
+        return "client.workers_for_platforms.dispatch.namespaces.scripts.update"
+
+    def sent_metadata(self) -> dict[str, Any]:
+        """The metadata part as it will be sent, secrets by name only."""
+        return redact(api.upload_metadata(self.bundle, dict.fromkeys(self.secrets, "")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "action": self.action,
+            "rollbackOf": self.rollback_of,
+            "scriptName": self.bundle.script_name,
+            "accountId": self.target.account_id,
+            "dispatchNamespace": self.target.dispatch_namespace,
+            "calls": [
+                {
+                    "method": "PUT",
+                    "url": self.target.api_base + self.path,
+                    "path": self.path,
+                    "sdk": self.sdk_method,
+                    "multipart": [
+                        {"name": "files", "filename": m.name, "contentType": m.content_type,
+                         "bytes": len(m.content)}
+                        for m in self.bundle.modules
+                    ] + [{"name": "metadata", "contentType": "application/json"}],
+                    "metadata": self.sent_metadata(),
+                }
+            ],
+            "size": self.size.to_json(),
+            "bindings": [
+                {k: v for k, v in b.items() if k != "text" or b["type"] == "plain_text"}
+                for b in self.sent_metadata()["bindings"]
+            ],
+            "secrets": list(self.secrets),
+            "timeoutSeconds": self.target.timeout,
+            "maxRetries": self.target.max_retries,
+            **self.details,
+        }
+
+
+def read_secrets(names: Sequence[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    missing = [n for n in names if not env.get(n)]
+    if missing:
+        raise DeployError(f"secret(s) {', '.join(missing)} not set in the environment: export "
+                          "them before deploying (their values are never stored)")
+    return {n: env[n] for n in names}
+
+
+def _checked_target(target: api.Target) -> None:
+    if not target.account_id or target.account_id == ACCOUNT_PLACEHOLDER:
+        raise DeployError("an account id is required: pass --account-id or set "
+                          "CLOUDFLARE_ACCOUNT_ID")
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+
+def plan_dispatcher(
+    registry: Registry,
+    target: api.Target,
+    options: DispatcherOptions | None = None,
+    *,
+    workers_plan: str = "paid",
+) -> DeployPlan:
+    options = options or DispatcherOptions(dispatch_namespace=target.dispatch_namespace)
+    if options.dispatch_namespace != target.dispatch_namespace:
+        raise DeployError("the dispatcher's namespace binding must name the target namespace")
+    tenants = registry.list_tenants()
+    bundle = build_dispatcher(tenants, options)
+    return DeployPlan(
+        "dispatcher", target, bundle, check_size(bundle, workers_plan),
+        secrets=tuple(check_secret_names(options.secrets)),
+        details={"directory": {"tenants": len(tenants),
+                               "hosts": sum(len(t.hosts) for t in tenants)}},
+    )
+
+
+def plan_tenant(
+    registry: Registry,
+    slug: str,
+    target: api.Target,
+    *,
+    script_name: str | None = None,
+    secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+    build: Callable[[Tenant], WorkerBundle] | None = None,
+) -> DeployPlan:
+    tenant = registry.get(slug)
+    if tenant is None:
+        raise DeployError(f"tenant {slug!r} not found")
+    if script_name is not None and script_name != tenant.worker_name:
+        raise DeployError(
+            f"tenant {slug!r} is routed to the Worker {tenant.worker_name!r}; uploading it as "
+            f"{script_name!r} would leave the dispatcher pointing elsewhere"
+        )
+    if build is None:
+        from claw402.cloudflare.tenant import build_tenant
+
+        build = build_tenant
+    bundle = build(tenant)
+    names = tuple(check_secret_names(secrets))
+    if names:  # declared in the bundle so the Worker cannot run without them
+        bindings = [*bundle.metadata.get("bindings", []),
+                    *({"type": "secret_text", "name": n} for n in names)]
+        bundle = WorkerBundle(bundle.script_name, bundle.modules,
+                              {**bundle.metadata, "bindings": bindings})
+    dataset = tenant.dataset
+    return DeployPlan(
+        "tenant", target, bundle, check_size(bundle, workers_plan), secrets=names,
+        details={"tenant": {"slug": tenant.slug, "tenantId": tenant.tenant_id,
+                            "datasetVersion": dataset.version if dataset else None,
+                            "rows": dataset.rows if dataset else None}},
+    )
+
+
+def plan_rollback(
+    history: History,
+    target: api.Target,
+    script_name: str,
+    *,
+    to: str | None = None,
+    secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+) -> DeployPlan:
+    entry = history.rollback_target("dispatcher", script_name, target.account_id, to)
+    bundle = history.bundle(entry)
+    return DeployPlan(
+        "dispatcher", target, bundle, check_size(bundle, workers_plan),
+        secrets=tuple(check_secret_names(secrets)), action="rollback", rollback_of=entry["id"],
+        details={"restores": {"id": entry["id"], "at": entry["at"]}},
+    )
+
+
+# -- execution -------------------------------------------------------------------------------
+
+
+def execute(
+    plan: DeployPlan,
+    history: History,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Upload, then record the outcome. Raises `CloudflareApiError` (recorded) on failure."""
+    _checked_target(plan.target)
+    plan.target.token()  # no token: refuse before anything is recorded
+    values = read_secrets(plan.secrets, environ)
+    history.store_modules(plan.bundle)
+    entry: dict[str, Any] = {
+        "id": new_id(plan.kind),
+        "kind": plan.kind,
+        "action": plan.action,
+        "rollbackOf": plan.rollback_of,
+        "scriptName": plan.bundle.script_name,
+        "accountId": plan.target.account_id,
+        "dispatchNamespace": plan.target.dispatch_namespace,
+        "apiBase": plan.target.api_base,
+        "call": {"method": "PUT", "path": plan.path, "sdk": plan.sdk_method},
+        "at": datetime.now(UTC).isoformat(),
+        "bundle": {**plan.bundle.describe(), "metadata": plan.bundle.metadata},
+        "metadata": plan.sent_metadata(),
+        "secrets": list(plan.secrets),
+        "size": plan.size.to_json(),
+        **plan.details,
+    }
+    upload = api.upload_dispatcher if plan.kind == "dispatcher" else api.upload_tenant
+    try:
+        result = upload(plan.target, plan.bundle, values)
+    except api.CloudflareApiError as exc:
+        history.append({**entry, "status": "failed", "error": str(exc), "httpStatus": exc.status})
+        raise
+    return history.append({**entry, "status": "succeeded", "error": None,
+                           "result": {k: result[k] for k in ("id", "etag") if k in result}})
+
+
+def publish_tenant(
+    registry: Registry,
+    history: History,
+    slug: str,
+    target: api.Target,
+    *,
+    dispatcher: DispatcherOptions | None = None,
+    tenant_secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+    execute_plan: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """`deploy --publish`: upload the tenant's Worker, then the dispatcher that routes to it.
+
+    Both plans are built (and sizes checked) before anything is uploaded. Returns the history
+    entries, or with `execute_plan=False` the two plans as JSON (a dry run).
+    """
+    plans = [
+        plan_tenant(registry, slug, target, secrets=tenant_secrets, workers_plan=workers_plan),
+        plan_dispatcher(registry, target, dispatcher, workers_plan=workers_plan),
+    ]
+    if not execute_plan:
+        return [p.to_json() for p in plans]
+    return [execute(p, history, environ) for p in plans]

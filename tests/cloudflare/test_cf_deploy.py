@@ -1,0 +1,215 @@
+"""Deploy, history and rollback of the dispatch Worker through the real SDK against a recorder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from cfapi import FakeCloudflare, failure
+from cfhelpers import add_tenant, cli_app
+from typer.testing import CliRunner
+
+from claw402.cloudflare.history import HISTORY_FILE, History
+
+app = cli_app()
+SECRET_VALUE = "s3cret-value-never-stored"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCloudflare]:
+    with FakeCloudflare() as server:
+        yield server
+
+
+@pytest.fixture
+def run(fake, settings, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", fake.base_url)
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "test-token")
+    monkeypatch.setenv("EVENTS_TOKEN", SECRET_VALUE)
+    monkeypatch.delenv("CLOUDFLARE_ACCOUNT_ID", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True) -> dict:
+        result = runner.invoke(app, [*args, "--home", str(settings.home), "--json"])
+        assert (result.exit_code == 0) is ok, result.output
+        return json.loads(result.output)
+
+    return invoke
+
+
+def deploy_args(*extra: str) -> list[str]:
+    return ["cloudflare-deploy-dispatcher", "--account-id", "acc123",
+            "--dispatch-namespace", "prod-ns", *extra]
+
+
+def test_dry_run_plans_without_calling(run, fake, registry, settings):
+    add_tenant(registry, "acme", plan="pro", hosts=("api.acme.test",))
+    out = run(*deploy_args("--secret", "EVENTS_TOKEN", "--events-url", "https://ev.example/in"))
+    assert out["executed"] is False and fake.requests == []
+    plan = out["plan"]
+    (call,) = plan["calls"]
+    assert call["method"] == "PUT"
+    assert call["path"] == "/accounts/acc123/workers/scripts/claw402-dispatcher"
+    assert call["url"] == fake.base_url + call["path"]
+    assert call["sdk"] == "client.workers.scripts.update"
+    assert [p.get("filename") for p in call["multipart"]] == [
+        "dispatcher.js", "paywall.js", "rules.js", "directory.js", None]
+    assert plan["secrets"] == ["EVENTS_TOKEN"]
+    assert {"type": "secret_text", "name": "EVENTS_TOKEN"} in plan["bindings"]
+    assert {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod-ns"} in plan[
+        "bindings"]
+    assert {"type": "plain_text", "name": "EVENTS_URL", "text": "https://ev.example/in"} in plan[
+        "bindings"]
+    assert plan["size"]["gzipBytes"] < plan["size"]["bytes"] < plan["size"]["limitBytes"]
+    assert plan["directory"] == {"tenants": 1, "hosts": 1}
+    assert plan["maxRetries"] == 2 and plan["timeoutSeconds"] == 120
+    assert SECRET_VALUE not in json.dumps(out)
+    assert not (settings.home / HISTORY_FILE).exists()
+
+
+def test_execute_uploads_and_records(run, fake, registry, settings):
+    add_tenant(registry, "acme", plan="pro", hosts=("api.acme.test",))
+    out = run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"))
+    (request,) = fake.requests
+    assert request.method == "PUT"
+    assert request.path == "/client/v4/accounts/acc123/workers/scripts/claw402-dispatcher"
+    assert request.headers["Authorization"] == "Bearer test-token"
+    assert [(p.name, p.filename, p.content_type) for p in request.parts] == [
+        ("files", "dispatcher.js", "application/javascript+module"),
+        ("files", "paywall.js", "application/javascript+module"),
+        ("files", "rules.js", "application/javascript+module"),
+        ("files", "directory.js", "application/javascript+module"),
+        ("metadata", None, "application/json"),
+    ]
+    assert b"api.acme.test" in request.part("directory.js").content
+    meta = request.metadata
+    assert meta["main_module"] == "dispatcher.js"
+    assert meta["compatibility_date"] == "2026-11-01"
+    assert meta["keep_bindings"] == ["secret_text", "secret_key"]
+    assert len(meta["tags"]) <= 8
+    assert meta["bindings"] == [
+        {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod-ns"},
+        {"type": "secret_text", "name": "EVENTS_TOKEN", "text": SECRET_VALUE},
+    ]
+
+    entry = out["deploy"]
+    assert entry["status"] == "succeeded" and entry["kind"] == "dispatcher"
+    assert entry["result"] == {"id": "script-id", "etag": "etag-1"}
+    history = History(settings.home)
+    assert [e["id"] for e in history.entries()] == [entry["id"]]
+    raw = (settings.home / HISTORY_FILE).read_text()
+    assert SECRET_VALUE not in raw and "test-token" not in raw
+    assert history.bundle(entry).module("directory.js").content == request.part(
+        "directory.js").content
+
+
+def test_rollback_reuploads_the_previous_copy(run, fake, registry):
+    add_tenant(registry, "acme")
+    first = run(*deploy_args("--execute"))["deploy"]
+    add_tenant(registry, "beta", hosts=("beta.test",))
+    second = run(*deploy_args("--execute"))["deploy"]
+    assert b"beta.test" in fake.requests[1].part("directory.js").content
+
+    plan = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
+               "--dispatch-namespace", "prod-ns")["plan"]
+    assert plan["action"] == "rollback" and plan["rollbackOf"] == first["id"]
+    assert len(fake.requests) == 2  # a dry run calls nothing
+
+    done = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
+               "--dispatch-namespace", "prod-ns", "--execute")["deploy"]
+    restored = fake.requests[2]
+    assert restored.path == fake.requests[0].path
+    for name in ("dispatcher.js", "directory.js", "rules.js"):
+        assert restored.part(name).content == fake.requests[0].part(name).content
+    assert restored.metadata == fake.requests[0].metadata
+    assert done["action"] == "rollback" and done["rollbackOf"] == first["id"]
+
+    # Rolling back again goes to the other version; --to picks any succeeded upload.
+    again = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
+                "--dispatch-namespace", "prod-ns")["plan"]
+    assert again["rollbackOf"] == second["id"]
+    explicit = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
+                   "--dispatch-namespace", "prod-ns", "--to", first["id"])["plan"]
+    assert explicit["rollbackOf"] == first["id"]
+    missing = run("cloudflare-rollback-dispatcher", "--account-id", "acc123", "--to", "nope",
+                  ok=False)
+    assert missing["error"] == "deploy_refused" and "no deploy 'nope'" in missing["detail"]
+
+
+def test_rollback_keeps_secrets_by_binding_type(run, fake, registry):
+    add_tenant(registry, "acme")
+    run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"))
+    add_tenant(registry, "beta")
+    run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"))
+    run("cloudflare-rollback-dispatcher", "--account-id", "acc123", "--dispatch-namespace",
+        "prod-ns", "--execute")
+    meta = fake.requests[-1].metadata
+    assert all(b["type"] != "secret_text" for b in meta["bindings"])  # no value to send
+    assert meta["keep_bindings"] == ["secret_text", "secret_key"]  # the live one stays bound
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "calls", "message"),
+    [
+        (401, {}, 1, "Cloudflare rejected the API token (401)"),
+        (403, {}, 1, "needs the Workers Scripts Edit permission"),
+        (429, {"retry-after-ms": "5"}, 3, "rate limited by the Cloudflare API (429) after 2 "
+                                          "retries"),
+        (503, {"retry-after-ms": "5"}, 3, "the Cloudflare API failed (503) after 2 retries"),
+    ],
+)
+def test_api_errors_are_explained_and_recorded(run, fake, registry, settings, status, headers,
+                                               calls, message):
+    add_tenant(registry, "acme")
+    ok = run(*deploy_args("--execute"))["deploy"]
+    for _ in range(3):
+        fake.answers.append(failure(status, 10000 + status, "upstream said no", headers))
+    out = run(*deploy_args("--execute"), ok=False)
+    assert out["error"] == "cloudflare_api_error"
+    assert message in out["detail"] and "upstream said no" in out["detail"]
+    assert len(fake.requests) == 1 + calls  # retried only where a retry can help
+    entries = History(settings.home).entries()
+    assert [e["status"] for e in entries] == ["succeeded", "failed"]
+    assert entries[1]["httpStatus"] == status and message in entries[1]["error"]
+    # The failed upload is never a rollback target: the live copy is still the first one.
+    with pytest.raises(LookupError, match="no earlier upload"):
+        History(settings.home).rollback_target("dispatcher", "claw402-dispatcher", "acc123")
+    assert ok["id"] == entries[0]["id"]
+
+
+def test_refusals_before_any_call(run, fake, registry, settings, monkeypatch):
+    add_tenant(registry, "acme")
+    no_account = run("cloudflare-deploy-dispatcher", "--execute", ok=False)
+    assert "account id is required" in no_account["detail"]
+    monkeypatch.delenv("EVENTS_TOKEN")
+    no_secret = run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"), ok=False)
+    assert "EVENTS_TOKEN not set in the environment" in no_secret["detail"]
+    bad_name = run(*deploy_args("--secret", "lower-case"), ok=False)
+    assert "secret name 'lower-case'" in bad_name["detail"]
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")
+    no_token = run(*deploy_args("--execute"), ok=False)
+    assert "no API token" in no_token["detail"]
+    assert fake.requests == []
+    assert History(settings.home).entries() == []
+
+
+def test_nothing_to_roll_back(run):
+    out = run("cloudflare-rollback-dispatcher", "--account-id", "acc123", ok=False)
+    assert "no executed deploy" in out["detail"]
+
+
+def test_readable_output(fake, registry, settings, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", fake.base_url)
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "test-token")
+    add_tenant(registry, "acme")
+    runner = CliRunner()
+    home = ["--home", str(settings.home)]
+    dry = runner.invoke(app, [*deploy_args(), *home])
+    assert dry.exit_code == 0, dry.output
+    assert "dry run" in dry.output and "PUT " in dry.output and "DISPATCHER" in dry.output
+    done = runner.invoke(app, [*deploy_args("--execute"), *home])
+    assert done.exit_code == 0 and "uploaded dispatcher" in done.output
+    fake.answers.append(failure(401, 10000, "Authentication error"))
+    bad = runner.invoke(app, [*deploy_args("--execute"), *home])
+    assert bad.exit_code == 1 and "rejected the API token" in bad.output
