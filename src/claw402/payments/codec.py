@@ -75,15 +75,13 @@ class PresentedPayment:
         return self.authorization["nonce"].lower()
 
 
-def header_value(headers: Mapping[str, str]) -> tuple[str, int] | None:
-    """The raw payment header and its wire version, v2 first; None when the call is unpaid."""
+def payment_header(headers: Mapping[str, str]) -> str | None:
+    """The raw payment header (v2 `PAYMENT-SIGNATURE` first, then v1 `X-PAYMENT`), if any.
+
+    The wire version is read from the decoded JSON, not from the header's name.
+    """
     value = headers.get(V2_HEADER)
-    if value is not None:
-        return value, 2
-    value = headers.get(V1_HEADER)
-    if value is not None:
-        return value, 1
-    return None
+    return value if value is not None else headers.get(V1_HEADER)
 
 
 def decode_payment(value: str) -> PresentedPayment:

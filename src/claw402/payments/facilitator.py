@@ -15,9 +15,11 @@ import re
 
 import httpx
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
-from x402.http.facilitator_client_base import AuthHeaders, FacilitatorResponseError
+from x402.http.facilitator_client_base import FacilitatorResponseError
 from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 from x402.server_base import is_retryable_settlement_pending
+
+from claw402.facilitator.client import BearerAuth
 
 _STATUS = re.compile(r"failed \((\d{3})\)")
 _CONNECT_TIMEOUT = 2.0
@@ -37,17 +39,6 @@ class SettlementUnknown(Exception):
         self.tx_hash = tx_hash or None
 
 
-class _ApiKey:
-    """An `AuthProvider` sending `Authorization: Bearer <key>` to every endpoint."""
-
-    def __init__(self, key: str) -> None:
-        headers = {"Authorization": f"Bearer {key}"}
-        self._headers = AuthHeaders(verify=headers, settle=headers, supported=headers)
-
-    def get_auth_headers(self) -> AuthHeaders:
-        return self._headers
-
-
 def _status(exc: ValueError) -> int | None:
     match = _STATUS.search(str(exc))
     return int(match.group(1)) if match else None
@@ -63,12 +54,12 @@ class Facilitator:
         settle_timeout: float = 60.0,
     ) -> None:
         self.url = url
-        auth = _ApiKey(api_key) if api_key else None
+        auth = BearerAuth(api_key) if api_key else None
         self._pools: list[httpx.AsyncClient] = []
         self._verifier = self._client(url, auth, verify_timeout)
         self._settler = self._client(url, auth, settle_timeout)
 
-    def _client(self, url: str, auth: _ApiKey | None, timeout: float) -> HTTPFacilitatorClient:
+    def _client(self, url: str, auth: BearerAuth | None, timeout: float) -> HTTPFacilitatorClient:
         pool = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
             limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=30),

@@ -26,7 +26,7 @@ from x402.schemas import PaymentPayload, SettleResponse
 from claw402.dispatch.events import event
 from claw402.money import atomic_to_usd
 from claw402.payments import answers
-from claw402.payments.codec import InvalidPayment, PresentedPayment, decode_payment, header_value
+from claw402.payments.codec import InvalidPayment, PresentedPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import Facilitator, FacilitatorUnavailable, SettlementUnknown
 from claw402.payments.offer import Mismatch, Offer
@@ -101,8 +101,8 @@ class Paywall:
 
     async def __call__(self, call: TenantRequest, produce: Produce) -> Response:
         offer = self.offer(call.tenant)
-        found = header_value(call.request.headers)
-        if found is None:
+        header = payment_header(call.request.headers)
+        if header is None:
             detail = (
                 f"{call.resource_url} costs ${atomic_to_usd(call.tenant.price_atomic)} per call: "
                 "pay with x402 (the PAYMENT-REQUIRED header says how)"
@@ -110,7 +110,7 @@ class Paywall:
             self._event(PAYMENT_CHALLENGE, call, 402)
             return self._challenge(call, offer, "payment_required", detail)
         try:
-            payment = decode_payment(found[0])
+            payment = decode_payment(header)
             payload = offer.match(payment)
         except InvalidPayment as exc:
             self._event(PAYMENT_FAILED, call, 400, "invalid_payment", detail=str(exc))
