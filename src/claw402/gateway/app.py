@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from claw402.config import Settings
 from claw402.datasets.engine import open_dataset
 from claw402.dispatch import events as ev
 from claw402.dispatch.errors import STATUS
@@ -171,8 +170,3 @@ class Gateway:
         if route is not None:
             response.headers["x-tenant-id"] = route.tenant_id
         return response
-
-
-def create_app(settings: Settings, *, guard: Guard | None = None) -> Gateway:
-    registry = Registry.open(settings)
-    return Gateway(registry, guard=guard or unpriced_guard)

@@ -1,10 +1,17 @@
-"""Build the gateway the way `402claw serve` runs it, from settings and the environment."""
+"""Build the gateway the way `402claw serve` runs it: settings plus the payment environment."""
 
 from __future__ import annotations
 
 from claw402.config import Settings
-from claw402.gateway.app import Gateway, create_app
+from claw402.gateway.app import Gateway, unpriced_guard
+from claw402.gateway.events import EventSink
+from claw402.payments.env import paywall_from_env
+from claw402.registry.store import Registry
 
 
 def build_app(settings: Settings) -> Gateway:
-    return create_app(settings)
+    """Raises `PaymentConfigError` at start when the payment environment is half-configured."""
+    registry = Registry.open(settings)
+    sink = EventSink(registry.write_events)
+    paywall = paywall_from_env(registry.engine, sink.emit)
+    return Gateway(registry, guard=paywall or unpriced_guard, sink=sink)
