@@ -370,3 +370,30 @@ def test_rpc_of_another_chain_fails_at_startup(chain: DevChain) -> None:
     )
     with pytest.raises(ChainMismatch, match="serves chain 31337, not eip155:8453"):
         create_app(settings)
+
+
+def test_settle_waits_for_an_interval_mined_block(pay: Pay) -> None:
+    """With a block every second the receipt is not there at first ask: settle polls for it."""
+    with start_dev_chain(payers=1) as slow:
+        w3 = slow.web3()
+        w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
+        settings = FacilitatorSettings(
+            rpc_url=slow.rpc_url, private_key=slow.facilitator.private_key, network=slow.network
+        )
+        req = PaymentRequirements(
+            scheme="exact",
+            network=slow.network,
+            asset=slow.token,
+            amount="5",
+            pay_to=slow.treasury.address,
+            max_timeout_seconds=60,
+            extra=slow.asset_extra,
+        )
+        payload = pay(slow.payers[0].private_key, req)
+        before = slow.balance(slow.treasury.address)
+        with background_server(settings) as server:
+            response = httpx.post(f"{server.url}/settle", json=_body(payload, req), timeout=30)
+        assert response.status_code == 200
+        assert response.json()["success"] is True, response.text
+        assert slow.balance(slow.treasury.address) == before + 5

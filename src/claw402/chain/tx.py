@@ -1,7 +1,8 @@
 """Send signed transactions from a local key and wait for receipts at dev-chain speed.
 
-web3 polls for receipts every 100 ms by default; anvil mines in about a millisecond, so a
-5 ms poll makes each send ~20x faster. Reverts surface before broadcast: web3 estimates gas
+web3 sleeps 100 ms between receipt polls by default; when a receipt is not ready at the first
+ask (interval mining, a busy node) a 5 ms poll saves most of that. Reverts surface before
+broadcast: web3 estimates gas
 first, which raises `ContractLogicError` with the revert reason and burns nothing.
 """
 

@@ -124,7 +124,7 @@ def _json(model: BaseModel) -> JSONResponse:
 def _caused_by_rpc(exc: BaseException | None) -> bool:
     """The SDK wraps transport errors (e.g. in RuntimeError); look down the chain."""
     while exc is not None:
-        if isinstance(exc, httpx.TransportError | requests.RequestException | ConnectionError):
+        if isinstance(exc, httpx.HTTPError | requests.RequestException | ConnectionError):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from x402 import x402FacilitatorSync
 from x402.mechanisms.evm.constants import (
     ERR_FAILED_TO_VERIFY_SIGNATURE,
+    ERR_TRANSACTION_FAILED,
     ERR_TRANSACTION_SIMULATION_FAILED,
 )
 from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmSchemeConfig
@@ -47,8 +48,10 @@ INVALID_PAYLOAD = "invalid_payload"
 SETTLEMENT_IN_PROGRESS = "settlement_in_progress"
 
 
-# The SDK reports a transport failure inside these checks as an invalid payment.
-_MAYBE_TRANSPORT = frozenset({ERR_FAILED_TO_VERIFY_SIGNATURE, ERR_TRANSACTION_SIMULATION_FAILED})
+# The SDK reports a transport failure inside these steps as an invalid or failed payment.
+_MAYBE_TRANSPORT = frozenset(
+    {ERR_FAILED_TO_VERIFY_SIGNATURE, ERR_TRANSACTION_SIMULATION_FAILED, ERR_TRANSACTION_FAILED}
+)
 
 
 class ChainMismatch(RuntimeError):

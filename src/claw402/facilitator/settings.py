@@ -19,9 +19,9 @@ class SettingsError(ValueError):
 class FacilitatorSettings:
     """Validated at construction so a typo fails at startup, not on the first payment.
 
-    `receipt_poll_interval` is how often settle asks the RPC for the receipt (web3's default
-    100 ms dominates settle latency on a dev chain that mines in 1 ms); `confirmation_timeout`
-    bounds the wait before settle answers `settlement_pending`.
+    `receipt_poll_interval` is how often settle asks the RPC for a receipt that is not ready
+    yet (web3 would sleep 100 ms); `confirmation_timeout` bounds the wait before settle
+    answers `settlement_pending` with the transaction hash.
     """
 
     rpc_url: str

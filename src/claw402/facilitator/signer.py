@@ -35,8 +35,9 @@ _BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 class FastSigner(FacilitatorWeb3Signer):
     """A `FacilitatorEvmSigner` for one key on one chain; safe to share between threads.
 
-    `poll_interval` is how often a settle asks for its receipt: web3's default 100 ms
-    would dominate settle time on a chain that mines in a millisecond.
+    `poll_interval` is how often a settle asks for its receipt while it is not ready. (anvil
+    with instant mining has it at the first ask; with interval mining or a real chain, web3's
+    default 100 ms sleep would add up to 100 ms after the block lands.)
     """
 
     def __init__(
