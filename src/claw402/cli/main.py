@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from claw402.cli import cloudflare, serve, tenants
+from claw402.cli import cloudflare, facilitator, pay, serve, stack, tenants
 
 app = typer.Typer(
     name="402claw",
@@ -19,6 +19,10 @@ app.command("show")(tenants.show_command)
 app.command("remove")(tenants.remove_command)
 app.command("events")(tenants.events_command)
 app.command("serve")(serve.serve_command)
+app.command("dev")(stack.dev_command)
+app.command("demo")(stack.demo_command)
+app.command("call")(pay.call_command)
+app.add_typer(facilitator.app, name="facilitator")
 cloudflare.register(app)
 
 

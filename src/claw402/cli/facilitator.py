@@ -1,0 +1,39 @@
+"""`402claw facilitator serve`: the x402 facilitator for one EVM chain."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from claw402.cli.output import fail
+from claw402.facilitator.server import DEFAULT_PORT, serve
+from claw402.facilitator.settings import FacilitatorSettings, SettingsError
+
+app = typer.Typer(help="The x402 facilitator (/supported, /verify, /settle).", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve_command(
+    rpc_url: Annotated[str, typer.Option("--rpc-url", help="JSON-RPC endpoint of the chain.")],
+    private_key_env: Annotated[
+        str, typer.Option("--private-key-env", help="Env var with the gas-paying key.")
+    ],
+    network: Annotated[str, typer.Option(help="CAIP-2 network, e.g. eip155:31337.")],
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = DEFAULT_PORT,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Env var with a required API key.")
+    ] = None,
+) -> None:
+    """Verify and settle x402 `exact` payments on one chain."""
+    try:
+        settings = FacilitatorSettings.from_env(
+            rpc_url=rpc_url,
+            private_key_env=private_key_env,
+            network=network,
+            api_key_env=api_key_env,
+        )
+        serve(settings, host, port)
+    except SettingsError as exc:
+        fail(str(exc))

@@ -1,0 +1,154 @@
+"""`402claw dev` (the local stack, until interrupted) and `402claw demo` (the whole story)."""
+
+from __future__ import annotations
+
+import base64
+import json as jsonlib
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from claw402.cli.options import Home, Json
+from claw402.cli.output import console, emit_json
+from claw402.config import load_settings
+from claw402.devstack import DevStack, start_dev_stack
+from claw402.money import atomic_to_usd
+from claw402.payments.client import pay_and_fetch
+from claw402.registry.deploy import DeployRequest, deploy
+from claw402.samples import CITIES
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def dev_command(
+    port: Annotated[int, typer.Option(help="Gateway port (0 picks a free one).")] = 8402,
+    facilitator_port: Annotated[int, typer.Option(help="Facilitator port (0 = free).")] = 0,
+    payers: Annotated[int, typer.Option(min=1, max=20, help="Funded payer accounts.")] = 3,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Start anvil, the token, the facilitator and the gateway; stop them all on Ctrl-C."""
+    settings = load_settings(home)
+    with start_dev_stack(
+        settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
+    ) as stack:
+        if json:
+            emit_json(stack.describe())
+        else:
+            info = stack.describe()
+            console.print(
+                f"[green]ready[/] gateway {info['gateway_url']}  facilitator "
+                f"{info['facilitator_url']}  chain {info['rpc_url']} ({info['network']})  "
+                f"token {info['asset']}  treasury {info['treasury_address']}  "
+                f"payer {info['payers'][0]['address']} key {info['payers'][0]['private_key']}"
+            )
+        _wait_for_signal()
+
+
+def _decode(header: str) -> Any:
+    return jsonlib.loads(base64.b64decode(header))
+
+
+def demo_command(
+    home: Annotated[
+        str | None, typer.Option("--home", help="State folder (default: a temporary one).")
+    ] = None,
+    price: Annotated[str, typer.Option(help="Price per call in USD.")] = "0.001",
+) -> None:
+    """Deploy a sample dataset, call it unpaid, pay, get data, show settlement and earnings."""
+    with tempfile.TemporaryDirectory(prefix="402claw-demo-") as scratch:
+        settings = load_settings(home or Path(scratch))
+        with console.status("starting anvil, the token, the facilitator and the gateway"):
+            stack = start_dev_stack(settings)
+        with stack:
+            _demo(stack, settings, price)
+
+
+def _demo(stack: DevStack, settings: Any, price: str) -> None:
+    chain, gateway = stack.chain, stack.gateway
+    console.print(
+        Panel.fit(
+            f"chain       {chain.rpc_url} ({chain.network}), token {chain.token}\n"
+            f"facilitator {stack.facilitator.url}\ngateway     {gateway.url}",
+            title="1. local stack",
+        )
+    )
+    tenant = deploy(
+        stack.registry,
+        settings,
+        DeployRequest(source=CITIES, slug="cities", price=price, key="id", name="World cities"),
+    )
+    console.print(
+        f"\n[bold]2. deploy[/] 402claw deploy cities.csv --tenant cities --price {price}\n"
+        f"   {tenant.dataset.rows} rows, {len(tenant.dataset.columns)} columns, "
+        f"paid to the platform treasury {chain.treasury.address}"
+    )
+
+    url = f"{gateway.url}/t/cities/v1/records?continent=Europe&_sort=-population&_limit=5"
+    unpaid = httpx.get(url)
+    required = _decode(unpaid.headers["payment-required"])
+    offer = required["accepts"][0]
+    console.print(
+        f"\n[bold]3. unpaid call[/] GET {url}\n   -> {unpaid.status_code} "
+        f"{unpaid.json()['error']}: pay {offer['amount']} atomic units "
+        f"(${atomic_to_usd(int(offer['amount']))}) of {offer['asset']} on {offer['network']} "
+        f"to {offer['payTo']}"
+    )
+
+    payer = chain.payers[0]
+    before = {
+        "payer": chain.balance(payer.address),
+        "treasury": chain.balance(chain.treasury.address),
+    }
+    paid = pay_and_fetch(
+        url, payer.private_key, int(offer["amount"]), allowed_assets=[(chain.network, chain.token)]
+    )
+    body = paid.response.json()
+    console.print(
+        f"\n[bold]4. paid call[/] signed by {payer.address} -> {paid.response.status_code}"
+    )
+    table = Table("city", "country", "population")
+    for item in body["items"]:
+        table.add_row(item["city"], item["country"], f"{item['population']:,}")
+    console.print(table)
+
+    settlement = paid.settlement
+    assert settlement is not None and settlement.success
+    receipt = chain.web3().eth.get_transaction_receipt(settlement.transaction)
+    after = {
+        "payer": chain.balance(payer.address),
+        "treasury": chain.balance(chain.treasury.address),
+    }
+    console.print(
+        f"[bold]5. settlement[/] tx {settlement.transaction} in block {receipt['blockNumber']} "
+        f"on {settlement.network}\n"
+        f"   payer    {atomic_to_usd(before['payer'])} -> {atomic_to_usd(after['payer'])} USDC\n"
+        f"   treasury {atomic_to_usd(before['treasury'])} -> "
+        f"{atomic_to_usd(after['treasury'])} USDC"
+    )
+    _show_earnings(stack, tenant.tenant_id)
+
+
+def _show_earnings(stack: DevStack, tenant_id: str) -> None:
+    import sqlalchemy as sa
+
+    from claw402.payments.schema import payments
+
+    query = sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount_atomic), 0)).where(
+        payments.c.tenant_id == tenant_id
+    )
+    with stack.registry.engine.connect() as conn:
+        earned = int(conn.execute(query).scalar_one())
+    console.print(f"[bold]6. creator earnings[/] ${atomic_to_usd(earned)} from settled calls")

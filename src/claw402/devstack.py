@@ -1,0 +1,123 @@
+"""The local stack behind `402claw dev` and `402claw demo`: chain, facilitator, gateway.
+
+anvil runs as a child process; the facilitator and the gateway run on uvicorn threads in this
+process, each on a free port unless one is asked for. `stop()` ends all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from claw402.chain.devchain import DevChain, start_dev_chain
+from claw402.config import Settings
+from claw402.facilitator.server import background_server
+from claw402.facilitator.settings import FacilitatorSettings
+from claw402.gateway.app import Gateway
+from claw402.gateway.events import EventSink
+from claw402.payments.config import DEV, PaymentConfig
+from claw402.payments.paywall import Paywall
+from claw402.registry.store import Registry
+from claw402.serving import ServerThread
+
+
+@dataclass
+class DevStack:
+    chain: DevChain
+    facilitator: ServerThread
+    gateway: ServerThread
+    registry: Registry
+    sink: EventSink
+    payments: PaymentConfig
+
+    def describe(self) -> dict[str, Any]:
+        """The `402claw dev --json` document."""
+        return {
+            "rpc_url": self.chain.rpc_url,
+            "chain_id": self.chain.chain_id,
+            "network": self.chain.network,
+            "asset": self.chain.token,
+            "asset_name": self.chain.token_name,
+            "asset_version": self.chain.token_version,
+            "facilitator_url": self.facilitator.url,
+            "gateway_url": self.gateway.url,
+            "treasury_address": self.chain.treasury.address,
+            "payers": [
+                {"address": p.address, "private_key": p.private_key} for p in self.chain.payers
+            ],
+        }
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point another `402claw serve` at this chain and facilitator."""
+        return {
+            "CLAW402_ENV": DEV,
+            "CLAW402_NETWORK": self.payments.network,
+            "CLAW402_ASSET": self.payments.asset,
+            "CLAW402_ASSET_NAME": self.payments.asset_name,
+            "CLAW402_ASSET_VERSION": self.payments.asset_version,
+            "CLAW402_FACILITATOR_URL": self.payments.facilitator_url,
+            "CLAW402_TREASURY": self.payments.treasury,
+        }
+
+    def stop(self) -> None:
+        for step in (self.gateway.stop, self.sink.close, self.facilitator.stop, self.chain.stop):
+            with contextlib.suppress(Exception):  # stop the rest even if one part fails
+                step()
+        self.registry.close()
+
+    def __enter__(self) -> DevStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_dev_stack(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    gateway_port: int = 0,
+    facilitator_port: int = 0,
+    payers: int = 3,
+) -> DevStack:
+    chain = start_dev_chain(payers=payers)
+    started: list[Any] = [chain]
+    try:
+        facilitator = background_server(
+            FacilitatorSettings(
+                rpc_url=chain.rpc_url,
+                private_key=chain.facilitator.private_key,
+                network=chain.network,
+            ),
+            host=host,
+            port=facilitator_port,
+        ).start()
+        started.append(facilitator)
+        payments = PaymentConfig(
+            network=chain.network,
+            asset=chain.token,
+            asset_name=chain.token_name,
+            asset_version=chain.token_version,
+            facilitator_url=facilitator.url,
+            treasury=chain.treasury.address,
+            environment=DEV,
+        )
+        registry = Registry.open(settings)
+        sink = EventSink(registry.write_events)
+        started.append(sink)
+        gateway_app = Gateway(
+            registry, guard=Paywall(payments, registry.engine, sink.emit), sink=sink
+        )
+        gateway = ServerThread(gateway_app, host=host, port=gateway_port).start()
+    except BaseException:
+        for part in reversed(started):
+            part.close() if isinstance(part, EventSink) else part.stop()
+        raise
+    return DevStack(chain, facilitator, gateway, registry, sink, payments)
