@@ -1,0 +1,432 @@
+"""The query grammar: untrusted URL parameters -> a validated `Query`, or `InvalidQuery`.
+
+This docstring is the specification; the Cloudflare Worker implements the same rules.
+
+Parameters are (name, value) pairs, already URL-decoded, in request order. Names are
+case-sensitive. A name starting with `_` is a control parameter; any other name is a filter.
+
+Filters -- `<column>` or `<column>__<op>`; column names never start with `_` nor contain `__`
+or `,` (ingest guarantees it), so the first `__` splits column from operator.
+
+    col=v               equal                     col__ne=v        not equal; NULLs match
+    col__gt=v           >         col__gte=v  >=  col__lt=v  <     col__lte=v  <=
+    col__contains=s     substring, case-sensitive         (string columns only)
+    col__icontains=s    substring, case-insensitive       (string columns only)
+    col__startswith=s   prefix, case-sensitive            (string columns only)
+    col__in=a,b,c       equal to one of 1-1000 comma-separated values (no escaping: a string
+                        value containing a comma cannot be listed; an empty item is "")
+    col__isnull=true    NULL (`false`: not NULL)
+
+  Every filter ANDs with the others, repeats included (`a=1&a=2` matches nothing). Except
+  for `ne` and `isnull`, a filter never matches NULL. Values must parse as the column's type:
+    integer    [+-]?digits, within signed 64 bits
+    number     decimal or exponent notation (`1`, `-2.5`, `1e3`), finite
+    boolean    true | false | 1 | 0 (case-insensitive)
+    string     any text (empty allowed)
+    date       YYYY-MM-DD
+    timestamp  YYYY-MM-DD, or YYYY-MM-DD[T| ]HH:MM[:SS[.f{1,6}]] with an optional `Z` or
+               `+HH:MM`/`-HH:MM` offset, converted to UTC (stored timestamps are UTC or naive)
+  Case-insensitive means both sides lowercased by Unicode simple case mapping.
+
+Control parameters, each at most once:
+
+    _sort=a,-b   order by a ascending, then b descending (each column once). NULLs sort as the
+                 largest value: last ascending, first descending. Ties, and the default order,
+                 follow the source row order.
+    _fields=a,b  return only these columns, in this order (each once).
+    _limit=n     page size, an integer >= 1; default 100; above the maximum it is clamped.
+    _cursor=c    continue after the page that returned `next: c`; opaque.
+    _q=text      case-insensitive substring found in any string column; empty means no search.
+    _format=f    json | csv | ndjson; without it the caller's default (from Accept) or json.
+
+Anything else -- an unknown column, operator or control parameter, a value of the wrong type,
+a text operator on a non-string column -- is `InvalidQuery` with a sentence for a person.
+
+Cursors: `<payload>.<check>`; payload is base64url (no padding) of JSON `{"k": [...], "r": n}`:
+the last row's sort values (dates and timestamps in their output form) and its row number.
+check is base64url of the first 9 bytes of SHA-256 over the binding JSON, a `.`, and the
+payload text. The binding is the JSON array `[version, _sort, _q, [[name, value], ...]]` with
+the filter pairs sorted by name then value, `_sort`/`_q` as given or "" when absent. A cursor
+therefore only continues the same filters, sort and search on the same dataset version; `_limit`
+and `_fields` may change between pages. The check detects corruption and reuse on another
+query; it is not a secret MAC: a forged cursor can only select rows the caller could query anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+import orjson
+
+from claw402.datasets.schema import Column
+
+Format = Literal["json", "csv", "ndjson"]
+FORMATS: tuple[Format, ...] = ("json", "csv", "ndjson")
+OPERATORS = (
+    "eq", "ne", "gt", "gte", "lt", "lte", "contains", "icontains", "startswith", "in", "isnull"
+)
+TEXT_OPERATORS = frozenset({"contains", "icontains", "startswith"})
+CONTROL_PARAMS = ("_sort", "_fields", "_limit", "_cursor", "_q", "_format")
+MEDIA_TYPES: dict[str, Format] = {
+    "application/json": "json",
+    "text/csv": "csv",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+}
+
+MAX_FILTERS = 64
+MAX_IN_VALUES = 1000
+MAX_VALUE_CHARS = 10_000
+MAX_Q_CHARS = 500
+MAX_CURSOR_CHARS = 4096
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+Value = int | float | bool | str | date | datetime
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_NUM_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TS_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+class InvalidQuery(ValueError):
+    """A request the grammar rejects; `detail` is meant for the caller (HTTP 400)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str
+    op: str
+    value: Value | tuple[Value, ...] | None  # a tuple for `in`, a bool for `isnull`
+
+
+@dataclass(frozen=True)
+class Sort:
+    column: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class After:
+    """A decoded cursor: the last row's sort values and row number."""
+
+    values: tuple[Value | None, ...]
+    rowid: int
+
+
+@dataclass(frozen=True)
+class Query:
+    filters: tuple[Filter, ...] = ()
+    sort: tuple[Sort, ...] = ()
+    fields: tuple[str, ...] | None = None
+    limit: int = 100
+    q: str | None = None
+    format: Format = "json"
+    after: After | None = None
+    version: str = ""
+    binding: str = '["","","",[]]'  # see the module docstring; keys the cursor check
+
+
+def parse_query(
+    params: Sequence[tuple[str, str]],
+    columns: Sequence[Column],
+    *,
+    max_limit: int,
+    default_limit: int = 100,
+    version: str = "",
+    default_format: Format | None = None,
+) -> Query:
+    """Validate request parameters against a dataset's columns; raise only `InvalidQuery`."""
+    by_name = {c.name: c for c in columns}
+    control: dict[str, str] = {}
+    filters: list[Filter] = []
+    filter_pairs: list[tuple[str, str]] = []
+    for name, raw in params:
+        if not isinstance(name, str) or not isinstance(raw, str):
+            raise InvalidQuery("parameter names and values must be text")
+        _check_text(name, "a parameter name")
+        _check_text(raw, f"the value of {name!r}")
+        if name.startswith("_"):
+            if name not in CONTROL_PARAMS:
+                raise InvalidQuery(
+                    f"unknown parameter {name!r}; control parameters are "
+                    + ", ".join(CONTROL_PARAMS)
+                )
+            if name in control:
+                raise InvalidQuery(f"{name} given more than once")
+            control[name] = raw
+            continue
+        if len(filters) >= MAX_FILTERS:
+            raise InvalidQuery(f"too many filters: at most {MAX_FILTERS}")
+        filters.append(_parse_filter(name, raw, by_name))
+        filter_pairs.append((name, raw))
+
+    sort = _parse_sort(control.get("_sort"), by_name)
+    fields = _parse_fields(control.get("_fields"), by_name)
+    limit = _parse_limit(control.get("_limit"), max_limit, default_limit)
+    q = control.get("_q") or None
+    if q is not None:
+        if len(q) > MAX_Q_CHARS:
+            raise InvalidQuery(f"_q is too long: at most {MAX_Q_CHARS} characters")
+        if not any(c.type == "string" for c in columns):
+            raise InvalidQuery("_q needs a string column to search, and this dataset has none")
+    fmt = control.get("_format", default_format or "json")
+    if fmt not in FORMATS:
+        raise InvalidQuery(f"unknown _format {fmt!r}; use one of json, csv, ndjson")
+    binding = _binding(version, control.get("_sort", ""), q or "", filter_pairs)
+    after = None
+    if "_cursor" in control:
+        after = _decode_cursor(control["_cursor"], binding, sort, by_name)
+    return Query(
+        filters=tuple(filters), sort=sort, fields=fields, limit=limit, q=q,
+        format=fmt,  # type: ignore[arg-type]
+        after=after, version=version, binding=binding,
+    )
+
+
+def format_from_accept(accept: str | None) -> Format | None:
+    """The format an Accept header asks for; None when it names none we serve (caller: 406).
+
+    An absent or empty header, `*/*` and `application/*` mean json. The highest q wins; ties go
+    to the first listed.
+    """
+    if not accept or not accept.strip():
+        return "json"
+    best: tuple[float, int, Format] | None = None
+    for index, part in enumerate(accept.split(",")):
+        media, *options = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for option in options:
+            key, _, value = option.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        media = media.lower()
+        fmt = MEDIA_TYPES.get(media) or ("json" if media in ("*/*", "application/*") else None)
+        if fmt is None or not weight > 0:
+            continue
+        if best is None or weight > best[0]:
+            best = (weight, index, fmt)
+    return best[2] if best else None
+
+
+def encode_cursor(binding: str, values: Sequence[object], rowid: int) -> str:
+    """The `next` cursor after a row whose sort values (output form) and row number are given."""
+    payload = _b64(orjson.dumps({"k": list(values), "r": rowid}))
+    return f"{payload}.{_check(binding, payload)}"
+
+
+def convert(value: str, column: Column) -> Value:
+    """A filter value in the column's type; InvalidQuery names the column and the type."""
+    kind = column.type
+    try:
+        if kind == "string":
+            return value
+        if kind == "integer" and _INT_RE.fullmatch(value) and len(value) <= 20:
+            number = int(value)
+            if INT64_MIN <= number <= INT64_MAX:
+                return number
+        elif kind == "number" and _NUM_RE.fullmatch(value) and len(value) <= 64:
+            number_f = float(value)
+            if math.isfinite(number_f):
+                return number_f
+        elif kind == "boolean" and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+        elif kind == "date" and _DATE_RE.fullmatch(value):
+            return date.fromisoformat(value)
+        elif kind == "timestamp" and _TS_RE.fullmatch(value):
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            return moment
+    except (ValueError, OverflowError):
+        pass
+    raise InvalidQuery(
+        f"{column.name!r} is {_A[kind]} column: {value[:50]!r} is not {_EXPECTED[kind]}"
+    )
+
+
+_A: dict[str, str] = {
+    "integer": "an integer", "number": "a number", "boolean": "a boolean",
+    "string": "a string", "date": "a date", "timestamp": "a timestamp",
+}
+_EXPECTED: dict[str, str] = {
+    "integer": "a whole number within 64 bits",
+    "number": "a finite number",
+    "boolean": "true, false, 1 or 0",
+    "string": "text",
+    "date": "a date as YYYY-MM-DD",
+    "timestamp": "a timestamp as YYYY-MM-DDTHH:MM:SS (optionally .ffffff and Z or ±HH:MM)",
+}
+
+
+def _check_text(text: str, what: str) -> None:
+    if len(text) > MAX_VALUE_CHARS:
+        raise InvalidQuery(f"{what} is too long: at most {MAX_VALUE_CHARS} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidQuery(f"{what} is not valid UTF-8 text") from None
+
+
+def _parse_filter(name: str, raw: str, by_name: dict[str, Column]) -> Filter:
+    column_name, sep, op = name.partition("__")
+    if not sep:
+        op = "eq"
+    elif op not in OPERATORS or op == "eq":
+        raise InvalidQuery(
+            f"unknown operator {op!r} in {name!r}; use one of "
+            + ", ".join(o for o in OPERATORS if o != "eq")
+        )
+    column = by_name.get(column_name)
+    if column is None:
+        raise InvalidQuery(f"unknown column {column_name!r}; columns are {_names(by_name)}")
+    if op in TEXT_OPERATORS and column.type != "string":
+        raise InvalidQuery(f"__{op} works on string columns only; {column_name!r} is {column.type}")
+    if op == "isnull":
+        flag = _BOOLS.get(raw.lower())
+        if flag is None:
+            raise InvalidQuery(f"{name} takes true or false, not {raw[:50]!r}")
+        return Filter(column_name, op, flag)
+    if op == "in":
+        items = raw.split(",")
+        if len(items) > MAX_IN_VALUES:
+            raise InvalidQuery(f"{name} lists too many values: at most {MAX_IN_VALUES}")
+        return Filter(column_name, op, tuple(convert(item, column) for item in items))
+    return Filter(column_name, op, convert(raw, column))
+
+
+def _parse_sort(raw: str | None, by_name: dict[str, Column]) -> tuple[Sort, ...]:
+    if raw is None:
+        return ()
+    keys: list[Sort] = []
+    for item in raw.split(","):
+        name = item[1:] if item.startswith("-") else item
+        if name not in by_name:
+            raise InvalidQuery(
+                f"_sort: unknown column {name!r}; write _sort=col or _sort=-col with columns "
+                f"from {_names(by_name)}"
+            )
+        if any(k.column == name for k in keys):
+            raise InvalidQuery(f"_sort lists {name!r} twice")
+        keys.append(Sort(name, item.startswith("-")))
+    return tuple(keys)
+
+
+def _parse_fields(raw: str | None, by_name: dict[str, Column]) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    fields = raw.split(",")
+    for name in fields:
+        if name not in by_name:
+            raise InvalidQuery(f"_fields: unknown column {name!r}; columns are {_names(by_name)}")
+    if len(set(fields)) != len(fields):
+        raise InvalidQuery("_fields lists a column twice")
+    return tuple(fields)
+
+
+def _parse_limit(raw: str | None, max_limit: int, default_limit: int) -> int:
+    if raw is None:
+        return max(1, min(default_limit, max_limit))
+    digits = raw.lstrip("0") or "0"
+    if not digits.isascii() or not digits.isdigit():
+        raise InvalidQuery(f"_limit must be a whole number from 1 to {max_limit}, not {raw[:50]!r}")
+    if len(digits) > 12:
+        return max_limit
+    limit = int(digits)
+    if limit < 1:
+        raise InvalidQuery(f"_limit must be at least 1, not {raw[:50]!r}")
+    return min(limit, max_limit)
+
+
+def _binding(version: str, sort: str, q: str, pairs: list[tuple[str, str]]) -> str:
+    return orjson.dumps([version, sort, q, sorted(pairs)]).decode()
+
+
+def _check(binding: str, payload: str) -> str:
+    digest = hashlib.sha256(f"{binding}.{payload}".encode()).digest()
+    return _b64(digest[:9])
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _decode_cursor(
+    raw: str, binding: str, sort: tuple[Sort, ...], by_name: dict[str, Column]
+) -> After:
+    payload, sep, check = raw.partition(".")
+    if (
+        not sep
+        or len(raw) > MAX_CURSOR_CHARS
+        or not _B64URL_RE.fullmatch(payload)
+        or check != _check(binding, payload)
+    ):
+        raise InvalidQuery(
+            "invalid _cursor: it was damaged, or issued for other filters, sort, search or "
+            "dataset version; start again without _cursor"
+        )
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidQuery("invalid _cursor: unreadable") from None
+    if not isinstance(data, dict) or set(data) != {"k", "r"}:
+        raise InvalidQuery("invalid _cursor: unexpected content")
+    values, rowid = data["k"], data["r"]
+    if (
+        not isinstance(values, list)
+        or len(values) != len(sort)
+        or type(rowid) is not int
+        or not 0 <= rowid <= INT64_MAX
+    ):
+        raise InvalidQuery("invalid _cursor: unexpected content")
+    return After(
+        tuple(_cursor_value(v, by_name[k.column]) for v, k in zip(values, sort, strict=True)),
+        rowid,
+    )
+
+
+def _cursor_value(value: object, column: Column) -> Value | None:
+    kind = column.type
+    if value is None:
+        return None
+    if kind == "integer" and type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return value
+    if kind == "number" and type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    if kind == "boolean" and type(value) is bool:
+        return value
+    if kind == "string" and type(value) is str:
+        return value
+    if kind in ("date", "timestamp") and type(value) is str:
+        try:
+            return convert(value, column)
+        except InvalidQuery:
+            pass
+    raise InvalidQuery("invalid _cursor: unexpected content")
+
+
+def _names(by_name: dict[str, Column]) -> str:
+    names = list(by_name)
+    shown = ", ".join(names[:20])
+    return shown + (f" and {len(names) - 20} more" if len(names) > 20 else "")
