@@ -54,7 +54,11 @@ def _discard(_record: dict[str, Any]) -> None:
 
 
 class Paywall:
-    """Construct once per gateway; `await paywall(call, produce)` per paid request."""
+    """Construct once per gateway; `await paywall(call, produce)` per paid request.
+
+    One paywall serves one event loop: its keep-alive connections to the facilitator
+    belong to the loop that first used them (as with any shared httpx client).
+    """
 
     def __init__(
         self,
