@@ -438,17 +438,14 @@ def _source_error(exc: duckdb.Error, reader: _Reader) -> IngestError:
         return IngestError(_csv_message(name, message))
     if reader.format == "parquet":
         return IngestError(f"{name} is not a readable Parquet file: {_first_line(message)}")
-    line = re.search(r"in line (\d+): (.*?)\.?\s*$", message.splitlines()[0])
-    if line:
-        return IngestError(f"{name} line {line.group(1)}: invalid JSON ({line.group(2).strip()})")
     if "expected records" in message or "non-record" in message:
         return IngestError(
             f"{name}: every item must be a JSON object with non-empty keys"
         )
     if "Expected top-level JSON array" in message:
         return IngestError(f"{name}: expected a JSON array of objects")
-    if "Malformed JSON" in message:
-        return IngestError(_locate_json_error(reader.path, name, message))
+    if "Malformed JSON" in message or "JSON transform error" in message:
+        return IngestError(_locate_json_error(reader, message))
     return IngestError(f"{name}: {_first_line(message)}")
 
 
@@ -497,14 +494,25 @@ def _csv_diagnosis(path: Path, name: str, delimiter: str, exc: duckdb.Error) -> 
     return IngestError(f"{name}: not a CSV file DuckDB can read ({_first_line(str(exc))})")
 
 
-def _locate_json_error(path: Path, name: str, message: str) -> str:
-    """Line and column of a JSON array's syntax error, by re-parsing (only on failure)."""
-    if path.stat().st_size <= 256 * 1024 * 1024:
+def _locate_json_error(reader: _Reader, message: str) -> str:
+    """Line and column of a JSON syntax error, found by re-parsing: DuckDB's NDJSON line
+    numbers skip blank lines and are off by one, and array errors only count records."""
+    name = reader.name
+    if reader.path.stat().st_size <= 256 * 1024 * 1024:
+        text = reader.path.read_bytes().decode("utf-8-sig", errors="replace")
         try:
-            json.loads(path.read_bytes().decode("utf-8-sig", errors="replace"))
+            if reader.format == "json":
+                json.loads(text)
+            else:
+                for number, line in enumerate(text.splitlines(), start=1):
+                    if line.strip():
+                        try:
+                            json.loads(line)
+                        except json.JSONDecodeError as error:
+                            return f"{name} line {number}: invalid JSON ({error.msg})"
         except json.JSONDecodeError as error:
             return f"{name} line {error.lineno} column {error.colno}: invalid JSON ({error.msg})"
-    detail = re.search(r"Malformed JSON.*?: (.*)", message)
+    detail = re.search(r"(?:Malformed JSON|JSON transform error)[^:]*: (.*)", message)
     return f"{name}: invalid JSON ({detail.group(1).strip() if detail else _first_line(message)})"
 
 
