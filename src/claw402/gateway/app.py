@@ -142,16 +142,15 @@ class Gateway:
         return response, None
 
     def _runtime(self, tenant: Tenant) -> TenantRuntime:
-        assert tenant.dataset is not None
-        key = (tenant.tenant_id, tenant.dataset.version)
+        ds = tenant.dataset
+        assert ds is not None
+        key = (tenant.tenant_id, ds.version)
         runtime = self._runtimes.get(key)
         if runtime is not None and runtime.tenant == tenant:
             self._runtimes.move_to_end(key)
             return runtime
         try:
-            dataset = open_dataset(
-                tenant.dataset.data_path, tenant.dataset.columns, tenant.dataset.key
-            )
+            dataset = open_dataset(ds.data_path, ds.columns, ds.key, version=str(ds.version))
         except Exception as exc:
             raise TenantFailure(f"dataset unreadable: {exc}") from exc
         runtime = TenantRuntime(tenant, dataset)

@@ -159,6 +159,7 @@ class TenantRuntime:
             price_usd=t.price_usd,
             key=self.version.key,
             server_url=root_url,
+            max_limit=self.max_limit,
         )
 
     def index(self, root_url: str) -> dict[str, object]:

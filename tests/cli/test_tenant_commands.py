@@ -1,0 +1,161 @@
+"""The CLI as a creator uses it: deploy, list, show, remove, events; bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from claw402.cli.main import app
+from claw402.samples import CITIES
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
+    return str(tmp_path / "home")
+
+
+def run(*args: str, ok: bool = True) -> dict:
+    result = runner.invoke(app, [*args, "--json"])
+    assert (result.exit_code == 0) is ok, result.output
+    return json.loads(result.stdout)
+
+
+def test_deploy_list_show_remove(home):
+    out = run(
+        "deploy",
+        str(CITIES),
+        "--tenant",
+        "acme",
+        "--price",
+        "0.001",
+        "--home",
+        home,
+        "--host",
+        "Data.Acme.com",
+        "--key",
+        "id",
+        "--plan",
+        "pro",
+        "--cpu-ms",
+        "300",
+    )
+    tenant = out["tenant"]
+    assert tenant["slug"] == "acme" and tenant["workerName"] == "tenant-acme-worker"
+    assert tenant["priceAtomic"] == "1000" and tenant["price"] == "0.001"
+    assert tenant["hosts"] == ["data.acme.com"]
+    assert tenant["limits"] == {"cpuMs": 300, "subRequests": 50, "cpu_ms": 300, "subrequests": 50}
+    assert tenant["dataset"]["rows"] == 50 and tenant["dataset"]["key"] == "id"
+    assert tenant["dataset"]["type"] == "csv" and tenant["dataset"]["version"] == 1
+
+    # A re-deploy keeps what it does not name and makes a new version.
+    again = run("deploy", str(CITIES), "--tenant", "acme", "--home", home)["tenant"]
+    assert again["dataset"]["version"] == 2 and again["hosts"] == ["data.acme.com"]
+    assert again["plan"] == "pro" and again["price"] == "0.001"
+
+    listed = run("list", "--home", home)["tenants"]
+    assert [t["slug"] for t in listed] == ["acme"]
+    assert run("show", "acme", "--home", home)["tenant"]["tenantId"] == tenant["tenantId"]
+    assert run("remove", "acme", "--home", home)["removed"] == "acme"
+    assert run("list", "--home", home)["tenants"] == []
+    assert run("show", "acme", "--home", home, ok=False)["error"] == "tenant_not_found"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tenant", "../x", "--price", "0.001"], "invalid slug"),
+        (["--tenant", "Acme", "--price", "0.001"], "invalid slug"),
+        (["--tenant", "admin", "--price", "0.001"], "reserved"),
+        (["--tenant", "ok", "--price", "-1"], "price"),
+        (["--tenant", "ok", "--price", "0.0000001"], "decimals"),
+        (["--tenant", "ok"], "--price is required"),
+        (["--tenant", "ok", "--price", "1", "--plan", "gold"], "unknown plan"),
+        (["--tenant", "ok", "--price", "1", "--host", "a.com:80"], "port"),
+        (["--tenant", "ok", "--price", "1", "--pay-to", "0x123"], "invalid address"),
+        (["--tenant", "ok", "--price", "1", "--cpu-ms", "0"], "positive"),
+        (["--tenant", "ok", "--price", "1", "--key", "nope"], "nope"),
+    ],
+)
+def test_bad_deploys_change_nothing(home, args, message):
+    out = run("deploy", str(CITIES), *args, "--home", home, ok=False)
+    assert out["ok"] is False and message in out["detail"]
+    assert run("list", "--home", home)["tenants"] == []
+
+
+def test_broken_file_keeps_the_previous_version(home, tmp_path):
+    run("deploy", str(CITIES), "--tenant", "acme", "--price", "0", "--home", home)
+    broken = tmp_path / "broken.csv"
+    broken.write_text('id,name\n1,"ok"\n2,"unterminated\n3,x,y,z\n')
+    out = run("deploy", str(broken), "--tenant", "acme", "--home", home, ok=False)
+    assert out["error"] == "deploy_failed" and out["detail"]
+    shown = run("show", "acme", "--home", home)["tenant"]
+    assert shown["dataset"]["version"] == 1 and shown["dataset"]["rows"] == 50
+    missing = run(
+        "deploy",
+        str(tmp_path / "nope.csv"),
+        "--tenant",
+        "x",
+        "--price",
+        "0",
+        "--home",
+        home,
+        ok=False,
+    )
+    assert "no such file" in missing["detail"]
+
+
+def test_hosts_are_unique_across_tenants(home):
+    run(
+        "deploy",
+        str(CITIES),
+        "--tenant",
+        "a",
+        "--price",
+        "0",
+        "--host",
+        "x.example.com",
+        "--home",
+        home,
+    )
+    out = run(
+        "deploy",
+        str(CITIES),
+        "--tenant",
+        "b",
+        "--price",
+        "0",
+        "--host",
+        "x.example.com",
+        "--home",
+        home,
+        ok=False,
+    )
+    assert "already belongs to tenant 'a'" in out["detail"]
+    assert [t["slug"] for t in run("list", "--home", home)["tenants"]] == ["a"]
+
+
+def test_home_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAW402_HOME", str(tmp_path / "envhome"))
+    monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
+    run("deploy", str(CITIES), "--tenant", "acme", "--price", "0")
+    assert (tmp_path / "envhome" / "registry.sqlite3").exists()
+    assert any((tmp_path / "envhome" / "datasets" / "acme").iterdir())
+
+
+def test_human_output_is_readable(home):
+    result = runner.invoke(
+        app, ["deploy", str(CITIES), "--tenant", "acme", "--price", "0.002", "--home", home]
+    )
+    assert result.exit_code == 0
+    assert "deployed acme v1: 50 rows" in result.stdout and "$0.002 per call" in result.stdout
+    listed = runner.invoke(app, ["list", "--home", home])
+    assert "acme" in listed.stdout and "$0.002" in listed.stdout
+    bad = runner.invoke(
+        app, ["deploy", str(CITIES), "--tenant", "../x", "--price", "0", "--home", home]
+    )
+    assert bad.exit_code == 1 and "invalid slug" in bad.stderr
