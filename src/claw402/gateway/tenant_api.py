@@ -23,6 +23,11 @@ from claw402.dispatch.plans import MAX_PAGE_SIZE
 from claw402.gateway.responses import error_response, json_response
 from claw402.registry.models import Tenant
 
+# cpuMs is CPU time at the edge; here it becomes a wall-clock deadline for the query, which also
+# counts time spent waiting for a core on a busy machine. The factor keeps a plan's budget from
+# tripping on scheduling noise while still stopping a runaway scan.
+WALL_CLOCK_FACTOR = 4
+
 
 class TenantFailure(Exception):
     """The tenant's handler or data failed: the dispatcher answers 502 tenant_worker_failure."""
@@ -54,7 +59,7 @@ class TenantRuntime:
         self.version = tenant.dataset
         self.dataset = dataset
         self.max_limit = MAX_PAGE_SIZE.get(tenant.plan, 100)
-        self.timeout_ms = tenant.limits.cpu_ms
+        self.timeout_ms = tenant.limits.cpu_ms * WALL_CLOCK_FACTOR
 
     async def handle(self, call: TenantRequest, guard: Guard) -> Response:
         path, method = call.path, call.request.method
@@ -120,7 +125,8 @@ class TenantRuntime:
             503,
             "tenant_limit_exceeded",
             call.request_id,
-            f"the query ran over the {self.tenant.plan} plan's {self.timeout_ms} ms budget",
+            f"the query ran over its {self.timeout_ms} ms budget "
+            f"({self.tenant.limits.cpu_ms} cpuMs on the {self.tenant.plan} plan)",
         )
 
     @staticmethod
