@@ -190,3 +190,16 @@ def test_page_cache_serves_repeats(cities):
     assert ds.records(query(cities)) is first
     assert ds.records(query(cities, ("_limit", "3"))) is not first
     engine.close()
+
+
+def test_awkward_column_names(tmp_path, engine):
+    source = tmp_path / "odd.csv"
+    source.write_text('"a?b","say ""hi""","{t}",sp ace,ümlaut,$1\n1,x,2,y,z,3\n4,u,5,v,w,6\n')
+    result = ingest(source, tmp_path / "v", key="{t}")
+    names = [c.name for c in result.columns]
+    assert names == ["a?b", 'say "hi"', "{t}", "sp ace", "ümlaut", "$1"]
+    ds = engine.open(result.path, result.columns, key="{t}")
+    params = [("a?b__gte", "1"), ('say "hi"', "u"), ("_sort", "-$1,ümlaut"),
+              ("_fields", "sp ace,{t}")]
+    assert ds.records(query(result, *params)).items == [{"sp ace": "v", "{t}": 5}]
+    assert ds.record("2")["ümlaut"] == "z"
