@@ -86,6 +86,7 @@ def build_dispatcher(
     modules = (
         Module("dispatcher.js", template("dispatcher.js")),
         Module("paywall.js", template("paywall.js")),
+        Module("paths.js", template("paths.js")),
         rules_module(),
         directory_module(directory),
     )

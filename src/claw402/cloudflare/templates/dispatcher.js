@@ -7,6 +7,7 @@
 import DIRECTORY from "./directory.js";
 import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE } from "./rules.js";
 import { guard } from "./paywall.js";
+import { encodePath, unquote } from "./paths.js";
 
 const STATUS = {
   tenant_not_found: 404,
@@ -61,30 +62,6 @@ export function resolve(hostHeader, path, index = { byHost, bySlug }) {
   const slug = cut < 0 ? rest : rest.slice(0, cut);
   if (!isValidSlug(slug) || !index.bySlug.has(slug)) return null;
   return { tenant: index.bySlug.get(slug), path: cut < 0 ? "/" : rest.slice(cut), byPath: true };
-}
-
-// urllib.parse.unquote: %XX decoded as UTF-8 with replacement, malformed escapes kept.
-export function unquote(text) {
-  if (!text.includes("%")) return text;
-  const bytes = [];
-  const encoder = new TextEncoder();
-  for (let i = 0; i < text.length; ) {
-    if (text[i] === "%" && /^[0-9A-Fa-f]{2}$/.test(text.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
-      i += 3;
-    } else {
-      const cp = text.codePointAt(i);
-      const ch = String.fromCodePoint(cp);
-      bytes.push(...encoder.encode(ch));
-      i += ch.length;
-    }
-  }
-  return new TextDecoder("utf-8").decode(new Uint8Array(bytes));
-}
-
-// A decoded path, encoded per segment so no URL parser re-interprets it ("..", "%", "?").
-export function encodePath(path) {
-  return path.split("/").map(encodeURIComponent).join("/");
 }
 
 function json(body, status = 200, headers = {}) {

@@ -1,0 +1,98 @@
+// 402claw user Worker: one tenant's data API (src/claw402/gateway/tenant_api.py) with its
+// dataset embedded. Reached only through the dispatch Worker, which strips the /t/<slug>
+// prefix (x-claw402-path), says where the tenant's root is (x-claw402-root-url), runs the
+// paywall, and maps a throw here to 502 tenant_worker_failure.
+// Generated beside it: tenant.json (schema, OpenAPI, docs) and dataset.json (the columns).
+
+import CONFIG_TEXT from "./tenant.json";
+import DATASET_TEXT from "./dataset.json";
+import { Table } from "./engine.js";
+import { render, rowJson } from "./output.js";
+import { formatForAccept, InvalidQuery, parseQuery, pyRepr } from "./query.js";
+import { unquote } from "./paths.js";
+
+const CONFIG = JSON.parse(CONFIG_TEXT);
+// Parsed once per isolate, at startup (the platform's startup budget, not a request's CPU).
+let TABLE = null;
+let LOAD_ERROR = null;
+try {
+  TABLE = new Table(JSON.parse(DATASET_TEXT));
+} catch (error) {
+  LOAD_ERROR = error;
+}
+
+const ROOT = CONFIG.rootPlaceholder;
+
+function json(text, status = 200, headers = {}) {
+  return new Response(text, { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+function error(status, code, requestId, detail, headers = {}) {
+  const body = { ok: false, error: code, requestId };
+  if (detail) body.detail = detail;
+  return json(JSON.stringify(body), status, headers);
+}
+
+// The generated documents carry a placeholder where the tenant's public root goes.
+function withRoot(text, root) {
+  return text.replaceAll(ROOT, root);
+}
+
+function tenantPath(request, url) {
+  const given = request.headers.get("x-claw402-path");
+  return given === null ? unquote(url.pathname) : decodeURIComponent(given);
+}
+
+async function records(request, url, requestId) {
+  const accepted = formatForAccept(request.headers.get("accept"));
+  let query;
+  let page;
+  try {
+    query = await parseQuery([...url.searchParams], CONFIG.columns, {
+      maxLimit: CONFIG.maxLimit,
+      version: String(CONFIG.version),
+    });
+    if (!query.explicitFormat && accepted === null) {
+      return error(406, "not_acceptable", requestId, CONFIG.notAcceptable);
+    }
+    if (!query.explicitFormat) query.format = accepted;
+    page = await TABLE.records(query);
+  } catch (failure) {
+    if (failure instanceof InvalidQuery) return error(400, "invalid_query", requestId, failure.detail);
+    throw failure;
+  }
+  const { body, contentType } = render(page, query.format);
+  return new Response(body, { headers: { "content-type": contentType } });
+}
+
+function record(path, requestId) {
+  if (CONFIG.key === null) return error(404, "record_not_found", requestId, "this dataset has no key column");
+  const key = unquote(path.slice("/v1/records/".length));
+  const row = TABLE.record(CONFIG.key, key);
+  if (row === null) return error(404, "record_not_found", requestId, `no record ${pyRepr(key)}`);
+  const names = CONFIG.columns.map((c) => c.name);
+  const types = CONFIG.columns.map((c) => c.type);
+  return json(`{"ok":true,"item":${rowJson(names, types, row)}}`);
+}
+
+export default {
+  async fetch(request) {
+    if (LOAD_ERROR !== null) throw new Error(`dataset unreadable: ${LOAD_ERROR.message}`);
+    const url = new URL(request.url);
+    const requestId = request.headers.get("x-request-id") || crypto.randomUUID().replaceAll("-", "");
+    const root = request.headers.get("x-claw402-root-url") || url.origin;
+    const path = tenantPath(request, url);
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return error(405, "method_not_allowed", requestId, null, { allow: "GET" });
+    }
+    if (path === "/v1/records") return records(request, url, requestId);
+    if (path.startsWith("/v1/records/")) return record(path, requestId);
+    if (path === "/v1/schema") return json(CONFIG.schemaJson);
+    if (path === "/v1/openapi.json") return json(withRoot(CONFIG.openapiJson, root));
+    if (path === "/docs" || path === "/docs/") {
+      return new Response(withRoot(CONFIG.docsHtml, root), { headers: { "content-type": "text/html; charset=utf-8" } });
+    }
+    if (path === "/") return json(withRoot(CONFIG.indexJson, root));
+    return error(404, "not_found", requestId, `no route ${path}`);
+  },
+};

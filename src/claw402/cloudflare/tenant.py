@@ -1,0 +1,162 @@
+"""A tenant's user Worker bundle: the data API templates plus the tenant's documents and data.
+
+The dataset ships inside the Worker as `dataset.json` (columns of values), exported through the
+gateway's own engine so every value is already in the gateway's output form (ISO dates and
+timestamps, floats as floats). The schema, OpenAPI document, docs page and index are rendered
+here by the same Python functions the gateway uses, with a placeholder where the tenant's
+public root goes (the Worker fills it in per request).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
+from claw402.cloudflare.sizes import MAX_EMBEDDED_DATA, ScriptTooLarge, check_embedded_data, mib
+from claw402.cloudflare.workerd import template
+from claw402.datasets.engine import Engine
+from claw402.datasets.openapi import docs_html, openapi
+from claw402.datasets.query import Query
+from claw402.datasets.schema import Column
+from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.registry.models import Tenant
+
+# Where the tenant's public root goes in the generated documents; replaced per request.
+ROOT_PLACEHOLDER = "https://claw402-tenant-root.invalid"
+TEMPLATES = ("worker.js", "query.js", "engine.js", "output.js", "paths.js")
+MAX_SAFE_INTEGER = 2**53 - 1  # what a JavaScript number holds exactly
+# A source this many times the embedding limit cannot fit: refuse before exporting it.
+_SOURCE_FACTOR = 4
+
+
+class EdgeUnsupported(ValueError):
+    """The tenant cannot be served by a user Worker; the message says why and what to do."""
+
+
+def export_columns(tenant: Tenant) -> tuple[list[list[Any]], int]:
+    """Every row of the tenant's current dataset version, as one list of values per column."""
+    version = tenant.dataset
+    if version is None:
+        raise EdgeUnsupported(f"tenant {tenant.slug!r} has no dataset deployed")
+    if version.bytes > _SOURCE_FACTOR * MAX_EMBEDDED_DATA:
+        raise ScriptTooLarge(
+            f"tenant {tenant.slug!r}: its source file is {mib(version.bytes)}, far above the "
+            f"{mib(MAX_EMBEDDED_DATA)} of data a user Worker can embed (a Workers isolate has "
+            "128 MB of memory). Serve it with `402claw serve`, or deploy a smaller dataset."
+        )
+    columns = [Column.from_dict(c) for c in version.columns]
+    engine = Engine(cache_rows=0, threads=1, memory_limit="512MB")
+    try:
+        dataset = engine.open(version.data_path, columns, key=version.key)
+        page = dataset.records(Query(limit=max(version.rows, 1)))
+    finally:
+        engine.close()
+    data = [list(values) for values in zip(*page.rows, strict=True)] or [[] for _ in columns]
+    for column, values in zip(columns, data, strict=True):
+        if column.type == "integer" and any(
+            v is not None and abs(v) > MAX_SAFE_INTEGER for v in values
+        ):
+            raise EdgeUnsupported(
+                f"tenant {tenant.slug!r}: column {column.name!r} holds integers beyond "
+                f"±{MAX_SAFE_INTEGER}, which a JavaScript number cannot hold exactly; serve "
+                "it with `402claw serve`"
+            )
+    return data, len(page.rows)
+
+
+def schema_body(tenant: Tenant) -> dict[str, Any]:
+    """`GET /v1/schema`, as the gateway's TenantRuntime.schema answers it."""
+    v = tenant.dataset
+    assert v is not None
+    return {
+        "ok": True,
+        "tenant": tenant.slug,
+        "name": tenant.name,
+        "description": tenant.description,
+        "columns": v.columns,
+        "key": v.key,
+        "rows": v.rows,
+        "version": v.version,
+        "price": tenant.price_usd,
+        "priceAtomic": str(tenant.price_atomic),
+        "plan": tenant.plan,
+        "maxLimit": MAX_PAGE_SIZE.get(tenant.plan, 100),
+    }
+
+
+def openapi_doc(tenant: Tenant, root_url: str) -> dict[str, Any]:
+    v = tenant.dataset
+    assert v is not None
+    return openapi(
+        [Column.from_dict(c) for c in v.columns],
+        title=tenant.name or tenant.slug,
+        description=tenant.description or f"Data API of {tenant.slug}",
+        version=str(v.version),
+        price_usd=tenant.price_usd,
+        key=v.key,
+        server_url=root_url,
+        max_limit=MAX_PAGE_SIZE.get(tenant.plan, 100),
+    )
+
+
+def index_body(tenant: Tenant, root_url: str) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "tenant": tenant.slug,
+        "links": {
+            name: root_url + path
+            for name, path in (
+                ("records", "/v1/records"),
+                ("schema", "/v1/schema"),
+                ("openapi", "/v1/openapi.json"),
+                ("docs", "/docs"),
+            )
+        },
+    }
+
+
+def tenant_config(tenant: Tenant) -> dict[str, Any]:
+    v = tenant.dataset
+    assert v is not None
+    spec = openapi_doc(tenant, ROOT_PLACEHOLDER)
+    return {
+        "slug": tenant.slug,
+        "tenantId": tenant.tenant_id,
+        "version": v.version,
+        "columns": v.columns,
+        "key": v.key,
+        "maxLimit": MAX_PAGE_SIZE.get(tenant.plan, 100),
+        "rootPlaceholder": ROOT_PLACEHOLDER,
+        "schemaJson": orjson.dumps(schema_body(tenant)).decode(),
+        "openapiJson": orjson.dumps(spec).decode(),
+        "docsHtml": docs_html(spec),
+        "indexJson": orjson.dumps(index_body(tenant, ROOT_PLACEHOLDER)).decode(),
+    }
+
+
+def tenant_tags(tenant: Tenant) -> list[str]:
+    version = tenant.dataset.version if tenant.dataset else 0
+    return ["claw402", "claw402-tenant", f"tenant-{tenant.tenant_id}", f"slug-{tenant.slug}",
+            f"plan-{tenant.plan}", f"dataset-v{version}"]
+
+
+def build_tenant(tenant: Tenant) -> WorkerBundle:
+    """The user Worker of one tenant; refused (ScriptTooLarge) when its data cannot fit."""
+    data, rows = export_columns(tenant)
+    assert tenant.dataset is not None
+    dataset = orjson.dumps({"columns": tenant.dataset.columns, "rows": rows, "data": data})
+    check_embedded_data(tenant.slug, len(dataset), rows)
+    modules = (
+        *(Module(name, template(name)) for name in TEMPLATES),
+        Module("tenant.json", orjson.dumps(tenant_config(tenant))),
+        Module("dataset.json", dataset),
+    )
+    metadata = {
+        "main_module": "worker.js",
+        "compatibility_date": COMPATIBILITY_DATE,
+        "bindings": [],
+        "tags": tenant_tags(tenant),
+    }
+    return WorkerBundle(tenant.worker_name, modules, metadata)
