@@ -3,6 +3,8 @@
 Three servers, each in its own process on the same uvicorn settings, on 127.0.0.1 only:
 - `hello`: a bare ASGI hello-world (the ceiling);
 - `gateway`: the 402claw gateway with its paywall, serving a priced tenant (sample cities);
+- `gateway-static402`: the same gateway with a constant-402 guard instead of the paywall
+  (challenge throughput only), which separates the gateway's cost from the paywall's;
 - `sdk`: FastAPI with the x402 SDK's own `PaymentMiddlewareASGI` (stock settings) guarding
   an equivalent endpoint that returns the same first page, precomputed.
 All of them pay through the same facilitator process (402claw's, on the same anvil).
@@ -68,7 +70,11 @@ def hello_app() -> Any:
     return app
 
 
-def gateway_app() -> Any:
+def gateway_app(static_guard: bool = False) -> Any:
+    """The gateway as `402claw serve` builds it; `static_guard` swaps the paywall for a
+    constant 402 (no x402 work at all), to tell the gateway's cost from the paywall's."""
+    from starlette.responses import Response
+
     from claw402.config import load_settings
     from claw402.gateway.app import Gateway
     from claw402.gateway.events import EventSink
@@ -79,6 +85,12 @@ def gateway_app() -> Any:
     sink = EventSink(registry.write_events)
     paywall = paywall_from_env(registry.engine, sink.emit)
     assert paywall is not None, "the bench sets CLAW402_ENV=dev and the payment variables"
+    if static_guard:
+
+        async def constant_402(call: Any, produce: Any) -> Response:
+            return Response(b'{"ok":false}', status_code=402, media_type="application/json")
+
+        return Gateway(registry, guard=constant_402, sink=sink)
     return Gateway(registry, guard=paywall, sink=sink)
 
 
@@ -135,7 +147,12 @@ def serve_child(kind: str, port: int) -> None:
         )
         serve(settings, port=port, log_level="warning")
         return
-    app = {"hello": hello_app, "gateway": gateway_app, "sdk": sdk_app}[kind]()
+    app = {
+        "hello": hello_app,
+        "gateway": gateway_app,
+        "gateway-static402": lambda: gateway_app(static_guard=True),
+        "sdk": sdk_app,
+    }[kind]()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -294,13 +311,14 @@ def run(calls: int, duration: int, connections: int) -> dict[str, Any]:
                 "BENCH_FAC_KEY": chain.facilitator.private_key,
             }
             with child("facilitator", base_env, "/health") as facilitator:
-                settings = Settings(home=home, database_url=f"sqlite:///{home / 'db.sqlite3'}")
+                settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
                 registry = Registry.open(settings)
                 deploy(registry, settings, DeployRequest(source=CITIES, slug=SLUG, price=PRICE))
                 registry.close()
                 env = {
                     **base_env,
                     "CLAW402_HOME": str(home),
+                    "CLAW402_DATABASE_URL": settings.database_url,
                     "CLAW402_ENV": "dev",
                     "CLAW402_NETWORK": chain.network,
                     "CLAW402_ASSET": chain.token,
@@ -322,6 +340,11 @@ def run(calls: int, duration: int, connections: int) -> dict[str, Any]:
                         "paid_call": summary(asyncio.run(paid_calls(url, client, calls))[0]),
                         "paid_request": summary(asyncio.run(paid_requests(url, client, calls))),
                         "challenge": rps(url, duration, connections, 402),
+                    }
+                with child("gateway-static402", env, "/healthz") as static:
+                    static_url = f"{static}/t/{SLUG}/v1/records"
+                    results["gateway_static_402"] = {
+                        "challenge": rps(static_url, duration, connections, 402)
                     }
                 with child("hello", env) as hello:
                     results["hello"] = {"rps": rps(hello, duration, connections, 200)}
@@ -364,6 +387,8 @@ def report(results: dict[str, Any]) -> str:
             f"{r['paid_request']['median_ms']} ms, p99 {r['paid_request']['p99_ms']} ms | "
             f"402 challenge {r['challenge']['rps']} req/s"
         )
+    static = results["gateway_static_402"]["challenge"]["rps"]
+    lines.append(f"gateway with a constant-402 guard (no paywall): {static} req/s")
     hello = results["hello"]["rps"]["rps"]
     lines.append(f"hello    {hello} req/s ({results['hello']['rps']['tool']})")
     ratio = results["gateway"]["challenge"]["rps"] / hello

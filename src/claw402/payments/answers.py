@@ -15,12 +15,11 @@ from x402.http.utils import encode_payment_response_header
 from x402.schemas import SettleResponse
 
 from claw402.dispatch.errors import error_body
-from claw402.payments.offer import Challenge
+from claw402.payments.offer import EXPOSE_HEADERS, Challenge
 
-PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
 X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
-EXPOSE = {"Access-Control-Expose-Headers": "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"}
+EXPOSE = {"Access-Control-Expose-Headers": EXPOSE_HEADERS}
 RETRY_AFTER_SECONDS = "2"
 
 
@@ -49,22 +48,24 @@ def challenge(
     headers: dict[str, str] | None = None,
     **fields: Any,
 ) -> Response:
-    return json_answer(
+    response = json_answer(
         402,
         code,
         request_id,
         detail,
-        headers={PAYMENT_REQUIRED: challenge.header, **EXPOSE, **(headers or {})},
+        headers=headers,
         x402Version=1,
         accepts=challenge.accepts_v1,
         **fields,
     )
+    response.raw_headers.extend(challenge.raw_headers)  # encoded once per resource
+    return response
 
 
 def receipt_headers(settlement: SettleResponse, version: int) -> dict[str, str]:
     """`PAYMENT-RESPONSE` (and `X-PAYMENT-RESPONSE` for a v1 payer): the settlement receipt."""
     value = encode_payment_response_header(settlement)
-    headers = {PAYMENT_RESPONSE: value, **EXPOSE}
+    headers = {PAYMENT_RESPONSE: value}
     if version == 1:
         headers[X_PAYMENT_RESPONSE] = value
     return headers

@@ -19,10 +19,12 @@ from x402.http.utils import encode_payment_required_header
 from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo
 
+from claw402.money import atomic_to_usd
 from claw402.payments.codec import PAYMENT_IDENTIFIER, PresentedPayment
 from claw402.payments.config import PaymentConfig
 
 SCHEME = "exact"
+EXPOSE_HEADERS = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
 MIME_TYPE = "application/json"
 _CACHED_RESOURCES = 256
 # The declaration `x402.extensions.payment_identifier.declare_payment_identifier_extension()`
@@ -61,6 +63,7 @@ class Mismatch(ValueError):
 class Challenge:
     header: str  # base64 PAYMENT-REQUIRED (v2)
     accepts_v1: list[dict[str, Any]]  # for the JSON body, which v1 clients read
+    raw_headers: tuple[tuple[bytes, bytes], ...]  # PAYMENT-REQUIRED and CORS, pre-encoded
 
 
 def v1_network_name(network: str) -> str | None:
@@ -83,6 +86,10 @@ class Offer:
         self.tenant_id = tenant_id
         self.amount = str(amount)
         self.description = description
+        self.price_detail = (
+            f"this call costs ${atomic_to_usd(amount)}: pay with x402 "
+            "(the PAYMENT-REQUIRED header says how)"
+        )
         self.requirements = PaymentRequirements(
             scheme=SCHEME,
             network=config.network,
@@ -116,9 +123,14 @@ class Offer:
             accepts=[self.requirements],
             extensions=_EXTENSIONS,
         )
+        header = encode_payment_required_header(required)
         found = Challenge(
-            header=encode_payment_required_header(required),
+            header=header,
             accepts_v1=[self._v1_requirements(resource_url)],
+            raw_headers=(
+                (b"payment-required", header.encode("latin-1")),
+                (b"access-control-expose-headers", EXPOSE_HEADERS.encode("latin-1")),
+            ),
         )
         self._challenges[key] = found
         if len(self._challenges) > _CACHED_RESOURCES:

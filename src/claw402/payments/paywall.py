@@ -24,7 +24,7 @@ from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
 from claw402.dispatch.events import event
-from claw402.money import atomic_to_usd
+from claw402.dispatch.routing import TenantRoute
 from claw402.payments import answers
 from claw402.payments.codec import InvalidPayment, PresentedPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
@@ -77,42 +77,37 @@ class Paywall:
             settle_timeout=config.settle_timeout,
         )
         self.emit = emit
-        self._offers: dict[tuple[str, int, str | None, str | None, str | None], Offer] = {}
+        self._offers: dict[tuple[Any, ...], tuple[Offer, TenantRoute]] = {}
 
     def offer(self, tenant: Tenant) -> Offer:
-        key = (
-            tenant.tenant_id,
-            tenant.price_atomic,
-            tenant.pay_to,
-            tenant.name,
-            tenant.description,
-        )
+        return self._priced(tenant)[0]
+
+    def _priced(self, tenant: Tenant) -> tuple[Offer, TenantRoute]:
+        """The tenant's offer and event route, built once per tenant version."""
+        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to)
         found = self._offers.get(key)
         if found is None:
             if len(self._offers) > 10_000:
                 self._offers.clear()
-            found = self._offers[key] = Offer(
+            offer = Offer(
                 self.config,
                 tenant_id=tenant.tenant_id,
                 amount=tenant.price_atomic,
                 pay_to=tenant.pay_to or self.config.treasury,
                 description=tenant.description or f"{tenant.name or tenant.slug}: one API call",
             )
+            found = self._offers[key] = (offer, tenant.route())
         return found
 
     async def aclose(self) -> None:
         await self.facilitator.aclose()
 
     async def __call__(self, call: TenantRequest, produce: Produce) -> Response:
-        offer = self.offer(call.tenant)
+        offer = self._priced(call.tenant)[0]
         header = payment_header(call.request.headers)
         if header is None:
-            detail = (
-                f"{call.resource_url} costs ${atomic_to_usd(call.tenant.price_atomic)} per call: "
-                "pay with x402 (the PAYMENT-REQUIRED header says how)"
-            )
             self._event(PAYMENT_CHALLENGE, call, 402)
-            return self._challenge(call, offer, "payment_required", detail)
+            return self._challenge(call, offer, "payment_required", offer.price_detail)
         try:
             payment = decode_payment(header)
             payload = offer.match(payment)
@@ -147,7 +142,7 @@ class Paywall:
             event(
                 kind,
                 call.request_id,
-                call.tenant.route(),
+                self._priced(call.tenant)[1],
                 status=status,
                 duration_ms=duration,
                 reason=reason,
@@ -345,6 +340,7 @@ class _Attempt:
             ),
         )
         answer.headers.update(answers.receipt_headers(settlement, self.payment.version))
+        answer.headers.update(answers.EXPOSE)
         self.paywall._event(
             PAYMENT_SETTLED, call, 200, started=self.started,
             transaction=settlement.transaction, **self.facts,
