@@ -75,9 +75,10 @@ def ingest(
     source, dest_dir = Path(source), Path(dest_dir)
     try:
         size = source.stat().st_size
+        fmt = detect_format(source)
     except OSError as exc:
         raise IngestError(f"cannot read {source.name}: {exc.strerror}") from None
-    fmt = detect_format(source)
+    created_dir = not dest_dir.exists()
     dest_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     temp = dest_dir / f".ingest-{token}.duckdb"
@@ -106,10 +107,15 @@ def ingest(
             con.execute("CHECKPOINT out")
             con.execute("DETACH out")
         os.replace(temp, final)
+    except duckdb.Error as exc:  # not the source's fault (disk full, ...): still an IngestError
+        raise IngestError(f"{source.name}: {_first_line(str(exc))}") from exc
     finally:
         for leftover in (temp, Path(f"{temp}.wal")):
             leftover.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        if created_dir and not final.exists():
+            with contextlib.suppress(OSError):
+                dest_dir.rmdir()
     if progress:
         progress(size, size)
     return IngestResult(path=final, format=fmt, rows=rows, bytes=size, columns=columns, key=key)
