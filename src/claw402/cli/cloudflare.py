@@ -13,6 +13,7 @@ from rich.table import Table
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
 from claw402.cloudflare.api import CloudflareApiError, Target
+from claw402.cloudflare.build import build_all
 from claw402.cloudflare.deploy import (
     ACCOUNT_PLACEHOLDER,
     DeployError,
@@ -62,6 +63,56 @@ def export_tenant_directory_command(
         emit_json({"ok": True, "path": str(out), "format": format.value, "tenants": count})
     else:
         console.print(f"[green]wrote[/] {count} tenant(s) to {out} ({format.value} format)")
+
+
+# -- build ------------------------------------------------------------------------------------
+
+cloudflare_app = typer.Typer(help="Cloudflare Workers for Platforms: build the edge Workers.",
+                             no_args_is_help=True)
+
+
+@cloudflare_app.command("build")
+def build_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the Workers into.")],
+    dispatch_namespace: Annotated[
+        str, typer.Option("--dispatch-namespace", envvar="CLOUDFLARE_DISPATCH_NAMESPACE",
+                          help="Namespace the dispatcher's DISPATCHER binding names."),
+    ] = DEFAULT_NAMESPACE,
+    events_url: Annotated[
+        str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
+    ] = None,
+    facilitator_url: Annotated[
+        str | None, typer.Option("--facilitator-url", help="x402 facilitator for the paywall.")
+    ] = None,
+    workers_plan: Annotated[
+        WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
+    ] = WorkersPlanName.paid,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Write the dispatch Worker and one user Worker per tenant, each with its metadata.json."""
+    _, registry = open_registry(home)
+    options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
+                                facilitator_url=facilitator_url)
+    try:
+        result = build_all(registry.list_tenants(), out, options,
+                           workers_plan=workers_plan.value)
+    except (ScriptTooLarge, ValueError) as exc:
+        fail(str(exc), as_json=json, code="build_failed")
+    if json:
+        emit_json({"ok": not result.refused, **result.to_json()})
+    else:
+        d = result.dispatcher
+        console.print(f"[green]built[/] dispatcher {d.script_name} ({d.raw_size:,} bytes) and "
+                      f"{len(result.tenants)} user Worker(s) in {out} "
+                      f"({result.seconds * 1000:.0f} ms)")
+        for slug, bundle in sorted(result.tenants.items()):
+            console.print(f"  {slug}: {bundle.script_name} ({bundle.raw_size:,} bytes, "
+                          f"{bundle.gzip_size:,} gzip)")
+        for slug, reason in sorted(result.refused.items()):
+            console.print(f"  [red]refused[/] {slug}: {reason}", highlight=False)
+    if result.refused:
+        raise typer.Exit(1)
 
 
 # -- deploy, rollback -------------------------------------------------------------------------
@@ -228,6 +279,7 @@ def rollback_dispatcher_command(
 def register(app: typer.Typer) -> None:
     """Add the Cloudflare commands to the `402claw` app."""
     app.command("export-tenant-directory")(export_tenant_directory_command)
+    app.add_typer(cloudflare_app, name="cloudflare")
     app.command("cloudflare-deploy-dispatcher")(deploy_dispatcher_command)
     app.command("cloudflare-deploy-tenant")(deploy_tenant_command)
     app.command("cloudflare-rollback-dispatcher")(rollback_dispatcher_command)

@@ -1,0 +1,84 @@
+"""`402claw cloudflare build`: every Worker of the edge, written to a folder.
+
+    out/directory.json            the tenant directory (maps shape)
+    out/dispatcher/               dispatcher.js, paywall.js, paths.js, rules.js, directory.js,
+                                  metadata.json
+    out/tenants/<workerName>/     worker.js, query.js, engine.js, output.js, paths.js,
+                                  tenant.json, dataset.json, metadata.json
+    out/build.json                what was built, sizes, and which tenants were refused and why
+
+A tenant whose Worker cannot be built (too large for the platform, no dataset, integers
+JavaScript cannot hold) is refused with its reason; the others are still built.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from claw402.cloudflare.bundle import WorkerBundle
+from claw402.cloudflare.directory import export_directory
+from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
+from claw402.cloudflare.files import write_json
+from claw402.cloudflare.sizes import ScriptTooLarge, check_size
+from claw402.cloudflare.tenant import EdgeUnsupported, build_tenant
+from claw402.registry.models import Tenant
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    dispatcher: WorkerBundle
+    tenants: dict[str, WorkerBundle] = field(default_factory=dict)  # slug -> bundle
+    refused: dict[str, str] = field(default_factory=dict)  # slug -> reason
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        def size(bundle: WorkerBundle) -> dict[str, int]:
+            return {"bytes": bundle.raw_size, "gzipBytes": bundle.gzip_size}
+
+        return {
+            "out": str(self.out),
+            "dispatcher": {"scriptName": self.dispatcher.script_name, **size(self.dispatcher)},
+            "tenants": [
+                {"slug": slug, "scriptName": b.script_name, "path": f"tenants/{b.script_name}",
+                 **size(b)}
+                for slug, b in sorted(self.tenants.items())
+            ],
+            "refused": [{"slug": s, "reason": r} for s, r in sorted(self.refused.items())],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def build_all(
+    tenants: list[Tenant],
+    out: Path,
+    options: DispatcherOptions | None = None,
+    *,
+    workers_plan: str = "paid",
+) -> BuildResult:
+    started = time.perf_counter()
+    options = options or DispatcherOptions()
+    dispatcher = build_dispatcher(tenants, options)
+    check_size(dispatcher, workers_plan)
+    result = BuildResult(out, dispatcher)
+    for tenant in tenants:
+        try:
+            bundle = build_tenant(tenant)
+            check_size(bundle, workers_plan)
+        except (ScriptTooLarge, EdgeUnsupported) as exc:
+            result.refused[tenant.slug] = str(exc)
+        else:
+            result.tenants[tenant.slug] = bundle
+    for stale in (out / "dispatcher", out / "tenants"):
+        shutil.rmtree(stale, ignore_errors=True)
+    dispatcher.write(out / "dispatcher")
+    for bundle in result.tenants.values():
+        bundle.write(out / "tenants" / bundle.script_name)
+    write_json(out / "directory.json", export_directory(tenants, options.directory_format))
+    result.seconds = time.perf_counter() - started
+    write_json(out / "build.json", result.to_json())
+    return result
