@@ -1,0 +1,234 @@
+"""The data API through HTTP on 1M rows, side by side with Datasette on the same data.
+
+    python bench/bench_data_api.py                # 1M rows, 200 requests per query
+    python bench/bench_data_api.py --rows 200000 --requests 100 --no-datasette
+
+It generates the CSV (bench_engine.generate, fixed seed, reused), times `402claw deploy`
+(the ingest), serves it with `402claw serve` (uvicorn, its own process) and Datasette
+(installed into bench/data/datasette-venv for this script only, over a SQLite copy of the same
+rows), then sends the same four queries to both, sequentially over one keep-alive connection,
+with the filter values varied per request so neither side answers from a cache (the unfiltered
+first page is one URL and may be cached on both). Prints medians and p99 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_engine import DATA, FIRST, LAST, WORDS, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def sqlite_copy(source: Path, target: Path) -> None:
+    """The same rows, typed, in a SQLite table Datasette can serve (no indexes, like ours)."""
+    if target.exists():
+        return
+    tmp = target.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    con = sqlite3.connect(tmp)
+    con.execute(
+        "CREATE TABLE data (id INTEGER PRIMARY KEY, name TEXT, city TEXT, category TEXT, "
+        "price REAL, quantity INTEGER, created TEXT, description TEXT)"
+    )
+    with source.open() as fh:
+        rows = csv.reader(fh)
+        next(rows)
+        con.executemany("INSERT INTO data VALUES (?,?,?,?,?,?,?,?)", rows)
+    con.commit()
+    con.close()
+    tmp.replace(target)
+
+
+def datasette_bin() -> Path:
+    venv = DATA / "datasette-venv"
+    exe = venv / "bin" / "datasette"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "datasette==0.65.*"], check=True
+        )
+    return exe
+
+
+def measure(client: httpx.Client, make_url: Callable[[int], str], n: int) -> tuple[float, float]:
+    for i in range(5):
+        client.get(make_url(10_000 + i)).raise_for_status()
+    times = []
+    for i in range(n):
+        url = make_url(i)
+        start = time.perf_counter()
+        r = client.get(url)
+        times.append((time.perf_counter() - start) * 1000)
+        r.raise_for_status()
+    times.sort()
+    return statistics.median(times), times[min(n - 1, int(n * 0.99))]
+
+
+NAMES = [f"{f} {la}" for f in FIRST for la in LAST]
+
+
+def queries(datasette: str | None = None) -> dict[str, Callable[[int], str]]:
+    """The four queries, as URLs for 402claw, or for Datasette serving database `datasette`."""
+
+    def pair(i: int) -> str:
+        return f"{WORDS[i % len(WORDS)]} {WORDS[(i * 7 + 3) % len(WORDS)]}"
+
+    if datasette:
+        base = f"/{datasette}/data.json?_shape=objects&_size=100"
+        return {
+            "first page": lambda i: base,
+            "equality (unindexed)": lambda i: f"{base}&name={NAMES[i % len(NAMES)]}",
+            "range + sort": lambda i: (
+                f"{base}&price__gte={i % 900}&price__lt={i % 900 + 50}&_sort_desc=quantity"
+            ),
+            "substring": lambda i: f"{base}&description__contains={pair(i)}",
+        }
+    base = "/t/bench/v1/records?_limit=100"
+    return {
+        "first page": lambda i: base,
+        "equality (unindexed)": lambda i: f"{base}&name={NAMES[i % len(NAMES)]}",
+        "range + sort": lambda i: (
+            f"{base}&price__gte={i % 900}&price__lt={i % 900 + 50}&_sort=-quantity"
+        ),
+        "substring": lambda i: f"{base}&description__contains={pair(i)}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--no-datasette", action="store_true")
+    args = parser.parse_args()
+
+    DATA.mkdir(exist_ok=True)
+    source = DATA / f"bench-{args.rows}.csv"
+    if not source.exists():
+        print(f"generating {args.rows:,} rows ...", flush=True)
+        generate(source, args.rows)
+    print(f"source: {source} ({source.stat().st_size / 1e6:.0f} MB)")
+
+    home = Path(tempfile.mkdtemp(prefix="402claw-bench-"))
+    env = {**os.environ, "CLAW402_HOME": str(home)}
+    env.pop("CLAW402_DATABASE_URL", None)
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            str(BIN / "402claw"),
+            "deploy",
+            str(source),
+            "--tenant",
+            "bench",
+            "--price",
+            "0",
+            "--plan",
+            "enterprise",
+            "--json",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    print(f"402claw deploy (ingest + registry): {time.perf_counter() - start:.2f} s")
+
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        port = free_port()
+        servers.append(
+            subprocess.Popen(
+                [str(BIN / "402claw"), "serve", "--port", str(port)], env=env, cwd=ROOT
+            )
+        )
+        ours = f"http://127.0.0.1:{port}"
+        wait_ready(ours + "/healthz", servers[-1])
+        targets = {"402claw": (ours, queries())}
+        if not args.no_datasette:
+            db = DATA / f"bench-{args.rows}.db"
+            sqlite_copy(source, db)
+            dport = free_port()
+            servers.append(
+                subprocess.Popen(
+                    [
+                        str(datasette_bin()),
+                        "serve",
+                        str(db),
+                        "--port",
+                        str(dport),
+                        "--setting",
+                        "sql_time_limit_ms",
+                        "20000",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_ready(f"http://127.0.0.1:{dport}/-/versions.json", servers[-1])
+            targets["datasette"] = (f"http://127.0.0.1:{dport}", queries(db.stem))
+
+        results: dict[str, dict[str, tuple[float, float]]] = {}
+        for name, (base, urls) in targets.items():
+            with httpx.Client(base_url=base, timeout=60) as client:
+                results[name] = {}
+                for q, make_url in urls.items():
+                    results[name][q] = measure(client, make_url, args.requests)
+                    print(f"  {name:<10} {q:<22} {results[name][q][0]:7.2f} ms median", flush=True)
+
+        print(f"\n{args.requests} sequential requests per query, ms (median / p99)")
+        header = (
+            f"{'query':<22}"
+            + "".join(f"{n:>22}" for n in results)
+            + ("   speed-up" if len(results) > 1 else "")
+        )
+        print(header)
+        for q in queries():
+            row = f"{q:<22}" + "".join(
+                f"{results[n][q][0]:>12.2f} / {results[n][q][1]:>7.2f}" for n in results
+            )
+            if "datasette" in results:
+                row += f"   {results['datasette'][q][0] / results['402claw'][q][0]:>6.1f}x"
+            print(row)
+    finally:
+        for proc in servers:
+            proc.terminate()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
