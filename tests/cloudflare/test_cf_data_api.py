@@ -82,8 +82,6 @@ class Served:
         try:
             query = parse_query(params, self.columns, max_limit=MAX_PAGE_SIZE[self.tenant.plan],
                                 version=str(version.version), default_format=accepted)
-            if accepted is None and not any(name == "_format" for name, _ in params):
-                return 406, "application/json", b"not_acceptable"
             body, media_type = render(self.dataset.records(query), query.format)
         except InvalidQuery as exc:
             return 400, "application/json", exc.detail.encode()
@@ -94,10 +92,8 @@ class Served:
         query = urlencode(params, quote_via=quote, safe="")
         headers = {"accept": accept} if accept is not None else {}
         r = self.client.get(f"/t/rich/v1/records?{query}", headers=headers)
-        if r.status_code in (400, 406):
-            body = r.json()
-            detail = body["detail"] if r.status_code == 400 else body["error"]
-            return r.status_code, r.headers["content-type"], detail.encode()
+        if r.status_code == 400:
+            return r.status_code, r.headers["content-type"], r.json()["detail"].encode()
         return r.status_code, r.headers["content-type"], r.content
 
 

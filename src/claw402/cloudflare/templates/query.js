@@ -331,7 +331,7 @@ async function decodeCursor(raw, bindingText, sort, byName) {
 }
 
 // parse_query: (name, value) pairs in request order -> query, or InvalidQuery.
-export async function parseQuery(params, columns, { maxLimit, defaultLimit = 100, version = "" }) {
+export async function parseQuery(params, columns, { maxLimit, defaultLimit = 100, version = "", defaultFormat = null }) {
   const byName = new Map(columns.map((c) => [c.name, c]));
   const control = new Map();
   const filters = [];
@@ -361,14 +361,14 @@ export async function parseQuery(params, columns, { maxLimit, defaultLimit = 100
       throw new InvalidQuery("_q needs a string column to search, and this dataset has none");
     }
   }
-  const format = control.has("_format") ? control.get("_format") : "json";
+  const format = control.has("_format") ? control.get("_format") : defaultFormat || "json";
   if (!FORMATS.includes(format)) throw new InvalidQuery(`unknown _format ${pyRepr(format)}; use one of json, csv, ndjson`);
   const bindingText = binding(version, control.get("_sort") ?? "", q ?? "", pairs);
   const after = control.has("_cursor") ? await decodeCursor(control.get("_cursor"), bindingText, sort, byName) : null;
-  return { filters, sort, fields, limit, q, format, after, binding: bindingText, explicitFormat: control.has("_format") };
+  return { filters, sort, fields, limit, q, format, after, binding: bindingText };
 }
 
-// format_for_accept: the format an Accept header asks for; null when none we serve (406).
+// format_from_accept: the format an Accept header asks for; null when it names none we serve.
 export function formatForAccept(accept) {
   if (!accept || !accept.trim()) return "json";
   let best = null;

@@ -44,18 +44,15 @@ function tenantPath(request, url) {
 }
 
 async function records(request, url, requestId) {
-  const accepted = formatForAccept(request.headers.get("accept"));
   let query;
   let page;
   try {
     query = await parseQuery([...url.searchParams], CONFIG.columns, {
       maxLimit: CONFIG.maxLimit,
       version: String(CONFIG.version),
+      // Like the gateway: an Accept header naming no format we serve means json.
+      defaultFormat: formatForAccept(request.headers.get("accept")),
     });
-    if (!query.explicitFormat && accepted === null) {
-      return error(406, "not_acceptable", requestId, CONFIG.notAcceptable);
-    }
-    if (!query.explicitFormat) query.format = accepted;
     page = await TABLE.records(query);
   } catch (failure) {
     if (failure instanceof InvalidQuery) return error(400, "invalid_query", requestId, failure.detail);

@@ -1,0 +1,202 @@
+"""The dispatcher and data-API contract: the same assertions on the gateway and on workerd."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+import orjson
+import pytest
+
+from claw402.datasets.engine import Engine
+from claw402.datasets.output import render
+from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
+from claw402.datasets.schema import Column
+from claw402.dispatch.plans import MAX_PAGE_SIZE
+
+
+def expected(tenant, params, accept=None):
+    """What the datasets layer answers for these parameters: (status, media type, body)."""
+    version = tenant.dataset
+    columns = [Column.from_dict(c) for c in version.columns]
+    engine = Engine(cache_rows=0)
+    try:
+        dataset = engine.open(version.data_path, columns, key=version.key,
+                              version=str(version.version))
+        query = parse_query(params, columns, max_limit=MAX_PAGE_SIZE[tenant.plan],
+                            version=str(version.version),
+                            default_format=format_from_accept(accept))
+        body, media_type = render(dataset.records(query), query.format)
+    except InvalidQuery as exc:
+        return 400, "application/json", exc.detail
+    finally:
+        engine.close()
+    return 200, media_type, body
+
+
+def records_url(slug, params):
+    return f"/t/{slug}/v1/records?{urlencode(params, quote_via=quote, safe='')}"
+
+
+# -- dispatcher ------------------------------------------------------------------------------
+
+
+def test_routes_by_path_and_by_host(runtime):
+    tenant = runtime.tenants["cities"]
+    by_path = runtime.get("/t/cities/v1/records/1")
+    by_host = runtime.get("/v1/records/1", headers={"host": "cities.contract.test"})
+    with_port = runtime.get("/v1/records/1", headers={"host": "CITIES.contract.test:8080"})
+    for r in (by_path, by_host, with_port):
+        assert r.status_code == 200
+        assert r.json()["item"]["city"] == "Tokyo"
+        assert r.headers["x-tenant-id"] == tenant.tenant_id
+    assert runtime.get("/t/%63ities/v1/records/1").status_code == 200  # the path is decoded
+
+
+@pytest.mark.parametrize("path", ["/t/nobody/v1/records", "/t/CITIES/v1/records", "/t/-x/",
+                                  "/t/admin/", "/t/", "/v1/records", "/", "/t/../x",
+                                  "/t/%2e%2e/v1/records"])
+def test_unknown_tenant(runtime, path):
+    r = runtime.get(path)
+    assert r.status_code == 404
+    assert r.json() == {"ok": False, "error": "tenant_not_found",
+                        "requestId": r.headers["x-request-id"]}
+    assert "x-tenant-id" not in r.headers
+
+
+def test_request_ids(runtime):
+    r = runtime.get("/t/cities/v1/schema", headers={"x-request-id": "contract-1"})
+    assert r.headers["x-request-id"] == "contract-1"
+    bad = runtime.get("/t/cities/v1/schema", headers={"x-request-id": "no spaces allowed"})
+    assert bad.headers["x-request-id"] not in ("", "no spaces allowed")
+    missing = runtime.get("/t/cities/v1/records/999999", headers={"x-request-id": "contract-2"})
+    assert missing.json()["requestId"] == "contract-2"
+    health = runtime.get("/healthz", headers={"x-request-id": "contract-3"})
+    assert health.json() == {"ok": True} and health.headers["x-request-id"] == "contract-3"
+
+
+def test_lifecycle_events(runtime):
+    tenant = runtime.tenants["nokey"]
+    runtime.get("/t/nokey/v1/records?_limit=1", headers={"x-request-id": f"ev-{runtime.name}"})
+    start, success = runtime.events(f"ev-{runtime.name}", 2)
+    assert start["type"] == "dispatch_start" and success["type"] == "dispatch_success"
+    for e in (start, success):
+        assert e["tenantId"] == tenant.tenant_id and e["workerName"] == tenant.worker_name
+        assert e["limits"] == {"cpuMs": 40, "subRequests": 3, "cpu_ms": 40, "subrequests": 3}
+    assert start["details"] == {"path": "/v1/records"}
+    assert success["status"] == 200 and success["reason"] is None
+    assert success["durationMs"] >= 0
+    runtime.get("/t/nobody/", headers={"x-request-id": f"ev-miss-{runtime.name}"})
+    (miss,) = runtime.events(f"ev-miss-{runtime.name}", 1)
+    assert (miss["type"], miss["status"], miss["reason"], miss["tenantId"]) == (
+        "dispatch_failure", 404, "tenant_not_found", None)
+
+
+# -- data API --------------------------------------------------------------------------------
+
+QUERIES = [
+    [],
+    [("country", "Japan"), ("_sort", "-population"), ("_fields", "city,population")],
+    [("population__gte", "10000000"), ("_sort", "continent,-area_km2"), ("_limit", "4")],
+    [("_q", "SAN"), ("_format", "csv")],
+    [("continent__in", "Europe,Africa"), ("_format", "ndjson"), ("_fields", "city,capital")],
+    [("latitude__lt", "0"), ("_sort", "latitude")],
+    [("capital", "true"), ("_limit", "3"), ("_sort", "-longitude")],
+    [("city__icontains", "ão")],
+    [("country", "Atlantis")],
+    [("nope", "1")],
+    [("population__gt", "many")],
+    [("_sort", "-city,city")],
+    [("_limit", "0")],
+    [("_cursor", "not-a-cursor")],
+]
+
+
+@pytest.mark.parametrize("params", QUERIES, ids=range(len(QUERIES)))
+def test_records(runtime, params):
+    status, media_type, body = expected(runtime.tenants["cities"], params)
+    r = runtime.get(records_url("cities", params))
+    assert r.status_code == status
+    assert r.headers["content-type"] == media_type
+    if status == 400:
+        assert r.json()["error"] == "invalid_query" and r.json()["detail"] == body
+    else:
+        assert r.content == body
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/x-ndjson", "text/html"])
+def test_accept_header(runtime, accept):
+    params = [("_limit", "2")]
+    status, media_type, body = expected(runtime.tenants["cities"], params, accept)
+    r = runtime.get(records_url("cities", params), headers={"accept": accept})
+    assert (r.status_code, r.headers["content-type"], r.content) == (status, media_type, body)
+
+
+def test_page_size_capped_by_plan(runtime):
+    r = runtime.get("/t/nokey/v1/records?_limit=500")  # quarantine: at most 10
+    assert len(r.json()["items"]) == MAX_PAGE_SIZE["quarantine"]
+
+
+def test_cursor_walk(runtime):
+    seen, cursor = [], None
+    while True:
+        params = [("_limit", "7"), ("_sort", "continent,-population")]
+        if cursor:
+            params.append(("_cursor", cursor))
+        r = runtime.get(records_url("cities", params))
+        assert r.content == expected(runtime.tenants["cities"], params)[2]
+        body = r.json()
+        seen += [item["id"] for item in body["items"]]
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert sorted(seen) == list(range(1, 51))
+
+
+def test_record_by_key(runtime):
+    assert runtime.get("/t/cities/v1/records/4").json()["item"]["city"] == "São Paulo"
+    for key, detail in (("999", "no record '999'"), ("abc", "no record 'abc'")):
+        r = runtime.get(f"/t/cities/v1/records/{key}")
+        assert r.status_code == 404
+        assert r.json()["error"] == "record_not_found" and r.json()["detail"] == detail
+    r = runtime.get("/t/nokey/v1/records/1")
+    assert (r.status_code, r.json()["detail"]) == (404, "this dataset has no key column")
+
+
+def test_documents(runtime):
+    tenant = runtime.tenants["cities"]
+    schema = runtime.get("/t/cities/v1/schema")
+    assert schema.json() == {
+        "ok": True, "tenant": "cities", "name": "World cities",
+        "description": "Fifty large cities", "columns": tenant.dataset.columns, "key": "id",
+        "rows": 50, "version": tenant.dataset.version, "price": "0", "priceAtomic": "0",
+        "plan": "pro", "maxLimit": MAX_PAGE_SIZE["pro"],
+    }
+    root = f"{runtime.url}/t/cities"
+    spec = runtime.get("/t/cities/v1/openapi.json").json()
+    assert spec["servers"] == [{"url": root}] and spec["info"]["title"] == "World cities"
+    by_host = runtime.get("/v1/openapi.json", headers={"host": "cities.contract.test"}).json()
+    assert by_host["servers"] == [{"url": "http://cities.contract.test"}]
+    docs = runtime.get("/t/cities/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"] == "text/html; charset=utf-8"
+    assert f"curl &#x27;{root}/v1/records?_limit=10" in docs.text
+    index = runtime.get("/t/cities/").json()
+    assert index["links"]["records"] == f"{root}/v1/records"
+    assert orjson.loads(runtime.get("/t/cities/v1/schema").content) == schema.json()
+
+
+def test_method_and_route_errors(runtime):
+    r = runtime.client.post("/t/cities/v1/records")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    assert r.json()["error"] == "method_not_allowed"
+    r = runtime.get("/t/cities/v2/whatever")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert r.json()["detail"] == "no route /v2/whatever"
+
+
+def test_priced_tenant_without_payment(runtime):
+    r = runtime.get("/t/paid/v1/records")
+    assert r.status_code == 402 and r.json()["error"] == "payment_required"
+    assert r.headers["x-tenant-id"] == runtime.tenants["paid"].tenant_id
+    assert runtime.get("/t/paid/v1/records/1").status_code == 402
+    assert runtime.get("/t/paid/v1/schema").json()["price"] == "0.0025"  # always free
+    assert runtime.get("/t/paid/v1/openapi.json").json()["x-price-usd"] == "0.0025"
