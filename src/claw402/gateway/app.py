@@ -77,6 +77,7 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.sink.close()
+                self.directory.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
