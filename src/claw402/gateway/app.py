@@ -6,6 +6,7 @@ so no router sits on the hot path.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
@@ -33,6 +34,14 @@ from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Request ids: a random per-process prefix plus a counter. Unique like uuid4, without a
+# getrandom() call per request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 MAX_RUNTIMES = 256  # open tenant datasets kept in one process (least recently used go first)
 
 
@@ -84,7 +93,7 @@ class Gateway:
     async def dispatch(self, request: Request) -> Response:
         started = time.perf_counter()
         incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else new_request_id()
         path = request.url.path
         if path == "/healthz":
             return self._stamp(json_response({"ok": True}), request_id, None)
