@@ -68,6 +68,17 @@ def test_unpaid_call_gets_a_v2_challenge_and_a_v1_body(stack: Stack):
     assert body["accepts"][0]["payTo"] == stack.chain.treasury.address
 
 
+def test_head_shows_the_price_and_never_takes_a_payment(stack: Stack, payer: Wallet):
+    payment = stack.sign(payer, "alpha")
+    r = httpx.head(
+        f"{stack.url}/t/alpha/v1/records", headers={"PAYMENT-SIGNATURE": encode(payment)}
+    )
+    assert r.status_code == 402
+    assert "payment-required" in r.headers
+    assert stack.claims(nonce_of(payment)) == []
+    assert stack.balance(payer.address) == usdc(1)
+
+
 def test_free_routes_of_a_priced_tenant_stay_free(stack: Stack):
     assert stack.get("/t/alpha/v1/schema").status_code == 200
     assert stack.get("/t/alpha/v1/openapi.json").status_code == 200

@@ -105,7 +105,7 @@ class Paywall:
     async def __call__(self, call: TenantRequest, produce: Produce) -> Response:
         offer = self._priced(call.tenant)[0]
         header = payment_header(call.request.headers)
-        if header is None:
+        if header is None or call.request.method == "HEAD":  # HEAD has no body to sell
             self._event(PAYMENT_CHALLENGE, call, 402)
             return self._challenge(call, offer, "payment_required", offer.price_detail)
         try:
