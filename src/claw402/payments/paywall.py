@@ -170,6 +170,7 @@ class _Attempt:
         self.payload = payload
         self.started = time.perf_counter()
         self.claim_id: int | None = None
+        self.tx_hash: str | None = None  # once the facilitator names the settlement
         self.facts = {
             "network": offer.requirements.network,
             "payer": payment.payer,
@@ -199,7 +200,7 @@ class _Attempt:
         except BaseException:
             # A settle may have been broadcast: keep the claim for the reconciler.
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self.store.mark_pending, self.claim_id, None)
+                await run_in_threadpool(self.store.mark_pending, self.claim_id, self.tx_hash)
             raise
 
     def _replay_stored(self, stored: StoredResponse) -> Response:
@@ -324,6 +325,7 @@ class _Attempt:
             }
         )
         assert self.claim_id is not None
+        self.tx_hash = settlement.transaction
         await run_in_threadpool(
             self.store.settle,
             self.claim_id,
