@@ -1,0 +1,436 @@
+"""Make the books agree with the chain: post whatever moved the treasury that they miss.
+
+Two passes, both idempotent (every posting is keyed), so `reconcile` can run any time:
+
+1. Claims: each payment claim still `claimed` (older than the grace period, so the gateway
+   that holds it has given up or died) or `pending` (settle timed out) is looked up on chain
+   by its authorization (`AuthorizationUsed(payer, nonce)`). If it was used, the settlement
+   is posted (custodial or direct, as at the gateway), and the claim and the `payments` row
+   are completed in the same transaction.
+2. Treasury: every token Transfer into or out of the treasury since the last run is matched
+   to the books: a settlement (via the AuthorizationUsed log beside it in its transaction),
+   a payout (via the withdrawal's recorded tx hash: a `sending` one is completed here), or
+   else booked against platform equity (mints, funding, other outflows) or, for an
+   authorization that no claim explains, against `platform:unattributed`.
+
+Afterwards the ledger's treasury account equals `balanceOf(treasury)` at the scanned head,
+unless a settlement is still inside its grace period (reported as deferred) or a problem is
+reported. The first run starts at `from_block` and books the treasury's balance just before
+it as the opening balance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from claw402.control import audit
+from claw402.ledger import accounts, withdrawals
+from claw402.ledger.balances import account_balance, check_books
+from claw402.ledger.book import credit, debit, post
+from claw402.ledger.chain import TokenChain, TokenLog
+from claw402.ledger.claims import CLAIMED, PENDING, SETTLED, payment_claims, payments
+from claw402.ledger.db import aware, insert_ignore, now
+from claw402.ledger.schema import ledger_sync, ledger_transactions
+from claw402.ledger.schema import withdrawals as withdrawals_table
+from claw402.ledger.settlements import Settlement, post_settled, settlement_key
+
+ZERO_ADDRESS = "0x" + "0" * 40
+DEFAULT_GRACE_SECONDS = 120.0  # longer than the paywall's settle timeout (60 s)
+
+
+class ChainReset(RuntimeError):
+    """The chain no longer has the block the last run ended on (a restarted dev chain)."""
+
+
+@dataclass
+class ReconcileReport:
+    network: str
+    token: str
+    treasury: str
+    from_block: int
+    to_block: int
+    settlements: int = 0
+    deposits: int = 0
+    unattributed: int = 0
+    outflows: int = 0
+    payouts_completed: int = 0
+    deferred: int = 0
+    ledger_treasury: int = 0
+    chain_treasury: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.ledger_treasury == self.chain_treasury and not self.problems
+
+    @property
+    def posted(self) -> int:
+        return (
+            self.settlements
+            + self.deposits
+            + self.unattributed
+            + self.outflows
+            + self.payouts_completed
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "token": self.token,
+            "treasury": self.treasury,
+            "fromBlock": self.from_block,
+            "toBlock": self.to_block,
+            "settlements": self.settlements,
+            "deposits": self.deposits,
+            "unattributed": self.unattributed,
+            "outflows": self.outflows,
+            "payoutsCompleted": self.payouts_completed,
+            "deferred": self.deferred,
+            "ledgerTreasuryAtomic": str(self.ledger_treasury),
+            "chainTreasuryAtomic": str(self.chain_treasury),
+            "balanced": self.balanced,
+            "problems": self.problems,
+        }
+
+
+def _posted(conn: Connection, key: str) -> bool:
+    query = select(ledger_transactions.c.id).where(ledger_transactions.c.key == key)
+    return conn.execute(query).first() is not None
+
+
+def _log_posted(conn: Connection, network: str, log: TokenLog) -> bool:
+    t = ledger_transactions.c
+    query = select(t.id).where(
+        t.network == network, t.tx_hash == log.tx_hash, t.log_index == log.log_index
+    )
+    return conn.execute(query).first() is not None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        engine: Engine,
+        chain: TokenChain,
+        treasury: str,
+        *,
+        from_block: int = 0,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        actor: str = "reconcile",
+    ) -> None:
+        self.engine = engine
+        self.chain = chain
+        self.network = chain.network
+        self.treasury = to_checksum_address(treasury)
+        self.from_block = from_block
+        self.cutoff = now() - timedelta(seconds=grace_seconds)
+        self.actor = actor
+        self._receipts: dict[str, list[TokenLog]] = {}
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> ReconcileReport:
+        start = self._start()
+        head = self.chain.head()
+        report = ReconcileReport(self.network, self.chain.token, self.treasury, start, head)
+        self._claims(report, start, head)
+        resume = self._treasury(report, start, head) if start <= head else start
+        self._finish(report, resume, head)
+        return report
+
+    def _start(self) -> int:
+        """Where to scan from; creates the sync row (and opening balance) on the first run."""
+        s = ledger_sync.c
+        where = (
+            s.network == self.network,
+            s.token == self.chain.token.lower(),
+            s.treasury == self.treasury.lower(),
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(select(ledger_sync).where(*where)).mappings().first()
+            if row is None:
+                self._open(conn)
+                return self.from_block
+            self.from_block = int(row["start_block"])
+            resume = int(row["next_block"])
+        if resume > self.from_block and row["last_block_hash"]:
+            seen = self.chain.block_hash(resume - 1)
+            if seen != row["last_block_hash"]:
+                raise ChainReset(
+                    f"block {resume - 1} of {self.network} is not the one the ledger last "
+                    "reconciled (was the dev chain restarted?): these books belong to another "
+                    "chain; use a fresh CLAW402_HOME or database"
+                )
+        return resume
+
+    def _open(self, conn: Connection) -> None:
+        opening = self.chain.balance(self.treasury, self.from_block - 1) if self.from_block else 0
+        conn.execute(
+            insert(ledger_sync).values(
+                network=self.network,
+                token=self.chain.token.lower(),
+                treasury=self.treasury.lower(),
+                start_block=self.from_block,
+                next_block=self.from_block,
+                updated_at=now(),
+            )
+        )
+        if opening:
+            post(
+                conn,
+                key=f"opening:{self.network}:{self.chain.token.lower()}:{self.treasury.lower()}",
+                kind="opening_balance",
+                entries=[
+                    debit(accounts.treasury(self.treasury), opening),
+                    credit(accounts.PLATFORM_EQUITY, opening),
+                ],
+                memo=f"treasury balance before block {self.from_block}",
+            )
+
+    def _finish(self, report: ReconcileReport, resume: int, head: int) -> None:
+        s = ledger_sync.c
+        last_hash = self.chain.block_hash(resume - 1) if resume > 0 else None
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(ledger_sync)
+                .where(
+                    s.network == self.network,
+                    s.token == self.chain.token.lower(),
+                    s.treasury == self.treasury.lower(),
+                )
+                .values(next_block=resume, last_block_hash=last_hash, updated_at=now())
+            )
+            if report.posted:
+                audit.append(
+                    conn,
+                    self.actor,
+                    "ledger.reconciled",
+                    subject=f"treasury:{self.treasury}",
+                    details={k: v for k, v in report.to_json().items() if k != "problems"},
+                )
+            report.ledger_treasury = account_balance(conn, accounts.treasury(self.treasury))
+            report.problems += check_books(conn)
+        report.chain_treasury = self.chain.balance(self.treasury, head)
+
+    # -- pass 1: claims --------------------------------------------------------------------
+
+    def _open_claims(self) -> list[Any]:
+        c = payment_claims.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(payment_claims)
+                .where(c.network == self.network, c.status.in_([CLAIMED, PENDING]))
+                .order_by(c.id)
+            ).mappings()
+            token = self.chain.token.lower()
+            return [dict(r) for r in rows if str(r["asset"]).lower() == token]
+
+    def _in_grace(self, claim: Any) -> bool:
+        return claim["status"] == CLAIMED and aware(claim["updated_at"]) > self.cutoff
+
+    def _claims(self, report: ReconcileReport, start: int, head: int) -> None:
+        for claim in self._open_claims():
+            if self._in_grace(claim):
+                report.deferred += 1
+                continue
+            used = self.chain.authorization_used(
+                claim["payer"], claim["nonce"], self.from_block, head
+            )
+            if used and self._settle_claim(claim, used[0]):
+                report.settlements += 1
+
+    def _transfer_for(self, auth: TokenLog) -> TokenLog | None:
+        """The Transfer that an AuthorizationUsed log authorised (next one from the payer)."""
+        for log in self._receipt(auth.tx_hash):
+            if (
+                log.event == "Transfer"
+                and log.log_index > auth.log_index
+                and (log.sender.lower() == auth.sender.lower())
+            ):
+                return log
+        return None
+
+    def _settle_claim(self, claim: Any, auth: TokenLog) -> bool:
+        transfer = self._transfer_for(auth)
+        if transfer is None or transfer.to is None:
+            return False
+        settlement = Settlement(
+            network=self.network,
+            payer=claim["payer"],
+            nonce=claim["nonce"],
+            tenant_id=claim["tenant_id"],
+            amount=transfer.value,
+            pay_to=transfer.to,
+            tx_hash=transfer.tx_hash,
+            log_index=transfer.log_index,
+        )
+        with self.engine.begin() as conn:
+            posted = post_settled(conn, settlement) is not None
+            conn.execute(
+                update(payment_claims)
+                .where(payment_claims.c.id == claim["id"])
+                .values(status=SETTLED, tx_hash=transfer.tx_hash, updated_at=now())
+            )
+            conn.execute(
+                insert_ignore(
+                    conn,
+                    payments,
+                    {
+                        "network": self.network,
+                        "tx_hash": transfer.tx_hash,
+                        "payer": claim["payer"],
+                        "amount_atomic": transfer.value,
+                        "asset": claim["asset"],
+                        "pay_to": transfer.to,
+                        "tenant_id": claim["tenant_id"],
+                        "request_id": claim["request_id"],
+                        "resource": "(recorded by reconcile from the chain)",
+                        "settled_at": now(),
+                    },
+                )
+            )
+        return posted
+
+    # -- pass 2: the treasury's transfers --------------------------------------------------
+
+    def _receipt(self, tx_hash: str) -> list[TokenLog]:
+        if tx_hash not in self._receipts:
+            self._receipts[tx_hash] = self.chain.receipt_logs(tx_hash)
+        return self._receipts[tx_hash]
+
+    def _treasury(self, report: ReconcileReport, start: int, head: int) -> int:
+        """Match every treasury Transfer in [start, head]; returns where the next run resumes."""
+        inbound = self.chain.transfers(start, head, to=self.treasury)
+        outbound = self.chain.transfers(start, head, sender=self.treasury)
+        logs = {(log.tx_hash, log.log_index): log for log in inbound + outbound}
+        resume = head + 1
+        for log in sorted(logs.values(), key=lambda entry: (entry.block, entry.log_index)):
+            if log.sender == log.to:
+                continue  # to itself: moves nothing
+            with self.engine.connect() as conn:
+                if _log_posted(conn, self.network, log):
+                    continue
+            if log.to == self.treasury:
+                if not self._inbound(report, log):
+                    report.deferred += 1
+                    resume = min(resume, log.block)
+            else:
+                self._outbound(report, log)
+        return resume
+
+    def _claim_for(self, payer: str, nonce: str) -> Any:
+        c = payment_claims.c
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(payment_claims).where(
+                        c.network == self.network, c.payer == payer.lower(), c.nonce == nonce
+                    )
+                )
+                .mappings()
+                .first()
+            )
+
+    def _inbound(self, report: ReconcileReport, log: TokenLog) -> bool:
+        """Account for one Transfer in; False to retry it later (a claim still in grace)."""
+        auth = next(
+            (
+                a
+                for a in reversed(self._receipt(log.tx_hash))
+                if a.event == "AuthorizationUsed"
+                and a.log_index < log.log_index
+                and a.sender == log.sender
+            ),
+            None,
+        )
+        if auth is not None and auth.nonce is not None:
+            with self.engine.connect() as conn:
+                if _posted(conn, settlement_key(self.network, auth.sender, auth.nonce)):
+                    return True
+            claim = self._claim_for(auth.sender, auth.nonce)
+            if claim is not None:
+                if claim["status"] != SETTLED and self._in_grace(claim):
+                    return False
+                if self._settle_claim(claim, auth):
+                    report.settlements += 1
+                return True
+            kind, against = "unattributed", accounts.UNATTRIBUTED
+            report.unattributed += 1
+        elif log.sender == ZERO_ADDRESS:
+            kind, against = "mint", accounts.PLATFORM_EQUITY
+            report.deposits += 1
+        else:
+            kind, against = "deposit", accounts.PLATFORM_EQUITY
+            report.deposits += 1
+        with self.engine.begin() as conn:
+            self._post_log(
+                conn,
+                log,
+                kind,
+                debit(accounts.treasury(self.treasury), log.value),
+                credit(against, log.value),
+            )
+        return True
+
+    def _outbound(self, report: ReconcileReport, log: TokenLog) -> None:
+        w = withdrawals_table.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(w.id, w.status).where(w.tx_hash == log.tx_hash)).first()
+            if row is not None and row.status == withdrawals.SENDING:
+                found = withdrawals.get(conn, row.id)
+                if withdrawals.complete(
+                    conn,
+                    found,
+                    treasury=self.treasury,
+                    tx_hash=log.tx_hash,
+                    log_index=log.log_index,
+                    actor=self.actor,
+                ):
+                    report.payouts_completed += 1
+                    return
+            if row is not None and row.status == withdrawals.FAILED:
+                report.problems.append(
+                    f"withdrawal {row.id} is marked failed but its transfer {log.tx_hash} "
+                    "was mined: booked as a platform outflow; recover it from the creator"
+                )
+            self._post_log(
+                conn,
+                log,
+                "outflow",
+                debit(accounts.PLATFORM_EQUITY, log.value),
+                credit(accounts.treasury(self.treasury), log.value),
+            )
+            report.outflows += 1
+
+    def _post_log(self, conn: Connection, log: TokenLog, kind: str, *entries: Any) -> None:
+        post(
+            conn,
+            key=f"chain:{self.network}:{log.tx_hash}:{log.log_index}",
+            kind=kind,
+            entries=list(entries),
+            network=self.network,
+            tx_hash=log.tx_hash,
+            log_index=log.log_index,
+            payer=log.sender,
+            gross=log.value,
+            memo=f"{kind} {log.sender} -> {log.to}",
+        )
+
+
+def reconcile(
+    engine: Engine,
+    chain: TokenChain,
+    treasury: str,
+    *,
+    from_block: int = 0,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    actor: str = "reconcile",
+) -> ReconcileReport:
+    """Bring the books in line with the chain; see the module docstring."""
+    return Reconciler(
+        engine, chain, treasury, from_block=from_block, grace_seconds=grace_seconds, actor=actor
+    ).run()

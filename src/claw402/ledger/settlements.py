@@ -1,0 +1,110 @@
+"""Settled payments -> ledger transactions, exactly once per EIP-3009 authorization.
+
+The identity of a settlement is its authorization (network, payer, nonce): the token lets it
+be used once, the gateway knows it when it settles, and `reconcile` reads it from the
+`AuthorizationUsed` log. Chain-read postings also carry (tx hash, log index), unique too.
+
+Custody rule: a payment to the tenant's own `pay_to` was paid directly to the creator, so the
+platform never holds it: only the fee is booked, as a receivable the creator owes. Any other
+payment went to the platform treasury: the treasury is debited the gross, the tenant is
+credited gross minus fee, and the fee is the platform's revenue. Fees are taken at posting
+time, at the `CLAW402_FEE_BPS` rate then in force (default 5%), rounded down to the unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from claw402.ledger import accounts
+from claw402.ledger.amounts import fee_bps, fee_of
+from claw402.ledger.book import Entry, credit, debit, post
+from claw402.ledger.claims import payment_claims
+from claw402.registry.schema import tenants
+
+SETTLEMENT, SETTLEMENT_DIRECT = "settlement", "settlement_direct"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    network: str
+    payer: str
+    nonce: str
+    tenant_id: str
+    amount: int
+    pay_to: str
+    tx_hash: str
+    log_index: int | None = None  # unknown on the gateway's path; read from the log otherwise
+
+
+def settlement_key(network: str, payer: str, nonce: str) -> str:
+    return f"settlement:{network}:{payer.lower()}:{nonce.lower()}"
+
+
+def post_settlement(conn: Connection, claim_id: int, tx_hash: str) -> int | None:
+    """The gateway's call, inside the transaction that records the settled payment."""
+    c = payment_claims.c
+    claim = conn.execute(
+        select(c.network, c.payer, c.nonce, c.tenant_id, c.amount_atomic, c.pay_to).where(
+            c.id == claim_id
+        )
+    ).one()
+    return post_settled(
+        conn,
+        Settlement(
+            network=claim.network,
+            payer=claim.payer,
+            nonce=claim.nonce,
+            tenant_id=claim.tenant_id,
+            amount=int(claim.amount_atomic),
+            pay_to=claim.pay_to,
+            tx_hash=tx_hash,
+        ),
+    )
+
+
+def entries_for(
+    tenant_id: str, amount: int, pay_to: str, direct: bool, bps: int
+) -> tuple[str, list[Entry]]:
+    """The kind and postings of one settlement (see the module docstring for the rule)."""
+    fee = fee_of(amount, bps)
+    if direct:
+        fee_entries = [
+            debit(accounts.fees_due(tenant_id), fee),
+            credit(accounts.fees(tenant_id), fee),
+        ]
+        return SETTLEMENT_DIRECT, fee_entries if fee else []
+    entries = [debit(accounts.treasury(pay_to), amount)]
+    if amount - fee:
+        entries.append(credit(accounts.available(tenant_id), amount - fee))
+    if fee:
+        entries.append(credit(accounts.fees(tenant_id), fee))
+    return SETTLEMENT, entries
+
+
+def is_direct(conn: Connection, tenant_id: str, pay_to: str) -> bool:
+    """Paid to the tenant's own wallet (its `--pay-to`) rather than to a platform treasury."""
+    own = conn.execute(select(tenants.c.pay_to).where(tenants.c.tenant_id == tenant_id)).scalar()
+    return bool(own) and own.lower() == pay_to.lower()
+
+
+def post_settled(conn: Connection, s: Settlement, *, bps: int | None = None) -> int | None:
+    """Post `s` unless its authorization was posted already; returns the new transaction id."""
+    rate = fee_bps() if bps is None else bps
+    kind, entries = entries_for(
+        s.tenant_id, s.amount, s.pay_to, is_direct(conn, s.tenant_id, s.pay_to), rate
+    )
+    return post(
+        conn,
+        key=settlement_key(s.network, s.payer, s.nonce),
+        kind=kind,
+        entries=entries,
+        tenant_id=s.tenant_id,
+        network=s.network,
+        tx_hash=s.tx_hash,
+        log_index=s.log_index,
+        payer=s.payer,
+        gross=s.amount,
+        memo=f"fee {rate} bps to {s.pay_to}",
+    )
