@@ -1,0 +1,343 @@
+"""Money commands: balance, withdraw, wallet verify, payouts, reconcile.
+
+Thin: each resolves the tenant and the actor (`cli.auth`), then calls the ledger or control
+layer. Chain access (`reconcile`, `payouts run`) reads `--rpc-url`/`CLAW402_RPC_URL`,
+`--token`/`CLAW402_ASSET` and `--treasury`/`CLAW402_TREASURY`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
+from claw402.cli.options import Home, Json, open_registry
+from claw402.cli.output import console, emit_json, err_console, fail
+from claw402.control import keys, wallets
+from claw402.control.errors import ControlError
+from claw402.ledger import balance, withdrawals
+from claw402.ledger.amounts import atomic_to_usd, parse_usd
+
+RpcUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--rpc-url", envvar="CLAW402_RPC_URL", help="JSON-RPC URL of the chain.", show_default=False
+    ),
+]
+TokenAddress = Annotated[
+    str | None,
+    typer.Option("--token", envvar="CLAW402_ASSET", help="USDC token address.", show_default=False),
+]
+TreasuryAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--treasury", envvar="CLAW402_TREASURY", help="Treasury address.", show_default=False
+    ),
+]
+
+wallet_app = typer.Typer(help="Payout wallets.", no_args_is_help=True)
+payouts_app = typer.Typer(help="Pay withdrawals on chain.", no_args_is_help=True)
+
+
+def _usd(atomic: int) -> str:
+    return f"${atomic_to_usd(atomic)}"
+
+
+def balance_command(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug.")],
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """A creator's money: earned, platform fees, pending withdrawals, available."""
+    _, registry = open_registry(home)
+    found, _ = tenant_for(registry, tenant, api_key, keys.READ, json)
+    b = balance(registry.engine, found.tenant_id)
+    if json:
+        emit_json({"ok": True, "tenant": found.slug, "balance": b.to_json()})
+        return
+    table = Table(title=f"{found.slug}: fee {b.fee_bps / 100:g}% per paid call", show_header=False)
+    rows = [
+        ("earned (gross)", b.earned),
+        ("platform fees", b.fees),
+        ("pending withdrawals", b.pending),
+        ("withdrawn", b.withdrawn),
+        ("available", b.available),
+    ]
+    if b.paid_direct or b.fees_due:
+        rows[1:1] = [("paid to your wallet directly", b.paid_direct), ("fees owed", b.fees_due)]
+    for label, amount in rows:
+        table.add_row(label, _usd(amount))
+    console.print(table)
+
+
+@wallet_app.command("verify")
+def wallet_verify_command(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug.")],
+    address: Annotated[str, typer.Option("--address", help="Payout address (0x...).")],
+    signature: Annotated[
+        str | None,
+        typer.Option("--signature", help="EIP-191 signature of the printed challenge."),
+    ] = None,
+    private_key_env: Annotated[
+        str | None,
+        typer.Option("--private-key-env", help="Sign locally with the key in this variable."),
+    ] = None,
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Prove you control ADDRESS: without a signature, print the challenge to sign."""
+    _, registry = open_registry(home)
+    found, actor = tenant_for(registry, tenant, api_key, keys.WITHDRAW, json)
+    engine = registry.engine
+    try:
+        challenge = wallets.challenge(engine, found.tenant_id, found.slug, address)
+        if private_key_env:
+            key = os.environ.get(private_key_env)
+            if not key:
+                fail(f"environment variable {private_key_env} is not set", as_json=json)
+            signature = wallets.sign(challenge.message, key)
+        if signature is None:
+            if json:
+                emit_json(
+                    {
+                        "ok": True,
+                        "challenge": challenge.message,
+                        "address": challenge.address,
+                        "expiresAt": challenge.expires_at.isoformat(),
+                    }
+                )
+                return
+            console.print(challenge.message, highlight=False)
+            err_console.print(
+                "sign the text above with this address (EIP-191 personal_sign), then run "
+                "again with --signature 0x..."
+            )
+            return
+        proved = wallets.prove(engine, found.tenant_id, challenge.address, signature, actor.label)
+    except ControlError as exc:
+        fail(str(exc), as_json=json, code=exc.code)
+    if json:
+        emit_json(
+            {
+                "ok": True,
+                "tenant": found.slug,
+                "address": proved.address,
+                "previous": proved.previous,
+            }
+        )
+    else:
+        change = f" (was {proved.previous})" if proved.previous else ""
+        console.print(
+            f"[green]verified[/] {proved.address} receives {found.slug}'s payouts{change}"
+        )
+
+
+def withdraw_command(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug.")],
+    amount: Annotated[str, typer.Option("--amount", help="USD, e.g. 12.50.")],
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Reserve AMOUNT of the available balance for a payout to the verified wallet."""
+    _, registry = open_registry(home)
+    found, actor = tenant_for(registry, tenant, api_key, keys.WITHDRAW, json)
+    address = wallets.payout_wallet(registry.engine, found.tenant_id)
+    if address is None:
+        fail(
+            f"{found.slug} has no verified payout wallet: run `402claw wallet verify "
+            f"--tenant {found.slug} --address 0x...` first",
+            as_json=json,
+            code="no_wallet",
+        )
+    try:
+        w = withdrawals.request(
+            registry.engine, found.tenant_id, parse_usd(amount), address, actor.label
+        )
+    except ValueError as exc:
+        fail(str(exc), as_json=json, code=getattr(exc, "code", "invalid_amount"))
+    if json:
+        emit_json({"ok": True, "withdrawal": w.to_json()})
+    else:
+        console.print(
+            f"[green]withdrawal {w.id}[/] of {_usd(w.amount)} to {w.address} is pending "
+            "(paid by the next `402claw payouts run`)"
+        )
+
+
+def _chain(rpc_url: str | None, token: str | None, json: bool) -> Any:
+    if not rpc_url or not token:
+        fail(
+            "set --rpc-url (or CLAW402_RPC_URL) and --token (or CLAW402_ASSET)",
+            as_json=json,
+            code="chain_not_configured",
+        )
+    from claw402.ledger.chain import TokenChain
+
+    try:
+        chain = TokenChain.connect(rpc_url, token)
+    except Exception as exc:
+        fail(f"cannot reach the chain at {rpc_url}: {exc}", as_json=json, code="rpc_unreachable")
+    network = os.environ.get("CLAW402_NETWORK")
+    if network and network != chain.network:
+        fail(
+            f"{rpc_url} is {chain.network}, CLAW402_NETWORK says {network}",
+            as_json=json,
+            code="wrong_network",
+        )
+    return chain
+
+
+@payouts_app.command("run")
+def payouts_run_command(
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Pay at most N.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, send nothing.")] = False,
+    rpc_url: RpcUrl = None,
+    token: TokenAddress = None,
+    treasury: TreasuryAddress = None,
+    private_key_env: Annotated[
+        str, typer.Option("--private-key-env", help="Variable holding the treasury's key.")
+    ] = "CLAW402_TREASURY_KEY",
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Pay pending withdrawals in order; first settles any transfer a crash left unconfirmed."""
+    _, registry = open_registry(home)
+    actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
+    from claw402.ledger.payouts import PayoutError, PayoutRunner, plan
+
+    if dry_run:
+        report = plan(registry.engine, limit=limit)
+    else:
+        key = os.environ.get(private_key_env)
+        if not key:
+            fail(
+                f"environment variable {private_key_env} (the treasury's key) is not set",
+                as_json=json,
+                code="no_treasury_key",
+            )
+        runner = PayoutRunner(registry.engine, _chain(rpc_url, token, json), key, actor=actor.label)
+        if treasury and treasury.lower() != runner.treasury.lower():
+            fail(
+                f"{private_key_env} is the key of {runner.treasury}, not treasury {treasury}",
+                as_json=json,
+                code="wrong_treasury_key",
+            )
+        try:
+            report = runner.run(limit=limit)
+        except PayoutError as exc:
+            fail(str(exc), as_json=json, code="payouts_busy")
+    if json:
+        emit_json({"ok": True, **report.to_json()})
+        return
+    if not report.results:
+        console.print("no withdrawals to pay")
+    table = Table("id", "tenant", "amount", "to", "status", "tx / reason")
+    for r in report.results:
+        table.add_row(
+            str(r.withdrawal_id),
+            r.tenant_id,
+            _usd(r.amount),
+            r.address,
+            r.status,
+            r.reason or r.tx_hash or "-",
+        )
+    if report.results:
+        console.print(table)
+    if report.stopped:
+        err_console.print(f"stopped: {report.stopped}")
+
+
+@payouts_app.command("list")
+def payouts_list_command(
+    status: Annotated[str | None, typer.Option("--status", help="pending, sending, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """List withdrawals, oldest first."""
+    _, registry = open_registry(home)
+    actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
+    rows = withdrawals.listing(registry.engine, status=status, limit=limit)
+    if json:
+        emit_json({"ok": True, "withdrawals": [w.to_json() for w in rows]})
+        return
+    table = Table("id", "tenant", "amount", "to", "status", "tx / reason", "requested by")
+    for w in rows:
+        table.add_row(
+            str(w.id),
+            w.tenant_id,
+            _usd(w.amount),
+            w.address,
+            w.status,
+            w.reason or w.tx_hash or "-",
+            w.requested_by,
+        )
+    console.print(table)
+
+
+def reconcile_command(
+    rpc_url: RpcUrl = None,
+    token: TokenAddress = None,
+    treasury: TreasuryAddress = None,
+    from_block: Annotated[
+        int, typer.Option("--from-block", min=0, help="First run only: where to start.")
+    ] = 0,
+    grace_seconds: Annotated[
+        float, typer.Option("--grace-seconds", min=0, help="Leave younger claims to the gateway.")
+    ] = 120.0,
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Post every treasury movement and settlement the books miss; compare with the chain."""
+    _, registry = open_registry(home)
+    actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
+    if not treasury:
+        fail("set --treasury (or CLAW402_TREASURY)", as_json=json, code="chain_not_configured")
+    from claw402.ledger.reconcile import ChainReset, reconcile
+
+    try:
+        report = reconcile(
+            registry.engine,
+            _chain(rpc_url, token, json),
+            treasury,
+            from_block=from_block,
+            grace_seconds=grace_seconds,
+            actor=actor.label,
+        )
+    except ChainReset as exc:
+        fail(str(exc), as_json=json, code="chain_reset")
+    if json:
+        emit_json({"ok": report.balanced, **report.to_json()})
+    else:
+        console.print(
+            f"blocks {report.from_block}-{report.to_block}: {report.settlements} settlements, "
+            f"{report.payouts_completed} payouts completed, {report.deposits} deposits, "
+            f"{report.outflows} other outflows, {report.unattributed} unattributed, "
+            f"{report.deferred} deferred"
+        )
+        state = "[green]balanced[/]" if report.balanced else "[bold red]NOT balanced[/]"
+        console.print(
+            f"treasury: books {_usd(report.ledger_treasury)}, chain "
+            f"{_usd(report.chain_treasury)}: {state}"
+        )
+        for problem in report.problems:
+            err_console.print(f"[bold red]problem:[/] {problem}", highlight=False)
+    if report.problems or (not report.balanced and not report.deferred):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("balance")(balance_command)
+    app.command("withdraw")(withdraw_command)
+    app.command("reconcile")(reconcile_command)
+    app.add_typer(wallet_app, name="wallet")
+    app.add_typer(payouts_app, name="payouts")
