@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from claw402.cli import cloudflare, facilitator, pay, serve, stack, tenants
+from claw402.cli import auth, cloudflare, facilitator, money, pay, serve, stack, tenants
 
 app = typer.Typer(
     name="402claw",
@@ -24,6 +24,8 @@ app.command("demo")(stack.demo_command)
 app.command("call")(pay.call_command)
 app.add_typer(facilitator.app, name="facilitator")
 cloudflare.register(app)
+money.register(app)
+auth.register(app)
 
 
 def main() -> None:
