@@ -16,6 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from claw402.cli.auth import ApiKey, tenant_change
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
 from claw402.datasets.ingest import IngestError
@@ -52,11 +53,13 @@ def deploy_command(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the data is.")] = None,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
     """Create or update a tenant from a data file; a re-deploy switches versions atomically."""
     settings, registry = open_registry(home)
+    change = tenant_change(registry, tenant, api_key, json)
     request = DeployRequest(
         source=path,
         slug=tenant,
@@ -69,6 +72,7 @@ def deploy_command(
         sub_requests=subrequests,
         name=name,
         description=description,
+        owner=change.owner,
     )
     try:
         size = path.stat().st_size if path.is_file() else 0
@@ -93,6 +97,7 @@ def deploy_command(
                 )
     except (RegistryError, IngestError) as exc:
         fail(str(exc), as_json=json, code="deploy_failed")
+    change.deployed(result)
     if json:
         emit_json({"ok": True, "tenant": result.to_json()})
         return
@@ -176,13 +181,17 @@ def show_command(slug: str, home: Home = None, json: Json = False) -> None:
         console.print(schema)
 
 
-def remove_command(slug: str, home: Home = None, json: Json = False) -> None:
+def remove_command(
+    slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False
+) -> None:
     """Remove a tenant and its data; its routes answer 404 at once."""
     settings, registry = open_registry(home)
+    change = tenant_change(registry, slug, api_key, json)
     try:
         tenant = remove(registry, settings, slug)
     except RegistryError as exc:
         fail(str(exc), as_json=json, code="tenant_not_found")
+    change.removed(tenant)
     if json:
         emit_json({"ok": True, "removed": tenant.slug, "tenantId": tenant.tenant_id})
     else:
