@@ -29,6 +29,7 @@ from claw402.cloudflare.files import dump_json, write_atomic
 from claw402.cloudflare.history import History, HistoryError
 from claw402.cloudflare.sizes import ScriptTooLarge
 from claw402.config import load_settings
+from claw402.payments.config import PaymentConfigError, payment_config_from_env
 
 
 class DirectoryShape(enum.StrEnum):
@@ -81,23 +82,23 @@ def build_command(
     events_url: Annotated[
         str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
     ] = None,
-    facilitator_url: Annotated[
-        str | None, typer.Option("--facilitator-url", help="x402 facilitator for the paywall.")
-    ] = None,
     workers_plan: Annotated[
         WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
     ] = WorkersPlanName.paid,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Write the dispatch Worker and one user Worker per tenant, each with its metadata.json."""
+    """Write the dispatch Worker and one user Worker per tenant, each with its metadata.json.
+
+    The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...).
+    """
     _, registry = open_registry(home)
-    options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
-                                facilitator_url=facilitator_url)
     try:
+        options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
+                                    payment=payment_config_from_env())
         result = build_all(registry.list_tenants(), out, options,
                            workers_plan=workers_plan.value)
-    except (ScriptTooLarge, ValueError) as exc:
+    except (ScriptTooLarge, PaymentConfigError, ValueError) as exc:
         fail(str(exc), as_json=json, code="build_failed")
     if json:
         emit_json({"ok": not result.refused, **result.to_json()})
@@ -211,23 +212,27 @@ def deploy_dispatcher_command(
     events_url: Annotated[
         str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
     ] = None,
-    facilitator_url: Annotated[
-        str | None, typer.Option("--facilitator-url", help="x402 facilitator for the paywall.")
-    ] = None,
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     execute_plan: Execute = False,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Upload the dispatch Worker with the current tenant directory (dry run by default)."""
+    """Upload the dispatch Worker with the current tenant directory (dry run by default).
+
+    The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...);
+    the facilitator API key, if any, is uploaded as a secret.
+    """
     settings, registry = open_registry(home)
     target = _target(account_id, api_token, dispatch_namespace)
-    options = DispatcherOptions(script_name=script_name, dispatch_namespace=dispatch_namespace,
-                                events_url=events_url, facilitator_url=facilitator_url,
-                                secrets=tuple(secret or ()))
-    _run(lambda: plan_dispatcher(registry, target, options, workers_plan=workers_plan.value),
-         History(settings.home), execute_plan, json)
+
+    def plan() -> DeployPlan:
+        options = DispatcherOptions(script_name=script_name, dispatch_namespace=dispatch_namespace,
+                                    events_url=events_url, payment=payment_config_from_env(),
+                                    secrets=tuple(secret or ()))
+        return plan_dispatcher(registry, target, options, workers_plan=workers_plan.value)
+
+    _run(plan, History(settings.home), execute_plan, json)
 
 
 def deploy_tenant_command(

@@ -72,6 +72,24 @@ def tenant_path(account_id: str, namespace: str, script_name: str) -> str:
     return f"/accounts/{account_id}/workers/dispatch/namespaces/{namespace}/scripts/{script_name}"
 
 
+def scripts_path(account_id: str) -> str:
+    return f"/accounts/{account_id}/workers/scripts"
+
+
+def current_migration_tag(target: Target, script_name: str) -> str | None:
+    """GET /accounts/{a}/workers/scripts: the script's Durable Object migration tag, if any.
+
+    Migrations run once per tag: an upload carrying a tag the script already has is refused,
+    so the deploy asks first (as wrangler does).
+    """
+    with _explained(target):
+        scripts = target.client().workers.scripts.list(account_id=target.account_id)
+        for script in scripts:
+            if script.id == script_name:
+                return script.migration_tag
+    return None
+
+
 def upload_metadata(
     bundle: WorkerBundle, secrets: Mapping[str, str]
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -59,6 +59,32 @@ class DeployPlan:
         """The metadata part as it will be sent, secrets by name only."""
         return redact(api.upload_metadata(self.bundle, dict.fromkeys(self.secrets, "")))
 
+    @property
+    def migrates(self) -> bool:
+        return self.kind == "dispatcher" and "migrations" in self.bundle.metadata
+
+    def calls(self) -> list[dict[str, Any]]:
+        put = {
+            "method": "PUT",
+            "url": self.target.api_base + self.path,
+            "path": self.path,
+            "sdk": self.sdk_method,
+            "multipart": [
+                {"name": "files", "filename": m.name, "contentType": m.content_type,
+                 "bytes": len(m.content)}
+                for m in self.bundle.modules
+            ] + [{"name": "metadata", "contentType": "application/json"}],
+            "metadata": self.sent_metadata(),
+        }
+        if not self.migrates:
+            return [put]
+        path = api.scripts_path(self.target.account_id)
+        get = {"method": "GET", "url": self.target.api_base + path, "path": path,
+               "sdk": "client.workers.scripts.list",
+               "why": "read the script's Durable Object migration tag; the PUT carries "
+                      "`migrations` only if it is not applied yet"}
+        return [get, put]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -67,20 +93,7 @@ class DeployPlan:
             "scriptName": self.bundle.script_name,
             "accountId": self.target.account_id,
             "dispatchNamespace": self.target.dispatch_namespace,
-            "calls": [
-                {
-                    "method": "PUT",
-                    "url": self.target.api_base + self.path,
-                    "path": self.path,
-                    "sdk": self.sdk_method,
-                    "multipart": [
-                        {"name": "files", "filename": m.name, "contentType": m.content_type,
-                         "bytes": len(m.content)}
-                        for m in self.bundle.modules
-                    ] + [{"name": "metadata", "contentType": "application/json"}],
-                    "metadata": self.sent_metadata(),
-                }
-            ],
+            "calls": self.calls(),
             "size": self.size.to_json(),
             "bindings": [
                 {k: v for k, v in b.items() if k != "text" or b["type"] == "plain_text"}
@@ -91,6 +104,30 @@ class DeployPlan:
             "maxRetries": self.target.max_retries,
             **self.details,
         }
+
+
+def _payment_facts(options: DispatcherOptions) -> dict[str, Any] | None:
+    p = options.payment
+    if p is None:
+        return None
+    return {"network": p.network, "asset": p.asset, "facilitator": p.facilitator_url,
+            "treasury": p.treasury, "environment": p.environment}
+
+
+def without_applied_migration(plan: DeployPlan) -> DeployPlan:
+    """The plan as it must be sent: `migrations` dropped once the script carries the tag."""
+    if not plan.migrates:
+        return plan
+    wanted = plan.bundle.metadata["migrations"]["new_tag"]
+    current = api.current_migration_tag(plan.target, plan.bundle.script_name)
+    if current is None:
+        return plan
+    if current != wanted:
+        raise DeployError(f"{plan.bundle.script_name} carries Durable Object migration tag "
+                          f"{current!r}, not {wanted!r}: it was deployed by something else")
+    metadata = {k: v for k, v in plan.bundle.metadata.items() if k != "migrations"}
+    bundle = WorkerBundle(plan.bundle.script_name, plan.bundle.modules, metadata)
+    return replace(plan, bundle=bundle)
 
 
 def read_secrets(names: Sequence[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -125,8 +162,8 @@ def plan_dispatcher(
     bundle = build_dispatcher(tenants, options)
     return DeployPlan(
         "dispatcher", target, bundle, check_size(bundle, workers_plan),
-        secrets=tuple(check_secret_names(options.secrets)),
-        details={"directory": {"tenants": len(tenants),
+        secrets=tuple(options.all_secrets),
+        details={"payments": _payment_facts(options), "directory": {"tenants": len(tenants),
                                "hosts": sum(len(t.hosts) for t in tenants)}},
     )
 
@@ -199,6 +236,7 @@ def execute(
     _checked_target(plan.target)
     plan.target.token()  # no token: refuse before anything is recorded
     values = read_secrets(plan.secrets, environ)
+    plan = without_applied_migration(plan)
     history.store_modules(plan.bundle)
     entry: dict[str, Any] = {
         "id": new_id(plan.kind),

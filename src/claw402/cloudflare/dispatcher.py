@@ -1,8 +1,12 @@
-"""The dispatch Worker bundle: the JS templates plus the generated directory and rules.
+"""The dispatch Worker bundle: the JS templates plus the generated directory, rules, payments.
 
 `rules.js` carries the slug rules from `claw402.dispatch.naming` and `directory.js` the tenant
 directory, so the Worker and the gateway route with the same data; only the routing code is
-written twice (and the contract tests hold the two together).
+written twice (and the contract tests hold the two together). `payconfig.js` carries the
+payment settings the gateway reads from `CLAW402_*` (network, token and its EIP-712 domain,
+facilitator, treasury, timeouts) and each priced tenant's offer description; the facilitator's
+API key travels as a secret. With payments on, the Worker gets a `PaymentClaims` Durable Object
+(binding `CLAIMS`) for nonce claims.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
 from claw402.cloudflare.directory import DirectoryFormat, export_directory
 from claw402.cloudflare.workerd import template
 from claw402.dispatch.naming import RESERVED_SLUGS, SLUG_RE
+from claw402.payments.config import PaymentConfig
+from claw402.payments.offer import v1_network_name
 from claw402.registry.models import Tenant
 
 DEFAULT_SCRIPT_NAME = "claw402-dispatcher"
 DEFAULT_NAMESPACE = "claw402"
 DISPATCHER_BINDING = "DISPATCHER"
+CLAIMS_BINDING = "CLAIMS"
+CLAIMS_CLASS = "PaymentClaims"
+CLAIMS_MIGRATION = "claw402-claims-v1"
+FACILITATOR_KEY_SECRET = "CLAW402_FACILITATOR_API_KEY"  # the gateway's variable, same name
 # The gateway's rule for a caller's x-request-id (gateway/app.py); anything else gets a new id.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 _BINDING_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -32,9 +42,16 @@ class DispatcherOptions:
     script_name: str = DEFAULT_SCRIPT_NAME
     dispatch_namespace: str = DEFAULT_NAMESPACE
     events_url: str | None = None  # durable sink for lifecycle events (EVENTS_URL)
-    facilitator_url: str | None = None  # the x402 facilitator the edge paywall talks to
+    payment: PaymentConfig | None = None  # None: priced routes answer 402, never data
     secrets: Sequence[str] = ()  # secret_text bindings; values come from the environment
     directory_format: DirectoryFormat = "maps"
+
+    @property
+    def all_secrets(self) -> list[str]:
+        names = list(self.secrets)
+        if self.payment is not None and self.payment.facilitator_api_key:
+            names.append(FACILITATOR_KEY_SECRET)
+        return check_secret_names(names)
 
 
 def rules_module() -> Module:
@@ -56,6 +73,34 @@ def directory_module(directory: dict[str, Any]) -> Module:
     return Module("directory.js", text.encode())
 
 
+def payment_module(payment: PaymentConfig | None, tenants: Iterable[Tenant]) -> Module:
+    """The paywall's settings, or `null` when no payment network is configured."""
+    settings: dict[str, Any] | None = None
+    if payment is not None:
+        legacy = v1_network_name(payment.network)
+        settings = {
+            "network": payment.network,
+            "asset": payment.asset,
+            "assetName": payment.asset_name,
+            "assetVersion": payment.asset_version,
+            "facilitatorUrl": payment.facilitator_url,
+            "treasury": payment.treasury,
+            "maxTimeoutSeconds": payment.max_timeout_seconds,
+            "verifyTimeoutMs": int(payment.verify_timeout * 1000),
+            "settleTimeoutMs": int(payment.settle_timeout * 1000),
+            "v1Network": legacy or payment.network,
+            "v1Names": sorted({payment.network, *([legacy] if legacy else [])}),
+            # payments/paywall.Paywall.offer's description, per priced tenant
+            "descriptions": {
+                t.tenant_id: t.description or f"{t.name or t.slug}: one API call"
+                for t in tenants if t.price_atomic > 0
+            },
+        }
+    literal = json.dumps(json.dumps(settings, separators=(",", ":"), sort_keys=True))
+    text = f"// Generated payment settings: do not edit.\nexport default JSON.parse({literal});\n"
+    return Module("payconfig.js", text.encode())
+
+
 def check_secret_names(names: Iterable[str]) -> list[str]:
     result = []
     for name in names:
@@ -70,11 +115,12 @@ def dispatcher_bindings(options: DispatcherOptions) -> list[dict[str, Any]]:
         {"type": "dispatch_namespace", "name": DISPATCHER_BINDING,
          "namespace": options.dispatch_namespace},
     ]
-    for name, value in (("EVENTS_URL", options.events_url),
-                        ("FACILITATOR_URL", options.facilitator_url)):
-        if value:
-            bindings.append({"type": "plain_text", "name": name, "text": value})
-    bindings += [{"type": "secret_text", "name": n} for n in check_secret_names(options.secrets)]
+    if options.events_url:
+        bindings.append({"type": "plain_text", "name": "EVENTS_URL", "text": options.events_url})
+    if options.payment is not None:
+        bindings.append({"type": "durable_object_namespace", "name": CLAIMS_BINDING,
+                         "class_name": CLAIMS_CLASS})
+    bindings += [{"type": "secret_text", "name": n} for n in options.all_secrets]
     return bindings
 
 
@@ -82,6 +128,7 @@ def build_dispatcher(
     tenants: Iterable[Tenant], options: DispatcherOptions | None = None
 ) -> WorkerBundle:
     options = options or DispatcherOptions()
+    tenants = list(tenants)
     directory = export_directory(tenants, options.directory_format)
     modules = (
         Module("dispatcher.js", template("dispatcher.js")),
@@ -89,11 +136,15 @@ def build_dispatcher(
         Module("paths.js", template("paths.js")),
         rules_module(),
         directory_module(directory),
+        payment_module(options.payment, tenants),
     )
-    metadata = {
+    metadata: dict[str, Any] = {
         "main_module": "dispatcher.js",
         "compatibility_date": COMPATIBILITY_DATE,
         "bindings": dispatcher_bindings(options),
         "tags": ["claw402", "claw402-dispatcher", f"namespace-{options.dispatch_namespace}"],
     }
+    if options.payment is not None:
+        # As on a first upload; api.upload_dispatcher drops it once the script carries the tag.
+        metadata["migrations"] = {"new_tag": CLAIMS_MIGRATION, "new_sqlite_classes": [CLAIMS_CLASS]}
     return WorkerBundle(options.script_name, modules, metadata)

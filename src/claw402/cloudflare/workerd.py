@@ -12,7 +12,8 @@ and stops it. The helpers:
   (`dispatches`) and, bound as `EVENTS`, the dispatcher's lifecycle events (`events`).
 
 Bindings are translated from each bundle's upload metadata (plain_text, secret_text, json,
-service, dispatch_namespace), so what runs here is what would be uploaded.
+service, dispatch_namespace, durable_object_namespace: a class of the Worker itself, stored in
+memory), so what runs here is what would be uploaded.
 """
 
 from __future__ import annotations
@@ -173,10 +174,24 @@ class LocalEdge:
         flags = ", ".join(
             f'"{_safe(f, "flag")}"' for f in bundle.metadata.get("compatibility_flags", [])
         )
+        # Durable Objects the Worker implements itself, kept in memory for the process's life.
+        classes = sorted({
+            _safe(str(b["class_name"]), "class name")
+            for b in bundle.metadata.get("bindings", [])
+            if b["type"] == "durable_object_namespace" and not b.get("script_name")
+        })
+        objects = ""
+        if classes:
+            namespaces = ", ".join(
+                f'(className = "{c}", uniqueKey = "claw402-{c}", enableSql = true)'
+                for c in classes
+            )
+            objects = (f", durableObjectNamespaces = [{namespaces}], "
+                       "durableObjectStorage = (inMemory = void)")
         cfg.services.append(
             f'(name = "{service}", worker = (modules = [{", ".join(modules)}], '
             f'compatibilityDate = "{_safe(date, "date")}", compatibilityFlags = [{flags}], '
-            f'bindings = [{", ".join(bindings)}]))'
+            f'bindings = [{", ".join(bindings)}]{objects}))'
         )
 
     def _binding(self, cfg: _Config, bundle: WorkerBundle, spec: Mapping[str, Any]) -> str | None:
@@ -191,6 +206,11 @@ class LocalEdge:
             return f'(name = "{name}", text = {cfg.embed(value.encode())})'
         if kind == "json":
             return f'(name = "{name}", json = {cfg.embed(json.dumps(spec["json"]).encode())})'
+        if kind == "durable_object_namespace":
+            if spec.get("script_name"):
+                raise WorkerdError(f"{bundle.script_name}: Durable Objects of another script "
+                                   "are not run locally")
+            return f'(name = "{name}", durableObjectNamespace = "{spec["class_name"]}")'
         if kind == "service":
             return f'(name = "{name}", service = "{_service_name(str(spec["service"]))}")'
         if kind == "dispatch_namespace":

@@ -7,6 +7,8 @@
 import DIRECTORY from "./directory.js";
 import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE } from "./rules.js";
 import { guard } from "./paywall.js";
+
+export { PaymentClaims } from "./paywall.js";
 import { encodePath, unquote } from "./paths.js";
 
 const STATUS = {
@@ -162,7 +164,10 @@ export default {
     }
     const tenant = resolution.tenant;
     const events = [event("dispatch_start", requestId, tenant, { path: resolution.path })];
-    const { response, reason } = await runTenant(request, env, url, resolution, requestId);
+    const emit = (kind, status, reason = null, details = {}, durationMs = null) => {
+      events.push(event(kind, requestId, tenant, { status, reason, durationMs, ...details }));
+    };
+    const { response, reason } = await runTenant(request, env, url, resolution, requestId, emit);
     const kind = reason ? "dispatch_failure" : "dispatch_success";
     events.push(event(kind, requestId, tenant, {
       status: response.status, durationMs: performance.now() - started, reason,
@@ -172,7 +177,7 @@ export default {
   },
 };
 
-async function runTenant(request, env, url, resolution, requestId) {
+async function runTenant(request, env, url, resolution, requestId, emit) {
   const tenant = resolution.tenant;
   if (!env.DISPATCHER || typeof env.DISPATCHER.get !== "function") {
     return { response: fail("dispatcher_binding_missing", requestId), reason: "no DISPATCHER binding" };
@@ -202,7 +207,7 @@ async function runTenant(request, env, url, resolution, requestId) {
   };
   const paid = Number(tenant.priceAtomic || 0) > 0 && PAID(resolution.path, request.method);
   const response = paid
-    ? await guard({ request, env, tenant, requestId, resourceUrl: call.resourceUrl, path: resolution.path }, produce)
+    ? await guard({ request, env, tenant, requestId, resourceUrl: call.resourceUrl, path: resolution.path, emit }, produce)
     : await produce();
   if (reason === null && response.status === 503) reason = "tenant_limit_exceeded";
   return { response, reason };

@@ -1,0 +1,193 @@
+"""The edge paywall under workerd, paying through the project's facilitator on anvil.
+
+Each test pays from a fresh wallet. The answers are held against the gateway's own paywall
+code where it can be called directly (the challenge header is byte-identical to
+`payments.offer.Offer`'s) and against the chain (balances move only on a settled answer).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from edgepay import PaidEdge, encode, paid_edge, payment_config
+from x402.http.utils import decode_payment_response_header
+
+from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
+from claw402.cloudflare.tenant import build_tenant
+from claw402.cloudflare.workerd import LocalEdge
+from claw402.payments.offer import Offer
+
+PAGE = "/t/alpha/v1/records?_limit=2"
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaidEdge]:
+    with paid_edge(tmp_path_factory.mktemp("paid-edge")) as opened:
+        yield opened
+
+
+def free_answer(edge: PaidEdge, path: str = PAGE) -> bytes:
+    """What the same query answers on the free tenant with the same data."""
+    return edge.get(path.replace("/t/alpha/", "/t/free/")).content
+
+
+def test_challenge_matches_the_gateway_offer(edge):
+    r = edge.get(PAGE)
+    assert r.status_code == 402
+    tenant = edge.tenants["alpha"]
+    offer = Offer(edge.config, tenant_id=tenant.tenant_id, amount=tenant.price_atomic,
+                  pay_to=edge.config.treasury, description="alpha: one API call")
+    resource = f"{edge.url}/t/alpha/v1/records"
+    challenge = offer.challenge(resource, "payment_required")
+    assert r.headers["payment-required"] == challenge.header
+    assert r.headers["access-control-expose-headers"] == (
+        "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE")
+    body = r.json()
+    assert body["error"] == "payment_required" and body["x402Version"] == 1
+    assert body["accepts"] == challenge.accepts_v1
+    assert body["detail"] == (f"{resource} costs $0.01 per call: pay with x402 (the "
+                              "PAYMENT-REQUIRED header says how)")
+    assert edge.get("/t/alpha/v1/schema").status_code == 200  # free routes stay free
+
+
+def test_paid_call_settles_and_returns_the_data(edge):
+    payer = edge.payer()
+    before = edge.chain.balance(edge.config.treasury)
+    r = edge.get(PAGE, edge.sign(payer, "alpha"), headers={"x-request-id": "paid-1"})
+    assert r.status_code == 200, r.text
+    assert r.content == free_answer(edge)
+    receipt = decode_payment_response_header(r.headers["payment-response"])
+    assert receipt.success and receipt.transaction.startswith("0x")
+    assert receipt.payer == payer.address and receipt.network == edge.chain.network
+    assert edge.chain.balance(edge.config.treasury) - before == 10_000
+    kinds = [e["type"] for e in edge.edge.records("events") if e["requestId"] == "paid-1"]
+    assert kinds == ["dispatch_start", "payment_verified", "payment_settled", "dispatch_success"]
+    settled = next(e for e in edge.edge.records("events") if e["type"] == "payment_settled"
+                   and e["requestId"] == "paid-1")
+    assert settled["details"]["transaction"] == receipt.transaction
+    assert settled["details"]["payer"] == payer.address and settled["details"]["amount"] == "10000"
+
+
+def test_creator_paid_directly(edge):
+    payer = edge.payer()
+    r = edge.get("/t/beta/v1/records?_limit=1", edge.sign(payer, "beta"))
+    assert r.status_code == 200
+    assert edge.chain.balance(edge.creator.address) >= 20_000
+
+
+def test_replayed_payment_is_refused(edge):
+    payment = edge.sign(edge.payer(), "alpha")
+    assert edge.get(PAGE, payment).status_code == 200
+    again = edge.get(PAGE, payment)
+    assert again.status_code == 409 and again.json()["error"] == "payment_replayed"
+
+
+@pytest.mark.parametrize(("header", "detail"), [
+    ("not base64!", "payment header is not base64-encoded JSON"),
+    (base64.b64encode(b"[1]").decode(), "payment header must encode a JSON object"),
+    (base64.b64encode(b'{"x402Version": 3}').decode(), "x402Version must be 1 or 2, got 3"),
+])
+def test_unreadable_payment_is_400(edge, header, detail):
+    r = edge.get(PAGE, header)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_payment" and r.json()["detail"] == detail
+
+
+def test_malformed_authorization_is_400(edge):
+    payment = edge.sign(edge.payer(), "alpha")
+    payment["payload"]["authorization"]["nonce"] = "0x1234"
+    r = edge.get(PAGE, payment)
+    assert r.status_code == 400 and r.json()["detail"] == "payload.authorization: malformed nonce"
+
+
+def test_terms_mismatch_is_a_new_challenge(edge):
+    payer = edge.payer()
+    low = edge.sign(payer, "alpha", value=1, accepted={"amount": "1"})
+    r = edge.get(PAGE, low)
+    assert r.status_code == 402
+    assert (r.json()["error"], r.json()["reason"]) == ("payment_mismatch", "amount_mismatch")
+    assert "payment-required" in r.headers
+    other_tenant = edge.sign(payer, "alpha")
+    r = edge.get("/t/beta/v1/records", other_tenant)
+    assert r.json()["reason"] in ("pay_to_mismatch", "amount_mismatch", "tenant_mismatch")
+
+
+def test_bad_signature_is_refused_and_the_nonce_released(edge):
+    payer = edge.payer()
+    nonce = os.urandom(32)
+    forged = edge.sign(payer, "alpha", nonce=nonce, signer_key="0x" + "11" * 32)
+    r = edge.get(PAGE, forged)
+    assert r.status_code == 402 and r.json()["error"] == "payment_invalid"
+    assert edge.chain.balance(payer.address) == 1_000_000
+    honest = edge.sign(payer, "alpha", nonce=nonce)  # the claim was released
+    assert edge.get(PAGE, honest).status_code == 200
+
+
+def test_failed_query_charges_nothing(edge):
+    payer = edge.payer()
+    payment = edge.sign(payer, "alpha")
+    r = edge.get("/t/alpha/v1/records?nope=1", payment)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_query"
+    assert "payment-response" not in r.headers
+    assert edge.chain.balance(payer.address) == 1_000_000
+    assert edge.get(PAGE, payment).status_code == 200  # the same payment still works
+    assert edge.chain.balance(payer.address) == 1_000_000 - 10_000
+
+
+def test_payment_identifier_replays_the_stored_answer(edge):
+    payer = edge.payer()
+    order = "order-" + os.urandom(8).hex()
+    ext = {"payment-identifier": {"info": {"required": False, "id": order}}}
+    payment = edge.sign(payer, "alpha", extensions=ext)
+    first = edge.get(PAGE, payment)
+    second = edge.get(PAGE, payment)
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content
+    assert second.headers["payment-response"] == first.headers["payment-response"]
+    assert edge.chain.balance(payer.address) == 1_000_000 - 10_000  # charged once
+    conflict = edge.get(PAGE, edge.sign(payer, "alpha", extensions=ext))
+    assert conflict.status_code == 409 and conflict.json()["error"] == "payment_id_conflict"
+
+
+def test_v1_payment(edge):
+    payer = edge.payer()
+    v2 = edge.sign(payer, "alpha")
+    v1 = {"x402Version": 1, "scheme": "exact", "network": edge.chain.network,
+          "payload": v2["payload"]}
+    r = edge.get(PAGE, v1, header="X-PAYMENT")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-payment-response"] == r.headers["payment-response"]
+
+
+def test_official_js_client_pays_the_edge(edge):
+    payer = edge.payer()
+    script = Path(__file__).with_name("js") / "pay.mjs"
+    proc = subprocess.run(
+        ["node", str(script), f"{edge.url}{PAGE}", payer.private_key, edge.chain.network,
+         edge.chain.token, "10000"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["status"] == 200 and report["body"] == json.loads(free_answer(edge))
+    assert report["paymentResponse"]["success"] is True
+
+
+def test_facilitator_down_is_503_and_charges_nothing(edge):
+    config = payment_config(edge.chain, "http://127.0.0.1:9")  # nothing listens there
+    tenants = list(edge.tenants.values())
+    dispatcher = build_dispatcher(tenants, DispatcherOptions(payment=config))
+    with LocalEdge(dispatcher, [build_tenant(t) for t in tenants]) as down:
+        payer = edge.payer()
+        payment = edge.sign(payer, "alpha")
+        r = httpx.get(f"{down.url}{PAGE}", headers={"PAYMENT-SIGNATURE": encode(payment)})
+        assert r.status_code == 503 and r.json()["error"] == "facilitator_unavailable"
+        assert r.headers["retry-after"] == "2"
+    assert edge.get(PAGE, payment).status_code == 200  # nothing was charged or claimed there
