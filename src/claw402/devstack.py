@@ -17,6 +17,7 @@ from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
 from claw402.gateway.events import EventSink
+from claw402.ledger.startup import reconcile_at_start
 from claw402.payments.config import DEV, PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.registry.store import Registry
@@ -59,6 +60,7 @@ class DevStack:
             "CLAW402_ASSET_VERSION": self.payments.asset_version,
             "CLAW402_FACILITATOR_URL": self.payments.facilitator_url,
             "CLAW402_TREASURY": self.payments.treasury,
+            "CLAW402_RPC_URL": self.chain.rpc_url,
         }
 
     def stop(self) -> None:
@@ -110,6 +112,9 @@ def start_dev_stack(
             environment=DEV,
         )
         registry = Registry.open(settings)
+        reconcile_at_start(
+            registry.engine, rpc_url=chain.rpc_url, token=chain.token, treasury=payments.treasury
+        )
         sink = EventSink(registry.write_events)
         started.append(sink)
         gateway_app = Gateway(

@@ -14,4 +14,10 @@ def build_app(settings: Settings) -> Gateway:
     registry = Registry.open(settings)
     sink = EventSink(registry.write_events)
     paywall = paywall_from_env(registry.engine, sink.emit)
+    if paywall is not None:  # settle the books with the chain first (needs CLAW402_RPC_URL)
+        from claw402.ledger.startup import reconcile_from_env
+
+        reconcile_from_env(
+            registry.engine, token=paywall.config.asset, treasury=paywall.config.treasury
+        )
     return Gateway(registry, guard=paywall or unpriced_guard, sink=sink)
