@@ -19,6 +19,7 @@ from claw402.cli.options import Home, Json
 from claw402.cli.output import console, emit_json
 from claw402.config import load_settings
 from claw402.devstack import DevStack, start_dev_stack
+from claw402.ledger.balances import balance as ledger_balance
 from claw402.money import atomic_to_usd
 from claw402.payments.client import pay_and_fetch
 from claw402.registry.deploy import DeployRequest, deploy
@@ -142,13 +143,11 @@ def _demo(stack: DevStack, settings: Any, price: str) -> None:
 
 
 def _show_earnings(stack: DevStack, tenant_id: str) -> None:
-    import sqlalchemy as sa
-
-    from claw402.payments.schema import payments
-
-    query = sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount_atomic), 0)).where(
-        payments.c.tenant_id == tenant_id
+    """The creator's balance from the double-entry ledger (posted with the settlement)."""
+    b = ledger_balance(stack.registry.engine, tenant_id)
+    console.print(
+        f"[bold]6. creator balance[/] (402claw balance --tenant cities)\n"
+        f"   earned ${atomic_to_usd(b.earned)}, platform fee ${atomic_to_usd(b.fees)} "
+        f"({b.fee_bps / 100:g}%), pending withdrawals ${atomic_to_usd(b.pending)}, "
+        f"available ${atomic_to_usd(b.available)}"
     )
-    with stack.registry.engine.connect() as conn:
-        earned = int(conn.execute(query).scalar_one())
-    console.print(f"[bold]6. creator earnings[/] ${atomic_to_usd(earned)} from settled calls")
