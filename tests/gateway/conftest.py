@@ -38,3 +38,17 @@ def served(tmp_path: Path) -> Iterator[Served]:
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         yield Served(settings, registry, gateway, client)
     registry.close()
+
+
+@pytest.fixture(scope="module")
+def served_cities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One free, keyed cities tenant shared by a module's read-only tests."""
+    tmp_path = tmp_path_factory.mktemp("gw")
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    gateway = Gateway(registry)
+    with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        served = Served(settings, registry, gateway, client)
+        served.deploy(slug="cities", price="0", key="id")
+        yield served
+    registry.close()
