@@ -44,18 +44,11 @@ def encode(payload: dict[str, Any]) -> str:
 
 
 @dataclass
-class PaidEdge:
-    chain: DevChain
-    config: PaymentConfig
-    registry: Registry
-    settings: Settings
-    edge: LocalEdge
-    creator: Wallet
-    tenants: dict[str, Tenant] = field(default_factory=dict)
+class EdgeClient:
+    """Pays an edge at `url` on `chain`: fresh wallets, signed payments, requests."""
 
-    @property
-    def url(self) -> str:
-        return self.edge.url
+    chain: DevChain
+    url: str
 
     def payer(self, amount: int = usdc(1)) -> Wallet:
         wallet = Wallet.create()
@@ -99,6 +92,15 @@ class PaidEdge:
         return payload
 
 
+@dataclass
+class PaidEdge(EdgeClient):
+    config: PaymentConfig | None = None
+    registry: Registry | None = None
+    edge: LocalEdge | None = None
+    creator: Wallet | None = None
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+
+
 def payment_config(chain: DevChain, facilitator_url: str) -> PaymentConfig:
     return PaymentConfig(
         network=chain.network, asset=chain.token, asset_name=chain.token_name,
@@ -129,5 +131,5 @@ def paid_edge(home: Path) -> Iterator[PaidEdge]:
             dispatcher = build_dispatcher(tenants.values(), options)
             workers = [build_tenant(t) for t in tenants.values()]
             with LocalEdge(dispatcher, workers) as edge:
-                yield PaidEdge(chain, config, registry, settings, edge, creator, tenants)
+                yield PaidEdge(chain, edge.url, config, registry, edge, creator, tenants)
             registry.close()

@@ -216,3 +216,47 @@ def test_readable_output(fake, registry, settings, monkeypatch):
     fake.answers.append(failure(401, 10000, "Authentication error"))
     bad = runner.invoke(app, [*deploy_args("--execute"), *home])
     assert bad.exit_code == 1 and "rejected the API token" in bad.output
+
+
+def listing(*scripts: dict) -> tuple[int, dict, dict]:
+    return 200, {"success": True, "errors": [], "messages": [], "result": list(scripts)}, {}
+
+
+def test_dispatcher_with_payments_migrates_once(run, fake, registry, settings, monkeypatch):
+    add_tenant(registry, "acme", price_atomic=1000)
+    for name, value in {"CLAW402_ENV": "dev", "CLAW402_NETWORK": "eip155:31337",
+                        "CLAW402_ASSET": "0x" + "a1" * 20,
+                        "CLAW402_FACILITATOR_URL": "https://facilitator.example",
+                        "CLAW402_TREASURY": "0x" + "b2" * 20,
+                        "CLAW402_FACILITATOR_API_KEY": "fac-key-value"}.items():
+        monkeypatch.setenv(name, value)
+    plan = run(*deploy_args())["plan"]
+    get, put = plan["calls"]
+    assert (get["method"], get["path"], get["sdk"]) == (
+        "GET", "/accounts/acc123/workers/scripts", "client.workers.scripts.list")
+    assert put["metadata"]["migrations"] == {"new_tag": "claw402-claims-v1",
+                                             "new_sqlite_classes": ["PaymentClaims"]}
+    assert {"type": "durable_object_namespace", "name": "CLAIMS",
+            "class_name": "PaymentClaims"} in plan["bindings"]
+    assert plan["secrets"] == ["CLAW402_FACILITATOR_API_KEY"]
+    assert plan["payments"]["facilitator"] == "https://facilitator.example"
+
+    fake.answers.append(listing())  # a first upload: no script yet
+    run(*deploy_args("--execute"))
+    listed, uploaded = fake.requests
+    assert (listed.method, listed.path) == ("GET", "/client/v4/accounts/acc123/workers/scripts")
+    assert uploaded.metadata["migrations"]["new_tag"] == "claw402-claims-v1"
+    assert {"type": "secret_text", "name": "CLAW402_FACILITATOR_API_KEY",
+            "text": "fac-key-value"} in uploaded.metadata["bindings"]
+    payconfig = uploaded.part("payconfig.js").content
+    assert b"https://facilitator.example" in payconfig and b"fac-key-value" not in payconfig
+
+    fake.answers.append(listing({"id": "claw402-dispatcher",
+                                 "migration_tag": "claw402-claims-v1"}))
+    run(*deploy_args("--execute"))
+    assert "migrations" not in fake.requests[-1].metadata  # applied once, never again
+
+    fake.answers.append(listing({"id": "claw402-dispatcher", "migration_tag": "someone-else"}))
+    refused = run(*deploy_args("--execute"), ok=False)
+    assert "migration tag 'someone-else'" in refused["detail"]
+    assert "fac-key-value" not in (settings.home / HISTORY_FILE).read_text()
