@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from claw402.ledger.settlements import post_settlement
 from claw402.payments.schema import (
     CLAIMED,
     PENDING,
@@ -156,6 +157,7 @@ class PaymentStore:
                     "settled_at": now,
                 },
             )
+            post_settlement(conn, claim_id, payment.tx_hash)  # same transaction: never unbooked
 
     def pending_claims(self) -> list[dict[str, Any]]:
         """Claims whose settlement is unknown, oldest first (the reconciler's work list)."""
