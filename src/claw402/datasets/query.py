@@ -24,9 +24,11 @@ or `,` (ingest guarantees it), so the first `__` splits column from operator.
     boolean    true | false | 1 | 0 (case-insensitive)
     string     any text (empty allowed)
     date       YYYY-MM-DD
-    timestamp  YYYY-MM-DD, or YYYY-MM-DD[T| ]HH:MM[:SS[.f{1,6}]] with an optional `Z` or
-               `+HH:MM`/`-HH:MM` offset, converted to UTC (stored timestamps are UTC or naive)
-  Case-insensitive means both sides lowercased by Unicode simple case mapping.
+    timestamp  YYYY-MM-DD (midnight), or YYYY-MM-DD[T| ]HH:MM[:SS[.f{1,6}]] with an optional
+               `Z` or `+HH:MM`/`-HH:MM` offset, converted to UTC (stored timestamps are UTC or
+               naive)
+  Case-insensitive means both sides lowercased by Unicode simple case mapping. Strings compare
+  and sort by Unicode code point, booleans as false < true.
 
 Control parameters, each at most once:
 
@@ -42,11 +44,16 @@ Control parameters, each at most once:
 Anything else -- an unknown column, operator or control parameter, a value of the wrong type,
 a text operator on a non-string column -- is `InvalidQuery` with a sentence for a person.
 
+Values in answers: integer and number as JSON numbers, boolean, string, date as `YYYY-MM-DD`,
+timestamp as `YYYY-MM-DDTHH:MM:SS`, followed by `.ffffff` only when the microseconds are not
+zero; NULL as null.
+
 Cursors: `<payload>.<check>`; payload is base64url (no padding) of JSON `{"k": [...], "r": n}`:
 the last row's sort values (dates and timestamps in their output form) and its row number.
 check is base64url of the first 9 bytes of SHA-256 over the binding JSON, a `.`, and the
-payload text. The binding is the JSON array `[version, _sort, _q, [[name, value], ...]]` with
-the filter pairs sorted by name then value, `_sort`/`_q` as given or "" when absent. A cursor
+payload text. The binding is the compact JSON array (as JSON.stringify writes it)
+`[version, _sort, _q, [[name, value], ...]]`: the filter parameters exactly as received, sorted
+by name then value; `_sort` and `_q` as received, or "" when absent. A cursor
 therefore only continues the same filters, sort and search on the same dataset version; `_limit`
 and `_fields` may change between pages. The check detects corruption and reuse on another
 query; it is not a secret MAC: a forged cursor can only select rows the caller could query anyway.
