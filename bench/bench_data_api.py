@@ -109,9 +109,9 @@ def queries(datasette: str | None = None) -> dict[str, Callable[[int], str]]:
     def price(i: int) -> str:
         return f"{(i * 3779) % 100_000 / 100:.2f}"
 
-    def phrase(i: int) -> str:
-        n = len(WORDS)
-        return f"{WORDS[i % n]} {WORDS[(i * 7 + 3) % n]} {WORDS[(i * 13 + 5) % n]}"
+    def phrase(i: int) -> str:  # a different phrase for each of the first 300 requests
+        n, t = len(WORDS), i * 97
+        return f"{WORDS[t % n]} {WORDS[t // n % n]} {WORDS[t // n // n % n]}"
 
     if datasette:
         # _nocount/_nofacet/_nosuggest skip the count(*) and facet work Datasette does per page by
