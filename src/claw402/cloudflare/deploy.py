@@ -20,6 +20,7 @@ from claw402.cloudflare.bundle import WorkerBundle
 from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher, check_secret_names
 from claw402.cloudflare.history import History, new_id, redact
 from claw402.cloudflare.sizes import ScriptSize, check_size
+from claw402.payments.config import payment_config_from_env
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 
@@ -155,7 +156,9 @@ def plan_dispatcher(
     *,
     workers_plan: str = "paid",
 ) -> DeployPlan:
-    options = options or DispatcherOptions(dispatch_namespace=target.dispatch_namespace)
+    if options is None:  # what the CLI does: the gateway's payment settings, if any
+        options = DispatcherOptions(dispatch_namespace=target.dispatch_namespace,
+                                    payment=payment_config_from_env())
     if options.dispatch_namespace != target.dispatch_namespace:
         raise DeployError("the dispatcher's namespace binding must name the target namespace")
     tenants = registry.list_tenants()
