@@ -321,10 +321,11 @@ async function settleOnce(env, payload, requirements) {
   try {
     response = await post(env, "settle", payload, requirements, PAY.settleTimeoutMs);
   } catch (error) {
-    // A timeout may come after the facilitator broadcast: the outcome is unknown. A refused
-    // connection never reached it.
-    if (error.name === "TimeoutError") throw new SettlementUnknown(`settle interrupted after sending: ${error.message}`);
-    throw new FacilitatorUnavailable(`facilitator unreachable: ${error.name}: ${error.message}`);
+    // The gateway tells a refused connection (nothing sent: 503) from one lost after sending
+    // (outcome unknown: 202 pending). A Worker's fetch says "Network connection lost." for
+    // both, so every failure here is treated as possibly broadcast: never "nothing was
+    // charged" when something may have been.
+    throw new SettlementUnknown(`settle interrupted, the facilitator may have acted: ${error.name}: ${error.message}`);
   }
   const text = await response.text();
   if (response.status !== 200) {
