@@ -74,41 +74,35 @@ def post(
     check_balanced(entries)
     moment = now()
     inserted = conn.execute(
-        insert_ignore(
-            conn,
-            ledger_transactions,
-            {
-                "key": key,
-                "kind": kind,
-                "tenant_id": tenant_id,
-                "network": network,
-                "tx_hash": tx_hash.lower() if tx_hash else None,
-                "log_index": log_index,
-                "payer": payer.lower() if payer else None,
-                "gross": gross,
-                "memo": memo,
-                "created_at": moment,
-            },
-        ).returning(ledger_transactions.c.id)
+        insert_ignore(conn, ledger_transactions, returning=True),
+        {
+            "key": key,
+            "kind": kind,
+            "tenant_id": tenant_id,
+            "network": network,
+            "tx_hash": tx_hash.lower() if tx_hash else None,
+            "log_index": log_index,
+            "payer": payer.lower() if payer else None,
+            "gross": gross,
+            "memo": memo,
+            "created_at": moment,
+        },
     ).scalar()
     if inserted is None:
         return None
     if entries:
         codes = sorted({e.account for e in entries})
         conn.execute(
-            insert_ignore(
-                conn,
-                ledger_accounts,
-                [
-                    {
-                        "code": code,
-                        "kind": accounts.kind_of(code),
-                        "tenant_id": accounts.tenant_of(code),
-                        "created_at": moment,
-                    }
-                    for code in codes
-                ],
-            )
+            insert_ignore(conn, ledger_accounts),
+            [
+                {
+                    "code": code,
+                    "kind": accounts.kind_of(code),
+                    "tenant_id": accounts.tenant_of(code),
+                    "created_at": moment,
+                }
+                for code in codes
+            ],
         )
         conn.execute(
             ledger_postings.insert(),

@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection, Table, update
+from sqlalchemy import Connection, TableClause, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -30,22 +28,34 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def insert_ignore(
-    conn: Connection, table: Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> Insert:
-    """An INSERT that skips rows violating any unique constraint (build it, then execute)."""
-    values = [dict(rows)] if isinstance(rows, Mapping) else [dict(r) for r in rows]
+_IGNORING: dict[tuple[str, str, bool], Insert] = {}
+
+
+def insert_ignore(conn: Connection, table: TableClause, *, returning: bool = False) -> Insert:
+    """An INSERT that skips rows violating any unique constraint; execute it with the rows.
+
+    Built once per dialect and table (values are bound at execute time), so SQLAlchemy
+    compiles it once: on the settlement hot path that is most of the cost.
+    """
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).values(values).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).values(values).on_conflict_do_nothing()
-    raise RuntimeError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
+    key = (dialect, table.name, returning)
+    found = _IGNORING.get(key)
+    if found is None:
+        if dialect == "postgresql":
+            found = postgresql.insert(table).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            found = sqlite.insert(table).on_conflict_do_nothing()
+        else:
+            raise RuntimeError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
+        if returning:
+            found = found.returning(table.c.id)
+        _IGNORING[key] = found
+    return found
 
 
 def lock(conn: Connection, name: str) -> None:
     """Hold `name` until this transaction ends; concurrent holders wait (busy timeout)."""
-    conn.execute(insert_ignore(conn, ledger_locks, {"name": name, "seq": 0}))
+    conn.execute(insert_ignore(conn, ledger_locks), {"name": name, "seq": 0})
     conn.execute(
         update(ledger_locks).where(ledger_locks.c.name == name).values(seq=ledger_locks.c.seq + 1)
     )

@@ -176,7 +176,7 @@ class PayoutRunner:
         moment = now()
         lease = ledger_leases.c
         with self.engine.begin() as conn:
-            conn.execute(insert_ignore(conn, ledger_leases, {"name": "payouts"}))
+            conn.execute(insert_ignore(conn, ledger_leases), {"name": "payouts"})
             holder = conn.execute(select(lease.holder).where(lease.name == "payouts")).scalar()
             takeable = (
                 (lease.holder.is_(None))

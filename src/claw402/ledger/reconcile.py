@@ -276,22 +276,19 @@ class Reconciler:
                 .values(status=SETTLED, tx_hash=transfer.tx_hash, updated_at=now())
             )
             conn.execute(
-                insert_ignore(
-                    conn,
-                    payments,
-                    {
-                        "network": self.network,
-                        "tx_hash": transfer.tx_hash,
-                        "payer": claim["payer"],
-                        "amount_atomic": transfer.value,
-                        "asset": claim["asset"],
-                        "pay_to": transfer.to,
-                        "tenant_id": claim["tenant_id"],
-                        "request_id": claim["request_id"],
-                        "resource": "(recorded by reconcile from the chain)",
-                        "settled_at": now(),
-                    },
-                )
+                insert_ignore(conn, payments),
+                {
+                    "network": self.network,
+                    "tx_hash": transfer.tx_hash,
+                    "payer": claim["payer"],
+                    "amount_atomic": transfer.value,
+                    "asset": claim["asset"],
+                    "pay_to": transfer.to,
+                    "tenant_id": claim["tenant_id"],
+                    "request_id": claim["request_id"],
+                    "resource": "(recorded by reconcile from the chain)",
+                    "settled_at": now(),
+                },
             )
         return posted
 

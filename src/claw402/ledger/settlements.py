@@ -46,22 +46,22 @@ def post_settlement(conn: Connection, claim_id: int, tx_hash: str) -> int | None
     """The gateway's call, inside the transaction that records the settled payment."""
     c = payment_claims.c
     claim = conn.execute(
-        select(c.network, c.payer, c.nonce, c.tenant_id, c.amount_atomic, c.pay_to).where(
-            c.id == claim_id
+        select(
+            c.network, c.payer, c.nonce, c.tenant_id, c.amount_atomic, c.pay_to, tenants.c.pay_to
         )
+        .select_from(payment_claims.outerjoin(tenants, tenants.c.tenant_id == c.tenant_id))
+        .where(c.id == claim_id)
     ).one()
-    return post_settled(
-        conn,
-        Settlement(
-            network=claim.network,
-            payer=claim.payer,
-            nonce=claim.nonce,
-            tenant_id=claim.tenant_id,
-            amount=int(claim.amount_atomic),
-            pay_to=claim.pay_to,
-            tx_hash=tx_hash,
-        ),
+    settlement = Settlement(
+        network=claim.network,
+        payer=claim.payer,
+        nonce=claim.nonce,
+        tenant_id=claim.tenant_id,
+        amount=int(claim.amount_atomic),
+        pay_to=claim[5],
+        tx_hash=tx_hash,
     )
+    return post_settled(conn, settlement, direct=_same(claim[6], claim[5]))
 
 
 def entries_for(
@@ -83,18 +83,24 @@ def entries_for(
     return SETTLEMENT, entries
 
 
+def _same(tenant_pay_to: str | None, paid_to: str) -> bool:
+    return bool(tenant_pay_to) and str(tenant_pay_to).lower() == paid_to.lower()
+
+
 def is_direct(conn: Connection, tenant_id: str, pay_to: str) -> bool:
     """Paid to the tenant's own wallet (its `--pay-to`) rather than to a platform treasury."""
     own = conn.execute(select(tenants.c.pay_to).where(tenants.c.tenant_id == tenant_id)).scalar()
-    return bool(own) and own.lower() == pay_to.lower()
+    return _same(own, pay_to)
 
 
-def post_settled(conn: Connection, s: Settlement, *, bps: int | None = None) -> int | None:
+def post_settled(
+    conn: Connection, s: Settlement, *, bps: int | None = None, direct: bool | None = None
+) -> int | None:
     """Post `s` unless its authorization was posted already; returns the new transaction id."""
     rate = fee_bps() if bps is None else bps
-    kind, entries = entries_for(
-        s.tenant_id, s.amount, s.pay_to, is_direct(conn, s.tenant_id, s.pay_to), rate
-    )
+    if direct is None:
+        direct = is_direct(conn, s.tenant_id, s.pay_to)
+    kind, entries = entries_for(s.tenant_id, s.amount, s.pay_to, direct, rate)
     return post(
         conn,
         key=settlement_key(s.network, s.payer, s.nonce),
