@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -85,6 +86,9 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                aclose = getattr(self.guard, "aclose", None)
+                if aclose is not None:
+                    await aclose()
                 self.sink.close()
                 self.directory.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -147,8 +151,8 @@ class Gateway:
         except Exception as exc:  # a crash in a tenant must not take the gateway down
             reason = f"{type(exc).__name__}: {exc}"
             return self._fail("tenant_worker_failure", request_id), reason
-        if response.status_code == 503:
-            return response, "tenant_limit_exceeded"
+        if response.status_code >= 500:  # the tenant or its paywall could not serve the call
+            return response, _error_code(response)
         return response, None
 
     def _runtime(self, tenant: Tenant) -> TenantRuntime:
@@ -179,3 +183,11 @@ class Gateway:
         if route is not None:
             response.headers["x-tenant-id"] = route.tenant_id
         return response
+
+
+def _error_code(response: Response) -> str:
+    """The `error` of a JSON error answer, for the failure event's reason."""
+    try:
+        return str(orjson.loads(response.body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"status_{response.status_code}"
