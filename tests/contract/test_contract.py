@@ -154,7 +154,9 @@ def test_cursor_walk(runtime):
 
 def test_record_by_key(runtime):
     assert runtime.get("/t/cities/v1/records/4").json()["item"]["city"] == "São Paulo"
-    for key, detail in (("999", "no record '999'"), ("abc", "no record 'abc'")):
+    cases = (("999", "no record '999'"), ("abc", "no record 'abc'"),
+             ("%2525", "no record '%25'"))  # the path is decoded once, never twice
+    for key, detail in cases:
         r = runtime.get(f"/t/cities/v1/records/{key}")
         assert r.status_code == 404
         assert r.json()["error"] == "record_not_found" and r.json()["detail"] == detail

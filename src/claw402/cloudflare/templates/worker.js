@@ -64,7 +64,7 @@ async function records(request, url, requestId) {
 
 function record(path, requestId) {
   if (CONFIG.key === null) return error(404, "record_not_found", requestId, "this dataset has no key column");
-  const key = unquote(path.slice("/v1/records/".length));
+  const key = path.slice("/v1/records/".length); // the path is decoded once, already
   const row = TABLE.record(CONFIG.key, key);
   if (row === null) return error(404, "record_not_found", requestId, `no record ${pyRepr(key)}`);
   const names = CONFIG.columns.map((c) => c.name);
