@@ -22,6 +22,7 @@ from claw402.cloudflare.deploy import (
     plan_dispatcher,
     plan_rollback,
     plan_tenant,
+    publish_tenant,
 )
 from claw402.cloudflare.directory import export_directory
 from claw402.cloudflare.dispatcher import DEFAULT_NAMESPACE, DEFAULT_SCRIPT_NAME, DispatcherOptions
@@ -288,3 +289,35 @@ def register(app: typer.Typer) -> None:
     app.command("cloudflare-deploy-dispatcher")(deploy_dispatcher_command)
     app.command("cloudflare-deploy-tenant")(deploy_tenant_command)
     app.command("cloudflare-rollback-dispatcher")(rollback_dispatcher_command)
+
+
+def publish(
+    home: str | None,
+    slug: str,
+    *,
+    account_id: str | None,
+    api_token: str | None,
+    dispatch_namespace: str,
+    execute_plan: bool,
+    json: bool,
+) -> list[dict[str, object]]:
+    """`deploy --publish`: the tenant's Worker, then the dispatcher (a plan unless executed)."""
+    settings, registry = open_registry(home)
+    target = _target(account_id, api_token, dispatch_namespace)
+    history = History(settings.home)
+    try:
+        options = DispatcherOptions(
+            dispatch_namespace=dispatch_namespace, payment=payment_config_from_env()
+        )
+        results = publish_tenant(
+            registry, history, slug, target, dispatcher=options, execute_plan=execute_plan
+        )
+    except (DeployError, HistoryError, ScriptTooLarge, ValueError, PaymentConfigError) as exc:
+        fail(str(exc), as_json=json, code="publish_refused")
+    except CloudflareApiError as exc:
+        fail(f"{exc} (recorded in {history.path})", as_json=json, code="cloudflare_api_error")
+    if not json:
+        verb = "uploaded" if execute_plan else "would upload (dry run; add --execute)"
+        for item in results:
+            console.print(f"  cloudflare: {verb} {item['kind']} [bold]{item['scriptName']}[/]")
+    return results

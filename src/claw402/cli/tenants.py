@@ -16,6 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from claw402.cli import cloudflare as cf
 from claw402.cli.auth import ApiKey, tenant_change
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
@@ -53,11 +54,24 @@ def deploy_command(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the data is.")] = None,
+    publish_edge: Annotated[
+        bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
+    ] = False,
+    execute_plan: Annotated[
+        bool, typer.Option("--execute", help="With --publish: make the Cloudflare API calls.")
+    ] = False,
+    account_id: cf.AccountId = None,
+    api_token: cf.ApiToken = None,
+    dispatch_namespace: cf.Namespace = cf.DEFAULT_NAMESPACE,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Create or update a tenant from a data file; a re-deploy switches versions atomically."""
+    """Create or update a tenant from a data file; a re-deploy switches versions atomically.
+
+    With --publish the tenant's Worker and the dispatch Worker are then uploaded to Workers for
+    Platforms (a dry-run plan unless --execute).
+    """
     settings, registry = open_registry(home)
     change = tenant_change(registry, tenant, api_key, json)
     request = DeployRequest(
@@ -98,18 +112,32 @@ def deploy_command(
     except (RegistryError, IngestError) as exc:
         fail(str(exc), as_json=json, code="deploy_failed")
     change.deployed(result)
-    if json:
-        emit_json({"ok": True, "tenant": result.to_json()})
-        return
     ds = result.dataset
     assert ds is not None
-    console.print(
-        f"[green]deployed[/] [bold]{result.slug}[/] v{ds.version}: {ds.rows:,} rows, "
-        f"{len(ds.columns)} columns, ${result.price_usd} per call ({result.plan} plan)"
-    )
-    console.print(f"  records: /t/{result.slug}/v1/records   docs: /t/{result.slug}/docs")
-    for h in result.hosts:
-        console.print(f"  host:    http://{h}/v1/records")
+    if not json:
+        console.print(
+            f"[green]deployed[/] [bold]{result.slug}[/] v{ds.version}: {ds.rows:,} rows, "
+            f"{len(ds.columns)} columns, ${result.price_usd} per call ({result.plan} plan)"
+        )
+        console.print(f"  records: /t/{result.slug}/v1/records   docs: /t/{result.slug}/docs")
+        for h in result.hosts:
+            console.print(f"  host:    http://{h}/v1/records")
+    published = None
+    if publish_edge:
+        published = cf.publish(
+            home,
+            result.slug,
+            account_id=account_id,
+            api_token=api_token,
+            dispatch_namespace=dispatch_namespace,
+            execute_plan=execute_plan,
+            json=json,
+        )
+    if json:
+        out: dict[str, object] = {"ok": True, "tenant": result.to_json()}
+        if published is not None:
+            out["publish"] = {"executed": execute_plan, "steps": published}
+        emit_json(out)
 
 
 def list_command(home: Home = None, json: Json = False) -> None:
