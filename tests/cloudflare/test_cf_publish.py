@@ -34,11 +34,13 @@ def test_deploy_publish_dry_run_then_execute(tmp_path, monkeypatch):
         done = runner.invoke(app, [*args, "--execute"])
         assert done.exit_code == 0, done.output
         paths = [(r.method, r.path) for r in fake.requests]
+        api = "/client/v4/accounts/acc1/workers"
         assert paths == [
-            ("PUT", "/client/v4/accounts/acc1/workers/dispatch/namespaces/ns1/scripts/tenant-cities-worker"),
-            ("PUT", "/client/v4/accounts/acc1/workers/scripts/claw402-dispatcher"),
+            ("PUT", f"{api}/dispatch/namespaces/ns1/scripts/tenant-cities-worker"),
+            ("PUT", f"{api}/scripts/claw402-dispatcher"),
         ]
         tenant_upload = fake.requests[0]
-        assert tenant_upload.metadata()["main_module"]
+        assert tenant_upload.metadata["main_module"] == "worker.js"
+        assert tenant_upload.part("worker.js").content
         kinds = [e["kind"] for e in History(home).entries()]
         assert kinds == ["tenant", "dispatcher"]
