@@ -194,6 +194,7 @@ class Reconciler:
     def _finish(self, report: ReconcileReport, resume: int, head: int) -> None:
         s = ledger_sync.c
         last_hash = self.chain.block_hash(resume - 1) if resume > 0 else None
+        report.chain_treasury = self.chain.balance(self.treasury, head)
         with self.engine.begin() as conn:
             conn.execute(
                 update(ledger_sync)
@@ -204,17 +205,16 @@ class Reconciler:
                 )
                 .values(next_block=resume, last_block_hash=last_hash, updated_at=now())
             )
+            report.ledger_treasury = account_balance(conn, accounts.treasury(self.treasury))
+            report.problems += check_books(conn)
             if report.posted:
                 audit.append(
                     conn,
                     self.actor,
                     "ledger.reconciled",
                     subject=f"treasury:{self.treasury}",
-                    details={k: v for k, v in report.to_json().items() if k != "problems"},
+                    details=report.to_json(),
                 )
-            report.ledger_treasury = account_balance(conn, accounts.treasury(self.treasury))
-            report.problems += check_books(conn)
-        report.chain_treasury = self.chain.balance(self.treasury, head)
 
     # -- pass 1: claims --------------------------------------------------------------------
 
@@ -234,6 +234,10 @@ class Reconciler:
 
     def _claims(self, report: ReconcileReport, start: int, head: int) -> None:
         for claim in self._open_claims():
+            key = settlement_key(self.network, claim["payer"], claim["nonce"])
+            with self.engine.connect() as conn:
+                if _posted(conn, key):
+                    continue
             if self._in_grace(claim):
                 report.deferred += 1
                 continue
