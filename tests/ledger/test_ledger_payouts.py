@@ -32,24 +32,23 @@ def treasury(chain):
 
 @pytest.fixture
 def earning(engine, chain, treasury):
-    """A tenant that earned 3 x $1 through the treasury (gateway path), books reconciled."""
+    """A tenant that earned $3 through the treasury (gateway path), books reconciled."""
     tenant = make_tenant(engine, "acme")
     payer = Wallet.create()
     chain.fund(payer.address, usdc(3))
-    for _ in range(3):
-        paid = settle_on_chain(chain, payer, treasury.address, usdc(1))
-        claim = insert_claim(
-            engine,
-            tenant.tenant_id,
-            chain.network,
-            chain.token,
-            paid.payer,
-            paid.nonce,
-            usdc(1),
-            treasury.address,
-        )
-        with engine.begin() as conn:
-            post_settlement(conn, claim, paid.tx_hash)
+    paid = settle_on_chain(chain, payer, treasury.address, usdc(3))
+    claim = insert_claim(
+        engine,
+        tenant.tenant_id,
+        chain.network,
+        chain.token,
+        paid.payer,
+        paid.nonce,
+        usdc(3),
+        treasury.address,
+    )
+    with engine.begin() as conn:
+        post_settlement(conn, claim, paid.tx_hash)
     assert sync(engine, chain, treasury.address).balanced
     return tenant
 
