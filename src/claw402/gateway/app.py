@@ -98,11 +98,14 @@ class Gateway:
         started = time.perf_counter()
         incoming = request.headers.get("x-request-id", "")
         request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else new_request_id()
-        path = request.url.path
+        path: str = request.scope["path"]
         if path == "/healthz":
             return self._stamp(json_response({"ok": True}), request_id, None)
 
-        resolution = self.directory.current().resolve(request.headers.get("host"), path)
+        host = request.headers.get("host")
+        resolution = self.directory.current().resolve(host, path)
+        if resolution is None:  # maybe deployed a moment ago: look once more, uncached
+            resolution = self.directory.current(force=True).resolve(host, path)
         if resolution is None:
             self.sink.emit(
                 ev.event(
@@ -141,8 +144,8 @@ class Gateway:
             return self._fail("dispatcher_binding_missing", request_id), "no dataset deployed"
         try:
             runtime = self._runtime(tenant)
-            root = str(request.base_url).rstrip("/")
-            if path is not request.url.path:  # routed by /t/<slug>: the root keeps the prefix
+            root = _origin(request)
+            if path != request.scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
                 root += f"/t/{tenant.slug}"
             call = TenantRequest(request, tenant, path, request_id, root)
             response = await runtime.handle(call, self.guard)
@@ -191,3 +194,13 @@ def _error_code(response: Response) -> str:
         return str(orjson.loads(response.body)["error"])
     except (ValueError, KeyError, TypeError):
         return f"status_{response.status_code}"
+
+
+def _origin(request: Request) -> str:
+    """`scheme://host[:port]` as the caller addressed us (no URL object on the hot path)."""
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
