@@ -43,7 +43,7 @@ from claw402.datasets.schema import Column
 
 TABLE = "data"
 _REINTERRUPT_S = 0.005
-_DATE_SQL = "strftime({c}, '%Y-%m-%d')"
+_DATE_SQL = "CAST({c} AS VARCHAR)"  # ISO for years 1-9999, all ingest keeps; cheapest form
 _TIMESTAMP_SQL = (
     "CASE WHEN microsecond({c}) % 1000000 = 0 THEN strftime({c}, '%Y-%m-%dT%H:%M:%S') "
     "ELSE strftime({c}, '%Y-%m-%dT%H:%M:%S.%f') END"
