@@ -200,3 +200,51 @@ def test_methods_and_unknown_routes(served):
     assert served.client.post("/t/cities/v1/records").status_code == 405
     assert served.client.get("/t/cities/v2/nothing").status_code == 404
     assert served.client.get("/healthz").json() == {"ok": True}
+
+
+def test_edge_events_endpoint(tmp_path):
+    import httpx
+
+    from claw402.config import Settings
+    from claw402.gateway.app import Gateway
+    from claw402.registry.store import Registry
+    from claw402.serving import ServerThread
+
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    registry = Registry.open(settings)
+    gateway = Gateway(registry, events_token="edge-secret")
+    batch = {
+        "events": [
+            {
+                "type": "payment_settled",
+                "ts": 1.5,
+                "requestId": "edge-1",
+                "tenantId": "tnt_x",
+                "transaction": "0xabc",
+            }
+        ]
+    }
+    with ServerThread(gateway) as server, httpx.Client(base_url=server.url) as client:
+        url = "/_claw402/events"
+        assert client.post(url, json=batch).status_code == 401
+        assert (
+            client.post(url, json=batch, headers={"authorization": "Bearer no"}).status_code == 401
+        )
+        auth = {"authorization": "Bearer edge-secret"}
+        bad = client.post(url, content=b"{not json", headers=auth)
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_events"
+        assert (
+            client.post(url, json={"events": [{"type": "nope"}]}, headers=auth).status_code == 400
+        )
+        assert client.post(url, content=b"x" * 300_000, headers=auth).status_code == 413
+        ok = client.post(url, json=batch, headers=auth)
+        assert ok.status_code == 200 and ok.json()["stored"] == 1
+        assert client.get(url, headers=auth).status_code == 405
+    (stored,) = registry.read_events()
+    assert stored["source"] == "edge" and stored["transaction"] == "0xabc"
+    assert stored["tenantId"] == "tnt_x"
+    # Without a token the path is not special: it is an unknown tenant route.
+    plain = Gateway(registry)
+    with ServerThread(plain) as server, httpx.Client(base_url=server.url) as client:
+        assert client.post("/_claw402/events", json=batch).status_code == 404
+    registry.close()

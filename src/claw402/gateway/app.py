@@ -13,6 +13,7 @@ import uuid
 from collections import OrderedDict
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -43,6 +44,10 @@ _ID_COUNTER = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+EDGE_EVENTS_PATH = "/_claw402/events"  # not a tenant path: slugs never start with "_"
+MAX_EVENTS_BODY = 256 * 1024
 MAX_RUNTIMES = 256  # open tenant datasets kept in one process (least recently used go first)
 
 
@@ -64,11 +69,13 @@ class Gateway:
         *,
         guard: Guard = unpriced_guard,
         sink: EventSink | None = None,
+        events_token: str | None = None,
     ) -> None:
         self.registry = registry
         self.directory = LiveDirectory(registry)
         self.guard = guard
         self.sink = sink or EventSink(registry.write_events)
+        self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +108,8 @@ class Gateway:
         path: str = request.scope["path"]
         if path == "/healthz":
             return self._stamp(json_response({"ok": True}), request_id, None)
+        if path == EDGE_EVENTS_PATH and self.events_token:
+            return self._stamp(await self._edge_events(request, request_id), request_id, None)
 
         host = request.headers.get("host")
         resolution = self.directory.current().resolve(host, path)
@@ -175,6 +184,28 @@ class Gateway:
         while len(self._runtimes) > MAX_RUNTIMES:
             self._runtimes.popitem(last=False)
         return runtime
+
+    async def _edge_events(self, request: Request, request_id: str) -> Response:
+        """Lifecycle events from the dispatch Worker (EVENTS_URL), into the same durable sink."""
+        if request.method != "POST":
+            return error_response(405, "method_not_allowed", request_id, headers={"allow": "POST"})
+        assert self.events_token is not None
+        if not ev.authorized(request.headers.get("authorization"), self.events_token):
+            return error_response(401, "unauthorized", request_id, "a valid bearer token is needed")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_EVENTS_BODY:
+                return error_response(413, "payload_too_large", request_id)
+        try:
+            events = ev.check_batch(orjson.loads(body))
+        except (orjson.JSONDecodeError, ev.InvalidEvents) as exc:
+            return error_response(400, "invalid_events", request_id, str(exc))
+        # Written before answering: the ledger attributes edge settlements from these events.
+        await run_in_threadpool(
+            self.registry.write_events, [{**item, "source": "edge"} for item in events]
+        )
+        return json_response({"ok": True, "stored": len(events)})
 
     @staticmethod
     def _fail(code: str, request_id: str, detail: str | None = None) -> Response:

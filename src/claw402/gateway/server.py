@@ -1,6 +1,12 @@
-"""Build the gateway the way `402claw serve` runs it: settings plus the payment environment."""
+"""Build the gateway the way `402claw serve` runs it: settings plus the environment.
+
+`CLAW402_EVENTS_TOKEN`, when set, opens `POST /_claw402/events` for the dispatch Worker's
+lifecycle events (its `EVENTS_URL`, with the same token as `EVENTS_TOKEN`).
+"""
 
 from __future__ import annotations
+
+import os
 
 from claw402.config import Settings
 from claw402.gateway.app import Gateway, unpriced_guard
@@ -20,4 +26,9 @@ def build_app(settings: Settings) -> Gateway:
         reconcile_from_env(
             registry.engine, token=paywall.config.asset, treasury=paywall.config.treasury
         )
-    return Gateway(registry, guard=paywall or unpriced_guard, sink=sink)
+    return Gateway(
+        registry,
+        guard=paywall or unpriced_guard,
+        sink=sink,
+        events_token=os.environ.get("CLAW402_EVENTS_TOKEN") or None,
+    )
