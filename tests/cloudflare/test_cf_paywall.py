@@ -75,6 +75,31 @@ def test_paid_call_settles_and_returns_the_data(edge):
     assert settled["details"]["payer"] == payer.address and settled["details"]["amount"] == "10000"
 
 
+def test_edge_settlement_is_credited_by_reconcile_from_its_events(edge):
+    """The Worker's own payment_settled event, ingested as the gateway does, lets reconcile
+    credit the tenant: the event carries the nonce, payer, amount and payTo the chain has."""
+    from claw402.cloudflare.events import ingest_events
+    from claw402.ledger import balance
+    from claw402.ledger.chain import TokenChain
+    from claw402.ledger.reconcile import reconcile
+
+    payer = edge.payer()
+    r = edge.get(PAGE, edge.sign(payer, "alpha"), headers={"x-request-id": "paid-ledger"})
+    assert r.status_code == 200, r.text
+    sent = [e for e in edge.edge.records("events") if e["requestId"] == "paid-ledger"]
+    settled = next(e for e in sent if e["type"] == "payment_settled")
+    assert settled["details"]["nonce"].startswith("0x") and len(settled["details"]["nonce"]) == 66
+    assert edge.registry is not None and edge.config is not None
+    assert ingest_events(edge.registry, {"events": sent}) == len(sent)
+    engine = edge.registry.engine
+    chain = TokenChain(edge.chain.web3(), edge.chain.token)
+    report = reconcile(engine, chain, edge.config.treasury, grace_seconds=0)
+    assert report.edge_settlements == 1 and report.balanced, report.to_json()
+    tenant_id = edge.tenants["alpha"].tenant_id
+    assert balance(engine, tenant_id).earned == 10_000
+    assert reconcile(engine, chain, edge.config.treasury, grace_seconds=0).posted == 0
+
+
 def test_creator_paid_directly(edge):
     payer = edge.payer()
     r = edge.get("/t/beta/v1/records?_limit=1", edge.sign(payer, "beta"))

@@ -93,6 +93,10 @@ class TokenChain:
             return None
         return hexstr(block["hash"]).lower()
 
+    def block_time(self, number: int) -> int:
+        """The block's timestamp (seconds since the epoch)."""
+        return int(self.w3.eth.get_block(number)["timestamp"])
+
     def balance(self, address: str, block: int | str = "latest") -> int:
         selector = keccak(text="balanceOf(address)")[:4].hex()
         data = "0x" + selector + "0" * 24 + address.lower().removeprefix("0x")

@@ -10,8 +10,12 @@ Two passes, both idempotent (every posting is keyed), so `reconcile` can run any
 2. Treasury: every token Transfer into or out of the treasury since the last run is matched
    to the books: a settlement (via the AuthorizationUsed log beside it in its transaction),
    a payout (via the withdrawal's recorded tx hash: a `sending` one is completed here), or
-   else booked against platform equity (mints, funding, other outflows) or, for an
-   authorization that no claim explains, against `platform:unattributed`.
+   else booked against platform equity (mints, funding, other outflows). An authorization
+   that no claim explains may have been settled at the edge (Cloudflare): if an edge
+   `payment_settled` event agrees with the chain (see `ledger.edge`), its tenant is credited
+   like a gateway settlement; else it is booked against `platform:unattributed` (where edge
+   events are in use, only once the grace period has passed since its block, so an event
+   still on its way counts; a rejected event is reported as a warning).
 
 Afterwards the ledger's treasury account equals `balanceOf(treasury)` at the scanned head,
 unless a settlement is still inside its grace period (reported as deferred) or a problem is
@@ -29,7 +33,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from claw402.control import audit
-from claw402.ledger import accounts, withdrawals
+from claw402.ledger import accounts, edge, withdrawals
 from claw402.ledger.balances import account_balance, check_books
 from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain, TokenLog
@@ -60,9 +64,11 @@ class ReconcileReport:
     outflows: int = 0
     payouts_completed: int = 0
     deferred: int = 0
+    edge_settlements: int = 0  # of `settlements`, those attributed from edge events
     ledger_treasury: int = 0
     chain_treasury: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -91,10 +97,12 @@ class ReconcileReport:
             "outflows": self.outflows,
             "payoutsCompleted": self.payouts_completed,
             "deferred": self.deferred,
+            "edgeSettlements": self.edge_settlements,
             "ledgerTreasuryAtomic": str(self.ledger_treasury),
             "chainTreasuryAtomic": str(self.chain_treasury),
             "balanced": self.balanced,
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
 
@@ -127,9 +135,12 @@ class Reconciler:
         self.network = chain.network
         self.treasury = to_checksum_address(treasury)
         self.from_block = from_block
+        self.grace_seconds = grace_seconds
         self.cutoff = now() - timedelta(seconds=grace_seconds)
         self.actor = actor
         self._receipts: dict[str, list[TokenLog]] = {}
+        self._warnings: list[str] = []
+        self._edge_in_use: bool | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -139,6 +150,7 @@ class Reconciler:
         report = ReconcileReport(self.network, self.chain.token, self.treasury, start, head)
         self._claims(report, start, head)
         resume = self._treasury(report, start, head) if start <= head else start
+        report.warnings = list(dict.fromkeys(self._warnings))
         self._finish(report, resume, head)
         return report
 
@@ -359,6 +371,13 @@ class Reconciler:
                 if self._settle_claim(claim, auth):
                     report.settlements += 1
                 return True
+            attributed = self._edge(auth, log)
+            if attributed is not None:
+                report.settlements += attributed
+                report.edge_settlements += attributed
+                return True
+            if self._recent(log):
+                return False
             kind, against = "unattributed", accounts.UNATTRIBUTED
             report.unattributed += 1
         elif log.sender == ZERO_ADDRESS:
@@ -376,6 +395,57 @@ class Reconciler:
                 credit(against, log.value),
             )
         return True
+
+    def _recent(self, log: TokenLog) -> bool:
+        """Mined within the grace period on a platform that settles at the edge: the edge
+        event explaining it may still be on its way."""
+        if self.grace_seconds <= 0:
+            return False
+        if self._edge_in_use is None:
+            with self.engine.connect() as conn:
+                self._edge_in_use = edge.in_use(conn)
+        return self._edge_in_use and self.chain.block_time(log.block) > self.cutoff.timestamp()
+
+    def _edge(self, auth: TokenLog, log: TokenLog) -> bool | None:
+        """Post the settlement an edge event attributes: True if posted now, False if it was
+        already, None if no edge event credits a tenant (reasons go to the warnings)."""
+        assert auth.nonce is not None
+        with self.engine.begin() as conn:
+            found = edge.attribute(conn, self.network, log, auth)
+            if found.reason is not None:
+                self._warnings.append(
+                    f"{log.tx_hash}: {log.value} from {log.sender} not credited to a tenant: "
+                    f"{found.reason}"
+                )
+            if found.tenant_id is None or log.to is None:
+                return None
+            settlement = Settlement(
+                network=self.network,
+                payer=auth.sender.lower(),
+                nonce=auth.nonce,
+                tenant_id=found.tenant_id,
+                amount=log.value,
+                pay_to=log.to,
+                tx_hash=log.tx_hash,
+                log_index=log.log_index,
+            )
+            posted = post_settled(conn, settlement) is not None
+            conn.execute(
+                insert_ignore(conn, payments),
+                {
+                    "network": self.network,
+                    "tx_hash": log.tx_hash,
+                    "payer": auth.sender.lower(),
+                    "amount_atomic": log.value,
+                    "asset": self.chain.token,
+                    "pay_to": log.to,
+                    "tenant_id": found.tenant_id,
+                    "request_id": found.request_id or "(edge)",
+                    "resource": found.resource or "(settled at the edge)",
+                    "settled_at": now(),
+                },
+            )
+        return posted
 
     def _outbound(self, report: ReconcileReport, log: TokenLog) -> None:
         w = withdrawals_table.c

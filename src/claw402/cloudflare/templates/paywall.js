@@ -439,7 +439,7 @@ class Attempt {
     this.payer = payment.inner.authorization.from;
     this.nonce = payment.inner.authorization.nonce.toLowerCase();
     this.claimsObject = claims(call.env, `${r.network}:${this.payer.toLowerCase()}`);
-    this.facts = { network: r.network, payer: this.payer, amount: r.amount, payTo: r.payTo, x402Version: payment.version };
+    this.facts = { network: r.network, payer: this.payer, nonce: this.nonce, amount: r.amount, payTo: r.payTo, x402Version: payment.version };
   }
 
   emit(kind, status, reason = null, details = {}, timed = false) {

@@ -1,0 +1,110 @@
+"""Settlements made at the edge: which tenant earned them, from the dispatch Worker's events.
+
+The Cloudflare paywall keeps its claims in a Durable Object, so no `payment_claims` row
+explains its settlements. It reports each one as a `payment_settled` event (ingested by
+`claw402.cloudflare.events.ingest_events` with `"source": "edge"`) whose details name the
+transaction, payer, nonce, amount, payTo and network, and whose `tenantId` names the tenant.
+
+The event is a hint, the chain is the truth: a tenant is credited only if an edge event names
+the transaction, agrees with the chain's Transfer and AuthorizationUsed logs on payer, nonce
+(when the event carries one: Workers built before it did not), amount, payee and network,
+and names a tenant that exists. Events that disagree with each other attribute nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from claw402.ledger.chain import TokenLog
+from claw402.registry.schema import events, tenants
+
+SETTLED = "payment_settled"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeAttribution:
+    """The tenant an edge event credits, or why none (`reason`); both None: no edge event."""
+
+    tenant_id: str | None = None
+    request_id: str | None = None
+    resource: str | None = None
+    reason: str | None = None
+
+
+def settled_events(conn: Connection, tx_hash: str) -> list[dict[str, Any]]:
+    """The edge `payment_settled` events that name `tx_hash` (a scan of that event type)."""
+    named = func.lower(events.c.data[("details", "transaction")].as_string())
+    rows = conn.execute(
+        select(events.c.data).where(events.c.type == SETTLED, named == tx_hash.lower())
+    ).scalars()
+    return [data for data in rows if isinstance(data, dict) and data.get("source") == "edge"]
+
+
+def in_use(conn: Connection) -> bool:
+    """Has any edge settlement been reported here (is this platform settling at the edge)?"""
+    source = events.c.data["source"].as_string()
+    query = select(events.c.id).where(events.c.type == SETTLED, source == "edge").limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _text(value: object) -> str:
+    return str(value).lower() if value is not None else ""
+
+
+def mismatch(event: dict[str, Any], network: str, transfer: TokenLog, auth: TokenLog) -> str | None:
+    """Why `event` does not describe this settlement on chain, or None if it does."""
+    details = event.get("details")
+    if not isinstance(details, dict):
+        return "has no details"
+    expected = {
+        "payer": auth.sender.lower(),
+        "amount": str(transfer.value),
+        "payTo": _text(transfer.to),
+    }
+    if details.get("nonce") is not None:
+        expected["nonce"] = _text(auth.nonce)
+    if details.get("network") is not None:
+        expected["network"] = network.lower()
+    for name, want in expected.items():
+        if _text(details.get(name)) != want:
+            return f"says {name} {details.get(name)!r}, the chain says {want!r}"
+    if not isinstance(event.get("tenantId"), str):
+        return "names no tenant"
+    return None
+
+
+def attribute(
+    conn: Connection, network: str, transfer: TokenLog, auth: TokenLog
+) -> EdgeAttribution:
+    """Which tenant earned the treasury `transfer` authorised by `auth`, per the edge events."""
+    found = settled_events(conn, transfer.tx_hash)
+    if not found:
+        return EdgeAttribution()
+    problems: list[str] = []
+    good: list[dict[str, Any]] = []
+    for event in found:
+        why = mismatch(event, network, transfer, auth)
+        if why is None:
+            good.append(event)
+        else:
+            problems.append(f"event of request {event.get('requestId')!r} {why}")
+    named = {str(event["tenantId"]) for event in good}
+    if len(named) > 1:
+        return EdgeAttribution(reason=f"edge events name several tenants: {sorted(named)}")
+    if not named:
+        return EdgeAttribution(reason="; ".join(problems))
+    tenant_id = named.pop()
+    exists = conn.execute(select(tenants.c.tenant_id).where(tenants.c.tenant_id == tenant_id))
+    if exists.first() is None:
+        return EdgeAttribution(reason=f"edge event names unknown tenant {tenant_id!r}")
+    event = good[0]
+    details = event["details"]
+    resource = details.get("resource")
+    return EdgeAttribution(
+        tenant_id=tenant_id,
+        request_id=str(event.get("requestId") or "")[:64] or None,
+        resource=str(resource) if resource else None,
+    )

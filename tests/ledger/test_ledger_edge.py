@@ -1,0 +1,196 @@
+"""Edge settlements on a real anvil: reconcile credits the tenant an edge event names.
+
+An edge payment is a `transferWithAuthorization` to the treasury with no `payment_claims`
+row (the Cloudflare paywall keeps its claims in a Durable Object), plus the dispatch Worker's
+`payment_settled` event, written through `ingest_events` exactly as `POST /_claw402/events`
+does. Events that disagree with the chain attribute nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from eth_utils import to_checksum_address
+from ledgerkit import Paid, assert_invariants, make_tenant, new_treasury, settle_on_chain, sync
+
+from claw402.chain.token import usdc
+from claw402.chain.wallet import Wallet
+from claw402.cloudflare.events import ingest_events
+from claw402.ledger import accounts, balance
+from claw402.ledger.balances import account_balance
+from claw402.ledger.claims import payments
+from claw402.ledger.schema import ledger_transactions
+from claw402.registry.store import Registry
+
+PRICE = 10_000  # $0.01
+NET = PRICE - PRICE * 5 // 100
+
+
+@pytest.fixture
+def treasury(chain) -> str:
+    return new_treasury(chain, usdc(100)).address
+
+
+@pytest.fixture
+def payer(chain) -> Wallet:
+    wallet = Wallet.create()
+    chain.fund(wallet.address, usdc(5))
+    return wallet
+
+
+def settled_event(chain, paid: Paid, tenant_id: str, **details: Any) -> dict[str, Any]:
+    """A payment_settled event as the dispatch Worker builds it (dispatcher.js `event`)."""
+    facts = {
+        "transaction": paid.tx_hash,
+        "resource": "https://edge.example/t/acme/v1/records",
+        "network": chain.network,
+        "payer": to_checksum_address(paid.payer),  # as signed: the check ignores case
+        "nonce": paid.nonce,
+        "amount": str(paid.amount),
+        "payTo": paid.to,
+        "x402Version": 2,
+    }
+    return {
+        "type": "payment_settled",
+        "ts": time.time(),
+        "requestId": "req-edge-" + paid.nonce[2:10],
+        "tenantId": tenant_id,
+        "workerName": "tenant-acme-worker",
+        "limits": {"cpuMs": 50, "subRequests": 50},
+        "status": 200,
+        "durationMs": 12.5,
+        "reason": None,
+        "details": {**facts, **details},
+    }
+
+
+def ingest(engine, *batch: dict[str, Any]) -> None:
+    assert ingest_events(Registry(engine), {"events": list(batch)}) == len(batch)
+
+
+def unattributed(engine) -> int:
+    with engine.connect() as conn:
+        return account_balance(conn, accounts.UNATTRIBUTED)
+
+
+def count(engine, table, *where) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar()
+
+
+def test_an_edge_settlement_is_credited_to_its_tenant_once(engine, chain, treasury, payer):
+    tenant = make_tenant(engine, "acme")
+    paid = settle_on_chain(chain, payer, treasury, PRICE)
+    ingest(engine, settled_event(chain, paid, tenant.tenant_id))
+    report = sync(engine, chain, treasury)
+    assert (report.settlements, report.edge_settlements, report.unattributed) == (1, 1, 0)
+    assert report.balanced and report.warnings == []
+    money = balance(engine, tenant.tenant_id)
+    assert (money.earned, money.fees, money.available) == (PRICE, PRICE - NET, NET)
+    assert unattributed(engine) == 0
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(payments).where(payments.c.tx_hash == paid.tx_hash)).one()
+    assert (row.tenant_id, row.amount_atomic, row.request_id) == (
+        tenant.tenant_id,
+        PRICE,
+        "req-edge-" + paid.nonce[2:10],
+    )
+    again = sync(engine, chain, treasury)
+    assert again.posted == 0 and again.balanced
+    assert count(engine, ledger_transactions, ledger_transactions.c.tx_hash == paid.tx_hash) == 1
+    assert balance(engine, tenant.tenant_id).available == NET
+    assert_invariants(engine, chain, treasury)
+
+
+def test_an_event_without_a_nonce_still_matches_on_transaction_and_payer(
+    engine, chain, treasury, payer
+):
+    tenant = make_tenant(engine, "acme")
+    paid = settle_on_chain(chain, payer, treasury, PRICE)
+    event = settled_event(chain, paid, tenant.tenant_id)
+    del event["details"]["nonce"]  # a Worker built before the event carried it
+    ingest(engine, event)
+    report = sync(engine, chain, treasury)
+    assert report.edge_settlements == 1 and balance(engine, tenant.tenant_id).available == NET
+    assert_invariants(engine, chain, treasury)
+
+
+FORGERIES = {
+    "amount": ({"amount": str(PRICE * 100)}, "amount"),
+    "payee": ({"payTo": "0x" + "ab" * 20}, "payTo"),
+    "payer": ({"payer": "0x" + "cd" * 20}, "payer"),
+    "nonce": ({"nonce": "0x" + "ee" * 32}, "nonce"),
+    "network": ({"network": "eip155:8453"}, "network"),
+}
+
+
+@pytest.mark.parametrize("forged", sorted(FORGERIES))
+def test_an_event_that_disagrees_with_the_chain_credits_no_one(
+    engine, chain, treasury, payer, forged
+):
+    tenant = make_tenant(engine, "acme")
+    paid = settle_on_chain(chain, payer, treasury, PRICE)
+    changes, field_name = FORGERIES[forged]
+    ingest(engine, settled_event(chain, paid, tenant.tenant_id, **changes))
+    report = sync(engine, chain, treasury)
+    assert (report.settlements, report.unattributed) == (0, 1)
+    assert report.balanced  # the treasury still balances: the money is the platform's
+    assert len(report.warnings) == 1 and f"says {field_name}" in report.warnings[0]
+    assert balance(engine, tenant.tenant_id).earned == 0
+    assert unattributed(engine) == PRICE
+    assert count(engine, payments, payments.c.tx_hash == paid.tx_hash) == 0
+    assert_invariants(engine, chain, treasury)
+
+
+def test_an_unknown_tenant_or_a_gateway_event_credits_no_one(engine, chain, treasury, payer):
+    tenant = make_tenant(engine, "acme")
+    forged = settle_on_chain(chain, payer, treasury, PRICE)
+    ingest(engine, settled_event(chain, forged, "t_doesnotexist"))
+    local = settle_on_chain(chain, payer, treasury, PRICE)
+    # the same event, but not from the edge (no "source": "edge"): never a hint
+    Registry(engine).write_events([settled_event(chain, local, tenant.tenant_id)])
+    report = sync(engine, chain, treasury)
+    assert (report.settlements, report.unattributed) == (0, 2)
+    assert len(report.warnings) == 1 and report.warnings[0].startswith(forged.tx_hash)
+    assert report.warnings[0].endswith("edge event names unknown tenant 't_doesnotexist'")
+    assert balance(engine, tenant.tenant_id).earned == 0 and unattributed(engine) == 2 * PRICE
+    assert_invariants(engine, chain, treasury)
+
+
+def test_events_naming_two_tenants_credit_no_one(engine, chain, treasury, payer):
+    acme, other = make_tenant(engine, "acme"), make_tenant(engine, "other")
+    paid = settle_on_chain(chain, payer, treasury, PRICE)
+    ingest(
+        engine,
+        settled_event(chain, paid, acme.tenant_id),
+        settled_event(chain, paid, other.tenant_id),
+    )
+    report = sync(engine, chain, treasury)
+    assert (report.settlements, report.unattributed) == (0, 1)
+    assert "several tenants" in report.warnings[0]
+    assert_invariants(engine, chain, treasury)
+
+
+def test_a_late_event_is_waited_for_during_the_grace_period(engine, chain, treasury, payer):
+    tenant = make_tenant(engine, "acme")
+    first = settle_on_chain(chain, payer, treasury, PRICE)
+    ingest(engine, settled_event(chain, first, tenant.tenant_id))  # this platform uses the edge
+    paid = settle_on_chain(chain, payer, treasury, PRICE)
+    early = sync(engine, chain, treasury, grace_seconds=3600)
+    assert (early.edge_settlements, early.deferred, early.unattributed) == (1, 1, 0)
+    ingest(engine, settled_event(chain, paid, tenant.tenant_id))  # the Worker's batch lands
+    report = sync(engine, chain, treasury, grace_seconds=3600)
+    assert (report.deferred, report.edge_settlements) == (0, 1) and report.balanced
+    assert balance(engine, tenant.tenant_id).available == 2 * NET
+    assert_invariants(engine, chain, treasury)
+
+
+def test_without_edge_events_an_unexplained_payment_is_not_waited_for(
+    engine, chain, treasury, payer
+):
+    settle_on_chain(chain, payer, treasury, PRICE)
+    report = sync(engine, chain, treasury, grace_seconds=3600)
+    assert (report.deferred, report.unattributed, report.balanced) == (0, 1, True)
