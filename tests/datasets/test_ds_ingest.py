@@ -241,3 +241,18 @@ def test_progress_reports_bytes(tmp_path):
 def test_parquet_columns_roundtrip(tmp_path):
     result = ingest(write_parquet(tmp_path / "e.parquet", [("a", "integer")], []), tmp_path / "v")
     assert result.rows == 0 and result.columns == [Column("a", "integer")]
+
+
+def test_no_row_is_taken_for_a_comment(tmp_path):
+    source = tmp_path / "hash.csv"
+    source.write_text("a,b\n#1,x\n2,y\n# not a comment,z\n")
+    assert [r["a"] for r in rows_of(ingest(source, tmp_path / "v"))] == ["#1", "2",
+                                                                         "# not a comment"]
+
+
+def test_dates_in_other_formats(tmp_path):
+    source = tmp_path / "dmy.csv"
+    source.write_text("a,d\n1,31/01/2020\n2,01/02/2020\n")
+    result = ingest(source, tmp_path / "v")
+    assert types(result)["d"] == "date"
+    assert [r["d"] for r in rows_of(result)] == ["2020-01-31", "2020-02-01"]

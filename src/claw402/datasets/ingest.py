@@ -95,7 +95,10 @@ def ingest(
                 _create_table(con, reader, planned, size, progress)
             except _SampleTooSmall:
                 # The sniffer typed a sample; a later row disagrees. Type the whole file once.
-                reader = reader.full_sample()
+                reader = (
+                    _csv_reader(con, reader.path, reader.name, whole_file=True)
+                    if reader.format == "csv" else reader.full_sample()
+                )
                 con.execute("DROP TABLE IF EXISTS out.data")
                 planned = _plan(con, reader)
                 _create_table(con, reader, planned, size, progress)
@@ -169,7 +172,7 @@ class _Reader:
     path: Path
     name: str  # the source's file name, for messages
     format: str
-    options: str = ""  # CSV only: dialect and header
+    options: str = ""  # CSV only: dialect, header and column types from one sniff
     delimiter: str = ","
     header: bool = True
     whole_file: bool = False
@@ -179,7 +182,7 @@ class _Reader:
         sample = ", sample_size=-1" if self.whole_file else ""
         path = _sql_text(self.path)
         if self.format == "csv":
-            return f"read_csv('{path}', {self.options}{sample})"
+            return f"read_csv('{path}', {self.options})"  # typed by the sniff behind options
         if self.format == "parquet":
             return f"read_parquet('{path}')"
         layout = "array" if self.format == "json" else "newline_delimited"
@@ -217,21 +220,37 @@ class _NotUtf8(Exception):
     pass
 
 
-def _csv_reader(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> _Reader:
-    """read_csv with the dialect fixed: DuckDB's own guesses can merge or drop a bad file's rows."""
+def _csv_reader(
+    con: duckdb.DuckDBPyConnection, path: Path, name: str, *, whole_file: bool = False
+) -> _Reader:
+    """read_csv with everything fixed by one sniff: DuckDB's own guesses can merge or drop a
+    bad file's rows, and would treat lines starting with `#` as comments (silently lost)."""
     delimiter = _sniff_delimiter(_read_head(path).decode("utf-8-sig", errors="replace"))
-    options = f"delim='{_sql_text(delimiter)}', quote='\"', escape='\"', skip=0, strict_mode=true"
+    dialect = (
+        f"delim='{_sql_text(delimiter)}', quote='\"', escape='\"', skip=0, strict_mode=true, "
+        "comment=''"
+    )
+    sample = ", sample_size=-1" if whole_file else ""
     try:
         sniffed = con.execute(
-            f"SELECT HasHeader FROM sniff_csv('{_sql_text(path)}', {options})"
+            "SELECT HasHeader, Columns, DateFormat, TimestampFormat "
+            f"FROM sniff_csv('{_sql_text(path)}', {dialect}{sample})"
         ).fetchone()
     except duckdb.Error as exc:
         if "unicode" in str(exc).lower():
             raise _NotUtf8 from None
         raise _csv_diagnosis(path, name, delimiter, exc) from None
-    header = bool(sniffed and sniffed[0])
-    options += f", header={str(header).lower()}, null_padding=false"
-    return _Reader(path, name, "csv", options, delimiter, header)
+    assert sniffed is not None
+    header, columns, date_format, timestamp_format = sniffed
+    types = ", ".join(f"'{_sql_text(c['name'])}': '{c['type']}'" for c in columns)
+    options = (
+        f"{dialect}, auto_detect=false, header={str(bool(header)).lower()}, "
+        f"columns={{{types}}}, null_padding=false"
+    )
+    for option, value in (("dateformat", date_format), ("timestampformat", timestamp_format)):
+        if value and value != "(empty)":
+            options += f", {option}='{_sql_text(value)}'"
+    return _Reader(path, name, "csv", options, delimiter, bool(header), whole_file)
 
 
 def _plan(con: duckdb.DuckDBPyConnection, reader: _Reader) -> list[_Planned]:
