@@ -78,7 +78,7 @@ def gateway_app(static_guard: bool = False) -> Any:
     from claw402.config import load_settings
     from claw402.gateway.app import Gateway
     from claw402.gateway.events import EventSink
-    from claw402.payments import paywall_from_env
+    from claw402.payments.env import paywall_from_env
     from claw402.registry.store import Registry
 
     registry = Registry.open(load_settings())

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from claw402.cli.output import fail
-from claw402.facilitator.server import DEFAULT_PORT, serve
 from claw402.facilitator.settings import FacilitatorSettings, SettingsError
+
+DEFAULT_PORT = 4020
 
 app = typer.Typer(help="The x402 facilitator (/supported, /verify, /settle).", no_args_is_help=True)
 
@@ -27,6 +28,8 @@ def serve_command(
     ] = None,
 ) -> None:
     """Verify and settle x402 `exact` payments on one chain."""
+    from claw402.facilitator.server import serve  # the x402 SDK and web3: slow imports
+
     try:
         settings = FacilitatorSettings.from_env(
             rpc_url=rpc_url,

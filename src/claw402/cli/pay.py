@@ -11,7 +11,6 @@ import typer
 from claw402.cli.options import Json
 from claw402.cli.output import console, emit_json, fail
 from claw402.money import usd_to_atomic
-from claw402.payments.client import PriceTooHigh, pay_and_fetch
 
 
 def _private_key(key_env: str, key_file: Path | None) -> str | None:
@@ -36,6 +35,8 @@ def call_command(
     json: Json = False,
 ) -> None:
     """GET a URL; on 402, pay with the wallet (never above --max-price) and print the answer."""
+    from claw402.payments.client import PriceTooHigh, pay_and_fetch  # the x402 SDK: slow import
+
     try:
         cap = usd_to_atomic(max_price, field="--max-price")
     except ValueError as exc:

@@ -8,7 +8,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -18,12 +18,11 @@ from rich.table import Table
 from claw402.cli.options import Home, Json
 from claw402.cli.output import console, emit_json
 from claw402.config import load_settings
-from claw402.devstack import DevStack, start_dev_stack
-from claw402.ledger.balances import balance as ledger_balance
 from claw402.money import atomic_to_usd
-from claw402.payments.client import pay_and_fetch
-from claw402.registry.deploy import DeployRequest, deploy
 from claw402.samples import CITIES
+
+if TYPE_CHECKING:
+    from claw402.devstack import DevStack
 
 
 def _wait_for_signal() -> None:
@@ -41,6 +40,8 @@ def dev_command(
     json: Json = False,
 ) -> None:
     """Start anvil, the token, the facilitator and the gateway; stop them all on Ctrl-C."""
+    from claw402.devstack import start_dev_stack
+
     settings = load_settings(home)
     with start_dev_stack(
         settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
@@ -69,6 +70,8 @@ def demo_command(
     price: Annotated[str, typer.Option(help="Price per call in USD.")] = "0.001",
 ) -> None:
     """Deploy a sample dataset, call it unpaid, pay, get data, show settlement and earnings."""
+    from claw402.devstack import start_dev_stack
+
     with tempfile.TemporaryDirectory(prefix="402claw-demo-") as scratch:
         settings = load_settings(home or Path(scratch))
         with console.status("starting anvil, the token, the facilitator and the gateway"):
@@ -78,6 +81,9 @@ def demo_command(
 
 
 def _demo(stack: DevStack, settings: Any, price: str) -> None:
+    from claw402.payments.client import pay_and_fetch
+    from claw402.registry.deploy import DeployRequest, deploy
+
     chain, gateway = stack.chain, stack.gateway
     console.print(
         Panel.fit(
@@ -144,6 +150,8 @@ def _demo(stack: DevStack, settings: Any, price: str) -> None:
 
 def _show_earnings(stack: DevStack, tenant_id: str) -> None:
     """The creator's balance from the double-entry ledger (posted with the settlement)."""
+    from claw402.ledger.balances import balance as ledger_balance
+
     b = ledger_balance(stack.registry.engine, tenant_id)
     console.print(
         f"[bold]6. creator balance[/] (402claw balance --tenant cities)\n"

@@ -22,7 +22,6 @@ from claw402.cloudflare.directory import DirectoryFormat, export_directory
 from claw402.cloudflare.workerd import template
 from claw402.dispatch.naming import RESERVED_SLUGS, SLUG_RE
 from claw402.payments.config import PaymentConfig
-from claw402.payments.offer import v1_network_name
 from claw402.registry.models import Tenant
 
 DEFAULT_SCRIPT_NAME = "claw402-dispatcher"
@@ -77,6 +76,8 @@ def payment_module(payment: PaymentConfig | None, tenants: Iterable[Tenant]) -> 
     """The paywall's settings, or `null` when no payment network is configured."""
     settings: dict[str, Any] | None = None
     if payment is not None:
+        from claw402.payments.offer import v1_network_name  # the x402 SDK: only when priced
+
         legacy = v1_network_name(payment.network)
         settings = {
             "network": payment.network,
