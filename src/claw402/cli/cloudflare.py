@@ -1,15 +1,25 @@
-"""Cloudflare commands: export the tenant directory, build the Workers, deploy, roll back."""
+"""Cloudflare commands: export the tenant directory, build the Workers, deploy, roll back.
+
+Once any API key exists, deploy and rollback need one (`--api-key` or CLAW402_API_KEY):
+executing a deploy needs the `deploy` scope (a tenant's Worker, also ownership of the tenant),
+executing a rollback needs `admin` (it restores an older tenant directory, so it can change
+every tenant's routing). A dry run needs any valid key (the `read` level, plus ownership for a
+tenant): the plan shows the account, the bindings and the tenant directory, which are not
+for anyone without a key. Every executed upload is added to the audit log.
+"""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
+from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
 from claw402.cloudflare.api import CloudflareApiError, Target
@@ -22,14 +32,14 @@ from claw402.cloudflare.deploy import (
     plan_dispatcher,
     plan_rollback,
     plan_tenant,
-    publish_tenant,
 )
 from claw402.cloudflare.directory import export_directory
 from claw402.cloudflare.dispatcher import DEFAULT_NAMESPACE, DEFAULT_SCRIPT_NAME, DispatcherOptions
 from claw402.cloudflare.files import dump_json, write_atomic
 from claw402.cloudflare.history import History, HistoryError
 from claw402.cloudflare.sizes import ScriptTooLarge
-from claw402.config import load_settings
+from claw402.control import audit, keys
+from claw402.control.authz import Actor
 from claw402.payments.config import PaymentConfigError, payment_config_from_env
 
 
@@ -152,15 +162,40 @@ def _target(account_id: str | None, api_token: str | None, namespace: str) -> Ta
                   api_token=api_token)
 
 
+def _scope(execute_plan: bool, scope: str = keys.DEPLOY) -> str:
+    """The scope a command needs: `scope` to act, `read` (any valid key) for a dry run."""
+    return scope if execute_plan else keys.READ
+
+
+def _audited(engine: Engine, actor: Actor, entry: dict[str, Any],
+             tenant_id: str | None = None) -> None:
+    """Add an executed upload to the audit log (what and where; never a secret's value)."""
+    rollback = entry.get("action") == "rollback"
+    action = "cloudflare.rolled_back" if rollback else "cloudflare.deployed"
+    details = {
+        "deployId": entry["id"],
+        "kind": entry["kind"],
+        "rollbackOf": entry.get("rollbackOf"),
+        "accountId": entry.get("accountId"),
+        "dispatchNamespace": entry.get("dispatchNamespace"),
+        "sizeBytes": entry.get("size", {}).get("bytes"),
+        "secrets": entry.get("secrets", []),
+    }
+    with engine.begin() as conn:
+        audit.append(conn, actor.label, action, tenant_id=tenant_id,
+                     subject=f"worker:{entry['scriptName']}", details=details)
+
+
 def _run(plan_fn: Callable[[], DeployPlan], history: History, execute_plan: bool,
-         json: bool) -> None:
-    """Build the plan; print it (dry run) or execute it and print the recorded entry."""
+         json: bool, *, engine: Engine, actor: Actor, tenant_id: str | None = None) -> None:
+    """Build the plan; print it (dry run) or execute it, audit it, print the recorded entry."""
     try:
         plan = plan_fn()
         if not execute_plan:
             _show_plan(plan, json)
             return
         entry = execute(plan, history)
+        _audited(engine, actor, entry, tenant_id)
     except (DeployError, HistoryError, ScriptTooLarge, ValueError) as exc:
         fail(str(exc), as_json=json, code="deploy_refused")
     except CloudflareApiError as exc:
@@ -216,15 +251,17 @@ def deploy_dispatcher_command(
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     execute_plan: Execute = False,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
     """Upload the dispatch Worker with the current tenant directory (dry run by default).
 
     The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...);
-    the facilitator API key, if any, is uploaded as a secret.
+    the facilitator API key, if any, is uploaded as a secret. Needs the `deploy` scope.
     """
     settings, registry = open_registry(home)
+    actor = actor_or_fail(registry.engine, api_key, _scope(execute_plan), json)
     target = _target(account_id, api_token, dispatch_namespace)
 
     def plan() -> DeployPlan:
@@ -233,7 +270,7 @@ def deploy_dispatcher_command(
                                     secrets=tuple(secret or ()))
         return plan_dispatcher(registry, target, options, workers_plan=workers_plan.value)
 
-    _run(plan, History(settings.home), execute_plan, json)
+    _run(plan, History(settings.home), execute_plan, json, engine=registry.engine, actor=actor)
 
 
 def deploy_tenant_command(
@@ -247,15 +284,21 @@ def deploy_tenant_command(
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     execute_plan: Execute = False,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Upload one tenant's user Worker (its data API and dataset) to the dispatch namespace."""
+    """Upload one tenant's user Worker (its data API and dataset) to the dispatch namespace.
+
+    Needs the `deploy` scope and ownership of the tenant (or an admin key).
+    """
     settings, registry = open_registry(home)
+    tenant, actor = tenant_for(registry, slug, api_key, _scope(execute_plan), json)
     target = _target(account_id, api_token, dispatch_namespace)
     _run(lambda: plan_tenant(registry, slug, target, script_name=script_name,
                              secrets=tuple(secret or ()), workers_plan=workers_plan.value),
-         History(settings.home), execute_plan, json)
+         History(settings.home), execute_plan, json, engine=registry.engine, actor=actor,
+         tenant_id=tenant.tenant_id)
 
 
 def rollback_dispatcher_command(
@@ -270,16 +313,21 @@ def rollback_dispatcher_command(
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     execute_plan: Execute = False,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Re-upload an earlier dispatch Worker from the history (dry run by default)."""
-    settings = load_settings(home)
+    """Re-upload an earlier dispatch Worker from the history (dry run by default).
+
+    Needs an `admin` key: the restored copy routes every tenant with an older directory.
+    """
+    settings, registry = open_registry(home)
+    actor = actor_or_fail(registry.engine, api_key, _scope(execute_plan, keys.ADMIN), json)
     history = History(settings.home)
     target = _target(account_id, api_token, dispatch_namespace)
     _run(lambda: plan_rollback(history, target, script_name, to=to, secrets=tuple(secret or ()),
                                workers_plan=workers_plan.value),
-         history, execute_plan, json)
+         history, execute_plan, json, engine=registry.engine, actor=actor)
 
 
 def register(app: typer.Typer) -> None:
@@ -300,22 +348,39 @@ def publish(
     dispatch_namespace: str,
     execute_plan: bool,
     json: bool,
-) -> list[dict[str, object]]:
-    """`deploy --publish`: the tenant's Worker, then the dispatcher (a plan unless executed)."""
+    api_key: str | None,
+) -> list[dict[str, Any]]:
+    """`deploy --publish`: the tenant's Worker, then the dispatcher (a plan unless executed).
+
+    Same keys as `cloudflare-deploy-tenant`; both plans are built (and sizes checked) before
+    anything is uploaded, and each upload is audited as it succeeds.
+    """
     settings, registry = open_registry(home)
+    tenant, actor = tenant_for(registry, slug, api_key, _scope(execute_plan), json)
     target = _target(account_id, api_token, dispatch_namespace)
     history = History(settings.home)
+    results: list[dict[str, Any]] = []
     try:
         options = DispatcherOptions(
             dispatch_namespace=dispatch_namespace, payment=payment_config_from_env()
         )
-        results = publish_tenant(
-            registry, history, slug, target, dispatcher=options, execute_plan=execute_plan
-        )
+        plans = [plan_tenant(registry, slug, target), plan_dispatcher(registry, target, options)]
+        if not execute_plan:
+            return _published([p.to_json() for p in plans], execute_plan, json)
+        for plan in plans:
+            entry = execute(plan, history)
+            _audited(registry.engine, actor, entry,
+                     tenant.tenant_id if plan.kind != "dispatcher" else None)
+            results.append(entry)
     except (DeployError, HistoryError, ScriptTooLarge, ValueError, PaymentConfigError) as exc:
         fail(str(exc), as_json=json, code="publish_refused")
     except CloudflareApiError as exc:
         fail(f"{exc} (recorded in {history.path})", as_json=json, code="cloudflare_api_error")
+    return _published(results, execute_plan, json)
+
+
+def _published(results: list[dict[str, Any]], execute_plan: bool,
+               json: bool) -> list[dict[str, Any]]:
     if not json:
         verb = "uploaded" if execute_plan else "would upload (dry run; add --execute)"
         for item in results:

@@ -132,6 +132,7 @@ def deploy_command(
             dispatch_namespace=dispatch_namespace,
             execute_plan=execute_plan,
             json=json,
+            api_key=api_key,
         )
     if json:
         out: dict[str, object] = {"ok": True, "tenant": result.to_json()}
