@@ -11,11 +11,12 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-import cloudflare
+if TYPE_CHECKING:
+    import cloudflare
 from claw402.cloudflare.bundle import WorkerBundle
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -56,6 +57,8 @@ class Target:
         return token
 
     def client(self) -> cloudflare.Cloudflare:
+        import cloudflare  # the SDK costs ~0.2 s to import: only when a call is made
+
         return cloudflare.Cloudflare(
             api_token=self.token(),
             base_url=self.api_base,
@@ -135,6 +138,8 @@ def upload_tenant(
 @contextmanager
 def _explained(target: Target) -> Iterator[None]:
     """Turn SDK exceptions into one error type whose message says what to do."""
+    import cloudflare
+
     try:
         yield
     except cloudflare.CloudflareError as exc:
@@ -151,6 +156,8 @@ def _api_messages(body: object) -> str:
 
 
 def explain(exc: cloudflare.CloudflareError, target: Target) -> CloudflareApiError:
+    import cloudflare
+
     retries = f"after {target.max_retries} retries"
     if isinstance(exc, cloudflare.APITimeoutError):
         return CloudflareApiError(f"the Cloudflare API at {target.api_base} timed out {retries}")
