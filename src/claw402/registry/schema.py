@@ -87,7 +87,7 @@ events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("type", String(64), nullable=False),
+    Column("type", String(64), nullable=False, index=True),
     Column("request_id", String(64), nullable=True),
     Column("tenant_id", String(40), nullable=True, index=True),
     Column("data", JSON, nullable=False),
