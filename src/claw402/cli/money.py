@@ -322,13 +322,15 @@ def reconcile_command(
             f"blocks {report.from_block}-{report.to_block}: {report.settlements} settlements, "
             f"{report.payouts_completed} payouts completed, {report.deposits} deposits, "
             f"{report.outflows} other outflows, {report.unattributed} unattributed, "
-            f"{report.deferred} deferred"
+            f"{report.deferred} deferred, {report.edge_settlements} from the edge"
         )
         state = "[green]balanced[/]" if report.balanced else "[bold red]NOT balanced[/]"
         console.print(
             f"treasury: books {_usd(report.ledger_treasury)}, chain "
             f"{_usd(report.chain_treasury)}: {state}"
         )
+        for warning in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         for problem in report.problems:
             err_console.print(f"[bold red]problem:[/] {problem}", highlight=False)
     if report.problems or (not report.balanced and not report.deferred):
