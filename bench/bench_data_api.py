@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -174,6 +175,7 @@ def main() -> None:
     print(f"402claw deploy (ingest + registry): {time.perf_counter() - start:.2f} s")
 
     servers: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on kill too
     try:
         port = free_port()
         servers.append(
