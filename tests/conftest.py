@@ -1,4 +1,5 @@
-"""Fixtures every suite shares: registry URLs for both backends, free ports."""
+"""Fixtures every suite shares: registry URLs for both backends, a migrated engine on each,
+one dev chain per xdist worker, free ports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import Engine
 
 POSTGRES_URL = os.environ.get("CLAW402_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 
@@ -56,3 +58,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path, postgres_skip_reason)
     with admin.begin() as conn:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated registry database (every table, every layer) on the parameterised backend."""
+    from claw402.registry.db import make_engine, migrate
+
+    eng = make_engine(database_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def chain() -> Iterator[object]:
+    """anvil with the token deployed and one funded payer, shared by a worker's tests."""
+    from claw402.chain.devchain import start_dev_chain
+
+    with start_dev_chain(payers=1) as dev_chain:
+        yield dev_chain
+
+
+@pytest.fixture(autouse=True)
+def _default_fee(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fees at the documented default unless a test sets CLAW402_FEE_BPS itself."""
+    monkeypatch.delenv("CLAW402_FEE_BPS", raising=False)
