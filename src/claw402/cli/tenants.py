@@ -253,7 +253,7 @@ def events_command(
         table.add_row(
             str(e["id"]),
             e["type"],
-            (e.get("requestId") or "-")[:12],
+            (e.get("requestId") or "-")[-12:],
             e.get("tenantId") or "-",
             str(e.get("status") or "-"),
             str(e.get("durationMs") or "-"),
