@@ -245,21 +245,25 @@ class _Attempt:
             "this payment authorization was already presented; sign a new one",
         )
 
+    def _unavailable(self, exc: FacilitatorUnavailable) -> Response:
+        """503 + Retry-After: the facilitator could not be reached, so nothing was charged."""
+        self.paywall._event(
+            PAYMENT_FAILED, self.call, 503, "facilitator_unavailable", detail=str(exc), **self.facts
+        )
+        return answers.json_answer(
+            503,
+            "facilitator_unavailable",
+            self.call.request_id,
+            "the payment facilitator cannot be reached; nothing was charged, retry later",
+            headers={"Retry-After": answers.RETRY_AFTER_SECONDS},
+        )
+
     async def _verify_and_produce(self, produce: Produce) -> tuple[Response, bool]:
         call, paywall = self.call, self.paywall
         try:
             verified = await paywall.facilitator.verify(self.payload, self.offer.requirements)
         except FacilitatorUnavailable as exc:
-            paywall._event(
-                PAYMENT_FAILED, call, 503, "facilitator_unavailable", detail=str(exc), **self.facts
-            )
-            return answers.json_answer(
-                503,
-                "facilitator_unavailable",
-                call.request_id,
-                "the payment facilitator cannot be reached; nothing was charged, retry later",
-                headers={"Retry-After": answers.RETRY_AFTER_SECONDS},
-            ), False
+            return self._unavailable(exc), False
         if not verified.is_valid:
             reason = verified.invalid_reason or "invalid_payment"
             paywall._event(PAYMENT_FAILED, call, 402, reason, **self.facts)
@@ -285,16 +289,7 @@ class _Attempt:
             settlement = await paywall.facilitator.settle(self.payload, self.offer.requirements)
         except FacilitatorUnavailable as exc:
             await self._release()
-            paywall._event(
-                PAYMENT_FAILED, call, 503, "facilitator_unavailable", detail=str(exc), **self.facts
-            )
-            return answers.json_answer(
-                503,
-                "facilitator_unavailable",
-                call.request_id,
-                "the payment facilitator cannot be reached; nothing was charged, retry later",
-                headers={"Retry-After": answers.RETRY_AFTER_SECONDS},
-            )
+            return self._unavailable(exc)
         except SettlementUnknown as exc:
             await run_in_threadpool(self.store.mark_pending, self.claim_id, exc.tx_hash)
             paywall._event(
