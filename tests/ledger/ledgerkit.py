@@ -154,6 +154,23 @@ def insert_claim(
         ).scalar_one()
 
 
+def earn_through_gateway(engine: Engine, chain: DevChain, treasury: str, slug: str, amount: int):
+    """A tenant paid `amount` the gateway way: claim, settle on chain, post in one transaction."""
+    from claw402.ledger import post_settlement
+
+    tenant = make_tenant(engine, slug)
+    payer = Wallet.create()
+    chain.fund(payer.address, amount)
+    paid = settle_on_chain(chain, payer, treasury, amount)
+    claim = insert_claim(
+        engine, tenant.tenant_id, chain.network, chain.token, paid.payer, paid.nonce, amount,
+        treasury,
+    )
+    with engine.begin() as conn:
+        post_settlement(conn, claim, paid.tx_hash)
+    return tenant
+
+
 def sync(engine: Engine, chain: DevChain, treasury: str, **kw) -> ReconcileReport:
     kw.setdefault("grace_seconds", 0)
     return reconcile(engine, TokenChain(chain.web3(), chain.token), treasury, **kw)

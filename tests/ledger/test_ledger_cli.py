@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-from ledgerkit import assert_invariants, insert_claim, make_tenant, new_treasury, settle_on_chain
+from ledgerkit import assert_invariants, earn_through_gateway, new_treasury
 from typer.testing import CliRunner
 
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
 from claw402.cli.main import app
 from claw402.control import wallets
-from claw402.ledger.settlements import post_settlement
 
 runner = CliRunner()
 
@@ -35,22 +34,7 @@ def test_withdraw_and_payout_from_the_command_line(
         assert (result.exit_code == 0) is ok, result.output
         return json.loads(result.stdout)
 
-    tenant = make_tenant(engine, "acme")
-    payer = Wallet.create()
-    chain.fund(payer.address, usdc(2))
-    paid = settle_on_chain(chain, payer, treasury.address, usdc(2))
-    claim = insert_claim(
-        engine,
-        tenant.tenant_id,
-        chain.network,
-        chain.token,
-        paid.payer,
-        paid.nonce,
-        usdc(2),
-        treasury.address,
-    )
-    with engine.begin() as conn:
-        post_settlement(conn, claim, paid.tx_hash)
+    earn_through_gateway(engine, chain, treasury.address, "acme", usdc(2))
     assert run("balance", "--tenant", "acme")["balance"]["available"] == "1.9"
 
     creator = Wallet.create()

@@ -6,11 +6,9 @@ import pytest
 import sqlalchemy as sa
 from ledgerkit import (
     assert_invariants,
-    insert_claim,
-    make_tenant,
+    earn_through_gateway,
     new_treasury,
     run_until,
-    settle_on_chain,
     sync,
 )
 
@@ -21,7 +19,6 @@ from claw402.control import audit
 from claw402.ledger import balance
 from claw402.ledger.chain import TokenChain
 from claw402.ledger.payouts import Hooks, PayoutError, PayoutRunner
-from claw402.ledger.settlements import post_settlement
 from claw402.ledger.withdrawals import listing, request
 
 
@@ -33,22 +30,7 @@ def treasury(chain):
 @pytest.fixture
 def earning(engine, chain, treasury):
     """A tenant that earned $3 through the treasury (gateway path), books reconciled."""
-    tenant = make_tenant(engine, "acme")
-    payer = Wallet.create()
-    chain.fund(payer.address, usdc(3))
-    paid = settle_on_chain(chain, payer, treasury.address, usdc(3))
-    claim = insert_claim(
-        engine,
-        tenant.tenant_id,
-        chain.network,
-        chain.token,
-        paid.payer,
-        paid.nonce,
-        usdc(3),
-        treasury.address,
-    )
-    with engine.begin() as conn:
-        post_settlement(conn, claim, paid.tx_hash)
+    tenant = earn_through_gateway(engine, chain, treasury.address, "acme", usdc(3))
     assert sync(engine, chain, treasury.address).balanced
     return tenant
 
