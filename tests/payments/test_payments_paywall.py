@@ -68,6 +68,22 @@ def test_unpaid_call_gets_a_v2_challenge_and_a_v1_body(stack: Stack):
     assert body["accepts"][0]["payTo"] == stack.chain.treasury.address
 
 
+def test_each_402_carries_its_own_request_id_and_the_resource_as_addressed(stack: Stack):
+    # The unpaid answer is encoded once per resource; only the request id changes per call.
+    traced = stack.get("/t/alpha/v1/records", headers={"x-request-id": "agent-run-7"})
+    fresh = stack.get("/t/alpha/v1/records")
+    by_host = stack.get("/v1/records", headers={"host": "alpha.test"})
+    assert traced.json()["requestId"] == traced.headers["x-request-id"] == "agent-run-7"
+    assert fresh.json()["requestId"] == fresh.headers["x-request-id"] != "agent-run-7"
+    for r in (traced, fresh, by_host):
+        assert r.status_code == 402
+        assert int(r.headers["content-length"]) == len(r.content)
+        assert r.headers["x-tenant-id"] == traced.headers["x-tenant-id"]
+    resource = decode_payment_required_header(by_host.headers["payment-required"]).resource
+    assert resource is not None and resource.url == "http://alpha.test/v1/records"
+    assert by_host.json()["accepts"][0]["resource"] == "http://alpha.test/v1/records"
+
+
 def test_head_shows_the_price_and_never_takes_a_payment(stack: Stack, payer: Wallet):
     payment = stack.sign(payer, "alpha")
     r = httpx.head(

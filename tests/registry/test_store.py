@@ -107,3 +107,17 @@ def test_events_round_trip(registry):
     assert mine[1]["status"] == 200
     assert [e["requestId"] for e in registry.read_events(limit=1)] == ["r2"]
     assert len(registry.read_events(kind="dispatch_failure")) == 1
+
+
+def test_events_in_large_batches_keep_their_order_and_fields(registry):
+    # SQLite gets multi-row INSERTs of 100: 250 events cross two chunk boundaries.
+    batch = [
+        {"type": "dispatch_start", "ts": float(i), "requestId": f"r{i}", "tenantId": "t1",
+         "details": {"path": f"/v1/records/{i}"}}
+        for i in range(250)
+    ]  # fmt: skip
+    registry.write_events(batch)
+    stored = registry.read_events(limit=1000)
+    assert [e["requestId"] for e in stored] == [f"r{i}" for i in range(250)]
+    assert stored[137]["details"] == {"path": "/v1/records/137"}
+    assert stored[249]["ts"] == 249.0

@@ -18,7 +18,8 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve every tenant from one process; deploys and removals are live without a restart."""
-    from claw402.gateway.server import build_app
+    from claw402.gateway.server import build_app, tune_gc
 
     app = build_app(load_settings(home))
+    tune_gc()
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

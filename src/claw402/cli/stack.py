@@ -41,11 +41,13 @@ def dev_command(
 ) -> None:
     """Start anvil, the token, the facilitator and the gateway; stop them all on Ctrl-C."""
     from claw402.devstack import start_dev_stack
+    from claw402.gateway.server import tune_gc
 
     settings = load_settings(home)
     with start_dev_stack(
         settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
     ) as stack:
+        tune_gc()  # this process now serves until interrupted
         if json:
             emit_json(stack.describe())
         else:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from claw402.dispatch.plans import Limits
 from claw402.dispatch.routing import TenantRoute
 
 DISPATCH_START = "dispatch_start"
@@ -30,7 +31,7 @@ def event(
         "requestId": request_id,
         "tenantId": tenant.tenant_id if tenant else None,
         "workerName": tenant.worker_name if tenant else None,
-        "limits": tenant.limits.payload() if tenant else None,
+        "limits": _limits_payload(tenant.limits) if tenant else None,
         "status": status,
         "durationMs": None if duration_ms is None else round(duration_ms, 3),
         "reason": reason,
@@ -38,6 +39,20 @@ def event(
     if details:
         record["details"] = details
     return record
+
+
+_PAYLOADS: dict[Limits, dict[str, int]] = {}
+
+
+def _limits_payload(limits: Limits) -> dict[str, int]:
+    """Built once per distinct limits: every event of a request carries the same payload,
+    shared read-only (records are serialised, never edited)."""
+    found = _PAYLOADS.get(limits)
+    if found is None:
+        if len(_PAYLOADS) > 4096:  # overrides are per tenant: keep the table bounded
+            _PAYLOADS.clear()
+        found = _PAYLOADS[limits] = limits.payload()
+    return found
 
 
 # -- events reported by another runtime (the dispatch Worker posts them to the gateway) -------

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from claw402.dispatch.naming import is_valid_slug, request_host
+from claw402.dispatch.naming import request_host
 from claw402.dispatch.plans import Limits, effective_limits
 
 
@@ -67,9 +67,7 @@ class Directory:
         if not path.startswith("/t/"):
             return None
         slug, sep, rest = path[3:].partition("/")
-        if not is_valid_slug(slug):
-            return None
-        tenant = self.by_slug.get(slug)
+        tenant = self.by_slug.get(slug)  # keys are valid slugs: `..` or `A` cannot match
         if tenant is None:
             return None
         return Resolution(tenant, "/" + rest if sep else "/")

@@ -103,15 +103,19 @@ class Gateway:
 
     async def dispatch(self, request: Request) -> Response:
         started = time.perf_counter()
-        incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else new_request_id()
+        headers = header_map(request.scope["headers"])
+        incoming = headers.get("x-request-id")
+        if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
+            request_id = incoming
+        else:
+            request_id = new_request_id()
         path: str = request.scope["path"]
         if path == "/healthz":
             return self._stamp(json_response({"ok": True}), request_id, None)
         if path == EDGE_EVENTS_PATH and self.events_token:
             return self._stamp(await self._edge_events(request, request_id), request_id, None)
 
-        host = request.headers.get("host")
+        host = headers.get("host")
         resolution = self.directory.current().resolve(host, path)
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
             resolution = self.directory.current(force=True).resolve(host, path)
@@ -130,7 +134,9 @@ class Gateway:
 
         route = resolution.tenant
         self.sink.emit(ev.event(ev.DISPATCH_START, request_id, route, path=resolution.path))
-        response, reason = await self._run_tenant(request, route, resolution.path, request_id)
+        response, reason = await self._run_tenant(
+            request, headers, route, resolution.path, request_id
+        )
         duration = (time.perf_counter() - started) * 1000
         kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
         self.sink.emit(
@@ -146,17 +152,22 @@ class Gateway:
         return self._stamp(response, request_id, route)
 
     async def _run_tenant(
-        self, request: Request, route: TenantRoute, path: str, request_id: str
+        self,
+        request: Request,
+        headers: dict[str, str],
+        route: TenantRoute,
+        path: str,
+        request_id: str,
     ) -> tuple[Response, str | None]:
         tenant: Tenant = route.extra["tenant"]
         if tenant.dataset is None:
             return self._fail("dispatcher_binding_missing", request_id), "no dataset deployed"
         try:
             runtime = self._runtime(tenant)
-            root = _origin(request)
+            root = _origin(request.scope, headers.get("host"))
             if path != request.scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
                 root += f"/t/{tenant.slug}"
-            call = TenantRequest(request, tenant, path, request_id, root)
+            call = TenantRequest(request, headers, tenant, path, request_id, root)
             response = await runtime.handle(call, self.guard)
         except TenantFailure as exc:
             return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc)
@@ -172,7 +183,7 @@ class Gateway:
         assert ds is not None
         key = (tenant.tenant_id, ds.version)
         runtime = self._runtimes.get(key)
-        if runtime is not None and runtime.tenant == tenant:
+        if runtime is not None and (runtime.tenant is tenant or runtime.tenant == tenant):
             self._runtimes.move_to_end(key)
             return runtime
         try:
@@ -213,9 +224,10 @@ class Gateway:
 
     @staticmethod
     def _stamp(response: Response, request_id: str, route: TenantRoute | None) -> Response:
-        response.headers["x-request-id"] = request_id
+        # Appended raw: no answer of ours sets these two, so no MutableHeaders scan is needed.
+        response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
         if route is not None:
-            response.headers["x-tenant-id"] = route.tenant_id
+            response.raw_headers.append((b"x-tenant-id", route.tenant_id.encode("latin-1")))
         return response
 
 
@@ -227,10 +239,14 @@ def _error_code(response: Response) -> str:
         return f"status_{response.status_code}"
 
 
-def _origin(request: Request) -> str:
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request headers as one dict, read once (the first of repeated names wins, as in
+    Starlette's `Headers.get`); ASGI servers give the names in lower case."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
+
+
+def _origin(scope: Scope, host: str | None) -> str:
     """`scheme://host[:port]` as the caller addressed us (no URL object on the hot path)."""
-    scope = request.scope
-    host = request.headers.get("host")
     if not host:
         server = scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"

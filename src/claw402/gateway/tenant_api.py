@@ -32,9 +32,10 @@ class TenantFailure(Exception):
     """The tenant's handler or data failed: the dispatcher answers 502 tenant_worker_failure."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TenantRequest:
     request: Request
+    headers: dict[str, str]  # read once by the gateway: lower-case names, first value wins
     tenant: Tenant
     path: str  # the path the tenant sees, prefix stripped
     request_id: str
@@ -94,7 +95,7 @@ class TenantRuntime:
                 self.dataset.columns,
                 max_limit=self.max_limit,
                 version=str(self.version.version),
-                default_format=format_from_accept(call.request.headers.get("accept")),
+                default_format=format_from_accept(call.headers.get("accept")),
             )
             page = await self._run(lambda: self.dataset.records(query, timeout_ms=self.timeout_ms))
         except InvalidQuery as exc:

@@ -62,6 +62,40 @@ def challenge(
     return response
 
 
+class PreparedChallenge:
+    """A tenant resource's unpaid-call 402, encoded once: each call splices in its request id.
+
+    The hot path of a priced API is callers asking without paying (agents discovering terms,
+    scanners); this keeps it to a few byte joins instead of a JSON encoding and a Starlette
+    header build per request.
+    """
+
+    __slots__ = ("_head", "_headers", "_tail")
+    _MARK = "\x00request-id\x00"
+
+    def __init__(self, challenge_: Challenge, code: str, detail: str) -> None:
+        template = challenge(challenge_, code, self._MARK, detail)
+        marker = orjson.dumps(self._MARK)[1:-1]
+        self._head, self._tail = bytes(template.body).split(marker)
+        self._headers = [h for h in template.raw_headers if h[0] != b"content-length"]
+
+    def answer(self, request_id: str) -> Response:
+        body = b"".join((self._head, orjson.dumps(request_id)[1:-1], self._tail))
+        return _RawResponse(
+            402, body, [(b"content-length", str(len(body)).encode()), *self._headers]
+        )
+
+
+class _RawResponse(Response):
+    """A response from already-encoded parts: skips Starlette's per-response header build."""
+
+    def __init__(self, status: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status
+        self.body = body
+        self.raw_headers = raw_headers
+        self.background = None
+
+
 def receipt_headers(settlement: SettleResponse, version: int) -> dict[str, str]:
     """`PAYMENT-RESPONSE` (and `X-PAYMENT-RESPONSE` for a v1 payer): the settlement receipt."""
     value = encode_payment_response_header(settlement)

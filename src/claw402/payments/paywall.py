@@ -77,18 +77,18 @@ class Paywall:
             settle_timeout=config.settle_timeout,
         )
         self.emit = emit
-        self._offers: dict[tuple[Any, ...], tuple[Offer, TenantRoute]] = {}
+        self._priced_by_tenant: dict[tuple[Any, ...], _Priced] = {}
 
     def offer(self, tenant: Tenant) -> Offer:
-        return self._priced(tenant)[0]
+        return self._priced(tenant).offer
 
-    def _priced(self, tenant: Tenant) -> tuple[Offer, TenantRoute]:
-        """The tenant's offer and event route, built once per tenant version."""
+    def _priced(self, tenant: Tenant) -> _Priced:
+        """The tenant's offer, event route and unpaid answers, built once per tenant version."""
         key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to)
-        found = self._offers.get(key)
+        found = self._priced_by_tenant.get(key)
         if found is None:
-            if len(self._offers) > 10_000:
-                self._offers.clear()
+            if len(self._priced_by_tenant) > 10_000:
+                self._priced_by_tenant.clear()
             offer = Offer(
                 self.config,
                 tenant_id=tenant.tenant_id,
@@ -96,18 +96,19 @@ class Paywall:
                 pay_to=tenant.pay_to or self.config.treasury,
                 description=tenant.description or f"{tenant.name or tenant.slug}: one API call",
             )
-            found = self._offers[key] = (offer, tenant.route())
+            found = self._priced_by_tenant[key] = _Priced(offer, tenant.route())
         return found
 
     async def aclose(self) -> None:
         await self.facilitator.aclose()
 
     async def __call__(self, call: TenantRequest, produce: Produce) -> Response:
-        offer = self._priced(call.tenant)[0]
-        header = payment_header(call.request.headers)
+        priced = self._priced(call.tenant)
+        offer = priced.offer
+        header = payment_header(call.headers)
         if header is None or call.request.method == "HEAD":  # HEAD has no body to sell
-            self._event(PAYMENT_CHALLENGE, call, 402)
-            return self._challenge(call, offer, "payment_required", offer.price_detail)
+            self.emit(event(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
+            return priced.unpaid(call.resource_url).answer(call.request_id)
         try:
             payment = decode_payment(header)
             payload = offer.match(payment)
@@ -142,13 +143,37 @@ class Paywall:
             event(
                 kind,
                 call.request_id,
-                self._priced(call.tenant)[1],
+                self._priced(call.tenant).route,
                 status=status,
                 duration_ms=duration,
                 reason=reason,
                 **details,
             )
         )
+
+
+class _Priced:
+    """One tenant version's offer, its event route and its unpaid-call 402s by resource URL."""
+
+    __slots__ = ("_unpaid", "offer", "route")
+    MAX_RESOURCES = 1024  # hosts x paths (record keys are paths): bounded, rebuilt on demand
+
+    def __init__(self, offer: Offer, route: TenantRoute) -> None:
+        self.offer = offer
+        self.route = route
+        self._unpaid: dict[str, answers.PreparedChallenge] = {}
+
+    def unpaid(self, resource_url: str) -> answers.PreparedChallenge:
+        found = self._unpaid.get(resource_url)
+        if found is None:
+            if len(self._unpaid) >= self.MAX_RESOURCES:
+                self._unpaid.clear()
+            challenge = self.offer.challenge(resource_url, "payment_required")
+            found = answers.PreparedChallenge(
+                challenge, "payment_required", self.offer.price_detail
+            )
+            self._unpaid[resource_url] = found
+        return found
 
 
 class _Attempt:
