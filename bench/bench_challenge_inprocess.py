@@ -1,0 +1,111 @@
+"""The gateway's own cost on the 402 challenge path, without a server or a network.
+
+Calls the Gateway ASGI callable directly, as uvicorn would, for an unpaid request to a priced
+tenant (sample cities) with the real paywall and the real event sink writing to SQLite. No
+chain is needed: the challenge never reaches the facilitator. `bench_paid_call.py` measures
+the same path end to end under wrk; this one isolates what the gateway adds and, with
+`--profile`, where it goes.
+
+    python bench/bench_challenge_inprocess.py [--requests 40000] [--no-gc-tuning] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from claw402.config import Settings
+from claw402.gateway.app import Gateway
+from claw402.gateway.events import EventSink
+from claw402.gateway.server import tune_gc
+from claw402.payments.config import PaymentConfig
+from claw402.payments.paywall import Paywall
+from claw402.registry.deploy import DeployRequest, deploy
+from claw402.registry.store import Registry
+from claw402.samples import CITIES
+
+ADDRESS = "0x" + "11" * 20
+SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "server": ("127.0.0.1", 8402),
+    "client": ("127.0.0.1", 50000),
+    "scheme": "http",
+    "method": "GET",
+    "root_path": "",
+    "path": "/t/bench/v1/records",
+    "raw_path": b"/t/bench/v1/records",
+    "query_string": b"",
+    "headers": [(b"host", b"127.0.0.1:8402"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
+}
+
+
+def build(home: Path) -> tuple[Gateway, EventSink]:
+    settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
+    sink = EventSink(registry.write_events)
+    config = PaymentConfig(
+        network="eip155:31337",
+        asset=ADDRESS,
+        asset_name="USD Coin",
+        asset_version="2",
+        facilitator_url="http://127.0.0.1:9",  # never called on this path
+        treasury=ADDRESS,
+    )
+    return Gateway(registry, guard=Paywall(config, registry.engine, sink.emit), sink=sink), sink
+
+
+async def requests(gateway: Gateway, n: int) -> set[int]:
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    for _ in range(n):
+        await gateway(SCOPE, receive, send)
+    return statuses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=40_000)
+    parser.add_argument("--no-gc-tuning", action="store_true", help="skip tune_gc()")
+    parser.add_argument("--profile", action="store_true", help="cProfile a second pass")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="claw402-bench-") as scratch:
+        gateway, sink = build(Path(scratch))
+        asyncio.run(requests(gateway, 1000))  # warm: offer, encoded challenge, dataset handle
+        if not args.no_gc_tuning:
+            tune_gc()
+        wall, cpu = time.perf_counter(), time.process_time()
+        statuses = asyncio.run(requests(gateway, args.requests))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert statuses == {402}, statuses
+        print(
+            f"402 challenge in-process: {wall / args.requests * 1e6:.1f} µs a request "
+            f"(CPU incl. the event writer: {cpu / args.requests * 1e6:.1f} µs), "
+            f"GC tuning {'off' if args.no_gc_tuning else 'on'}"
+        )
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.enable()
+            asyncio.run(requests(gateway, args.requests))
+            profile.disable()
+            pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+        sink.close()
+
+
+if __name__ == "__main__":
+    main()
