@@ -419,6 +419,7 @@ def run(calls: int, duration: int, connections: int, rounds: int = 3) -> dict[st
                                     sample["requests"] / (sample["seconds"] + drain)
                                 )
                             runs[name].append(sample)
+                    events.engine.dispose()
                     for name, samples in runs.items():
                         key = "rps" if name == "hello" else "challenge"
                         results.setdefault(name, {})[key] = median_rps(samples)
