@@ -131,6 +131,10 @@ def main() -> None:
     prices = [rnd.random() * 950 for _ in range(100)]
     rare = [f"{rnd.random() * 1000:.2f}" for _ in range(100)]
 
+    def phrase(i: int) -> str:  # ~170 of 1M rows, as bench_data_api.py asks
+        n, t = len(WORDS), i * 97
+        return f"{WORDS[t % n]} {WORDS[t // n % n]} {WORDS[t // n // n % n]}"
+
     cases: list[tuple[str, Callable[[int], object]]] = [
         ("first page (no params)", lambda i: call([])),
         ("keyset page at a random offset", lambda i: call([("_cursor", cursors[i % 50])])),
@@ -141,6 +145,10 @@ def main() -> None:
              ("price__lt", f"{prices[i % 100] + 50:.2f}"), ("_sort", "-created")])),
         ("substring _q (words, names, cities)", lambda i: call([("_q", terms[i % len(terms)])])),
         ("substring _q matching nothing (worst)", lambda i: call([("_q", f"zq{i}x")])),
+        ("substring: description__contains 3 words", lambda i: call(
+            [("description__contains", phrase(i))])),
+        ("substring, sorted: + _sort=-price", lambda i: call(
+            [("description__contains", phrase(i)), ("_sort", "-price")])),
         ("equality, rare value (full scan)", lambda i: call([("price", rare[i % 100])])),
         ("sort, no filter: _sort=name", lambda i: call([("_sort", "name")])),
         ("record(key)", lambda i: dataset.record(str(rnd.randrange(1, args.rows + 1)))),

@@ -167,14 +167,14 @@ def test_query_over_budget_is_503(served, tmp_path):
         "SELECT range AS id, md5(range::VARCHAR) AS word, range % 97 AS n FROM range(1000000)"
     ).write_csv(str(big))
     # 1 cpuMs is a 4 ms deadline: a case-insensitive scan of 1M strings plus a sort takes
-    # tens of milliseconds on any machine.
+    # tens of milliseconds on any machine (a non-ASCII needle: no search file answers it).
     served.deploy(source=big, slug="big", price="0", cpu_ms=1)
-    r = served.client.get("/t/big/v1/records?_q=zzz&_sort=-word,n")
+    r = served.client.get("/t/big/v1/records?_q=zz%C3%A9&_sort=-word,n")
     assert r.status_code == 503, r.text
     assert r.json()["error"] == "tenant_limit_exceeded"
     assert "4 ms budget" in r.json()["detail"]
     served.deploy(source=big, slug="big", cpu_ms=60_000)
-    assert served.client.get("/t/big/v1/records?_q=zzz&_sort=-word,n").status_code == 200
+    assert served.client.get("/t/big/v1/records?_q=zz%C3%A9&_sort=-word,n").status_code == 200
 
 
 def test_events_reach_the_durable_sink(served):

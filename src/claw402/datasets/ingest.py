@@ -2,13 +2,14 @@
 
 Layout of `<dest_dir>/data.duckdb` (chosen by measurement; see bench/bench_engine.py):
 table `data` holds the columns under their normalised names and logical types, in source
-order, plus `_text` when there are string columns (their values lowercased, joined by U+001F:
-one scan answers `_q`). The row-order column is DuckDB's own `rowid`: written in one
+order. The row-order column is DuckDB's own `rowid`: written in one
 order-preserving CREATE TABLE AS, it is the dense 0-based source row number (keyset pages, a
 first page that reads one row group), and unlike a materialised `row_number()` column it costs
 no ingest time (0.6 s of 1.8 s for 1M rows). Strings are stored uncompressed: pages and
 substring scans measured about twice as fast as with FSST or dictionary compression. A key
-column gets a unique ART index (fast `record(key)`).
+column gets a unique ART index (fast `record(key)`). When there are string columns,
+`search.txt` and `search.idx` beside it hold their text for substring search (`search.py`);
+they replace a `_text` column, which cost more to write (0.5 s for 1M rows) than they do.
 
 Decisions: the first CSV row is the header unless DuckDB's sniffer says otherwise (then columns
 are `column_1`...); names follow `schema.normalise_names`; a CSV that is not UTF-8 is read as
@@ -36,10 +37,10 @@ from pathlib import Path
 
 import duckdb
 
+from claw402.datasets import search
 from claw402.datasets.schema import KEY_TYPES, Column, LogicalType, normalise_names
 
 DATA_FILE = "data.duckdb"
-TEXT_SEPARATOR = "\x1f"
 _DISABLED_COMPRESSION = "fsst,dictionary,dict_fsst"
 _DELIMITERS = (",", ";", "\t", "|")
 _INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
@@ -84,6 +85,10 @@ def ingest(
     temp = dest_dir / f".ingest-{token}.duckdb"
     scratch = dest_dir / f".ingest-{token}.tmp"
     final = dest_dir / DATA_FILE
+    search_files = [
+        (dest_dir / f".ingest-{token}.{name}", dest_dir / name)
+        for name in (search.SEARCH_FILE, search.INDEX_FILE)
+    ]
     try:
         with _connection(scratch) as con:
             con.execute(f"ATTACH '{_sql_text(temp)}' AS out")
@@ -107,14 +112,24 @@ def ingest(
             if key is not None:
                 _index_key(con, key)
             rows = con.execute("SELECT count(*) FROM out.data").fetchone()[0]  # type: ignore[index]
+            strings = [_ident(c.name) for c in columns if c.type == "string"]
+            written = bool(strings) and search.write(
+                con, "out.data", strings, search_files[0][0], search_files[1][0]
+            )
             con.execute("CHECKPOINT out")
             con.execute("DETACH out")
+        if written:
+            for temp_file, final_file in search_files:
+                os.replace(temp_file, final_file)
         os.replace(temp, final)
     except duckdb.Error as exc:  # not the source's fault (disk full, ...): still an IngestError
         raise IngestError(f"{source.name}: {_first_line(str(exc))}") from exc
     finally:
-        for leftover in (temp, Path(f"{temp}.wal")):
+        for leftover in (temp, Path(f"{temp}.wal"), *(t for t, _ in search_files)):
             leftover.unlink(missing_ok=True)
+        if not final.exists():  # search files without their data file are of no use
+            for _, final_file in search_files:
+                final_file.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
         if created_dir and not final.exists():
             with contextlib.suppress(OSError):
@@ -381,10 +396,8 @@ def _create_table(
     progress: Progress | None,
 ) -> None:
     converted = ", ".join(f"{p.sql} AS {_ident(p.column.name)}" for p in planned)
-    strings = [_ident(p.column.name) for p in planned if p.column.type == "string"]
-    text = f", lower(concat_ws(chr(31), {', '.join(strings)})) AS _text" if strings else ""
     # Insertion order is preserved, so DuckDB's rowid is the 0-based source row number.
-    sql = f"CREATE TABLE out.data AS SELECT *{text} FROM (SELECT {converted} FROM {reader.sql})"
+    sql = f"CREATE TABLE out.data AS SELECT {converted} FROM {reader.sql}"
     done = threading.Event()
 
     def poll() -> None:

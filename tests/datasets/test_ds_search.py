@@ -1,0 +1,168 @@
+"""Substring search through the search file answers exactly what DuckDB's scan answers."""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claw402.datasets import engine as engine_module
+from claw402.datasets import search
+from claw402.datasets.engine import Dataset, Engine
+from claw402.datasets.ingest import IngestResult, ingest
+from claw402.datasets.query import parse_query
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "Fox", "golf", "needle"]
+ROWS = 3_500  # three full search blocks and a partial one
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> IngestResult:
+    """Upper case, newlines inside values, empty values, NULLs, several matches in a row."""
+    rng = random.Random(5)
+    folder = tmp_path_factory.mktemp("search")
+    source = folder / "big.csv"
+    with source.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["id", "title", "note", "size"])
+        for i in range(ROWS):
+            title = " ".join(rng.choice(WORDS) for _ in range(4))
+            if i % 97 == 0:
+                title = title.upper()
+            if i % 101 == 0:
+                title = title.replace(" ", "\n", 1)
+            note = "" if i % 11 == 0 else ("needle needle" if i % 333 == 0 else f"n{i}")
+            out.writerow([i, title, note, i % 13])
+    return ingest(source, folder / "v1")
+
+
+@pytest.fixture(scope="module")
+def without_search(big: IngestResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same DuckDB file with no search file beside it: every query scans."""
+    folder = tmp_path_factory.mktemp("scan")
+    shutil.copy(big.path, folder / big.path.name)
+    return folder / big.path.name
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    eng = Engine(cache_rows=0)
+    yield eng
+    eng.close()
+
+
+def everything(dataset: Dataset, big: IngestResult, params: list[tuple[str, str]],
+               limit: int = 7) -> list[dict[str, Any]]:
+    """All pages, through the cursor."""
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        extra = [("_cursor", cursor)] if cursor else []
+        query = parse_query([*params, ("_limit", str(limit)), *extra], big.columns,
+                            max_limit=1000, version="v1")
+        page = dataset.records(query)
+        rows += page.items
+        cursor = page.next
+        if cursor is None:
+            return rows
+
+
+NEEDLES = ["alpha bravo", "ALPHA", "needle", "needle needle", "n12", "o g", "x", "zzz",
+           "fox", "é", "a\nb", "a\x1fb", "1"]
+
+
+@pytest.mark.parametrize("sort", [None, "-size,id"])
+@pytest.mark.parametrize("op", ["title__contains", "title__icontains", "note__contains", "_q"])
+def test_search_file_and_scan_agree(
+    big: IngestResult, without_search: Path, engine: Engine, op: str, sort: str | None
+) -> None:
+    indexed = engine.open(big.path, big.columns, version="v1")
+    scanned = engine.open(without_search, big.columns, version="v1")
+    for needle in NEEDLES:
+        params = [(op, needle), *([("_sort", sort)] if sort else [])]
+        expected = everything(scanned, big, params)
+        assert everything(indexed, big, params) == expected, needle
+        query = parse_query(params, big.columns, max_limit=1000, version="v1")
+        assert indexed.count(query) == len(expected)
+
+
+def test_search_is_used_for_ascii_needles(big: IngestResult, engine: Engine) -> None:
+    dataset = engine.open(big.path, big.columns, version="v1")
+    assert dataset._candidates(parse_query([("_q", "Needle")], big.columns, max_limit=10))
+    assert dataset._candidates(parse_query([("_q", "é")], big.columns, max_limit=10)) is None
+    assert dataset._candidates(parse_query([("note__contains", "zzz")], big.columns,
+                                           max_limit=10)) == []
+
+
+def test_rows_match_the_lines(big: IngestResult) -> None:
+    folder = big.path.parent
+    index = search.TextIndex.open(folder)
+    assert index is not None
+    lines = (folder / search.SEARCH_FILE).read_bytes().decode().split("\n")[:-1]
+    assert len(lines) == ROWS
+    assert "\n" not in "".join(lines) and "\xff" in lines[0]  # row 0's newline, replaced
+    for needle in ["alpha", "needle needle", "n3", "charlie delta", "\x1f", "o", "nothing"]:
+        expected = [i for i, line in enumerate(lines) if needle in line]
+        assert index.rows(needle, limit=ROWS) == expected, needle
+    assert index.rows("a", limit=10) is None  # more than the limit: the caller scans
+
+
+def test_too_many_candidates_fall_back_to_the_scan(
+    big: IngestResult, without_search: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "MAX_CANDIDATES", 3)
+    indexed = engine.open(big.path, big.columns, version="v1")
+    scanned = engine.open(without_search, big.columns, version="v1")
+    params = [("title__contains", "alpha")]
+    assert indexed._candidates(parse_query(params, big.columns, max_limit=10)) is None
+    assert everything(indexed, big, params, limit=50) == everything(scanned, big, params, 50)
+
+
+def test_a_damaged_index_is_ignored(
+    big: IngestResult, without_search: Path, tmp_path: Path, engine: Engine
+) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(big.path.parent, folder)
+    (folder / search.INDEX_FILE).write_text("{not json")
+    dataset = engine.open(folder / big.path.name, big.columns, version="v1")
+    params = [("_q", "needle needle")]
+    assert dataset._candidates(parse_query(params, big.columns, max_limit=10)) is None
+    scanned = engine.open(without_search, big.columns, version="v1")
+    assert everything(dataset, big, params) == everything(scanned, big, params) != []
+
+
+def test_no_search_file_without_string_columns(tmp_path: Path) -> None:
+    source = tmp_path / "numbers.csv"
+    source.write_text("a,b\n1,2.5\n3,4.5\n")
+    result = ingest(source, tmp_path / "v1")
+    assert sorted(p.name for p in result.path.parent.iterdir()) == ["data.duckdb"]
+
+
+def test_a_failed_ingest_leaves_no_search_file(tmp_path: Path) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text("a,b\nx,1\ny,2,3\n")
+    with pytest.raises(Exception):  # noqa: B017 -- the message is ingest's own test
+        ingest(source, tmp_path / "v1")
+    assert not (tmp_path / "v1").exists()
+
+
+def test_a_search_past_its_deadline_stops(big: IngestResult) -> None:
+    index = search.TextIndex.open(big.path.parent)
+    assert index is not None
+    with pytest.raises(TimeoutError):
+        index.rows("nothing", limit=10, deadline=time.monotonic() - 1)
+    assert index.rows("nothing", limit=10, deadline=time.monotonic() + 60) == []
+
+
+def test_matches_across_chunk_edges(big: IngestResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = search.TextIndex.open(big.path.parent)
+    assert index is not None
+    expected = index.rows("charlie delta", limit=ROWS)
+    monkeypatch.setattr(search, "CHUNK", 7)  # every match straddles some chunk edge
+    assert index.rows("charlie delta", limit=ROWS) == expected != []
