@@ -2,24 +2,30 @@
 
 `--api-key` (or `CLAW402_API_KEY`) is declared here once and shared by every command that
 mutates state: see `claw402.control.authz` for the rules.
+
+The control layer (and SQLAlchemy under it) is imported by the commands that run, not here:
+every `402claw` invocation imports this module to build its command list.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from sqlalchemy import Engine
 
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, err_console, fail
-from claw402.control import audit, keys
-from claw402.control.authz import API_KEY_ENV, Actor, authorize, require_owner
-from claw402.control.errors import ControlError
-from claw402.control.tenants import TenantChange, begin_change
-from claw402.registry.models import Tenant
-from claw402.registry.store import Registry
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from claw402.control import keys
+    from claw402.control.authz import Actor
+    from claw402.control.tenants import TenantChange
+    from claw402.registry.models import Tenant
+    from claw402.registry.store import Registry
+
+API_KEY_ENV = "CLAW402_API_KEY"  # = claw402.control.authz.API_KEY_ENV (tests/cli check it)
 
 ApiKey = Annotated[
     str | None,
@@ -37,6 +43,9 @@ audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args
 
 
 def actor_or_fail(engine: Engine, api_key: str | None, scope: str, json: bool) -> Actor:
+    from claw402.control.authz import authorize
+    from claw402.control.errors import ControlError
+
     try:
         return authorize(engine, api_key, scope)
     except ControlError as exc:
@@ -47,6 +56,9 @@ def tenant_for(
     registry: Registry, slug: str, api_key: str | None, scope: str, json: bool
 ) -> tuple[Tenant, Actor]:
     """The tenant `slug` and the actor, if the key has `scope` and may act on that tenant."""
+    from claw402.control.authz import require_owner
+    from claw402.control.errors import ControlError
+
     actor = actor_or_fail(registry.engine, api_key, scope, json)
     tenant = registry.get(slug)
     if tenant is None:
@@ -60,6 +72,9 @@ def tenant_for(
 
 def tenant_change(registry: Registry, slug: str, api_key: str | None, json: bool) -> TenantChange:
     """Authorise a deploy or removal of `slug`; report its outcome to audit it."""
+    from claw402.control.errors import ControlError
+    from claw402.control.tenants import begin_change
+
     try:
         return begin_change(registry.engine, api_key, slug, registry.get(slug))
     except ControlError as exc:
@@ -86,6 +101,9 @@ def create_user_command(
     json: Json = False,
 ) -> None:
     """Create a user; tenants they deploy with their key are theirs."""
+    from claw402.control import keys
+    from claw402.control.errors import ControlError
+
     _, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     try:
@@ -110,6 +128,9 @@ def create_key_command(
     json: Json = False,
 ) -> None:
     """Issue an API key; it is printed once. The first key must include admin."""
+    from claw402.control import keys
+    from claw402.control.errors import ControlError
+
     _, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     scopes = [part for item in scope for part in item.split(",")]
@@ -122,6 +143,8 @@ def create_key_command(
 
 def _own_key_or_admin(engine: Engine, api_key: str | None, key_id: str, json: bool) -> Actor:
     """Admins manage every key; anyone may rotate or revoke their own."""
+    from claw402.control import keys
+
     actor = actor_or_fail(engine, api_key, keys.READ, json)
     with engine.connect() as conn:
         target = keys.get_key(conn, key_id)
@@ -144,6 +167,9 @@ def rotate_key_command(
     json: Json = False,
 ) -> None:
     """Replace a key with a new one (same user and scopes); the old one stops at once."""
+    from claw402.control import keys
+    from claw402.control.errors import ControlError
+
     _, registry = open_registry(home)
     try:
         kid = keys.parse_key_id(key_id)
@@ -162,6 +188,9 @@ def revoke_key_command(
     json: Json = False,
 ) -> None:
     """Revoke a key for good."""
+    from claw402.control import keys
+    from claw402.control.errors import ControlError
+
     _, registry = open_registry(home)
     try:
         kid = keys.parse_key_id(key_id)
@@ -178,6 +207,10 @@ def revoke_key_command(
 @auth_app.command("list-keys")
 def list_keys_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
     """List API keys (ids, users, scopes, revocation); never the keys themselves."""
+    from rich.table import Table
+
+    from claw402.control import keys
+
     _, registry = open_registry(home)
     actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     found = keys.list_keys(registry.engine)
@@ -205,6 +238,10 @@ def audit_list_command(
     json: Json = False,
 ) -> None:
     """Show the newest audit entries, oldest first."""
+    from rich.table import Table
+
+    from claw402.control import audit, keys
+
     _, registry = open_registry(home)
     actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     tenant_id = None
@@ -227,6 +264,8 @@ def audit_list_command(
 @audit_app.command("verify")
 def audit_verify_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
     """Check the whole chain; exits 1 and names every edited or deleted entry."""
+    from claw402.control import audit, keys
+
     _, registry = open_registry(home)
     actor_or_fail(registry.engine, api_key, keys.READ, json)
     report = audit.verify(registry.engine)

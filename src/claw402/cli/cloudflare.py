@@ -6,41 +6,36 @@ executing a rollback needs `admin` (it restores an older tenant directory, so it
 every tenant's routing). A dry run needs any valid key (the `read` level, plus ownership for a
 tenant): the plan shows the account, the bindings and the tenant directory, which are not
 for anyone without a key. Every executed upload is added to the audit log.
+
+The builders (`claw402.cloudflare.*`, payment settings, eth_utils) are imported by the commands
+that run, not here: every `402claw` invocation imports this module to build its command list.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import Engine
 
 from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
-from claw402.cloudflare.api import CloudflareApiError, Target
-from claw402.cloudflare.build import build_all
-from claw402.cloudflare.deploy import (
-    ACCOUNT_PLACEHOLDER,
-    DeployError,
-    DeployPlan,
-    execute,
-    plan_dispatcher,
-    plan_rollback,
-    plan_tenant,
-)
-from claw402.cloudflare.directory import export_directory
-from claw402.cloudflare.dispatcher import DEFAULT_NAMESPACE, DEFAULT_SCRIPT_NAME, DispatcherOptions
-from claw402.cloudflare.files import dump_json, write_atomic
-from claw402.cloudflare.history import History, HistoryError
-from claw402.cloudflare.sizes import ScriptTooLarge
-from claw402.control import audit, keys
-from claw402.control.authz import Actor
-from claw402.payments.config import PaymentConfigError, payment_config_from_env
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Engine
+
+    from claw402.cloudflare.api import Target
+    from claw402.cloudflare.deploy import DeployPlan
+    from claw402.cloudflare.history import History
+    from claw402.control.authz import Actor
+
+# = claw402.cloudflare.dispatcher.DEFAULT_NAMESPACE, DEFAULT_SCRIPT_NAME (tests/cli check them)
+DEFAULT_NAMESPACE = "claw402"
+DEFAULT_SCRIPT_NAME = "claw402-dispatcher"
 
 
 class DirectoryShape(enum.StrEnum):
@@ -64,6 +59,9 @@ def export_tenant_directory_command(
     json: Json = False,
 ) -> None:
     """Export the tenant directory the dispatch Worker routes with."""
+    from claw402.cloudflare.directory import export_directory
+    from claw402.cloudflare.files import dump_json, write_atomic
+
     _, registry = open_registry(home)
     directory = export_directory(registry.list_tenants(), format.value)
     count = len(directory.get("tenants", directory.get("bySlug", ())))
@@ -103,6 +101,11 @@ def build_command(
 
     The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...).
     """
+    from claw402.cloudflare.build import build_all
+    from claw402.cloudflare.dispatcher import DispatcherOptions
+    from claw402.cloudflare.sizes import ScriptTooLarge
+    from claw402.payments.config import PaymentConfigError, payment_config_from_env
+
     _, registry = open_registry(home)
     try:
         options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
@@ -158,18 +161,27 @@ WorkersPlanOption = Annotated[
 
 
 def _target(account_id: str | None, api_token: str | None, namespace: str) -> Target:
+    from claw402.cloudflare.api import Target
+    from claw402.cloudflare.deploy import ACCOUNT_PLACEHOLDER
+
     return Target(account_id=account_id or ACCOUNT_PLACEHOLDER, dispatch_namespace=namespace,
                   api_token=api_token)
 
 
-def _scope(execute_plan: bool, scope: str = keys.DEPLOY) -> str:
-    """The scope a command needs: `scope` to act, `read` (any valid key) for a dry run."""
-    return scope if execute_plan else keys.READ
+def _scope(execute_plan: bool, scope: str | None = None) -> str:
+    """The scope a command needs: `scope` (else `deploy`) to act, `read` (any key) to plan."""
+    from claw402.control import keys
+
+    if not execute_plan:
+        return keys.READ
+    return scope or keys.DEPLOY
 
 
 def _audited(engine: Engine, actor: Actor, entry: dict[str, Any],
              tenant_id: str | None = None) -> None:
     """Add an executed upload to the audit log (what and where; never a secret's value)."""
+    from claw402.control import audit
+
     rollback = entry.get("action") == "rollback"
     action = "cloudflare.rolled_back" if rollback else "cloudflare.deployed"
     details = {
@@ -189,6 +201,11 @@ def _audited(engine: Engine, actor: Actor, entry: dict[str, Any],
 def _run(plan_fn: Callable[[], DeployPlan], history: History, execute_plan: bool,
          json: bool, *, engine: Engine, actor: Actor, tenant_id: str | None = None) -> None:
     """Build the plan; print it (dry run) or execute it, audit it, print the recorded entry."""
+    from claw402.cloudflare.api import CloudflareApiError
+    from claw402.cloudflare.deploy import DeployError, execute
+    from claw402.cloudflare.history import HistoryError
+    from claw402.cloudflare.sizes import ScriptTooLarge
+
     try:
         plan = plan_fn()
         if not execute_plan:
@@ -213,6 +230,8 @@ def _run(plan_fn: Callable[[], DeployPlan], history: History, execute_plan: bool
 
 
 def _show_plan(plan: DeployPlan, json: bool) -> None:
+    from rich.table import Table
+
     data = plan.to_json()
     if json:
         emit_json({"ok": True, "executed": False, "plan": data})
@@ -260,6 +279,11 @@ def deploy_dispatcher_command(
     The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...);
     the facilitator API key, if any, is uploaded as a secret. Needs the `deploy` scope.
     """
+    from claw402.cloudflare.deploy import plan_dispatcher
+    from claw402.cloudflare.dispatcher import DispatcherOptions
+    from claw402.cloudflare.history import History
+    from claw402.payments.config import payment_config_from_env
+
     settings, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, _scope(execute_plan), json)
     target = _target(account_id, api_token, dispatch_namespace)
@@ -292,6 +316,9 @@ def deploy_tenant_command(
 
     Needs the `deploy` scope and ownership of the tenant (or an admin key).
     """
+    from claw402.cloudflare.deploy import plan_tenant
+    from claw402.cloudflare.history import History
+
     settings, registry = open_registry(home)
     tenant, actor = tenant_for(registry, slug, api_key, _scope(execute_plan), json)
     target = _target(account_id, api_token, dispatch_namespace)
@@ -321,6 +348,10 @@ def rollback_dispatcher_command(
 
     Needs an `admin` key: the restored copy routes every tenant with an older directory.
     """
+    from claw402.cloudflare.deploy import plan_rollback
+    from claw402.cloudflare.history import History
+    from claw402.control import keys
+
     settings, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, _scope(execute_plan, keys.ADMIN), json)
     history = History(settings.home)
@@ -355,6 +386,13 @@ def publish(
     Same keys as `cloudflare-deploy-tenant`; both plans are built (and sizes checked) before
     anything is uploaded, and each upload is audited as it succeeds.
     """
+    from claw402.cloudflare.api import CloudflareApiError
+    from claw402.cloudflare.deploy import DeployError, execute, plan_dispatcher, plan_tenant
+    from claw402.cloudflare.dispatcher import DispatcherOptions
+    from claw402.cloudflare.history import History, HistoryError
+    from claw402.cloudflare.sizes import ScriptTooLarge
+    from claw402.payments.config import PaymentConfigError, payment_config_from_env
+
     settings, registry = open_registry(home)
     tenant, actor = tenant_for(registry, slug, api_key, _scope(execute_plan), json)
     target = _target(account_id, api_token, dispatch_namespace)

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from claw402.cli.output import fail
-from claw402.facilitator.settings import FacilitatorSettings, SettingsError
 
 DEFAULT_PORT = 4020
 
@@ -29,6 +28,7 @@ def serve_command(
 ) -> None:
     """Verify and settle x402 `exact` payments on one chain."""
     from claw402.facilitator.server import serve  # the x402 SDK and web3: slow imports
+    from claw402.facilitator.settings import FacilitatorSettings, SettingsError
 
     try:
         settings = FacilitatorSettings.from_env(

@@ -3,6 +3,9 @@
 Thin: each resolves the tenant and the actor (`cli.auth`), then calls the ledger or control
 layer. Chain access (`reconcile`, `payouts run`) reads `--rpc-url`/`CLAW402_RPC_URL`,
 `--token`/`CLAW402_ASSET` and `--treasury`/`CLAW402_TREASURY`.
+
+The ledger and control layers are imported by the commands that run, not here: every `402claw`
+invocation imports this module to build its command list.
 """
 
 from __future__ import annotations
@@ -11,15 +14,10 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, err_console, fail
-from claw402.control import keys, wallets
-from claw402.control.errors import ControlError
-from claw402.ledger import balance, withdrawals
-from claw402.ledger.amounts import atomic_to_usd, parse_usd
 
 RpcUrl = Annotated[
     str | None,
@@ -43,6 +41,8 @@ payouts_app = typer.Typer(help="Pay withdrawals on chain.", no_args_is_help=True
 
 
 def _usd(atomic: int) -> str:
+    from claw402.ledger.amounts import atomic_to_usd
+
     return f"${atomic_to_usd(atomic)}"
 
 
@@ -53,6 +53,11 @@ def balance_command(
     json: Json = False,
 ) -> None:
     """A creator's money: earned, platform fees, pending withdrawals, available."""
+    from rich.table import Table
+
+    from claw402.control import keys
+    from claw402.ledger import balance
+
     _, registry = open_registry(home)
     found, _ = tenant_for(registry, tenant, api_key, keys.READ, json)
     b = balance(registry.engine, found.tenant_id)
@@ -91,6 +96,9 @@ def wallet_verify_command(
     json: Json = False,
 ) -> None:
     """Prove you control ADDRESS: without a signature, print the challenge to sign."""
+    from claw402.control import keys, wallets
+    from claw402.control.errors import ControlError
+
     _, registry = open_registry(home)
     found, actor = tenant_for(registry, tenant, api_key, keys.WITHDRAW, json)
     engine = registry.engine
@@ -145,6 +153,10 @@ def withdraw_command(
     json: Json = False,
 ) -> None:
     """Reserve AMOUNT of the available balance for a payout to the verified wallet."""
+    from claw402.control import keys, wallets
+    from claw402.ledger import withdrawals
+    from claw402.ledger.amounts import parse_usd
+
     _, registry = open_registry(home)
     found, actor = tenant_for(registry, tenant, api_key, keys.WITHDRAW, json)
     address = wallets.payout_wallet(registry.engine, found.tenant_id)
@@ -208,6 +220,10 @@ def payouts_run_command(
     json: Json = False,
 ) -> None:
     """Pay pending withdrawals in order; first settles any transfer a crash left unconfirmed."""
+    from rich.table import Table
+
+    from claw402.control import keys
+
     _, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     from claw402.ledger.payouts import PayoutError, PayoutRunner, plan
@@ -263,6 +279,11 @@ def payouts_list_command(
     json: Json = False,
 ) -> None:
     """List withdrawals, oldest first."""
+    from rich.table import Table
+
+    from claw402.control import keys
+    from claw402.ledger import withdrawals
+
     _, registry = open_registry(home)
     actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     rows = withdrawals.listing(registry.engine, status=status, limit=limit)
@@ -298,6 +319,8 @@ def reconcile_command(
     json: Json = False,
 ) -> None:
     """Post every treasury movement and settlement the books miss; compare with the chain."""
+    from claw402.control import keys
+
     _, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
     if not treasury:

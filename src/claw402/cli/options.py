@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from claw402.config import Settings, load_settings
-from claw402.registry.store import Registry
+
+if TYPE_CHECKING:
+    from claw402.registry.store import Registry
 
 Home = Annotated[
     str | None,
@@ -19,5 +21,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.
 
 
 def open_registry(home: str | None) -> tuple[Settings, Registry]:
+    from claw402.registry.store import Registry  # SQLAlchemy: only for commands that use it
+
     settings = load_settings(home)
     return settings, Registry.open(settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from claw402.cli.options import Home
 from claw402.config import load_settings
@@ -18,6 +17,8 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve every tenant from one process; deploys and removals are live without a restart."""
+    import uvicorn
+
     from claw402.gateway.server import build_app, tune_gc
 
     app = build_app(load_settings(home))

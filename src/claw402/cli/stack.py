@@ -10,16 +10,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from rich.panel import Panel
-from rich.table import Table
 
 from claw402.cli.options import Home, Json
 from claw402.cli.output import console, emit_json
 from claw402.config import load_settings
 from claw402.money import atomic_to_usd
-from claw402.samples import CITIES
 
 if TYPE_CHECKING:
     from claw402.devstack import DevStack
@@ -83,8 +79,13 @@ def demo_command(
 
 
 def _demo(stack: DevStack, settings: Any, price: str) -> None:
+    import httpx
+    from rich.panel import Panel
+    from rich.table import Table
+
     from claw402.payments.client import pay_and_fetch
     from claw402.registry.deploy import DeployRequest, deploy
+    from claw402.samples import CITIES
 
     chain, gateway = stack.chain, stack.gateway
     console.print(

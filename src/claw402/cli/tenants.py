@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 from claw402.cli import cloudflare as cf
 from claw402.cli.auth import ApiKey, tenant_change
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
-from claw402.datasets.ingest import IngestError
-from claw402.registry.deploy import DeployRequest, deploy, remove
-from claw402.registry.models import Tenant
-from claw402.registry.store import RegistryError
+
+if TYPE_CHECKING:
+    from claw402.registry.models import Tenant
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
 
@@ -72,6 +62,10 @@ def deploy_command(
     With --publish the tenant's Worker and the dispatch Worker are then uploaded to Workers for
     Platforms (a dry-run plan unless --execute).
     """
+    from claw402.datasets.ingest import IngestError
+    from claw402.registry.deploy import DeployRequest, deploy
+    from claw402.registry.store import RegistryError
+
     settings, registry = open_registry(home)
     change = tenant_change(registry, tenant, api_key, json)
     request = DeployRequest(
@@ -93,6 +87,15 @@ def deploy_command(
         if json or size < PROGRESS_FROM_BYTES:
             result = deploy(registry, settings, request)
         else:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             with Progress(
                 TextColumn("ingesting [bold]{task.description}"),
                 BarColumn(),
@@ -143,6 +146,8 @@ def deploy_command(
 
 def list_command(home: Home = None, json: Json = False) -> None:
     """List tenants."""
+    from rich.table import Table
+
     _, registry = open_registry(home)
     tenants = registry.list_tenants()
     if json:
@@ -176,6 +181,8 @@ def _tenant_or_fail(home: str | None, slug: str, json: bool) -> Tenant:
 
 def show_command(slug: str, home: Home = None, json: Json = False) -> None:
     """Show one tenant: plan, limits, price, hosts and its dataset's schema."""
+    from rich.table import Table
+
     tenant = _tenant_or_fail(home, slug, json)
     if json:
         emit_json({"ok": True, "tenant": tenant.to_json()})
@@ -214,6 +221,9 @@ def remove_command(
     slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False
 ) -> None:
     """Remove a tenant and its data; its routes answer 404 at once."""
+    from claw402.registry.deploy import remove
+    from claw402.registry.store import RegistryError
+
     settings, registry = open_registry(home)
     change = tenant_change(registry, slug, api_key, json)
     try:
@@ -237,6 +247,8 @@ def events_command(
     json: Json = False,
 ) -> None:
     """Read lifecycle events (dispatch and payment steps) from the durable sink."""
+    from rich.table import Table
+
     _, registry = open_registry(home)
     tenant_id = None
     if tenant is not None:
