@@ -43,7 +43,7 @@ def test_csv_types_order_and_result(tmp_path, cities):
     }
     assert items[0]["founded"] == "1147-10-25"
     assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == [
-        DATA_FILE, "search.idx", "search.txt"
+        DATA_FILE, "search-0.txt", "search-1.txt", "search.idx"
     ]
 
 

@@ -96,6 +96,9 @@ def test_search_is_used_for_ascii_needles(big: IngestResult, engine: Engine) -> 
     dataset = engine.open(big.path, big.columns, version="v1")
     assert dataset._candidates(parse_query([("_q", "Needle")], big.columns, max_limit=10))
     assert dataset._candidates(parse_query([("_q", "é")], big.columns, max_limit=10)) is None
+    # A column's own filter narrows through that column's file only.
+    both = [("_q", "alpha"), ("note__icontains", "N1234")]
+    assert dataset._candidates(parse_query(both, big.columns, max_limit=10)) == [1234]
     assert dataset._candidates(parse_query([("note__contains", "zzz")], big.columns,
                                            max_limit=10)) == []
 
@@ -104,13 +107,18 @@ def test_rows_match_the_lines(big: IngestResult) -> None:
     folder = big.path.parent
     index = search.TextIndex.open(folder)
     assert index is not None
-    lines = (folder / search.SEARCH_FILE).read_bytes().decode().split("\n")[:-1]
-    assert len(lines) == ROWS
-    assert "\n" not in "".join(lines) and "\xff" in lines[0]  # row 0's newline, replaced
-    for needle in ["alpha", "needle needle", "n3", "charlie delta", "\x1f", "o", "nothing"]:
-        expected = [i for i, line in enumerate(lines) if needle in line]
-        assert index.rows(needle, limit=ROWS) == expected, needle
-    assert index.rows("a", limit=10) is None  # more than the limit: the caller scans
+    titles = (folder / "search-0.txt").read_bytes().decode().split("\n")[:-1]
+    notes = (folder / "search-1.txt").read_bytes().decode().split("\n")[:-1]
+    assert len(titles) == len(notes) == ROWS
+    assert "\xff" in titles[0]  # row 0's newline, replaced: one line per row
+    assert notes[0] == "" and notes[1] == "n1"  # NULL, then a value
+    for needle in ["alpha", "needle needle", "n3", "charlie delta", "o", "nothing"]:
+        expected = [i for i, line in enumerate(titles) if needle in line]
+        assert index.rows("title", needle, limit=ROWS) == expected, needle
+        either = [i for i in range(ROWS) if needle in titles[i] or needle in notes[i]]
+        assert index.rows(None, needle, limit=ROWS) == either, needle
+    assert index.rows("title", "a", limit=10) is None  # more than the limit: the caller scans
+    assert index.rows("size", "1", limit=10) is None  # not a string column
 
 
 def test_too_many_candidates_fall_back_to_the_scan(
@@ -122,6 +130,10 @@ def test_too_many_candidates_fall_back_to_the_scan(
     params = [("title__contains", "alpha")]
     assert indexed._candidates(parse_query(params, big.columns, max_limit=10)) is None
     assert everything(indexed, big, params, limit=50) == everything(scanned, big, params, 50)
+    # Case-sensitive: most lowercased matches are turned down, and DuckDB scans the rest.
+    upper = [("title__contains", "ALPHA")]
+    for params in (upper, [*upper, ("_sort", "-id")]):
+        assert everything(indexed, big, params) == everything(scanned, big, params) != []
 
 
 def test_a_damaged_index_is_ignored(
@@ -144,6 +156,11 @@ def test_no_search_file_without_string_columns(tmp_path: Path) -> None:
     assert sorted(p.name for p in result.path.parent.iterdir()) == ["data.duckdb"]
 
 
+def test_search_files_per_string_column(big: IngestResult) -> None:
+    names = sorted(p.name for p in big.path.parent.iterdir())
+    assert names == ["data.duckdb", "search-0.txt", "search-1.txt", "search.idx"]
+
+
 def test_a_failed_ingest_leaves_no_search_file(tmp_path: Path) -> None:
     source = tmp_path / "bad.csv"
     source.write_text("a,b\nx,1\ny,2,3\n")
@@ -156,13 +173,13 @@ def test_a_search_past_its_deadline_stops(big: IngestResult) -> None:
     index = search.TextIndex.open(big.path.parent)
     assert index is not None
     with pytest.raises(TimeoutError):
-        index.rows("nothing", limit=10, deadline=time.monotonic() - 1)
-    assert index.rows("nothing", limit=10, deadline=time.monotonic() + 60) == []
+        index.rows(None, "nothing", limit=10, deadline=time.monotonic() - 1)
+    assert index.rows(None, "nothing", limit=10, deadline=time.monotonic() + 60) == []
 
 
 def test_matches_across_chunk_edges(big: IngestResult, monkeypatch: pytest.MonkeyPatch) -> None:
     index = search.TextIndex.open(big.path.parent)
     assert index is not None
-    expected = index.rows("charlie delta", limit=ROWS)
+    expected = index.rows("title", "charlie delta", limit=ROWS)
     monkeypatch.setattr(search, "CHUNK", 7)  # every match straddles some chunk edge
-    assert index.rows("charlie delta", limit=ROWS) == expected != []
+    assert index.rows("title", "charlie delta", limit=ROWS) == expected != []

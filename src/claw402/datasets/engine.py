@@ -23,20 +23,20 @@ Why this shape:
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import heapq
 import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 
 from claw402.datasets.query import (
+    After,
     InvalidQuery,
     Query,
     Sort,
@@ -146,21 +146,15 @@ class Engine:
         finally:
             self._release(entry)
 
-    def _search(self, path: str, needle: str, timeout_ms: int | None) -> list[int] | None:
-        """Rows of the dataset at `path` whose search line holds `needle`; None when there is
-        no search file or more than `MAX_CANDIDATES` rows match."""
-        entry = self._acquire(path)  # the search file lives and goes with the attached file
+    def _text_index(self, path: str) -> TextIndex | None:
+        """The search files of the dataset at `path`, opened on first use; None when it has
+        none. They are dropped with the attached file (their maps stay valid while in use)."""
+        entry = self._acquire(path)
         try:
             if not entry.search_loaded:
                 entry.search = TextIndex.open(Path(path).parent)
                 entry.search_loaded = True
-            if entry.search is None:
-                return None
-            deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
-            try:
-                return entry.search.rows(needle, limit=MAX_CANDIDATES, deadline=deadline)
-            except TimeoutError:
-                raise QueryTimeout(f"query interrupted after {timeout_ms} ms") from None
+            return entry.search
         finally:
             self._release(entry)
 
@@ -262,29 +256,35 @@ class Dataset:
 
     def count(self, query: Query, *, timeout_ms: int | None = None) -> int:
         """How many rows match the filters and search (cursor, sort and page size ignored)."""
-        candidates = self._candidates(query, timeout_ms)
-        if candidates == []:
-            return 0
         where, params = _where(query, self._types, self.columns)
         table = self._table
+        with _search_deadline(timeout_ms) as deadline:
+            candidates = self._candidates(query, deadline)
+        if candidates == []:
+            return 0
         if candidates is not None:
-            table, params = _CANDIDATES.format(table=table), [candidates, *params]
+            table = _CANDIDATES.format(table=table)
+            params = [candidates[0], candidates[-1], candidates, *params]
         sql = f"SELECT count(*) FROM {table}{' WHERE ' + where if where else ''}"
         return int(self._engine._run(self.path, sql, params, timeout_ms)[0][0])  # type: ignore[arg-type]
 
     def _page(self, query: Query, timeout_ms: int | None) -> Page:
         names = list(query.fields or (c.name for c in self.columns))
         extra = [k.column for k in query.sort if k.column not in names]
-        candidates = self._candidates(query, timeout_ms)
-        if candidates == []:
-            return Page(tuple(names), ())
-        if candidates is None:
+        with _search_deadline(timeout_ms) as deadline:
+            if query.sort:
+                candidates = self._candidates(query, deadline)
+                rows = (
+                    self._fetch(query, candidates, [*names, *extra], timeout_ms)
+                    if candidates else [] if candidates == [] else None
+                )
+            else:
+                rows = self._stream(query, [*names, *extra], timeout_ms, deadline)
+        if rows is None:
             sql, params = _page_sql(
                 query, self._table, [*names, *extra], self._types, self.columns
             )
             rows = self._engine._run(self.path, sql, params, timeout_ms)
-        else:
-            rows = self._candidate_rows(query, candidates, [*names, *extra], timeout_ms)
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -295,50 +295,90 @@ class Dataset:
         width = len(names)
         return Page(tuple(names), tuple(row[:width] for row in rows), next_cursor)
 
-
-    def _candidate_rows(
+    def _fetch(
         self, query: Query, candidates: list[int], names: list[str], timeout_ms: int | None
     ) -> list[tuple[object, ...]]:
-        """The page's rows among a search's candidates, each fetched by rowid (~30 µs a row:
-        DuckDB reads its 2048-row vector). Sorted, every candidate is needed; in source order
-        only the first ones, so candidates go in chunks of about a page, doubling while the
-        filters turn them down."""
+        """The page's rows among `candidates` (ascending row ids), each fetched by rowid:
+        ~30 µs a row, as DuckDB reads its 2048-row vector."""
+        sql, params = _candidate_page_sql(
+            query, self._table, candidates, names, self._types, self.columns
+        )
+        return self._engine._run(self.path, sql, params, timeout_ms)
 
-        def run(chunk: list[int]) -> list[tuple[object, ...]]:
-            sql, params = _candidate_page_sql(
-                query, self._table, chunk, names, self._types, self.columns
-            )
-            return self._engine._run(self.path, sql, params, timeout_ms)
+    def _stream(
+        self, query: Query, names: list[str], timeout_ms: int | None, deadline: float | None
+    ) -> list[tuple[object, ...]] | None:
+        """A page in source order from the search files, or None when they cannot answer.
 
-        if query.sort:
-            return run(candidates)
-        if query.after is not None:
-            candidates = candidates[bisect.bisect_right(candidates, query.after.rowid) :]
+        Candidates are read lazily from the cursor on, in chunks of about a page (doubling
+        while the filters turn them down), so the scan stops once the page is full. Past
+        `MAX_CANDIDATES` turned down, DuckDB scans the rest."""
+        search = self._search_plan(query)
+        index = search and self._engine._text_index(self.path)
+        if not search or index is None:
+            return None
+        start = query.after.rowid + 1 if query.after else 0
+        found = index.iter_rows(search[0], search[1], start=start, deadline=deadline)
+        if found is None:
+            return None
         rows: list[tuple[object, ...]] = []
-        start, size = 0, query.limit + 1
-        while start < len(candidates) and len(rows) <= query.limit:
-            chunk = candidates[start : start + max(size, query.limit + 1 - len(rows))]
-            rows += run(chunk)
-            start, size = start + len(chunk), size * 2
+        size, tried = query.limit + 1, 0
+        while len(rows) <= query.limit:
+            chunk = list(itertools.islice(found, max(size, query.limit + 1 - len(rows))))
+            if not chunk:
+                break
+            rows += self._fetch(query, chunk, names, timeout_ms)
+            size, tried = size * 2, tried + len(chunk)
+            if tried >= MAX_CANDIDATES and len(rows) <= query.limit:
+                rest = replace(query, after=After((), chunk[-1]), limit=query.limit - len(rows))
+                sql, params = _page_sql(rest, self._table, names, self._types, self.columns)
+                rows += self._engine._run(self.path, sql, params, timeout_ms)
+                break
         return rows
 
-    def _candidates(self, query: Query, timeout_ms: int | None = None) -> list[int] | None:
-        """Row ids that may match the query's substring filters, from the search file: None
-        when it cannot tell (no file, no usable needle, too many matches)."""
-        needles = [f.value for f in query.filters if f.op in ("contains", "icontains")]
-        usable = [n for n in map(searchable, [*needles, query.q or ""]) if n]  # type: ignore[arg-type]
-        if not usable:
+    def _candidates(self, query: Query, deadline: float | None = None) -> list[int] | None:
+        """All rows that may match the query's substring filters, from the search files: None
+        when they cannot tell (no files, no usable needle, more than `MAX_CANDIDATES`)."""
+        search = self._search_plan(query)
+        index = search and self._engine._text_index(self.path)
+        if not search or index is None:
             return None
-        return self._engine._search(self.path, max(usable, key=len), timeout_ms)
+        return index.rows(search[0], search[1], limit=MAX_CANDIDATES, deadline=deadline)
+
+    @staticmethod
+    def _search_plan(query: Query) -> tuple[str | None, str] | None:
+        """The (column, needle) the search files can narrow the rows by, if any: one filter is
+        enough. A column's own filter (one file to scan, not all) first, the longest needle
+        first."""
+        options: list[tuple[bool, int, str | None, str]] = []
+        for f in query.filters:
+            if f.op in ("contains", "icontains") and (needle := searchable(f.value)):  # type: ignore[arg-type]
+                options.append((True, len(needle), f.column, needle))
+        if query.q and (needle := searchable(query.q)):
+            options.append((False, len(needle), None, needle))
+        if not options:
+            return None
+        _, _, column, needle = max(options, key=lambda o: (o[0], o[1]))
+        return column, needle
+
+
+@contextlib.contextmanager
+def _search_deadline(timeout_ms: int | None) -> Iterator[float | None]:
+    """The search files' deadline for a query's time budget; running past it is QueryTimeout."""
+    try:
+        yield time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+    except TimeoutError:
+        raise QueryTimeout(f"query interrupted after {timeout_ms} ms") from None
 
 
 # ---- SQL ---------------------------------------------------------------------------------
 
 # The candidate rows as a relation; LIMIT keeps the outer filters from being pushed into the
 # scan, so DuckDB checks them on the candidates only and not on every row.
+# The bounds let zonemaps skip the row groups outside the candidates' range.
 _CANDIDATES = (
-    "(SELECT *, rowid AS _rid FROM {table} WHERE rowid = ANY(?::BIGINT[]) "
-    "LIMIT 9223372036854775807)"
+    "(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ? "
+    "AND rowid = ANY(?::BIGINT[]) LIMIT 9223372036854775807)"
 )
 
 def _ident(name: str) -> str:
@@ -394,7 +434,7 @@ def _candidate_page_sql(
 ) -> tuple[str, list[object]]:
     """`_page_sql` over the candidate rows of a search: few rows, so one plain ORDER BY."""
     where, params = _where(query, types, columns)
-    params = [candidates, *params]
+    params = [candidates[0], candidates[-1], candidates, *params]
     after = query.after
     if after is not None and not query.sort:
         where = f"{where} AND _rid > ?" if where else "_rid > ?"

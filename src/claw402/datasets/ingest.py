@@ -8,8 +8,9 @@ first page that reads one row group), and unlike a materialised `row_number()` c
 no ingest time (0.6 s of 1.8 s for 1M rows). Strings are stored uncompressed: pages and
 substring scans measured about twice as fast as with FSST or dictionary compression. A key
 column gets a unique ART index (fast `record(key)`). When there are string columns,
-`search.txt` and `search.idx` beside it hold their text for substring search (`search.py`);
-they replace a `_text` column, which cost more to write (0.5 s for 1M rows) than they do.
+`search-<n>.txt` and `search.idx` beside it hold their text for substring search
+(`search.py`); they replace a lowercased `_text` column, which cost more to write (0.5 s for
+1M rows) than they do and scanned 3-5x slower.
 
 Decisions: the first CSV row is the header unless DuckDB's sniffer says otherwise (then columns
 are `column_1`...); names follow `schema.normalise_names`; a CSV that is not UTF-8 is read as
@@ -85,10 +86,6 @@ def ingest(
     temp = dest_dir / f".ingest-{token}.duckdb"
     scratch = dest_dir / f".ingest-{token}.tmp"
     final = dest_dir / DATA_FILE
-    search_files = [
-        (dest_dir / f".ingest-{token}.{name}", dest_dir / name)
-        for name in (search.SEARCH_FILE, search.INDEX_FILE)
-    ]
     try:
         with _connection(scratch) as con:
             con.execute(f"ATTACH '{_sql_text(temp)}' AS out")
@@ -112,24 +109,24 @@ def ingest(
             if key is not None:
                 _index_key(con, key)
             rows = con.execute("SELECT count(*) FROM out.data").fetchone()[0]  # type: ignore[index]
-            strings = [_ident(c.name) for c in columns if c.type == "string"]
-            written = bool(strings) and search.write(
-                con, "out.data", strings, search_files[0][0], search_files[1][0]
-            )
+            strings = [c.name for c in columns if c.type == "string"]
+            written = search.write(con, "out.data", strings, dest_dir, f".ingest-{token}.")
             con.execute("CHECKPOINT out")
             con.execute("DETACH out")
-        if written:
-            for temp_file, final_file in search_files:
-                os.replace(temp_file, final_file)
+        for path in search.files(dest_dir):  # an earlier ingest's, if any: not of this data
+            path.unlink()
+        for path in written:  # the index last: it names the text files
+            os.replace(path, dest_dir / path.name.removeprefix(f".ingest-{token}."))
         os.replace(temp, final)
     except duckdb.Error as exc:  # not the source's fault (disk full, ...): still an IngestError
         raise IngestError(f"{source.name}: {_first_line(str(exc))}") from exc
     finally:
-        for leftover in (temp, Path(f"{temp}.wal"), *(t for t, _ in search_files)):
-            leftover.unlink(missing_ok=True)
+        for leftover in (temp, Path(f"{temp}.wal"), *dest_dir.glob(f".ingest-{token}.*")):
+            if leftover != scratch:
+                leftover.unlink(missing_ok=True)
         if not final.exists():  # search files without their data file are of no use
-            for _, final_file in search_files:
-                final_file.unlink(missing_ok=True)
+            for path in search.files(dest_dir):
+                path.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
         if created_dir and not final.exists():
             with contextlib.suppress(OSError):

@@ -1,133 +1,190 @@
-"""Substring search: every row's text as one memory-mapped line, scanned with SIMD.
+"""Substring search: each string column as memory-mapped lines, scanned with SIMD.
 
 Why: DuckDB's `contains` reads a 1M-row text column at ~3 GB/s (25 ms for the bench's
 descriptions); StringZilla's `find` over the same bytes laid flat runs at ~15 GB/s. So ingest
 writes, beside `data.duckdb`:
 
-- `search.txt`: line i is row i's string values, lowercased by DuckDB and joined by U+001F
-  (NULLs skipped), with any newline inside a value replaced by U+00FF;
-- `search.idx`: JSON with the byte offset of every `BLOCK`-th line, so a match's row number
-  is one bisect plus a newline count within a block.
+- `search-<n>.txt`, one per string column: line i is row i's value lowercased by DuckDB, with
+  any newline inside it replaced by U+00FF (NULL: an empty line);
+- `search.idx`: JSON naming each column's file, its size, and the byte offset of every
+  `BLOCK`-th line, so a match's row number is one bisect plus a newline count within a block.
 
-A needle that is ASCII, not empty, and holds neither a newline nor U+001F (`searchable`) is
-found in line i exactly when `contains(lower(concat_ws(chr(31), ...)), needle)` holds for row i.
-That is `_q` itself, and a superset of `col__contains` and `col__icontains` for the same needle
-(both imply the lowercased needle inside the lowercased column): the engine turns such filters
-into a short list of candidate rows and checks the filters on those rows only. Any other needle,
-or one matching too many rows, is left to DuckDB's scan.
+A needle that is ASCII, not empty and without a newline (`searchable`) is found in line i
+exactly when `contains(lower(col), needle)` holds for row i: that is `__icontains` and each
+column's part of `_q`, and a superset of `__contains` (the needle inside the value implies the
+lowercased needle inside the lowercased value). The engine turns such a filter into a short list
+of candidate rows and checks the query's filters on those rows only. Any other needle, or one
+matching too many rows, is left to DuckDB's scan.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import time
 from bisect import bisect_right
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
 import orjson
 import stringzilla
 
-SEARCH_FILE = "search.txt"
 INDEX_FILE = "search.idx"
 BLOCK = 1024
 CHUNK = 1 << 24  # bytes scanned between deadline checks
-_FORMAT = 1
+_FORMAT = 2
 
 
 def searchable(needle: str) -> str | None:
-    """The needle as the text file holds it (lowercased), or None when the file cannot answer."""
-    if needle and needle.isascii() and "\n" not in needle and "\x1f" not in needle:
+    """The needle as the search files hold it (lowercased), or None when they cannot answer."""
+    if needle and needle.isascii() and "\n" not in needle:
         return needle.lower()
     return None
 
 
+def files(directory: Path) -> list[Path]:
+    """The search files of the dataset in `directory` (for clean-up)."""
+    return sorted(directory.glob("search*"))
+
+
 def write(
-    con: duckdb.DuckDBPyConnection, table: str, strings: list[str], text: Path, index: Path
-) -> bool:
-    """Write the two files for `table`'s string columns (SQL identifiers); False, and nothing
-    left behind, when the text file is not the exact size its index says (then no search file:
-    queries scan)."""
-    line = f"replace(lower(concat_ws(chr(31), {', '.join(strings)})), chr(10), chr(255))"
-    literal = str(text).replace("'", "''")
+    con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], directory: Path,
+    prefix: str = "",
+) -> list[Path]:
+    """Write the search files for `table`'s string `columns` into `directory`, their names
+    starting with `prefix` (ingest writes under a temporary prefix, then renames). Returns the
+    files written; none, and nothing left behind, when a text file is not the exact size its
+    index says (then queries scan)."""
+    if not columns:
+        return []
+    lines = [f"replace(lower({_ident(c)}), chr(10), chr(255))" for c in columns]
+    written: list[Path] = []
     try:
-        # No quoting and no escaping: each value is written as is, one per line, in row order.
-        con.execute(
-            f"COPY (SELECT {line} FROM {table}) TO '{literal}' "
-            "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER chr(31))"
-        )
         sizes = con.execute(
-            f"SELECT sum(strlen({line}) + 1) FROM {table} GROUP BY rowid // {BLOCK} "
-            f"ORDER BY rowid // {BLOCK}"
+            "SELECT " + ", ".join(f"sum(coalesce(strlen({line}), 0) + 1)" for line in lines)
+            + f" FROM {table} GROUP BY rowid // {BLOCK} ORDER BY rowid // {BLOCK}"
         ).fetchall()
-        starts, total = [], 0
-        for (size,) in sizes:
-            starts.append(total)
-            total += int(size)
-        if os.path.getsize(text) != total:
-            raise OSError(f"{text.name}: {os.path.getsize(text)} bytes, expected {total}")
-        rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
-        index.write_bytes(orjson.dumps(
-            {"format": _FORMAT, "block": BLOCK, "rows": rows, "bytes": total, "starts": starts}
-        ))
-        return True
+        meta: dict[str, object] = {"format": _FORMAT, "block": BLOCK, "columns": {}}
+        for n, (column, line) in enumerate(zip(columns, lines, strict=True)):
+            name = f"search-{n}.txt"
+            path = directory / f"{prefix}{name}"
+            written.append(path)
+            literal = str(path).replace("'", "''")
+            # No quoting and no escaping: each value is written as is, one per line, in order.
+            con.execute(
+                f"COPY (SELECT coalesce({line}, '') FROM {table}) TO '{literal}' "
+                "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER chr(31))"
+            )
+            starts, total = [], 0
+            for row in sizes:
+                starts.append(total)
+                total += int(row[n])
+            if os.path.getsize(path) != total:
+                raise OSError(f"{name}: {os.path.getsize(path)} bytes, expected {total}")
+            meta["columns"][column] = {"file": name, "bytes": total, "starts": starts}  # type: ignore[index]
+        index = directory / f"{prefix}{INDEX_FILE}"
+        written.append(index)
+        index.write_bytes(orjson.dumps(meta))
+        return written
     except (OSError, duckdb.Error):
-        for path in (text, index):
+        for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
-        return False
+        return []
 
 
 class TextIndex:
-    """The search file of one dataset version, memory-mapped; safe to share between threads."""
+    """The search files of one dataset version, memory-mapped; safe to share between threads."""
 
-    def __init__(self, text: stringzilla.Str, starts: list[int], block: int) -> None:
-        self._text = text
-        self._starts = starts
-        self._block = block
+    def __init__(self, columns: dict[str, _Column]) -> None:
+        self._columns = columns
 
     @classmethod
     def open(cls, directory: Path) -> TextIndex | None:
         """The index beside a dataset file; None when there is none (an older ingest) or it
-        does not match its text file."""
+        does not match its files."""
         try:
             meta = orjson.loads((directory / INDEX_FILE).read_bytes())
             if meta.get("format") != _FORMAT:
                 return None
-            if meta["bytes"] == 0:
-                return cls(stringzilla.Str(""), [0], meta["block"])
-            text = stringzilla.Str(stringzilla.File(str(directory / SEARCH_FILE)))
-        except (OSError, ValueError, KeyError, RuntimeError):
+            columns = {}
+            for name, entry in meta["columns"].items():
+                size, starts = entry["bytes"], entry["starts"]
+                text = (
+                    stringzilla.Str(stringzilla.File(str(directory / entry["file"])))
+                    if size else stringzilla.Str("")
+                )
+                if len(text) != size or (size and not starts):
+                    return None
+                columns[name] = _Column(text, starts, meta["block"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             return None
-        if len(text) != meta["bytes"] or not meta["starts"]:
-            return None
-        return cls(text, meta["starts"], meta["block"])
+        return cls(columns)
 
-    def rows(self, needle: str, *, limit: int, deadline: float | None = None) -> list[int] | None:
-        """Ascending numbers of the rows whose line contains `needle` (as `searchable` returns
-        it); None as soon as more than `limit` rows match. Past `deadline` (monotonic time,
-        checked every `CHUNK` bytes, ~1 ms) it raises TimeoutError."""
-        text, starts, block = self._text, self._starts, self._block
-        found: list[int] = []
+    def rows(
+        self, column: str | None, needle: str, *, limit: int, deadline: float | None = None
+    ) -> list[int] | None:
+        """Ascending numbers of the rows whose `column` (any string column when None) holds
+        `needle` (as `searchable` returns it); None when there is no such column or more than
+        `limit` rows match. Past `deadline` (monotonic time, checked every `CHUNK` bytes,
+        ~1 ms) it raises TimeoutError."""
+        found = self.iter_rows(column, needle, deadline=deadline)
+        if found is None:
+            return None
+        rows = list(itertools.islice(found, limit + 1))
+        return rows if len(rows) <= limit else None
+
+    def iter_rows(
+        self, column: str | None, needle: str, *, start: int = 0, deadline: float | None = None
+    ) -> Iterator[int] | None:
+        """`rows` from row `start` on, lazily: a page in source order stops scanning once it
+        has its rows."""
+        if column is not None:
+            found = self._columns.get(column)
+            return found.iter_rows(needle, start, deadline) if found else None
+        parts = [c.iter_rows(needle, start, deadline) for c in self._columns.values()]
+        merged = heapq.merge(*parts)
+        return (row for row, _ in itertools.groupby(merged))
+
+
+class _Column:
+    def __init__(self, text: stringzilla.Str, starts: list[int], block: int) -> None:
+        self.text = text
+        self.starts = starts
+        self.block = block
+
+    def iter_rows(self, needle: str, start: int, deadline: float | None) -> Iterator[int]:
+        text, starts, block = self.text, self.starts, self.block
         last_block, last_end, last_row = -1, 0, 0
-        pos = self._find(needle, 0, deadline)
+        pos = self.find(needle, self.offset(start), deadline)
         while pos >= 0:
             b = bisect_right(starts, pos) - 1
             if b == last_block:  # count lines from the previous match's line, not the block
                 row = last_row + 1 + text[last_end + 1 : pos].count("\n")
             else:
                 row = b * block + text[starts[b] : pos].count("\n")
-            found.append(row)
-            if len(found) > limit:
-                return None
+            yield row
             last_block, last_row = b, row
             last_end = text.find("\n", pos)  # every line ends with one
-            pos = self._find(needle, last_end + 1, deadline)
-        return found
+            pos = self.find(needle, last_end + 1, deadline)
 
-    def _find(self, needle: str, start: int, deadline: float | None) -> int:
-        text, size, overlap = self._text, len(self._text), len(needle) - 1  # ASCII: 1 byte a char
+    def offset(self, row: int) -> int:
+        """Where line `row` starts (the end of the text past the last row)."""
+        b = row // self.block
+        if b >= len(self.starts):
+            return len(self.text)
+        pos = self.starts[b]
+        for _ in range(row - b * self.block):
+            pos = self.text.find("\n", pos) + 1
+            if pos == 0:
+                return len(self.text)
+        return pos
+
+    def find(self, needle: str, start: int, deadline: float | None) -> int:
+        text, size, overlap = self.text, len(self.text), len(needle) - 1  # ASCII: 1 byte a char
         while start < size:
             end = min(size, start + CHUNK)
             hit = text[start : min(size, end + overlap)].find(needle)
@@ -137,3 +194,7 @@ class TextIndex:
                 raise TimeoutError("substring search ran past its deadline")
             start = end
         return -1
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
