@@ -6,9 +6,10 @@
 It generates the CSV (bench_engine.generate, fixed seed, reused), times `402claw deploy`
 (the ingest), serves it with `402claw serve` (uvicorn, its own process) and Datasette
 (installed into bench/data/datasette-venv for this script only, over a SQLite copy of the same
-rows), then sends the same four queries to both, sequentially over one keep-alive connection,
-with the filter values varied per request so neither side answers from a cache (the unfiltered
-first page is one URL and may be cached on both). Prints medians and p99 in milliseconds.
+rows), then sends the same four queries to both, sequentially over one keep-alive connection
+each, the two sides taking turns in blocks of 20 requests (see `measure`), with the filter
+values varied per request so neither side answers from a cache (the unfiltered first page is
+one URL and may be cached on both). Prints medians and p99 in milliseconds.
 """
 
 from __future__ import annotations
@@ -88,18 +89,32 @@ def datasette_bin() -> Path:
     return exe
 
 
-def measure(client: httpx.Client, make_url: Callable[[int], str], n: int) -> tuple[float, float]:
-    for i in range(5):
-        client.get(make_url(10_000 + i)).raise_for_status()
-    times = []
-    for i in range(n):
-        url = make_url(i)
-        start = time.perf_counter()
-        r = client.get(url)
-        times.append((time.perf_counter() - start) * 1000)
-        r.raise_for_status()
-    times.sort()
-    return statistics.median(times), times[min(n - 1, int(n * 0.99))]
+def measure(
+    clients: dict[str, httpx.Client], urls: dict[str, Callable[[int], str]], n: int, block: int = 20
+) -> dict[str, tuple[float, float]]:
+    """Median and p99 per target. The targets take turns, `block` requests at a time: a
+    shared machine's speed drifts by tens of percent from minute to minute, so each side
+    sees the same machine; whole blocks, because a server's leftover work after an answer
+    (seen from Datasette) would otherwise land on the other side's next request."""
+    names = list(clients)
+    for name in names:
+        for i in range(5):
+            clients[name].get(urls[name](10_000 + i)).raise_for_status()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for start in range(0, n, block):
+        turn = start // block % len(names)
+        for name in names[turn:] + names[:turn]:
+            for i in range(start, min(n, start + block)):
+                url = urls[name](i)
+                began = time.perf_counter()
+                r = clients[name].get(url)
+                times[name].append((time.perf_counter() - began) * 1000)
+                r.raise_for_status()
+    out = {}
+    for name, samples in times.items():
+        samples.sort()
+        out[name] = (statistics.median(samples), samples[min(n - 1, int(n * 0.99))])
+    return out
 
 
 def queries(datasette: str | None = None) -> dict[str, Callable[[int], str]]:
@@ -209,13 +224,19 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{dport}/-/versions.json", servers[-1])
             targets["datasette"] = (f"http://127.0.0.1:{dport}", queries(db.stem))
 
-        results: dict[str, dict[str, tuple[float, float]]] = {}
-        for name, (base, urls) in targets.items():
-            with httpx.Client(base_url=base, timeout=60) as client:
-                results[name] = {}
-                for q, make_url in urls.items():
-                    results[name][q] = measure(client, make_url, args.requests)
-                    print(f"  {name:<10} {q:<22} {results[name][q][0]:7.2f} ms median", flush=True)
+        results: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in targets}
+        clients = {name: httpx.Client(base_url=base, timeout=60) for name, (base, _) in
+                   targets.items()}
+        try:
+            for q in queries():
+                found = measure(clients, {n: urls[q] for n, (_, urls) in targets.items()},
+                                args.requests)
+                for name, result in found.items():
+                    results[name][q] = result
+                    print(f"  {name:<10} {q:<22} {result[0]:7.2f} ms median", flush=True)
+        finally:
+            for client in clients.values():
+                client.close()
 
         print(f"\n{args.requests} sequential requests per query, ms (median / p99)")
         header = (
