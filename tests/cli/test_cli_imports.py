@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from claw402.cli import auth, cloudflare
 from claw402.cloudflare import dispatcher
 from claw402.control import authz
+from pyrun import python_output
 
 # Each costs 0.05-0.2 s to import; a command that needs one imports it in its body.
 HEAVY = (
@@ -41,7 +39,4 @@ def test_building_every_command_imports_no_heavy_module():
         f"heavy = {HEAVY!r}\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert python_output(code) == "[]"

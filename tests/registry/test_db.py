@@ -1,8 +1,5 @@
 """Migrations: the fast "already at head" check agrees with alembic and never skips work."""
 
-import subprocess
-import sys
-
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
@@ -13,6 +10,7 @@ from claw402.registry.db import (
     make_engine,
     migrate,
 )
+from pyrun import python_output
 
 
 def test_head_revision_is_alembics_head():
@@ -56,7 +54,4 @@ def test_migrate_at_head_does_not_import_alembic(tmp_path):
         f"migrate(make_engine({url!r}))\n"
         "print('alembic' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "False"
+    assert python_output(code) == "False"

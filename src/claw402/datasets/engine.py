@@ -408,13 +408,8 @@ def _page_sql(
             params.append(after.rowid)
         return f"SELECT {select} FROM {table} WHERE {where} LIMIT ?", [*params, query.limit + 1]
     if after is not None:
-        keyset, keyset_params = _keyset(query.sort, after.values, after.rowid)
-        where = f"{where} AND {keyset}" if where else keyset
-        params += keyset_params
-    order = ", ".join(
-        f"{_ident(k.column)} {'DESC NULLS FIRST' if k.descending else 'ASC NULLS LAST'}"
-        for k in query.sort
-    ) + ", rowid"
+        where = _and_keyset(where, params, query.sort, after)
+    order = _order_by(query.sort)
     # Late materialisation: the top-N reads only filter and sort columns, then the page's
     # rows are fetched by rowid (measured 12 ms against 16 ms for a plain top-N).
     return (
@@ -440,18 +435,30 @@ def _candidate_page_sql(
         where = f"{where} AND _rid > ?" if where else "_rid > ?"
         params.append(after.rowid)
     elif after is not None:
-        keyset, keyset_params = _keyset(query.sort, after.values, after.rowid, rowid="_rid")
-        where = f"{where} AND {keyset}" if where else keyset
-        params += keyset_params
-    order = "".join(
-        f"{_ident(k.column)} {'DESC NULLS FIRST' if k.descending else 'ASC NULLS LAST'}, "
-        for k in query.sort
-    ) + "_rid"
+        where = _and_keyset(where, params, query.sort, after, rowid="_rid")
+    order = _order_by(query.sort, rowid="_rid")
     return (
         f"SELECT {_select(names, types)}, _rid FROM {_CANDIDATES.format(table=table)}"
         f"{' WHERE ' + where if where else ''} ORDER BY {order} LIMIT ?",
         [*params, query.limit + 1],
     )
+
+
+def _order_by(sort: Sequence[Sort], rowid: str = "rowid") -> str:
+    """The page order: the sort keys (NULLs as the largest value), then the row number."""
+    return "".join(
+        f"{_ident(k.column)} {'DESC NULLS FIRST' if k.descending else 'ASC NULLS LAST'}, "
+        for k in sort
+    ) + rowid
+
+
+def _and_keyset(
+    where: str, params: list[object], sort: Sequence[Sort], after: After, rowid: str = "rowid"
+) -> str:
+    """`where` narrowed to the rows after the cursor; the keyset's values join `params`."""
+    keyset, keyset_params = _keyset(sort, after.values, after.rowid, rowid=rowid)
+    params += keyset_params
+    return f"{where} AND {keyset}" if where else keyset
 
 
 def _select(names: Sequence[str], types: dict[str, str]) -> str:
