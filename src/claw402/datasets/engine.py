@@ -1,8 +1,9 @@
 """Run validated queries on ingested datasets: one shared DuckDB instance, files attached on use.
 
-bench/bench_engine.py, 1M rows / 100 MB CSV, 2 cores, in-process, uncached medians: first page
-2.0 ms (0.24 ms from the page cache), equality on an unindexed column 2.8 ms, range + sort +
-100 rows 11.9 ms, substring search 3.2 ms (21 ms when nothing matches), record by key 1.3 ms.
+bench/bench_engine.py, 1M rows / 100 MB CSV, 2 cores, in-process, uncached medians (this
+machine's speed drifts ~30% between runs): first page 0.9-1.5 ms (0.1 ms from the page cache),
+equality on an unindexed column 1.4-2.0 ms, range + sort + 100 rows 6.7-8.8 ms, a 3-word
+substring 6.9-7.8 ms (3 ms when nothing matches), record by key 0.9 ms.
 
 Why this shape:
 - One in-memory DuckDB instance for the whole process; each dataset file is ATTACHed read-only
@@ -19,6 +20,9 @@ Why this shape:
   largest value.
 - Dates and timestamps leave DuckDB as ISO text (JSON-ready, any year, no Python datetimes).
 - Pages of an immutable version are cached by (version, query) up to `cache_rows` rows.
+- Substring filters and `_q` with a needle the search files answer (search.py) first get
+  their candidate rows from those files, then DuckDB checks every filter on those rows only
+  and fetches them by rowid: 3-4x faster than its own `contains` over every row.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ from claw402.datasets.schema import Column
 from claw402.datasets.search import TextIndex, searchable
 
 TABLE = "data"
-# Above this many rows a search's candidates cost more to fetch by rowid than a scan
-# (bench/bench_engine.py: ~3.7 ms for 100 random rows of 8 columns, ~25 ms for the scan).
+# Past this many candidate rows, DuckDB's own scan is as cheap as fetching them by rowid (1M
+# rows of 8 columns: 200 random rows 4.6 ms, 2,000 12 ms; a sorted scan 11-25 ms by needle).
 MAX_CANDIDATES = 2000
 _REINTERRUPT_S = 0.005
 _DATE_SQL = "CAST({c} AS VARCHAR)"  # ISO for years 1-9999, all ingest keeps; cheapest form
@@ -272,11 +276,11 @@ class Dataset:
         names = list(query.fields or (c.name for c in self.columns))
         extra = [k.column for k in query.sort if k.column not in names]
         with _search_deadline(timeout_ms) as deadline:
-            if query.sort:
+            if query.sort:  # every candidate is needed to sort them
                 candidates = self._candidates(query, deadline)
-                rows = (
+                rows = None if candidates is None else (
                     self._fetch(query, candidates, [*names, *extra], timeout_ms)
-                    if candidates else [] if candidates == [] else None
+                    if candidates else []
                 )
             else:
                 rows = self._stream(query, [*names, *extra], timeout_ms, deadline)
@@ -380,6 +384,7 @@ _CANDIDATES = (
     "(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ? "
     "AND rowid = ANY(?::BIGINT[]) LIMIT 9223372036854775807)"
 )
+
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
