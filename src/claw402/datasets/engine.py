@@ -48,7 +48,7 @@ from claw402.datasets.query import (
     convert,
     encode_cursor,
 )
-from claw402.datasets.schema import Column
+from claw402.datasets.schema import Column, sql_ident
 from claw402.datasets.search import TextIndex, searchable
 
 TABLE = "data"
@@ -254,7 +254,7 @@ class Dataset:
             return None
         names = [c.name for c in self.columns]
         select = _select(names, self._types)
-        sql = f"SELECT {select} FROM {self._table} WHERE {_ident(self.key)} = ?"
+        sql = f"SELECT {select} FROM {self._table} WHERE {sql_ident(self.key)} = ?"
         rows = self._engine._run(self.path, sql, [value], timeout_ms)
         return dict(zip(names, rows[0], strict=True)) if rows else None
 
@@ -386,8 +386,6 @@ _CANDIDATES = (
 )
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _page_sql(
@@ -452,7 +450,7 @@ def _candidate_page_sql(
 def _order_by(sort: Sequence[Sort], rowid: str = "rowid") -> str:
     """The page order: the sort keys (NULLs as the largest value), then the row number."""
     return "".join(
-        f"{_ident(k.column)} {'DESC NULLS FIRST' if k.descending else 'ASC NULLS LAST'}, "
+        f"{sql_ident(k.column)} {'DESC NULLS FIRST' if k.descending else 'ASC NULLS LAST'}, "
         for k in sort
     ) + rowid
 
@@ -469,7 +467,7 @@ def _and_keyset(
 def _select(names: Sequence[str], types: dict[str, str]) -> str:
     parts = []
     for name in names:
-        col = _ident(name)
+        col = sql_ident(name)
         if types[name] == "date":
             parts.append(_DATE_SQL.format(c=col))
         elif types[name] == "timestamp":
@@ -488,7 +486,7 @@ def _where(
     clauses: list[str] = []
     params: list[object] = []
     for f in query.filters:
-        col = _ident(f.column)
+        col = sql_ident(f.column)
         if f.op in _COMPARE:
             clauses.append(f"{col} {_COMPARE[f.op]} ?")
             params.append(f.value)
@@ -513,7 +511,7 @@ def _where(
         else:  # parse_query never produces another operator
             raise InvalidQuery(f"unknown operator {f.op!r}")
     if query.q:
-        strings = [_ident(c.name) for c in columns if c.type == "string"]
+        strings = [sql_ident(c.name) for c in columns if c.type == "string"]
         clauses.append(
             "(" + " OR ".join(f"contains(lower({s}), lower(?))" for s in strings) + ")"
         )
@@ -530,7 +528,7 @@ def _keyset(
     prefix: list[str] = []
     prefix_params: list[object] = []
     for key, value in zip(sort, values, strict=True):
-        col = _ident(key.column)
+        col = sql_ident(key.column)
         beyond: str | None
         beyond_params: list[object] = []
         if key.descending:
@@ -549,7 +547,7 @@ def _keyset(
     clause = "(" + " OR ".join(f"({b})" for b in branches) + ")"
     # A redundant bound on the first key that DuckDB can push into the scan (zonemaps).
     first, first_value = sort[0], values[0]
-    col = _ident(first.column)
+    col = sql_ident(first.column)
     if first.descending and first_value is not None:
         clause = f"{col} <= ? AND {clause}"
         params.insert(0, first_value)

@@ -39,7 +39,13 @@ from pathlib import Path
 import duckdb
 
 from claw402.datasets import search
-from claw402.datasets.schema import KEY_TYPES, Column, LogicalType, normalise_names
+from claw402.datasets.schema import (
+    KEY_TYPES,
+    Column,
+    LogicalType,
+    normalise_names,
+    sql_ident,
+)
 
 DATA_FILE = "data.duckdb"
 _DISABLED_COMPRESSION = "fsst,dictionary,dict_fsst"
@@ -346,7 +352,7 @@ def _conversion(
     con: duckdb.DuckDBPyConnection, reader: _Reader, duck_name: str, duck_type: str
 ) -> tuple[str, LogicalType]:
     """SQL turning a source column into its stored form, and the logical type it gets."""
-    col = _ident(duck_name)
+    col = sql_ident(duck_name)
     base = duck_type.split("(")[0]
     if base in _INT_TYPES:
         return f"CAST({col} AS BIGINT)", "integer"
@@ -392,7 +398,7 @@ def _create_table(
     size: int,
     progress: Progress | None,
 ) -> None:
-    converted = ", ".join(f"{p.sql} AS {_ident(p.column.name)}" for p in planned)
+    converted = ", ".join(f"{p.sql} AS {sql_ident(p.column.name)}" for p in planned)
     # Insertion order is preserved, so DuckDB's rowid is the 0-based source row number.
     sql = f"CREATE TABLE out.data AS SELECT {converted} FROM {reader.sql}"
     done = threading.Event()
@@ -439,7 +445,7 @@ def _resolve_key(key: str | None, planned: list[_Planned]) -> str | None:
 
 def _index_key(con: duckdb.DuckDBPyConnection, key: str) -> None:
     """Reject NULL or repeated keys, naming the first offending row; index for lookups."""
-    col = _ident(key)
+    col = sql_ident(key)
     null_row = con.execute(
         f"SELECT min(rowid) FROM out.data WHERE {col} IS NULL"
     ).fetchone()
@@ -556,8 +562,6 @@ def _first_line(message: str) -> str:
     return re.sub(r"^[A-Za-z ]*Error: ", "", text)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_text(value: object) -> str:

@@ -52,3 +52,8 @@ def normalise_names(raw: list[str]) -> list[str]:
         taken.add(candidate.lower())
         names.append(candidate)
     return names
+
+
+def sql_ident(name: str) -> str:
+    """A column name as a quoted SQL identifier (names come only from the schema)."""
+    return '"' + name.replace('"', '""') + '"'

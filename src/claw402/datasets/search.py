@@ -32,6 +32,8 @@ import duckdb
 import orjson
 import stringzilla
 
+from claw402.datasets.schema import sql_ident
+
 INDEX_FILE = "search.idx"
 BLOCK = 1024
 CHUNK = 1 << 24  # bytes scanned between deadline checks
@@ -60,7 +62,7 @@ def write(
     index says (then queries scan)."""
     if not columns:
         return []
-    lines = [f"replace(lower({_ident(c)}), chr(10), chr(255))" for c in columns]
+    lines = [f"replace(lower({sql_ident(c)}), chr(10), chr(255))" for c in columns]
     written: list[Path] = []
     try:
         sizes = con.execute(
@@ -168,7 +170,9 @@ class _Column:
                 row = b * block + text[starts[b] : pos].count("\n")
             yield row
             last_block, last_row = b, row
-            last_end = text.find("\n", pos)  # every line ends with one
+            last_end = text.find("\n", pos)  # every line ends with one: on to the next line
+            if last_end < 0:
+                return
             pos = self.find(needle, last_end + 1, deadline)
 
     def offset(self, row: int) -> int:
@@ -194,7 +198,3 @@ class _Column:
                 raise TimeoutError("substring search ran past its deadline")
             start = end
         return -1
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
