@@ -2,15 +2,15 @@
 
 Layout of `<dest_dir>/data.duckdb` (chosen by measurement; see bench/bench_engine.py):
 table `data` holds the columns under their normalised names and logical types, in source
-order. The row-order column is DuckDB's own `rowid`: written in one
-order-preserving CREATE TABLE AS, it is the dense 0-based source row number (keyset pages, a
+order. The row-order column is DuckDB's own `rowid`: written in one order-preserving
+CREATE TABLE AS, it is the dense 0-based source row number (keyset pages, a
 first page that reads one row group), and unlike a materialised `row_number()` column it costs
 no ingest time (0.6 s of 1.8 s for 1M rows). Strings are stored uncompressed: pages and
 substring scans measured about twice as fast as with FSST or dictionary compression. A key
 column gets a unique ART index (fast `record(key)`). When there are string columns,
 `search-<n>.txt` and `search.idx` beside it hold their text for substring search
 (`search.py`); they replace a lowercased `_text` column, which cost more to write (0.5 s for
-1M rows) than they do and scanned 3-5x slower.
+1M rows) than they do, and DuckDB scanned it 4-8x slower.
 
 Decisions: the first CSV row is the header unless DuckDB's sniffer says otherwise (then columns
 are `column_1`...); names follow `schema.normalise_names`; a CSV that is not UTF-8 is read as
@@ -560,8 +560,6 @@ def _locate_json_error(reader: _Reader, message: str) -> str:
 def _first_line(message: str) -> str:
     text = message.strip().splitlines()[0] if message.strip() else "unknown error"
     return re.sub(r"^[A-Za-z ]*Error: ", "", text)
-
-
 
 
 def _sql_text(value: object) -> str:
