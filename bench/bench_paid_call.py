@@ -87,7 +87,7 @@ def gateway_app(static_guard: bool = False) -> Any:
     from claw402.registry.store import Registry
 
     registry = Registry.open(load_settings())
-    sink = EventSink(registry.write_events)
+    sink = EventSink.in_child(registry)
     paywall = paywall_from_env(registry.engine, sink.emit)
     assert paywall is not None, "the bench sets CLAW402_ENV=dev and the payment variables"
     if static_guard:

@@ -2,7 +2,8 @@
 
 `emit` appends to an in-memory queue; a daemon thread writes what has queued to the registry's
 events table `interval` seconds after the first event of a batch, in transactions of at most
-`batch` events. `close` flushes what is left.
+`batch` events; `EventSink.in_child` hands those writes to a child process
+(`event_writer.py`). `close` flushes what is left.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from claw402.registry.store import Registry
 
 log = logging.getLogger("claw402.events")
 
@@ -20,8 +24,16 @@ Writer = Callable[[Sequence[dict[str, Any]]], None]
 
 
 class EventSink:
-    def __init__(self, write: Writer, *, interval: float = 0.2, batch: int = 500) -> None:
+    def __init__(
+        self,
+        write: Writer,
+        *,
+        interval: float = 0.2,
+        batch: int = 500,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._write = write
+        self._on_close = on_close
         self._interval = interval
         self._batch = batch
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
@@ -31,9 +43,20 @@ class EventSink:
     def emit(self, record: dict[str, Any]) -> None:
         self._queue.put(record)
 
+    @classmethod
+    def in_child(cls, registry: Registry, **options: Any) -> EventSink:
+        """A sink whose database writes happen in a child process (`event_writer`): what
+        `402claw serve` runs, where the writes would otherwise compete for the GIL."""
+        from claw402.gateway.event_writer import ChildWriter
+
+        writer = ChildWriter(registry)
+        return cls(writer, on_close=writer.close, **options)
+
     def close(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._on_close is not None:
+            self._on_close()
 
     def _run(self) -> None:
         """Wait `interval` after the first event, then write everything queued by then: one

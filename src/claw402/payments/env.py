@@ -3,7 +3,7 @@
 In `claw402.gateway.server.build_app`:
 
     registry = Registry.open(settings)
-    sink = EventSink(registry.write_events)
+    sink = EventSink.in_child(registry)
     paywall = paywall_from_env(registry.engine, sink.emit)   # raises PaymentConfigError
     Gateway(registry, guard=paywall or unpriced_guard, sink=sink)
 

@@ -1,0 +1,113 @@
+"""Lifecycle events written by a child process, so the gateway's GIL stays with its requests.
+
+In-process, the sink's writer thread took the GIL back from the event loop around every SQLite
+statement it ran: with three events per 402 challenge that cost the challenge path about a
+sixth of its rate under load (bench/bench_paid_call.py). `ChildWriter` hands each batch to
+`python -m claw402.gateway.event_writer` through a pipe instead: one `orjson.dumps` and one
+write per batch in the gateway, the database work in the child.
+
+Pipe protocol: frames of a 4-byte little-endian length and orjson bytes. The first frame is
+`{"url": database URL}` (not in argv, where `ps` would show a password); each next one is a
+list of events for `Registry.write_events`. At end of input, the child writes what it has read
+and exits: events already in the pipe survive the gateway's own crash. Should the child die,
+the writer logs it once and writes in-process from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+import orjson
+
+from claw402.registry.db import make_engine
+from claw402.registry.store import Registry
+
+log = logging.getLogger("claw402.events")
+
+_CHUNK = 500  # events per transaction in the child
+
+
+class ChildWriter:
+    """A `Writer` for `EventSink` that writes through a child process; `close` drains it."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._fallback = registry.write_events
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True
+        )
+        url = registry.engine.url.render_as_string(hide_password=False)
+        self._send(orjson.dumps({"url": url}))
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> None:
+        if not self._send(orjson.dumps(list(batch))):
+            self._fallback(batch)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        try:
+            proc.stdin.close()
+            proc.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            log.error("the event writer did not finish within %s s; stopping it", timeout)
+            proc.kill()
+            proc.wait()
+
+    def _send(self, payload: bytes) -> bool:
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.stdin is None:
+                return False
+            try:
+                proc.stdin.write(len(payload).to_bytes(4, "little") + payload)
+                proc.stdin.flush()
+                return True
+            except (OSError, ValueError):  # the child is gone: write in-process from now on
+                log.error("the event writer exited (%s); writing events in-process", proc.poll())
+                self._proc = None
+                return False
+
+
+def _frames(stream: IO[bytes]) -> Any:
+    while len(head := stream.read(4)) == 4:
+        body = stream.read(int.from_bytes(head, "little"))
+        yield orjson.loads(body)
+
+
+def _write(registry: Registry, events: list[dict[str, Any]]) -> None:
+    for attempt in range(3):  # as EventSink does in-process: outlive a busy database
+        try:
+            registry.write_events(events)
+            return
+        except Exception:
+            log.exception("writing %d events failed (attempt %d)", len(events), attempt + 1)
+    log.error("dropped %d events after 3 attempts", len(events))
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the gateway says when
+    frames = _frames(sys.stdin.buffer)
+    first = next(frames, None)
+    if not isinstance(first, dict) or "url" not in first:
+        sys.exit("event_writer: expected the database URL first")
+    registry = Registry(make_engine(first["url"]))
+    try:
+        for batch in frames:
+            for start in range(0, len(batch), _CHUNK):
+                _write(registry, batch[start : start + _CHUNK])
+    finally:
+        registry.close()
+
+
+if __name__ == "__main__":
+    main()

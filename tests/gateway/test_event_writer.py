@@ -1,0 +1,67 @@
+"""Events written by the child process land in the events table, and none are lost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from claw402.dispatch.events import event
+from claw402.gateway.events import EventSink
+from claw402.registry.db import make_engine, migrate
+from claw402.registry.store import Registry
+
+
+@pytest.fixture
+def registry(database_url: str):
+    engine = make_engine(database_url)
+    migrate(engine)
+    reg = Registry(engine)
+    yield reg
+    reg.close()
+
+
+def batch(prefix: str, n: int) -> list[dict]:
+    return [event("dispatch_start", f"{prefix}-{i}", None, path="/v1/records") for i in range(n)]
+
+
+def test_the_child_writes_every_event_in_order(registry: Registry) -> None:
+    sink = EventSink.in_child(registry, interval=0.01, batch=7)
+    sent = batch("a", 1200)
+    for record in sent:
+        sink.emit(record)
+    sink.close()  # drains the queue, then the child's pipe
+    stored = registry.read_events(limit=5000)
+    assert [e["requestId"] for e in stored] == [e["requestId"] for e in sent]
+    assert stored[0]["type"] == "dispatch_start" and stored[0]["details"] == {"path": "/v1/records"}
+
+
+def test_a_dead_child_means_writing_in_process(registry: Registry) -> None:
+    sink = EventSink.in_child(registry, interval=0.01)
+    for record in batch("before", 3):
+        sink.emit(record)
+    deadline = time.monotonic() + 10
+    while len(registry.read_events(limit=100)) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    sink._write._proc.kill()  # type: ignore[attr-defined]
+    sink._write._proc.wait()  # type: ignore[attr-defined]
+    for record in batch("after", 3):
+        sink.emit(record)
+    sink.close()
+    ids = [e["requestId"] for e in registry.read_events(limit=100)]
+    assert ids == [f"before-{i}" for i in range(3)] + [f"after-{i}" for i in range(3)]
+
+
+def test_the_child_finishes_what_is_in_the_pipe_when_the_gateway_is_gone(
+    registry: Registry,
+) -> None:
+    from claw402.gateway.event_writer import ChildWriter
+
+    writer = ChildWriter(registry)
+    writer(batch("orphan", 50))
+    proc = writer._proc
+    assert proc is not None and proc.stdin is not None
+    proc.stdin.close()  # what the gateway's death does to the pipe
+    assert proc.wait(30) == 0
+    assert len(registry.read_events(limit=100)) == 50
