@@ -183,3 +183,19 @@ def test_matches_across_chunk_edges(big: IngestResult, monkeypatch: pytest.Monke
     expected = index.rows("title", "charlie delta", limit=ROWS)
     monkeypatch.setattr(search, "CHUNK", 7)  # every match straddles some chunk edge
     assert index.rows("title", "charlie delta", limit=ROWS) == expected != []
+
+
+@pytest.mark.parametrize("window", [1, 1000, 1024])
+def test_any_column_search_by_windows(
+    big: IngestResult, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """`_q` reads every column a window of rows at a time; the rows found do not change."""
+    index = search.TextIndex.open(big.path.parent)
+    assert index is not None
+    needles = ["alpha", "needle", "n3", "o g", "nothing"]
+    expected = {n: index.rows(None, n, limit=ROWS) for n in needles}
+    monkeypatch.setattr(search, "WINDOW", window)
+    for n in needles:
+        assert index.rows(None, n, limit=ROWS) == expected[n], n
+        found = index.iter_rows(None, n, start=777)
+        assert found is not None and list(found) == [r for r in expected[n] if r >= 777]

@@ -267,8 +267,8 @@ class Dataset:
         if candidates == []:
             return 0
         if candidates is not None:
-            table = _CANDIDATES.format(table=table)
-            params = [candidates[0], candidates[-1], candidates, *params]
+            table, relation_params = _candidate_rows(table, candidates)
+            params = [*relation_params, *params]
         sql = f"SELECT count(*) FROM {table}{' WHERE ' + where if where else ''}"
         return int(self._engine._run(self.path, sql, params, timeout_ms)[0][0])  # type: ignore[arg-type]
 
@@ -377,13 +377,26 @@ def _search_deadline(timeout_ms: int | None) -> Iterator[float | None]:
 
 # ---- SQL ---------------------------------------------------------------------------------
 
-# The candidate rows as a relation; LIMIT keeps the outer filters from being pushed into the
-# scan, so DuckDB checks them on the candidates only and not on every row.
-# The bounds let zonemaps skip the row groups outside the candidates' range.
-_CANDIDATES = (
-    "(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ? "
-    "AND rowid = ANY(?::BIGINT[]) LIMIT 9223372036854775807)"
-)
+def _candidate_rows(table: str, candidates: list[int]) -> tuple[str, list[object]]:
+    """The rows a search's candidates (ascending) may be among, as a relation with `_rid`.
+
+    Sparse: the candidates themselves; LIMIT keeps the outer filters out of the scan, so
+    DuckDB checks them on the candidates and not on every row, and the bounds let zonemaps
+    skip the row groups outside the candidates' range. Dense (at least one row in
+    `_DENSE` a candidate): the whole range, which costs less than planning the list join
+    (1.0 against 3.0 ms for 101 rows). Either way the query's own filters decide.
+    """
+    first, last = candidates[0], candidates[-1]
+    if last - first < _DENSE * len(candidates):
+        return f"(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ?)", [first, last]
+    return (
+        f"(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ? "
+        "AND rowid = ANY(?::BIGINT[]) LIMIT 9223372036854775807)",
+        [first, last, candidates],
+    )
+
+
+_DENSE = 64
 
 
 
@@ -431,8 +444,9 @@ def _candidate_page_sql(
     columns: Sequence[Column],
 ) -> tuple[str, list[object]]:
     """`_page_sql` over the candidate rows of a search: few rows, so one plain ORDER BY."""
+    relation, relation_params = _candidate_rows(table, candidates)
     where, params = _where(query, types, columns)
-    params = [candidates[0], candidates[-1], candidates, *params]
+    params = [*relation_params, *params]
     after = query.after
     if after is not None and not query.sort:
         where = f"{where} AND _rid > ?" if where else "_rid > ?"
@@ -441,7 +455,7 @@ def _candidate_page_sql(
         where = _and_keyset(where, params, query.sort, after, rowid="_rid")
     order = _order_by(query.sort, rowid="_rid")
     return (
-        f"SELECT {_select(names, types)}, _rid FROM {_CANDIDATES.format(table=table)}"
+        f"SELECT {_select(names, types)}, _rid FROM {relation}"
         f"{' WHERE ' + where if where else ''} ORDER BY {order} LIMIT ?",
         [*params, query.limit + 1],
     )

@@ -37,7 +37,8 @@ from claw402.datasets.schema import sql_ident
 INDEX_FILE = "search.idx"
 BLOCK = 1024
 CHUNK = 1 << 24  # bytes scanned between deadline checks
-_FORMAT = 2
+_FORMAT = 3
+WINDOW = 256 * BLOCK  # rows `_q` searches in every column before it moves on
 
 
 def searchable(needle: str) -> str | None:
@@ -66,10 +67,12 @@ def write(
     written: list[Path] = []
     try:
         sizes = con.execute(
-            "SELECT " + ", ".join(f"sum(coalesce(strlen({line}), 0) + 1)" for line in lines)
+            "SELECT count(*), "
+            + ", ".join(f"sum(coalesce(strlen({line}), 0) + 1)" for line in lines)
             + f" FROM {table} GROUP BY rowid // {BLOCK} ORDER BY rowid // {BLOCK}"
         ).fetchall()
-        meta: dict[str, object] = {"format": _FORMAT, "block": BLOCK, "columns": {}}
+        rows = sum(int(row[0]) for row in sizes)
+        meta: dict[str, object] = {"format": _FORMAT, "block": BLOCK, "rows": rows, "columns": {}}
         for n, (column, line) in enumerate(zip(columns, lines, strict=True)):
             name = f"search-{n}.txt"
             path = directory / f"{prefix}{name}"
@@ -83,7 +86,7 @@ def write(
             starts, total = [], 0
             for row in sizes:
                 starts.append(total)
-                total += int(row[n])
+                total += int(row[n + 1])
             if os.path.getsize(path) != total:
                 raise OSError(f"{name}: {os.path.getsize(path)} bytes, expected {total}")
             meta["columns"][column] = {"file": name, "bytes": total, "starts": starts}  # type: ignore[index]
@@ -101,8 +104,9 @@ def write(
 class TextIndex:
     """The search files of one dataset version, memory-mapped; safe to share between threads."""
 
-    def __init__(self, columns: dict[str, _Column]) -> None:
+    def __init__(self, columns: dict[str, _Column], rows: int) -> None:
         self._columns = columns
+        self._rows = rows
 
     @classmethod
     def open(cls, directory: Path) -> TextIndex | None:
@@ -122,9 +126,10 @@ class TextIndex:
                 if len(text) != size or (size and not starts):
                     return None
                 columns[name] = _Column(text, starts, meta["block"])
+            rows = int(meta["rows"])
         except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             return None
-        return cls(columns)
+        return cls(columns, rows)
 
     def rows(
         self, column: str | None, needle: str, *, limit: int, deadline: float | None = None
@@ -147,9 +152,18 @@ class TextIndex:
         if column is not None:
             found = self._columns.get(column)
             return found.iter_rows(needle, start, deadline) if found else None
-        parts = [c.iter_rows(needle, start, deadline) for c in self._columns.values()]
-        merged = heapq.merge(*parts)
-        return (row for row, _ in itertools.groupby(merged))
+        return self._any_column(needle, start, deadline)
+
+    def _any_column(self, needle: str, start: int, deadline: float | None) -> Iterator[int]:
+        """Every column, `WINDOW` rows at a time: a needle frequent in one column fills a page
+        from the first window, without reading the other columns to their end first."""
+        low = start
+        while low < self._rows:
+            high = min(self._rows, (low // WINDOW + 1) * WINDOW)
+            parts = [c.iter_rows(needle, low, deadline, stop=high) for c in self._columns.values()]
+            for row, _ in itertools.groupby(heapq.merge(*parts)):
+                yield row
+            low = high
 
 
 class _Column:
@@ -158,10 +172,14 @@ class _Column:
         self.starts = starts
         self.block = block
 
-    def iter_rows(self, needle: str, start: int, deadline: float | None) -> Iterator[int]:
+    def iter_rows(
+        self, needle: str, start: int, deadline: float | None, stop: int | None = None
+    ) -> Iterator[int]:
+        """Rows from `start` (up to `stop`) whose line holds `needle`."""
         text, starts, block = self.text, self.starts, self.block
+        end = len(text) if stop is None else self.offset(stop)
         last_block, last_end, last_row = -1, 0, 0
-        pos = self.find(needle, self.offset(start), deadline)
+        pos = self.find(needle, self.offset(start), end, deadline)
         while pos >= 0:
             b = bisect_right(starts, pos) - 1
             if b == last_block:  # count lines from the previous match's line, not the block
@@ -173,7 +191,7 @@ class _Column:
             last_end = text.find("\n", pos)  # every line ends with one: on to the next line
             if last_end < 0:
                 return
-            pos = self.find(needle, last_end + 1, deadline)
+            pos = self.find(needle, last_end + 1, end, deadline)
 
     def offset(self, row: int) -> int:
         """Where line `row` starts (the end of the text past the last row)."""
@@ -187,8 +205,10 @@ class _Column:
                 return len(self.text)
         return pos
 
-    def find(self, needle: str, start: int, deadline: float | None) -> int:
-        text, size, overlap = self.text, len(self.text), len(needle) - 1  # ASCII: 1 byte a char
+    def find(self, needle: str, start: int, size: int, deadline: float | None) -> int:
+        """The first match starting in [start, size), or -1. Lines end before `size`, so a
+        match never runs past it."""
+        text, overlap = self.text, len(needle) - 1  # ASCII: 1 byte a char
         while start < size:
             end = min(size, start + CHUNK)
             hit = text[start : min(size, end + overlap)].find(needle)
