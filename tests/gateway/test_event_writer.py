@@ -65,3 +65,19 @@ def test_the_child_finishes_what_is_in_the_pipe_when_the_gateway_is_gone(
     proc.stdin.close()  # what the gateway's death does to the pipe
     assert proc.wait(30) == 0
     assert len(registry.read_events(limit=100)) == 50
+
+
+def test_no_child_at_all_means_writing_in_process(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    sink = EventSink.in_child(registry, interval=0.01)
+    for record in batch("solo", 4):
+        sink.emit(record)
+    sink.close()
+    assert [e["requestId"] for e in registry.read_events()] == [f"solo-{i}" for i in range(4)]

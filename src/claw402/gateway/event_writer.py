@@ -39,9 +39,14 @@ class ChildWriter:
     def __init__(self, registry: Registry) -> None:
         self._fallback = registry.write_events
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True
-        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True
+            )
+        except OSError as exc:
+            log.error("cannot start the event writer (%s); writing events in-process", exc)
+            return
         url = registry.engine.url.render_as_string(hide_password=False)
         self._send(orjson.dumps({"url": url}))
 
