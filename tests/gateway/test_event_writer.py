@@ -25,12 +25,18 @@ def batch(prefix: str, n: int) -> list[dict]:
     return [event("dispatch_start", f"{prefix}-{i}", None, path="/v1/records") for i in range(n)]
 
 
-def test_the_child_writes_every_event_in_order(registry: Registry) -> None:
+def test_the_child_writes_every_event_in_order(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
     sink = EventSink.in_child(registry, interval=0.01, batch=7)
+    child = sink._write._proc  # type: ignore[attr-defined]
+    assert child is not None and child.poll() is None  # a live child, not the fallback
     sent = batch("a", 1200)
     for record in sent:
         sink.emit(record)
     sink.close()  # drains the queue, then the child's pipe
+    assert child.returncode == 0 and sink._write._proc is None  # type: ignore[attr-defined]
+    assert "in-process" not in caplog.text  # the child wrote them, not the fallback
     stored = registry.read_events(limit=5000)
     assert [e["requestId"] for e in stored] == [e["requestId"] for e in sent]
     assert stored[0]["type"] == "dispatch_start" and stored[0]["details"] == {"path": "/v1/records"}
