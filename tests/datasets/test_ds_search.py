@@ -92,6 +92,22 @@ def test_search_file_and_scan_agree(
         assert indexed.count(query) == len(expected)
 
 
+@pytest.mark.parametrize("extra", [("_fields", "id,size"), ("size", "3"), ("_q", "o")])
+@pytest.mark.parametrize("op", ["title__contains", "title__icontains", "_q"])
+def test_search_with_other_parameters(
+    big: IngestResult, without_search: Path, engine: Engine, op: str, extra: tuple[str, str]
+) -> None:
+    """Fields without the searched column, another filter beside the search, both searches:
+    rows the search files answer alone and rows DuckDB must check again agree with the scan."""
+    if op == extra[0]:
+        pytest.skip("one _q per query")
+    indexed = engine.open(big.path, big.columns, version="v1")
+    scanned = engine.open(without_search, big.columns, version="v1")
+    for needle in ["alpha", "ALPHA", "Fox", "fox", "needle"]:
+        params = [(op, needle), extra]
+        assert everything(indexed, big, params) == everything(scanned, big, params), needle
+
+
 def test_search_is_used_for_ascii_needles(big: IngestResult, engine: Engine) -> None:
     dataset = engine.open(big.path, big.columns, version="v1")
     assert dataset._candidates(parse_query([("_q", "Needle")], big.columns, max_limit=10))

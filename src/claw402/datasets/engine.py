@@ -310,6 +310,31 @@ class Dataset:
         )
         return self._engine._run(self.path, sql, params, timeout_ms)
 
+    def _fetch_rows(
+        self,
+        candidates: list[int],
+        names: list[str],
+        checks: list[tuple[str, str]],
+        timeout_ms: int | None,
+    ) -> list[tuple[object, ...]]:
+        """Candidates that are the answer (`_exact_search`), fetched by rowid alone: no filter
+        in the SQL for DuckDB to check again (2.4 against 1.7 ms for 101 rows of 8 columns);
+        a case-sensitive `contains` is checked here, on the fetched values."""
+        extra = [column for column, _ in checks if column not in names]
+        fetched = [*names, *extra]
+        sql = (
+            f"SELECT {_select(fetched, self._types)}, rowid FROM {self._table} "
+            "WHERE rowid = ANY(?::BIGINT[])"
+        )
+        rows = self._engine._run(self.path, sql, [candidates], timeout_ms)
+        rows.sort(key=lambda row: row[-1])  # type: ignore[arg-type,return-value]
+        for column, needle in checks:
+            i = fetched.index(column)
+            rows = [row for row in rows if isinstance(row[i], str) and needle in row[i]]
+        if extra:
+            rows = [(*row[: len(names)], row[-1]) for row in rows]
+        return rows
+
     def _stream(
         self, query: Query, names: list[str], timeout_ms: int | None, deadline: float | None
     ) -> list[tuple[object, ...]] | None:
@@ -326,13 +351,18 @@ class Dataset:
         found = index.iter_rows(search[0], search[1], start=start, deadline=deadline)
         if found is None:
             return None
+        checks = _exact_search(query, search[0])
         rows: list[tuple[object, ...]] = []
         size, tried = query.limit + 1, 0
         while len(rows) <= query.limit:
             chunk = list(itertools.islice(found, max(size, query.limit + 1 - len(rows))))
             if not chunk:
                 break
-            rows += self._fetch(query, chunk, names, timeout_ms)
+            rows += (
+                self._fetch(query, chunk, names, timeout_ms)
+                if checks is None
+                else self._fetch_rows(chunk, names, checks, timeout_ms)
+            )
             size, tried = size * 2, tried + len(chunk)
             if tried >= MAX_CANDIDATES and len(rows) <= query.limit:
                 rest = replace(query, after=After((), chunk[-1]), limit=query.limit - len(rows))
@@ -365,6 +395,19 @@ class Dataset:
             return None
         _, _, column, needle = max(options, key=lambda o: (o[0], o[1]))
         return column, needle
+
+
+def _exact_search(query: Query, column: str | None) -> list[tuple[str, str]] | None:
+    """Whether the search files' rows for (`column`, needle) are the query's answer: the
+    case-sensitive `(column, value)` checks left to make on them, or None when other filters
+    must be checked too. `_q` and `__icontains` with a searchable needle are exact (see
+    search.py); `__contains` is exact up to case."""
+    if column is None:  # `_q` was chosen: no column filter can narrow it
+        return [] if not query.filters else None
+    if query.q or len(query.filters) != 1:
+        return None
+    only = query.filters[0]  # the filter `_search_plan` chose: contains or icontains
+    return [(only.column, str(only.value))] if only.op == "contains" else []
 
 
 @contextlib.contextmanager
