@@ -7,15 +7,16 @@ It generates the CSV (bench_engine.generate, fixed seed, reused), times `402claw
 (the ingest), serves it with `402claw serve` (uvicorn, its own process) and Datasette
 (installed into bench/data/datasette-venv for this script only, over a SQLite copy of the same
 rows), then sends the same four queries to both, sequentially over one keep-alive connection
-each, the two sides taking turns in blocks of 20 requests (see `measure`), with the filter
-values varied per request so neither side answers from a cache (the unfiltered first page is
-one URL and may be cached on both). Prints medians and p99 in milliseconds.
+each (`Client`), the two sides taking turns in blocks of 20 requests (see `measure`), with the
+filter values varied per request so neither side answers from a cache (the unfiltered first
+page is one URL and may be cached on both). Prints medians and p99 in milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import os
 import signal
 import sqlite3
@@ -26,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -89,8 +91,29 @@ def datasette_bin() -> Path:
     return exe
 
 
+class Client:
+    """One keep-alive connection from the standard library's `http.client`: a few hundred µs
+    less per request than httpx (measured 0.13-0.24 ms of client CPU against 0.5-0.85 ms on
+    a 100-row page), and that time is the client's, not the server's latency."""
+
+    def __init__(self, base: str) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def get(self, url: str) -> bytes:
+        self.conn.request("GET", quote(url, safe="/?&=:,._-"))
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {url}: {response.status} {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def measure(
-    clients: dict[str, httpx.Client], urls: dict[str, Callable[[int], str]], n: int, block: int = 20
+    clients: dict[str, Client], urls: dict[str, Callable[[int], str]], n: int, block: int = 20
 ) -> dict[str, tuple[float, float]]:
     """Median and p99 per target. The targets take turns, `block` requests at a time: a
     shared machine's speed drifts by tens of percent from minute to minute, so each side
@@ -99,7 +122,7 @@ def measure(
     names = list(clients)
     for name in names:
         for i in range(5):
-            clients[name].get(urls[name](10_000 + i)).raise_for_status()
+            clients[name].get(urls[name](10_000 + i))
     times: dict[str, list[float]] = {name: [] for name in names}
     for start in range(0, n, block):
         turn = start // block % len(names)
@@ -107,9 +130,8 @@ def measure(
             for i in range(start, min(n, start + block)):
                 url = urls[name](i)
                 began = time.perf_counter()
-                r = clients[name].get(url)
+                clients[name].get(url)
                 times[name].append((time.perf_counter() - began) * 1000)
-                r.raise_for_status()
     out = {}
     for name, samples in times.items():
         samples.sort()
@@ -225,8 +247,7 @@ def main() -> None:
             targets["datasette"] = (f"http://127.0.0.1:{dport}", queries(db.stem))
 
         results: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in targets}
-        clients = {name: httpx.Client(base_url=base, timeout=60) for name, (base, _) in
-                   targets.items()}
+        clients = {name: Client(base) for name, (base, _) in targets.items()}
         try:
             for q in queries():
                 found = measure(clients, {n: urls[q] for n, (_, urls) in targets.items()},
