@@ -92,15 +92,20 @@ def test_search_file_and_scan_agree(
         assert indexed.count(query) == len(expected)
 
 
-@pytest.mark.parametrize("extra", [("_fields", "id,size"), ("size", "3"), ("_q", "o")])
-@pytest.mark.parametrize("op", ["title__contains", "title__icontains", "_q"])
+@pytest.mark.parametrize(
+    ("op", "extra"),
+    [
+        (op, extra)
+        for op in ("title__contains", "title__icontains", "_q")
+        for extra in (("_fields", "id,size"), ("size", "3"), ("_q", "o"))
+        if op != extra[0]  # one _q per query
+    ],
+)
 def test_search_with_other_parameters(
     big: IngestResult, without_search: Path, engine: Engine, op: str, extra: tuple[str, str]
 ) -> None:
     """Fields without the searched column, another filter beside the search, both searches:
     rows the search files answer alone and rows DuckDB must check again agree with the scan."""
-    if op == extra[0]:
-        pytest.skip("one _q per query")
     indexed = engine.open(big.path, big.columns, version="v1")
     scanned = engine.open(without_search, big.columns, version="v1")
     for needle in ["alpha", "ALPHA", "Fox", "fox", "needle"]:
