@@ -22,7 +22,8 @@ Why this shape:
 - Pages of an immutable version are cached by (version, query) up to `cache_rows` rows.
 - Substring filters and `_q` with a needle the search files answer (search.py) first get
   their candidate rows from those files, then DuckDB checks every filter on those rows only
-  and fetches them by rowid: 3-4x faster than its own `contains` over every row.
+  and fetches them by rowid: 3-4x faster than its own `contains` over every row. When the
+  search is the whole query (`_exact_search`), DuckDB only fetches the rows (~1 ms less).
 """
 
 from __future__ import annotations
