@@ -87,27 +87,3 @@ def test_no_child_at_all_means_writing_in_process(
         sink.emit(record)
     sink.close()
     assert [e["requestId"] for e in registry.read_events()] == [f"solo-{i}" for i in range(4)]
-
-
-def test_a_batch_the_pipe_cannot_carry_is_written_in_process(registry: Registry) -> None:
-    """marshal takes only built-in types; a str subclass (an enum member, say) in a detail
-    sends that batch through the in-process writer, and the child stays up for the next."""
-    import enum
-
-    class Kind(enum.StrEnum):
-        CHALLENGE = "challenge"
-
-    sink = EventSink.in_child(registry, interval=0.01)
-    child = sink._write._proc  # type: ignore[attr-defined]
-    sink.emit(event("payment_challenge", "odd", None, step=Kind.CHALLENGE))
-    deadline = time.monotonic() + 10
-    while not registry.read_events():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert child.poll() is None and sink._write._proc is child  # type: ignore[attr-defined]
-    sink.emit(event("dispatch_start", "plain", None))
-    sink.close()
-    assert child.returncode == 0
-    stored = registry.read_events()
-    assert [e["requestId"] for e in stored] == ["odd", "plain"]
-    assert stored[0]["details"] == {"step": "challenge"}

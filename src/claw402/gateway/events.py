@@ -28,7 +28,7 @@ class EventSink:
         self,
         write: Writer,
         *,
-        interval: float = 0.05,
+        interval: float = 0.2,
         batch: int = 500,
         on_close: Callable[[], None] | None = None,
     ) -> None:
@@ -62,8 +62,7 @@ class EventSink:
         """Wait `interval` after the first event, then write everything queued by then: one
         transaction per interval however many requests came. Writing as soon as anything
         arrived meant a transaction per request, and a writer thread that takes the GIL and a
-        core from the requests it records. 0.05 s rather than 0.2: the same rate under load
-        (bench/bench_paid_call.py), events durable sooner, and smaller batches in memory."""
+        core from the requests it records."""
         while True:
             item = self._queue.get()
             if item is not None:
