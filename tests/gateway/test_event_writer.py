@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 
 import pytest
 
-from claw402.dispatch.events import event
+from claw402.dispatch.events import Compact, compact
 from claw402.gateway.events import EventSink
 from claw402.registry.db import make_engine, migrate
 from claw402.registry.store import Registry
@@ -21,8 +22,8 @@ def registry(database_url: str):
     reg.close()
 
 
-def batch(prefix: str, n: int) -> list[dict]:
-    return [event("dispatch_start", f"{prefix}-{i}", None, path="/v1/records") for i in range(n)]
+def batch(prefix: str, n: int) -> list[Compact]:
+    return [compact("dispatch_start", f"{prefix}-{i}", None, path="/v1/records") for i in range(n)]
 
 
 def test_the_child_writes_every_event_in_order(
@@ -38,8 +39,20 @@ def test_the_child_writes_every_event_in_order(
     assert child.returncode == 0 and sink._write._proc is None  # type: ignore[attr-defined]
     assert "in-process" not in caplog.text  # the child wrote them, not the fallback
     stored = registry.read_events(limit=5000)
-    assert [e["requestId"] for e in stored] == [e["requestId"] for e in sent]
+    assert [e["requestId"] for e in stored] == [f"a-{i}" for i in range(1200)]
     assert stored[0]["type"] == "dispatch_start" and stored[0]["details"] == {"path": "/v1/records"}
+    assert stored[0]["ts"] == sent[0][1]  # the time of the emit, not of the write
+
+
+def test_a_detail_the_pipe_cannot_carry_is_written_in_process(registry: Registry) -> None:
+    sink = EventSink.in_child(registry, interval=0.01)
+    when = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
+    sink.emit(compact("payment_failed", "odd-1", None, status=402, at=when))
+    sink.emit(compact("payment_failed", "odd-2", None, status=402))
+    sink.close()
+    stored = registry.read_events()
+    assert [e["requestId"] for e in stored] == ["odd-1", "odd-2"]
+    assert stored[0]["details"] == {"at": "2026-12-02T00:00:00+00:00"}
 
 
 def test_a_dead_child_means_writing_in_process(registry: Registry) -> None:

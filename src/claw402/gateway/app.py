@@ -121,7 +121,7 @@ class Gateway:
             resolution = self.directory.current(force=True).resolve(host, path)
         if resolution is None:
             self.sink.emit(
-                ev.event(
+                ev.compact(
                     ev.DISPATCH_FAILURE,
                     request_id,
                     None,
@@ -133,14 +133,14 @@ class Gateway:
             return self._stamp(self._fail("tenant_not_found", request_id), request_id, None)
 
         route = resolution.tenant
-        self.sink.emit(ev.event(ev.DISPATCH_START, request_id, route, path=resolution.path))
+        self.sink.emit(ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path))
         response, reason = await self._run_tenant(
             request, headers, route, resolution.path, request_id
         )
         duration = (time.perf_counter() - started) * 1000
         kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
         self.sink.emit(
-            ev.event(
+            ev.compact(
                 kind,
                 request_id,
                 route,

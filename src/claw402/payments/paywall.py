@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
-from claw402.dispatch.events import event
+from claw402.dispatch.events import Compact, compact
 from claw402.dispatch.routing import TenantRoute
 from claw402.payments import answers
 from claw402.payments.codec import InvalidPayment, PresentedPayment, decode_payment, payment_header
@@ -37,7 +37,7 @@ from claw402.registry.models import Tenant
 if TYPE_CHECKING:  # the gateway imports this module; types only, no import cycle
     from claw402.gateway.tenant_api import Produce, TenantRequest
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Compact], None]  # EventSink.emit
 
 PAYMENT_CHALLENGE = "payment_challenge"
 PAYMENT_VERIFIED = "payment_verified"
@@ -49,7 +49,7 @@ PAYMENT_REPLAYED = "payment_replayed"
 _STORED_HEADERS_SKIP = {"content-length"}
 
 
-def _discard(_record: dict[str, Any]) -> None:
+def _discard(_item: Compact) -> None:
     return None
 
 
@@ -107,7 +107,7 @@ class Paywall:
         offer = priced.offer
         header = payment_header(call.headers)
         if header is None or call.request.method == "HEAD":  # HEAD has no body to sell
-            self.emit(event(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
+            self.emit(compact(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
             return priced.unpaid(call.resource_url).answer(call.request_id)
         try:
             payment = decode_payment(header)
@@ -140,7 +140,7 @@ class Paywall:
     ) -> None:
         duration = None if started is None else (time.perf_counter() - started) * 1000
         self.emit(
-            event(
+            compact(
                 kind,
                 call.request_id,
                 self._priced(call.tenant).route,
