@@ -121,3 +121,38 @@ def test_events_in_large_batches_keep_their_order_and_fields(registry):
     assert [e["requestId"] for e in stored] == [f"r{i}" for i in range(250)]
     assert stored[137]["details"] == {"path": "/v1/records/137"}
     assert stored[249]["ts"] == 249.0
+
+
+def test_an_event_reads_back_as_written_though_its_columns_are_not_stored_twice(registry):
+    from claw402.dispatch.events import event
+    from claw402.registry.schema import events
+
+    tenant = registry.deploy(_spec(), _version())
+    written = event("dispatch_start", "r1", tenant.route(), path="/v1/records")
+    edge = {"type": "payment_settled", "ts": 5.0, "requestId": "r2", "tenantId": None,
+            "source": "edge", "note": None}  # fmt: skip
+    registry.write_events([written, edge])
+    assert [{k: v for k, v in e.items() if k != "id"} for e in registry.read_events()] == [
+        written,
+        {**edge, "workerName": None, "limits": None, "status": None, "durationMs": None,
+         "reason": None},
+    ]  # fmt: skip
+    with registry.engine.connect() as conn:
+        data = conn.execute(events.select().order_by(events.c.id)).all()
+    assert data[0].data == {"workerName": written["workerName"], "limits": written["limits"],
+                            "details": {"path": "/v1/records"}}  # fmt: skip
+    assert data[1].data == {"source": "edge", "note": None}  # a field of its own keeps its null
+
+
+def test_events_stored_whole_by_an_earlier_release_read_back_the_same(registry):
+    from claw402.registry.schema import events
+
+    old = {
+        "type": "dispatch_success", "ts": 2.0, "requestId": "r1", "tenantId": "t1",
+        "workerName": "w", "limits": None, "status": 200, "durationMs": 1.5, "reason": None,
+    }  # fmt: skip
+    with registry.engine.begin() as conn:
+        conn.execute(events.insert().values(ts=2.0, type="dispatch_success", request_id="r1",
+                                            tenant_id="t1", data=old))  # fmt: skip
+    (stored,) = registry.read_events()
+    assert {k: v for k, v in stored.items() if k != "id"} == old

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, select
 
 from claw402.ledger.chain import TokenLog
 from claw402.registry.schema import events, tenants
+from claw402.registry.store import event_record
 
 SETTLED = "payment_settled"
 
@@ -36,11 +37,18 @@ class EdgeAttribution:
 
 def settled_events(conn: Connection, tx_hash: str) -> list[dict[str, Any]]:
     """The edge `payment_settled` events that name `tx_hash` (a scan of that event type)."""
-    named = func.lower(events.c.data[("details", "transaction")].as_string())
+    c = events.c
+    named = func.lower(c.data[("details", "transaction")].as_string())
     rows = conn.execute(
-        select(events.c.data).where(events.c.type == SETTLED, named == tx_hash.lower())
-    ).scalars()
-    return [data for data in rows if isinstance(data, dict) and data.get("source") == "edge"]
+        select(c.type, c.ts, c.request_id, c.tenant_id, c.data).where(
+            c.type == SETTLED, named == tx_hash.lower()
+        )
+    ).all()
+    return [
+        event_record(*row)
+        for row in rows
+        if isinstance(row.data, dict) and row.data.get("source") == "edge"
+    ]
 
 
 def in_use(conn: Connection) -> bool:

@@ -19,6 +19,35 @@ from claw402.registry.models import DatasetVersion, Tenant
 from claw402.registry.schema import dataset_versions, events, registry_state, tenant_hosts, tenants
 
 _EVENT_ROWS = 100  # rows per INSERT on SQLite: 500 parameters, under every build's limit
+# An event's `data` holds what its columns do not, less the standard fields that are null:
+# ~40% fewer bytes a row, and on SQLite an insert costs about 1 µs per 100 bytes.
+_EVENT_COLUMNS = frozenset({"type", "ts", "requestId", "tenantId"})
+_EVENT_NULLABLE = ("workerName", "limits", "status", "durationMs", "reason")
+_EVENT_SKIP_NULL = frozenset(_EVENT_NULLABLE)
+
+
+def event_record(
+    kind: str, ts: float, request_id: str | None, tenant_id: str | None, data: dict[str, Any]
+) -> dict[str, Any]:
+    """An events row as the record that was written (rows of any age: older ones hold the
+    whole record in `data`)."""
+    return {
+        "type": kind,
+        "ts": ts,
+        "requestId": request_id,
+        "tenantId": tenant_id,
+        **dict.fromkeys(_EVENT_NULLABLE),
+        **data,
+    }
+
+
+def _event_row(e: dict[str, Any]) -> tuple[Any, ...]:
+    data = {
+        k: v
+        for k, v in e.items()
+        if k not in _EVENT_COLUMNS and (v is not None or k not in _EVENT_SKIP_NULL)
+    }
+    return (e["ts"], e["type"], e.get("requestId"), e.get("tenantId"), orjson.dumps(data).decode())
 
 
 class RegistryError(ValueError):
@@ -293,10 +322,7 @@ class Registry:
         """
         if not batch:
             return
-        rows = [
-            (e["ts"], e["type"], e.get("requestId"), e.get("tenantId"), orjson.dumps(e).decode())
-            for e in batch
-        ]
+        rows = [_event_row(e) for e in batch]
         sql = "INSERT INTO events (ts, type, request_id, tenant_id, data) VALUES "
         with self.engine.begin() as conn:
             if conn.dialect.paramstyle != "qmark":  # PostgreSQL: psycopg pipelines the batch
@@ -312,14 +338,19 @@ class Registry:
     def read_events(
         self, *, tenant_id: str | None = None, kind: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
-        query = select(events.c.id, events.c.data).order_by(events.c.id.desc()).limit(limit)
+        c = events.c
+        query = (
+            select(c.id, c.type, c.ts, c.request_id, c.tenant_id, c.data)
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
         if tenant_id is not None:
-            query = query.where(events.c.tenant_id == tenant_id)
+            query = query.where(c.tenant_id == tenant_id)
         if kind is not None:
-            query = query.where(events.c.type == kind)
+            query = query.where(c.type == kind)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [{"id": row.id, **row.data} for row in reversed(rows)]
+        return [{"id": row.id, **event_record(*row[1:])} for row in reversed(rows)]
 
 
 def _version(row: Any) -> DatasetVersion:
