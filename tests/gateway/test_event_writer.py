@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from claw402.dispatch.events import Compact, compact
+from claw402.dispatch.events import Compact, compact, expand
+from claw402.dispatch.routing import route_for
 from claw402.gateway.events import EventSink
 from claw402.registry.db import make_engine, migrate
 from claw402.registry.store import Registry
@@ -42,6 +43,18 @@ def test_the_child_writes_every_event_in_order(
     assert [e["requestId"] for e in stored] == [f"a-{i}" for i in range(1200)]
     assert stored[0]["type"] == "dispatch_start" and stored[0]["details"] == {"path": "/v1/records"}
     assert stored[0]["ts"] == sent[0][1]  # the time of the emit, not of the write
+
+
+def test_a_tenant_event_through_the_child_reads_back_as_its_record(registry: Registry) -> None:
+    route = route_for(tenant_id="tnt_1", slug="acme", worker_name="tenant-acme", plan="pro")
+    sent = compact("payment_settled", "r-1", route, status=200, duration_ms=12.34567,
+                   payer="0xabc", amount="1000", x402Version=2)  # fmt: skip
+    sink = EventSink.in_child(registry, interval=0.01)
+    sink.emit(sent)
+    sink.close()
+    (stored,) = registry.read_events()
+    assert {k: v for k, v in stored.items() if k != "id"} == expand(sent)
+    assert stored["limits"]["cpuMs"] == 200 and stored["durationMs"] == 12.346
 
 
 def test_a_detail_the_pipe_cannot_carry_is_written_in_process(registry: Registry) -> None:
