@@ -51,7 +51,7 @@ def build(home: Path) -> tuple[Gateway, EventSink]:
     settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
-    sink = EventSink(registry.write_events)
+    sink = EventSink(registry.write_compact_trails)
     config = PaymentConfig(
         network="eip155:31337",
         asset=ADDRESS,
@@ -60,7 +60,7 @@ def build(home: Path) -> tuple[Gateway, EventSink]:
         facilitator_url="http://127.0.0.1:9",  # never called on this path
         treasury=ADDRESS,
     )
-    return Gateway(registry, guard=Paywall(config, registry.engine, sink.emit), sink=sink), sink
+    return Gateway(registry, guard=Paywall(config, registry.engine), sink=sink), sink
 
 
 async def requests(gateway: Gateway, n: int) -> set[int]:

@@ -1,11 +1,11 @@
 """CPU the event writer's child process spends per lifecycle event, on SQLite.
 
 Feeds `python -m claw402.gateway.event_writer` the frames `402claw serve` would send it for
-402 challenges (dispatch_start, payment_challenge, dispatch_success per request, in batches
-of `--batch`), through the real pipe protocol, and reports the child's CPU time per event
-(start-up excluded) and the database's size per event. Under wrk the child shares the
-machine with the gateway and the load generator, so its cost per event bounds how many
-events a 2-core machine can log while serving (bench/bench_paid_call.py).
+402 challenges (one trail per request: dispatch_start, payment_challenge, dispatch_success;
+`--batch` trails a frame), through the real pipe protocol, and reports the child's CPU time
+per request and per event (start-up excluded) and the database's size per request. Under wrk
+the child shares the machine with the gateway and the load generator, so its cost per request
+bounds how many requests a 2-core machine can log while serving (bench/bench_paid_call.py).
 
     python bench/bench_event_writer.py [--requests 100000] [--batch 500]
 """
@@ -56,10 +56,10 @@ def run(requests: int, batch: int) -> dict[str, float]:
         engine = make_engine(url)
         migrate(engine)
         engine.dispose()
-        pending: list[ev.Compact] = []
+        pending: list[ev.Trail] = []
         frames: list[bytes] = []
         for i in range(requests):
-            pending += challenge_events(i)
+            pending.append(challenge_events(i))
             if len(pending) >= batch:
                 frames.append(frame(marshal.dumps(pending)))
                 pending = []
@@ -91,23 +91,26 @@ def run(requests: int, batch: int) -> dict[str, float]:
             p.stat().st_size for p in database.parent.glob(database.name + "-*")
         )
     return {
+        "requests": requests,
         "events": events,
+        "cpu_us_per_request": round(cpu / requests * 1e6, 2),
         "cpu_us_per_event": round(cpu / events * 1e6, 2),
         "events_per_s": round(events / wall),
-        "bytes_per_event": round(size / events),
+        "bytes_per_request": round(size / requests),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=500, help="events per frame, as the sink")
+    parser.add_argument("--batch", type=int, default=500, help="trails per frame, as the sink")
     args = parser.parse_args()
     result = run(args.requests, args.batch)
     print(
-        f"event writer child: {result['cpu_us_per_event']} µs CPU an event, "
-        f"{result['events_per_s']} events/s, {result['bytes_per_event']} bytes an event on disk "
-        f"({result['events']} events, {os.cpu_count()} cores)"
+        f"event writer child: {result['cpu_us_per_request']} µs CPU a 402 challenge "
+        f"({result['cpu_us_per_event']} µs an event), {result['events_per_s']} events/s, "
+        f"{result['bytes_per_request']} bytes a request on disk "
+        f"({result['requests']} requests, {result['events']} events, {os.cpu_count()} cores)"
     )
 
 

@@ -88,7 +88,7 @@ def gateway_app(static_guard: bool = False) -> Any:
 
     registry = Registry.open(load_settings())
     sink = EventSink.in_child(registry)
-    paywall = paywall_from_env(registry.engine, sink.emit)
+    paywall = paywall_from_env(registry.engine)
     assert paywall is not None, "the bench sets CLAW402_ENV=dev and the payment variables"
     if static_guard:
 

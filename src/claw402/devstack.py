@@ -115,10 +115,10 @@ def start_dev_stack(
         reconcile_at_start(
             registry.engine, rpc_url=chain.rpc_url, token=chain.token, treasury=payments.treasury
         )
-        sink = EventSink(registry.write_events)
+        sink = EventSink(registry.write_compact_trails)
         started.append(sink)
         gateway_app = Gateway(
-            registry, guard=Paywall(payments, registry.engine, sink.emit), sink=sink
+            registry, guard=Paywall(payments, registry.engine), sink=sink
         )
         gateway = ServerThread(gateway_app, host=host, port=gateway_port).start()
     except BaseException:

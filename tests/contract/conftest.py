@@ -86,7 +86,8 @@ def contract_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract
 
 
 def _gateway(home: ContractHome) -> Iterator[Runtime]:
-    gateway = Gateway(home.registry, sink=EventSink(home.registry.write_events, interval=0.02))
+    sink = EventSink(home.registry.write_compact_trails, interval=0.02)
+    gateway = Gateway(home.registry, sink=sink)
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         yield Runtime("gateway", server.url, home.registry, home.tenants, client,
                       lambda: home.registry.read_events(limit=10_000))

@@ -34,7 +34,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
     registry = Registry.open(settings)
-    gateway = Gateway(registry, sink=EventSink(registry.write_events, interval=0.02))
+    gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02))
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         yield Served(settings, registry, gateway, client)
     registry.close()

@@ -35,7 +35,7 @@ def test_the_child_writes_every_event_in_order(
     assert child is not None and child.poll() is None  # a live child, not the fallback
     sent = batch("a", 1200)
     for record in sent:
-        sink.emit(record)
+        sink.emit([record])
     sink.close()  # drains the queue, then the child's pipe
     assert child.returncode == 0 and sink._write._proc is None  # type: ignore[attr-defined]
     assert "in-process" not in caplog.text  # the child wrote them, not the fallback
@@ -50,7 +50,7 @@ def test_a_tenant_event_through_the_child_reads_back_as_its_record(registry: Reg
     sent = compact("payment_settled", "r-1", route, status=200, duration_ms=12.34567,
                    payer="0xabc", amount="1000", x402Version=2)  # fmt: skip
     sink = EventSink.in_child(registry, interval=0.01)
-    sink.emit(sent)
+    sink.emit([sent])
     sink.close()
     (stored,) = registry.read_events()
     assert {k: v for k, v in stored.items() if k != "id"} == expand(sent)
@@ -60,8 +60,8 @@ def test_a_tenant_event_through_the_child_reads_back_as_its_record(registry: Reg
 def test_a_detail_the_pipe_cannot_carry_is_written_in_process(registry: Registry) -> None:
     sink = EventSink.in_child(registry, interval=0.01)
     when = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
-    sink.emit(compact("payment_failed", "odd-1", None, status=402, at=when))
-    sink.emit(compact("payment_failed", "odd-2", None, status=402))
+    sink.emit([compact("payment_failed", "odd-1", None, status=402, at=when)])
+    sink.emit([compact("payment_failed", "odd-2", None, status=402)])
     sink.close()
     stored = registry.read_events()
     assert [e["requestId"] for e in stored] == ["odd-1", "odd-2"]
@@ -71,7 +71,7 @@ def test_a_detail_the_pipe_cannot_carry_is_written_in_process(registry: Registry
 def test_a_dead_child_means_writing_in_process(registry: Registry) -> None:
     sink = EventSink.in_child(registry, interval=0.01)
     for record in batch("before", 3):
-        sink.emit(record)
+        sink.emit([record])
     deadline = time.monotonic() + 10
     while len(registry.read_events(limit=100)) < 3:
         assert time.monotonic() < deadline
@@ -79,7 +79,7 @@ def test_a_dead_child_means_writing_in_process(registry: Registry) -> None:
     sink._write._proc.kill()  # type: ignore[attr-defined]
     sink._write._proc.wait()  # type: ignore[attr-defined]
     for record in batch("after", 3):
-        sink.emit(record)
+        sink.emit([record])
     sink.close()
     ids = [e["requestId"] for e in registry.read_events(limit=100)]
     assert ids == [f"before-{i}" for i in range(3)] + [f"after-{i}" for i in range(3)]
@@ -91,7 +91,7 @@ def test_the_child_finishes_what_is_in_the_pipe_when_the_gateway_is_gone(
     from claw402.gateway.event_writer import ChildWriter
 
     writer = ChildWriter(registry)
-    writer(batch("orphan", 50))
+    writer([[item] for item in batch("orphan", 50)])
     proc = writer._proc
     assert proc is not None and proc.stdin is not None
     proc.stdin.close()  # what the gateway's death does to the pipe
@@ -110,6 +110,6 @@ def test_no_child_at_all_means_writing_in_process(
     monkeypatch.setattr(subprocess, "Popen", refuse)
     sink = EventSink.in_child(registry, interval=0.01)
     for record in batch("solo", 4):
-        sink.emit(record)
+        sink.emit([record])
     sink.close()
     assert [e["requestId"] for e in registry.read_events()] == [f"solo-{i}" for i in range(4)]

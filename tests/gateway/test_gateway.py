@@ -189,6 +189,8 @@ def test_events_reach_the_durable_sink(served):
         time.sleep(0.02)
     mine = [e for e in events if e["requestId"] == "evt-1"]
     assert [e["type"] for e in mine] == ["dispatch_start", "dispatch_success"]
+    assert mine[0]["id"] == mine[1]["id"]  # one request, one row
+    assert mine[0]["details"] == {"path": "/v1/records"} and mine[0]["ts"] <= mine[1]["ts"]
     done = mine[1]
     assert done["tenantId"] == tenant.tenant_id and done["workerName"] == "tenant-cities-worker"
     assert done["status"] == r.status_code and done["durationMs"] > 0

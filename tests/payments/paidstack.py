@@ -142,7 +142,8 @@ class Stack:
 
     def serve(self, guard: Guard) -> str:
         """Another gateway on the same registry with another guard; returns its URL."""
-        gateway = Gateway(self.registry, guard=guard, sink=EventSink(self.registry.write_events))
+        sink = EventSink(self.registry.write_compact_trails)
+        gateway = Gateway(self.registry, guard=guard, sink=sink)
         server = ServerThread(gateway).start()
         self._servers.append(server)
         return server.url
@@ -210,8 +211,8 @@ def open_stack(
                 max_timeout_seconds=MAX_TIMEOUT,
                 **(payment or {}),
             )
-            sink = EventSink(registry.write_events, interval=0.02)
-            paywall = Paywall(config, registry.engine, sink.emit)
+            sink = EventSink(registry.write_compact_trails, interval=0.02)
+            paywall = Paywall(config, registry.engine)
             gateway = Gateway(registry, guard=paywall, sink=sink)
             creator = Wallet.create()
             with ServerThread(gateway) as server:

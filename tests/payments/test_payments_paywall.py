@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from paidstack import MAX_TIMEOUT, Stack, encode, free_port, nonce_of
 from x402.http.utils import decode_payment_required_header, decode_payment_response_header
 
@@ -23,7 +22,6 @@ from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
 from claw402.payments.client import PriceTooHigh, pay_and_fetch_async
 from claw402.payments.schema import SETTLED
-from claw402.registry.schema import events
 
 PRICE_A = usdc("0.01")
 
@@ -456,12 +454,7 @@ def test_unreadable_payment_headers_are_400(stack: Stack, payer: Wallet, header:
 def _event_types(stack: Stack, request_id: str) -> set[str]:
     deadline = time.monotonic() + 5
     while True:
-        with stack.registry.engine.connect() as conn:
-            found = set(
-                conn.execute(
-                    sa.select(events.c.type).where(events.c.request_id == request_id)
-                ).scalars()
-            )
+        found = {e["type"] for e in stack.registry.read_events(request_id=request_id)}
         if "payment_settled" in found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

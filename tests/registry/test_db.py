@@ -33,13 +33,16 @@ def test_migrate_stamps_head_and_then_skips_alembic(database_url):
 def test_migrate_upgrades_an_older_schema(database_url):
     engine = make_engine(database_url)
     migrate(engine)
-    with engine.begin() as conn:  # as if the last migration had not run yet
+    with engine.begin() as conn:  # as if the last two migrations had not run yet
         conn.execute(sa.text("DROP INDEX ix_events_type"))
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN steps"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
     assert current_revisions(engine) == ["0003"]
     migrate(engine)
     assert current_revisions(engine) == [HEAD_REVISION]
-    assert "ix_events_type" in {ix["name"] for ix in sa.inspect(engine).get_indexes("events")}
+    inspector = sa.inspect(engine)
+    assert "ix_events_type" in {ix["name"] for ix in inspector.get_indexes("events")}
+    assert "steps" in {column["name"] for column in inspector.get_columns("events")}
     engine.dispose()
 
 

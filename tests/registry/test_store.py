@@ -1,6 +1,7 @@
 """The registry on both backends: writes are atomic, conflicts are refused, state is visible."""
 
 import pytest
+import sqlalchemy as sa
 
 from claw402.registry.db import make_engine, migrate
 from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
@@ -156,3 +157,116 @@ def test_events_stored_whole_by_an_earlier_release_read_back_the_same(registry):
                                             tenant_id="t1", data=old))  # fmt: skip
     (stored,) = registry.read_events()
     assert {k: v for k, v in stored.items() if k != "id"} == old
+
+
+def _paid_trail(route, rid="r1"):
+    from claw402.dispatch.events import event
+
+    return [
+        event("dispatch_start", rid, route, path="/v1/records"),
+        event("payment_verified", rid, route, status=200, duration_ms=7.25, payer="0xabc"),
+        event("payment_settled", rid, route, status=200, transaction="0x" + "ab" * 32),
+        event("dispatch_success", rid, route, status=200, duration_ms=31.5),
+    ]
+
+
+def test_a_requests_events_are_one_row_and_read_back_as_written(registry):
+    from claw402.registry.schema import events
+
+    tenant = registry.deploy(_spec(), _version())
+    trail = _paid_trail(tenant.route())
+    other = {"type": "dispatch_failure", "ts": 9.0, "requestId": "r2", "tenantId": None,
+             "status": 404, "reason": "tenant_not_found", "details": {"path": "/t/x"}}  # fmt: skip
+    registry.write_trails([trail, [other]])
+    with registry.engine.connect() as conn:
+        rows = conn.execute(events.select().order_by(events.c.id)).all()
+    assert len(rows) == 2
+    assert rows[0].type == "dispatch_success" and rows[0].request_id == "r1"
+    assert rows[0].steps == " dispatch_start payment_verified payment_settled "
+    assert rows[1].steps is None
+    # The earlier events leave out the route's fields they share with the row.
+    assert all("workerName" not in step and "limits" not in step for step in rows[0].data["before"])
+    stored = registry.read_events()
+    assert [{k: v for k, v in e.items() if k != "id"} for e in stored] == [
+        *trail,
+        {**other, "workerName": None, "limits": None, "durationMs": None},
+    ]
+    assert [e["id"] for e in stored] == [rows[0].id] * 4 + [rows[1].id]
+
+
+def test_an_earlier_event_keeps_fields_that_differ_from_the_rows(registry):
+    tenant = registry.deploy(_spec(), _version())
+    first = {"type": "dispatch_start", "ts": 1.0, "requestId": "r1", "tenantId": tenant.tenant_id,
+             "workerName": None, "limits": None}  # fmt: skip
+    last = {"type": "dispatch_success", "ts": 2.0, "requestId": "r1",
+            "tenantId": tenant.tenant_id, "workerName": "w", "limits": {"cpuMs": 1},
+            "status": 200}  # fmt: skip
+    registry.write_trails([[first, last]])
+    start, done = registry.read_events()
+    assert start["workerName"] is None and start["limits"] is None and start["status"] is None
+    assert done["workerName"] == "w" and done["limits"] == {"cpuMs": 1}
+
+
+def test_filters_find_the_events_inside_a_row(registry):
+    tenant = registry.deploy(_spec(), _version())
+    route = tenant.route()
+    registry.write_trails([_paid_trail(route, "r1"), _paid_trail(route, "r2")])
+    registry.write_events([{"type": "payment_settled", "ts": 3.0, "requestId": "e1",
+                            "tenantId": None, "source": "edge"}])  # fmt: skip
+    settled = registry.read_events(kind="payment_settled")
+    assert [e["requestId"] for e in settled] == ["r1", "r2", "e1"]
+    assert {e["type"] for e in settled} == {"payment_settled"}
+    assert [e["requestId"] for e in registry.read_events(kind="payment_settled", limit=2)] == [
+        "r2", "e1",
+    ]  # fmt: skip
+    assert registry.read_events(kind="payment") == []  # a type, not a part of one
+    assert registry.read_events(kind="dispatch_%") == []  # LIKE's wildcards mean themselves
+    assert [e["type"] for e in registry.read_events(request_id="r2")] == [
+        "dispatch_start", "payment_verified", "payment_settled", "dispatch_success",
+    ]  # fmt: skip
+    assert len(registry.read_events(tenant_id=tenant.tenant_id, limit=5)) == 5
+    newest = registry.read_events(limit=3)
+    assert [e["type"] for e in newest] == ["payment_settled", "dispatch_success",
+                                           "payment_settled"]  # fmt: skip
+
+
+def test_a_trail_longer_than_a_row_holds_goes_on_in_the_next_row(registry):
+    from claw402.registry.store import MAX_TRAIL
+
+    # A caller may send the same x-request-id on every call: its events still all arrive.
+    trail = [{"type": "dispatch_start", "ts": float(i), "requestId": "same", "tenantId": None}
+             for i in range(MAX_TRAIL * 2 + 3)]  # fmt: skip
+    registry.write_trails([trail])
+    stored = registry.read_events(limit=1000)
+    assert [e["ts"] for e in stored] == [float(i) for i in range(MAX_TRAIL * 2 + 3)]
+    assert len({e["id"] for e in stored}) == 3
+
+
+def test_a_trail_of_compact_tuples_is_stored_as_its_records_would_be(registry):
+    from claw402.dispatch.events import compact, expand
+    from claw402.dispatch.routing import route_for
+    from claw402.registry.schema import events
+
+    route = route_for(tenant_id="tnt_1", slug="acme", worker_name="tenant-acme", plan="pro")
+    other = route_for(tenant_id="tnt_1", slug="acme", worker_name="tenant-acme", plan="free")
+    trails = [
+        [compact("dispatch_start", "r1", route, path="/v1/records"),
+         compact("payment_challenge", "r1", route, status=402),
+         compact("dispatch_success", "r1", route, status=402, duration_ms=0.123456)],
+        [compact("dispatch_start", "r2", None, path="/x"),
+         compact("payment_failed", "r2", other, status=409, reason="payment_replayed", payer="0x1"),
+         compact("dispatch_failure", "r2", route, status=502, reason="boom")],
+        [compact("dispatch_failure", "r3", None, status=404, reason="tenant_not_found")],
+    ]  # fmt: skip
+    registry.write_compact_trails(trails)
+    registry.write_trails([[expand(item) for item in trail] for trail in trails])
+    with registry.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(events.c.ts, events.c.type, events.c.request_id, events.c.tenant_id,
+                      events.c.data, events.c.steps).order_by(events.c.id)
+        ).all()  # fmt: skip
+    assert rows[:3] == rows[3:]
+    stored = registry.read_events(limit=100)[:7]
+    assert [{k: v for k, v in e.items() if k != "id"} for e in stored] == [
+        expand(item) for trail in trails for item in trail
+    ]

@@ -242,6 +242,9 @@ def events_command(
         str | None, typer.Option("--tenant", help="Only this tenant's events.")
     ] = None,
     kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    request: Annotated[
+        str | None, typer.Option("--request", help="Only this request's (its x-request-id).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     home: Home = None,
     json: Json = False,
@@ -256,7 +259,9 @@ def events_command(
         if found is None:
             fail(f"tenant {tenant!r} not found", as_json=json, code="tenant_not_found")
         tenant_id = found.tenant_id
-    rows = registry.read_events(tenant_id=tenant_id, kind=kind, limit=limit)
+    rows = registry.read_events(
+        tenant_id=tenant_id, kind=kind, request_id=request, limit=limit
+    )
     if json:
         emit_json({"ok": True, "events": rows})
         return

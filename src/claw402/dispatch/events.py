@@ -19,6 +19,10 @@ DISPATCH_FAILURE = "dispatch_failure"
 # (`expand`) by whoever writes it, off the request path. The event writer's child process reads
 # a batch of these back ~10x faster than the nested records (`gateway/event_writer.py`).
 Compact = tuple[Any, ...]
+# One request's events, in order: the gateway queues a request's trail as one item when the
+# request ends, and it is stored as one row (`Registry.write_trails`), as Workers Trace Events
+# keep one record per invocation.
+Trail = list[Compact]
 
 
 def compact(
@@ -49,7 +53,7 @@ def expand(item: Compact) -> dict[str, Any]:
         "requestId": request_id,
         "tenantId": tenant_id,
         "workerName": worker,
-        "limits": None if cpu_ms is None else _limits_payload(cpu_ms, sub_requests),
+        "limits": None if cpu_ms is None else limits_payload(cpu_ms, sub_requests),
         "status": status,
         "durationMs": None if duration_ms is None else round(duration_ms, 3),
         "reason": reason,
@@ -67,7 +71,7 @@ def event(kind: str, request_id: str, tenant: TenantRoute | None, **fields: Any)
 _PAYLOADS: dict[tuple[int, int], dict[str, int]] = {}
 
 
-def _limits_payload(cpu_ms: int, sub_requests: int) -> dict[str, int]:
+def limits_payload(cpu_ms: int, sub_requests: int) -> dict[str, int]:
     """Built once per distinct limits and shared read-only (records are serialised, never
     edited)."""
     found = _PAYLOADS.get((cpu_ms, sub_requests))

@@ -74,7 +74,7 @@ class Gateway:
         self.registry = registry
         self.directory = LiveDirectory(registry)
         self.guard = guard
-        self.sink = sink or EventSink(registry.write_events)
+        self.sink = sink or EventSink(registry.write_compact_trails)
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
 
@@ -120,35 +120,28 @@ class Gateway:
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
             resolution = self.directory.current(force=True).resolve(host, path)
         if resolution is None:
-            self.sink.emit(
-                ev.compact(
-                    ev.DISPATCH_FAILURE,
-                    request_id,
-                    None,
-                    status=404,
-                    reason="tenant_not_found",
-                    path=path,
-                )
-            )
+            self.sink.emit([
+                ev.compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
+                           reason="tenant_not_found", path=path)
+            ])  # fmt: skip
             return self._stamp(self._fail("tenant_not_found", request_id), request_id, None)
 
         route = resolution.tenant
-        self.sink.emit(ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path))
-        response, reason = await self._run_tenant(
-            request, headers, route, resolution.path, request_id
-        )
-        duration = (time.perf_counter() - started) * 1000
-        kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
-        self.sink.emit(
-            ev.compact(
-                kind,
-                request_id,
-                route,
-                status=response.status_code,
-                duration_ms=duration,
-                reason=reason,
+        # The request's events (dispatch and payment steps) go to the sink together when it
+        # ends, as one row: whatever ends it, even a cancelled call.
+        trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path)]
+        try:
+            response, reason = await self._run_tenant(
+                request, headers, route, resolution.path, request_id, trail
             )
-        )
+            duration = (time.perf_counter() - started) * 1000
+            kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
+            trail.append(
+                ev.compact(kind, request_id, route, status=response.status_code,
+                           duration_ms=duration, reason=reason)
+            )  # fmt: skip
+        finally:
+            self.sink.emit(trail)
         return self._stamp(response, request_id, route)
 
     async def _run_tenant(
@@ -158,6 +151,7 @@ class Gateway:
         route: TenantRoute,
         path: str,
         request_id: str,
+        trail: ev.Trail,
     ) -> tuple[Response, str | None]:
         tenant: Tenant = route.extra["tenant"]
         if tenant.dataset is None:
@@ -167,7 +161,7 @@ class Gateway:
             root = _origin(request.scope, headers.get("host"))
             if path != request.scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
                 root += f"/t/{tenant.slug}"
-            call = TenantRequest(request, headers, tenant, path, request_id, root)
+            call = TenantRequest(request, headers, tenant, path, request_id, root, trail)
             response = await runtime.handle(call, self.guard)
         except TenantFailure as exc:
             return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc)

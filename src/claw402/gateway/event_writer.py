@@ -4,17 +4,18 @@ In-process, the sink's writer thread took the GIL back from the event loop aroun
 statement it ran: with three events per 402 challenge that cost the challenge path about a
 sixth of its rate under load (bench/bench_paid_call.py). `ChildWriter` hands each batch to
 `python -m claw402.gateway.event_writer` through a pipe instead: one `marshal.dumps` and one
-write per batch in the gateway; decoding, expanding into records and the database work in the
-child. The batch is the sink's compact tuples (`claw402.dispatch.events.compact`): marshal
-reads them back at ~0.3 µs an event where orjson took ~4 µs to rebuild the nested records.
+write per batch in the gateway; decoding and the database work in the child. The batch is
+the sink's trails of compact tuples (`claw402.dispatch.events.compact`): marshal reads them
+back at ~0.3 µs an event where orjson took ~4 µs to rebuild nested records, and the child
+builds each row straight from them (`Registry.write_compact_trails`).
 
 Pipe protocol: frames of a 4-byte little-endian length and marshal bytes (parent and child
 are the same interpreter, and only the parent writes the pipe). The first frame is
 `{"url": database URL}` (not in argv, where `ps` would show a password); each next one is a
-list of compact events. At end of input, the child writes what it has read and exits: events
-already in the pipe survive the gateway's own crash. Should the child die, the writer logs it
-once and writes in-process from then on; a batch marshal refuses (a detail of a type it does
-not know) is written in-process too.
+list of trails, each a list of one request's compact events. At end of input, the child
+writes what it has read and exits: events already in the pipe survive the gateway's own
+crash. Should the child die, the writer logs it once and writes in-process from then on; a
+batch marshal refuses (a detail of a type it does not know) is written in-process too.
 """
 
 from __future__ import annotations
@@ -28,20 +29,20 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any
 
-from claw402.dispatch.events import Compact, expand
+from claw402.dispatch.events import Trail
 from claw402.registry.db import make_engine
 from claw402.registry.store import Registry
 
 log = logging.getLogger("claw402.events")
 
-_CHUNK = 500  # events per transaction in the child
+_CHUNK = 500  # trails (rows) per transaction in the child
 
 
 class ChildWriter:
     """A `Writer` for `EventSink` that writes through a child process; `close` drains it."""
 
     def __init__(self, registry: Registry) -> None:
-        self._fallback = registry.write_events
+        self._fallback = registry.write_compact_trails
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         try:
@@ -54,13 +55,13 @@ class ChildWriter:
         url = registry.engine.url.render_as_string(hide_password=False)
         self._send(marshal.dumps({"url": url}))
 
-    def __call__(self, batch: Sequence[Compact]) -> None:
+    def __call__(self, batch: Sequence[Trail]) -> None:
         try:
             payload = marshal.dumps(list(batch))
         except ValueError:  # a detail marshal does not know: this batch goes in-process
             payload = None
         if payload is None or not self._send(payload):
-            self._fallback([expand(item) for item in batch])
+            self._fallback(batch)
 
     def close(self, timeout: float = 10.0) -> None:
         with self._lock:
@@ -97,14 +98,14 @@ def _frames(stream: IO[bytes]) -> Any:
         yield marshal.loads(body)
 
 
-def _write(registry: Registry, events: list[dict[str, Any]]) -> None:
+def _write(registry: Registry, trails: list[Trail]) -> None:
     for attempt in range(3):  # as EventSink does in-process: outlive a busy database
         try:
-            registry.write_events(events)
+            registry.write_compact_trails(trails)
             return
         except Exception:
-            log.exception("writing %d events failed (attempt %d)", len(events), attempt + 1)
-    log.error("dropped %d events after 3 attempts", len(events))
+            log.exception("writing %d trails failed (attempt %d)", len(trails), attempt + 1)
+    log.error("dropped %d trails of events after 3 attempts", len(trails))
 
 
 def main() -> None:
@@ -117,7 +118,7 @@ def main() -> None:
     try:
         for batch in frames:
             for start in range(0, len(batch), _CHUNK):
-                _write(registry, [expand(item) for item in batch[start : start + _CHUNK]])
+                _write(registry, batch[start : start + _CHUNK])
     finally:
         registry.close()
 

@@ -1,10 +1,11 @@
 """A durable event sink that never sits on the request path.
 
-`emit` appends an event in its compact form (`claw402.dispatch.events.compact`) to an in-memory
-queue; a daemon thread writes what has queued to the registry's events table `interval` seconds
-after the first event of a batch, in transactions of at most `batch` events;
-`EventSink.in_child` hands those writes to a child process (`event_writer.py`), which expands
-the tuples into records there. `close` flushes what is left.
+`emit` appends one request's trail (its events in their compact form, in order:
+`claw402.dispatch.events.compact`) to an in-memory queue; a daemon thread writes what has
+queued to the registry's events table, one row per trail (`Registry.write_compact_trails`),
+`interval` seconds after the first trail of a batch, in transactions of at most `batch`
+trails; `EventSink.in_child` hands those writes to a child process (`event_writer.py`).
+`close` flushes what is left.
 """
 
 from __future__ import annotations
@@ -16,42 +17,37 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from claw402.dispatch.events import Compact, expand
+from claw402.dispatch.events import Trail
 
 if TYPE_CHECKING:
     from claw402.registry.store import Registry
 
 log = logging.getLogger("claw402.events")
 
-Writer = Callable[[Sequence[dict[str, Any]]], None]  # records, e.g. Registry.write_events
-CompactWriter = Callable[[Sequence[Compact]], None]
+Writer = Callable[[Sequence[Trail]], None]  # e.g. Registry.write_compact_trails
 
 
 class EventSink:
     def __init__(
         self,
-        write: Writer | None = None,
+        write: Writer,
         *,
-        write_compact: CompactWriter | None = None,
         interval: float = 0.2,
         batch: int = 500,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        """`write` takes records; `write_compact`, instead, the tuples as queued."""
-        if write_compact is None:
-            if write is None:
-                raise TypeError("EventSink needs write or write_compact")
-            write_compact = _expanding(write)
-        self._write = write_compact
+        """`write` takes a batch of trails as queued (compact tuples)."""
+        self._write = write
         self._on_close = on_close
         self._interval = interval
         self._batch = batch
-        self._queue: queue.SimpleQueue[Compact | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Trail | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="claw402-events", daemon=True)
         self._thread.start()
 
-    def emit(self, item: Compact) -> None:
-        self._queue.put(item)
+    def emit(self, trail: Trail) -> None:
+        """Queue one request's events (written as one row); never blocks."""
+        self._queue.put(trail)
 
     @classmethod
     def in_child(cls, registry: Registry, **options: Any) -> EventSink:
@@ -60,7 +56,7 @@ class EventSink:
         from claw402.gateway.event_writer import ChildWriter
 
         writer = ChildWriter(registry)
-        return cls(write_compact=writer, on_close=writer.close, **options)
+        return cls(writer, on_close=writer.close, **options)
 
     def close(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
@@ -77,7 +73,7 @@ class EventSink:
             item = self._queue.get()
             if item is not None:
                 time.sleep(self._interval)
-            pending: list[Compact] = []
+            pending: list[Trail] = []
             while item is not None:
                 pending.append(item)
                 try:
@@ -89,7 +85,7 @@ class EventSink:
             if item is None:
                 return
 
-    def _flush(self, pending: list[Compact]) -> None:
+    def _flush(self, pending: list[Trail]) -> None:
         if not pending:
             return
         for attempt in range(3):
@@ -97,12 +93,6 @@ class EventSink:
                 self._write(pending)
                 return
             except Exception:  # the sink must outlive a busy database
-                log.exception("writing %d events failed (attempt %d)", len(pending), attempt + 1)
-        log.error("dropped %d events after 3 attempts", len(pending))
+                log.exception("writing %d trails failed (attempt %d)", len(pending), attempt + 1)
+        log.error("dropped %d trails of events after 3 attempts", len(pending))
 
-
-def _expanding(write: Writer) -> CompactWriter:
-    def write_compact(batch: Sequence[Compact]) -> None:
-        write([expand(item) for item in batch])
-
-    return write_compact

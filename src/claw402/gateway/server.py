@@ -20,7 +20,7 @@ def build_app(settings: Settings) -> Gateway:
     """Raises `PaymentConfigError` at start when the payment environment is half-configured."""
     registry = Registry.open(settings)
     sink = EventSink.in_child(registry)
-    paywall = paywall_from_env(registry.engine, sink.emit)
+    paywall = paywall_from_env(registry.engine)
     if paywall is not None:  # settle the books with the chain first (needs CLAW402_RPC_URL)
         from claw402.ledger.startup import reconcile_from_env
 

@@ -8,7 +8,7 @@ to settle before a byte leaves.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.openapi import docs_html, openapi
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
+from claw402.dispatch.events import Trail
 from claw402.dispatch.plans import MAX_PAGE_SIZE
 from claw402.gateway.responses import error_response, json_response
 from claw402.registry.models import Tenant
@@ -40,6 +41,7 @@ class TenantRequest:
     path: str  # the path the tenant sees, prefix stripped
     request_id: str
     root_url: str  # the tenant's public root, e.g. http://host/t/acme
+    trail: Trail = field(default_factory=list)  # this request's events, written when it ends
 
     @property
     def resource_url(self) -> str:

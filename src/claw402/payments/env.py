@@ -4,7 +4,7 @@ In `claw402.gateway.server.build_app`:
 
     registry = Registry.open(settings)
     sink = EventSink.in_child(registry)
-    paywall = paywall_from_env(registry.engine, sink.emit)   # raises PaymentConfigError
+    paywall = paywall_from_env(registry.engine)   # raises PaymentConfigError
     Gateway(registry, guard=paywall or unpriced_guard, sink=sink)
 
 `None` means no payment network is configured (no `CLAW402_ENV`, no `CLAW402_NETWORK`/
@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from sqlalchemy import Engine
 
 from claw402.payments.config import payment_config_from_env
-from claw402.payments.paywall import Emit, Paywall, _discard
+from claw402.payments.paywall import Paywall
 
 
 def paywall_from_env(
-    engine: Engine, emit: Emit = _discard, environ: Mapping[str, str] | None = None
+    engine: Engine, environ: Mapping[str, str] | None = None
 ) -> Paywall | None:
     config = payment_config_from_env(os.environ if environ is None else environ)
-    return None if config is None else Paywall(config, engine, emit)
+    return None if config is None else Paywall(config, engine)

@@ -14,7 +14,6 @@ again; it stays once a settlement may exist (`pending`, for the reconciler) or d
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
-from claw402.dispatch.events import Compact, compact
+from claw402.dispatch.events import compact
 from claw402.dispatch.routing import TenantRoute
 from claw402.payments import answers
 from claw402.payments.codec import InvalidPayment, PresentedPayment, decode_payment, payment_header
@@ -37,8 +36,6 @@ from claw402.registry.models import Tenant
 if TYPE_CHECKING:  # the gateway imports this module; types only, no import cycle
     from claw402.gateway.tenant_api import Produce, TenantRequest
 
-Emit = Callable[[Compact], None]  # EventSink.emit
-
 PAYMENT_CHALLENGE = "payment_challenge"
 PAYMENT_VERIFIED = "payment_verified"
 PAYMENT_SETTLED = "payment_settled"
@@ -49,22 +46,18 @@ PAYMENT_REPLAYED = "payment_replayed"
 _STORED_HEADERS_SKIP = {"content-length"}
 
 
-def _discard(_item: Compact) -> None:
-    return None
-
-
 class Paywall:
     """Construct once per gateway; `await paywall(call, produce)` per paid request.
 
     One paywall serves one event loop: its keep-alive connections to the facilitator
-    belong to the loop that first used them (as with any shared httpx client).
+    belong to the loop that first used them (as with any shared httpx client). Each payment
+    step is a lifecycle event appended to the call's trail, which the gateway writes out.
     """
 
     def __init__(
         self,
         config: PaymentConfig,
         engine: Engine,
-        emit: Emit = _discard,
         *,
         facilitator: Facilitator | None = None,
     ) -> None:
@@ -76,7 +69,6 @@ class Paywall:
             verify_timeout=config.verify_timeout,
             settle_timeout=config.settle_timeout,
         )
-        self.emit = emit
         self._priced_by_tenant: dict[tuple[Any, ...], _Priced] = {}
 
     def offer(self, tenant: Tenant) -> Offer:
@@ -107,7 +99,7 @@ class Paywall:
         offer = priced.offer
         header = payment_header(call.headers)
         if header is None or call.request.method == "HEAD":  # HEAD has no body to sell
-            self.emit(compact(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
+            call.trail.append(compact(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
             return priced.unpaid(call.resource_url).answer(call.request_id)
         try:
             payment = decode_payment(header)
@@ -139,7 +131,7 @@ class Paywall:
         **details: Any,
     ) -> None:
         duration = None if started is None else (time.perf_counter() - started) * 1000
-        self.emit(
+        call.trail.append(
             compact(
                 kind,
                 call.request_id,

@@ -91,4 +91,7 @@ events = Table(
     Column("request_id", String(64), nullable=True),
     Column("tenant_id", String(40), nullable=True, index=True),
     Column("data", JSON, nullable=False),
+    # One row holds one request's events: `type`, `ts` and `data` are its last event's, and
+    # `data["before"]` the earlier ones, whose types `steps` lists (" a b "); NULL: one event.
+    Column("steps", Text, nullable=True),
 )

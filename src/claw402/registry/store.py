@@ -10,27 +10,32 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from claw402.config import Settings
+from claw402.dispatch.events import Compact, Trail, limits_payload
 from claw402.registry.db import make_engine, migrate
 from claw402.registry.models import DatasetVersion, Tenant
 from claw402.registry.schema import dataset_versions, events, registry_state, tenant_hosts, tenants
 
-_EVENT_ROWS = 100  # rows per INSERT on SQLite: 500 parameters, under every build's limit
+_EVENT_ROWS = 100  # rows per INSERT on SQLite: 600 parameters, under every build's limit
 # An event's `data` holds what its columns do not, less the standard fields that are null:
 # ~40% fewer bytes a row, and on SQLite an insert costs about 1 µs per 100 bytes.
 _EVENT_COLUMNS = frozenset({"type", "ts", "requestId", "tenantId"})
 _EVENT_NULLABLE = ("workerName", "limits", "status", "durationMs", "reason")
 _EVENT_SKIP_NULL = frozenset(_EVENT_NULLABLE)
+# Fields an earlier event of a row leaves out when they equal the row's own (its route's;
+# the request and tenant ids too).
+_EVENT_SHARED = ("workerName", "limits")
+MAX_TRAIL = 32  # events in one row at most: a longer trail goes on in the next row
 
 
 def event_record(
     kind: str, ts: float, request_id: str | None, tenant_id: str | None, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """An events row as the record that was written (rows of any age: older ones hold the
-    whole record in `data`)."""
+    """An events row of one event as the record that was written (rows of any age: older
+    ones hold the whole record in `data`)."""
     return {
         "type": kind,
         "ts": ts,
@@ -41,13 +46,110 @@ def event_record(
     }
 
 
-def _event_row(e: dict[str, Any]) -> tuple[Any, ...]:
-    data = {
+def row_events(
+    kind: str, ts: float, request_id: str | None, tenant_id: str | None, data: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every event an events row holds, in the order they happened."""
+    before = data.get("before")
+    if not before:
+        return [event_record(kind, ts, request_id, tenant_id, data)]
+    data = {k: v for k, v in data.items() if k != "before"}
+    shared = {"requestId": request_id, "tenantId": tenant_id,
+              **dict.fromkeys(_EVENT_NULLABLE), **{k: data.get(k) for k in _EVENT_SHARED}}
+    records = [{**shared, **step} for step in before]
+    records.append(event_record(kind, ts, request_id, tenant_id, data))
+    return records
+
+
+def _event_data(e: dict[str, Any]) -> dict[str, Any]:
+    return {
         k: v
         for k, v in e.items()
         if k not in _EVENT_COLUMNS and (v is not None or k not in _EVENT_SKIP_NULL)
     }
-    return (e["ts"], e["type"], e.get("requestId"), e.get("tenantId"), orjson.dumps(data).decode())
+
+
+def _trail_row(trail: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
+    """One row for the events of one request (`trail`, in order; one or more)."""
+    *before, last = trail
+    data = _event_data(last)
+    steps = None
+    if before:
+        shared = {k: last.get(k) for k in _EVENT_SHARED}
+        shared["requestId"], shared["tenantId"] = last.get("requestId"), last.get("tenantId")
+        data["before"] = [
+            {
+                k: v
+                for k, v in e.items()
+                if (v is not None or k not in _EVENT_SKIP_NULL or k in shared)
+                and not (k in shared and v == shared[k])
+            }
+            for e in before
+        ]
+        steps = " " + " ".join(e["type"] for e in before) + " "
+    return (
+        last["ts"], last["type"], last.get("requestId"), last.get("tenantId"),
+        orjson.dumps(data).decode(), steps,
+    )  # fmt: skip
+
+
+def _compact_row(trail: Trail) -> tuple[Any, ...]:
+    """`_trail_row` of the records a trail of compact tuples expands into, built straight
+    from the tuples: the event writer's per-request cost (tests hold the two equal)."""
+    *before, last = trail
+    kind, ts, request_id, tenant_id, worker, cpu_ms, sub_requests, status, duration, reason, \
+        details = last
+    data: dict[str, Any] = {}
+    if worker is not None:
+        data["workerName"] = worker
+    if cpu_ms is not None:
+        data["limits"] = limits_payload(cpu_ms, sub_requests)
+    if status is not None:
+        data["status"] = status
+    if duration is not None:
+        data["durationMs"] = round(duration, 3)
+    if reason is not None:
+        data["reason"] = reason
+    if details:
+        data["details"] = details
+    steps = None
+    if before:
+        data["before"] = [_compact_step(item, last) for item in before]
+        steps = " " + " ".join(item[0] for item in before) + " "
+    return ts, kind, request_id, tenant_id, orjson.dumps(data).decode(), steps
+
+
+def _compact_step(item: Compact, last: Compact) -> dict[str, Any]:
+    kind, ts, request_id, tenant_id, own_worker, own_cpu, own_sub, status, duration, reason, \
+        details = item
+    step: dict[str, Any] = {"type": kind, "ts": ts}
+    if request_id != last[2]:
+        step["requestId"] = request_id
+    if tenant_id != last[3]:
+        step["tenantId"] = tenant_id
+    if own_worker != last[4]:
+        step["workerName"] = own_worker
+    if (own_cpu, own_sub) != last[5:7]:
+        step["limits"] = None if own_cpu is None else limits_payload(own_cpu, own_sub)
+    if status is not None:
+        step["status"] = status
+    if duration is not None:
+        step["durationMs"] = round(duration, 3)
+    if reason is not None:
+        step["reason"] = reason
+    if details:
+        step["details"] = details
+    return step
+
+
+def _trails(trails: Iterable[Sequence[dict[str, Any]]]) -> Iterable[Sequence[dict[str, Any]]]:
+    """Each trail whole, or in pieces of `MAX_TRAIL` (a caller can reuse a request id)."""
+    for trail in trails:
+        if len(trail) <= MAX_TRAIL:
+            yield trail
+        else:
+            for start in range(0, len(trail), MAX_TRAIL):
+                yield trail[start : start + MAX_TRAIL]
 
 
 class RegistryError(ValueError):
@@ -313,44 +415,71 @@ class Registry:
     # -- events ----------------------------------------------------------------------------
 
     def write_events(self, batch: Sequence[dict[str, Any]]) -> None:
-        """Append events; the sink calls this for every batch, off the request path.
+        """Append events, one row each (the edge's reports: the ledger reads them by type)."""
+        self.write_trails([(e,) for e in batch])
 
+    def write_trails(self, trails: Sequence[Sequence[dict[str, Any]]]) -> None:
+        """Append requests' events as records, one row per request."""
+        self._insert_events([_trail_row(trail) for trail in _trails(trails) if trail])
+
+    def write_compact_trails(self, trails: Sequence[Trail]) -> None:
+        """Append requests' events, one row per request (`row_events` reads them back).
+
+        The sink calls this for every batch, off the request path. One row instead of one per
+        event: a 402 challenge is three events, and on SQLite their three inserts with two
+        indexes cost ~23 µs of CPU against ~7.5 µs as one row (bench/bench_event_writer.py).
         Driver SQL skips SQLAlchemy's per-row processing (~3 µs a row instead of ~23). On
         SQLite the rows go as multi-row INSERTs of `_EVENT_ROWS`: `executemany` takes the GIL
-        back after every row, and behind a busy event loop each take waits its turn, so the
-        writer fell behind by ~10x under load (6.6k events/s written while 70k/s arrived).
+        back after every row, and behind a busy event loop each take waits its turn.
         """
-        if not batch:
+        self._insert_events([_compact_row(trail) for trail in _trails(trails) if trail])
+
+    def _insert_events(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
             return
-        rows = [_event_row(e) for e in batch]
-        sql = "INSERT INTO events (ts, type, request_id, tenant_id, data) VALUES "
+        sql = "INSERT INTO events (ts, type, request_id, tenant_id, data, steps) VALUES "
         with self.engine.begin() as conn:
             if conn.dialect.paramstyle != "qmark":  # PostgreSQL: psycopg pipelines the batch
-                conn.exec_driver_sql(sql + "(%s, %s, %s, %s, %s)", rows)
+                conn.exec_driver_sql(sql + "(%s, %s, %s, %s, %s, %s)", rows)
                 return
             for start in range(0, len(rows), _EVENT_ROWS):
                 chunk = rows[start : start + _EVENT_ROWS]
                 conn.exec_driver_sql(
-                    sql + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                    sql + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)),
                     tuple(itertools.chain.from_iterable(chunk)),
                 )
 
     def read_events(
-        self, *, tenant_id: str | None = None, kind: str | None = None, limit: int = 50
+        self,
+        *,
+        tenant_id: str | None = None,
+        kind: str | None = None,
+        request_id: str | None = None,
+        limit: int = 50,
     ) -> list[dict[str, Any]]:
+        """The newest `limit` events, oldest first; each carries its row's `id` (the events
+        of one request share it)."""
         c = events.c
         query = (
             select(c.id, c.type, c.ts, c.request_id, c.tenant_id, c.data)
             .order_by(c.id.desc())
-            .limit(limit)
+            .limit(limit)  # a row holds one event or more: `limit` rows are enough
         )
         if tenant_id is not None:
             query = query.where(c.tenant_id == tenant_id)
+        if request_id is not None:
+            query = query.where(c.request_id == request_id)
         if kind is not None:
-            query = query.where(c.type == kind)
+            query = query.where(or_(c.type == kind, c.steps.contains(f" {kind} ", autoescape=True)))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [{"id": row.id, **event_record(*row[1:])} for row in reversed(rows)]
+        found = [
+            {"id": row.id, **e}
+            for row in reversed(rows)
+            for e in row_events(*row[1:])
+            if kind is None or e["type"] == kind
+        ]
+        return found[-limit:]
 
 
 def _version(row: Any) -> DatasetVersion:
