@@ -84,7 +84,7 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
-        response = await self.dispatch(Request(scope, receive))
+        response = await self.dispatch(scope, receive)
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -101,19 +101,22 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def dispatch(self, request: Request) -> Response:
+    async def dispatch(self, scope: Scope, receive: Receive) -> Response:
+        """The answer to one HTTP request (a Starlette `Request` is built only for handlers
+        that read the query or the body: a 402 challenge needs neither)."""
         started = time.perf_counter()
-        headers = header_map(request.scope["headers"])
+        headers = header_map(scope["headers"])
         incoming = headers.get("x-request-id")
         if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
             request_id = incoming
         else:
             request_id = new_request_id()
-        path: str = request.scope["path"]
+        path: str = scope["path"]
         if path == "/healthz":
             return self._stamp(json_response({"ok": True}), request_id, None)
         if path == EDGE_EVENTS_PATH and self.events_token:
-            return self._stamp(await self._edge_events(request, request_id), request_id, None)
+            answer = await self._edge_events(Request(scope, receive), request_id)
+            return self._stamp(answer, request_id, None)
 
         host = headers.get("host")
         resolution = self.directory.current().resolve(host, path)
@@ -132,7 +135,7 @@ class Gateway:
         trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path)]
         try:
             response, reason = await self._run_tenant(
-                request, headers, route, resolution.path, request_id, trail
+                scope, receive, headers, route, resolution.path, request_id, trail
             )
             duration = (time.perf_counter() - started) * 1000
             kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
@@ -146,7 +149,8 @@ class Gateway:
 
     async def _run_tenant(
         self,
-        request: Request,
+        scope: Scope,
+        receive: Receive,
         headers: dict[str, str],
         route: TenantRoute,
         path: str,
@@ -158,10 +162,10 @@ class Gateway:
             return self._fail("dispatcher_binding_missing", request_id), "no dataset deployed"
         try:
             runtime = self._runtime(tenant)
-            root = _origin(request.scope, headers.get("host"))
-            if path != request.scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
+            root = _origin(scope, headers.get("host"))
+            if path != scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
                 root += f"/t/{tenant.slug}"
-            call = TenantRequest(request, headers, tenant, path, request_id, root, trail)
+            call = TenantRequest(scope, receive, headers, tenant, path, request_id, root, trail)
             response = await runtime.handle(call, self.guard)
         except TenantFailure as exc:
             return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope
 
 from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.openapi import docs_html, openapi
@@ -35,13 +36,26 @@ class TenantFailure(Exception):
 
 @dataclass(slots=True)
 class TenantRequest:
-    request: Request
+    scope: Scope
+    receive: Receive
     headers: dict[str, str]  # read once by the gateway: lower-case names, first value wins
     tenant: Tenant
     path: str  # the path the tenant sees, prefix stripped
     request_id: str
     root_url: str  # the tenant's public root, e.g. http://host/t/acme
     trail: Trail = field(default_factory=list)  # this request's events, written when it ends
+    _request: Request | None = None
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]
+
+    @property
+    def request(self) -> Request:
+        """The Starlette request, built on first use (query parameters, body)."""
+        if self._request is None:
+            self._request = Request(self.scope, self.receive)
+        return self._request
 
     @property
     def resource_url(self) -> str:
@@ -64,7 +78,7 @@ class TenantRuntime:
         self.timeout_ms = tenant.limits.cpu_ms * WALL_CLOCK_FACTOR
 
     async def handle(self, call: TenantRequest, guard: Guard) -> Response:
-        path, method = call.path, call.request.method
+        path, method = call.path, call.method
         if method not in ("GET", "HEAD"):
             return error_response(
                 405, "method_not_allowed", call.request_id, headers={"allow": "GET"}

@@ -98,7 +98,7 @@ class Paywall:
         priced = self._priced(call.tenant)
         offer = priced.offer
         header = payment_header(call.headers)
-        if header is None or call.request.method == "HEAD":  # HEAD has no body to sell
+        if header is None or call.method == "HEAD":  # HEAD has no body to sell
             call.trail.append(compact(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
             return priced.unpaid(call.resource_url).answer(call.request_id)
         try:
