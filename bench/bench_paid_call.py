@@ -1,6 +1,7 @@
 """Paid-call latency and 402-challenge throughput, side by side in one run, on anvil.
 
-Three servers, each in its own process on the same uvicorn settings, on 127.0.0.1 only:
+Servers, each in its own process on the same HTTP server (`--server`: granian, as
+`402claw serve` runs, or uvicorn), on 127.0.0.1 only:
 - `hello`: a bare ASGI hello-world (the ceiling);
 - `gateway`: the 402claw gateway with its paywall, serving a priced tenant (sample cities);
 - `gateway-static402`: the same gateway with a constant-402 guard instead of the paywall
@@ -27,7 +28,7 @@ jsonschema-specifications referencing rpds-py opentelemetry-api`; this script ap
 folder (or `$CLAW402_BENCH_DEPS`) to `sys.path`. Without them the `sdk` column is skipped.
 
     python bench/bench_paid_call.py [--calls 200] [--duration 10] [--connections 50]
-                                     [--rounds 3] [--json]
+                                     [--rounds 3] [--server granian|uvicorn] [--json]
 """
 
 from __future__ import annotations
@@ -139,9 +140,25 @@ def sdk_app() -> Any:
     return app
 
 
-def serve_child(kind: str, port: int) -> None:
-    import uvicorn
+APPS: dict[str, Callable[[], Any]] = {
+    "hello": hello_app,
+    "gateway": gateway_app,
+    "gateway-static402": lambda: gateway_app(static_guard=True),
+    "sdk": sdk_app,
+}
 
+
+def app_from_env() -> Any:
+    """The app a child serves (`BENCH_KIND`), tuned as `402claw serve` tunes the gateway's
+    collector: the same for every server compared. granian's worker calls this factory."""
+    from claw402.gateway.server import tune_gc
+
+    app = APPS[os.environ["BENCH_KIND"]]()
+    tune_gc()
+    return app
+
+
+def serve_child(kind: str, port: int) -> None:
     if kind == "facilitator":
         from claw402.facilitator.server import serve
         from claw402.facilitator.settings import FacilitatorSettings
@@ -152,15 +169,23 @@ def serve_child(kind: str, port: int) -> None:
         )
         serve(settings, port=port, log_level="warning")
         return
-    from claw402.gateway.server import tune_gc
+    os.environ["BENCH_KIND"] = kind
+    if os.environ["BENCH_SERVER"] == "granian":  # as `402claw serve` runs it
+        from granian import Granian
+        from granian.constants import Interfaces
 
-    app = {
-        "hello": hello_app,
-        "gateway": gateway_app,
-        "gateway-static402": lambda: gateway_app(static_guard=True),
-        "sdk": sdk_app,
-    }[kind]()
-    tune_gc()  # as `402claw serve` does; the same for every server compared
+        Granian(
+            "bench_paid_call:app_from_env",
+            factory=True,
+            address="127.0.0.1",
+            port=port,
+            interface=Interfaces.ASGI,
+            log_level="warning",
+        ).serve()
+        return
+    import uvicorn
+
+    app = app_from_env()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -178,7 +203,7 @@ def child(kind: str, env: dict[str, str], ready_path: str = "/") -> Iterator[str
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "_serve", kind, str(port)],
-        env={**os.environ, **env},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), **env},
         stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -346,14 +371,16 @@ def median_rps(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def run(calls: int, duration: int, connections: int, rounds: int = 3) -> dict[str, Any]:
+def run(
+    calls: int, duration: int, connections: int, rounds: int = 3, server: str = "granian"
+) -> dict[str, Any]:
     from claw402.chain.devchain import start_dev_chain
     from claw402.config import Settings
     from claw402.registry.deploy import DeployRequest, deploy
     from claw402.registry.store import Registry
     from claw402.samples import CITIES
 
-    results: dict[str, Any] = {"calls": calls, "price": PRICE}
+    results: dict[str, Any] = {"calls": calls, "price": PRICE, "server": server}
     home = Path(tempfile.mkdtemp(prefix="claw402-bench-"))
     try:
         with start_dev_chain(payers=2) as chain:
@@ -361,6 +388,7 @@ def run(calls: int, duration: int, connections: int, rounds: int = 3) -> dict[st
                 "BENCH_RPC": chain.rpc_url,
                 "BENCH_NET": chain.network,
                 "BENCH_FAC_KEY": chain.facilitator.private_key,
+                "BENCH_SERVER": server,
             }
             with child("facilitator", base_env, "/health") as facilitator:
                 settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
@@ -450,7 +478,10 @@ def _sdk(
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = [f"paid calls on anvil, price ${results['price']}, {results['calls']} calls each"]
+    lines = [
+        f"paid calls on anvil, price ${results['price']}, {results['calls']} calls each; "
+        f"every server on {results['server']}"
+    ]
     for name in ("gateway", "sdk"):
         r = results.get(name, {})
         if "skipped" in r:
@@ -492,9 +523,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server, alternated")
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = run(args.calls, args.duration, args.connections, args.rounds)
+    results = run(args.calls, args.duration, args.connections, args.rounds, args.server)
     print(json.dumps(results, indent=2) if args.json else report(results))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 
-from claw402.config import Settings
+from claw402.config import Settings, load_settings
 from claw402.gateway.app import Gateway, unpriced_guard
 from claw402.gateway.events import EventSink
 from claw402.payments.env import paywall_from_env
@@ -33,6 +33,14 @@ def build_app(settings: Settings) -> Gateway:
         sink=sink,
         events_token=os.environ.get("CLAW402_EVENTS_TOKEN") or None,
     )
+
+
+def app_from_env() -> Gateway:
+    """The factory `402claw serve` hands granian: each worker process builds its own gateway
+    from `CLAW402_HOME` / `CLAW402_DATABASE_URL` and the payment variables."""
+    app = build_app(load_settings())
+    tune_gc()
+    return app
 
 
 def tune_gc() -> None:
