@@ -23,7 +23,7 @@ from typing import Any
 from claw402.config import Settings
 from claw402.gateway.app import Gateway
 from claw402.gateway.events import EventSink
-from claw402.gateway.server import tune_gc
+from claw402.gc_tuning import tune_gc
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.registry.deploy import DeployRequest, deploy

@@ -151,7 +151,7 @@ APPS: dict[str, Callable[[], Any]] = {
 def app_from_env() -> Any:
     """The app a child serves (`BENCH_KIND`), tuned as `402claw serve` tunes the gateway's
     collector: the same for every server compared. granian's worker calls this factory."""
-    from claw402.gateway.server import tune_gc
+    from claw402.gc_tuning import tune_gc
 
     app = APPS[os.environ["BENCH_KIND"]]()
     tune_gc()

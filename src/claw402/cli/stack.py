@@ -37,7 +37,7 @@ def dev_command(
 ) -> None:
     """Start anvil, the token, the facilitator and the gateway; stop them all on Ctrl-C."""
     from claw402.devstack import start_dev_stack
-    from claw402.gateway.server import tune_gc
+    from claw402.gc_tuning import tune_gc
 
     settings = load_settings(home)
     with start_dev_stack(

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from claw402.dispatch.events import Trail
+from claw402.gc_tuning import tune_gc
 from claw402.registry.db import make_engine
 from claw402.registry.store import Registry
 
@@ -115,6 +116,7 @@ def main() -> None:
     if not isinstance(first, dict) or "url" not in first:
         sys.exit("event_writer: expected the database URL first")
     registry = Registry(make_engine(first["url"]))
+    tune_gc()  # each frame unpacks thousands of tuples: no full rescans of start-up's objects
     try:
         for batch in frames:
             for start in range(0, len(batch), _CHUNK):
