@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +21,7 @@ from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
 from claw402.cloudflare.tenant import build_tenant
 from claw402.cloudflare.workerd import LocalEdge
 from claw402.payments.offer import Offer
+from jsclient import pay_with_js_client
 
 PAGE = "/t/alpha/v1/records?_limit=2"
 
@@ -193,14 +192,10 @@ def test_v1_payment(edge):
 
 def test_official_js_client_pays_the_edge(edge):
     payer = edge.payer()
-    script = Path(__file__).with_name("js") / "pay.mjs"
-    proc = subprocess.run(
-        ["node", str(script), f"{edge.url}{PAGE}", payer.private_key, edge.chain.network,
-         edge.chain.token, "10000"],
-        capture_output=True, text=True, timeout=60, check=False,
+    chain = edge.chain
+    report = pay_with_js_client(
+        f"{edge.url}{PAGE}", payer.private_key, chain.network, chain.token, 10_000
     )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
     assert report["status"] == 200 and report["body"] == json.loads(free_answer(edge))
     assert report["paymentResponse"]["success"] is True
 

@@ -8,11 +8,7 @@ Each test pays from its own fresh wallet, so balance checks never see another te
 
 from __future__ import annotations
 
-import json
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from paidstack import Stack, open_stack
@@ -29,22 +25,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def payer(stack: Stack) -> Wallet:
     return stack.payer()
-
-
-@pytest.fixture
-def js_client() -> Callable[..., dict[str, Any]]:
-    """Run the official JavaScript client (`@x402/fetch`) against a URL; returns its report."""
-    script = Path(__file__).with_name("js") / "pay.mjs"
-
-    def run(url: str, private_key: str, network: str, asset: str, max_atomic: int) -> dict:
-        proc = subprocess.run(
-            ["node", str(script), url, private_key, network, asset, str(max_atomic)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    return run

@@ -6,6 +6,7 @@ A uniquely named module (not conftest) so tests can import it: test folders have
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -32,6 +33,7 @@ from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
 from claw402.gateway.events import EventSink
 from claw402.gateway.tenant_api import Guard
+from claw402.payments.client import PaidCall, pay_and_fetch_async
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.payments.schema import payment_claims, payments
@@ -40,6 +42,7 @@ from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.samples import CITIES
 from claw402.serving import ServerThread
+from jsclient import pay_with_js_client
 
 MAX_TIMEOUT = 120
 
@@ -68,6 +71,11 @@ class Stack:
 
     def balance(self, address: str) -> int:
         return self.chain.balance(address)
+
+    def pay_js(self, url: str, payer: Wallet, max_atomic: int) -> dict[str, Any]:
+        """A call paid with the official JavaScript client; its report (`jsclient`)."""
+        chain = self.chain
+        return pay_with_js_client(url, payer.private_key, chain.network, chain.token, max_atomic)
 
     # -- payments made by hand -------------------------------------------------------------
 
@@ -125,6 +133,17 @@ class Stack:
         return payload
 
     # -- requests ----------------------------------------------------------------------------
+
+    def pay(self, url: str, payer: Wallet, max_price_atomic: int) -> PaidCall:
+        """A call paid with the official Python client, allowed this stack's token only."""
+        return asyncio.run(
+            pay_and_fetch_async(
+                url,
+                payer.private_key,
+                max_price_atomic=max_price_atomic,
+                allowed_assets=[(self.chain.network, self.chain.token)],
+            )
+        )
 
     def get(
         self,

@@ -20,7 +20,7 @@ from x402.http.utils import decode_payment_required_header, decode_payment_respo
 from claw402.chain.eip3009 import sign_cancel
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
-from claw402.payments.client import PriceTooHigh, pay_and_fetch_async
+from claw402.payments.client import PriceTooHigh
 from claw402.payments.schema import SETTLED
 
 PRICE_A = usdc("0.01")
@@ -109,13 +109,8 @@ def test_a_creator_paid_tenant_names_the_creator(stack: Stack):
 
 def test_official_python_client_pays_through_the_path(stack: Stack, payer: Wallet):
     treasury_before = stack.balance(stack.chain.treasury.address)
-    call = asyncio.run(
-        pay_and_fetch_async(
-            f"{stack.url}/t/alpha/v1/records?country=Japan&_sort=-population",
-            payer.private_key,
-            max_price_atomic=PRICE_A,
-            allowed_assets=[(stack.chain.network, stack.chain.token)],
-        )
+    call = stack.pay(
+        f"{stack.url}/t/alpha/v1/records?country=Japan&_sort=-population", payer, PRICE_A
     )
     r = call.response
     assert r.status_code == 200, r.text
@@ -174,14 +169,8 @@ def test_v1_x_payment_is_understood(stack: Stack, payer: Wallet):
     assert stack.balance(payer.address) == usdc(1) - PRICE_A
 
 
-def test_official_javascript_client_pays(stack: Stack, payer: Wallet, js_client):
-    report = js_client(
-        f"{stack.url}/t/alpha/v1/records?_limit=3",
-        payer.private_key,
-        stack.chain.network,
-        stack.chain.token,
-        PRICE_A,
-    )
+def test_official_javascript_client_pays(stack: Stack, payer: Wallet):
+    report = stack.pay_js(f"{stack.url}/t/alpha/v1/records?_limit=3", payer, PRICE_A)
     assert report["status"] == 200, report
     assert len(report["body"]["items"]) == 3
     assert report["paymentResponse"]["success"] is True
@@ -191,14 +180,7 @@ def test_official_javascript_client_pays(stack: Stack, payer: Wallet, js_client)
 
 def test_client_refuses_a_price_above_its_maximum(stack: Stack, payer: Wallet):
     with pytest.raises(PriceTooHigh, match=r"costs \$0.02"):
-        asyncio.run(
-            pay_and_fetch_async(
-                f"{stack.url}/t/beta/v1/records",
-                payer.private_key,
-                max_price_atomic=usdc("0.01"),
-                allowed_assets=[(stack.chain.network, stack.chain.token)],
-            )
-        )
+        stack.pay(f"{stack.url}/t/beta/v1/records", payer, usdc("0.01"))
     assert stack.balance(payer.address) == usdc(1)
 
 

@@ -4,7 +4,6 @@ paying through the real facilitator and chain, and stopping without losing an ev
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -20,7 +19,6 @@ from paidstack import Stack, free_port
 
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
-from claw402.payments.client import pay_and_fetch_async
 
 PRICE_A = usdc("0.01")
 CLI = str(Path(sys.executable).with_name("402claw"))
@@ -73,9 +71,7 @@ def served(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             proc.wait(10)
 
 
-def test_serve_takes_payments_and_keeps_every_event_when_stopped(
-    stack: Stack, payer: Wallet, js_client
-):
+def test_serve_takes_payments_and_keeps_every_event_when_stopped(stack: Stack, payer: Wallet):
     treasury = stack.chain.treasury.address
     treasury_before = stack.balance(treasury)
     with served(serve_env(stack)) as (url, proc):
@@ -84,25 +80,14 @@ def test_serve_takes_payments_and_keeps_every_event_when_stopped(
         assert challenge.headers["x-tenant-id"] == stack.tenants["alpha"].tenant_id
         assert challenge.headers["payment-required"]
 
-        call = asyncio.run(
-            pay_and_fetch_async(
-                f"{url}/t/alpha/v1/records?country=Japan&_sort=-population",
-                payer.private_key,
-                max_price_atomic=PRICE_A,
-                allowed_assets=[(stack.chain.network, stack.chain.token)],
-            )
+        call = stack.pay(
+            f"{url}/t/alpha/v1/records?country=Japan&_sort=-population", payer, PRICE_A
         )
         assert call.response.status_code == 200, call.response.text
         assert [i["city"] for i in call.response.json()["items"]] == ["Tokyo", "Osaka", "Nagoya"]
         assert call.settlement is not None and call.settlement.transaction.startswith("0x")
 
-        report = js_client(
-            f"{url}/t/alpha/v1/records?_limit=2",
-            payer.private_key,
-            stack.chain.network,
-            stack.chain.token,
-            PRICE_A,
-        )
+        report = stack.pay_js(f"{url}/t/alpha/v1/records?_limit=2", payer, PRICE_A)
         assert report["status"] == 200, report
         assert len(report["body"]["items"]) == 2
         assert report["paymentResponse"]["success"] is True

@@ -8,11 +8,16 @@ import { privateKeyToAccount } from "viem/accounts";
 const [url, privateKey, network, asset, maxAtomic] = process.argv.slice(2);
 const client = new x402Client();
 registerExactEvmScheme(client, { signer: privateKeyToAccount(privateKey), networks: [network] });
-client.setSpendControls({ allowedAssets: [{ network, asset, maxAmountPerPayment: maxAtomic }] });
-const response = await wrapFetchWithPayment(fetch, client)(url, { method: "GET" });
+client.setSpendControls({
+  allowedAssets: [{ network, asset, maxAmountPerPayment: maxAtomic }],
+});
+const fetchWithPayment = wrapFetchWithPayment(fetch, client);
+const response = await fetchWithPayment(url, { method: "GET" });
 const header = response.headers.get("PAYMENT-RESPONSE");
-console.log(JSON.stringify({
-  status: response.status,
-  body: await response.json(),
-  paymentResponse: header ? decodePaymentResponseHeader(header) : null,
-}));
+console.log(
+  JSON.stringify({
+    status: response.status,
+    body: await response.json(),
+    paymentResponse: header ? decodePaymentResponseHeader(header) : null,
+  }),
+);
