@@ -33,17 +33,47 @@ def test_migrate_stamps_head_and_then_skips_alembic(database_url):
 def test_migrate_upgrades_an_older_schema(database_url):
     engine = make_engine(database_url)
     migrate(engine)
-    with engine.begin() as conn:  # as if the last two migrations had not run yet
-        conn.execute(sa.text("DROP INDEX ix_events_type"))
+    with engine.begin() as conn:  # as if the last three migrations had not run yet
+        conn.execute(sa.text("DROP INDEX ix_events_settled"))
         conn.execute(sa.text("ALTER TABLE events DROP COLUMN steps"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
     assert current_revisions(engine) == ["0003"]
     migrate(engine)
     assert current_revisions(engine) == [HEAD_REVISION]
     inspector = sa.inspect(engine)
-    assert "ix_events_type" in {ix["name"] for ix in inspector.get_indexes("events")}
+    indexes = {ix["name"] for ix in inspector.get_indexes("events")}
+    assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
     assert "steps" in {column["name"] for column in inspector.get_columns("events")}
     engine.dispose()
+
+
+def test_settlement_lookups_use_the_partial_index_and_other_rows_stay_out_of_it(engine):
+    """The ledger's edge lookups (`type = 'payment_settled'`, a bound parameter) are planned
+    with the partial index, which holds settlement rows only."""
+    from claw402.ledger.edge import SETTLED
+    from claw402.registry.schema import events
+
+    rows = [{"ts": 1.0, "type": kind, "data": {}} for kind in ("dispatch_success", SETTLED)]
+    query = sa.select(events.c.id).where(events.c.type == SETTLED).limit(1)
+    with engine.begin() as conn:
+        conn.execute(events.insert(), rows)
+        if engine.dialect.name == "sqlite":
+            compiled = query.compile(engine)
+            plan = conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
+            ).all()
+            assert "ix_events_settled" in str(plan), plan
+            held = conn.exec_driver_sql(
+                "SELECT count(*) FROM events INDEXED BY ix_events_settled "
+                "WHERE type = 'payment_settled'"
+            ).scalar_one()
+            assert held == 1
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table scans otherwise
+            compiled = query.compile(engine)
+            plan = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).all()
+            assert "ix_events_settled" in str(plan), plan
+        assert conn.execute(query).scalar_one() == 2
 
 
 def test_migrate_at_head_does_not_import_alembic(tmp_path):

@@ -9,12 +9,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -87,7 +89,7 @@ events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("type", String(64), nullable=False, index=True),
+    Column("type", String(64), nullable=False),
     Column("request_id", String(64), nullable=True),
     Column("tenant_id", String(40), nullable=True, index=True),
     Column("data", JSON, nullable=False),
@@ -95,3 +97,6 @@ events = Table(
     # `data["before"]` the earlier ones, whose types `steps` lists (" a b "); NULL: one event.
     Column("steps", Text, nullable=True),
 )
+# Only settlement rows are indexed by type: the ledger looks them up (migration 0006).
+_SETTLED = text("type = 'payment_settled'")
+Index("ix_events_settled", events.c.type, sqlite_where=_SETTLED, postgresql_where=_SETTLED)
