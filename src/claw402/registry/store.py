@@ -96,14 +96,14 @@ def _trail_row(trail: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
 def _compact_row(trail: Trail) -> tuple[Any, ...]:
     """`_trail_row` of the records a trail of compact tuples expands into, built straight
     from the tuples: the event writer's per-request cost (tests hold the two equal)."""
-    *before, last = trail
+    last = trail[-1]
     kind, ts, request_id, tenant_id, worker, cpu_ms, sub_requests, status, duration, reason, \
         details = last
     data: dict[str, Any] = {}
     if worker is not None:
         data["workerName"] = worker
     if cpu_ms is not None:
-        data["limits"] = limits_payload(cpu_ms, sub_requests)
+        data["limits"] = _limits_json(cpu_ms, sub_requests)
     if status is not None:
         data["status"] = status
     if duration is not None:
@@ -113,9 +113,10 @@ def _compact_row(trail: Trail) -> tuple[Any, ...]:
     if details:
         data["details"] = details
     steps = None
-    if before:
+    if len(trail) > 1:
+        before = trail[:-1]
         data["before"] = [_compact_step(item, last) for item in before]
-        steps = " " + " ".join(item[0] for item in before) + " "
+        steps = f" {' '.join([item[0] for item in before])} "
     return ts, kind, request_id, tenant_id, orjson.dumps(data).decode(), steps
 
 
@@ -129,8 +130,8 @@ def _compact_step(item: Compact, last: Compact) -> dict[str, Any]:
         step["tenantId"] = tenant_id
     if own_worker != last[4]:
         step["workerName"] = own_worker
-    if (own_cpu, own_sub) != last[5:7]:
-        step["limits"] = None if own_cpu is None else limits_payload(own_cpu, own_sub)
+    if own_cpu != last[5] or own_sub != last[6]:
+        step["limits"] = None if own_cpu is None else _limits_json(own_cpu, own_sub)
     if status is not None:
         step["status"] = status
     if duration is not None:
@@ -140,6 +141,20 @@ def _compact_step(item: Compact, last: Compact) -> dict[str, Any]:
     if details:
         step["details"] = details
     return step
+
+
+_LIMITS_JSON: dict[tuple[int, int], orjson.Fragment] = {}
+
+
+def _limits_json(cpu_ms: int, sub_requests: int) -> orjson.Fragment:
+    """A limits payload, JSON-encoded once per distinct limits: rows embed it as is."""
+    found = _LIMITS_JSON.get((cpu_ms, sub_requests))
+    if found is None:
+        if len(_LIMITS_JSON) > 4096:  # overrides are per tenant: keep the table bounded
+            _LIMITS_JSON.clear()
+        payload = orjson.dumps(limits_payload(cpu_ms, sub_requests))
+        found = _LIMITS_JSON[(cpu_ms, sub_requests)] = orjson.Fragment(payload)
+    return found
 
 
 def _trails(trails: Iterable[Sequence[dict[str, Any]]]) -> Iterable[Sequence[dict[str, Any]]]:
