@@ -59,9 +59,24 @@ def normalize_host(host: str) -> str:
 
 
 def request_host(header: str | None) -> str | None:
-    """The host part of a Host header, lowercased, port removed (`[::1]:80` kept as is)."""
+    """The host part of a Host header, lowercased, port removed (`[::1]:80` kept as is).
+
+    Every request asks this of one of a few distinct headers: the answers are remembered
+    (a bounded table: callers choose the headers)."""
     if not header:
         return None
+    found = _REQUEST_HOSTS.get(header)
+    if found is None:
+        if len(_REQUEST_HOSTS) >= 1024:
+            _REQUEST_HOSTS.clear()
+        found = _REQUEST_HOSTS[header] = _parse_request_host(header)
+    return found
+
+
+_REQUEST_HOSTS: dict[str, str] = {}
+
+
+def _parse_request_host(header: str) -> str:
     value = header.strip().lower()
     if value.startswith("["):
         return value

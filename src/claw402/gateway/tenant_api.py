@@ -83,11 +83,20 @@ class TenantRuntime:
             return error_response(
                 405, "method_not_allowed", call.request_id, headers={"allow": "GET"}
             )
+        produce: Produce
         if path == "/v1/records":
-            return await self._paid(call, guard, lambda: self._records(call))
-        if path.startswith("/v1/records/"):
+            produce = lambda: self._records(call)  # noqa: E731
+        elif path.startswith("/v1/records/"):
             key = path[len("/v1/records/") :]  # the ASGI server decoded the path once
-            return await self._paid(call, guard, lambda: self._record(call, key))
+            produce = lambda: self._record(call, key)  # noqa: E731
+        else:
+            return self._free(call, path)
+        if self.tenant.price_atomic <= 0:
+            return await produce()
+        return await guard(call, produce)  # the paid routes: one await, no wrapper coroutine
+
+    def _free(self, call: TenantRequest, path: str) -> Response:
+        """The routes every caller may read unpaid: what the data is, and what it costs."""
         if path == "/v1/schema":
             return json_response(self.schema())
         if path == "/v1/openapi.json":
@@ -97,11 +106,6 @@ class TenantRuntime:
         if path == "/":
             return json_response(self.index(call.root_url))
         return error_response(404, "not_found", call.request_id, f"no route {path}")
-
-    async def _paid(self, call: TenantRequest, guard: Guard, produce: Produce) -> Response:
-        if self.tenant.price_atomic <= 0:
-            return await produce()
-        return await guard(call, produce)
 
     async def _records(self, call: TenantRequest) -> Response:
         params = call.request.query_params.multi_items()
