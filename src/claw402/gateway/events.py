@@ -1,19 +1,17 @@
 """A durable event sink that never sits on the request path.
 
 `emit` appends one request's trail (its events in their compact form, in order:
-`claw402.dispatch.events.compact`) to an in-memory queue; a daemon thread writes what has
-queued to the registry's events table, one row per trail (`Registry.write_compact_trails`),
-`interval` seconds after the first trail of a batch, in transactions of at most `batch`
-trails; `EventSink.in_child` hands those writes to a child process (`event_writer.py`).
-`close` flushes what is left.
+`claw402.dispatch.events.compact`) to a plain list; a daemon thread takes that list every
+`interval` seconds and writes it to the registry's events table, one row per trail
+(`Registry.write_compact_trails`), in transactions of at most `batch` trails;
+`EventSink.in_child` hands those writes to a child process (`event_writer.py`). `close`
+flushes what is left.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +39,19 @@ class EventSink:
         self._on_close = on_close
         self._interval = interval
         self._batch = batch
-        self._queue: queue.SimpleQueue[Trail | None] = queue.SimpleQueue()
+        self._pending: list[Trail] = []
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="claw402-events", daemon=True)
         self._thread.start()
 
     def emit(self, trail: Trail) -> None:
-        """Queue one request's events (written as one row); never blocks."""
-        self._queue.put(trail)
+        """Queue one request's events (written as one row); never blocks.
+
+        A list append (atomic under the GIL) instead of a `queue.Queue` put: the request path
+        takes no lock, and the writer takes everything queued in one swap instead of one
+        `get` per request (bench/bench_paid_call.py: ~2 µs of CPU a 402 challenge).
+        """
+        self._pending.append(trail)
 
     @classmethod
     def in_child(cls, registry: Registry, **options: Any) -> EventSink:
@@ -59,35 +63,26 @@ class EventSink:
         return cls(writer, on_close=writer.close, **options)
 
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
+        self._closing.set()
         self._thread.join(timeout)
         if self._on_close is not None:
             self._on_close()
 
     def _run(self) -> None:
-        """Wait `interval` after the first event, then write everything queued by then: one
-        transaction per interval however many requests came. Writing as soon as anything
-        arrived meant a transaction per request, and a writer thread that takes the GIL and a
-        core from the requests it records."""
-        while True:
-            item = self._queue.get()
-            if item is not None:
-                time.sleep(self._interval)
-            pending: list[Trail] = []
-            while item is not None:
-                pending.append(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            for start in range(0, len(pending), self._batch):
-                self._flush(pending[start : start + self._batch])
-            if item is None:
-                return
+        """Every `interval`, write what has queued: one transaction per interval however many
+        requests came. Writing as soon as anything arrived meant a transaction per request,
+        and a writer thread that takes the GIL and a core from the requests it records."""
+        while not self._closing.wait(self._interval):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        # One swap: an `emit` racing it lands in the list taken here or in the new one.
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self._batch):
+            self._flush(pending[start : start + self._batch])
 
     def _flush(self, pending: list[Trail]) -> None:
-        if not pending:
-            return
         for attempt in range(3):
             try:
                 self._write(pending)
@@ -95,4 +90,3 @@ class EventSink:
             except Exception:  # the sink must outlive a busy database
                 log.exception("writing %d trails failed (attempt %d)", len(pending), attempt + 1)
         log.error("dropped %d trails of events after 3 attempts", len(pending))
-
