@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -21,13 +22,14 @@ from starlette.types import Receive, Scope, Send
 from claw402.datasets.engine import open_dataset
 from claw402.dispatch import events as ev
 from claw402.dispatch.errors import STATUS
-from claw402.dispatch.routing import TenantRoute
+from claw402.dispatch.routing import Directory, TenantRoute
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.events import EventSink
 from claw402.gateway.responses import error_response, json_response
 from claw402.gateway.tenant_api import (
     Guard,
     Produce,
+    Replayable,
     TenantFailure,
     TenantRequest,
     TenantRuntime,
@@ -77,6 +79,7 @@ class Gateway:
         self.sink = sink or EventSink(registry.write_compact_trails)
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
+        self._replays = _Replays()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -119,9 +122,15 @@ class Gateway:
             return self._stamp(answer, request_id, None)
 
         host = headers.get("host")
-        resolution = self.directory.current().resolve(host, path)
+        directory = self.directory.current()
+        replay_key = (scope["scheme"], host, path)
+        replay = self._replays.get(directory, replay_key)
+        if replay is not None and replay.replayable.applies(scope["method"], headers):
+            return self._replay(replay, request_id, started)
+        resolution = directory.resolve(host, path)
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
-            resolution = self.directory.current(force=True).resolve(host, path)
+            directory = self.directory.current(force=True)
+            resolution = directory.resolve(host, path)
         if resolution is None:
             self.sink.emit([
                 ev.compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
@@ -134,7 +143,7 @@ class Gateway:
         # ends, as one row: whatever ends it, even a cancelled call.
         trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path)]
         try:
-            response, reason = await self._run_tenant(
+            response, reason, replayable = await self._run_tenant(
                 scope, receive, headers, route, resolution.path, request_id, trail
             )
             duration = (time.perf_counter() - started) * 1000
@@ -145,6 +154,22 @@ class Gateway:
             )  # fmt: skip
         finally:
             self.sink.emit(trail)
+        if replayable is not None:
+            self._replays.put(directory, replay_key, _Replay(replayable, route, resolution.path))
+        return self._stamp(response, request_id, route)
+
+    def _replay(self, replay: _Replay, request_id: str, started: float) -> Response:
+        """What `_run_tenant` would answer, from the guard's replayable answer: the same
+        events (dispatch start, the guard's, dispatch success) and the same response."""
+        route = replay.route
+        trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=replay.path)]
+        response = replay.replayable.answer(request_id, trail)
+        duration = (time.perf_counter() - started) * 1000
+        trail.append(
+            ev.compact(ev.DISPATCH_SUCCESS, request_id, route, status=response.status_code,
+                       duration_ms=duration)
+        )  # fmt: skip
+        self.sink.emit(trail)
         return self._stamp(response, request_id, route)
 
     async def _run_tenant(
@@ -156,10 +181,13 @@ class Gateway:
         path: str,
         request_id: str,
         trail: ev.Trail,
-    ) -> tuple[Response, str | None]:
+    ) -> tuple[Response, str | None, Replayable | None]:
+        """The tenant's answer, the failure reason if it failed, and the guard's replayable
+        answer if it gave one."""
         tenant: Tenant = route.extra["tenant"]
         if tenant.dataset is None:
-            return self._fail("dispatcher_binding_missing", request_id), "no dataset deployed"
+            fail = self._fail("dispatcher_binding_missing", request_id)
+            return fail, "no dataset deployed", None
         try:
             runtime = self._runtime(tenant)
             root = _origin(scope, headers.get("host"))
@@ -168,13 +196,13 @@ class Gateway:
             call = TenantRequest(scope, receive, headers, tenant, path, request_id, root, trail)
             response = await runtime.handle(call, self.guard)
         except TenantFailure as exc:
-            return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc)
+            return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc), None
         except Exception as exc:  # a crash in a tenant must not take the gateway down
             reason = f"{type(exc).__name__}: {exc}"
-            return self._fail("tenant_worker_failure", request_id), reason
+            return self._fail("tenant_worker_failure", request_id), reason, None
         if response.status_code >= 500:  # the tenant or its paywall could not serve the call
-            return response, _error_code(response)
-        return response, None
+            return response, _error_code(response), None
+        return response, None, call.replayable
 
     def _runtime(self, tenant: Tenant) -> TenantRuntime:
         ds = tenant.dataset
@@ -227,6 +255,38 @@ class Gateway:
         if route is not None:
             response.raw_headers.append((b"x-tenant-id", route.tenant_id.encode("latin-1")))
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Replay:
+    replayable: Replayable
+    route: TenantRoute
+    path: str  # the path the tenant saw
+
+
+class _Replays:
+    """Replayable answers by (scheme, host, path), kept for one directory snapshot: a deploy,
+    a price or plan change or a removal makes a new snapshot, and that empties them."""
+
+    __slots__ = ("_by_key", "_snapshot")
+    MAX = 4096  # resources (hosts x paths; record keys are paths): bounded, rebuilt on demand
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str | None, str], _Replay] = {}
+        self._snapshot: Directory | None = None
+
+    def get(self, snapshot: Directory, key: tuple[str, str | None, str]) -> _Replay | None:
+        if snapshot is not self._snapshot:
+            self._by_key, self._snapshot = {}, snapshot
+            return None
+        return self._by_key.get(key)
+
+    def put(self, snapshot: Directory, key: tuple[str, str | None, str], replay: _Replay) -> None:
+        if snapshot is not self._snapshot:
+            return  # made under a snapshot that has since been replaced
+        if len(self._by_key) >= self.MAX:
+            self._by_key.clear()
+        self._by_key[key] = replay
 
 
 def _error_code(response: Response) -> str:

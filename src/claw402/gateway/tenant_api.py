@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -44,6 +45,7 @@ class TenantRequest:
     request_id: str
     root_url: str  # the tenant's public root, e.g. http://host/t/acme
     trail: Trail = field(default_factory=list)  # this request's events, written when it ends
+    replayable: Replayable | None = None  # set by a guard whose answer any such call gets
     _request: Request | None = None
 
     @property
@@ -60,6 +62,18 @@ class TenantRequest:
     @property
     def resource_url(self) -> str:
         return self.root_url + self.path
+
+
+class Replayable(Protocol):
+    """An answer a guard gives every request to one resource that `applies` to (the 402
+    challenge of an unpaid call): the gateway replays it for the same scheme, host and path
+    while its tenant directory is unchanged, without resolving, routing or guarding again."""
+
+    def applies(self, method: str, headers: dict[str, str]) -> bool: ...
+
+    def answer(self, request_id: str, trail: Trail) -> Response:
+        """The answer for one request, its events appended to `trail`."""
+        ...
 
 
 Produce = Callable[[], Awaitable[Response]]

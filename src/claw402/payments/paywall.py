@@ -99,8 +99,8 @@ class Paywall:
         offer = priced.offer
         header = payment_header(call.headers)
         if header is None or call.method == "HEAD":  # HEAD has no body to sell
-            call.trail.append(compact(PAYMENT_CHALLENGE, call.request_id, priced.route, status=402))
-            return priced.unpaid(call.resource_url).answer(call.request_id)
+            unpaid = call.replayable = priced.unpaid(call.resource_url)
+            return unpaid.answer(call.request_id, call.trail)
         try:
             payment = decode_payment(header)
             payload = offer.match(payment)
@@ -153,19 +153,40 @@ class _Priced:
     def __init__(self, offer: Offer, route: TenantRoute) -> None:
         self.offer = offer
         self.route = route
-        self._unpaid: dict[str, answers.PreparedChallenge] = {}
+        self._unpaid: dict[str, UnpaidChallenge] = {}
 
-    def unpaid(self, resource_url: str) -> answers.PreparedChallenge:
+    def unpaid(self, resource_url: str) -> UnpaidChallenge:
         found = self._unpaid.get(resource_url)
         if found is None:
             if len(self._unpaid) >= self.MAX_RESOURCES:
                 self._unpaid.clear()
             challenge = self.offer.challenge(resource_url, "payment_required")
-            found = answers.PreparedChallenge(
+            prepared = answers.PreparedChallenge(
                 challenge, "payment_required", self.offer.price_detail
             )
-            self._unpaid[resource_url] = found
+            found = self._unpaid[resource_url] = UnpaidChallenge(prepared, self.route)
         return found
+
+
+class UnpaidChallenge:
+    """The 402 every unpaid call to one resource gets, and its `payment_challenge` event.
+
+    A `Replayable`: the gateway answers the next unpaid calls to the same resource with it
+    directly, so the paywall's rule for what counts as unpaid lives here, beside the answer.
+    """
+
+    __slots__ = ("_prepared", "_route")
+
+    def __init__(self, prepared: answers.PreparedChallenge, route: TenantRoute) -> None:
+        self._prepared = prepared
+        self._route = route
+
+    def applies(self, method: str, headers: dict[str, str]) -> bool:
+        return method == "HEAD" or (method == "GET" and payment_header(headers) is None)
+
+    def answer(self, request_id: str, trail: list[Any]) -> Response:
+        trail.append(compact(PAYMENT_CHALLENGE, request_id, self._route, status=402))
+        return self._prepared.answer(request_id)
 
 
 class _Attempt:

@@ -1,0 +1,142 @@
+"""Unpaid calls to one resource are answered from the paywall's replayable 402.
+
+A replayed answer must be indistinguishable from a guarded one: the same challenge and the
+same event trail, never for a call that carries a payment, and never after the tenant changed.
+No facilitator is needed: none of these calls gets as far as verifying a payment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from x402.http.utils import decode_payment_required_header
+
+from claw402.config import Settings
+from claw402.gateway.app import Gateway
+from claw402.gateway.events import EventSink
+from claw402.payments.config import PaymentConfig
+from claw402.payments.paywall import Paywall
+from claw402.registry.deploy import DeployRequest, deploy, remove
+from claw402.registry.store import Registry
+from claw402.samples import CITIES
+from claw402.serving import ServerThread
+
+ADDRESS = "0x" + "11" * 20
+
+
+@pytest.fixture
+def priced(tmp_path: Path) -> Iterator[tuple[Settings, Registry, Gateway, httpx.Client]]:
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    config = PaymentConfig(
+        network="eip155:31337",
+        asset=ADDRESS,
+        asset_name="USD Coin",
+        asset_version="2",
+        facilitator_url="http://127.0.0.1:9",  # unreachable: no call here may need it
+        treasury=ADDRESS,
+    )
+    gateway = Gateway(
+        registry,
+        guard=Paywall(config, registry.engine),
+        sink=EventSink(registry.write_compact_trails, interval=0.02),
+    )
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001",
+                                             hosts=("cities.test",)))  # fmt: skip
+    with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        yield settings, registry, gateway, client
+    registry.close()
+
+
+def trails(registry: Registry, request_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each request's events, once all of them reached the sink."""
+    deadline = time.monotonic() + 5
+    while True:
+        events = registry.read_events(limit=1000)
+        found = {rid: [e for e in events if e["requestId"] == rid] for rid in request_ids}
+        if all(len(trail) == 3 for trail in found.values()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def without_timing(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("id", "ts", "requestId", "durationMs")}
+
+
+def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
+    _, registry, gateway, client = priced
+    ids = ["first", "second", "third"]
+    answers = [client.get("/t/cities/v1/records", headers={"x-request-id": i}) for i in ids]
+    assert len(gateway._replays._by_key) == 1  # the second and third calls were replays
+    first = answers[0]
+    for r, rid in zip(answers, ids, strict=True):
+        assert r.status_code == 402
+        assert r.headers["x-request-id"] == rid == r.json()["requestId"]
+        assert r.headers["payment-required"] == first.headers["payment-required"]
+        assert r.headers["x-tenant-id"] == first.headers["x-tenant-id"]
+        assert {**r.json(), "requestId": "-"} == {**first.json(), "requestId": "-"}
+        assert int(r.headers["content-length"]) == len(r.content)
+    by_request = trails(registry, ids)
+    guarded = by_request["first"]
+    assert [e["type"] for e in guarded] == ["dispatch_start", "payment_challenge",
+                                            "dispatch_success"]  # fmt: skip
+    for rid in ids[1:]:
+        replayed = by_request[rid]
+        assert [without_timing(e) for e in replayed] == [without_timing(e) for e in guarded]
+        assert replayed[-1]["durationMs"] > 0
+        assert replayed[0]["ts"] <= replayed[1]["ts"] <= replayed[2]["ts"]
+
+
+def test_a_replay_is_per_scheme_host_and_path(priced) -> None:
+    _, _, _, client = priced
+    for _ in range(2):
+        by_path = client.get("/t/cities/v1/records")
+        by_host = client.get("/v1/records", headers={"host": "cities.test"})
+        by_key = client.get("/t/cities/v1/records/7")
+        urls = [
+            decode_payment_required_header(r.headers["payment-required"]).resource.url  # type: ignore[union-attr]
+            for r in (by_path, by_host, by_key)
+        ]
+        root = str(client.base_url).rstrip("/")
+        assert urls == [
+            f"{root}/t/cities/v1/records",
+            "http://cities.test/v1/records",
+            f"{root}/t/cities/v1/records/7",
+        ]
+
+
+def test_a_call_with_a_payment_is_never_answered_from_a_replay(priced) -> None:
+    _, _, _, client = priced
+    assert client.get("/t/cities/v1/records").status_code == 402
+    assert client.get("/t/cities/v1/records").status_code == 402
+    for name in ("PAYMENT-SIGNATURE", "X-PAYMENT"):
+        r = client.get("/t/cities/v1/records", headers={name: "not base64 json"})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_payment"
+    assert client.post("/t/cities/v1/records").status_code == 405
+    assert client.head("/t/cities/v1/records").status_code == 402
+    assert client.get("/t/cities/v1/schema").status_code == 200  # free routes stay free
+
+
+def test_a_new_price_and_a_removal_are_live_at_once(priced) -> None:
+    settings, registry, _, client = priced
+
+    def amount() -> str:
+        r = client.get("/t/cities/v1/records")
+        return decode_payment_required_header(r.headers["payment-required"]).accepts[0].amount
+
+    assert amount() == amount() == "1000"
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.002"))
+    deadline = time.monotonic() + 1  # the gateway re-reads the registry within 10 ms
+    while amount() != "2000":
+        assert time.monotonic() < deadline, "the new price was not live within a second"
+        time.sleep(0.005)
+    remove(registry, settings, "cities")
+    deadline = time.monotonic() + 1
+    while client.get("/t/cities/v1/records").status_code != 404:
+        assert time.monotonic() < deadline, "the removal was not live within a second"
+        time.sleep(0.005)
