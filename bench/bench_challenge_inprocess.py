@@ -4,9 +4,12 @@ Calls the Gateway ASGI callable directly, as uvicorn would, for an unpaid reques
 tenant (sample cities) with the real paywall and the real event sink writing to SQLite. No
 chain is needed: the challenge never reaches the facilitator. `bench_paid_call.py` measures
 the same path end to end under wrk; this one isolates what the gateway adds and, with
-`--profile`, where it goes.
+`--profile`, where it goes. By default every call after the first is answered from the
+resource's replayable 402 (as repeated unpaid calls are); `--guarded` empties that memo before
+each call, so each one resolves, routes and asks the paywall (as a first call does).
 
-    python bench/bench_challenge_inprocess.py [--requests 40000] [--no-gc-tuning] [--profile]
+    python bench/bench_challenge_inprocess.py [--requests 40000] [--guarded] [--no-gc-tuning]
+                                               [--profile]
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def build(home: Path) -> tuple[Gateway, EventSink]:
     return Gateway(registry, guard=Paywall(config, registry.engine), sink=sink), sink
 
 
-async def requests(gateway: Gateway, n: int) -> set[int]:
+async def requests(gateway: Gateway, n: int, guarded: bool = False) -> set[int]:
     statuses: set[int] = set()
 
     async def receive() -> dict[str, Any]:
@@ -74,6 +77,8 @@ async def requests(gateway: Gateway, n: int) -> set[int]:
             statuses.add(message["status"])
 
     for _ in range(n):
+        if guarded:
+            gateway._replays.clear()
         await gateway(SCOPE, receive, send)
     return statuses
 
@@ -81,6 +86,7 @@ async def requests(gateway: Gateway, n: int) -> set[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40_000)
+    parser.add_argument("--guarded", action="store_true", help="no replayed 402s")
     parser.add_argument("--no-gc-tuning", action="store_true", help="skip tune_gc()")
     parser.add_argument("--profile", action="store_true", help="cProfile a second pass")
     args = parser.parse_args()
@@ -90,18 +96,19 @@ def main() -> None:
         if not args.no_gc_tuning:
             tune_gc()
         wall, cpu = time.perf_counter(), time.process_time()
-        statuses = asyncio.run(requests(gateway, args.requests))
+        statuses = asyncio.run(requests(gateway, args.requests, args.guarded))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert statuses == {402}, statuses
         print(
             f"402 challenge in-process: {wall / args.requests * 1e6:.1f} µs a request "
             f"(CPU incl. the event writer: {cpu / args.requests * 1e6:.1f} µs), "
+            f"{'guarded' if args.guarded else 'replayed'}, "
             f"GC tuning {'off' if args.no_gc_tuning else 'on'}"
         )
         if args.profile:
             profile = cProfile.Profile()
             profile.enable()
-            asyncio.run(requests(gateway, args.requests))
+            asyncio.run(requests(gateway, args.requests, args.guarded))
             profile.disable()
             pstats.Stats(profile).sort_stats("tottime").print_stats(20)
         sink.close()

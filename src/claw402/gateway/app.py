@@ -257,7 +257,7 @@ class Gateway:
         return response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Replay:
     replayable: Replayable
     route: TenantRoute
@@ -280,6 +280,9 @@ class _Replays:
             self._by_key, self._snapshot = {}, snapshot
             return None
         return self._by_key.get(key)
+
+    def clear(self) -> None:
+        self._by_key.clear()
 
     def put(self, snapshot: Directory, key: tuple[str, str | None, str], replay: _Replay) -> None:
         if snapshot is not self._snapshot:
