@@ -7,6 +7,7 @@ No facilitator is needed: none of these calls gets as far as verifying a payment
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,3 +141,22 @@ def test_a_new_price_and_a_removal_are_live_at_once(priced) -> None:
     while client.get("/t/cities/v1/records").status_code != 404:
         assert time.monotonic() < deadline, "the removal was not live within a second"
         time.sleep(0.005)
+
+
+def test_a_replay_keeps_the_scheme_the_caller_used(priced) -> None:
+    _, _, gateway, _ = priced
+
+    async def resources() -> list[str]:
+        urls = []
+        for scheme in ("http", "https", "http", "https"):
+            transport = httpx.ASGITransport(app=gateway)
+            async with httpx.AsyncClient(transport=transport) as client:
+                r = await client.get(f"{scheme}://cities.test/v1/records")
+            required = decode_payment_required_header(r.headers["payment-required"])
+            urls.append(required.resource.url)  # type: ignore[union-attr]
+        return urls
+
+    assert asyncio.run(resources()) == [
+        "http://cities.test/v1/records",
+        "https://cities.test/v1/records",
+    ] * 2

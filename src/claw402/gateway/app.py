@@ -123,7 +123,8 @@ class Gateway:
 
         host = headers.get("host")
         directory = self.directory.current()
-        replay_key = (scope["scheme"], host, path)
+        # What the 402's resource URL is made of (`_origin`), and the path.
+        replay_key = (scope.get("scheme"), scope.get("root_path"), host, path)
         replay = self._replays.get(directory, replay_key)
         if replay is not None and replay.replayable.applies(scope["method"], headers):
             return self._replay(replay, request_id, started)
@@ -257,6 +258,9 @@ class Gateway:
         return response
 
 
+ReplayKey = tuple[str | None, str | None, str | None, str]
+
+
 @dataclass(slots=True)
 class _Replay:
     replayable: Replayable
@@ -265,17 +269,17 @@ class _Replay:
 
 
 class _Replays:
-    """Replayable answers by (scheme, host, path), kept for one directory snapshot: a deploy,
-    a price or plan change or a removal makes a new snapshot, and that empties them."""
+    """Replayable answers by (scheme, root path, host, path), kept for one directory snapshot:
+    a deploy, a price or plan change or a removal makes a new snapshot, and that empties them."""
 
     __slots__ = ("_by_key", "_snapshot")
     MAX = 4096  # resources (hosts x paths; record keys are paths): bounded, rebuilt on demand
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str | None, str], _Replay] = {}
+        self._by_key: dict[ReplayKey, _Replay] = {}
         self._snapshot: Directory | None = None
 
-    def get(self, snapshot: Directory, key: tuple[str, str | None, str]) -> _Replay | None:
+    def get(self, snapshot: Directory, key: ReplayKey) -> _Replay | None:
         if snapshot is not self._snapshot:
             self._by_key, self._snapshot = {}, snapshot
             return None
@@ -284,7 +288,7 @@ class _Replays:
     def clear(self) -> None:
         self._by_key.clear()
 
-    def put(self, snapshot: Directory, key: tuple[str, str | None, str], replay: _Replay) -> None:
+    def put(self, snapshot: Directory, key: ReplayKey, replay: _Replay) -> None:
         if snapshot is not self._snapshot:
             return  # made under a snapshot that has since been replaced
         if len(self._by_key) >= self.MAX:

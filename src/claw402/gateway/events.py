@@ -47,9 +47,9 @@ class EventSink:
     def emit(self, trail: Trail) -> None:
         """Queue one request's events (written as one row); never blocks.
 
-        A list append (atomic under the GIL) instead of a `queue.Queue` put: the request path
-        takes no lock, and the writer takes everything queued in one swap instead of one
-        `get` per request (bench/bench_paid_call.py: ~2 µs of CPU a 402 challenge).
+        A list append (atomic under the GIL) instead of a queue's put: the request path takes
+        no lock, and the writer takes everything queued in one swap instead of one `get` per
+        request.
         """
         self._pending.append(trail)
 

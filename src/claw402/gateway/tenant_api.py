@@ -66,8 +66,9 @@ class TenantRequest:
 
 class Replayable(Protocol):
     """An answer a guard gives every request to one resource that `applies` to (the 402
-    challenge of an unpaid call): the gateway replays it for the same scheme, host and path
-    while its tenant directory is unchanged, without resolving, routing or guarding again."""
+    challenge of an unpaid call): the gateway replays it for the same scheme, root path, host
+    and path while its tenant directory is unchanged, without resolving, routing or guarding
+    again."""
 
     def applies(self, method: str, headers: dict[str, str]) -> bool: ...
 

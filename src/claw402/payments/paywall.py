@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
-from claw402.dispatch.events import compact
+from claw402.dispatch.events import Trail, compact
 from claw402.dispatch.routing import TenantRoute
 from claw402.payments import answers
 from claw402.payments.codec import InvalidPayment, PresentedPayment, decode_payment, payment_header
@@ -184,7 +184,7 @@ class UnpaidChallenge:
     def applies(self, method: str, headers: dict[str, str]) -> bool:
         return method == "HEAD" or (method == "GET" and payment_header(headers) is None)
 
-    def answer(self, request_id: str, trail: list[Any]) -> Response:
+    def answer(self, request_id: str, trail: Trail) -> Response:
         trail.append(compact(PAYMENT_CHALLENGE, request_id, self._route, status=402))
         return self._prepared.answer(request_id)
 
