@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from claw402.cli.options import Json
-from claw402.cli.output import console, emit_json, fail
+from claw402.cli.output import emit_json, err_console, fail
 from claw402.money import usd_to_atomic
 
 
@@ -35,7 +36,11 @@ def call_command(
     json: Json = False,
 ) -> None:
     """GET a URL; on 402, pay with the wallet (never above --max-price) and print the answer."""
-    from claw402.payments.client import PriceTooHigh, pay_and_fetch  # the x402 SDK: slow import
+    from claw402.payments.client import (  # the x402 SDK: slow import
+        AssetNotAllowed,
+        PriceTooHigh,
+        pay_and_fetch,
+    )
 
     try:
         cap = usd_to_atomic(max_price, field="--max-price")
@@ -56,6 +61,8 @@ def call_command(
         result = pay_and_fetch(url, key, cap, allowed_assets=assets)
     except PriceTooHigh as exc:
         fail(str(exc), as_json=json, code="price_too_high")
+    except AssetNotAllowed as exc:
+        fail(str(exc), as_json=json, code="asset_not_allowed")
     except Exception as exc:
         fail(f"{type(exc).__name__}: {exc}", as_json=json, code="payment_failed")
     response = result.response
@@ -74,12 +81,14 @@ def call_command(
             }
         )
     else:
-        if settlement is not None:
-            console.print(
+        if settlement is not None:  # on stderr: stdout carries the data alone
+            err_console.print(
                 f"[green]paid[/] tx {settlement.transaction} on {settlement.network} "
                 f"by {settlement.payer}",
                 highlight=False,
+                soft_wrap=True,
             )
-        console.print(response.text, highlight=False, markup=False)
+        # The data as the API sent it: never re-wrapped or styled (it may be piped to jq).
+        sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
     if not response.is_success:
         raise typer.Exit(1)

@@ -4,7 +4,9 @@
 `ExactEvmClientScheme` + `x402HttpxClient`. The SDK only pays in assets it knows (USDC on
 public networks) unless told otherwise, so a local chain's token is allowed explicitly
 through `set_spend_controls`. The price cap is a payment policy: when every offer costs more
-than `max_price_atomic`, `PriceTooHigh` says what the call costs, and nothing is signed.
+than `max_price_atomic`, `PriceTooHigh` says what the call costs, and nothing is signed. When
+every offer is in an asset the caller did not allow (a local chain's token), `AssetNotAllowed`
+names each one and the `--asset` that would allow it, and nothing is signed.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from dataclasses import dataclass
 
 import httpx
 from eth_account import Account
-from x402 import x402Client
+from x402 import NoMatchingRequirementsError, x402Client
 from x402.client_base import PaymentPolicy, RequirementsView
 from x402.http.clients import x402HttpxClient
 from x402.http.clients.httpx import PaymentError
-from x402.http.utils import decode_payment_response_header
+from x402.http.utils import decode_payment_required_header, decode_payment_response_header
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 from x402.schemas import SettleResponse
 
@@ -36,6 +38,20 @@ class PriceTooHigh(PaymentError):
         )
         self.price_atomic = price_atomic
         self.max_price_atomic = max_price_atomic
+
+
+class AssetNotAllowed(PaymentError):
+    """Every payment option is in an asset the caller did not allow; nothing was signed."""
+
+    def __init__(self, offers: list[tuple[str, str, str]]) -> None:
+        asked = "; ".join(f"{amount} atomic units of {asset} on {net}" for net, asset, amount
+                          in offers)  # fmt: skip
+        allow = " ".join(f"--asset {net}={asset}" for net, asset, _ in offers)
+        super().__init__(
+            f"this API asks to be paid in a token this wallet does not allow ({asked}): "
+            f"nothing was paid. If you trust that token, allow it with {allow}"
+        )
+        self.offers = offers  # (network, asset, amount in atomic units)
 
 
 @dataclass(frozen=True)
@@ -103,11 +119,40 @@ async def pay_and_fetch_async(
     cannot pay (no matching network or asset, a signing failure).
     """
     client = payment_client(private_key, max_price_atomic, allowed_assets)
-    async with x402HttpxClient(client, timeout=timeout) as http:
-        response = await http.request(method, url, headers=dict(headers or {}))
+    try:
+        async with x402HttpxClient(client, timeout=timeout) as http:
+            response = await http.request(method, url, headers=dict(headers or {}))
+    except PaymentError as exc:
+        # The SDK applies its asset allow-list before any policy or hook sees the offer, and
+        # says only that everything was refused: read the (free) 402 again to say what it was.
+        cause = exc.__cause__
+        if isinstance(cause, NoMatchingRequirementsError) and "spend_controls" in str(cause):
+            offers = await _offers(url, method, headers, timeout)
+            if offers:
+                raise AssetNotAllowed(offers) from exc
+        raise
     receipt = response.headers.get("payment-response") or response.headers.get("x-payment-response")
     settlement = decode_payment_response_header(receipt) if receipt else None
     return PaidCall(response, settlement)
+
+
+async def _offers(
+    url: str, method: str, headers: Mapping[str, str] | None, timeout: float
+) -> list[tuple[str, str, str]]:
+    """(network, asset, amount) of each payment option of the 402 at `url` (v2, else v1)."""
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        response = await http.request(method, url, headers=dict(headers or {}))
+    if response.status_code != 402:
+        return []
+    header = response.headers.get("payment-required")
+    try:
+        if header:
+            required = decode_payment_required_header(header)
+            return [(a.network, a.asset, a.amount) for a in required.accepts]
+        accepts = response.json().get("accepts") or []
+        return [(a["network"], a["asset"], str(a["maxAmountRequired"])) for a in accepts]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []  # not a 402 this client can read: the SDK's own error stands
 
 
 def pay_and_fetch(
