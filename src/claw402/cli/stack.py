@@ -52,7 +52,16 @@ def dev_command(
                 f"[green]ready[/] gateway {info['gateway_url']}  facilitator "
                 f"{info['facilitator_url']}  chain {info['rpc_url']} ({info['network']})  "
                 f"token {info['asset']}  treasury {info['treasury_address']}  "
-                f"payer {info['payers'][0]['address']} key {info['payers'][0]['private_key']}"
+                f"payer {info['payers'][0]['address']} key {info['payers'][0]['private_key']}",
+                highlight=False,
+                soft_wrap=True,  # addresses and keys stay whole, to copy or grep
+            )
+            console.print(
+                "pay for a call: CLAW402_PAYER_KEY=<payer key> 402claw call "
+                f"{info['gateway_url']}/t/<tenant>/v1/records --asset "
+                f"{info['network']}={info['asset']}  (the local token is not a known USDC)",
+                highlight=False,
+                soft_wrap=True,
             )
         _wait_for_signal()
 
