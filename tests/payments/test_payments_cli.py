@@ -170,3 +170,32 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "-> 200" in out and "Istanbul" in out
     assert "settlement tx 0x" in out
     assert "available $0.00095" in out
+
+
+def test_dev_prints_one_whole_ready_line(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [CLI, "dev", "--port", "0"],
+        env=user_env(tmp_path / "home"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready = proc.stdout.readline()  # blocks until the stack is up (or the process exits)
+        fields = ready.split()
+        assert fields[0] == "ready" and ready.endswith("\n"), ready
+        gateway = fields[fields.index("gateway") + 1]
+        assert httpx.get(f"{gateway}/healthz").json() == {"ok": True}
+        key = fields[fields.index("key") + 1]  # whole, however narrow the terminal
+        assert Account.from_key(key).address == fields[fields.index("payer") + 1]
+        token = fields[fields.index("token") + 1]
+        assert f"--asset eip155:31337={token}" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and out == ""  # nothing more on stdout: one ready line
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from claw402.cli.options import Home, Json
-from claw402.cli.output import console, emit_json
+from claw402.cli.output import console, emit_json, err_console
 from claw402.config import load_settings
 from claw402.money import atomic_to_usd
 
@@ -56,7 +56,7 @@ def dev_command(
                 highlight=False,
                 soft_wrap=True,  # addresses and keys stay whole, to copy or grep
             )
-            console.print(
+            err_console.print(  # a hint: stdout keeps its one ready line
                 "pay for a call: CLAW402_PAYER_KEY=<payer key> 402claw call "
                 f"{info['gateway_url']}/t/<tenant>/v1/records --asset "
                 f"{info['network']}={info['asset']}  (the local token is not a known USDC)",
