@@ -71,9 +71,18 @@ def without_timing(event: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
     _, registry, gateway, client = priced
+    guarded = 0
+    run_tenant = gateway._run_tenant
+
+    async def counted(*args: Any) -> Any:
+        nonlocal guarded
+        guarded += 1
+        return await run_tenant(*args)
+
+    gateway._run_tenant = counted  # type: ignore[method-assign]
     ids = ["first", "second", "third"]
     answers = [client.get("/t/cities/v1/records", headers={"x-request-id": i}) for i in ids]
-    assert len(gateway._replays._by_key) == 1  # the second and third calls were replays
+    assert guarded == 1  # the second and third calls were replays
     first = answers[0]
     for r, rid in zip(answers, ids, strict=True):
         assert r.status_code == 402
@@ -83,12 +92,12 @@ def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
         assert {**r.json(), "requestId": "-"} == {**first.json(), "requestId": "-"}
         assert int(r.headers["content-length"]) == len(r.content)
     by_request = trails(registry, ids)
-    guarded = by_request["first"]
-    assert [e["type"] for e in guarded] == ["dispatch_start", "payment_challenge",
-                                            "dispatch_success"]  # fmt: skip
+    full = by_request["first"]
+    assert [e["type"] for e in full] == ["dispatch_start", "payment_challenge",
+                                         "dispatch_success"]  # fmt: skip
     for rid in ids[1:]:
         replayed = by_request[rid]
-        assert [without_timing(e) for e in replayed] == [without_timing(e) for e in guarded]
+        assert [without_timing(e) for e in replayed] == [without_timing(e) for e in full]
         assert replayed[-1]["durationMs"] > 0
         assert replayed[0]["ts"] <= replayed[1]["ts"] <= replayed[2]["ts"]
 
@@ -159,4 +168,33 @@ def test_a_replay_keeps_the_scheme_the_caller_used(priced) -> None:
     assert asyncio.run(resources()) == [
         "http://cities.test/v1/records",
         "https://cities.test/v1/records",
+    ] * 2
+
+
+def test_without_a_host_header_the_resource_is_the_servers_address(priced) -> None:
+    _, _, gateway, _ = priced
+
+    async def resource(server: tuple[str, int]) -> str:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.0",
+                 "method": "GET", "scheme": "http", "path": "/t/cities/v1/records",
+                 "raw_path": b"/t/cities/v1/records", "root_path": "", "query_string": b"",
+                 "headers": [], "server": server, "client": ("127.0.0.1", 5000)}  # fmt: skip
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await gateway(scope, receive, send)
+        headers = dict(sent[0]["headers"])
+        return decode_payment_required_header(headers[b"payment-required"].decode()).resource.url  # type: ignore[union-attr]
+
+    async def both_twice() -> list[str]:
+        return [await resource(s) for s in [("127.0.0.2", 80), ("127.0.0.3", 8402)] * 2]
+
+    assert asyncio.run(both_twice()) == [
+        "http://127.0.0.2:80/t/cities/v1/records",
+        "http://127.0.0.3:8402/t/cities/v1/records",
     ] * 2

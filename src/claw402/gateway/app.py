@@ -123,8 +123,10 @@ class Gateway:
 
         host = headers.get("host")
         directory = self.directory.current()
-        # What the 402's resource URL is made of (`_origin`), and the path.
-        replay_key = (scope.get("scheme"), scope.get("root_path"), host, path)
+        # What the 402's resource URL is made of (`_origin`: without a Host, the server's
+        # address), and the path.
+        origin = host if host is not None else str(scope.get("server"))
+        replay_key = (scope.get("scheme"), scope.get("root_path"), origin, path)
         replay = self._replays.get(directory, replay_key)
         if replay is not None and replay.replayable.applies(scope["method"], headers):
             return self._replay(replay, request_id, started)
@@ -258,7 +260,7 @@ class Gateway:
         return response
 
 
-ReplayKey = tuple[str | None, str | None, str | None, str]
+ReplayKey = tuple[str | None, str | None, str, str]
 
 
 @dataclass(slots=True)
