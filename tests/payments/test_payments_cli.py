@@ -37,25 +37,37 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
-def read_json_object(proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, Any]:
+class Output:
+    """What a running process has printed on one stream, read with a deadline (never hangs)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.fd = stream.fileno()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.fd, selectors.EVENT_READ)
+        self.text = b""
+
+    def until(self, done: Any, timeout: float = 60) -> Any:
+        """Read until `done(text)` returns something other than None, and return that."""
+        deadline = time.monotonic() + timeout
+        while (found := done(self.text)) is None:
+            assert time.monotonic() < deadline, f"not within {timeout} s: {self.text!r}"
+            if self.selector.select(timeout=0.5):
+                chunk = os.read(self.fd, 65536)
+                assert chunk, f"stream closed: {self.text!r}"
+                self.text += chunk
+        return found
+
+
+def json_object(text: bytes) -> dict[str, Any] | None:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None  # not all of it yet
+
+
+def read_json_object(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     """The first JSON object a process prints (pretty-printed over several lines)."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    selector = selectors.DefaultSelector()
-    selector.register(fd, selectors.EVENT_READ)
-    text, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=0.5):
-            assert proc.poll() is None, f"exited {proc.returncode}: {text!r}"
-            continue
-        chunk = os.read(fd, 65536)
-        assert chunk, f"stdout closed: {text!r}"
-        text += chunk
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            continue
-    raise AssertionError(f"no JSON object within {timeout} s: {text!r}")
+    return Output(proc.stdout).until(json_object)
 
 
 def refused(address: str) -> bool:
@@ -179,22 +191,22 @@ def test_dev_prints_one_whole_ready_line(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        ready = proc.stdout.readline()  # blocks until the stack is up (or the process exits)
+        stdout, stderr = Output(proc.stdout), Output(proc.stderr)
+        ready = stdout.until(lambda t: t.decode() if t.endswith(b"\n") else None)
         fields = ready.split()
-        assert fields[0] == "ready" and ready.endswith("\n"), ready
+        assert fields[0] == "ready" and ready.count("\n") == 1, ready
         gateway = fields[fields.index("gateway") + 1]
         assert httpx.get(f"{gateway}/healthz").json() == {"ok": True}
         key = fields[fields.index("key") + 1]  # whole, however narrow the terminal
         assert Account.from_key(key).address == fields[fields.index("payer") + 1]
         token = fields[fields.index("token") + 1]
-        assert f"--asset eip155:31337={token}" in proc.stderr.readline()
+        hint = f"--asset eip155:31337={token}".encode()
+        stderr.until(lambda t: True if hint in t else None)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and out == ""  # nothing more on stdout: one ready line
+        assert proc.returncode == 0 and out == b""  # nothing more on stdout: one ready line
     finally:
         if proc.poll() is None:
             proc.kill()

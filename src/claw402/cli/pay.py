@@ -88,7 +88,11 @@ def call_command(
                 highlight=False,
                 soft_wrap=True,
             )
-        # The data as the API sent it: never re-wrapped or styled (it may be piped to jq).
-        sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
+        # The data as the API sent it, byte for byte (it may be piped to jq or a file).
+        sys.stdout.flush()
+        sys.stdout.buffer.write(response.content)
+        if sys.stdout.isatty() and not response.content.endswith(b"\n"):
+            sys.stdout.buffer.write(b"\n")  # the prompt starts on a line of its own
+        sys.stdout.buffer.flush()
     if not response.is_success:
         raise typer.Exit(1)

@@ -125,9 +125,14 @@ async def pay_and_fetch_async(
     except PaymentError as exc:
         # The SDK applies its asset allow-list before any policy or hook sees the offer, and
         # says only that everything was refused: read the (free) 402 again to say what it was.
+        # (With no per-asset cap set, spend controls refuse an offer only for its asset.)
         cause = exc.__cause__
-        if isinstance(cause, NoMatchingRequirementsError) and "spend_controls" in str(cause):
-            offers = await _offers(url, method, headers, timeout)
+        if (
+            isinstance(cause, NoMatchingRequirementsError)
+            and "spend_controls" in str(cause)
+            and method in ("GET", "HEAD")  # safe to ask again
+        ):
+            offers = await _offers(url, method, headers, min(timeout, 10.0))
             if offers:
                 raise AssetNotAllowed(offers) from exc
         raise
@@ -139,20 +144,25 @@ async def pay_and_fetch_async(
 async def _offers(
     url: str, method: str, headers: Mapping[str, str] | None, timeout: float
 ) -> list[tuple[str, str, str]]:
-    """(network, asset, amount) of each payment option of the 402 at `url` (v2, else v1)."""
-    async with httpx.AsyncClient(timeout=timeout) as http:
-        response = await http.request(method, url, headers=dict(headers or {}))
-    if response.status_code != 402:
-        return []
-    header = response.headers.get("payment-required")
+    """(network, asset, amount) of each offer of the 402 at `url` this client can pay (EVM
+    `exact`), v2 else v1; none when it cannot be read, so that the SDK's own error stands."""
     try:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            response = await http.request(method, url, headers=dict(headers or {}))
+        if response.status_code != 402:
+            return []
+        header = response.headers.get("payment-required")
         if header:
-            required = decode_payment_required_header(header)
-            return [(a.network, a.asset, a.amount) for a in required.accepts]
-        accepts = response.json().get("accepts") or []
-        return [(a["network"], a["asset"], str(a["maxAmountRequired"])) for a in accepts]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return []  # not a 402 this client can read: the SDK's own error stands
+            accepts = decode_payment_required_header(header).accepts
+            found = [(a.scheme, a.network, a.asset, a.amount) for a in accepts]
+        else:
+            found = [(a["scheme"], a["network"], a["asset"], str(a["maxAmountRequired"]))
+                     for a in response.json().get("accepts") or []]  # fmt: skip
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    offers = [(net, asset, amount) for scheme, net, asset, amount in found
+              if scheme == "exact" and net.startswith("eip155:")]  # fmt: skip
+    return list(dict.fromkeys(offers))
 
 
 def pay_and_fetch(
