@@ -125,7 +125,7 @@ class Gateway:
         directory = self.directory.current()
         # What the 402's resource URL is made of (`_origin`: without a Host, the server's
         # address), and the path.
-        origin = host if host is not None else str(scope.get("server"))
+        origin = host or str(scope.get("server"))
         replay_key = (scope.get("scheme"), scope.get("root_path"), origin, path)
         replay = self._replays.get(directory, replay_key)
         if replay is not None and replay.replayable.applies(scope["method"], headers):
