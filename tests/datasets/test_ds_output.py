@@ -9,9 +9,9 @@ import re
 import orjson
 import pytest
 
-from claw402.datasets.engine import Page
 from claw402.datasets.openapi import docs_html, openapi, schema_document
 from claw402.datasets.output import render
+from claw402.datasets.pages import Page
 from claw402.datasets.query import InvalidQuery
 from claw402.datasets.schema import Column
 

@@ -1,84 +1,53 @@
 """Run validated queries on ingested datasets: one shared DuckDB instance, files attached on use.
 
-bench/bench_engine.py, 1M rows / 100 MB CSV, 2 cores, in-process, uncached medians (this
-machine's speed drifts ~30% between runs): first page 0.9-1.5 ms (0.1 ms from the page cache),
-equality on an unindexed column 1.4-2.0 ms, range + sort + 100 rows 6.7-8.8 ms, a 3-word
-substring 6.9-7.8 ms (3 ms when nothing matches), record by key 0.9 ms.
-
-Why this shape:
+Why this shape (numbers: docs/architecture.md and bench/bench_engine.py):
 - One in-memory DuckDB instance for the whole process; each dataset file is ATTACHed read-only
   under an alias and detached when it falls out of a bounded LRU. All datasets share one buffer
   pool (`memory_limit`) and one thread pool (`threads`), so thousands of tenants cost what their
-  hot blocks cost, and opening is an ATTACH (~1 ms).
+  hot blocks cost, and opening is an ATTACH.
 - One cursor per call (a DuckDB connection on the shared instance): calls run concurrently
-  from a thread pool, and a watchdog thread interrupts a call past its deadline.
-- Pages in source order never ORDER BY: the table is stored in source order and DuckDB keeps
-  insertion order, so `WHERE ... AND rowid > ? LIMIT n` stops scanning after n matches. The
-  unfiltered page is a `rowid BETWEEN` range that reads one row group. A sorted page is a top-N
-  on (sort columns, rowid) after a keyset predicate, computed over the filter and sort columns
-  only; the page's rows are then fetched by rowid (late materialisation). NULLs sort as the
-  largest value.
-- Dates and timestamps leave DuckDB as ISO text (JSON-ready, any year, no Python datetimes).
-- Pages of an immutable version are cached by (version, query) up to `cache_rows` rows.
+  from a thread pool, and a watchdog thread (watchdog.py) interrupts a call past its deadline.
+- The SQL comes from sql.py; pages of an immutable version are cached by (version, query) up
+  to `cache_rows` rows (pages.py).
 - Substring filters and `_q` with a needle the search files answer (search.py) first get
   their candidate rows from those files, then DuckDB checks every filter on those rows only
-  and fetches them by rowid: 3-4x faster than its own `contains` over every row. When the
-  search is the whole query (`_exact_search`), DuckDB only fetches the rows (~1 ms less).
+  and fetches them by rowid, which beats its own `contains` over every row. When the search is
+  the whole query (`_exact_search`), DuckDB only fetches the rows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 
-from claw402.datasets.query import (
-    After,
-    InvalidQuery,
-    Query,
-    Sort,
-    Value,
-    convert,
-    encode_cursor,
-)
+from claw402.datasets.pages import Page, PageCache
+from claw402.datasets.query import After, InvalidQuery, Query, convert, encode_cursor
 from claw402.datasets.schema import Column, sql_ident
 from claw402.datasets.search import TextIndex, searchable
+from claw402.datasets.sql import (
+    candidate_page_sql,
+    candidate_rows,
+    page_sql,
+    select_list,
+    where_clause,
+)
+from claw402.datasets.watchdog import Watchdog
 
 TABLE = "data"
-# Past this many candidate rows, DuckDB's own scan is as cheap as fetching them by rowid (1M
-# rows of 8 columns: 200 random rows 4.6 ms, 2,000 12 ms; a sorted scan 11-25 ms by needle).
+# Past this many candidate rows, DuckDB's own scan is as cheap as fetching them by rowid.
 MAX_CANDIDATES = 2000
-_DENSE = 64  # candidates this close (one row in _DENSE) are fetched as their rowid range
-_REINTERRUPT_S = 0.005
-_DATE_SQL = "CAST({c} AS VARCHAR)"  # ISO for years 1-9999, all ingest keeps; cheapest form
-_TIMESTAMP_SQL = (
-    "CASE WHEN microsecond({c}) % 1000000 = 0 THEN strftime({c}, '%Y-%m-%dT%H:%M:%S') "
-    "ELSE strftime({c}, '%Y-%m-%dT%H:%M:%S.%f') END"
-)
 
 
 class QueryTimeout(Exception):
     """The query ran past its time budget and was interrupted."""
-
-
-@dataclass(frozen=True)
-class Page:
-    columns: tuple[str, ...]
-    rows: tuple[tuple[object, ...], ...]
-    next: str | None = None
-
-    @property
-    def items(self) -> list[dict[str, object]]:
-        names = self.columns
-        return [dict(zip(names, row, strict=True)) for row in self.rows]
 
 
 class Engine:
@@ -100,8 +69,8 @@ class Engine:
         self._aliases: dict[str, str] = {}  # path -> alias, stable across detach and re-attach
         self._ids = itertools.count(1)
         self._max_open = max_open
-        self._cache = _PageCache(cache_rows)
-        self._watchdog = _Watchdog()
+        self._cache = PageCache(cache_rows)
+        self._watchdog = Watchdog()
 
     def open(
         self,
@@ -255,21 +224,21 @@ class Dataset:
         except InvalidQuery:
             return None
         names = [c.name for c in self.columns]
-        select = _select(names, self._types)
+        select = select_list(names, self._types)
         sql = f"SELECT {select} FROM {self._table} WHERE {sql_ident(self.key)} = ?"
         rows = self._engine._run(self.path, sql, [value], timeout_ms)
         return dict(zip(names, rows[0], strict=True)) if rows else None
 
     def count(self, query: Query, *, timeout_ms: int | None = None) -> int:
         """How many rows match the filters and search (cursor, sort and page size ignored)."""
-        where, params = _where(query, self._types, self.columns)
+        where, params = where_clause(query, self._types, self.columns)
         table = self._table
         with _search_deadline(timeout_ms) as deadline:
             candidates = self._candidates(query, deadline)
         if candidates == []:
             return 0
         if candidates is not None:
-            table, relation_params = _candidate_rows(table, candidates)
+            table, relation_params = candidate_rows(table, candidates)
             params = [*relation_params, *params]
         sql = f"SELECT count(*) FROM {table}{' WHERE ' + where if where else ''}"
         return int(self._engine._run(self.path, sql, params, timeout_ms)[0][0])  # type: ignore[arg-type]
@@ -287,7 +256,7 @@ class Dataset:
             else:
                 rows = self._stream(query, [*names, *extra], timeout_ms, deadline)
         if rows is None:
-            sql, params = _page_sql(
+            sql, params = page_sql(
                 query, self._table, [*names, *extra], self._types, self.columns
             )
             rows = self._engine._run(self.path, sql, params, timeout_ms)
@@ -306,7 +275,7 @@ class Dataset:
     ) -> list[tuple[object, ...]]:
         """The page's rows among `candidates` (ascending row ids), each fetched by rowid:
         ~30 µs a row, as DuckDB reads its 2048-row vector."""
-        sql, params = _candidate_page_sql(
+        sql, params = candidate_page_sql(
             query, self._table, candidates, names, self._types, self.columns
         )
         return self._engine._run(self.path, sql, params, timeout_ms)
@@ -324,7 +293,7 @@ class Dataset:
         extra = [column for column, _ in checks if column not in names]
         fetched = [*names, *extra]
         sql = (
-            f"SELECT {_select(fetched, self._types)}, rowid FROM {self._table} "
+            f"SELECT {select_list(fetched, self._types)}, rowid FROM {self._table} "
             "WHERE rowid = ANY(?::BIGINT[])"
         )
         rows = self._engine._run(self.path, sql, [candidates], timeout_ms)
@@ -367,7 +336,7 @@ class Dataset:
             size, tried = size * 2, tried + len(chunk)
             if tried >= MAX_CANDIDATES and len(rows) <= query.limit:
                 rest = replace(query, after=After((), chunk[-1]), limit=query.limit - len(rows))
-                sql, params = _page_sql(rest, self._table, names, self._types, self.columns)
+                sql, params = page_sql(rest, self._table, names, self._types, self.columns)
                 rows += self._engine._run(self.path, sql, params, timeout_ms)
                 break
         return rows
@@ -420,204 +389,10 @@ def _search_deadline(timeout_ms: int | None) -> Iterator[float | None]:
         raise QueryTimeout(f"query interrupted after {timeout_ms} ms") from None
 
 
-# ---- SQL ---------------------------------------------------------------------------------
-
-def _candidate_rows(table: str, candidates: list[int]) -> tuple[str, list[object]]:
-    """The rows a search's candidates (ascending) may be among, as a relation with `_rid`.
-
-    Sparse: the candidates themselves; LIMIT keeps the outer filters out of the scan, so
-    DuckDB checks them on the candidates and not on every row, and the bounds let zonemaps
-    skip the row groups outside the candidates' range. Dense (at least one row in
-    `_DENSE` a candidate): the whole range, which costs less than planning the list join
-    (~1.5 against ~3 ms for 101 rows here). Either way the query's own filters decide.
-    """
-    first, last = candidates[0], candidates[-1]
-    if last - first < _DENSE * len(candidates):
-        return f"(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ?)", [first, last]
-    return (
-        f"(SELECT *, rowid AS _rid FROM {table} WHERE rowid BETWEEN ? AND ? "
-        "AND rowid = ANY(?::BIGINT[]) LIMIT 9223372036854775807)",
-        [first, last, candidates],
-    )
-
-
-
-
-def _page_sql(
-    query: Query,
-    table: str,
-    names: Sequence[str],
-    types: dict[str, str],
-    columns: Sequence[Column],
-) -> tuple[str, list[object]]:
-    """SQL for one page plus one row (to know whether a next page exists); rowid comes last."""
-    select = _select(names, types) + ", rowid"
-    where, params = _where(query, types, columns)
-    after = query.after
-    if not query.sort and not where:
-        # Nothing to filter: the page is a rowid range, and zonemaps read one row group.
-        start = after.rowid + 1 if after else 0
-        sql = f"SELECT {select} FROM {table} WHERE rowid BETWEEN ? AND ?"
-        return sql, [start, start + query.limit]
-    if not query.sort:
-        # Source order without ORDER BY: the scan stops after limit + 1 matches.
-        if after is not None:
-            where += " AND rowid > ?"
-            params.append(after.rowid)
-        return f"SELECT {select} FROM {table} WHERE {where} LIMIT ?", [*params, query.limit + 1]
-    if after is not None:
-        where = _and_keyset(where, params, query.sort, after)
-    order = _order_by(query.sort)
-    # Late materialisation: the top-N reads only filter and sort columns, then the page's
-    # rows are fetched by rowid (measured 12 ms against 16 ms for a plain top-N).
-    return (
-        f"SELECT {select} FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
-        f"{' WHERE ' + where if where else ''} ORDER BY {order} LIMIT ?) ORDER BY {order}",
-        [*params, query.limit + 1],
-    )
-
-
-def _candidate_page_sql(
-    query: Query,
-    table: str,
-    candidates: list[int],
-    names: Sequence[str],
-    types: dict[str, str],
-    columns: Sequence[Column],
-) -> tuple[str, list[object]]:
-    """`_page_sql` over the candidate rows of a search: few rows, so one plain ORDER BY."""
-    relation, relation_params = _candidate_rows(table, candidates)
-    where, params = _where(query, types, columns)
-    params = [*relation_params, *params]
-    after = query.after
-    if after is not None and not query.sort:
-        where = f"{where} AND _rid > ?" if where else "_rid > ?"
-        params.append(after.rowid)
-    elif after is not None:
-        where = _and_keyset(where, params, query.sort, after, rowid="_rid")
-    order = _order_by(query.sort, rowid="_rid")
-    return (
-        f"SELECT {_select(names, types)}, _rid FROM {relation}"
-        f"{' WHERE ' + where if where else ''} ORDER BY {order} LIMIT ?",
-        [*params, query.limit + 1],
-    )
-
-
-def _order_by(sort: Sequence[Sort], rowid: str = "rowid") -> str:
-    """The page order: the sort keys (NULLs as the largest value), then the row number."""
-    return "".join(
-        f"{sql_ident(k.column)} {'DESC NULLS FIRST' if k.descending else 'ASC NULLS LAST'}, "
-        for k in sort
-    ) + rowid
-
-
-def _and_keyset(
-    where: str, params: list[object], sort: Sequence[Sort], after: After, rowid: str = "rowid"
-) -> str:
-    """`where` narrowed to the rows after the cursor; the keyset's values join `params`."""
-    keyset, keyset_params = _keyset(sort, after.values, after.rowid, rowid=rowid)
-    params += keyset_params
-    return f"{where} AND {keyset}" if where else keyset
-
-
-def _select(names: Sequence[str], types: dict[str, str]) -> str:
-    parts = []
-    for name in names:
-        col = sql_ident(name)
-        if types[name] == "date":
-            parts.append(_DATE_SQL.format(c=col))
-        elif types[name] == "timestamp":
-            parts.append(_TIMESTAMP_SQL.format(c=col))
-        else:
-            parts.append(col)
-    return ", ".join(parts)
-
-
-_COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def _where(
-    query: Query, types: dict[str, str], columns: Sequence[Column]
-) -> tuple[str, list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    for f in query.filters:
-        col = sql_ident(f.column)
-        if f.op in _COMPARE:
-            clauses.append(f"{col} {_COMPARE[f.op]} ?")
-            params.append(f.value)
-        elif f.op == "ne":
-            clauses.append(f"{col} IS DISTINCT FROM ?")
-            params.append(f.value)
-        elif f.op == "contains":
-            clauses.append(f"contains({col}, ?)")
-            params.append(f.value)
-        elif f.op == "icontains":
-            clauses.append(f"contains(lower({col}), lower(?))")
-            params.append(f.value)
-        elif f.op == "startswith":
-            clauses.append(f"starts_with({col}, ?)")
-            params.append(f.value)
-        elif f.op == "in":
-            values = f.value if isinstance(f.value, tuple) else (f.value,)
-            clauses.append(f"{col} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-        elif f.op == "isnull":
-            clauses.append(f"{col} IS {'' if f.value else 'NOT '}NULL")
-        else:  # parse_query never produces another operator
-            raise InvalidQuery(f"unknown operator {f.op!r}")
-    if query.q:
-        strings = [sql_ident(c.name) for c in columns if c.type == "string"]
-        clauses.append(
-            "(" + " OR ".join(f"contains(lower({s}), lower(?))" for s in strings) + ")"
-        )
-        params.extend([query.q] * len(strings))
-    return " AND ".join(clauses), params
-
-
-def _keyset(
-    sort: Sequence[Sort], values: Sequence[Value | None], after: int, *, rowid: str = "rowid"
-) -> tuple[str, list[object]]:
-    """Rows after (values, rowid) in the order (sort..., rowid); NULL is the largest value."""
-    branches: list[str] = []
-    params: list[object] = []
-    prefix: list[str] = []
-    prefix_params: list[object] = []
-    for key, value in zip(sort, values, strict=True):
-        col = sql_ident(key.column)
-        beyond: str | None
-        beyond_params: list[object] = []
-        if key.descending:
-            beyond = f"{col} IS NOT NULL" if value is None else f"{col} < ?"
-            beyond_params = [] if value is None else [value]
-        else:
-            beyond = None if value is None else f"({col} > ? OR {col} IS NULL)"
-            beyond_params = [] if value is None else [value]
-        if beyond is not None:
-            branches.append(" AND ".join([*prefix, beyond]))
-            params += prefix_params + beyond_params
-        prefix.append(f"{col} IS NULL" if value is None else f"{col} = ?")
-        prefix_params += [] if value is None else [value]
-    branches.append(" AND ".join([*prefix, f"{rowid} > ?"]))
-    params += [*prefix_params, after]
-    clause = "(" + " OR ".join(f"({b})" for b in branches) + ")"
-    # A redundant bound on the first key that DuckDB can push into the scan (zonemaps).
-    first, first_value = sort[0], values[0]
-    col = sql_ident(first.column)
-    if first.descending and first_value is not None:
-        clause = f"{col} <= ? AND {clause}"
-        params.insert(0, first_value)
-    elif not first.descending and first_value is None:
-        clause = f"{col} IS NULL AND {clause}"
-    return clause, params
-
-
 def _query_key(query: Query) -> tuple[object, ...]:
     return (query.filters, query.sort, query.fields, query.limit, query.q, query.after,
             query.binding if query.after else None)
 
-
-# ---- plumbing ----------------------------------------------------------------------------
 
 @dataclass
 class _Attached:
@@ -625,97 +400,3 @@ class _Attached:
     users: int = 0
     search: TextIndex | None = None
     search_loaded: bool = False
-
-
-class _PageCache:
-    """Pages of immutable versions, least recently used first out, bounded by total rows."""
-
-    def __init__(self, max_rows: int) -> None:
-        self._max_rows = max_rows
-        self._pages: OrderedDict[tuple[object, ...], Page] = OrderedDict()
-        self._rows = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[object, ...]) -> Page | None:
-        if self._max_rows <= 0:
-            return None
-        with self._lock:
-            page = self._pages.get(key)
-            if page is not None:
-                self._pages.move_to_end(key)
-            return page
-
-    def put(self, key: tuple[object, ...], page: Page) -> None:
-        size = max(1, len(page.rows))
-        if size > self._max_rows:
-            return
-        with self._lock:
-            if key in self._pages:
-                return
-            self._pages[key] = page
-            self._rows += size
-            while self._rows > self._max_rows:
-                _, old = self._pages.popitem(last=False)
-                self._rows -= max(1, len(old.rows))
-
-
-@dataclass(order=True)
-class _Deadline:
-    at: float
-    token: int
-    cursor: duckdb.DuckDBPyConnection = field(compare=False)
-
-
-class _Watchdog:
-    """One thread interrupting cursors whose deadline passed (a Timer per query costs more)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[_Deadline] = []
-        self._armed: set[int] = set()
-        self._tokens = itertools.count(1)
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def arm(self, seconds: float, cursor: duckdb.DuckDBPyConnection) -> int:
-        with self._cond:
-            token = next(self._tokens)
-            self._armed.add(token)
-            heapq.heappush(self._heap, _Deadline(time.monotonic() + seconds, token, cursor))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="duckdb-watchdog",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify()
-            return token
-
-    def disarm(self, token: int) -> None:
-        with self._cond:
-            self._armed.discard(token)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-
-    def _loop(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                while self._heap and self._heap[0].token not in self._armed:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                wait = self._heap[0].at - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                # Interrupt, and again every few ms until the call disarms: an interrupt that
-                # lands before DuckDB starts executing is otherwise lost.
-                deadline = heapq.heapreplace(
-                    self._heap,
-                    _Deadline(time.monotonic() + _REINTERRUPT_S, self._heap[0].token,
-                              self._heap[0].cursor),
-                )
-                with contextlib.suppress(duckdb.Error):
-                    deadline.cursor.interrupt()

@@ -18,7 +18,7 @@ import io
 
 import orjson
 
-from claw402.datasets.engine import Page
+from claw402.datasets.pages import Page
 from claw402.datasets.query import Format, InvalidQuery
 
 MEDIA_TYPE: dict[str, str] = {
