@@ -3,7 +3,7 @@
     out/directory.json            the tenant directory (maps shape)
     out/dispatcher/               dispatcher.js, paywall.js, paths.js, rules.js, directory.js,
                                   metadata.json
-    out/tenants/<workerName>/     worker.js, query.js, engine.js, output.js, paths.js,
+    out/tenants/<workerName>/     worker.js, query.js, grammar.js, engine.js, output.js, paths.js,
                                   tenant.json, dataset.json, metadata.json
     out/build.json                what was built, sizes, and which tenants were refused and why
 

@@ -14,13 +14,14 @@ from typing import Any
 import orjson
 
 from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
+from claw402.cloudflare.grammar import grammar_module
 from claw402.cloudflare.sizes import MAX_EMBEDDED_DATA, ScriptTooLarge, check_embedded_data, mib
 from claw402.cloudflare.workerd import template
 from claw402.datasets.engine import Engine
 from claw402.datasets.openapi import docs_html, openapi
 from claw402.datasets.query import Query
 from claw402.datasets.schema import Column
-from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.dispatch.plans import max_page_size
 from claw402.registry.models import Tenant
 
 # Where the tenant's public root goes in the generated documents; replaced per request.
@@ -82,7 +83,7 @@ def schema_body(tenant: Tenant) -> dict[str, Any]:
         "price": tenant.price_usd,
         "priceAtomic": str(tenant.price_atomic),
         "plan": tenant.plan,
-        "maxLimit": MAX_PAGE_SIZE.get(tenant.plan, 100),
+        "maxLimit": max_page_size(tenant.plan),
     }
 
 
@@ -97,7 +98,7 @@ def openapi_doc(tenant: Tenant, root_url: str) -> dict[str, Any]:
         price_usd=tenant.price_usd,
         key=v.key,
         server_url=root_url,
-        max_limit=MAX_PAGE_SIZE.get(tenant.plan, 100),
+        max_limit=max_page_size(tenant.plan),
     )
 
 
@@ -127,7 +128,7 @@ def tenant_config(tenant: Tenant) -> dict[str, Any]:
         "version": v.version,
         "columns": v.columns,
         "key": v.key,
-        "maxLimit": MAX_PAGE_SIZE.get(tenant.plan, 100),
+        "maxLimit": max_page_size(tenant.plan),
         "rootPlaceholder": ROOT_PLACEHOLDER,
         "schemaJson": orjson.dumps(schema_body(tenant)).decode(),
         "openapiJson": orjson.dumps(spec).decode(),
@@ -150,6 +151,7 @@ def build_tenant(tenant: Tenant) -> WorkerBundle:
     check_embedded_data(tenant.slug, len(dataset), rows)
     modules = (
         *(Module(name, template(name)) for name in TEMPLATES),
+        grammar_module(),
         Module("tenant.json", orjson.dumps(tenant_config(tenant))),
         Module("dataset.json", dataset),
     )

@@ -90,6 +90,7 @@ MEDIA_TYPES: dict[str, Format] = {
     "application/jsonl": "ndjson",
 }
 
+DEFAULT_LIMIT = 100
 MAX_FILTERS = 64
 MAX_IN_VALUES = 1000
 MAX_VALUE_CHARS = 10_000
@@ -99,15 +100,15 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 Value = int | float | bool | str | date | datetime
 
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-_NUM_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+INT_RE = re.compile(r"[+-]?[0-9]+")
+NUM_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TS_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
-_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
-_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
+BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 
 class InvalidQuery(ValueError):
@@ -144,7 +145,7 @@ class Query:
     filters: tuple[Filter, ...] = ()
     sort: tuple[Sort, ...] = ()
     fields: tuple[str, ...] | None = None
-    limit: int = 100
+    limit: int = DEFAULT_LIMIT
     q: str | None = None
     format: Format = "json"
     after: After | None = None
@@ -157,7 +158,7 @@ def parse_query(
     columns: Sequence[Column],
     *,
     max_limit: int,
-    default_limit: int = 100,
+    default_limit: int = DEFAULT_LIMIT,
     version: str = "",
     default_format: Format | None = None,
 ) -> Query:
@@ -197,7 +198,7 @@ def parse_query(
             raise InvalidQuery("_q needs a string column to search, and this dataset has none")
     fmt = control.get("_format", default_format or "json")
     if fmt not in FORMATS:
-        raise InvalidQuery(f"unknown _format {fmt!r}; use one of json, csv, ndjson")
+        raise InvalidQuery(f"unknown _format {fmt!r}; use one of {', '.join(FORMATS)}")
     binding = _binding(version, control.get("_sort", ""), q or "", filter_pairs)
     after = None
     if "_cursor" in control:
@@ -249,16 +250,16 @@ def convert(value: str, column: Column) -> Value:
     try:
         if kind == "string":
             return value
-        if kind == "integer" and _INT_RE.fullmatch(value) and len(value) <= 20:
+        if kind == "integer" and INT_RE.fullmatch(value) and len(value) <= 20:
             number = int(value)
             if INT64_MIN <= number <= INT64_MAX:
                 return number
-        elif kind == "number" and _NUM_RE.fullmatch(value) and len(value) <= 64:
+        elif kind == "number" and NUM_RE.fullmatch(value) and len(value) <= 64:
             number_f = float(value)
             if math.isfinite(number_f):
                 return number_f
-        elif kind == "boolean" and value.lower() in _BOOLS:
-            return _BOOLS[value.lower()]
+        elif kind == "boolean" and value.lower() in BOOLS:
+            return BOOLS[value.lower()]
         elif kind == "date" and _DATE_RE.fullmatch(value):
             return date.fromisoformat(value)
         elif kind == "timestamp" and _TS_RE.fullmatch(value):
@@ -269,15 +270,16 @@ def convert(value: str, column: Column) -> Value:
     except (ValueError, OverflowError):
         pass
     raise InvalidQuery(
-        f"{column.name!r} is {_A[kind]} column: {value[:50]!r} is not {_EXPECTED[kind]}"
+        f"{column.name!r} is {TYPE_ARTICLES[kind]} column: {value[:50]!r} "
+        f"is not {TYPE_EXPECTED[kind]}"
     )
 
 
-_A: dict[str, str] = {
+TYPE_ARTICLES: dict[str, str] = {
     "integer": "an integer", "number": "a number", "boolean": "a boolean",
     "string": "a string", "date": "a date", "timestamp": "a timestamp",
 }
-_EXPECTED: dict[str, str] = {
+TYPE_EXPECTED: dict[str, str] = {
     "integer": "a whole number within 64 bits",
     "number": "a finite number",
     "boolean": "true, false, 1 or 0",
@@ -311,7 +313,7 @@ def _parse_filter(name: str, raw: str, by_name: dict[str, Column]) -> Filter:
     if op in TEXT_OPERATORS and column.type != "string":
         raise InvalidQuery(f"__{op} works on string columns only; {column_name!r} is {column.type}")
     if op == "isnull":
-        flag = _BOOLS.get(raw.lower())
+        flag = BOOLS.get(raw.lower())
         if flag is None:
             raise InvalidQuery(f"{name} takes true or false, not {raw[:50]!r}")
         return Filter(column_name, op, flag)
@@ -386,7 +388,7 @@ def _decode_cursor(
     if (
         not sep
         or len(raw) > MAX_CURSOR_CHARS
-        or not _B64URL_RE.fullmatch(payload)
+        or not B64URL_RE.fullmatch(payload)
         or check != _check(binding, payload)
     ):
         raise InvalidQuery(

@@ -38,6 +38,11 @@ MAX_PAGE_SIZE: dict[str, int] = {
 }
 
 
+def max_page_size(plan: str) -> int:
+    """The largest page a plan's callers may ask for; an unknown plan gets the free plan's."""
+    return MAX_PAGE_SIZE.get(plan, MAX_PAGE_SIZE["free"])
+
+
 def check_plan(plan: str) -> str:
     if plan not in PLANS:
         raise ValueError(f"unknown plan {plan!r}: choose one of {', '.join(PLANS)}")

@@ -21,7 +21,7 @@ from claw402.datasets.openapi import docs_html, openapi
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
 from claw402.dispatch.events import Trail
-from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.dispatch.plans import max_page_size
 from claw402.gateway.responses import error_response, json_response
 from claw402.registry.models import Tenant
 
@@ -89,7 +89,7 @@ class TenantRuntime:
         self.tenant = tenant
         self.version = tenant.dataset
         self.dataset = dataset
-        self.max_limit = MAX_PAGE_SIZE.get(tenant.plan, 100)
+        self.max_limit = max_page_size(tenant.plan)
         self.timeout_ms = tenant.limits.cpu_ms * WALL_CLOCK_FACTOR
 
     async def handle(self, call: TenantRequest, guard: Guard) -> Response:

@@ -2,13 +2,10 @@
 // orjson does, CSV as Python's csv module does (RFC 4180, CRLF, minimal quoting), with cells
 // that a spreadsheet would run as a formula prefixed by "'".
 
+import { MEDIA_TYPE } from "./grammar.js";
 import { floatText } from "./query.js";
 
-export const MEDIA_TYPE = {
-  json: "application/json",
-  csv: "text/csv; charset=utf-8",
-  ndjson: "application/x-ndjson",
-};
+export { MEDIA_TYPE };
 const FORMULA_START = /^[=+\-@\t\r]/;
 
 function valueJson(value, type) {

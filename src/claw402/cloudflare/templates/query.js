@@ -1,45 +1,18 @@
 // The query grammar of src/claw402/datasets/query.py (its docstring is the specification):
 // URL parameters -> a validated query, or InvalidQuery with the same sentence the gateway
-// gives. Plain ES module, no dependencies.
+// gives. Its vocabulary (operators, limits, formats, messages) is generated into grammar.js
+// from that module (cloudflare/grammar.py).
 
-export const FORMATS = ["json", "csv", "ndjson"];
-const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "contains", "icontains", "startswith", "in", "isnull"];
-const TEXT_OPERATORS = new Set(["contains", "icontains", "startswith"]);
-const CONTROL_PARAMS = ["_sort", "_fields", "_limit", "_cursor", "_q", "_format"];
-const MEDIA_TYPES = {
-  "application/json": "json",
-  "text/csv": "csv",
-  "application/x-ndjson": "ndjson",
-  "application/ndjson": "ndjson",
-  "application/jsonl": "ndjson",
-};
-const MAX_FILTERS = 64;
-const MAX_IN_VALUES = 1000;
-const MAX_VALUE_CHARS = 10000;
-const MAX_Q_CHARS = 500;
-const MAX_CURSOR_CHARS = 4096;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
+import {
+  B64URL_RE, BOOLS, CONTROL_PARAMS, DEFAULT_LIMIT, FORMATS, INT64_MAX, INT64_MIN, INT_RE,
+  MAX_CURSOR_CHARS, MAX_FILTERS, MAX_IN_VALUES, MAX_Q_CHARS, MAX_VALUE_CHARS, MEDIA_TYPES,
+  NUM_RE, OPERATORS, TEXT_OPERATORS, TYPE_ARTICLES, TYPE_EXPECTED,
+} from "./grammar.js";
 
-const INT_RE = /^[+-]?[0-9]+$/;
-const NUM_RE = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+export { FORMATS };
+// The date and timestamp patterns are datasets/query.py's, with capture groups for parsing.
 const DATE_RE = /^([0-9]{4})-([0-9]{2})-([0-9]{2})$/;
 const TS_RE = /^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$/;
-const B64URL_RE = /^[A-Za-z0-9_-]+$/;
-const BOOLS = { true: true, 1: true, false: false, 0: false };
-
-const A = {
-  integer: "an integer", number: "a number", boolean: "a boolean",
-  string: "a string", date: "a date", timestamp: "a timestamp",
-};
-const EXPECTED = {
-  integer: "a whole number within 64 bits",
-  number: "a finite number",
-  boolean: "true, false, 1 or 0",
-  string: "text",
-  date: "a date as YYYY-MM-DD",
-  timestamp: "a timestamp as YYYY-MM-DDTHH:MM:SS (optionally .ffffff and Z or ±HH:MM)",
-};
 
 export class InvalidQuery extends Error {
   constructor(detail) {
@@ -166,7 +139,7 @@ export function convert(value, column) {
     const key = parseTimestamp(value);
     if (key !== null) return key;
   }
-  throw new InvalidQuery(`${pyRepr(column.name)} is ${A[kind]} column: ${pyRepr(head(value, 50))} is not ${EXPECTED[kind]}`);
+  throw new InvalidQuery(`${pyRepr(column.name)} is ${TYPE_ARTICLES[kind]} column: ${pyRepr(head(value, 50))} is not ${TYPE_EXPECTED[kind]}`);
 }
 
 // -- the grammar ----------------------------------------------------------------------------
@@ -331,7 +304,7 @@ async function decodeCursor(raw, bindingText, sort, byName) {
 }
 
 // parse_query: (name, value) pairs in request order -> query, or InvalidQuery.
-export async function parseQuery(params, columns, { maxLimit, defaultLimit = 100, version = "", defaultFormat = null }) {
+export async function parseQuery(params, columns, { maxLimit, defaultLimit = DEFAULT_LIMIT, version = "", defaultFormat = null }) {
   const byName = new Map(columns.map((c) => [c.name, c]));
   const control = new Map();
   const filters = [];
@@ -362,7 +335,7 @@ export async function parseQuery(params, columns, { maxLimit, defaultLimit = 100
     }
   }
   const format = control.has("_format") ? control.get("_format") : defaultFormat || "json";
-  if (!FORMATS.includes(format)) throw new InvalidQuery(`unknown _format ${pyRepr(format)}; use one of json, csv, ndjson`);
+  if (!FORMATS.includes(format)) throw new InvalidQuery(`unknown _format ${pyRepr(format)}; use one of ${FORMATS.join(", ")}`);
   const bindingText = binding(version, control.get("_sort") ?? "", q ?? "", pairs);
   const after = control.has("_cursor") ? await decodeCursor(control.get("_cursor"), bindingText, sort, byName) : null;
   return { filters, sort, fields, limit, q, format, after, binding: bindingText };
