@@ -20,6 +20,7 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractLogicError
 from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 from x402.mechanisms.evm.constants import TX_STATUS_SUCCESS
 from x402.mechanisms.evm.data_suffix import append_data_suffix
 from x402.mechanisms.evm.types import TransactionReceipt
@@ -29,6 +30,10 @@ from claw402.facilitator.rpc import JsonRpc, RpcError
 _ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 # The SDK's own limit: covers transferWithAuthorization and smart-wallet deploys (~410k).
 SETTLE_GAS_LIMIT = 500_000
+# A batch-settlement claim grows with its rows (a claim of 100 vouchers needs millions):
+# calls to the escrow get the node's estimate plus a margin instead of the fixed limit.
+_ESTIMATED_TARGETS = frozenset({BATCH_SETTLEMENT_ADDRESS.lower()})
+_GAS_MARGIN = 1.25
 _BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 
 
@@ -148,13 +153,16 @@ class FastSigner(FacilitatorWeb3Signer):
             raise _as_revert(exc) from exc
 
     def _send(self, to: str, data: bytes) -> str:
+        gas = SETTLE_GAS_LIMIT
+        if to.lower() in _ESTIMATED_TARGETS:
+            gas = self._estimate_gas(to, data)
         nonce = self._reserve_nonce()
         tx = {
             "to": to_checksum_address(to),
             "data": data,
             "value": 0,
             "nonce": nonce,
-            "gas": SETTLE_GAS_LIMIT,
+            "gas": gas,
             "gasPrice": int(self.rpc.call("eth_gasPrice"), 16),
             "chainId": self.get_chain_id(),
         }
@@ -167,6 +175,14 @@ class FastSigner(FacilitatorWeb3Signer):
             if isinstance(exc, RpcError):
                 raise _as_revert(exc) from exc
             raise
+
+    def _estimate_gas(self, to: str, data: bytes) -> int:
+        call = {"from": self.address, "to": to_checksum_address(to), "data": "0x" + data.hex()}
+        try:
+            estimate = int(self.rpc.call("eth_estimateGas", call), 16)
+        except RpcError as exc:
+            raise _as_revert(exc) from exc
+        return max(SETTLE_GAS_LIMIT, int(estimate * _GAS_MARGIN))
 
     def _reserve_nonce(self) -> int:
         with self._nonce_guard:
