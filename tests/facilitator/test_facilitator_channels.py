@@ -53,10 +53,13 @@ from x402.schemas import (
 )
 from x402.schemas.errors import PaymentAbortedError
 
+from claw402.chain.channels import Escrow
 from claw402.chain.devchain import DevChain
+from claw402.chain.tx import transact
 from claw402.chain.wallet import Wallet
 from claw402.facilitator.client import facilitator_config
 from claw402.facilitator.service import INVALID_PAYLOAD
+from claw402.facilitator.signer import SETTLE_GAS_LIMIT
 
 PRICE = 1_000  # 0.001 test USDC per call
 SCHEME = "batch-settlement"
@@ -308,6 +311,44 @@ def test_facilitator_signs_claims_only_for_channels_it_authorizes(
     )
     result = receiver.facilitator.settle(payload, requirements)
     assert not result.success and result.error_reason == ERR_AUTHORIZER_ADDRESS_MISMATCH
+
+
+def test_a_claim_too_big_for_the_fixed_gas_limit_goes_through(
+    chain: DevChain, make_receiver: Callable[[], Receiver]
+) -> None:
+    """Claims grow with their rows: the facilitator sizes their gas instead of a fixed limit."""
+    receiver = make_receiver()
+    escrow = Escrow(chain.web3(), chain.token_name, chain.token_version)
+    payer, rows = chain.payers[0], []
+    for _ in range(25):  # ~27k gas a row: past SETTLE_GAS_LIMIT
+        config = ChannelConfig(
+            payer=payer.address,
+            payer_authorizer=payer.address,
+            receiver=receiver.address,
+            receiver_authorizer=chain.facilitator.address,
+            token=chain.token,
+            withdraw_delay=900,
+            salt="0x" + secrets.token_hex(32),
+        )
+        transact(
+            chain.web3(),
+            chain.deployer.account,
+            escrow.deposit_call(payer.account, config, 2 * PRICE),
+        )
+        signature = escrow.voucher(payer.account, config, PRICE)
+        rows.append(VoucherClaim(config, str(PRICE), signature, str(PRICE)).to_dict())
+    requirements = receiver.requirements.model_copy(
+        update={"amount": "0", "max_timeout_seconds": 0}
+    )
+    payload = PaymentPayload(
+        x402_version=2, payload={"type": "claim", "claims": rows}, accepted=requirements
+    )
+    result = receiver.facilitator.settle(payload, requirements)
+    assert result.success, result.error_message
+    gas_used = chain.web3().eth.get_transaction_receipt(result.transaction)["gasUsed"]
+    assert gas_used > SETTLE_GAS_LIMIT
+    receiver.manager.settle()
+    assert chain.balance(receiver.address) == 25 * PRICE
 
 
 @pytest.mark.parametrize(
