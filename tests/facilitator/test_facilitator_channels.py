@@ -58,7 +58,9 @@ from claw402.chain.devchain import DevChain
 from claw402.chain.tx import transact
 from claw402.chain.wallet import Wallet
 from claw402.facilitator.client import facilitator_config
+from claw402.facilitator.server import background_server
 from claw402.facilitator.service import INVALID_PAYLOAD
+from claw402.facilitator.settings import FacilitatorSettings
 from claw402.facilitator.signer import SETTLE_GAS_LIMIT
 
 PRICE = 1_000  # 0.001 test USDC per call
@@ -183,6 +185,52 @@ def test_supported_lists_batch_settlement_with_the_receiver_authorizer(
     assert set(kinds) == {"exact", SCHEME}
     assert kinds[SCHEME].network == chain.network
     assert kinds[SCHEME].extra == {"receiverAuthorizer": chain.facilitator.address}
+
+
+def test_a_dedicated_authorizer_key_is_advertised_and_signs(chain: DevChain) -> None:
+    settings = FacilitatorSettings(
+        rpc_url=chain.rpc_url,
+        private_key=chain.facilitator.private_key,
+        network=chain.network,
+        authorizer_private_key=chain.deployer.private_key,
+    )
+    with background_server(settings) as server:
+        facilitator = HTTPFacilitatorClientSync(facilitator_config(server.url))
+        kinds = {kind.scheme: kind for kind in facilitator.get_supported().kinds}
+        assert kinds[SCHEME].extra == {"receiverAuthorizer": chain.deployer.address}
+        assert facilitator.get_supported().signers == {"eip155:*": [chain.facilitator.address]}
+        # It signs the ClaimBatch of a channel that names the dedicated key.
+        escrow, payer = Escrow(chain.web3(), chain.token_name, chain.token_version), chain.payers[1]
+        config = ChannelConfig(
+            payer=payer.address,
+            payer_authorizer=payer.address,
+            receiver=Account.create().address,
+            receiver_authorizer=chain.deployer.address,
+            token=chain.token,
+            withdraw_delay=900,
+            salt="0x" + secrets.token_hex(32),
+        )
+        transact(
+            chain.web3(), chain.deployer.account, escrow.deposit_call(payer.account, config, PRICE)
+        )
+        row = VoucherClaim(
+            config, str(PRICE), escrow.voucher(payer.account, config, PRICE), str(PRICE)
+        )
+        requirements = PaymentRequirements(
+            scheme=SCHEME,
+            network=chain.network,
+            asset=chain.token,
+            amount="0",
+            pay_to=config.receiver,
+            max_timeout_seconds=0,
+            extra={},
+        )
+        raw = {"type": "claim", "claims": [row.to_dict()]}
+        payload = PaymentPayload(x402_version=2, payload=raw, accepted=requirements)
+        result = facilitator.settle(payload, requirements)
+        facilitator.close()
+    assert result.success, result.error_reason
+    assert escrow.channel(config) == (PRICE, PRICE)
 
 
 def test_deposit_vouchers_one_claim_settle_refund_to_the_unit(
