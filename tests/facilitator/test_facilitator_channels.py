@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from web3.exceptions import ContractCustomError
 from x402 import x402ClientSync, x402ResourceServerSync
 from x402.http import HTTPFacilitatorClientSync
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
@@ -34,6 +35,7 @@ from x402.mechanisms.evm.batch_settlement.errors import (
     ERR_NOTHING_TO_SETTLE,
     ERR_RECEIVER_MISMATCH,
 )
+from x402.mechanisms.evm.batch_settlement.facilitator.utils import to_contract_channel_config
 from x402.mechanisms.evm.batch_settlement.server import (
     BatchSettlementChannelManagerSync,
     ChannelManagerConfigSync,
@@ -269,6 +271,36 @@ def test_deposit_vouchers_one_claim_settle_refund_to_the_unit(
     assert _channel(chain, channel_a) == (4 * PRICE, 4 * PRICE)  # claimed stays claimed
     with pytest.raises(RuntimeError, match=ERR_NOTHING_TO_SETTLE):
         receiver.manager.settle()
+
+
+def test_a_timed_withdrawal_shows_in_verify_and_is_met_by_a_claim(
+    chain: DevChain, make_receiver: Callable[[], Receiver], make_payer: Callable[[Wallet], Payer]
+) -> None:
+    receiver = make_receiver()
+    payer = make_payer(chain.payers[3])
+    first, _ = payer.pay(receiver)
+    payer.pay(receiver)
+    config = _config(first)
+    deposit = int(first.payload["deposit"]["amount"])
+    escrow = Escrow(chain.web3(), chain.token_name, chain.token_version)
+    onchain = to_contract_channel_config(config)
+    # The payer tries to leave with everything, the two calls it owes included.
+    transact(
+        chain.web3(),
+        payer.wallet.account,
+        escrow.contract.functions.initiateWithdraw(onchain, deposit),
+    )
+    next_voucher = _voucher_payload(first.accepted, config, payer.wallet.private_key, 3 * PRICE)
+    verified = receiver.facilitator.verify(next_voucher, receiver.requirements)
+    assert verified.is_valid and verified.extra["withdrawRequestedAt"] > 0
+    early = escrow.contract.functions.finalizeWithdraw(onchain)
+    with pytest.raises(ContractCustomError):
+        early.call({"from": payer.wallet.address})
+    # Before the delay ends the receiver claims what it is owed: the withdrawal cannot take it.
+    assert [c.vouchers for c in receiver.manager.claim()] == [1]
+    assert escrow.channel(config) == (deposit, 2 * PRICE)
+    receiver.manager.settle()
+    assert chain.balance(receiver.address) == 2 * PRICE
 
 
 def test_replayed_voucher_is_refused(
