@@ -79,10 +79,10 @@ _ERRORS = {
 }
 
 
-def _reverts(call: Any, sender: str) -> str:
+def _reverts(call: Any, sender: str, block: int | str = "latest") -> str:
     """The custom error `call` reverts with when sent by `sender` (simulated: burns nothing)."""
     with pytest.raises(ContractCustomError) as caught:
-        call.call({"from": sender})
+        call.call({"from": sender}, block_identifier=block)
     data = caught.value.data if isinstance(caught.value.data, str) else str(caught.value.args[0])
     return _ERRORS[data.removeprefix("0x")[:8]]
 
@@ -252,14 +252,15 @@ def test_a_deposit_authorization_is_bound_to_its_channel(chain: DevChain, escrow
 
 @pytest.fixture
 def own_chain() -> Iterator[DevChain]:
-    """A chain of its own: these tests move the clock, which would expire others' payments."""
+    """A chain of its own: moving its clock would expire the payments of other tests."""
     with start_dev_chain(payers=1) as dev_chain:
         yield dev_chain
 
 
-def _advance(chain: DevChain, seconds: int) -> None:
-    chain.web3().provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-    chain.web3().provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+def _next_block_at(chain: DevChain, timestamp: int) -> None:
+    """Pin the next block's time (anvil's clock otherwise follows the wall clock, even loaded)."""
+    provider = chain.web3().provider
+    provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
 
 
 def test_the_receiver_claims_during_a_timed_withdrawal_and_the_payer_gets_the_rest(
@@ -280,15 +281,18 @@ def test_the_receiver_claims_during_a_timed_withdrawal_and_the_payer_gets_the_re
         "AmountExceedsAvailable"
     )
     transact(w3, payer.account, functions.initiateWithdraw(onchain, DEPOSIT))
-    assert _reverts(functions.finalizeWithdraw(onchain), payer.address) == "WithdrawDelayNotElapsed"
-    _advance(chain, 899)
-    assert _reverts(functions.finalizeWithdraw(onchain), payer.address) == "WithdrawDelayNotElapsed"
-
-    # Within the delay the receiver claims what the payer owes.
+    channel_id = coerce_bytes32(escrow.channel_id(config))
+    initiated_at = functions.pendingWithdrawals(channel_id).call()[1]
+    # One second before the delay ends the receiver claims what the payer owes...
+    _next_block_at(chain, initiated_at + 899)
     rows = escrow.claims([_row(escrow, payer, config, 2_000, 2_000)])
-    transact(w3, chain.treasury.account, functions.claim(rows))
-    _advance(chain, 1)
-    transact(w3, payer.account, functions.finalizeWithdraw(onchain))
+    claimed_in = transact(w3, chain.treasury.account, functions.claim(rows))["blockNumber"]
+    finalize = functions.finalizeWithdraw(onchain)
+    # ... when the payer could not finalize yet,
+    assert _reverts(finalize, payer.address, claimed_in) == "WithdrawDelayNotElapsed"
+    # and at the delay the payer gets only what is left unclaimed.
+    _next_block_at(chain, initiated_at + 900)
+    transact(w3, payer.account, finalize, gas=200_000)  # anvil estimates at the latest time
     assert chain.balance(payer.address) == start - 2_000
     assert escrow.channel(config) == (2_000, 2_000)
     transact(w3, chain.treasury.account, functions.settle(config.receiver, chain.token))
@@ -299,10 +303,9 @@ def test_the_receiver_claims_during_a_timed_withdrawal_and_the_payer_gets_the_re
 
 
 def test_signed_refunds_spend_their_nonce_and_shrink_a_pending_withdrawal(
-    own_chain: DevChain,
+    chain: DevChain, escrow: Escrow
 ) -> None:
-    chain, payer = own_chain, own_chain.payers[0]
-    escrow = Escrow(chain.web3(), chain.token_name, chain.token_version)
+    payer = chain.payers[0]
     w3, functions = chain.web3(), escrow.contract.functions
     config = _config(chain, payer)
     onchain = to_contract_channel_config(config)

@@ -43,6 +43,10 @@ from x402.mechanisms.evm.batch_settlement.server import (
 from x402.mechanisms.evm.batch_settlement.server import (
     BatchSettlementEvmScheme as ServerScheme,
 )
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import (
+    build_payment_requirements,
+    build_settle_payment_payload,
+)
 from x402.mechanisms.evm.batch_settlement.types import ChannelConfig, VoucherClaim
 from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
 from x402.mechanisms.evm.signers import EthAccountSigner
@@ -260,7 +264,11 @@ def test_deposit_vouchers_one_claim_settle_refund_to_the_unit(
     claims = receiver.manager.claim()
     assert [c.vouchers for c in claims] == [2]  # both channels in one transaction
     assert _channel(chain, channel_a) == (deposit, 4 * PRICE)
-    receiver.manager.settle()
+    # What the channel manager's settle() sends; the answer names the amount transferred.
+    requirements = build_payment_requirements(receiver.address, chain.token, chain.network)
+    payload = build_settle_payment_payload(requirements, receiver.address, chain.token)
+    settled = receiver.facilitator.settle(payload, requirements)
+    assert settled.success and settled.amount == str(7 * PRICE)
     assert chain.balance(receiver.address) == 7 * PRICE
 
     refunds = receiver.manager.refund()

@@ -18,6 +18,8 @@ from typing import Any
 from eth_abi import decode, encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
 from web3.exceptions import ContractLogicError
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
@@ -137,11 +139,16 @@ class FastSigner(FacilitatorWeb3Signer):
                     status=TX_STATUS_SUCCESS if int(receipt["status"], 16) == 1 else 0,
                     block_number=int(receipt["blockNumber"], 16),
                     tx_hash=tx_hash,
-                    logs=list(receipt.get("logs") or []),
+                    logs=[_log(entry) for entry in receipt.get("logs") or []],
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{tx_hash} not mined after {self._timeout} s")
             time.sleep(self._poll_interval)
+
+    @property
+    def web3(self) -> Web3:
+        """For the SDK's receipt parsing (the batch-settlement `Settled` amount); not for calls."""
+        return self._w3
 
     # --- internals ---
 
@@ -198,6 +205,18 @@ def _as_revert(exc: RpcError) -> Exception:
         data = exc.data if isinstance(exc.data, str) else None
         return ContractLogicError(exc.message, data=data)
     return exc
+
+
+def _log(entry: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC log in web3's shape (bytes topics and data), so SDK event decoding applies."""
+    return {
+        **entry,
+        "topics": [HexBytes(topic) for topic in entry.get("topics", [])],
+        "data": HexBytes(entry.get("data", "0x")),
+        "logIndex": int(entry.get("logIndex", "0x0"), 16),
+        "blockNumber": int(entry.get("blockNumber", "0x0"), 16),
+        "transactionIndex": int(entry.get("transactionIndex", "0x0"), 16),
+    }
 
 
 def _function(abi: list[dict[str, Any]], name: str, arity: int) -> dict[str, Any]:
