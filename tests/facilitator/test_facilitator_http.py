@@ -55,7 +55,8 @@ def _gas_spent_by(chain: DevChain, address: str) -> tuple[int, int]:
 def test_supported_names_the_network_and_signer(facilitator: Facilitator, chain: DevChain) -> None:
     supported = facilitator.supported()
     assert [(k.x402_version, k.scheme, k.network) for k in supported.kinds] == [
-        (2, "exact", "eip155:31337")
+        (2, "exact", "eip155:31337"),
+        (2, "batch-settlement", "eip155:31337"),
     ]
     assert supported.signers == {"eip155:*": [chain.facilitator.address]}
 

@@ -27,6 +27,7 @@ def test_valid_settings_and_chain_id() -> None:
         ({"private_key": "0x1234"}, "32 bytes"),
         ({"rpc_url": "127.0.0.1:8545"}, "http"),
         ({"api_key": "  "}, "api_key"),
+        ({"authorizer_private_key": "0xabc"}, "authorizer key"),
     ],
 )
 def test_invalid_settings_are_rejected(kwargs: dict[str, str], message: str) -> None:
@@ -55,6 +56,27 @@ def test_from_env_reads_named_variables() -> None:
             private_key_env="FAC_KEY",
             network="eip155:1",
             api_key_env="NOPE",
+            environ=env,
+        )
+
+
+def test_from_env_reads_the_authorizer_key_and_keeps_it_quiet() -> None:
+    other = "0x" + "22" * 32
+    env = {"FAC_KEY": KEY, "AUTH_KEY": other}
+    settings = FacilitatorSettings.from_env(
+        rpc_url="http://x",
+        private_key_env="FAC_KEY",
+        network="eip155:1",
+        authorizer_key_env="AUTH_KEY",
+        environ=env,
+    )
+    assert settings.authorizer_private_key == other and other not in repr(settings)
+    with pytest.raises(SettingsError, match="GONE is not set"):
+        FacilitatorSettings.from_env(
+            rpc_url="http://x",
+            private_key_env="FAC_KEY",
+            network="eip155:1",
+            authorizer_key_env="GONE",
             environ=env,
         )
 

@@ -164,7 +164,10 @@ def test_facilitator_serve_on_the_dev_chain(dev) -> None:
             assert time.monotonic() < deadline, "the facilitator did not start"
             time.sleep(0.1)
         supported = httpx.get(f"http://127.0.0.1:{port}/supported").json()
-        assert [k["network"] for k in supported["kinds"]] == [info["network"]]
+        assert [(k["scheme"], k["network"]) for k in supported["kinds"]] == [
+            ("exact", info["network"]),
+            ("batch-settlement", info["network"]),
+        ]
         assert signer["address"] in json.dumps(supported["signers"])
     finally:
         proc.terminate()

@@ -19,7 +19,7 @@ from claw402.nodetools import node_modules
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
-CONTRACTS = ("ClawUSD", "Multicall3")
+CONTRACTS = ("ClawUSD", "Multicall3", "BatchSettlement", "ERC3009DepositCollector")
 
 # Cancun runs on anvil, Base and every chain x402 targets today; pinning it keeps the
 # bytecode independent of solc's moving default.

@@ -1,4 +1,4 @@
-"""A ready-to-pay local chain: anvil + ClawUSD + funded wallets, in about half a second.
+"""A ready-to-pay local chain: anvil + ClawUSD + the x402 batch-settlement escrow + funded wallets.
 
 `402claw dev`, `402claw demo` and the tests all start from here. Roles use anvil's dev
 accounts, so their keys are well known and every one of them holds 10,000 ETH for gas:
@@ -17,6 +17,7 @@ from web3.types import TxParams
 
 from claw402.chain.anvil import DEFAULT_CHAIN_ID, Anvil
 from claw402.chain.artifacts import load_artifact
+from claw402.chain.channels import install_batch_settlement
 from claw402.chain.token import DEFAULT_NAME, DEFAULT_SYMBOL, DEFAULT_VERSION, Token, usdc
 from claw402.chain.tx import broadcast, build_call, connect, wait_for_receipt
 from claw402.chain.wallet import Wallet
@@ -120,7 +121,8 @@ def start_dev_chain(
     token_symbol: str = DEFAULT_SYMBOL,
     token_version: str = DEFAULT_VERSION,
 ) -> DevChain:
-    """Start anvil, deploy ClawUSD, install Multicall3 and fund treasury and payers.
+    """Start anvil, deploy ClawUSD, install Multicall3 and the batch-settlement contracts
+    (escrow + ERC-3009 collector, at the x402 SDK's addresses) and fund treasury and payers.
 
     Balances are atomic units (`usdc(1_000)` = 1,000 test dollars).
     """
@@ -131,6 +133,7 @@ def start_dev_chain(
         payer_wallets = tuple(wallets[_FIXED_ROLES : _FIXED_ROLES + payers])
         w3 = connect(anvil.rpc_url)
         install_multicall3(w3)
+        install_batch_settlement(w3)
         token = Token.deploy(
             w3, deployer.account, name=token_name, symbol=token_symbol, version=token_version
         )

@@ -25,8 +25,16 @@ def serve_command(
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="Env var with a required API key.")
     ] = None,
+    authorizer_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--authorizer-key-env",
+            help="Env var with the key that signs batch-settlement claims and refunds "
+            "(default: the gas-paying key).",
+        ),
+    ] = None,
 ) -> None:
-    """Verify and settle x402 `exact` payments on one chain."""
+    """Verify and settle x402 `exact` and `batch-settlement` payments on one chain."""
     from claw402.facilitator.server import serve  # the x402 SDK and web3: slow imports
     from claw402.facilitator.settings import FacilitatorSettings, SettingsError
 
@@ -36,6 +44,7 @@ def serve_command(
             private_key_env=private_key_env,
             network=network,
             api_key_env=api_key_env,
+            authorizer_key_env=authorizer_key_env,
         )
         serve(settings, host, port)
     except SettingsError as exc:

@@ -58,7 +58,9 @@ def parse_request(body: bytes) -> tuple[PaymentPayload, PaymentRequirements]:
     return payload, requirements
 
 
-def check_evm_requirements(requirements: PaymentRequirements) -> None:
+def check_evm_requirements(
+    requirements: PaymentRequirements, *, timeout_required: bool = True
+) -> None:
     """Requirements for an EVM network must name addresses and an integer amount."""
     problems = []
     if not _UINT.match(requirements.amount):
@@ -69,7 +71,9 @@ def check_evm_requirements(requirements: PaymentRequirements) -> None:
         problems.append(f"asset must be a 0x-prefixed 20-byte address, got {requirements.asset!r}")
     if not _ADDRESS.match(requirements.pay_to):
         problems.append(f"payTo must be a 0x-prefixed 20-byte address, got {requirements.pay_to!r}")
-    if requirements.max_timeout_seconds <= 0:
+    if requirements.max_timeout_seconds < 0 or (
+        timeout_required and requirements.max_timeout_seconds == 0
+    ):
         problems.append("maxTimeoutSeconds must be positive")
     if problems:
         raise BadRequest("invalid_payment_requirements", "; ".join(problems))
@@ -97,6 +101,130 @@ def eip3009_payload_problem(payload: dict[str, Any]) -> str | None:
     if not isinstance(signature, str) or not _HEX.match(signature):
         problems.append("signature must be 0x-prefixed hex bytes")
     return "; ".join(problems) or None
+
+
+_CONFIG_ADDRESSES = ("payer", "payerAuthorizer", "receiver", "receiverAuthorizer", "token")
+
+
+def batch_payload_problem(payload: dict[str, Any]) -> str | None:
+    """Why a `batch-settlement` payload is malformed, or None if the SDK can read it.
+
+    The SDK's parsers index into the payload without checks; every field they read is checked
+    here first, so a garbled payload is an invalid payment instead of a crash.
+    """
+    kind = payload.get("type")
+    problems: list[str] = []
+    if kind in ("deposit", "voucher", "refund"):
+        _check_config(payload.get("channelConfig"), "channelConfig", problems)
+        _check_voucher(payload.get("voucher"), problems)
+    if kind == "deposit":
+        _check_deposit(payload.get("deposit"), problems)
+    elif kind == "refund":
+        for name in ("amount", "refundNonce"):
+            if name in payload and not _is_uint(payload[name]):
+                problems.append(f"{name} must be an integer string")
+        if "claims" in payload:  # empty when every voucher is claimed already
+            _check_claims(payload["claims"], problems, allow_empty=True)
+        for name in ("refundAuthorizerSignature", "claimAuthorizerSignature"):
+            if payload.get(name) is not None and not _is_hex(payload[name]):
+                problems.append(f"{name} must be 0x-prefixed hex bytes")
+    elif kind == "claim":
+        _check_claims(payload.get("claims"), problems)
+        if payload.get("claimAuthorizerSignature") is not None and not _is_hex(
+            payload["claimAuthorizerSignature"]
+        ):
+            problems.append("claimAuthorizerSignature must be 0x-prefixed hex bytes")
+    elif kind == "settle":
+        for name in ("receiver", "token"):
+            if not _is_address(payload.get(name)):
+                problems.append(f"{name} must be a 0x-prefixed 20-byte address")
+    elif kind not in ("voucher",):
+        problems.append(f"type must be deposit, voucher, refund, claim or settle, got {kind!r}")
+    return "; ".join(problems) or None
+
+
+def _check_config(config: Any, where: str, problems: list[str]) -> None:
+    if not isinstance(config, dict):
+        problems.append(f"{where} must be an object")
+        return
+    for name in _CONFIG_ADDRESSES:
+        if not _is_address(config.get(name)):
+            problems.append(f"{where}.{name} must be a 0x-prefixed 20-byte address")
+    if not _is_uint(config.get("withdrawDelay")):
+        problems.append(f"{where}.withdrawDelay must be an integer")
+    if not isinstance(config.get("salt"), str) or not _BYTES32.match(config["salt"]):
+        problems.append(f"{where}.salt must be 32 bytes of hex")
+
+
+def _check_voucher(voucher: Any, problems: list[str]) -> None:
+    if not isinstance(voucher, dict):
+        problems.append("voucher must be an object")
+        return
+    if not isinstance(voucher.get("channelId"), str) or not _BYTES32.match(voucher["channelId"]):
+        problems.append("voucher.channelId must be 32 bytes of hex")
+    if not _is_uint(voucher.get("maxClaimableAmount")):
+        problems.append("voucher.maxClaimableAmount must be an integer string")
+    if not _is_hex(voucher.get("signature")):
+        problems.append("voucher.signature must be 0x-prefixed hex bytes")
+
+
+def _check_deposit(deposit: Any, problems: list[str]) -> None:
+    if not isinstance(deposit, dict) or not isinstance(deposit.get("authorization"), dict):
+        problems.append("deposit must be an object with an authorization object")
+        return
+    if not _is_uint(deposit.get("amount")):
+        problems.append("deposit.amount must be an integer string")
+    authorization = deposit["authorization"]
+    erc3009 = authorization.get("erc3009Authorization")
+    permit2 = authorization.get("permit2Authorization")
+    if erc3009 is None and not isinstance(permit2, dict):
+        problems.append("deposit.authorization needs erc3009Authorization or permit2Authorization")
+    if erc3009 is None:
+        return
+    if not isinstance(erc3009, dict):
+        problems.append("deposit.authorization.erc3009Authorization must be an object")
+        return
+    for name in ("validAfter", "validBefore"):
+        if not _is_uint(erc3009.get(name)):
+            problems.append(f"erc3009Authorization.{name} must be an integer string")
+    if not isinstance(erc3009.get("salt"), str) or not _BYTES32.match(erc3009["salt"]):
+        problems.append("erc3009Authorization.salt must be 32 bytes of hex")
+    if not _is_hex(erc3009.get("signature")):
+        problems.append("erc3009Authorization.signature must be 0x-prefixed hex bytes")
+
+
+def _check_claims(claims: Any, problems: list[str], *, allow_empty: bool = False) -> None:
+    if not isinstance(claims, list) or not (claims or allow_empty):
+        problems.append("claims must be a non-empty list")
+        return
+    for i, claim in enumerate(claims):
+        voucher = claim.get("voucher") if isinstance(claim, dict) else None
+        if not isinstance(voucher, dict):
+            problems.append(f"claims[{i}].voucher must be an object")
+            continue
+        _check_config(voucher.get("channel"), f"claims[{i}].voucher.channel", problems)
+        if not _is_uint(voucher.get("maxClaimableAmount")):
+            problems.append(f"claims[{i}].voucher.maxClaimableAmount must be an integer string")
+        if not _is_hex(claim.get("signature")):
+            problems.append(f"claims[{i}].signature must be 0x-prefixed hex bytes")
+        if not _is_uint(claim.get("totalClaimed")):
+            problems.append(f"claims[{i}].totalClaimed must be an integer string")
+
+
+def _is_address(value: Any) -> bool:
+    return isinstance(value, str) and _ADDRESS.match(value) is not None
+
+
+def _is_hex(value: Any) -> bool:
+    return isinstance(value, str) and _HEX.match(value) is not None
+
+
+def _is_uint(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, str) and _UINT.match(value) is not None
 
 
 _Model = TypeVar("_Model", PaymentPayload, PaymentRequirements)

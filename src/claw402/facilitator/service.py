@@ -1,13 +1,16 @@
-"""Verify and settle x402 `exact` payments on one EVM chain, through the official SDK.
+"""Verify and settle x402 `exact` and `batch-settlement` payments on one EVM chain, via the SDK.
 
-The SDK does the cryptography and the chain work (`x402FacilitatorSync` +
-`ExactEvmFacilitatorScheme`); this class adds the policy a public facilitator needs on top:
+The SDK does the cryptography and the chain work (`x402FacilitatorSync` with
+`ExactEvmFacilitatorScheme` and `BatchSettlementEvmFacilitator`); this class adds the policy a
+public facilitator needs on top:
 - one network only: the SDK registers `eip155:31337` as the pattern `eip155:*`, so without
   a check it would happily "verify" a Base mainnet payment against the local RPC;
 - `simulate_in_settle=True`: settle re-simulates `transferWithAuthorization`, so a replayed
   authorization is refused before broadcast instead of reverting on chain and burning gas;
-- one settle at a time per authorization: two concurrent settles of the same payload would
-  both pass simulation and both broadcast; the second is refused at once instead.
+- one settle at a time per authorization (an `exact` payment or a channel deposit): two
+  concurrent settles of the same payload would both pass simulation and both broadcast; the
+  second is refused at once instead;
+- a batch-settlement payload the SDK cannot parse is an invalid payment, not a 500.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from x402 import x402FacilitatorSync
+from x402.mechanisms.evm.batch_settlement.authorizer_signer import LocalAuthorizerSigner
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
+from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.constants import (
     ERR_FAILED_TO_VERIFY_SIGNATURE,
     ERR_TRANSACTION_FAILED,
@@ -34,13 +40,19 @@ from x402.schemas import (
     VerifyResponse,
 )
 
-from claw402.facilitator.protocol import check_evm_requirements, eip3009_payload_problem
+from claw402.facilitator.protocol import (
+    batch_payload_problem,
+    check_evm_requirements,
+    eip3009_payload_problem,
+)
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.facilitator.signer import FastSigner
 
 logger = logging.getLogger("claw402.facilitator")
 
 SCHEME = "exact"
+BATCH_SCHEME = SCHEME_BATCH_SETTLEMENT
+SCHEMES = (SCHEME, BATCH_SCHEME)
 # Reasons of our own; the SDK's (e.g. `invalid_exact_evm_nonce_already_used`) pass through.
 UNSUPPORTED_NETWORK = "unsupported_network"
 UNSUPPORTED_SCHEME = "unsupported_scheme"
@@ -74,6 +86,11 @@ class Facilitator:
             poll_interval=settings.receipt_poll_interval,
             confirmation_timeout_seconds=settings.confirmation_timeout,
         )
+        # Signs ClaimBatch and Refund for channels whose receiverAuthorizer is this address
+        # (advertised in /supported as extra.receiverAuthorizer).
+        self.authorizer = LocalAuthorizerSigner(
+            _hex_key(settings.authorizer_private_key or settings.private_key)
+        )
         rpc_chain_id = self.signer.get_chain_id()
         if rpc_chain_id != settings.chain_id:
             raise ChainMismatch(
@@ -82,7 +99,12 @@ class Facilitator:
         scheme = ExactEvmFacilitatorScheme(
             self.signer, ExactEvmSchemeConfig(simulate_in_settle=True)
         )
-        self._sdk = x402FacilitatorSync().register([settings.network], scheme)
+        batch = BatchSettlementEvmFacilitator(self.signer, authorizer_signer=self.authorizer)
+        self._sdk = (
+            x402FacilitatorSync()
+            .register([settings.network], scheme)
+            .register([settings.network], batch)
+        )
         self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -152,11 +174,18 @@ class Facilitator:
             ("paymentRequirements", requirements.scheme),
             ("paymentPayload.accepted", payload.accepted.scheme),
         ):
-            if scheme != SCHEME:
+            if scheme not in SCHEMES:
                 return (
                     UNSUPPORTED_SCHEME,
-                    f"only the 'exact' scheme is supported; {where}.scheme is {scheme!r}",
+                    f"the schemes supported are {', '.join(SCHEMES)}; {where}.scheme is {scheme!r}",
                 )
+        if requirements.scheme != payload.accepted.scheme:
+            return UNSUPPORTED_SCHEME, "paymentPayload.accepted.scheme is not the required one"
+        if requirements.scheme == BATCH_SCHEME:
+            # Claim and settle requirements are the server's own (amount 0, no timeout).
+            check_evm_requirements(requirements, timeout_required=False)
+            reason = batch_payload_problem(payload.payload)
+            return None if reason is None else (INVALID_PAYLOAD, reason)
         check_evm_requirements(requirements)
         if not is_permit2_payload(payload.payload):
             reason = eip3009_payload_problem(payload.payload)
@@ -170,12 +199,12 @@ class Facilitator:
 
     @contextmanager
     def _claim(self, payload: PaymentPayload) -> Iterator[bool]:
-        """Hold the (payer, nonce) of an EIP-3009 payload while it settles."""
-        authorization = payload.payload.get("authorization")
-        if not isinstance(authorization, dict):  # Permit2: the SDK's own store guards it
+        """Hold the (payer, nonce) of an EIP-3009 payload, or a deposit's authorization, while
+        it settles."""
+        key = _in_flight_key(payload.payload)
+        if key is None:  # Permit2, claim, settle, refund: nothing a second broadcast would burn
             yield True
             return
-        key = (str(authorization["from"]).lower(), str(authorization["nonce"]).lower())
         with self._lock:
             if key in self._in_flight:
                 claimed = False
@@ -204,4 +233,22 @@ def _payer(payload: PaymentPayload) -> str | None:
     authorization = payload.payload.get("authorization")
     if isinstance(authorization, dict) and isinstance(authorization.get("from"), str):
         return authorization["from"]
+    config = payload.payload.get("channelConfig")
+    if isinstance(config, dict) and isinstance(config.get("payer"), str):
+        return config["payer"]
     return None
+
+
+def _in_flight_key(raw: dict) -> tuple[str, str] | None:
+    authorization = raw.get("authorization")
+    if isinstance(authorization, dict):
+        return str(authorization["from"]).lower(), str(authorization["nonce"]).lower()
+    if raw.get("type") == "deposit":
+        erc3009 = raw["deposit"]["authorization"].get("erc3009Authorization")
+        if isinstance(erc3009, dict):
+            return str(raw["channelConfig"]["payer"]).lower(), str(erc3009["signature"]).lower()
+    return None
+
+
+def _hex_key(key: str) -> str:
+    return key if key.startswith("0x") else "0x" + key

@@ -19,6 +19,8 @@ class SettingsError(ValueError):
 class FacilitatorSettings:
     """Validated at construction so a typo fails at startup, not on the first payment.
 
+    `authorizer_private_key` signs batch-settlement claims and refunds as the channels'
+    `receiverAuthorizer` (advertised in /supported); without it the gas-paying key does.
     `receipt_poll_interval` is how often settle asks the RPC for a receipt that is not ready
     yet (web3 would sleep 100 ms); `confirmation_timeout` bounds the wait before settle
     answers `settlement_pending` with the transaction hash.
@@ -28,6 +30,7 @@ class FacilitatorSettings:
     private_key: str = field(repr=False)
     network: str
     api_key: str | None = field(default=None, repr=False)
+    authorizer_private_key: str | None = field(default=None, repr=False)
     receipt_poll_interval: float = 0.005
     confirmation_timeout: float = 30.0
     max_body_bytes: int = 64 * 1024
@@ -39,6 +42,10 @@ class FacilitatorSettings:
             )
         if not _PRIVATE_KEY.match(self.private_key):
             raise SettingsError("private key must be 32 bytes of hex (64 hex digits)")
+        if self.authorizer_private_key is not None and not _PRIVATE_KEY.match(
+            self.authorizer_private_key
+        ):
+            raise SettingsError("authorizer key must be 32 bytes of hex (64 hex digits)")
         if not self.rpc_url.startswith(("http://", "https://")):
             raise SettingsError(f"rpc_url must be an http(s) URL, got {self.rpc_url!r}")
         if self.api_key is not None and not self.api_key.strip():
@@ -58,6 +65,7 @@ class FacilitatorSettings:
         private_key_env: str,
         network: str,
         api_key_env: str | None = None,
+        authorizer_key_env: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> FacilitatorSettings:
         """Read secrets from named environment variables, never from the command line."""
@@ -70,4 +78,15 @@ class FacilitatorSettings:
             api_key = env.get(api_key_env, "").strip()
             if not api_key:
                 raise SettingsError(f"environment variable {api_key_env} is not set")
-        return cls(rpc_url=rpc_url, private_key=private_key, network=network, api_key=api_key)
+        authorizer_key = None
+        if authorizer_key_env is not None:
+            authorizer_key = env.get(authorizer_key_env, "").strip()
+            if not authorizer_key:
+                raise SettingsError(f"environment variable {authorizer_key_env} is not set")
+        return cls(
+            rpc_url=rpc_url,
+            private_key=private_key,
+            network=network,
+            api_key=api_key,
+            authorizer_private_key=authorizer_key,
+        )

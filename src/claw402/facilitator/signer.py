@@ -18,8 +18,11 @@ from typing import Any
 from eth_abi import decode, encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
 from web3.exceptions import ContractLogicError
 from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 from x402.mechanisms.evm.constants import TX_STATUS_SUCCESS
 from x402.mechanisms.evm.data_suffix import append_data_suffix
 from x402.mechanisms.evm.types import TransactionReceipt
@@ -29,6 +32,10 @@ from claw402.facilitator.rpc import JsonRpc, RpcError
 _ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 # The SDK's own limit: covers transferWithAuthorization and smart-wallet deploys (~410k).
 SETTLE_GAS_LIMIT = 500_000
+# A batch-settlement claim grows with its rows (a claim of 100 vouchers needs millions):
+# calls to the escrow get the node's estimate plus a margin instead of the fixed limit.
+_ESTIMATED_TARGETS = frozenset({BATCH_SETTLEMENT_ADDRESS.lower()})
+_GAS_MARGIN = 1.25
 _BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 
 
@@ -132,11 +139,16 @@ class FastSigner(FacilitatorWeb3Signer):
                     status=TX_STATUS_SUCCESS if int(receipt["status"], 16) == 1 else 0,
                     block_number=int(receipt["blockNumber"], 16),
                     tx_hash=tx_hash,
-                    logs=list(receipt.get("logs") or []),
+                    logs=[_log(entry) for entry in receipt.get("logs") or []],
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{tx_hash} not mined after {self._timeout} s")
             time.sleep(self._poll_interval)
+
+    @property
+    def web3(self) -> Web3:
+        """For the SDK's receipt parsing (the batch-settlement `Settled` amount); not for calls."""
+        return self._w3
 
     # --- internals ---
 
@@ -148,13 +160,16 @@ class FastSigner(FacilitatorWeb3Signer):
             raise _as_revert(exc) from exc
 
     def _send(self, to: str, data: bytes) -> str:
+        gas = SETTLE_GAS_LIMIT
+        if to.lower() in _ESTIMATED_TARGETS:
+            gas = self._estimate_gas(to, data)
         nonce = self._reserve_nonce()
         tx = {
             "to": to_checksum_address(to),
             "data": data,
             "value": 0,
             "nonce": nonce,
-            "gas": SETTLE_GAS_LIMIT,
+            "gas": gas,
             "gasPrice": int(self.rpc.call("eth_gasPrice"), 16),
             "chainId": self.get_chain_id(),
         }
@@ -167,6 +182,14 @@ class FastSigner(FacilitatorWeb3Signer):
             if isinstance(exc, RpcError):
                 raise _as_revert(exc) from exc
             raise
+
+    def _estimate_gas(self, to: str, data: bytes) -> int:
+        call = {"from": self.address, "to": to_checksum_address(to), "data": "0x" + data.hex()}
+        try:
+            estimate = int(self.rpc.call("eth_estimateGas", call), 16)
+        except RpcError as exc:
+            raise _as_revert(exc) from exc
+        return max(SETTLE_GAS_LIMIT, int(estimate * _GAS_MARGIN))
 
     def _reserve_nonce(self) -> int:
         with self._nonce_guard:
@@ -182,6 +205,18 @@ def _as_revert(exc: RpcError) -> Exception:
         data = exc.data if isinstance(exc.data, str) else None
         return ContractLogicError(exc.message, data=data)
     return exc
+
+
+def _log(entry: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC log in web3's shape (bytes topics and data), so SDK event decoding applies."""
+    return {
+        **entry,
+        "topics": [HexBytes(topic) for topic in entry.get("topics", [])],
+        "data": HexBytes(entry.get("data", "0x")),
+        "logIndex": int(entry.get("logIndex", "0x0"), 16),
+        "blockNumber": int(entry.get("blockNumber", "0x0"), 16),
+        "transactionIndex": int(entry.get("transactionIndex", "0x0"), 16),
+    }
 
 
 def _function(abi: list[dict[str, Any]], name: str, arity: int) -> dict[str, Any]:
