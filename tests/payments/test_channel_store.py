@@ -23,6 +23,12 @@ from x402.mechanisms.evm.batch_settlement.errors import (
     ERR_CHANNEL_BUSY,
     ERR_CUMULATIVE_AMOUNT_MISMATCH,
 )
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_common import (
+    ChannelManagerConfigSync,
+)
+from x402.mechanisms.evm.batch_settlement.server.channel_manager_sync import (
+    BatchSettlementChannelManagerSync,
+)
 from x402.mechanisms.evm.batch_settlement.server.scheme import (
     BatchSettlementEvmScheme,
     BatchSettlementEvmSchemeServerConfig,
@@ -555,6 +561,19 @@ def test_the_sdks_scheme_verifies_and_settles_vouchers_on_two_gateways(engine, d
             str(3 * PRICE),
         )
         assert [c.channel_id for c in storage.list()] == [channel_id]
+
+        # the SDK's channel manager finds the voucher to claim through list()
+        manager = BatchSettlementChannelManagerSync(
+            ChannelManagerConfigSync(
+                scheme=gateway_b, facilitator=None, receiver=RECEIVER, token=TOKEN, network=NETWORK
+            )
+        )
+        (claim,) = manager.get_claimable_vouchers()
+        assert (claim.total_claimed, claim.signature) == (
+            str(3 * PRICE),
+            third.payload["voucher"]["signature"],
+        )
+        assert claim.channel.to_dict() == config.to_dict()
     finally:
         other_engine.dispose()
 

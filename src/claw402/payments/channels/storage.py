@@ -20,7 +20,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from x402.mechanisms.evm.batch_settlement.server.storage import (
     Channel,
@@ -197,6 +207,7 @@ class SqlChannelStorage:
         self.receiver = receiver.lower() if receiver else None
         self.token = token.lower() if token else None
         self.max_attempts = max_attempts
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.lost_races = 0  # compare-and-swaps lost since creation (a contention gauge)
         self._amount_max = SQLITE_INT_MAX if engine.dialect.name == "sqlite" else UINT256_MAX
 
@@ -205,11 +216,7 @@ class SqlChannelStorage:
     def get(self, channel_id: str) -> Channel | None:
         key = normalize_channel_id(channel_id)
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(payment_channels).where(_C.channel_id == key))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_SELECT_ONE, {"_key": key}).mappings().first()
         return _channel(row) if row is not None else None
 
     def list(self) -> list[Channel]:
@@ -233,67 +240,57 @@ class SqlChannelStorage:
         and ChannelUpdateConflict after `max_attempts` lost races.
         """
         key = normalize_channel_id(channel_id)
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.lost_races += 1
-                _back_off(attempt)
-            with self.engine.connect() as conn:
-                row = (
-                    conn.execute(select(payment_channels).where(_C.channel_id == key))
-                    .mappings()
-                    .first()
-                )
-                conn.rollback()  # end the read: the callback runs holding nothing
-            current = _channel(row) if row is not None else None
-            next_ch = update(current)
-            if next_ch is current:
-                return ChannelUpdateResult(channel=current, status="unchanged")
-            if next_ch is None:
+        # one connection for every attempt, in autocommit: each write is one statement, atomic
+        # on its own, and between statements the connection holds no transaction or lock
+        with self._autocommit.connect() as conn:
+            for attempt in range(self.max_attempts):
+                if attempt:
+                    self.lost_races += 1
+                    _back_off(attempt)
+                row = conn.execute(_SELECT_ONE, {"_key": key}).mappings().first()
+                current = _channel(row) if row is not None else None
+                next_ch = update(current)
+                if next_ch is current:
+                    return ChannelUpdateResult(channel=current, status="unchanged")
+                if next_ch is None:
+                    if row is None:
+                        return ChannelUpdateResult(channel=None, status="unchanged")
+                    if _write(conn, _DELETE, {"_key": key, "_version": row["version"]}):
+                        return ChannelUpdateResult(channel=None, status="deleted")
+                    continue
+                values = _row_values(key, next_ch, self._amount_max)
+                values["updated_at"] = _now()
                 if row is None:
-                    return ChannelUpdateResult(channel=None, status="unchanged")
-                if self._delete(key, row["version"]):
-                    return ChannelUpdateResult(channel=None, status="deleted")
-                continue
-            values = _row_values(key, next_ch, self._amount_max)
-            written = (
-                self._insert(values) if row is None else self._update(key, row["version"], values)
-            )
-            if written:
-                return ChannelUpdateResult(channel=next_ch.copy(), status="updated")
+                    values["created_at"] = values["updated_at"]
+                    values["version"] = random.randint(1, _FIRST_VERSION_MAX)
+                    written = _write(conn, _INSERT, values)
+                else:
+                    values["version"] = row["version"] + 1
+                    written = _write(
+                        conn, _UPDATE, {**values, "_key": key, "_version": row["version"]}
+                    )
+                if written:
+                    return ChannelUpdateResult(channel=next_ch.copy(), status="updated")
         raise ChannelUpdateConflict(
             f"channel {key}: lost {self.max_attempts} concurrent updates in a row; try again"
         )
 
-    def _insert(self, values: dict[str, Any]) -> bool:
-        now = _now()
-        row = {
-            **values,
-            "version": random.randint(1, _FIRST_VERSION_MAX),
-            "created_at": now,
-            "updated_at": now,
-        }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(payment_channels), row)
-        except IntegrityError:  # created concurrently: re-read it and run the update on it
-            return False
-        return True
 
-    def _update(self, key: str, version: int, values: dict[str, Any]) -> bool:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(payment_channels)
-                .where(_C.channel_id == key, _C.version == version)
-                .values(**values, version=version + 1, updated_at=_now())
-            )
-        return done.rowcount == 1
+# Built once: statements whose values are all bound parameters compile once per engine.
+_SELECT_ONE = select(payment_channels).where(_C.channel_id == bindparam("_key"))
+_WHERE_VERSION = (_C.channel_id == bindparam("_key"), _C.version == bindparam("_version"))
+_INSERT = insert(payment_channels)
+_UPDATE = update(payment_channels).where(*_WHERE_VERSION)  # SET: the parameters' columns
+_DELETE = delete(payment_channels).where(*_WHERE_VERSION)
 
-    def _delete(self, key: str, version: int) -> bool:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                delete(payment_channels).where(_C.channel_id == key, _C.version == version)
-            )
-        return done.rowcount == 1
+
+def _write(conn: Connection, statement: Executable, params: dict[str, Any]) -> bool:
+    """Run one compare-and-swap write (autocommitted): False if the row was not as read."""
+    try:
+        done = conn.execute(statement, params)
+    except IntegrityError:  # an insert beaten by a concurrent insert of the same channel
+        return False
+    return statement is _INSERT or done.rowcount == 1
 
 
 def _back_off(attempt: int) -> None:
