@@ -15,6 +15,7 @@ between our read and our write cannot be mistaken for the row we read (no ABA).
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -209,13 +210,14 @@ class SqlChannelStorage:
         self.max_attempts = max_attempts
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.lost_races = 0  # compare-and-swaps lost since creation (a contention gauge)
+        self._lost_lock = threading.Lock()
         self._amount_max = SQLITE_INT_MAX if engine.dialect.name == "sqlite" else UINT256_MAX
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, channel_id: str) -> Channel | None:
         key = normalize_channel_id(channel_id)
-        with self.engine.connect() as conn:
+        with self._autocommit.connect() as conn:
             row = conn.execute(_SELECT_ONE, {"_key": key}).mappings().first()
         return _channel(row) if row is not None else None
 
@@ -228,7 +230,7 @@ class SqlChannelStorage:
     ) -> list[Channel]:
         """Channels matching every filter given (addresses in any case), in channel-id order."""
         query = channels_query(receiver=receiver, payer=payer, token=token)
-        with self.engine.connect() as conn:
+        with self._autocommit.connect() as conn:  # one statement: no transaction to end
             return [_channel(row) for row in conn.execute(query).mappings()]
 
     # -- the compare-and-swap ----------------------------------------------------------------
@@ -245,7 +247,8 @@ class SqlChannelStorage:
         with self._autocommit.connect() as conn:
             for attempt in range(self.max_attempts):
                 if attempt:
-                    self.lost_races += 1
+                    with self._lost_lock:
+                        self.lost_races += 1
                     _back_off(attempt)
                 row = conn.execute(_SELECT_ONE, {"_key": key}).mappings().first()
                 current = _channel(row) if row is not None else None
