@@ -33,9 +33,11 @@ def test_migrate_stamps_head_and_then_skips_alembic(database_url):
 def test_migrate_upgrades_an_older_schema(database_url):
     engine = make_engine(database_url)
     migrate(engine)
-    with engine.begin() as conn:  # as if the last three migrations had not run yet
+    with engine.begin() as conn:  # as if the last four migrations had not run yet
         conn.execute(sa.text("DROP INDEX ix_events_settled"))
         conn.execute(sa.text("ALTER TABLE events DROP COLUMN steps"))
+        for column in ("status", "token", "verified_at"):
+            conn.execute(sa.text(f"ALTER TABLE tenant_hosts DROP COLUMN {column}"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
     assert current_revisions(engine) == ["0003"]
     migrate(engine)
@@ -44,6 +46,42 @@ def test_migrate_upgrades_an_older_schema(database_url):
     indexes = {ix["name"] for ix in inspector.get_indexes("events")}
     assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
     assert "steps" in {column["name"] for column in inspector.get_columns("events")}
+    engine.dispose()
+
+
+def test_0007_leaves_the_operators_hosts_routable_and_a_creators_unverified(database_url):
+    """Hosts of owner-less tenants (the operator's, before keys) stay `open`; hosts a creator
+    deployed with a key were never checked, so they wait for verification."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    with engine.begin() as conn:
+        for column in ("status", "token", "verified_at"):
+            conn.execute(sa.text(f"ALTER TABLE tenant_hosts DROP COLUMN {column}"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0006'"))
+        for tenant_id, slug, owner in (("tnt_a", "ops", None), ("tnt_b", "eve", "eve")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tenants (tenant_id, slug, worker_name, owner, plan, "
+                    "price_atomic, created_at, updated_at) VALUES (:id, :slug, 'w', :owner, "
+                    "'free', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": tenant_id, "slug": slug, "owner": owner},
+            )
+            conn.execute(
+                sa.text("INSERT INTO tenant_hosts (host, tenant_id) VALUES (:h, :id)"),
+                {"h": f"{slug}.example.com", "id": tenant_id},
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT host, status, token FROM tenant_hosts ORDER BY host")
+        ).all()
+    assert [(r.host, r.status) for r in rows] == [
+        ("eve.example.com", "unverified"),
+        ("ops.example.com", "open"),
+    ]
+    assert all(r.token.startswith("402claw-") and len(r.token) == 40 for r in rows)
+    assert rows[0].token != rows[1].token
     engine.dispose()
 
 
