@@ -8,6 +8,11 @@ own host, never from whatever Host header the caller sent.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ from x402.http.utils import decode_payment_required_header
 
 from claw402.config import Settings
 from claw402.control import hosts
+from claw402.devstack import start_dev_stack
 from claw402.gateway.app import Gateway
 from claw402.gateway.events import EventSink
 from claw402.registry.deploy import DeployRequest, HostRefused, deploy
@@ -153,3 +159,63 @@ def test_an_unverified_host_routes_once_approved(served) -> None:
         assert time.monotonic() < deadline, "the approved host did not route within a second"
         time.sleep(0.005)
     assert r.headers["x-tenant-id"] == acme.tenant_id
+
+
+CLI = str(Path(sys.executable).with_name("402claw"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_public_url_roots_every_resource_url(tmp_path: Path) -> None:
+    """`402claw serve --public-url` as a user runs it (its own process, on granian)."""
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001"))
+    registry.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAW402_")}
+    env["CLAW402_HOME"] = str(tmp_path)
+    args = [CLI, "serve", "--port", str(free_port()), "--public-url", "ftp://x"]
+    bad = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "--public-url" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
+    port = free_port()
+    proc = subprocess.Popen([CLI, "serve", "--port", str(port), "--public-url", PUBLIC + "/"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "402claw serve exited"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "402claw serve did not start"
+            time.sleep(0.05)
+        evil = {"host": "evil.example"}
+        r = httpx.get(f"{url}/t/cities/v1/records", headers=evil, timeout=10)
+        assert r.status_code == 402  # no payment network here: the gateway says so
+        assert r.json()["detail"].startswith(f"{PUBLIC}/t/cities/v1/records costs")
+        spec = httpx.get(f"{url}/t/cities/v1/openapi.json", headers=evil, timeout=10).json()
+        assert spec["servers"] == [{"url": f"{PUBLIC}/t/cities"}]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_dev_roots_resource_urls_at_its_own_address(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    with start_dev_stack(settings) as stack:
+        deploy(stack.registry, settings,
+               DeployRequest(source=CITIES, slug="cities", price="0.001"))  # fmt: skip
+        r = httpx.get(f"{stack.gateway.url}/t/cities/v1/records",
+                      headers={"host": "evil.example"}, timeout=10)  # fmt: skip
+        assert resource(r) == f"{stack.gateway.url}/t/cities/v1/records"
