@@ -86,9 +86,9 @@ class Gateway:
         """`public_url`: the gateway's address as callers see it (`402claw serve
         --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`."""
         self.registry = registry
-        self.public_url = check_public_url(public_url) if public_url else None
+        self.public_url = public_url
         self.directory = LiveDirectory(
-            registry, reserved_hosts=platform_hosts(self.public_url, reserved_hosts)
+            registry, reserved_hosts=platform_hosts(self._public_url, reserved_hosts)
         )
         self._origins: dict[tuple[object, ...], str] = {}  # local origins by what makes them
         self.guard = guard
@@ -96,6 +96,18 @@ class Gateway:
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self._replays = _Replays()
+
+    @property
+    def public_url(self) -> str | None:
+        return self._public_url
+
+    @public_url.setter
+    def public_url(self, url: str | None) -> None:
+        """Set before serving (`402claw dev` learns its port once its server started)."""
+        self._public_url = check_public_url(url) if url else None
+        parts = urlsplit(self._public_url or "")
+        # A tenant's own host goes with the public scheme and port: `{scheme}://{host}{port}`.
+        self._host_origin = (f"{parts.scheme}://", f":{parts.port}" if parts.port else "")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -233,13 +245,11 @@ class Gateway:
         the address the server accepted the connection on."""
         name = request_host(host)
         if name is not None and name in directory.by_host:
-            if self.public_url is not None:
-                public = urlsplit(self.public_url)
-                port = f":{public.port}" if public.port else ""
-                return f"{public.scheme}://{name}{port}"
+            if self._public_url is not None:
+                return f"{self._host_origin[0]}{name}{self._host_origin[1]}"
             return f"{scope.get('scheme', 'http')}://{name}{scope.get('root_path', '')}"
-        if self.public_url is not None:
-            return self.public_url
+        if self._public_url is not None:
+            return self._public_url
         key = (scope.get("scheme", "http"), scope.get("root_path", ""), host, scope.get("server"))
         found = self._origins.get(key)
         if found is None:

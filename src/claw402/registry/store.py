@@ -259,14 +259,14 @@ class Registry:
             return []
         ids = [r["tenant_id"] for r in rows]
         host_rows = conn.execute(
-            select(tenant_hosts.c.tenant_id, tenant_hosts.c.host, tenant_hosts.c.status)
-            .where(tenant_hosts.c.tenant_id.in_(ids))
-            .order_by(tenant_hosts.c.host)
+            select(tenant_hosts.c.tenant_id, tenant_hosts.c.host, tenant_hosts.c.status).where(
+                tenant_hosts.c.tenant_id.in_(ids)
+            )
         ).all()
         hosts: dict[str, list[tuple[str, str]]] = {}
         for tenant_id, host, status in host_rows:
             hosts.setdefault(tenant_id, []).append((host, status))
-        return [self._tenant(r, tuple(hosts.get(r["tenant_id"], ()))) for r in rows]
+        return [self._tenant(r, tuple(sorted(hosts.get(r["tenant_id"], ())))) for r in rows]
 
     @staticmethod
     def _tenant(row: Any, host_status: tuple[tuple[str, str], ...]) -> Tenant:
