@@ -38,10 +38,18 @@ def list_command(
     if not claims:
         console.print("no custom hosts: `402claw deploy data.csv --tenant NAME --host HOST`")
         return
-    table = Table("host", "tenant", "status", "publish (TXT)", "value")
+    table = Table("host", "tenant", "status")
     for c in claims:
-        table.add_row(c.host, c.slug, c.status, f"_402claw.{c.host}", c.token)
+        table.add_row(c.host, c.slug, c.status)
     console.print(table)
+    for c in claims:
+        if not c.routable:  # whole lines, to copy: the token must not wrap
+            console.print(
+                f"to verify {c.host}: publish TXT _402claw.{c.host} = {c.token}, then "
+                f"`402claw hosts verify {c.host}`",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _run(action: str, host: str, api_key: str | None, home: str | None, json: bool) -> None:

@@ -39,7 +39,12 @@ def resolver_from_env(environ: dict[str, str] | None = None) -> dns.resolver.Res
     """The system resolver, or the one server `CLAW402_DNS_NAMESERVER` names (`IP[:PORT]`)."""
     value = (environ if environ is not None else os.environ).get(NAMESERVER_ENV, "").strip()
     if not value:
-        resolver = dns.resolver.Resolver()
+        try:
+            resolver = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            raise ControlError(
+                f"no system DNS resolver configured: set {NAMESERVER_ENV}=IP[:PORT]"
+            ) from None
     else:
         address, port = value, 53
         if value.count(":") == 1 or value.startswith("["):  # v4:port or [v6]:port
