@@ -121,6 +121,7 @@ def start_dev_stack(
             registry, guard=Paywall(payments, registry.engine), sink=sink
         )
         gateway = ServerThread(gateway_app, host=host, port=gateway_port).start()
+        gateway_app.public_url = gateway.url  # resource URLs name this address, whatever Host
     except BaseException:
         for part in reversed(started):
             part.close() if isinstance(part, EventSink) else part.stop()

@@ -63,3 +63,23 @@ def test_cli_prints_or_writes(registry, settings, tmp_path):
     bad = runner.invoke(app, ["export-tenant-directory", "--home", str(settings.home),
                               "--format", "yaml"])
     assert bad.exit_code != 0
+
+
+def test_by_host_holds_only_routable_hosts(registry):
+    """A creator's unverified host must not reach the edge's `byHost`: it would route there
+    before anyone proved the creator controls it."""
+    from claw402.registry.models import HOST_APPROVED, HOST_UNVERIFIED
+
+    add_tenant(registry, "acme", hosts=("api.acme.com",), host_status=HOST_UNVERIFIED)
+    add_tenant(registry, "ops", hosts=("ops.example.com",))  # the operator's, before keys
+    maps = export_directory(registry.list_tenants())
+    assert list(maps["byHost"]) == ["ops.example.com"]
+    assert maps["bySlug"]["acme"]["hosts"] == []
+    assert export_directory(registry.list_tenants(), "registry")["tenants"][0]["hosts"] == []
+
+    (claim,) = registry.host_claims(host="api.acme.com")
+    with registry.engine.begin() as conn:
+        assert registry.mark_host(conn, claim, HOST_APPROVED)
+    maps = export_directory(registry.list_tenants())
+    assert list(maps["byHost"]) == ["api.acme.com", "ops.example.com"]
+    assert maps["byHost"]["api.acme.com"]["slug"] == "acme"

@@ -15,43 +15,20 @@ from typing import Any
 
 import httpx
 import pytest
+from gwpriced import priced_gateway
 from x402.http.utils import decode_payment_required_header
 
 from claw402.config import Settings
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
-from claw402.payments.config import PaymentConfig
-from claw402.payments.paywall import Paywall
 from claw402.registry.deploy import DeployRequest, deploy, remove
 from claw402.registry.store import Registry
 from claw402.samples import CITIES
-from claw402.serving import ServerThread
-
-ADDRESS = "0x" + "11" * 20
 
 
 @pytest.fixture
 def priced(tmp_path: Path) -> Iterator[tuple[Settings, Registry, Gateway, httpx.Client]]:
-    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
-    registry = Registry.open(settings)
-    config = PaymentConfig(
-        network="eip155:31337",
-        asset=ADDRESS,
-        asset_name="USD Coin",
-        asset_version="2",
-        facilitator_url="http://127.0.0.1:9",  # unreachable: no call here may need it
-        treasury=ADDRESS,
-    )
-    gateway = Gateway(
-        registry,
-        guard=Paywall(config, registry.engine),
-        sink=EventSink(registry.write_compact_trails, interval=0.02),
-    )
-    deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001",
-                                             hosts=("cities.test",)))  # fmt: skip
-    with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
-        yield settings, registry, gateway, client
-    registry.close()
+    with priced_gateway(tmp_path) as served:
+        yield served
 
 
 def trails(registry: Registry, request_ids: list[str]) -> dict[str, list[dict[str, Any]]]:

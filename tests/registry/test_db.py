@@ -1,6 +1,7 @@
 """Migrations: the fast "already at head" check agrees with alembic and never skips work."""
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.script import ScriptDirectory
 
 from claw402.registry.db import (
@@ -30,15 +31,20 @@ def test_migrate_stamps_head_and_then_skips_alembic(database_url):
     engine.dispose()
 
 
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Run the migrations' own downgrades to `revision`, as an older 402claw left the schema."""
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def test_migrate_upgrades_an_older_schema(database_url):
     engine = make_engine(database_url)
     migrate(engine)
-    with engine.begin() as conn:  # as if the migrations after 0003 had not run yet
-        conn.execute(sa.text("DROP TABLE payment_channels"))  # 0010
-        conn.execute(sa.text("DROP INDEX ix_events_settled"))
-        conn.execute(sa.text("ALTER TABLE events DROP COLUMN steps"))
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
+    downgrade(engine, "0003")
     assert current_revisions(engine) == ["0003"]
+    assert "payment_channels" not in sa.inspect(engine).get_table_names()
     migrate(engine)
     assert current_revisions(engine) == [HEAD_REVISION]
     inspector = sa.inspect(engine)
@@ -46,6 +52,40 @@ def test_migrate_upgrades_an_older_schema(database_url):
     assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
     assert "steps" in {column["name"] for column in inspector.get_columns("events")}
     assert "payment_channels" in inspector.get_table_names()
+    engine.dispose()
+
+
+def test_0007_leaves_the_operators_hosts_routable_and_a_creators_unverified(database_url):
+    """Hosts of owner-less tenants (the operator's, before keys) stay `open`; hosts a creator
+    deployed with a key were never checked, so they wait for verification."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    downgrade(engine, "0006")
+    with engine.begin() as conn:
+        for tenant_id, slug, owner in (("tnt_a", "ops", None), ("tnt_b", "eve", "eve")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tenants (tenant_id, slug, worker_name, owner, plan, "
+                    "price_atomic, created_at, updated_at) VALUES (:id, :slug, 'w', :owner, "
+                    "'free', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": tenant_id, "slug": slug, "owner": owner},
+            )
+            conn.execute(
+                sa.text("INSERT INTO tenant_hosts (host, tenant_id) VALUES (:h, :id)"),
+                {"h": f"{slug}.example.com", "id": tenant_id},
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT host, status, token FROM tenant_hosts ORDER BY host")
+        ).all()
+    assert [(r.host, r.status) for r in rows] == [
+        ("eve.example.com", "unverified"),
+        ("ops.example.com", "open"),
+    ]
+    assert all(r.token.startswith("402claw-") and len(r.token) == 40 for r in rows)
+    assert rows[0].token != rows[1].token
     engine.dispose()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from claw402.cli import auth, cloudflare, facilitator, money, pay, serve, stack, tenants
+from claw402.cli import auth, cloudflare, facilitator, hosts, money, pay, serve, stack, tenants
 
 app = typer.Typer(
     name="402claw",
@@ -23,6 +23,7 @@ app.command("dev")(stack.dev_command)
 app.command("demo")(stack.demo_command)
 app.command("call")(pay.call_command)
 app.add_typer(facilitator.app, name="facilitator")
+app.add_typer(hosts.app, name="hosts")
 cloudflare.register(app)
 money.register(app)
 auth.register(app)

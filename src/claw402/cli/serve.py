@@ -22,6 +22,17 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8402,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            envvar="CLAW402_PUBLIC_URL",
+            help="The gateway's address as callers see it, e.g. https://api.example.com: "
+            "the root of 402 resource URLs and OpenAPI servers, and a name no tenant may "
+            "claim (else CLAW402_PUBLIC_URL).",
+            show_envvar=False,
+        ),
+    ] = None,
     home: Home = None,
     log_level: Annotated[str, typer.Option(help=f"Server log level: {', '.join(LOG_LEVELS)}.")] = (
         "warning"
@@ -34,11 +45,18 @@ def serve_command(
     from sqlalchemy.exc import OperationalError
 
     from claw402.config import load_settings
+    from claw402.dispatch.naming import InvalidName, check_public_url
     from claw402.payments.config import PaymentConfigError, payment_config_from_env
     from claw402.registry.store import Registry
 
     if log_level not in LOG_LEVELS:
         raise typer.BadParameter(f"choose one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
+    if public_url:
+        try:
+            public_url = check_public_url(public_url)
+        except InvalidName as exc:
+            raise typer.BadParameter(str(exc), param_hint="--public-url") from None
+        os.environ["CLAW402_PUBLIC_URL"] = public_url  # the worker builds its app from the env
     settings = load_settings(home)
     try:  # fail here with a message, not as a worker's traceback; migrate once, up front
         payment_config_from_env(os.environ)
@@ -52,7 +70,8 @@ def serve_command(
     if port == 0:
         port = _free_port(host)
     os.environ["CLAW402_HOME"] = str(settings.home)
-    typer.echo(f"402claw gateway on http://{host}:{port}", err=True)
+    shown = f" (public URL {public_url})" if public_url else ""
+    typer.echo(f"402claw gateway on http://{host}:{port}{shown}", err=True)
     Granian(
         "claw402.gateway.server:app_from_env",
         factory=True,

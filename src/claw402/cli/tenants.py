@@ -63,7 +63,7 @@ def deploy_command(
     Platforms (a dry-run plan unless --execute).
     """
     from claw402.datasets.ingest import IngestError
-    from claw402.registry.deploy import DeployRequest, deploy
+    from claw402.registry.deploy import DeployRequest, HostRefused, deploy
     from claw402.registry.store import RegistryError
 
     settings, registry = open_registry(home)
@@ -81,6 +81,7 @@ def deploy_command(
         name=name,
         description=description,
         owner=change.owner,
+        host_status=change.host_status,
     )
     try:
         size = path.stat().st_size if path.is_file() else 0
@@ -112,6 +113,11 @@ def deploy_command(
                     request,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
+    except HostRefused as exc:
+        from claw402.control.hosts import refused
+
+        refused(registry.engine, change.actor, tenant, [exc.host], str(exc))
+        fail(str(exc), as_json=json, code="host_refused")
     except (RegistryError, IngestError) as exc:
         fail(str(exc), as_json=json, code="deploy_failed")
     change.deployed(result)
@@ -123,8 +129,9 @@ def deploy_command(
             f"{len(ds.columns)} columns, ${result.price_usd} per call ({result.plan} plan)"
         )
         console.print(f"  records: /t/{result.slug}/v1/records   docs: /t/{result.slug}/docs")
-        for h in result.hosts:
-            console.print(f"  host:    http://{h}/v1/records")
+        for h, status in result.host_status:
+            note = "" if h in result.routable_hosts else f"  ({status}: `402claw hosts list`)"
+            console.print(f"  host:    http://{h}/v1/records{note}")
     published = None
     if publish_edge:
         published = cf.publish(

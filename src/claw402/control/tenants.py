@@ -2,7 +2,8 @@
 
 The registry stays pure: the CLI asks `begin_change` before it deploys or removes (scope
 `deploy`, and ownership of an existing tenant), then reports the outcome, which becomes audit
-entries: one for the deploy or removal, and one each for a changed plan, price or pay-to.
+entries: one for the deploy or removal, one each for a changed plan, price or pay-to, and one
+per custom host added (with the state it starts in: see `host_status`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 from claw402.control import audit
 from claw402.control.authz import Actor, authorize, require_owner
 from claw402.control.keys import DEPLOY
-from claw402.registry.models import Tenant
+from claw402.registry.models import HOST_APPROVED, HOST_OPEN, HOST_UNVERIFIED, Tenant
 
 _WATCHED = (("plan", "plan"), ("price_atomic", "price"), ("pay_to", "pay_to"))
 
@@ -32,6 +33,14 @@ class TenantChange:
         """The owner to deploy with: kept for an existing tenant, the actor's user if new."""
         return self.before.owner if self.before else self.actor.user
 
+    @property
+    def host_status(self) -> str:
+        """What a host this deploy adds starts as: routable at once for the single operator
+        (no keys yet) or an admin; `unverified` for a creator, until proven or approved."""
+        if self.actor.key_id is None:
+            return HOST_OPEN
+        return HOST_APPROVED if self.actor.is_admin else HOST_UNVERIFIED
+
     def deployed(self, after: Tenant) -> None:
         with self.engine.begin() as conn:
             subject = f"tenant:{after.slug}"
@@ -43,6 +52,16 @@ class TenantChange:
                 subject=subject,
                 details=_deploy_details(after, self.before is None),
             )
+            states = dict(after.host_status)
+            for host in sorted(set(after.hosts) - set(self.before.hosts if self.before else ())):
+                audit.append(
+                    conn,
+                    self.actor.label,
+                    "host.claimed",
+                    tenant_id=after.tenant_id,
+                    subject=f"host:{host}",
+                    details={"tenant": after.slug, "status": states.get(host)},
+                )
             if self.before is None:
                 return
             for attr, name in _WATCHED:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +49,20 @@ class Directory:
 
     __slots__ = ("by_host", "by_slug")
 
-    def __init__(self, tenants: Iterable[TenantRoute] = ()) -> None:
+    def __init__(
+        self,
+        tenants: Iterable[TenantRoute] = (),
+        *,
+        skip_host: Callable[[str], bool] | None = None,
+    ) -> None:
+        """`skip_host`: hosts never to route by (names the gateway itself answers to)."""
         self.by_slug: dict[str, TenantRoute] = {}
         self.by_host: dict[str, TenantRoute] = {}
         for tenant in tenants:
             self.by_slug[tenant.slug] = tenant
             for host in tenant.hosts:
-                self.by_host[host] = tenant
+                if skip_host is None or not skip_host(host):
+                    self.by_host[host] = tenant
 
     def __len__(self) -> int:
         return len(self.by_slug)

@@ -11,7 +11,9 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +24,12 @@ from starlette.types import Receive, Scope, Send
 from claw402.datasets.engine import open_dataset
 from claw402.dispatch import events as ev
 from claw402.dispatch.errors import STATUS
+from claw402.dispatch.naming import (
+    check_public_url,
+    is_loopback_host,
+    platform_hosts,
+    request_host,
+)
 from claw402.dispatch.routing import Directory, TenantRoute
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.events import EventSink
@@ -72,14 +80,34 @@ class Gateway:
         guard: Guard = unpriced_guard,
         sink: EventSink | None = None,
         events_token: str | None = None,
+        public_url: str | None = None,
+        reserved_hosts: Iterable[str] = (),
     ) -> None:
+        """`public_url`: the gateway's address as callers see it (`402claw serve
+        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`."""
         self.registry = registry
-        self.directory = LiveDirectory(registry)
+        self.public_url = public_url
+        self.directory = LiveDirectory(
+            registry, reserved_hosts=platform_hosts(self._public_url, reserved_hosts)
+        )
+        self._origins: dict[tuple[object, ...], str] = {}  # local origins by what makes them
         self.guard = guard
         self.sink = sink or EventSink(registry.write_compact_trails)
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self._replays = _Replays()
+
+    @property
+    def public_url(self) -> str | None:
+        return self._public_url
+
+    @public_url.setter
+    def public_url(self, url: str | None) -> None:
+        """Set before serving (`402claw dev` learns its port once its server started)."""
+        self._public_url = check_public_url(url) if url else None
+        parts = urlsplit(self._public_url or "")
+        # A tenant's own host goes with the public scheme and port: `{scheme}://{host}{port}`.
+        self._host_origin = (f"{parts.scheme}://", f":{parts.port}" if parts.port else "")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -121,12 +149,12 @@ class Gateway:
             answer = await self._edge_events(Request(scope, receive), request_id)
             return self._stamp(answer, request_id, None)
 
-        host = headers.get("host")
+        host = headers.get("host") or None
         directory = self.directory.current()
-        # What the 402's resource URL is made of (`_origin`: without a Host, the server's
-        # address), and the path.
-        origin = host or str(scope.get("server"))
-        replay_key = (scope.get("scheme"), scope.get("root_path"), origin, path)
+        # What the answer depends on: the resource URL's origin (which also tells a tenant's
+        # own host from any other Host) and the path.
+        origin = self._origin(scope, host, directory)
+        replay_key = (origin, path)
         replay = self._replays.get(directory, replay_key)
         if replay is not None and replay.replayable.applies(scope["method"], headers):
             return self._replay(replay, request_id, started)
@@ -147,7 +175,7 @@ class Gateway:
         trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path)]
         try:
             response, reason, replayable = await self._run_tenant(
-                scope, receive, headers, route, resolution.path, request_id, trail
+                scope, receive, headers, route, resolution.path, request_id, trail, origin
             )
             duration = (time.perf_counter() - started) * 1000
             kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
@@ -184,6 +212,7 @@ class Gateway:
         path: str,
         request_id: str,
         trail: ev.Trail,
+        origin: str,
     ) -> tuple[Response, str | None, Replayable | None]:
         """The tenant's answer, the failure reason if it failed, and the guard's replayable
         answer if it gave one."""
@@ -193,7 +222,7 @@ class Gateway:
             return fail, "no dataset deployed", None
         try:
             runtime = self._runtime(tenant)
-            root = _origin(scope, headers.get("host"))
+            root = origin
             if path != scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
                 root += f"/t/{tenant.slug}"
             call = TenantRequest(scope, receive, headers, tenant, path, request_id, root, trail)
@@ -206,6 +235,28 @@ class Gateway:
         if response.status_code >= 500:  # the tenant or its paywall could not serve the call
             return response, _error_code(response), None
         return response, None, call.replayable
+
+    def _origin(self, scope: Scope, host: str | None, directory: Directory) -> str:
+        """`scheme://host[:port][/prefix]` of the request's resource URLs, never a Host header
+        a caller made up. A tenant's own host (routable in `directory`): that name, with the
+        public URL's scheme and port if one is configured, else the request's scheme. Any
+        other request: the public URL; without one (development), the Host header only when
+        it names a loopback address (`localhost:8402`, `127.0.0.1:8402`, `[::1]:8402`), else
+        the address the server accepted the connection on."""
+        name = request_host(host)
+        if name is not None and name in directory.by_host:
+            if self._public_url is not None:
+                return f"{self._host_origin[0]}{name}{self._host_origin[1]}"
+            return f"{scope.get('scheme', 'http')}://{name}{scope.get('root_path', '')}"
+        if self._public_url is not None:
+            return self._public_url
+        key = (scope.get("scheme", "http"), scope.get("root_path", ""), host, scope.get("server"))
+        found = self._origins.get(key)
+        if found is None:
+            if len(self._origins) >= 1024:
+                self._origins.clear()
+            found = self._origins[key] = _local_origin(scope, host)
+        return found
 
     def _runtime(self, tenant: Tenant) -> TenantRuntime:
         ds = tenant.dataset
@@ -260,7 +311,7 @@ class Gateway:
         return response
 
 
-ReplayKey = tuple[str | None, str | None, str, str]
+ReplayKey = tuple[str, str]  # (resource URL origin, path)
 
 
 @dataclass(slots=True)
@@ -271,7 +322,7 @@ class _Replay:
 
 
 class _Replays:
-    """Replayable answers by (scheme, root path, host, path), kept for one directory snapshot:
+    """Replayable answers by (resource URL origin, path), kept for one directory snapshot:
     a deploy, a price or plan change or a removal makes a new snapshot, and that empties them."""
 
     __slots__ = ("_by_key", "_snapshot")
@@ -312,9 +363,21 @@ def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
 
 
-def _origin(scope: Scope, host: str | None) -> str:
-    """`scheme://host[:port]` as the caller addressed us (no URL object on the hot path)."""
-    if not host:
-        server = scope.get("server") or ("localhost", 80)
-        host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
+def _local_origin(scope: Scope, host: str | None) -> str:
+    """Without a public URL: the Host header if it is a loopback name with at most a numeric
+    port (what a developer typed), else the server's own address."""
+    scheme, root_path = scope.get("scheme", "http"), scope.get("root_path", "")
+    if host:
+        value = host.strip().lower()
+        if value.startswith("["):
+            name, _, port = value[1:].partition("]")
+            port = port.removeprefix(":") if port.startswith(":") else port
+            shown = f"[{name}]"
+        else:
+            name, _, port = value.partition(":")
+            shown = name
+        if is_loopback_host(name) and (port == "" or (port.isdigit() and len(port) <= 5)):
+            return f"{scheme}://{shown}{':' + port if port else ''}{root_path}"
+    server = scope.get("server") or ("localhost", 80)
+    address = f"[{server[0]}]" if ":" in str(server[0]) else server[0]
+    return f"{scheme}://{address}:{server[1]}{root_path}"

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from claw402.dispatch.naming import InvalidName, normalize_host
 from claw402.dispatch.routing import Directory
 from claw402.registry.store import Registry
 
@@ -22,8 +24,15 @@ _GENERATION_SQL = "SELECT generation FROM registry_state WHERE id = 1"
 
 
 class LiveDirectory:
-    def __init__(self, registry: Registry, *, min_interval: float = 0.01) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        min_interval: float = 0.01,
+        reserved_hosts: Iterable[str] = (),
+    ) -> None:
         self._registry = registry
+        self._reserved = frozenset(reserved_hosts)
         self._min_interval = min_interval
         self._checked = float("-inf")
         self._lock = threading.Lock()
@@ -77,5 +86,16 @@ class LiveDirectory:
         generation, tenants = self._registry.snapshot()
         with self._lock:
             if generation != self._generation:
-                self._directory = Directory(t.route() for t in tenants)
+                self._directory = Directory(
+                    (t.route() for t in tenants), skip_host=self._refused
+                )
                 self._generation = generation
+
+    def _refused(self, host: str) -> bool:
+        """A host no tenant may route by, whatever the registry holds (an IP literal, a
+        loopback name, a reserved or the gateway's own name, claimed before those rules)."""
+        try:
+            normalize_host(host, self._reserved)
+        except InvalidName:
+            return True
+        return False

@@ -2,6 +2,8 @@
 
 `CLAW402_EVENTS_TOKEN`, when set, opens `POST /_claw402/events` for the dispatch Worker's
 lifecycle events (its `EVENTS_URL`, with the same token as `EVENTS_TOKEN`).
+`CLAW402_PUBLIC_URL` (`402claw serve --public-url`) roots the 402 resource URLs and OpenAPI
+servers; it and `CLAW402_RESERVED_HOSTS` are names no tenant's custom host may route by.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def build_app(settings: Settings) -> Gateway:
         guard=paywall or unpriced_guard,
         sink=sink,
         events_token=os.environ.get("CLAW402_EVENTS_TOKEN") or None,
+        public_url=settings.public_url,
+        reserved_hosts=settings.reserved_hosts,
     )
 
 

@@ -15,10 +15,18 @@ from pathlib import Path
 
 from claw402.config import Settings
 from claw402.datasets.ingest import ingest
-from claw402.dispatch.naming import check_slug, default_worker_name, normalize_host
+from claw402.dispatch.naming import (
+    InvalidHost,
+    InvalidName,
+    check_public_url,
+    check_slug,
+    default_worker_name,
+    normalize_host,
+    platform_hosts,
+)
 from claw402.dispatch.plans import check_plan
 from claw402.money import usd_to_atomic
-from claw402.registry.models import Tenant
+from claw402.registry.models import HOST_OPEN, Tenant
 from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
 
 KEEP_VERSIONS = 2  # the live one and the one before it (still open in running gateways)
@@ -41,6 +49,24 @@ class DeployRequest:
     description: str | None = None
     worker_name: str | None = None
     owner: str | None = None
+    host_status: str = HOST_OPEN  # what the hosts this deploy adds start as
+
+
+class HostRefused(RegistryError):
+    """A custom host that may never be a tenant's (an IP, a loopback or platform name)."""
+
+    def __init__(self, message: str, host: object) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+def reserved_hosts(settings: Settings) -> frozenset[str]:
+    """The names no tenant may claim: CLAW402_RESERVED_HOSTS and the public URL's host."""
+    try:
+        public = check_public_url(settings.public_url) if settings.public_url else None
+    except InvalidName as exc:
+        raise RegistryError(f"CLAW402_PUBLIC_URL: {exc}") from None
+    return platform_hosts(public, settings.reserved_hosts)
 
 
 def check_address(value: str) -> str:
@@ -60,13 +86,15 @@ def _positive(value: int | None, name: str) -> int | None:
     return value
 
 
-def build_spec(request: DeployRequest, existing: Tenant | None) -> TenantSpec:
+def build_spec(
+    request: DeployRequest, existing: Tenant | None, reserved: frozenset[str] = frozenset()
+) -> TenantSpec:
     """Merge the request over the existing tenant: what a re-deploy does not name is kept."""
     try:
         slug = check_slug(request.slug)
         plan = check_plan(request.plan or (existing.plan if existing else "free"))
         hosts = (
-            tuple(sorted({normalize_host(h) for h in request.hosts}))
+            tuple(sorted({normalize_host(h, reserved) for h in request.hosts}))
             if request.hosts is not None
             else (existing.hosts if existing else ())
         )
@@ -76,6 +104,8 @@ def build_spec(request: DeployRequest, existing: Tenant | None) -> TenantSpec:
             price = existing.price_atomic
         else:
             raise RegistryError("--price is required for a new tenant (0 for a free API)")
+    except InvalidHost as exc:
+        raise HostRefused(str(exc), exc.host) from None
     except ValueError as exc:
         raise RegistryError(str(exc)) from None
     worker = request.worker_name or (
@@ -99,6 +129,7 @@ def build_spec(request: DeployRequest, existing: Tenant | None) -> TenantSpec:
         description=request.description
         if request.description is not None
         else (existing and existing.description),
+        host_status=request.host_status,
     )
 
 
@@ -113,7 +144,7 @@ def deploy(
     if not source.is_file():
         raise RegistryError(f"{request.source}: no such file")
     existing = registry.get(request.slug) if isinstance(request.slug, str) else None
-    spec = build_spec(request, existing)
+    spec = build_spec(request, existing, reserved_hosts(settings))
     registry.check_hosts(spec.slug, spec.hosts)
     key = (
         request.key

@@ -10,6 +10,46 @@ from claw402.dispatch.plans import Limits, effective_limits
 from claw402.dispatch.routing import TenantRoute, route_for
 from claw402.money import atomic_to_usd
 
+# Custom host states: `open` hosts were added while no API key existed (a single operator),
+# `verified` ones were proven by DNS, `approved` ones by an admin; `unverified` ones wait.
+HOST_OPEN, HOST_UNVERIFIED = "open", "unverified"
+HOST_VERIFIED, HOST_APPROVED = "verified", "approved"
+ROUTABLE_HOST_STATES = frozenset({HOST_OPEN, HOST_VERIFIED, HOST_APPROVED})
+
+
+@dataclass(frozen=True, slots=True)
+class HostClaim:
+    """One custom host of a tenant, with what it takes to prove it."""
+
+    host: str
+    tenant_id: str
+    slug: str
+    owner: str | None
+    status: str
+    token: str
+    verified_at: datetime | None
+
+    @property
+    def routable(self) -> bool:
+        return self.status in ROUTABLE_HOST_STATES
+
+    @property
+    def record(self) -> str:
+        """The DNS record that proves the host: `_402claw.<host> TXT <token>`."""
+        return f"_402claw.{self.host} TXT {self.token}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "tenant": self.slug,
+            "tenantId": self.tenant_id,
+            "status": self.status,
+            "routable": self.routable,
+            "token": self.token,
+            "record": {"name": f"_402claw.{self.host}", "type": "TXT", "value": self.token},
+            "verifiedAt": self.verified_at.isoformat() if self.verified_at else None,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class DatasetVersion:
@@ -51,8 +91,15 @@ class Tenant:
     description: str | None
     created_at: datetime
     updated_at: datetime
-    hosts: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()  # every custom host claimed, routable or not
     dataset: DatasetVersion | None = field(default=None)
+    # The registry's (host, status) pairs; a host it does not list routes (a hand-built Tenant).
+    host_status: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def routable_hosts(self) -> tuple[str, ...]:
+        states = dict(self.host_status)
+        return tuple(h for h in self.hosts if states.get(h, HOST_OPEN) in ROUTABLE_HOST_STATES)
 
     @property
     def price_usd(self) -> str:
@@ -72,7 +119,7 @@ class Tenant:
             sub_requests=self.sub_requests,
             price_atomic=self.price_atomic,
             pay_to=self.pay_to,
-            hosts=self.hosts,
+            hosts=self.routable_hosts,
             extra={"tenant": self},
         )
 
@@ -89,6 +136,7 @@ class Tenant:
             "priceAtomic": str(self.price_atomic),
             "payTo": self.pay_to,
             "hosts": list(self.hosts),
+            "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,
             "description": self.description,
             "dataset": self.dataset.to_json() if self.dataset else None,

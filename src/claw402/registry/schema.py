@@ -51,6 +51,11 @@ tenant_hosts = Table(
         nullable=False,
         index=True,
     ),
+    # open: added while no API key existed (one operator); unverified: claimed by a creator,
+    # not routed until `hosts verify` proves it or an admin approves it (migration 0007).
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("token", String(64), nullable=False),  # what `_402claw.<host>` TXT must hold
+    Column("verified_at", DateTime(timezone=True), nullable=True),
 )
 
 dataset_versions = Table(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from claw402.config import Settings
 from claw402.dispatch.events import Compact, Trail, limits_payload
 from claw402.registry.db import make_engine, migrate
-from claw402.registry.models import DatasetVersion, Tenant
+from claw402.registry.models import HOST_OPEN, DatasetVersion, HostClaim, Tenant
 from claw402.registry.schema import dataset_versions, events, registry_state, tenant_hosts, tenants
 
 _EVENT_ROWS = 100  # rows per INSERT on SQLite: 600 parameters, under every build's limit
@@ -186,6 +186,7 @@ class TenantSpec:
     sub_requests: int | None = None
     name: str | None = None
     description: str | None = None
+    host_status: str = HOST_OPEN  # what a host this deploy adds starts as (kept ones keep theirs)
 
 
 @dataclass(frozen=True)
@@ -258,17 +259,17 @@ class Registry:
             return []
         ids = [r["tenant_id"] for r in rows]
         host_rows = conn.execute(
-            select(tenant_hosts.c.tenant_id, tenant_hosts.c.host).where(
+            select(tenant_hosts.c.tenant_id, tenant_hosts.c.host, tenant_hosts.c.status).where(
                 tenant_hosts.c.tenant_id.in_(ids)
             )
         ).all()
-        hosts: dict[str, list[str]] = {}
-        for tenant_id, host in host_rows:
-            hosts.setdefault(tenant_id, []).append(host)
+        hosts: dict[str, list[tuple[str, str]]] = {}
+        for tenant_id, host, status in host_rows:
+            hosts.setdefault(tenant_id, []).append((host, status))
         return [self._tenant(r, tuple(sorted(hosts.get(r["tenant_id"], ())))) for r in rows]
 
     @staticmethod
-    def _tenant(row: Any, hosts: tuple[str, ...]) -> Tenant:
+    def _tenant(row: Any, host_status: tuple[tuple[str, str], ...]) -> Tenant:
         dataset = _version(row) if row["version"] is not None else None
         return Tenant(
             tenant_id=row["tenant_id"],
@@ -284,8 +285,9 @@ class Registry:
             description=row["description"],
             created_at=_aware(row["created_at"]),
             updated_at=_aware(row["updated_at"]),
-            hosts=hosts,
+            hosts=tuple(h for h, _ in host_status),
             dataset=dataset,
+            host_status=host_status,
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -386,12 +388,62 @@ class Registry:
                 .where(tenants.c.tenant_id == tenant_id)
                 .values(current_version=number)
             )
-        conn.execute(delete(tenant_hosts).where(tenant_hosts.c.tenant_id == tenant_id))
-        if spec.hosts:
-            conn.execute(
-                insert(tenant_hosts), [{"host": h, "tenant_id": tenant_id} for h in spec.hosts]
+        # Hosts the tenant keeps keep their state and token; dropped ones go, new ones start
+        # as `spec.host_status` with a fresh token.
+        conn.execute(
+            delete(tenant_hosts).where(
+                tenant_hosts.c.tenant_id == tenant_id, tenant_hosts.c.host.not_in(spec.hosts)
             )
+        )
+        kept = set(
+            conn.execute(
+                select(tenant_hosts.c.host).where(tenant_hosts.c.tenant_id == tenant_id)
+            ).scalars()
+        )
+        added = [h for h in spec.hosts if h not in kept]
+        if added:
+            conn.execute(
+                insert(tenant_hosts),
+                [
+                    {"host": h, "tenant_id": tenant_id, "status": spec.host_status,
+                     "token": new_host_token()}
+                    for h in added
+                ],
+            )  # fmt: skip
         self._bump(conn)
+
+    def host_claims(self, slug: str | None = None, host: str | None = None) -> list[HostClaim]:
+        """Custom hosts with their tenant, state and token, by host name."""
+        h, t = tenant_hosts.c, tenants.c
+        query = (
+            select(h.host, h.tenant_id, t.slug, t.owner, h.status, h.token, h.verified_at)
+            .join(tenants, t.tenant_id == h.tenant_id)
+            .order_by(h.host)
+        )
+        if slug is not None:
+            query = query.where(t.slug == slug)
+        if host is not None:
+            query = query.where(h.host == host)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            HostClaim(r.host, r.tenant_id, r.slug, r.owner, r.status, r.token,
+                      _aware(r.verified_at) if r.verified_at else None)
+            for r in rows
+        ]  # fmt: skip
+
+    @classmethod
+    def mark_host(cls, conn: Connection, claim: HostClaim, status: str) -> bool:
+        """Set a host's state in the caller's transaction (with its audit entry); False if the
+        host no longer belongs to the claim's tenant. Running gateways see it within 10 ms."""
+        changed = conn.execute(
+            update(tenant_hosts)
+            .where(tenant_hosts.c.host == claim.host, tenant_hosts.c.tenant_id == claim.tenant_id)
+            .values(status=status, verified_at=_now())
+        ).rowcount
+        if changed:
+            cls._bump(conn)
+        return bool(changed)
 
     def remove(self, slug: str) -> Tenant:
         tenant = self.get(slug)
@@ -495,6 +547,10 @@ class Registry:
             if kind is None or e["type"] == kind
         ]
         return found[-limit:]
+
+
+def new_host_token() -> str:
+    return "402claw-" + secrets.token_hex(16)
 
 
 def _version(row: Any) -> DatasetVersion:
