@@ -58,16 +58,11 @@ class Output:
         return found
 
 
-def json_object(text: bytes) -> dict[str, Any] | None:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None  # not all of it yet
-
-
-def read_json_object(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    """The first JSON object a process prints (pretty-printed over several lines)."""
-    return Output(proc.stdout).until(json_object)
+def read_ready_line(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """`402claw dev --json` prints its ready object on exactly one line (a line reader's)."""
+    text = Output(proc.stdout).until(lambda t: t if b"\n" in t else None)
+    assert text.endswith(b"\n") and text.count(b"\n") == 1, text
+    return json.loads(text)
 
 
 def refused(address: str) -> bool:
@@ -89,7 +84,7 @@ def dev(tmp_path: Path) -> Iterator[tuple[dict[str, Any], dict[str, str], subpro
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield read_json_object(proc), env, proc
+        yield read_ready_line(proc), env, proc
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -140,6 +135,7 @@ def test_dev_deploy_call_and_ctrl_c(dev, tmp_path: Path) -> None:
 
     proc.send_signal(signal.SIGINT)  # Ctrl-C stops every process the stack started
     assert proc.wait(30) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b""  # quiet after its one line
     for address in (info["gateway_url"], info["facilitator_url"], info["rpc_url"]):
         assert refused(address), f"{address} still answers after Ctrl-C"
 

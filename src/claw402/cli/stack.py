@@ -44,8 +44,8 @@ def dev_command(
         settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
     ) as stack:
         tune_gc()  # this process now serves until interrupted
-        if json:
-            emit_json(stack.describe())
+        if json:  # one line: a reader that takes the first line gets all of it
+            emit_json(stack.describe(), one_line=True)
         else:
             info = stack.describe()
             console.print(
