@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,10 +16,17 @@ if TYPE_CHECKING:
     from claw402.registry.models import Tenant
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
+Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
 
 
 def deploy_command(
-    path: Annotated[Path, typer.Argument(help="CSV, JSON, NDJSON or Parquet file.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (.csv, .tsv, .tab), JSON (.json), NDJSON (.ndjson, .jsonl) or Parquet "
+            "(.parquet, .pq) file; any other name needs --format."
+        ),
+    ],
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug (a-z, 0-9, -).")],
     price: Annotated[
         str | None, typer.Option("--price", help="USD per paid call, e.g. 0.001 (0 = free).")
@@ -44,6 +51,13 @@ def deploy_command(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the data is.")] = None,
+    data_format: Annotated[
+        Format | None,
+        typer.Option("--format", help="What PATH is, when its extension does not say."),
+    ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Deploy a dataset with no rows.")
+    ] = False,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -81,6 +95,8 @@ def deploy_command(
         name=name,
         description=description,
         owner=change.owner,
+        format=data_format,
+        allow_empty=allow_empty,
     )
     try:
         size = path.stat().st_size if path.is_file() else 0
