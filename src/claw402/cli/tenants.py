@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from claw402.cli import cloudflare as cf
-from claw402.cli.auth import ApiKey, tenant_change
+from claw402.cli.auth import ApiKey, actor_or_fail, tenant_change, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
 
 if TYPE_CHECKING:
-    from claw402.registry.models import Tenant
+    pass
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
 Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
@@ -160,12 +160,16 @@ def deploy_command(
         emit_json(out)
 
 
-def list_command(home: Home = None, json: Json = False) -> None:
-    """List tenants."""
+def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
+    """List the tenants the key may see: a creator's own, or all for an admin."""
     from rich.table import Table
 
+    from claw402.control.authz import readable
+    from claw402.control.keys import READ
+
     _, registry = open_registry(home)
-    tenants = registry.list_tenants()
+    actor = actor_or_fail(registry.engine, api_key, READ, json)
+    tenants = readable(actor, registry.list_tenants())
     if json:
         emit_json({"ok": True, "tenants": [t.to_json() for t in tenants]})
         return
@@ -187,19 +191,16 @@ def list_command(home: Home = None, json: Json = False) -> None:
     console.print(table)
 
 
-def _tenant_or_fail(home: str | None, slug: str, json: bool) -> Tenant:
-    _, registry = open_registry(home)
-    tenant = registry.get(slug)
-    if tenant is None:
-        fail(f"tenant {slug!r} not found", as_json=json, code="tenant_not_found")
-    return tenant
-
-
-def show_command(slug: str, home: Home = None, json: Json = False) -> None:
+def show_command(
+    slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False
+) -> None:
     """Show one tenant: plan, limits, price, hosts and its dataset's schema."""
     from rich.table import Table
 
-    tenant = _tenant_or_fail(home, slug, json)
+    from claw402.control.keys import READ
+
+    _, registry = open_registry(home)
+    tenant, _ = tenant_for(registry, slug, api_key, READ, json)
     if json:
         emit_json({"ok": True, "tenant": tenant.to_json()})
         return
@@ -262,22 +263,35 @@ def events_command(
         str | None, typer.Option("--request", help="Only this request's (its x-request-id).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Read lifecycle events (dispatch and payment steps) from the durable sink."""
+    """Read lifecycle events (dispatch and payment steps) from the durable sink: an admin's
+    key reads every tenant's, a creator's only their own tenants'."""
     from rich.table import Table
 
+    from claw402.control.authz import event_tenants
+    from claw402.control.keys import READ
+
     _, registry = open_registry(home)
-    tenant_id = None
     if tenant is not None:
-        found = registry.get(tenant)
-        if found is None:
-            fail(f"tenant {tenant!r} not found", as_json=json, code="tenant_not_found")
-        tenant_id = found.tenant_id
-    rows = registry.read_events(
-        tenant_id=tenant_id, kind=kind, request_id=request, limit=limit
-    )
+        found, _ = tenant_for(registry, tenant, api_key, READ, json)
+        tenant_ids: list[str] | None = [found.tenant_id]
+    else:
+        actor = actor_or_fail(registry.engine, api_key, READ, json)
+        tenant_ids = event_tenants(actor, registry.list_tenants())
+    if tenant_ids is None:
+        rows = registry.read_events(kind=kind, request_id=request, limit=limit)
+    else:  # the newest `limit` of the union: each tenant's newest `limit`, merged
+        merged = [
+            e
+            for tid in tenant_ids
+            for e in registry.read_events(
+                tenant_id=tid, kind=kind, request_id=request, limit=limit
+            )
+        ]
+        rows = sorted(merged, key=lambda e: e["id"])[-limit:]
     if json:
         emit_json({"ok": True, "events": rows})
         return
