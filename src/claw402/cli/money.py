@@ -95,7 +95,7 @@ def wallet_verify_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Prove you control ADDRESS: without a signature, print the challenge to sign."""
+    """Prove you control --address: without --signature, print the challenge to sign."""
     from claw402.control import keys, wallets
     from claw402.control.errors import ControlError
 
@@ -152,7 +152,7 @@ def withdraw_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Reserve AMOUNT of the available balance for a payout to the verified wallet."""
+    """Reserve --amount of the available balance for a payout to the verified wallet."""
     from claw402.control import keys, wallets
     from claw402.ledger import withdrawals
     from claw402.ledger.amounts import parse_usd
@@ -207,7 +207,9 @@ def _chain(rpc_url: str | None, token: str | None, json: bool) -> Any:
 
 @payouts_app.command("run")
 def payouts_run_command(
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Pay at most N.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Pay at most this many.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, send nothing.")] = False,
     rpc_url: RpcUrl = None,
     token: TokenAddress = None,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from claw402.cli.options import Home, Json
+from claw402.cli.options import Home, Json, inherit_home
 from claw402.cli.output import console, emit_json, err_console
 from claw402.config import load_settings
 from claw402.money import atomic_to_usd
@@ -72,7 +72,10 @@ def _decode(header: str) -> Any:
 
 def demo_command(
     home: Annotated[
-        str | None, typer.Option("--home", help="State folder (default: a temporary one).")
+        str | None,
+        typer.Option(
+            "--home", help="State folder (default: a temporary one).", callback=inherit_home
+        ),
     ] = None,
     price: Annotated[str, typer.Option(help="Price per call in USD.")] = "0.001",
 ) -> None:

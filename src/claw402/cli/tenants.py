@@ -53,7 +53,7 @@ def deploy_command(
     description: Annotated[str | None, typer.Option(help="What the data is.")] = None,
     data_format: Annotated[
         Format | None,
-        typer.Option("--format", help="What PATH is, when its extension does not say."),
+        typer.Option("--format", help="What the file is, when its extension does not say."),
     ] = None,
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Deploy a dataset with no rows.")
@@ -191,9 +191,7 @@ def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) 
     console.print(table)
 
 
-def show_command(
-    slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False
-) -> None:
+def show_command(slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
     """Show one tenant: plan, limits, price, hosts and its dataset's schema."""
     from rich.table import Table
 
@@ -287,9 +285,7 @@ def events_command(
         merged = [
             e
             for tid in tenant_ids
-            for e in registry.read_events(
-                tenant_id=tid, kind=kind, request_id=request, limit=limit
-            )
+            for e in registry.read_events(tenant_id=tid, kind=kind, request_id=request, limit=limit)
         ]
         rows = sorted(merged, key=lambda e: e["id"])[-limit:]
     if json:
