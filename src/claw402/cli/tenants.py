@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 
@@ -11,9 +11,6 @@ from claw402.cli import cloudflare as cf
 from claw402.cli.auth import ApiKey, actor_or_fail, tenant_change, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
-
-if TYPE_CHECKING:
-    pass
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
 Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
