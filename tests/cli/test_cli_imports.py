@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from claw402.cli import auth, cloudflare
+from typing import get_args
+
+from claw402.cli import auth, cloudflare, tenants
 from claw402.cloudflare import dispatcher
 from claw402.control import authz
+from claw402.datasets.ingest import FORMATS
 from pyrun import python_output
 
 # Each costs 0.05-0.2 s to import; a command that needs one imports it in its body.
@@ -27,6 +30,7 @@ def test_option_defaults_copied_into_the_cli_match_their_sources():
     assert auth.API_KEY_ENV == authz.API_KEY_ENV
     assert cloudflare.DEFAULT_NAMESPACE == dispatcher.DEFAULT_NAMESPACE
     assert cloudflare.DEFAULT_SCRIPT_NAME == dispatcher.DEFAULT_SCRIPT_NAME
+    assert get_args(tenants.Format) == FORMATS
 
 
 def test_building_every_command_imports_no_heavy_module():

@@ -159,3 +159,39 @@ def test_human_output_is_readable(home):
         app, ["deploy", str(CITIES), "--tenant", "../x", "--price", "0", "--home", home]
     )
     assert bad.exit_code == 1 and "invalid slug" in bad.stderr
+
+
+def files_under(home: str) -> list[str]:
+    from pathlib import Path
+
+    datasets = Path(home) / "datasets"
+    return sorted(str(p) for p in datasets.rglob("*")) if datasets.exists() else []
+
+
+def test_prose_and_empty_files_are_refused_unless_said(home, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Remember to buy milk and call the bank on Monday.\n")
+    deploy = ["deploy", str(notes), "--tenant", "notes", "--price", "0.001", "--home", home]
+    unknown = runner.invoke(app, deploy)
+    said = " ".join(unknown.stderr.split())  # as one line, however Rich wrapped it
+    assert unknown.exit_code == 1 and "'.txt' names none of the formats" in said
+    assert "--format csv|json|ndjson|parquet" in said
+    assert run("list", "--home", home)["tenants"] == [] and files_under(home) == []
+
+    empty = run(*deploy, "--format", "csv", ok=False)  # one line of prose: a header, no rows
+    assert empty["error"] == "deploy_failed" and "--allow-empty" in empty["detail"]
+    assert run("list", "--home", home)["tenants"] == [] and files_under(home) == []
+    bad = runner.invoke(app, [*deploy, "--format", "xml"])
+    assert bad.exit_code == 2 and "xml" in bad.output
+
+    allowed = run(*deploy, "--format", "csv", "--allow-empty")["tenant"]
+    assert allowed["dataset"]["rows"] == 0 and allowed["dataset"]["type"] == "csv"
+
+    # A re-deploy to nothing is refused too, and the live version stays.
+    run("deploy", str(CITIES), "--tenant", "acme", "--price", "0", "--home", home)
+    header = tmp_path / "header.csv"
+    header.write_text("id,city\n")
+    out = run("deploy", str(header), "--tenant", "acme", "--home", home, ok=False)
+    assert "--allow-empty" in out["detail"]
+    shown = run("show", "acme", "--home", home)["tenant"]
+    assert shown["dataset"]["version"] == 1 and shown["dataset"]["rows"] == 50

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -110,3 +111,72 @@ def test_keys_gate_every_mutating_command(cli):
     assert cli("audit", "list", ok=False, key=rotated)["error"] == "missing_scope"
     verified = cli("audit", "verify", key=bob_read)
     assert verified["ok"] and verified["entries"] == len(actions)
+
+
+def serve_calls(database_url: str, home: str, paths: list[str]) -> None:
+    """Real calls through a real gateway: the events `402claw events` reads back."""
+    import httpx
+
+    from claw402.config import Settings
+    from claw402.gateway.app import Gateway
+    from claw402.gateway.events import EventSink
+    from claw402.registry.store import Registry
+    from claw402.serving import ServerThread
+
+    registry = Registry.open(Settings(home=Path(home), database_url=database_url))
+    try:
+        gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02))
+        with ServerThread(gateway) as server:  # stopping it flushes the sink
+            for path in paths:
+                httpx.get(f"{server.url}{path}", timeout=10)
+    finally:
+        registry.close()
+
+
+def test_read_commands_need_a_key_and_show_only_the_keys_tenants(cli, tmp_path, database_url):
+    deploy(cli, "legacy", "--price", "0")  # before any key: open, owned by nobody
+    cli("auth", "create-user", "root")
+    admin = cli("auth", "create-key", "--user", "root", "--scope", "admin")["key"]
+    for user in ("alice", "bob"):
+        cli("auth", "create-user", user, key=admin)
+    alice = cli("auth", "create-key", "--user", "alice", "--scope", "deploy", key=admin)["key"]
+    bob = cli("auth", "create-key", "--user", "bob", "--scope", "deploy", key=admin)["key"]
+    bob_read = cli("auth", "create-key", "--user", "bob", "--scope", "read", key=admin)["key"]
+    deploy(cli, "acme", "--price", "0", key=alice)
+    deploy(cli, "bobco", "--price", "0", key=bob)
+    serve_calls(
+        database_url,
+        str(tmp_path / "home"),
+        ["/t/acme/v1/records", "/t/bobco/v1/records", "/t/legacy/v1/records", "/t/nobody/x"],
+    )
+
+    for args in (["list"], ["show", "acme"], ["events"], ["events", "--tenant", "acme"]):
+        refused = cli(*args, ok=False)
+        assert refused["error"] == "api_key_required", args
+        assert "--api-key" in refused["detail"] and "'read' scope" in refused["detail"]
+
+    def slugs(key: str) -> list[str]:
+        return sorted(t["slug"] for t in cli("list", key=key)["tenants"])
+
+    assert slugs(alice) == ["acme"] and slugs(bob_read) == ["bobco"]
+    assert slugs(admin) == ["acme", "bobco", "legacy"]
+    assert cli("show", "acme", key=alice)["tenant"]["owner"] == "alice"
+    assert cli("show", "acme", ok=False, key=bob_read)["error"] == "not_tenant_owner"
+    assert cli("show", "legacy", ok=False, key=alice)["error"] == "not_tenant_owner"
+    assert cli("show", "legacy", key=admin)["tenant"]["slug"] == "legacy"
+
+    ids = {t["slug"]: t["tenantId"] for t in cli("list", key=admin)["tenants"]}
+
+    def tenants_in(events: list[dict]) -> set[str | None]:
+        return {e.get("tenantId") for e in events}
+
+    everything = cli("events", "--limit", "1000", key=admin)["events"]
+    assert tenants_in(everything) == {ids["acme"], ids["bobco"], ids["legacy"], None}
+    assert tenants_in(cli("events", key=alice)["events"]) == {ids["acme"]}
+    bobs = cli("events", env={"CLAW402_API_KEY": bob_read})["events"]  # the variable works too
+    assert tenants_in(bobs) == {ids["bobco"]}
+    assert cli("events", "--tenant", "acme", ok=False, key=bob)["error"] == "not_tenant_owner"
+    assert tenants_in(cli("events", "--tenant", "acme", key=alice)["events"]) == {ids["acme"]}
+    assert cli("events", "--limit", "1", key=alice)["events"][-1] == (
+        cli("events", "--tenant", "acme", "--limit", "1", key=alice)["events"][-1]
+    )

@@ -58,7 +58,8 @@ def test_dialects_bom_and_encodings(tmp_path):
     }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        result = ingest(tmp_path / name, tmp_path / name.replace(".", "_"))
+        fmt = "csv" if name.endswith(".txt") else None  # .txt names no format: say it
+        result = ingest(tmp_path / name, tmp_path / name.replace(".", "_"), fmt=fmt)
         assert [c.name for c in result.columns] == ["a", "b"], name
         assert rows_of(result) == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], name
     (tmp_path / "cp1252.csv").write_bytes("id,name\n1,café €\n2,naïve\n".encode("cp1252"))
@@ -110,10 +111,12 @@ def test_json_and_ndjson(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(records))
     (tmp_path / "b.ndjson").write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
     (tmp_path / "c.json").write_text("\n".join(json.dumps(r) for r in records))  # NDJSON in .json
-    (tmp_path / "d.data").write_text(json.dumps(records))  # no telling extension: sniffed
-    for name, fmt in (("a.json", "json"), ("b.ndjson", "ndjson"), ("c.json", "ndjson"),
-                      ("d.data", "json")):
-        result = ingest(tmp_path / name, tmp_path / name.replace(".", "_"))
+    (tmp_path / "d.data").write_text(json.dumps(records))  # no telling extension: said
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    for name, fmt, declared in (("a.json", "json", None), ("b.ndjson", "ndjson", None),
+                                ("c.json", "ndjson", None), ("d.data", "json", "json"),
+                                ("e.jsonl", "ndjson", None)):
+        result = ingest(tmp_path / name, tmp_path / name.replace(".", "_"), fmt=declared)
         assert result.format == fmt
         assert types(result) == {"id": "integer", "name": "string", "tags": "string",
                                  "meta": "string", "when": "date", "extra": "boolean"}
@@ -241,7 +244,11 @@ def test_progress_reports_bytes(tmp_path):
 
 
 def test_parquet_columns_roundtrip(tmp_path):
-    result = ingest(write_parquet(tmp_path / "e.parquet", [("a", "integer")], []), tmp_path / "v")
+    empty = write_parquet(tmp_path / "e.parquet", [("a", "integer")], [])
+    with pytest.raises(IngestError, match=r"no rows .*--allow-empty"):
+        ingest(empty, tmp_path / "v")
+    assert not (tmp_path / "v").exists()  # refused: nothing left
+    result = ingest(empty, tmp_path / "v", allow_empty=True)
     assert result.rows == 0 and result.columns == [Column("a", "integer")]
 
 
@@ -258,3 +265,17 @@ def test_dates_in_other_formats(tmp_path):
     result = ingest(source, tmp_path / "v")
     assert types(result)["d"] == "date"
     assert [r["d"] for r in rows_of(result)] == ["2020-01-31", "2020-02-01"]
+
+
+def test_a_file_whose_extension_names_no_format_needs_one(tmp_path):
+    for name in ("notes.txt", "export"):
+        (tmp_path / name).write_text("a,b\n1,x\n")
+        with pytest.raises(IngestError, match=r"names none of the formats.*--format csv\|json"):
+            ingest(tmp_path / name, tmp_path / "v")
+        assert not (tmp_path / "v").exists()
+        assert rows_of(ingest(tmp_path / name, tmp_path / name.upper(), fmt="csv")) == [
+            {"a": 1, "b": "x"}]
+    with pytest.raises(IngestError, match="unknown format 'xml': choose one of csv, json"):
+        ingest(tmp_path / "notes.txt", tmp_path / "v", fmt="xml")
+    with pytest.raises(IngestError, match="not a valid Parquet file"):
+        ingest(tmp_path / "notes.txt", tmp_path / "v", fmt="parquet")

@@ -9,6 +9,7 @@ import json
 import os
 import selectors
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -58,16 +59,11 @@ class Output:
         return found
 
 
-def json_object(text: bytes) -> dict[str, Any] | None:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None  # not all of it yet
-
-
-def read_json_object(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    """The first JSON object a process prints (pretty-printed over several lines)."""
-    return Output(proc.stdout).until(json_object)
+def read_ready_line(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """`402claw dev --json` prints its ready object on exactly one line (a line reader's)."""
+    text = Output(proc.stdout).until(lambda t: t if b"\n" in t else None)
+    assert text.endswith(b"\n") and text.count(b"\n") == 1, text
+    return json.loads(text)
 
 
 def refused(address: str) -> bool:
@@ -89,7 +85,7 @@ def dev(tmp_path: Path) -> Iterator[tuple[dict[str, Any], dict[str, str], subpro
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield read_json_object(proc), env, proc
+        yield read_ready_line(proc), env, proc
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -114,16 +110,18 @@ def test_dev_deploy_call_and_ctrl_c(dev, tmp_path: Path) -> None:
 
     paying = {**env, "CLAW402_PAYER_KEY": payer["private_key"]}
     allow = f"{info['network']}={info['asset']}"
-    # The local token is not a USDC the official client knows: refused, and told how to allow it.
-    unknown = run("call", url, "--json", env=paying)
+    # From a folder where no dev stack runs, the local token is not a USDC the official client
+    # knows: refused, and told how to allow it.
+    elsewhere = {**paying, "CLAW402_HOME": str(tmp_path / "elsewhere")}
+    unknown = run("call", url, "--json", env=elsewhere)
     assert unknown.returncode == 1
     error = json.loads(unknown.stdout)
     assert error["error"] == "asset_not_allowed" and f"--asset {allow}" in error["detail"]
-    too_dear = run("call", url, "--max-price", "0.0001", "--asset", allow, "--json", env=paying)
+    too_dear = run("call", url, "--max-price", "0.0001", "--asset", allow, "--json", env=elsewhere)
     assert too_dear.returncode == 1 and json.loads(too_dear.stdout)["error"] == "price_too_high"
     assert (token.balance_of(payer["address"]), token.balance_of(treasury)) == before
 
-    paid = run("call", url, "--max-price", "0.01", "--asset", allow, env=paying)
+    paid = run("call", url, "--max-price", "0.01", "--asset", allow, env=elsewhere)
     assert paid.returncode == 0, paid.stderr
     # stdout is the data alone, as the API sent it (pipeable); the receipt goes to stderr.
     assert json.loads(paid.stdout)["items"] == [
@@ -140,8 +138,69 @@ def test_dev_deploy_call_and_ctrl_c(dev, tmp_path: Path) -> None:
 
     proc.send_signal(signal.SIGINT)  # Ctrl-C stops every process the stack started
     assert proc.wait(30) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b""  # quiet after its one line
     for address in (info["gateway_url"], info["facilitator_url"], info["rpc_url"]):
         assert refused(address), f"{address} still answers after Ctrl-C"
+
+
+def test_other_terminals_find_the_dev_stack_without_chain_flags(dev, tmp_path: Path) -> None:
+    info, env, proc = dev
+    home = Path(env["CLAW402_HOME"])
+    published = json.loads((home / "dev.json").read_text())
+    assert {k: published[k] for k in ("rpc_url", "network", "facilitator_url", "gateway_url")} == {
+        k: info[k] for k in ("rpc_url", "network", "facilitator_url", "gateway_url")
+    }
+    assert (published["token"], published["treasury"]) == (info["asset"], info["treasury_address"])
+    key_file = home / "dev-treasury.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert Account.from_key(key_file.read_text().strip()).address == info["treasury_address"]
+    second = run("dev", "--port", "0", env=env)  # one stack per home: refused before starting
+    assert second.returncode == 1 and f"(pid {proc.pid}) already runs" in second.stderr
+
+    token = Token(connect(info["rpc_url"]), info["asset"])
+    data = tmp_path / "data.csv"
+    data.write_text("id,city\n1,Tokyo\n2,Paris\n")
+    assert run("deploy", str(data), "--tenant", "acme", "--price", "0.001", env=env).returncode == 0
+    payer = info["payers"][0]
+    url = f"{info['gateway_url']}/t/acme/v1/records"
+    paid = run("call", url, env={**env, "CLAW402_PAYER_KEY": payer["private_key"]})  # no --asset
+    assert paid.returncode == 0, paid.stderr
+    assert "paid tx 0x" in paid.stderr
+
+    creator = Account.create()
+    signing = {**env, "CREATOR_KEY": creator.key.hex()}
+    verified = run("wallet", "verify", "--tenant", "acme", "--address", creator.address,
+                   "--private-key-env", "CREATOR_KEY", env=signing)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    withdrawn = run("withdraw", "--tenant", "acme", "--amount", "0.0005", "--json", env=env)
+    assert json.loads(withdrawn.stdout)["withdrawal"]["status"] == "pending"
+
+    # Flags and the environment still win over the dev stack's settings.
+    named = run("payouts", "run", "--private-key-env", "NOT_SET", "--json", env=env)
+    assert json.loads(named.stdout)["error"] == "no_treasury_key" and "NOT_SET" in named.stdout
+    wrong_key = run("payouts", "run", "--json",
+                    env={**env, "CLAW402_TREASURY_KEY": payer["private_key"]})  # fmt: skip
+    assert json.loads(wrong_key.stdout)["error"] == "wrong_treasury_key"
+    unreachable = run("reconcile", "--rpc-url", "http://127.0.0.1:9", "--json", env=env)
+    assert json.loads(unreachable.stdout)["error"] == "rpc_unreachable"
+    assert token.balance_of(creator.address) == 0
+
+    payouts = run("payouts", "run", "--json", env=env)  # no chain flags, no key variable
+    assert payouts.returncode == 0, payouts.stdout + payouts.stderr
+    assert [r["status"] for r in json.loads(payouts.stdout)["results"]] == ["completed"]
+    assert token.balance_of(creator.address) == PRICE // 2
+    reconciled = run("reconcile", "--grace-seconds", "0", "--json", env=env)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    report = json.loads(reconciled.stdout)
+    assert report["balanced"] and report["problems"] == []
+    balance = json.loads(run("balance", "--tenant", "acme", "--json", env=env).stdout)["balance"]
+    assert (balance["withdrawnAtomic"], balance["availableAtomic"]) == ("500", "450")
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    assert not (home / "dev.json").exists() and not key_file.exists()  # gone with the stack
+    stopped = run("reconcile", "--json", env=env)
+    assert json.loads(stopped.stdout)["error"] == "chain_not_configured"
 
 
 def test_facilitator_serve_on_the_dev_chain(dev) -> None:

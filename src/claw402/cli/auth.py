@@ -231,7 +231,9 @@ def list_keys_command(api_key: ApiKey = None, home: Home = None, json: Json = Fa
 
 @audit_app.command("list")
 def audit_list_command(
-    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Newest N entries.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="How many of the newest entries.")
+    ] = 50,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
     api_key: ApiKey = None,
     home: Home = None,

@@ -2,7 +2,8 @@
 
 Thin: each resolves the tenant and the actor (`cli.auth`), then calls the ledger or control
 layer. Chain access (`reconcile`, `payouts run`) reads `--rpc-url`/`CLAW402_RPC_URL`,
-`--token`/`CLAW402_ASSET` and `--treasury`/`CLAW402_TREASURY`.
+`--token`/`CLAW402_ASSET` and `--treasury`/`CLAW402_TREASURY`, else what a `402claw dev`
+running with the same home publishes (`cli.devfile`), the treasury's key included.
 
 The ledger and control layers are imported by the commands that run, not here: every `402claw`
 invocation imports this module to build its command list.
@@ -15,26 +16,65 @@ from typing import Annotated, Any
 
 import typer
 
+from claw402.cli import devfile
 from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, err_console, fail
 
+DEV = " (else a running `402claw dev`'s)"
 RpcUrl = Annotated[
     str | None,
     typer.Option(
-        "--rpc-url", envvar="CLAW402_RPC_URL", help="JSON-RPC URL of the chain.", show_default=False
+        "--rpc-url",
+        envvar="CLAW402_RPC_URL",
+        help="JSON-RPC URL of the chain" + DEV + ".",
+        show_default=False,
     ),
 ]
 TokenAddress = Annotated[
     str | None,
-    typer.Option("--token", envvar="CLAW402_ASSET", help="USDC token address.", show_default=False),
+    typer.Option(
+        "--token", envvar="CLAW402_ASSET", help="USDC token address" + DEV + ".", show_default=False
+    ),
 ]
 TreasuryAddress = Annotated[
     str | None,
     typer.Option(
-        "--treasury", envvar="CLAW402_TREASURY", help="Treasury address.", show_default=False
+        "--treasury", envvar="CLAW402_TREASURY", help="Treasury address" + DEV + ".",
+        show_default=False,
     ),
 ]
+TREASURY_KEY_ENV = "CLAW402_TREASURY_KEY"
+
+
+class ChainFlags:
+    """The chain flags as given (flag, else environment), else a running dev stack's."""
+
+    def __init__(
+        self, home: str | None, rpc_url: str | None, token: str | None, treasury: str | None
+    ) -> None:
+        self.home = home
+        self.dev = devfile.running(home)
+        self.rpc_url = rpc_url or (self.dev and self.dev.rpc_url)
+        self.token = token or (self.dev and self.dev.token)
+        self.treasury = treasury or (self.dev and self.dev.treasury)
+
+    def treasury_key(self, private_key_env: str | None, json: bool) -> tuple[str, str]:
+        """The treasury's key and where it came from: the variable, else (when none was
+        named) the running dev stack's key file."""
+        name = private_key_env or TREASURY_KEY_ENV
+        key = os.environ.get(name)
+        if not key and private_key_env is None and self.dev is not None:
+            key = self.dev.treasury_key(self.home)
+            name = f"{devfile.KEY_FILE} of the running `402claw dev`"
+        if not key:
+            fail(
+                f"environment variable {name} (the treasury's key) is not set",
+                as_json=json,
+                code="no_treasury_key",
+            )
+        return key, name
+
 
 wallet_app = typer.Typer(help="Payout wallets.", no_args_is_help=True)
 payouts_app = typer.Typer(help="Pay withdrawals on chain.", no_args_is_help=True)
@@ -95,7 +135,7 @@ def wallet_verify_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Prove you control ADDRESS: without a signature, print the challenge to sign."""
+    """Prove you control --address: without --signature, print the challenge to sign."""
     from claw402.control import keys, wallets
     from claw402.control.errors import ControlError
 
@@ -152,7 +192,7 @@ def withdraw_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Reserve AMOUNT of the available balance for a payout to the verified wallet."""
+    """Reserve --amount of the available balance for a payout to the verified wallet."""
     from claw402.control import keys, wallets
     from claw402.ledger import withdrawals
     from claw402.ledger.amounts import parse_usd
@@ -185,7 +225,8 @@ def withdraw_command(
 def _chain(rpc_url: str | None, token: str | None, json: bool) -> Any:
     if not rpc_url or not token:
         fail(
-            "set --rpc-url (or CLAW402_RPC_URL) and --token (or CLAW402_ASSET)",
+            "set --rpc-url (or CLAW402_RPC_URL) and --token (or CLAW402_ASSET), or run "
+            "`402claw dev` with this home",
             as_json=json,
             code="chain_not_configured",
         )
@@ -207,14 +248,21 @@ def _chain(rpc_url: str | None, token: str | None, json: bool) -> Any:
 
 @payouts_app.command("run")
 def payouts_run_command(
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Pay at most N.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Pay at most this many.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, send nothing.")] = False,
     rpc_url: RpcUrl = None,
     token: TokenAddress = None,
     treasury: TreasuryAddress = None,
     private_key_env: Annotated[
-        str, typer.Option("--private-key-env", help="Variable holding the treasury's key.")
-    ] = "CLAW402_TREASURY_KEY",
+        str | None,
+        typer.Option(
+            "--private-key-env",
+            help=f"Variable holding the treasury's key (default {TREASURY_KEY_ENV})" + DEV + ".",
+            show_default=False,
+        ),
+    ] = None,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -231,17 +279,13 @@ def payouts_run_command(
     if dry_run:
         report = plan(registry.engine, limit=limit)
     else:
-        key = os.environ.get(private_key_env)
-        if not key:
+        flags = ChainFlags(home, rpc_url, token, treasury)
+        key, key_source = flags.treasury_key(private_key_env, json)
+        chain = _chain(flags.rpc_url, flags.token, json)
+        runner = PayoutRunner(registry.engine, chain, key, actor=actor.label)
+        if flags.treasury and flags.treasury.lower() != runner.treasury.lower():
             fail(
-                f"environment variable {private_key_env} (the treasury's key) is not set",
-                as_json=json,
-                code="no_treasury_key",
-            )
-        runner = PayoutRunner(registry.engine, _chain(rpc_url, token, json), key, actor=actor.label)
-        if treasury and treasury.lower() != runner.treasury.lower():
-            fail(
-                f"{private_key_env} is the key of {runner.treasury}, not treasury {treasury}",
+                f"{key_source} is the key of {runner.treasury}, not treasury {flags.treasury}",
                 as_json=json,
                 code="wrong_treasury_key",
             )
@@ -323,15 +367,20 @@ def reconcile_command(
 
     _, registry = open_registry(home)
     actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    if not treasury:
-        fail("set --treasury (or CLAW402_TREASURY)", as_json=json, code="chain_not_configured")
+    flags = ChainFlags(home, rpc_url, token, treasury)
+    if not flags.treasury:
+        fail(
+            "set --treasury (or CLAW402_TREASURY), or run `402claw dev` with this home",
+            as_json=json,
+            code="chain_not_configured",
+        )
     from claw402.ledger.reconcile import ChainReset, reconcile
 
     try:
         report = reconcile(
             registry.engine,
-            _chain(rpc_url, token, json),
-            treasury,
+            _chain(flags.rpc_url, flags.token, json),
+            flags.treasury,
             from_block=from_block,
             grace_seconds=grace_seconds,
             actor=actor.label,

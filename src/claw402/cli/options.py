@@ -1,4 +1,9 @@
-"""Options every command shares, declared once."""
+"""Options every command shares, declared once.
+
+`--home` and `--json` are also options of `402claw` itself, so `402claw --home X list` works as
+well as `402claw list --home X`: a command's own option, when given, wins; else it inherits the
+one given before the command.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,27 @@ from claw402.config import Settings, load_settings
 if TYPE_CHECKING:
     from claw402.registry.store import Registry
 
+
+def inherit_home(ctx: typer.Context, value: str | None) -> str | None:
+    return value if value is not None else ctx.find_root().params.get("home")
+
+
+def inherit_json(ctx: typer.Context, value: bool) -> bool:
+    return value or bool(ctx.find_root().params.get("json"))
+
+
 Home = Annotated[
     str | None,
     typer.Option(
-        "--home", help="State folder (else CLAW402_HOME, else ./.402claw).", show_default=False
+        "--home",
+        help="State folder (else CLAW402_HOME, else ./.402claw).",
+        show_default=False,
+        callback=inherit_home,
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Json = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON.", callback=inherit_json)
+]
 
 
 def open_registry(home: str | None) -> tuple[Settings, Registry]:

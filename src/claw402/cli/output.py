@@ -13,8 +13,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+def emit_json(data: Any, *, one_line: bool = False) -> None:
+    """Indented for reading; `one_line` for a stream a reader takes line by line."""
+    option = 0 if one_line else orjson.OPT_INDENT_2
+    sys.stdout.write(orjson.dumps(data, option=option, default=str).decode() + "\n")
+    sys.stdout.flush()
 
 
 def fail(

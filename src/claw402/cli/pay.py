@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from claw402.cli.options import Json
+from claw402.cli import devfile
+from claw402.cli.options import Home, Json
 from claw402.cli.output import emit_json, err_console, fail
 from claw402.money import usd_to_atomic
 
@@ -31,8 +32,13 @@ def call_command(
     ] = None,
     asset: Annotated[
         list[str] | None,
-        typer.Option("--asset", help="Extra NETWORK=ADDRESS asset to pay in (local tokens)."),
+        typer.Option(
+            "--asset",
+            help="Extra NETWORK=ADDRESS asset to pay in (local tokens); a `402claw dev` running "
+            "with this home adds its token.",
+        ),
     ] = None,
+    home: Home = None,
     json: Json = False,
 ) -> None:
     """GET a URL; on 402, pay with the wallet (never above --max-price) and print the answer."""
@@ -57,6 +63,9 @@ def call_command(
                 f"--asset {item!r}: expected NETWORK=ADDRESS", as_json=json, code="invalid_argument"
             )
         assets.append((network, address))
+    dev = devfile.running(home)
+    if dev is not None and (dev.network, dev.token) not in assets:
+        assets.append((dev.network, dev.token))
     try:
         result = pay_and_fetch(url, key, cap, allowed_assets=assets)
     except PriceTooHigh as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json as jsonlib
+import os
 import signal
 import tempfile
 import threading
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from claw402.cli.options import Home, Json
-from claw402.cli.output import console, emit_json, err_console
+from claw402.cli import devfile
+from claw402.cli.options import Home, Json, inherit_home
+from claw402.cli.output import console, emit_json, err_console, fail
 from claw402.config import load_settings
 from claw402.money import atomic_to_usd
 
@@ -35,17 +37,31 @@ def dev_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Start anvil, the token, the facilitator and the gateway; stop them all on Ctrl-C."""
+    """Start anvil, the token, the facilitator and the gateway; stop them all on Ctrl-C.
+
+    While it runs, commands sharing its home (reconcile, payouts run, call) find the chain,
+    token, treasury and the treasury's key without flags.
+    """
     from claw402.devstack import start_dev_stack
     from claw402.gc_tuning import tune_gc
 
     settings = load_settings(home)
-    with start_dev_stack(
-        settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
-    ) as stack:
+    if (other := devfile.running(settings.home)) is not None:  # before starting anything
+        fail(
+            f"402claw dev (pid {other.pid}) already runs with home {settings.home}: stop it, "
+            "or give this one its own --home",
+            as_json=json,
+            code="dev_running",
+        )
+    with (
+        start_dev_stack(
+            settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
+        ) as stack,
+        devfile.published(settings.home, _dev_settings(stack), stack.chain.treasury.private_key),
+    ):
         tune_gc()  # this process now serves until interrupted
-        if json:
-            emit_json(stack.describe())
+        if json:  # one line: a reader that takes the first line gets all of it
+            emit_json(stack.describe(), one_line=True)
         else:
             info = stack.describe()
             console.print(
@@ -58,12 +74,25 @@ def dev_command(
             )
             err_console.print(  # a hint: stdout keeps its one ready line
                 "pay for a call: CLAW402_PAYER_KEY=<payer key> 402claw call "
-                f"{info['gateway_url']}/t/<tenant>/v1/records --asset "
-                f"{info['network']}={info['asset']}  (the local token is not a known USDC)",
+                f"{info['gateway_url']}/t/<tenant>/v1/records  (from another home folder add "
+                f"--asset {info['network']}={info['asset']}: the local token is not a known "
+                "USDC)",
                 highlight=False,
                 soft_wrap=True,
             )
         _wait_for_signal()
+
+
+def _dev_settings(stack: DevStack) -> devfile.DevSettings:
+    return devfile.DevSettings(
+        rpc_url=stack.chain.rpc_url,
+        network=stack.chain.network,
+        token=stack.chain.token,
+        treasury=stack.chain.treasury.address,
+        facilitator_url=stack.facilitator.url,
+        gateway_url=stack.gateway.url,
+        pid=os.getpid(),
+    )
 
 
 def _decode(header: str) -> Any:
@@ -72,7 +101,10 @@ def _decode(header: str) -> Any:
 
 def demo_command(
     home: Annotated[
-        str | None, typer.Option("--home", help="State folder (default: a temporary one).")
+        str | None,
+        typer.Option(
+            "--home", help="State folder (default: a temporary one).", callback=inherit_home
+        ),
     ] = None,
     price: Annotated[str, typer.Option(help="Price per call in USD.")] = "0.001",
 ) -> None:

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from claw402.cli import cloudflare as cf
-from claw402.cli.auth import ApiKey, tenant_change
+from claw402.cli.auth import ApiKey, actor_or_fail, tenant_change, tenant_for
 from claw402.cli.options import Home, Json, open_registry
 from claw402.cli.output import console, emit_json, fail
 
-if TYPE_CHECKING:
-    from claw402.registry.models import Tenant
-
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
+Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
 
 
 def deploy_command(
-    path: Annotated[Path, typer.Argument(help="CSV, JSON, NDJSON or Parquet file.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (.csv, .tsv, .tab), JSON (.json), NDJSON (.ndjson, .jsonl) or Parquet "
+            "(.parquet, .pq) file; any other name needs --format."
+        ),
+    ],
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug (a-z, 0-9, -).")],
     price: Annotated[
         str | None, typer.Option("--price", help="USD per paid call, e.g. 0.001 (0 = free).")
@@ -44,6 +48,13 @@ def deploy_command(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the data is.")] = None,
+    data_format: Annotated[
+        Format | None,
+        typer.Option("--format", help="What the file is, when its extension does not say."),
+    ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Deploy a dataset with no rows.")
+    ] = False,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -82,6 +93,8 @@ def deploy_command(
         description=description,
         owner=change.owner,
         host_status=change.host_status,
+        format=data_format,
+        allow_empty=allow_empty,
     )
     try:
         size = path.stat().st_size if path.is_file() else 0
@@ -151,12 +164,16 @@ def deploy_command(
         emit_json(out)
 
 
-def list_command(home: Home = None, json: Json = False) -> None:
-    """List tenants."""
+def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
+    """List the tenants the key may see: a creator's own, or all for an admin."""
     from rich.table import Table
 
+    from claw402.control.authz import readable
+    from claw402.control.keys import READ
+
     _, registry = open_registry(home)
-    tenants = registry.list_tenants()
+    actor = actor_or_fail(registry.engine, api_key, READ, json)
+    tenants = readable(actor, registry.list_tenants())
     if json:
         emit_json({"ok": True, "tenants": [t.to_json() for t in tenants]})
         return
@@ -178,19 +195,14 @@ def list_command(home: Home = None, json: Json = False) -> None:
     console.print(table)
 
 
-def _tenant_or_fail(home: str | None, slug: str, json: bool) -> Tenant:
-    _, registry = open_registry(home)
-    tenant = registry.get(slug)
-    if tenant is None:
-        fail(f"tenant {slug!r} not found", as_json=json, code="tenant_not_found")
-    return tenant
-
-
-def show_command(slug: str, home: Home = None, json: Json = False) -> None:
+def show_command(slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
     """Show one tenant: plan, limits, price, hosts and its dataset's schema."""
     from rich.table import Table
 
-    tenant = _tenant_or_fail(home, slug, json)
+    from claw402.control.keys import READ
+
+    _, registry = open_registry(home)
+    tenant, _ = tenant_for(registry, slug, api_key, READ, json)
     if json:
         emit_json({"ok": True, "tenant": tenant.to_json()})
         return
@@ -253,22 +265,33 @@ def events_command(
         str | None, typer.Option("--request", help="Only this request's (its x-request-id).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Read lifecycle events (dispatch and payment steps) from the durable sink."""
+    """Read lifecycle events (dispatch and payment steps) from the durable sink: an admin's
+    key reads every tenant's, a creator's only their own tenants'."""
     from rich.table import Table
 
+    from claw402.control.authz import event_tenants
+    from claw402.control.keys import READ
+
     _, registry = open_registry(home)
-    tenant_id = None
     if tenant is not None:
-        found = registry.get(tenant)
-        if found is None:
-            fail(f"tenant {tenant!r} not found", as_json=json, code="tenant_not_found")
-        tenant_id = found.tenant_id
-    rows = registry.read_events(
-        tenant_id=tenant_id, kind=kind, request_id=request, limit=limit
-    )
+        found, _ = tenant_for(registry, tenant, api_key, READ, json)
+        tenant_ids: list[str] | None = [found.tenant_id]
+    else:
+        actor = actor_or_fail(registry.engine, api_key, READ, json)
+        tenant_ids = event_tenants(actor, registry.list_tenants())
+    if tenant_ids is None:
+        rows = registry.read_events(kind=kind, request_id=request, limit=limit)
+    else:  # the newest `limit` of the union: each tenant's newest `limit`, merged
+        merged = [
+            e
+            for tid in tenant_ids
+            for e in registry.read_events(tenant_id=tid, kind=kind, request_id=request, limit=limit)
+        ]
+        rows = sorted(merged, key=lambda e: e["id"])[-limit:]
     if json:
         emit_json({"ok": True, "events": rows})
         return

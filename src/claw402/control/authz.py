@@ -1,15 +1,18 @@
 """Who is acting, and may they: scopes per command, ownership per tenant.
 
 Until the first API key is issued the CLI is a local, single-operator tool and every command
-is open (the actor is `local`). From then on every mutating command needs a key with the
-right scope. `admin` implies every scope and every tenant; any key may read (`read` exists
-for keys that should do nothing else). A creator acts only on tenants whose `owner` is their
-user name; a tenant with no owner (deployed before keys existed) needs an admin key.
+is open (the actor is `local`). From then on every command needs a key with the right scope,
+reads included (events name payers, amounts and transactions). `admin` implies every scope
+and every tenant; any key may read (`read` exists for keys that should do nothing else). A
+creator acts on, and sees, only tenants whose `owner` is their user name; a tenant with no
+owner (deployed before keys existed) needs an admin key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -17,6 +20,17 @@ from claw402.control.errors import AuthError
 from claw402.control.keys import ADMIN, PREFIX, READ, SCOPES, authenticate, keys_exist
 
 API_KEY_ENV = "CLAW402_API_KEY"
+
+
+class Owned(Protocol):
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Owned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +88,24 @@ def require_owner(actor: Actor, owner: str | None, slug: str) -> None:
     raise AuthError(
         f"user {actor.name!r} does not own tenant {slug!r} ({why})", code="not_tenant_owner"
     )
+
+
+def reader(db: Engine | Connection, secret: str | None) -> Actor:
+    """The actor of a read command (`list`, `show`, `events`, `balance`): the `read` scope."""
+    return authorize(db, secret, READ)
+
+
+def may_read(actor: Actor, owner: str | None) -> bool:
+    """Whether `actor` may see a tenant owned by `owner` (its data, money and events)."""
+    return actor.is_admin or (owner is not None and owner == actor.name)
+
+
+def readable(actor: Actor, tenants: Iterable[T]) -> list[T]:
+    """The tenants `actor` may see: all for an admin (or the local operator), else their own."""
+    return [t for t in tenants if may_read(actor, t.owner)]
+
+
+def event_tenants(actor: Actor, tenants: Iterable[Owned]) -> list[str] | None:
+    """Whose events `actor` may read: None means every event (tenantless ones too, for an
+    admin), else only these tenants' ids."""
+    return None if actor.is_admin else [t.tenant_id for t in readable(actor, tenants)]

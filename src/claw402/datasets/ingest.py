@@ -57,6 +57,20 @@ _NESTED_RE = re.compile(r"^(STRUCT|MAP|UNION)\(|\]$|^JSON$")
 
 Progress = Callable[[int, int], None]
 
+FORMATS = ("csv", "json", "ndjson", "parquet")
+# The extensions that name a format; any other file needs its format said (--format): a
+# `notes.txt` of prose would otherwise become a one-column CSV with no rows.
+SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".json": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
 
 class IngestError(ValueError):
     """The file cannot become a dataset; the message names the line or field and says why."""
@@ -76,14 +90,20 @@ def ingest(
     source: Path,
     dest_dir: Path,
     *,
+    fmt: str | None = None,
     key: str | None = None,
+    allow_empty: bool = False,
     progress: Progress | None = None,
 ) -> IngestResult:
-    """Convert `source` into `dest_dir/data.duckdb`; on failure leave nothing in dest_dir."""
+    """Convert `source` into `dest_dir/data.duckdb`; on failure leave nothing in dest_dir.
+
+    `fmt` says what the file is when its extension does not; a file with no rows is refused
+    unless `allow_empty` (an API over nothing is a mistake more often than a wish).
+    """
     source, dest_dir = Path(source), Path(dest_dir)
     try:
         size = source.stat().st_size
-        fmt = detect_format(source)
+        fmt = detect_format(source, fmt)
     except OSError as exc:
         raise IngestError(f"cannot read {source.name}: {exc.strerror}") from None
     created_dir = not dest_dir.exists()
@@ -115,6 +135,11 @@ def ingest(
             if key is not None:
                 _index_key(con, key)
             rows = con.execute("SELECT count(*) FROM out.data").fetchone()[0]  # type: ignore[index]
+            if rows == 0 and not allow_empty:
+                raise IngestError(
+                    f"{source.name} has no rows ({len(columns)} columns): pass --allow-empty "
+                    "to deploy an empty dataset"
+                )
             strings = [c.name for c in columns if c.type == "string"]
             written = search.write(con, "out.data", strings, dest_dir, f".ingest-{token}.")
             con.execute("CHECKPOINT out")
@@ -142,25 +167,31 @@ def ingest(
     return IngestResult(path=final, format=fmt, rows=rows, bytes=size, columns=columns, key=key)
 
 
-def detect_format(source: Path) -> str:
-    """By extension, confirmed or overruled by the first bytes."""
+def detect_format(source: Path, declared: str | None = None) -> str:
+    """The format `declared`, else the one the extension names; the first bytes refine it
+    (Parquet's magic, NDJSON in a .json file). Raises `IngestError` for any other file."""
+    if declared is not None and declared not in FORMATS:
+        raise IngestError(f"unknown format {declared!r}: choose one of {', '.join(FORMATS)}")
     with open(source, "rb") as handle:
         head = handle.read(4096)
     if not head.strip(b" \t\r\n\xef\xbb\xbf"):
         raise IngestError(f"{source.name} is empty")
     suffix = source.suffix.lower()
+    fmt = declared or SUFFIXES.get(suffix)
+    if fmt is None:
+        named = f"the extension {suffix!r}" if suffix else "a name with no extension"
+        raise IngestError(
+            f"{source.name}: {named} names none of the formats (csv, json, ndjson, parquet: "
+            f"{' '.join(SUFFIXES)}): say what it is with --format {'|'.join(FORMATS)}"
+        )
     if head.startswith(b"PAR1"):
         return "parquet"
-    if suffix in (".parquet", ".pq"):
+    if fmt == "parquet":
         raise IngestError(f"{source.name} is not a valid Parquet file (no PAR1 header)")
     first = head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]
-    if suffix in (".ndjson", ".jsonl") or (suffix == ".json" and first == b"{"):
-        return "ndjson"
-    if suffix == ".json":
-        return "json"
-    if suffix in (".csv", ".tsv", ".txt", ".tab"):
-        return "csv"
-    return {b"[": "json", b"{": "ndjson"}.get(first, "csv")
+    if fmt == "json" and first == b"{":
+        return "ndjson"  # one object per line, in a .json file
+    return fmt
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ the new folder, so bad input changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import uuid
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claw402.config import Settings
-from claw402.datasets.ingest import ingest
+from claw402.datasets.ingest import IngestError, detect_format, ingest
 from claw402.dispatch.naming import (
     InvalidHost,
     InvalidName,
@@ -50,6 +51,8 @@ class DeployRequest:
     worker_name: str | None = None
     owner: str | None = None
     host_status: str = HOST_OPEN  # what the hosts this deploy adds start as
+    format: str | None = None  # what the file is, when its extension does not say
+    allow_empty: bool = False  # deploy a dataset with no rows
 
 
 class HostRefused(RegistryError):
@@ -152,10 +155,18 @@ def deploy(
         else (existing.dataset.key if existing and existing.dataset else None)
     )
 
-    folder = settings.datasets_dir / spec.slug / uuid.uuid4().hex
+    try:  # an unknown format is refused before any folder exists
+        fmt = detect_format(source, request.format)
+    except OSError as exc:
+        raise IngestError(f"cannot read {source.name}: {exc.strerror}") from None
+
+    tenant_dir = settings.datasets_dir / spec.slug
+    folder = tenant_dir / uuid.uuid4().hex
     folder.mkdir(parents=True)
     try:
-        result = ingest(source, folder, key=key, progress=progress)
+        result = ingest(
+            source, folder, fmt=fmt, key=key, allow_empty=request.allow_empty, progress=progress
+        )
         tenant = registry.deploy(
             spec,
             NewVersion(
@@ -170,6 +181,8 @@ def deploy(
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a new tenant's folder: empty, so not left behind
+            tenant_dir.rmdir()
         raise
     for old in registry.prune_versions(spec.slug, KEEP_VERSIONS):
         shutil.rmtree(Path(old.data_path).parent, ignore_errors=True)
