@@ -33,8 +33,11 @@ def test_migrate_stamps_head_and_then_skips_alembic(database_url):
 def test_migrate_upgrades_an_older_schema(database_url):
     engine = make_engine(database_url)
     migrate(engine)
-    with engine.begin() as conn:  # as if the last three migrations had not run yet
+    with engine.begin() as conn:  # as if the migrations after 0003 had not run yet
         conn.execute(sa.text("DROP INDEX ix_events_settled"))
+        conn.execute(sa.text("DROP INDEX ix_events_request_id"))
+        conn.execute(sa.text("DROP INDEX ix_events_correlation_id"))
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN correlation_id"))
         conn.execute(sa.text("ALTER TABLE events DROP COLUMN steps"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
     assert current_revisions(engine) == ["0003"]
@@ -43,7 +46,8 @@ def test_migrate_upgrades_an_older_schema(database_url):
     inspector = sa.inspect(engine)
     indexes = {ix["name"] for ix in inspector.get_indexes("events")}
     assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
-    assert "steps" in {column["name"] for column in inspector.get_columns("events")}
+    assert {"ix_events_request_id", "ix_events_correlation_id"} <= indexes  # 0009
+    assert {"steps", "correlation_id"} <= {c["name"] for c in inspector.get_columns("events")}
     engine.dispose()
 
 

@@ -243,9 +243,13 @@ def events_command(
     ] = None,
     kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
     request: Annotated[
-        str | None, typer.Option("--request", help="Only this request's (its x-request-id).")
+        str | None,
+        typer.Option("--request", help="Only this request's: its x-request-id, or the "
+                     "x-correlation-id its caller sent (all the requests that share it)."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10000, help="The newest N requests, each with all its events.")
+    ] = 50,
     home: Home = None,
     json: Json = False,
 ) -> None:
