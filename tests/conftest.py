@@ -12,7 +12,22 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from procs import RUN_MARKER, wait_for_no_leftovers
+
 POSTGRES_URL = os.environ.get("CLAW402_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+# Every process this test process starts inherits it: what is still alive at the end leaked.
+os.environ[RUN_MARKER] = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_processes() -> Iterator[None]:
+    """Fail the run if a 402claw, anvil or workerd process it started outlives it (set up
+    first, so torn down after every other session fixture)."""
+    yield
+    leaked = wait_for_no_leftovers(os.environ[RUN_MARKER])
+    assert not leaked, "processes the tests started are still running:\n" + "\n".join(leaked)
 
 
 def free_port() -> int:

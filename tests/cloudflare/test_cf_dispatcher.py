@@ -135,14 +135,16 @@ def test_limits_passed_per_plan_and_override(client, edge):
 def test_request_id_and_headers(client):
     r = client.get("/t/acme/v1/records", headers={"x-request-id": "trace-123",
                                                   "x-claw402-root-url": "http://evil"})
-    assert r.headers["x-request-id"] == "trace-123"
+    rid = r.headers["x-request-id"]  # always the dispatcher's own; the caller's correlates
+    assert rid != "trace-123" and len(rid) == 32
+    assert r.headers["x-correlation-id"] == "trace-123"
     seen = r.json()["headers"]
-    assert seen["x-request-id"] == "trace-123"  # the tenant logs the same id
+    assert seen["x-request-id"] == rid  # the tenant logs the same id
     assert seen["x-claw402-root-url"].endswith("/t/acme")  # a caller cannot choose it
     assert r.headers["x-tenant-id"] == "tnt_acme"  # the tenant cannot spoof it
     bad = client.get("/t/acme/", headers={"x-request-id": "bad id with spaces"})
     assert bad.headers["x-request-id"] != "bad id with spaces"
-    assert len(bad.headers["x-request-id"]) == 32
+    assert len(bad.headers["x-request-id"]) == 32 and "x-correlation-id" not in bad.headers
     health = client.get("/healthz", headers={"host": "api.acme.test"})
     assert health.json() == {"ok": True} and "x-tenant-id" not in health.headers
 
@@ -158,13 +160,14 @@ def test_priced_route_without_facilitator_is_402(client):
 
 def test_lifecycle_events(client, edge):
     r = client.get("/t/acme/v1/records", headers={"x-request-id": "ev-1"})
-    client.get("/t/crash/x", headers={"x-request-id": "ev-2"})
-    client.get("/t/nobody/", headers={"x-request-id": "ev-3"})
+    crash = client.get("/t/crash/x", headers={"x-request-id": "ev-2"})
+    miss = client.get("/t/nobody/")
+    ids = [a.headers["x-request-id"] for a in (r, crash, miss)]
     events = wait_for(lambda: edge.records("events"), 5)
-    assert [(e["type"], e["requestId"]) for e in events] == [
-        ("dispatch_start", "ev-1"), ("dispatch_success", "ev-1"),
-        ("dispatch_start", "ev-2"), ("dispatch_failure", "ev-2"),
-        ("dispatch_failure", "ev-3"),
+    assert [(e["type"], e["requestId"], e.get("correlationId")) for e in events] == [
+        ("dispatch_start", ids[0], "ev-1"), ("dispatch_success", ids[0], "ev-1"),
+        ("dispatch_start", ids[1], "ev-2"), ("dispatch_failure", ids[1], "ev-2"),
+        ("dispatch_failure", ids[2], None),
     ]
     python_shape = set(ev.event(ev.DISPATCH_SUCCESS, "x", None))
     for e in events:

@@ -45,14 +45,18 @@ def test_events_reach_the_registry(registry):
         with LocalEdge(dispatcher, [js_worker("tenant-acme-worker", ECHO)],
                        events_to_recorder=False,
                        secrets={"claw402-dispatcher": {"EVENTS_TOKEN": TOKEN}}) as edge:
-            assert httpx.get(f"{edge.url}/t/acme/", headers={"x-request-id": "e-1"}).text == "hi"
-            httpx.get(f"{edge.url}/t/nobody/", headers={"x-request-id": "e-2"})
+            hit = httpx.get(f"{edge.url}/t/acme/", headers={"x-request-id": "e-1"})
+            assert hit.text == "hi"
+            miss = httpx.get(f"{edge.url}/t/nobody/", headers={"x-request-id": "e-2"})
             deadline = time.monotonic() + 5
             while len(registry.read_events()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.02)
     events = registry.read_events()
-    assert [(e["type"], e["requestId"]) for e in events] == [
-        ("dispatch_start", "e-1"), ("dispatch_success", "e-1"), ("dispatch_failure", "e-2")]
+    hit_id, miss_id = hit.headers["x-request-id"], miss.headers["x-request-id"]
+    assert [(e["type"], e["requestId"], e["correlationId"]) for e in events] == [
+        ("dispatch_start", hit_id, "e-1"), ("dispatch_success", hit_id, "e-1"),
+        ("dispatch_failure", miss_id, "e-2")]
+    assert [e["requestId"] for e in registry.read_events(request_id="e-1")] == [hit_id] * 2
     assert events[1]["tenantId"] == tenant.tenant_id and events[1]["source"] == "edge"
     assert registry.read_events(tenant_id=tenant.tenant_id, kind="dispatch_success")[0][
         "limits"]["cpuMs"] == 200

@@ -66,10 +66,11 @@ def test_paid_call_settles_and_returns_the_data(edge):
     assert receipt.success and receipt.transaction.startswith("0x")
     assert receipt.payer == payer.address and receipt.network == edge.chain.network
     assert edge.chain.balance(edge.config.treasury) - before == 10_000
-    kinds = [e["type"] for e in edge.edge.records("events") if e["requestId"] == "paid-1"]
+    rid = r.headers["x-request-id"]
+    kinds = [e["type"] for e in edge.edge.records("events") if e["requestId"] == rid]
     assert kinds == ["dispatch_start", "payment_verified", "payment_settled", "dispatch_success"]
     settled = next(e for e in edge.edge.records("events") if e["type"] == "payment_settled"
-                   and e["requestId"] == "paid-1")
+                   and e["requestId"] == rid)
     assert settled["details"]["transaction"] == receipt.transaction
     assert settled["details"]["payer"] == payer.address and settled["details"]["amount"] == "10000"
 
@@ -85,7 +86,7 @@ def test_edge_settlement_is_credited_by_reconcile_from_its_events(edge):
     payer = edge.payer()
     r = edge.get(PAGE, edge.sign(payer, "alpha"), headers={"x-request-id": "paid-ledger"})
     assert r.status_code == 200, r.text
-    sent = [e for e in edge.edge.records("events") if e["requestId"] == "paid-ledger"]
+    sent = [e for e in edge.edge.records("events") if e.get("correlationId") == "paid-ledger"]
     settled = next(e for e in sent if e["type"] == "payment_settled")
     assert settled["details"]["nonce"].startswith("0x") and len(settled["details"]["nonce"]) == 66
     assert edge.registry is not None and edge.config is not None

@@ -6,7 +6,9 @@ from urllib.parse import quote, urlencode
 
 import orjson
 import pytest
+from typer.testing import CliRunner
 
+from claw402.cli.main import app
 from claw402.datasets.engine import Engine
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
@@ -64,20 +66,56 @@ def test_unknown_tenant(runtime, path):
 
 
 def test_request_ids(runtime):
+    # A caller's well-formed id is echoed as a correlation id; the request id is always ours.
     r = runtime.get("/t/cities/v1/schema", headers={"x-request-id": "contract-1"})
-    assert r.headers["x-request-id"] == "contract-1"
+    assert r.headers["x-request-id"] not in ("", "contract-1")
+    assert r.headers["x-correlation-id"] == "contract-1"
     bad = runtime.get("/t/cities/v1/schema", headers={"x-request-id": "no spaces allowed"})
     assert bad.headers["x-request-id"] not in ("", "no spaces allowed")
+    assert "x-correlation-id" not in bad.headers
     missing = runtime.get("/t/cities/v1/records/999999", headers={"x-request-id": "contract-2"})
-    assert missing.json()["requestId"] == "contract-2"
+    assert missing.json()["requestId"] == missing.headers["x-request-id"] != "contract-2"
     health = runtime.get("/healthz", headers={"x-request-id": "contract-3"})
-    assert health.json() == {"ok": True} and health.headers["x-request-id"] == "contract-3"
+    assert health.json() == {"ok": True} and health.headers["x-correlation-id"] == "contract-3"
+    assert health.headers["x-request-id"] != "contract-3"
+
+
+def test_calls_sharing_a_caller_id_stay_apart(runtime, contract_home, monkeypatch):
+    """Two calls sent with the same x-request-id are two requests: each has its own id in
+    the answer and the events, and `402claw events --request` finds them by either id."""
+    shared = f"agent-run-{runtime.name}"
+    calls = [runtime.get("/t/nokey/v1/records?_limit=1", headers={"x-request-id": shared}),
+             runtime.get("/t/nokey/v1/records/1", headers={"x-request-id": shared})]
+    ids = [r.headers["x-request-id"] for r in calls]
+    assert len(set(ids)) == 2 and shared not in ids
+    assert [r.headers["x-correlation-id"] for r in calls] == [shared, shared]
+    assert calls[1].status_code == 404 and calls[1].json()["requestId"] == ids[1]
+    trails = [runtime.events(rid, 2) for rid in ids]
+    for rid, trail in zip(ids, trails, strict=True):
+        assert [e["type"] for e in trail] == ["dispatch_start", "dispatch_success"]
+        assert {(e["requestId"], e["correlationId"]) for e in trail} == {(rid, shared)}
+    if runtime.name == "workerd":  # the Worker's events reach the sink through the gateway
+        contract_home.registry.write_events(
+            [{**e, "source": "edge"} for trail in trails for e in trail])
+    monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
+
+    def cli_events(request: str) -> list[dict]:
+        result = CliRunner().invoke(app, ["events", "--request", request, "--json",
+                                          "--home", str(contract_home.settings.home)])
+        assert result.exit_code == 0, result.output
+        return orjson.loads(result.stdout)["events"]
+
+    by_shared = cli_events(shared)
+    assert [e["requestId"] for e in by_shared] == [ids[0], ids[0], ids[1], ids[1]]
+    by_own = cli_events(ids[1])
+    assert [(e["type"], e["correlationId"]) for e in by_own] == [
+        ("dispatch_start", shared), ("dispatch_success", shared)]
 
 
 def test_lifecycle_events(runtime):
     tenant = runtime.tenants["nokey"]
-    runtime.get("/t/nokey/v1/records?_limit=1", headers={"x-request-id": f"ev-{runtime.name}"})
-    start, success = runtime.events(f"ev-{runtime.name}", 2)
+    r = runtime.get("/t/nokey/v1/records?_limit=1")
+    start, success = runtime.events(r.headers["x-request-id"], 2)
     assert start["type"] == "dispatch_start" and success["type"] == "dispatch_success"
     for e in (start, success):
         assert e["tenantId"] == tenant.tenant_id and e["workerName"] == tenant.worker_name
@@ -85,8 +123,9 @@ def test_lifecycle_events(runtime):
     assert start["details"] == {"path": "/v1/records"}
     assert success["status"] == 200 and success["reason"] is None
     assert success["durationMs"] >= 0
-    runtime.get("/t/nobody/", headers={"x-request-id": f"ev-miss-{runtime.name}"})
-    (miss,) = runtime.events(f"ev-miss-{runtime.name}", 1)
+    r = runtime.get("/t/nobody/", headers={"x-request-id": f"ev-miss-{runtime.name}"})
+    (miss,) = runtime.events(r.headers["x-request-id"], 1)
+    assert miss["correlationId"] == f"ev-miss-{runtime.name}"
     assert (miss["type"], miss["status"], miss["reason"], miss["tenantId"]) == (
         "dispatch_failure", 404, "tenant_not_found", None)
 

@@ -177,6 +177,8 @@ def test_read_commands_need_a_key_and_show_only_the_keys_tenants(cli, tmp_path, 
     assert tenants_in(bobs) == {ids["bobco"]}
     assert cli("events", "--tenant", "acme", ok=False, key=bob)["error"] == "not_tenant_owner"
     assert tenants_in(cli("events", "--tenant", "acme", key=alice)["events"]) == {ids["acme"]}
-    assert cli("events", "--limit", "1", key=alice)["events"][-1] == (
-        cli("events", "--tenant", "acme", "--limit", "1", key=alice)["events"][-1]
-    )
+    newest = cli("events", "--limit", "1", key=alice)["events"]
+    assert newest == cli("events", "--tenant", "acme", "--limit", "1", key=alice)["events"]
+    # --limit counts requests: one whole trail (start and end), never half of one
+    assert len({e["requestId"] for e in newest}) == 1
+    assert newest[0]["type"] == "dispatch_start" and len(newest) >= 2

@@ -35,9 +35,12 @@ def test_records_by_host_and_request_id_echo(served):
         {"city": "Osaka", "population": 2752412},
         {"city": "Nagoya", "population": 2332176},
     ]
-    assert r.headers["x-request-id"] == "trace-123"
+    # The caller's id is a correlation id: the request has one of our own.
+    assert r.headers["x-correlation-id"] == "trace-123"
+    assert r.headers["x-request-id"] != "trace-123" and len(r.headers["x-request-id"]) >= 16
     bad = served.client.get("/healthz", headers={"x-request-id": "bad id\twith spaces"})
     assert bad.headers["x-request-id"] != "bad id\twith spaces"
+    assert "x-correlation-id" not in bad.headers
 
 
 def test_pagination_walks_every_row_once(served):
@@ -187,7 +190,8 @@ def test_events_reach_the_durable_sink(served):
         if len(events) >= 3:
             break
         time.sleep(0.02)
-    mine = [e for e in events if e["requestId"] == "evt-1"]
+    mine = [e for e in events if e["requestId"] == r.headers["x-request-id"]]
+    assert {e["correlationId"] for e in mine} == {"evt-1"}
     assert [e["type"] for e in mine] == ["dispatch_start", "dispatch_success"]
     assert mine[0]["id"] == mine[1]["id"]  # one request, one row
     assert mine[0]["details"] == {"path": "/v1/records"} and mine[0]["ts"] <= mine[1]["ts"]

@@ -57,19 +57,24 @@ def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
         return await run_tenant(*args)
 
     gateway._run_tenant = counted  # type: ignore[method-assign]
-    ids = ["first", "second", "third"]
-    answers = [client.get("/t/cities/v1/records", headers={"x-request-id": i}) for i in ids]
+    # The caller sends one id on every call: each answer, replayed or not, has its own.
+    answers = [client.get("/t/cities/v1/records", headers={"x-request-id": "agent-run"})
+               for _ in range(3)]  # fmt: skip
     assert guarded == 1  # the second and third calls were replays
     first = answers[0]
+    ids = [r.headers["x-request-id"] for r in answers]
+    assert len(set(ids)) == 3 and "agent-run" not in ids
     for r, rid in zip(answers, ids, strict=True):
         assert r.status_code == 402
-        assert r.headers["x-request-id"] == rid == r.json()["requestId"]
+        assert r.json()["requestId"] == rid
+        assert r.headers["x-correlation-id"] == "agent-run"
         assert r.headers["payment-required"] == first.headers["payment-required"]
         assert r.headers["x-tenant-id"] == first.headers["x-tenant-id"]
         assert {**r.json(), "requestId": "-"} == {**first.json(), "requestId": "-"}
         assert int(r.headers["content-length"]) == len(r.content)
     by_request = trails(registry, ids)
-    full = by_request["first"]
+    full = by_request[ids[0]]
+    assert {e["correlationId"] for e in full} == {"agent-run"}
     assert [e["type"] for e in full] == ["dispatch_start", "payment_challenge",
                                          "dispatch_success"]  # fmt: skip
     for rid in ids[1:]:

@@ -3,6 +3,11 @@ once, and a gateway start reconciles what a crashed one left behind."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 from ledgerkit import assert_invariants, insert_claim, make_tenant, settle_on_chain, sync
 
 from claw402.chain.token import usdc
@@ -39,15 +44,36 @@ def test_a_paid_call_is_credited_at_settlement(tmp_path, database_url):
         assert_invariants(stack.registry.engine, chain, chain.treasury.address)
 
 
+@contextmanager
+def started(settings: Settings) -> Iterator[Any]:
+    """The gateway `402claw serve` builds, shut down as its server does (ASGI lifespan), which
+    stops its event writer child."""
+    from claw402.gateway.server import build_app
+
+    app = build_app(settings)
+    try:
+        yield app
+    finally:
+        steps = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+        async def receive() -> dict[str, str]:
+            return next(steps)
+
+        async def send(message: Any) -> None:
+            pass
+
+        asyncio.run(app({"type": "lifespan"}, receive, send))
+        app.registry.close()
+
+
 def test_gateway_start_posts_what_a_crashed_gateway_missed(
     tmp_path, database_url, chain, monkeypatch
 ):
-    from claw402.gateway.server import build_app
-
     treasury = chain.treasury.address  # the dev chain's treasury, as `402claw dev` sets it
     engine = make_engine(database_url)
     settings = Settings(home=tmp_path, database_url=database_url)
-    build_app(settings)  # migrates; no CLAW402_* payment variables yet: no reconcile
+    with started(settings):  # migrates; no CLAW402_* payment variables yet: no reconcile
+        pass
     tenant = make_tenant(engine, "acme")
     payer = Wallet.create()
     chain.fund(payer.address, usdc(1))
@@ -72,6 +98,7 @@ def test_gateway_start_posts_what_a_crashed_gateway_missed(
         "CLAW402_RPC_URL": chain.rpc_url,
     }.items():
         monkeypatch.setenv(name, value)
-    build_app(settings)
+    with started(settings):
+        pass
     assert balance(engine, tenant.tenant_id).earned == 10_000
     assert_invariants(engine, chain, treasury)

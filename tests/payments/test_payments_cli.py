@@ -24,6 +24,8 @@ from paidstack import free_port
 
 from claw402.chain.token import Token
 from claw402.chain.tx import connect
+from procs import run as run_reaped
+from procs import running
 
 CLI = str(Path(sys.executable).with_name("402claw"))
 PRICE = 1000  # $0.001 in atomic units
@@ -35,7 +37,7 @@ def user_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+    return run_reaped([CLI, *args], env=env, timeout=120)
 
 
 class Output:
@@ -77,19 +79,14 @@ def refused(address: str) -> bool:
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[tuple[dict[str, Any], dict[str, str], subprocess.Popen[bytes]]]:
     env = user_env(tmp_path / "home")
-    proc = subprocess.Popen(
+    with running(
         [CLI, "dev", "--json", "--port", "0"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-    )
-    try:
+    ) as proc:
         yield read_ready_line(proc), env, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_dev_deploy_call_and_ctrl_c(dev, tmp_path: Path) -> None:
@@ -207,7 +204,7 @@ def test_facilitator_serve_on_the_dev_chain(dev) -> None:
     info, env, _ = dev
     signer = info["payers"][2]
     port = free_port()
-    proc = subprocess.Popen(
+    with running(
         [CLI, "facilitator", "serve", "--rpc-url", info["rpc_url"], "--private-key-env",
          "GAS_KEY", "--network", info["network"], "--port", str(port)],
         env={**env, "GAS_KEY": signer["private_key"]},
@@ -215,8 +212,7 @@ def test_facilitator_serve_on_the_dev_chain(dev) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
-    try:
+    ) as proc:  # fmt: skip
         deadline = time.monotonic() + 30
         while refused(f"http://127.0.0.1:{port}/supported"):
             assert proc.poll() is None, proc.communicate()[1]
@@ -228,9 +224,6 @@ def test_facilitator_serve_on_the_dev_chain(dev) -> None:
             ("batch-settlement", info["network"]),
         ]
         assert signer["address"] in json.dumps(supported["signers"])
-    finally:
-        proc.terminate()
-        proc.wait(10)
     wrong = run("facilitator", "serve", "--rpc-url", info["rpc_url"], "--private-key-env",
                 "GAS_KEY", "--network", "eip155:8453", env={**env, "GAS_KEY": "0x" + "11" * 32})
     assert wrong.returncode != 0 and "8453" in wrong.stderr + wrong.stdout  # fmt: skip
@@ -247,14 +240,13 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
 
 
 def test_dev_prints_one_whole_ready_line(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
+    with running(
         [CLI, "dev", "--port", "0"],
         env=user_env(tmp_path / "home"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
-    try:
+    ) as proc:
         stdout, stderr = Output(proc.stdout), Output(proc.stderr)
         ready = stdout.until(lambda t: t.decode() if t.endswith(b"\n") else None)
         fields = ready.split()
@@ -269,7 +261,3 @@ def test_dev_prints_one_whole_ready_line(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and out == b""  # nothing more on stdout: one ready line
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -71,8 +71,10 @@ def test_each_402_carries_its_own_request_id_and_the_resource_as_addressed(stack
     traced = stack.get("/t/alpha/v1/records", headers={"x-request-id": "agent-run-7"})
     fresh = stack.get("/t/alpha/v1/records")
     by_host = stack.get("/v1/records", headers={"host": "alpha.test"})
-    assert traced.json()["requestId"] == traced.headers["x-request-id"] == "agent-run-7"
+    assert traced.json()["requestId"] == traced.headers["x-request-id"] != "agent-run-7"
+    assert traced.headers["x-correlation-id"] == "agent-run-7"
     assert fresh.json()["requestId"] == fresh.headers["x-request-id"] != "agent-run-7"
+    assert "x-correlation-id" not in fresh.headers
     for r in (traced, fresh, by_host):
         assert r.status_code == 402
         assert int(r.headers["content-length"]) == len(r.content)

@@ -19,6 +19,7 @@ from paidstack import Stack, free_port
 
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
+from procs import running
 
 PRICE_A = usdc("0.01")
 CLI = str(Path(sys.executable).with_name("402claw"))
@@ -44,16 +45,15 @@ def serve_env(stack: Stack) -> dict[str, str]:
 @contextmanager
 def served(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
-    proc = subprocess.Popen(
+    with running(
         [CLI, "serve", "--port", str(port)],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    ) as proc:
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, proc.communicate()[0]
@@ -65,10 +65,6 @@ def served(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             assert time.monotonic() < deadline, "402claw serve did not start"
             time.sleep(0.05)
         yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_serve_takes_payments_and_keeps_every_event_when_stopped(stack: Stack, payer: Wallet):

@@ -50,8 +50,9 @@ def test_migrate_upgrades_an_older_schema(database_url):
     inspector = sa.inspect(engine)
     indexes = {ix["name"] for ix in inspector.get_indexes("events")}
     assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
-    assert "steps" in {column["name"] for column in inspector.get_columns("events")}
+    assert {"ix_events_request_id", "ix_events_correlation_id"} <= indexes  # 0009
     assert "payment_channels" in inspector.get_table_names()
+    assert {"steps", "correlation_id"} <= {c["name"] for c in inspector.get_columns("events")}
     engine.dispose()
 
 

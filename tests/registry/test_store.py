@@ -224,22 +224,76 @@ def test_filters_find_the_events_inside_a_row(registry):
     assert [e["type"] for e in registry.read_events(request_id="r2")] == [
         "dispatch_start", "payment_verified", "payment_settled", "dispatch_success",
     ]  # fmt: skip
-    assert len(registry.read_events(tenant_id=tenant.tenant_id, limit=5)) == 5
-    newest = registry.read_events(limit=3)
-    assert [e["type"] for e in newest] == ["payment_settled", "dispatch_success",
-                                           "payment_settled"]  # fmt: skip
+    # `limit` counts requests, each with its whole trail.
+    assert len(registry.read_events(tenant_id=tenant.tenant_id, limit=5)) == 8
+    assert [e["requestId"] for e in registry.read_events(tenant_id=tenant.tenant_id, limit=1)] == [
+        "r2"] * 4  # fmt: skip
+    newest = registry.read_events(limit=2)
+    assert [e["requestId"] for e in newest] == ["r2"] * 4 + ["e1"]
+
+
+def _edge(rid, ts, kind="dispatch_start", **fields):
+    return {"type": kind, "ts": ts, "requestId": rid, "tenantId": None, "source": "edge", **fields}
+
+
+def test_limit_counts_requests_and_never_cuts_a_trail(registry):
+    # The edge reports each event as a row of its own: two requests' rows interleave.
+    registry.write_events([_edge("a", 1.0), _edge("b", 2.0), _edge("a", 3.0, "payment_challenge"),
+                           _edge("b", 4.0, "dispatch_success"),
+                           _edge("a", 5.0, "dispatch_success")])  # fmt: skip
+    registry.write_trails([[_edge("c", 6.0)]])
+    assert [(e["requestId"], e["ts"]) for e in registry.read_events(limit=2)] == [
+        ("a", 1.0), ("a", 3.0), ("a", 5.0), ("c", 6.0)]  # fmt: skip
+    assert [e["requestId"] for e in registry.read_events(limit=1)] == ["c"]
+    assert [e["requestId"] for e in registry.read_events(limit=3)] == ["b", "b"] + ["a"] * 3 + [
+        "c"]  # fmt: skip
+    # A request's first event far behind the newest rows is still found.
+    registry.write_events([_edge(f"n{i}", 10.0 + i) for i in range(300)])
+    registry.write_events([_edge("a", 400.0, "payment_settled")])
+    assert [e["ts"] for e in registry.read_events(limit=1)] == [1.0, 3.0, 5.0, 400.0]
+    assert len(registry.read_events(limit=10_000)) == 307  # every event of every request
+    assert [e["ts"] for e in registry.read_events(kind="dispatch_success", limit=1)] == [5.0]
 
 
 def test_a_trail_longer_than_a_row_holds_goes_on_in_the_next_row(registry):
     from claw402.registry.store import MAX_TRAIL
 
-    # A caller may send the same x-request-id on every call: its events still all arrive.
-    trail = [{"type": "dispatch_start", "ts": float(i), "requestId": "same", "tenantId": None}
+    trail = [{"type": "dispatch_start", "ts": float(i), "requestId": "same", "tenantId": None,
+              "correlationId": "agent-1" if i == 0 else None}
              for i in range(MAX_TRAIL * 2 + 3)]  # fmt: skip
     registry.write_trails([trail])
-    stored = registry.read_events(limit=1000)
+    stored = registry.read_events(limit=1)  # one request, its whole trail
     assert [e["ts"] for e in stored] == [float(i) for i in range(MAX_TRAIL * 2 + 3)]
     assert len({e["id"] for e in stored}) == 3
+    assert {e["correlationId"] for e in stored} == {"agent-1"}  # every row keeps it
+
+
+def test_a_request_is_found_by_its_own_id_or_the_callers(registry):
+    from claw402.dispatch.events import compact
+
+    # Two calls sent with the same x-request-id are two requests with their own ids.
+    registry.write_compact_trails([
+        [compact("dispatch_start", "own-1", None, correlation_id="agent-7", path="/a"),
+         compact("dispatch_success", "own-1", None, status=200)],
+        [compact("dispatch_start", "own-2", None, correlation_id="agent-7", path="/b"),
+         compact("dispatch_success", "own-2", None, status=402)],
+        [compact("dispatch_start", "own-3", None, path="/c")],
+    ])  # fmt: skip
+    registry.write_events([_edge("edge-1", 1.0, correlationId="agent-7"),
+                           _edge("edge-1", 2.0, "dispatch_success", correlationId="agent-7")])
+    shared = registry.read_events(request_id="agent-7")
+    assert [e["requestId"] for e in shared] == ["own-1", "own-1", "own-2", "own-2", "edge-1",
+                                                "edge-1"]  # fmt: skip
+    assert {e["correlationId"] for e in shared} == {"agent-7"}
+    assert [e["requestId"] for e in registry.read_events(request_id="agent-7", limit=1)] == [
+        "edge-1", "edge-1"]  # fmt: skip
+    own = registry.read_events(request_id="own-2")
+    assert [(e["type"], e["correlationId"]) for e in own] == [
+        ("dispatch_start", "agent-7"), ("dispatch_success", "agent-7")]  # fmt: skip
+    assert own[0]["details"] == {"path": "/b"}
+    (alone,) = registry.read_events(request_id="own-3")
+    assert "correlationId" not in alone
+    assert registry.read_events(request_id="nobody") == []
 
 
 def test_a_trail_of_compact_tuples_is_stored_as_its_records_would_be(registry):
@@ -250,7 +304,7 @@ def test_a_trail_of_compact_tuples_is_stored_as_its_records_would_be(registry):
     route = route_for(tenant_id="tnt_1", slug="acme", worker_name="tenant-acme", plan="pro")
     other = route_for(tenant_id="tnt_1", slug="acme", worker_name="tenant-acme", plan="free")
     trails = [
-        [compact("dispatch_start", "r1", route, path="/v1/records"),
+        [compact("dispatch_start", "r1", route, correlation_id="agent-7", path="/v1/records"),
          compact("payment_challenge", "r1", route, status=402),
          compact("dispatch_success", "r1", route, status=402, duration_ms=0.123456)],
         [compact("dispatch_start", "r2", None, path="/x"),
@@ -263,10 +317,16 @@ def test_a_trail_of_compact_tuples_is_stored_as_its_records_would_be(registry):
     with registry.engine.connect() as conn:
         rows = conn.execute(
             sa.select(events.c.ts, events.c.type, events.c.request_id, events.c.tenant_id,
-                      events.c.data, events.c.steps).order_by(events.c.id)
+                      events.c.data, events.c.steps, events.c.correlation_id)
+            .order_by(events.c.id)
         ).all()  # fmt: skip
     assert rows[:3] == rows[3:]
-    stored = registry.read_events(limit=100)[:7]
+    assert [row.correlation_id for row in rows[:3]] == ["agent-7", None, None]
+    # Each request's two rows (its ids written twice) read back together, in order; the row's
+    # correlation id goes with every event of its request.
+    stored = registry.read_events(limit=100)
+    correlated = [{**expand(item), "correlationId": "agent-7"} for item in trails[0]]
     assert [{k: v for k, v in e.items() if k != "id"} for e in stored] == [
-        expand(item) for trail in trails for item in trail
+        *correlated, *correlated,
+        *(expand(item) for trail in trails[1:] for item in [*trail, *trail])
     ]

@@ -30,6 +30,17 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _need_anvil(as_json: bool = False) -> None:
+    """Find anvil before anything starts: an installed 402claw fetches its Node tools on first
+    use (and says so), or stops here with the command that installs npm."""
+    from claw402.nodetools import NodeToolMissing, binary
+
+    try:
+        binary("anvil")
+    except NodeToolMissing as exc:
+        fail(str(exc), as_json=as_json, code="node_tools_missing")
+
+
 def dev_command(
     port: Annotated[int, typer.Option(help="Gateway port (0 picks a free one).")] = 8402,
     facilitator_port: Annotated[int, typer.Option(help="Facilitator port (0 = free).")] = 0,
@@ -45,6 +56,7 @@ def dev_command(
     from claw402.devstack import start_dev_stack
     from claw402.gc_tuning import tune_gc
 
+    _need_anvil(json)
     settings = load_settings(home)
     if (other := devfile.running(settings.home)) is not None:  # before starting anything
         fail(
@@ -111,6 +123,7 @@ def demo_command(
     """Deploy a sample dataset, call it unpaid, pay, get data, show settlement and earnings."""
     from claw402.devstack import start_dev_stack
 
+    _need_anvil()
     with tempfile.TemporaryDirectory(prefix="402claw-demo-") as scratch:
         settings = load_settings(home or Path(scratch))
         with console.status("starting anvil, the token, the facilitator and the gateway"):

@@ -262,9 +262,13 @@ def events_command(
     ] = None,
     kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
     request: Annotated[
-        str | None, typer.Option("--request", help="Only this request's (its x-request-id).")
+        str | None,
+        typer.Option("--request", help="Only this request's: its x-request-id, or the "
+                     "x-correlation-id its caller sent (all the requests that share it)."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10000, help="The newest N requests, each with all its events.")
+    ] = 50,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -283,15 +287,7 @@ def events_command(
     else:
         actor = actor_or_fail(registry.engine, api_key, READ, json)
         tenant_ids = event_tenants(actor, registry.list_tenants())
-    if tenant_ids is None:
-        rows = registry.read_events(kind=kind, request_id=request, limit=limit)
-    else:  # the newest `limit` of the union: each tenant's newest `limit`, merged
-        merged = [
-            e
-            for tid in tenant_ids
-            for e in registry.read_events(tenant_id=tid, kind=kind, request_id=request, limit=limit)
-        ]
-        rows = sorted(merged, key=lambda e: e["id"])[-limit:]
+    rows = registry.read_events(tenant_id=tenant_ids, kind=kind, request_id=request, limit=limit)
     if json:
         emit_json({"ok": True, "events": rows})
         return

@@ -31,7 +31,7 @@ CLAIMS_BINDING = "CLAIMS"
 CLAIMS_CLASS = "PaymentClaims"
 CLAIMS_MIGRATION = "claw402-claims-v1"
 FACILITATOR_KEY_SECRET = "CLAW402_FACILITATOR_API_KEY"  # the gateway's variable, same name
-# The gateway's rule for a caller's x-request-id (gateway/app.py); anything else gets a new id.
+# The gateway's rule for a caller's x-request-id (gateway/app.py): kept as the correlation id.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 _BINDING_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 

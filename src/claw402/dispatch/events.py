@@ -33,20 +33,24 @@ def compact(
     status: int | None = None,
     duration_ms: float | None = None,
     reason: str | None = None,
+    correlation_id: str | None = None,
     **details: Any,
 ) -> Compact:
+    """`request_id` is the gateway's own, unique per request; `correlation_id` the id the
+    caller sent (`x-request-id`), which many requests may share: one event of a trail carrying
+    it is enough, the row keeps it for all of them."""
     if tenant is None:
         return (kind, time.time(), request_id, None, None, None, None, status, duration_ms,
-                reason, details or None)
+                reason, details or None, correlation_id)
     limits = tenant.limits
     return (kind, time.time(), request_id, tenant.tenant_id, tenant.worker_name, limits.cpu_ms,
-            limits.sub_requests, status, duration_ms, reason, details or None)
+            limits.sub_requests, status, duration_ms, reason, details or None, correlation_id)
 
 
 def expand(item: Compact) -> dict[str, Any]:
     """The event record of a `compact` tuple: the one shape every runtime emits."""
     kind, ts, request_id, tenant_id, worker, cpu_ms, sub_requests, status, duration_ms, reason, \
-        details = item
+        details, correlation_id = item
     record: dict[str, Any] = {
         "type": kind,
         "ts": ts,
@@ -60,6 +64,8 @@ def expand(item: Compact) -> dict[str, Any]:
     }
     if details:
         record["details"] = details
+    if correlation_id is not None:
+        record["correlationId"] = correlation_id
     return record
 
 
@@ -91,6 +97,7 @@ KINDS = frozenset({
     "payment_failed", "payment_replayed",
 })
 _FIELDS = {"type": str, "ts": (int, float), "requestId": str}
+MAX_ID = 64  # characters of a request or correlation id (the events table's columns)
 
 
 class InvalidEvents(ValueError):
@@ -117,4 +124,10 @@ def check_batch(payload: object) -> list[dict[str, Any]]:
             raise InvalidEvents(f"event {index}: unknown type {item['type']!r}")
         if item.get("tenantId") is not None and not isinstance(item["tenantId"], str):
             raise InvalidEvents(f"event {index}: tenantId must be text")
+        if len(item["requestId"]) > MAX_ID:
+            raise InvalidEvents(f"event {index}: requestId is longer than {MAX_ID} characters")
+        correlation = item.get("correlationId")
+        if correlation is not None and not (isinstance(correlation, str)
+                                            and 0 < len(correlation) <= MAX_ID):
+            raise InvalidEvents(f"event {index}: correlationId must be 1 to {MAX_ID} characters")
     return events

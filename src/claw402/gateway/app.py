@@ -45,6 +45,7 @@ from claw402.gateway.tenant_api import (
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 
+# A caller's x-request-id kept as the request's correlation id; anything else is dropped.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Request ids: a random per-process prefix plus a counter. Unique like uuid4, without a
 # getrandom() call per request.
@@ -137,17 +138,17 @@ class Gateway:
         that read the query or the body: a 402 challenge needs neither)."""
         started = time.perf_counter()
         headers = header_map(scope["headers"])
-        incoming = headers.get("x-request-id")
-        if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
-            request_id = incoming
-        else:
-            request_id = new_request_id()
+        # Always our own id: a caller's (many calls may send the same) is a correlation id.
+        request_id = new_request_id()
+        correlation = headers.get("x-request-id")
+        if correlation is not None and not _REQUEST_ID_RE.fullmatch(correlation):
+            correlation = None
         path: str = scope["path"]
         if path == "/healthz":
-            return self._stamp(json_response({"ok": True}), request_id, None)
+            return self._stamp(json_response({"ok": True}), request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
-            return self._stamp(answer, request_id, None)
+            return self._stamp(answer, request_id, None, correlation)
 
         host = headers.get("host") or None
         directory = self.directory.current()
@@ -157,7 +158,7 @@ class Gateway:
         replay_key = (origin, path)
         replay = self._replays.get(directory, replay_key)
         if replay is not None and replay.replayable.applies(scope["method"], headers):
-            return self._replay(replay, request_id, started)
+            return self._replay(replay, request_id, correlation, started)
         resolution = directory.resolve(host, path)
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
             directory = self.directory.current(force=True)
@@ -165,14 +166,18 @@ class Gateway:
         if resolution is None:
             self.sink.emit([
                 ev.compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
-                           reason="tenant_not_found", path=path)
+                           reason="tenant_not_found", correlation_id=correlation, path=path)
             ])  # fmt: skip
-            return self._stamp(self._fail("tenant_not_found", request_id), request_id, None)
+            failed = self._fail("tenant_not_found", request_id)
+            return self._stamp(failed, request_id, None, correlation)
 
         route = resolution.tenant
         # The request's events (dispatch and payment steps) go to the sink together when it
         # ends, as one row: whatever ends it, even a cancelled call.
-        trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=resolution.path)]
+        trail = [
+            ev.compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
+                       path=resolution.path)
+        ]  # fmt: skip
         try:
             response, reason, replayable = await self._run_tenant(
                 scope, receive, headers, route, resolution.path, request_id, trail, origin
@@ -187,13 +192,19 @@ class Gateway:
             self.sink.emit(trail)
         if replayable is not None:
             self._replays.put(directory, replay_key, _Replay(replayable, route, resolution.path))
-        return self._stamp(response, request_id, route)
+        return self._stamp(response, request_id, route, correlation)
 
-    def _replay(self, replay: _Replay, request_id: str, started: float) -> Response:
+    def _replay(
+        self, replay: _Replay, request_id: str, correlation: str | None, started: float
+    ) -> Response:
         """What `_run_tenant` would answer, from the guard's replayable answer: the same
-        events (dispatch start, the guard's, dispatch success) and the same response."""
+        events (dispatch start, the guard's, dispatch success) and the same response, with
+        this request's own id."""
         route = replay.route
-        trail = [ev.compact(ev.DISPATCH_START, request_id, route, path=replay.path)]
+        trail = [
+            ev.compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
+                       path=replay.path)
+        ]  # fmt: skip
         response = replay.replayable.answer(request_id, trail)
         duration = (time.perf_counter() - started) * 1000
         trail.append(
@@ -201,7 +212,7 @@ class Gateway:
                        duration_ms=duration)
         )  # fmt: skip
         self.sink.emit(trail)
-        return self._stamp(response, request_id, route)
+        return self._stamp(response, request_id, route, correlation)
 
     async def _run_tenant(
         self,
@@ -303,11 +314,15 @@ class Gateway:
         return error_response(STATUS[code], code, request_id, detail)
 
     @staticmethod
-    def _stamp(response: Response, request_id: str, route: TenantRoute | None) -> Response:
-        # Appended raw: no answer of ours sets these two, so no MutableHeaders scan is needed.
+    def _stamp(
+        response: Response, request_id: str, route: TenantRoute | None, correlation: str | None
+    ) -> Response:
+        # Appended raw: no answer of ours sets these, so no MutableHeaders scan is needed.
         response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
         if route is not None:
             response.raw_headers.append((b"x-tenant-id", route.tenant_id.encode("latin-1")))
+        if correlation is not None:
+            response.raw_headers.append((b"x-correlation-id", correlation.encode("latin-1")))
         return response
 
 

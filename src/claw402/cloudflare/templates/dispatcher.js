@@ -2,6 +2,8 @@
 // the edge. Resolve the tenant (Host first, then /t/<slug>/ with the prefix stripped), run the
 // paywall for priced routes, call the tenant's user Worker through the dispatch namespace with
 // the tenant's plan limits, stamp x-request-id / x-tenant-id, and send lifecycle events.
+// Every request gets its own id; a caller's well-formed x-request-id is kept as its
+// correlation id (x-correlation-id on the answer, correlationId in every event).
 // Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js.
 
 import DIRECTORY from "./directory.js";
@@ -117,12 +119,20 @@ function sendEvents(env, ctx, events) {
   }
 }
 
-function stamp(response, requestId, tenant) {
+function stamp(response, requestId, tenant, correlationId) {
   const out = new Response(response.body, response);
   out.headers.set("x-request-id", requestId);
   if (tenant) out.headers.set("x-tenant-id", tenant.tenantId);
   else out.headers.delete("x-tenant-id");
+  if (correlationId) out.headers.set("x-correlation-id", correlationId);
+  else out.headers.delete("x-correlation-id");
   return out;
+}
+
+// The caller's id for a request, kept beside ours in every event of it.
+function correlate(events, correlationId) {
+  if (correlationId) for (const e of events) e.correlationId = correlationId;
+  return events;
 }
 
 // The request the user Worker sees: the stripped path (also in x-claw402-path, exact), the
@@ -152,15 +162,17 @@ export default {
   async fetch(request, env, ctx) {
     const started = performance.now();
     const incoming = request.headers.get("x-request-id") || "";
-    const requestId = REQUEST_ID_RE.test(incoming) ? incoming : crypto.randomUUID().replaceAll("-", "");
+    const correlationId = REQUEST_ID_RE.test(incoming) ? incoming : null;
+    const requestId = crypto.randomUUID().replaceAll("-", "");
     const url = new URL(request.url);
     const path = unquote(url.pathname);
-    if (path === "/healthz") return stamp(json({ ok: true }), requestId, null);
+    if (path === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
 
     const resolution = resolve(request.headers.get("host"), path);
     if (resolution === null) {
-      sendEvents(env, ctx, [event("dispatch_failure", requestId, null, { status: 404, reason: "tenant_not_found", path })]);
-      return stamp(fail("tenant_not_found", requestId), requestId, null);
+      const failure = event("dispatch_failure", requestId, null, { status: 404, reason: "tenant_not_found", path });
+      sendEvents(env, ctx, correlate([failure], correlationId));
+      return stamp(fail("tenant_not_found", requestId), requestId, null, correlationId);
     }
     const tenant = resolution.tenant;
     const events = [event("dispatch_start", requestId, tenant, { path: resolution.path })];
@@ -172,8 +184,8 @@ export default {
     events.push(event(kind, requestId, tenant, {
       status: response.status, durationMs: performance.now() - started, reason,
     }));
-    sendEvents(env, ctx, events);
-    return stamp(response, requestId, tenant);
+    sendEvents(env, ctx, correlate(events, correlationId));
+    return stamp(response, requestId, tenant, correlationId);
   },
 };
 
