@@ -7,6 +7,7 @@ A stack of its own: reconcile runs against its treasury, which no other module p
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from faultproxy import DROP_REPLY, DROP_REQUEST, PASS, FaultProxy
-from paidstack import Stack, nonce_of, open_stack
+from paidstack import Stack, encode, nonce_of, open_stack
 from x402.http.utils import decode_payment_required_header, decode_payment_response_header
 
 from claw402.chain.token import usdc
@@ -259,3 +260,27 @@ def test_failed_attempts_are_bounded_across_gateways(rstack: Stack, proxy):
         assert_no_data(r)
     assert proxy.counts["/verify"] == 3  # refused before the facilitator
     assert stack.balance(payer.address) == usdc(1)
+
+
+def test_concurrent_retries_of_a_lost_reply_are_served_once(rstack: Stack, proxy):
+    stack, payer = rstack, rstack.payer()
+    url = gateway(stack, proxy)
+    sync(stack)
+    before = earned(stack)
+    header = encode(lost_reply(stack, proxy, url, payer))
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            calls = [
+                http.get(
+                    f"{url}/t/alpha/v1/records?_limit=1", headers={"PAYMENT-SIGNATURE": header}
+                )
+                for _ in range(8)
+            ]
+            return await asyncio.gather(*calls)
+
+    statuses = sorted(r.status_code for r in asyncio.run(burst()))
+    assert statuses == [200] + [409] * 7, statuses
+    report = sync(stack)
+    assert report.settlements == 0 and report.balanced, report
+    assert earned(stack) == (before[0] + PRICE_A, before[1] + NET_A)

@@ -32,7 +32,7 @@ from claw402.payments.codec import PresentedPayment
 from claw402.payments.facilitator import FacilitatorUnavailable, SettlementUnknown
 from claw402.payments.offer import Offer
 from claw402.payments.onchain import Outcome
-from claw402.payments.schema import PENDING, SETTLED
+from claw402.payments.schema import CLAIMED, PENDING, SETTLED
 from claw402.payments.store import ClaimRequest, SettledPayment, StoredResponse
 
 if TYPE_CHECKING:  # the paywall imports this module; types only, no import cycle
@@ -154,8 +154,10 @@ class Attempt:
         owed = claim.status == PENDING or (claim.status == SETTLED and not found["served_at"])
         if owed and self._same_payment(found):
             return await self._recover(found, produce)
-        if claim.status == PENDING and not found["verified_sha256"]:
-            self._event(PAYMENT_FAILED, 202, "payment_pending")  # recorded before 0008
+        in_flight = claim.status == CLAIMED and self._same_payment(found)  # settled again now
+        legacy = claim.status == PENDING and not found["verified_sha256"]  # from before 0008
+        if in_flight or legacy:
+            self._event(PAYMENT_FAILED, 202, "payment_pending")
             return self._pending(claim.tx_hash)
         return self._replayed()
 
