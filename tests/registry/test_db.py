@@ -33,9 +33,11 @@ def test_migrate_stamps_head_and_then_skips_alembic(database_url):
 def test_migrate_upgrades_an_older_schema(database_url):
     engine = make_engine(database_url)
     migrate(engine)
-    with engine.begin() as conn:  # as if the last three migrations had not run yet
+    with engine.begin() as conn:  # as if the migrations after 0003 had not run yet
         conn.execute(sa.text("DROP INDEX ix_events_settled"))
         conn.execute(sa.text("ALTER TABLE events DROP COLUMN steps"))
+        for column in ("attempts", "verified_sha256", "valid_before", "served_at"):  # 0008
+            conn.execute(sa.text(f"ALTER TABLE payment_claims DROP COLUMN {column}"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
     assert current_revisions(engine) == ["0003"]
     migrate(engine)
@@ -44,6 +46,8 @@ def test_migrate_upgrades_an_older_schema(database_url):
     indexes = {ix["name"] for ix in inspector.get_indexes("events")}
     assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
     assert "steps" in {column["name"] for column in inspector.get_columns("events")}
+    claims = {column["name"] for column in inspector.get_columns("payment_claims")}
+    assert {"attempts", "verified_sha256", "valid_before", "served_at"} <= claims
     engine.dispose()
 
 
