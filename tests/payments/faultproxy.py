@@ -75,6 +75,8 @@ class FaultProxy:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:  # stop(): end quietly, the loop is closing
+            pass
         finally:
             writer.close()
 
