@@ -169,17 +169,8 @@ def test_facilitator_serve_on_the_dev_chain(dev) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    wrong = run(
-        "facilitator",
-        "serve",
-        "--rpc-url",
-        info["rpc_url"],
-        "--private-key-env",
-        "GAS_KEY",
-        "--network",
-        "eip155:8453",
-        env={**env, "GAS_KEY": "0x" + "11" * 32},
-    )
+    wrong = run("facilitator", "serve", "--rpc-url", info["rpc_url"], "--private-key-env",
+                "GAS_KEY", "--network", "eip155:8453", env={**env, "GAS_KEY": "0x" + "11" * 32})
     assert wrong.returncode != 0 and "8453" in wrong.stderr + wrong.stdout  # fmt: skip
 
 
