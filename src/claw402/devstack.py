@@ -110,6 +110,7 @@ def start_dev_stack(
             facilitator_url=facilitator.url,
             treasury=chain.treasury.address,
             environment=DEV,
+            rpc_url=chain.rpc_url,
         )
         registry = Registry.open(settings)
         reconcile_at_start(

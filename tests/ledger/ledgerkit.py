@@ -127,6 +127,7 @@ def insert_claim(
     *,
     status: str = "claimed",
     age_seconds: float = 0,
+    valid_before: int | None = None,
 ) -> int:
     """A claim row as `PaymentStore.claim` writes it before verify."""
     from datetime import UTC, datetime, timedelta
@@ -149,6 +150,7 @@ def insert_claim(
                 pay_to=pay_to,
                 created_at=moment,
                 updated_at=moment,
+                valid_before=valid_before,
             )
             .returning(table.c.id)
         ).scalar_one()
@@ -163,7 +165,13 @@ def earn_through_gateway(engine: Engine, chain: DevChain, treasury: str, slug: s
     chain.fund(payer.address, amount)
     paid = settle_on_chain(chain, payer, treasury, amount)
     claim = insert_claim(
-        engine, tenant.tenant_id, chain.network, chain.token, paid.payer, paid.nonce, amount,
+        engine,
+        tenant.tenant_id,
+        chain.network,
+        chain.token,
+        paid.payer,
+        paid.nonce,
+        amount,
         treasury,
     )
     with engine.begin() as conn:

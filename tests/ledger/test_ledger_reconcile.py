@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import sqlalchemy as sa
 from ledgerkit import (
@@ -181,3 +183,47 @@ def test_starting_late_books_the_balance_then_as_opening(engine, chain, treasury
     report = sync(engine, chain, treasury, from_block=start)
     assert report.deposits == 1 and report.ledger_treasury == usdc(100) + 1_234
     assert report.balanced
+
+
+def test_unused_claims_are_released_once_dead_or_stale(engine, chain, treasury, payer):
+    """A settle lost before broadcast leaves a pending claim nothing will ever complete."""
+    tenant = make_tenant(engine, "acme")
+
+    def pending(age: float, valid_before: int | None) -> str:
+        nonce = "0x" + os.urandom(32).hex()
+        insert_claim(
+            engine, tenant.tenant_id, chain.network, chain.token, payer.address, nonce, PRICE,
+            treasury, status="pending", age_seconds=age, valid_before=valid_before,
+        )  # fmt: skip
+        return nonce
+
+    now = chain.web3().eth.get_block("latest")["timestamp"]
+    expired = pending(0, now - 1)  # no later block can include it
+    stale = pending(600, now + 3600)  # valid, but older than the grace period
+    young = pending(0, now + 3600)  # a gateway may still be settling it
+    report = sync(engine, chain, treasury, grace_seconds=120)
+    assert report.released == 2 and report.balanced, report
+    with engine.connect() as conn:
+        status = dict(
+            conn.execute(sa.select(payment_claims.c.nonce, payment_claims.c.status)).all()
+        )
+    assert (status[expired], status[stale], status[young]) == ("released", "released", "pending")
+    assert sync(engine, chain, treasury, grace_seconds=120).released == 0
+    assert_invariants(engine, chain, treasury)
+
+
+def test_a_released_authorization_used_later_still_credits_its_tenant(
+    engine, chain, treasury, payer
+):
+    tenant = make_tenant(engine, "acme")
+    auth, signature = authorize(chain, payer, treasury, PRICE)
+    nonce = "0x" + auth.nonce.hex()
+    insert_claim(
+        engine, tenant.tenant_id, chain.network, chain.token, payer.address, nonce, PRICE,
+        treasury, status="released",
+    )  # fmt: skip
+    chain.token_contract().transfer_with_authorization(chain.facilitator.account, auth, signature)
+    report = sync(engine, chain, treasury)
+    assert (report.settlements, report.unattributed, report.balanced) == (1, 0, True)
+    assert balance(engine, tenant.tenant_id).available == PRICE - PRICE * 5 // 100
+    assert_invariants(engine, chain, treasury)

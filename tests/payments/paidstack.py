@@ -179,6 +179,12 @@ class Stack:
             ).mappings()
             return [dict(r) for r in rows]
 
+    def released(self, nonce: str) -> int:
+        """The failed attempts of a released claim (asserting it is one): nothing was used."""
+        (claim,) = self.claims(nonce)
+        assert claim["status"] == "released", claim
+        return claim["attempts"]
+
     def payments(self, tx_hash: str) -> list[dict[str, Any]]:
         with self.registry.engine.connect() as conn:
             rows = conn.execute(sa.select(payments).where(payments.c.tx_hash == tx_hash)).mappings()

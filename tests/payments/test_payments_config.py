@@ -107,3 +107,40 @@ def test_prod_is_base_usdc_and_needs_a_real_facilitator_with_a_key():
         "USD Coin",
     )
     assert "secret" not in repr(config)
+
+
+def test_recovery_settings_come_from_the_environment():
+    config = PaymentConfig.from_env(
+        {
+            **DEV,
+            "CLAW402_RPC_URL": "http://127.0.0.1:8545",
+            "CLAW402_PENDING_RETRY_SECONDS": "30",
+            "CLAW402_PAYMENT_MAX_ATTEMPTS": "5",
+        }
+    )
+    assert (config.rpc_url, config.pending_retry_seconds, config.max_attempts) == (
+        "http://127.0.0.1:8545",
+        30.0,
+        5,
+    )
+    defaults = PaymentConfig.from_env(DEV)
+    assert (defaults.rpc_url, defaults.pending_retry_seconds, defaults.max_attempts) == (
+        None,
+        120.0,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CLAW402_RPC_URL", "localhost:8545", "CLAW402_RPC_URL must be an http"),
+        ("CLAW402_PENDING_RETRY_SECONDS", "soon", "must be a number"),
+        ("CLAW402_PENDING_RETRY_SECONDS", "-1", "between 0 and 86400"),
+        ("CLAW402_PAYMENT_MAX_ATTEMPTS", "0", "between 1 and 100"),
+        ("CLAW402_PAYMENT_MAX_ATTEMPTS", "2.5", "must be an integer"),
+    ],
+)
+def test_bad_recovery_settings_stop_the_gateway(name: str, value: str, message: str):
+    with pytest.raises(PaymentConfigError, match=message):
+        PaymentConfig.from_env({**DEV, name: value})

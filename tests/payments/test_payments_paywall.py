@@ -296,7 +296,7 @@ def test_a_tampered_amount_fails_the_signature(stack: Stack, payer: Wallet):
     assert r.status_code == 402
     assert r.json()["error"] == "payment_invalid"
     assert_no_data(r)
-    assert stack.claims(nonce_of(payment)) == []
+    assert stack.released(nonce_of(payment)) == 1  # a failed attempt
     assert stack.balance(payer.address) == usdc(1)
 
 
@@ -310,7 +310,7 @@ def _refused(stack: Stack, payer: Wallet, payment: dict[str, Any]) -> dict[str, 
     assert body["error"] == "payment_invalid"
     assert_no_data(r)
     assert decode_payment_required_header(r.headers["payment-required"]).accepts
-    assert stack.claims(nonce_of(payment)) == []  # released: nothing was used
+    assert stack.released(nonce_of(payment)) == 1  # released: nothing was used
     assert stack.balance(payer.address) == usdc(1)
     return body
 
@@ -356,7 +356,7 @@ def test_facilitator_down_is_503_and_the_payment_stays_usable(stack: Stack, paye
     assert r.headers["retry-after"]
     assert r.json()["error"] == "facilitator_unavailable"
     assert_no_data(r)
-    assert stack.claims(nonce_of(payment)) == []
+    assert stack.released(nonce_of(payment)) == 0  # the facilitator's fault: not counted
     assert stack.balance(payer.address) == usdc(1)
     assert stack.get("/t/alpha/v1/records?_limit=1", payment).status_code == 200
 
@@ -370,6 +370,7 @@ def test_a_failing_query_is_not_charged_and_frees_the_payment(stack: Stack, paye
     assert stack.claims(nonce_of(payment)) == []
     missing = stack.get("/t/alpha/v1/records/999999", payment)
     assert missing.status_code == 404
+    assert stack.released(nonce_of(payment)) == 1
     assert stack.balance(payer.address) == usdc(1)
     ok = stack.get("/t/alpha/v1/records?_limit=1", payment)
     assert ok.status_code == 200
@@ -408,7 +409,7 @@ def test_settlement_failing_after_verify_gets_no_data(stack: Stack, payer: Walle
     assert settlement.success is False and settlement.error_reason
     assert_no_data(r)
     assert stack.balance(payer.address) == usdc(1)
-    assert stack.claims(nonce_of(payment)) == []
+    assert stack.released(nonce_of(payment)) == 1
 
 
 # -- headers that are not payments -----------------------------------------------------------------

@@ -89,3 +89,36 @@ def test_the_first_answer_for_a_payment_id_is_kept(store: PaymentStore):
     store.store_response("pay_0123456789abcdef", "tnt_1", StoredResponse("b" * 64, 202, {}, b""))
     assert store.stored_response("pay_0123456789abcdef") == first
     assert store.stored_response("pay_unknown_0123456789") is None
+
+
+def test_failed_attempts_are_counted_until_the_authorization_is_spent(store: PaymentStore):
+    nonce = "0x" + os.urandom(32).hex()
+    for attempt in range(3):
+        claim = store.claim(claim_request(nonce), max_attempts=3)
+        assert claim.won, attempt
+        store.release(claim.id, failed=True, verified="d" * 64)  # type: ignore[arg-type]
+    spent = store.claim(claim_request(nonce), max_attempts=3)
+    assert spent.exhausted and not spent.won
+    assert spent.found is not None and spent.found["attempts"] == 3
+    assert spent.found["verified_sha256"] == "d" * 64
+    assert store.claim(claim_request(nonce), max_attempts=4).won  # a higher bound: one more
+
+
+def test_an_unavailable_facilitator_does_not_count(store: PaymentStore):
+    nonce = "0x" + os.urandom(32).hex()
+    for _ in range(5):
+        claim = store.claim(claim_request(nonce), max_attempts=1)
+        assert claim.won
+        store.release(claim.id)  # type: ignore[arg-type]
+    taken = store.claim(claim_request(nonce), max_attempts=1)
+    assert taken.won
+    assert not store.claim(claim_request(nonce), max_attempts=1).won  # held: not released
+
+
+def test_a_pending_claim_is_taken_back_once_and_served_once(store: PaymentStore):
+    pending = store.claim(claim_request("0x" + os.urandom(32).hex()))
+    assert pending.id is not None
+    store.mark_pending(pending.id, None, "e" * 64)
+    assert store.retake_pending(pending.id) and not store.retake_pending(pending.id)
+    store.settle(pending.id, payment("0x" + os.urandom(32).hex()), "e" * 64)
+    assert not store.mark_served(pending.id)  # the gateway's own settle served it

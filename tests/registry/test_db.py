@@ -52,6 +52,8 @@ def test_migrate_upgrades_an_older_schema(database_url):
     assert "ix_events_settled" in indexes and "ix_events_type" not in indexes  # 0004, then 0006
     assert {"ix_events_request_id", "ix_events_correlation_id"} <= indexes  # 0009
     assert "payment_channels" in inspector.get_table_names()
+    claims = {c["name"] for c in inspector.get_columns("payment_claims")}
+    assert {"attempts", "verified_sha256", "valid_before", "served_at"} <= claims  # 0008
     assert {"steps", "correlation_id"} <= {c["name"] for c in inspector.get_columns("events")}
     engine.dispose()
 

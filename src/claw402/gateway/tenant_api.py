@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope
 from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.openapi import docs_html, openapi
 from claw402.datasets.output import render
-from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
+from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
 from claw402.dispatch.events import Trail
 from claw402.dispatch.plans import max_page_size
 from claw402.gateway.responses import error_response, json_response
@@ -46,6 +46,9 @@ class TenantRequest:
     root_url: str  # the tenant's public root, e.g. http://host/t/acme
     trail: Trail = field(default_factory=list)  # this request's events, written when it ends
     replayable: Replayable | None = None  # set by a guard whose answer any such call gets
+    # A paid route's 400 known before payment (an invalid query): the guard answers it to a
+    # paying call instead of verifying the payment; an unpaid call still gets the 402.
+    invalid: Response | None = None
     _request: Request | None = None
 
     @property
@@ -100,7 +103,14 @@ class TenantRuntime:
             )
         produce: Produce
         if path == "/v1/records":
-            produce = lambda: self._records(call)  # noqa: E731
+            try:
+                query = self._query(call)
+            except InvalidQuery as exc:
+                call.invalid = error_response(400, "invalid_query", call.request_id, exc.detail)
+                if self.tenant.price_atomic <= 0:
+                    return call.invalid
+                query = None
+            produce = lambda: self._records(call, query)  # noqa: E731
         elif path.startswith("/v1/records/"):
             key = path[len("/v1/records/") :]  # the ASGI server decoded the path once
             produce = lambda: self._record(call, key)  # noqa: E731
@@ -122,16 +132,21 @@ class TenantRuntime:
             return json_response(self.index(call.root_url))
         return error_response(404, "not_found", call.request_id, f"no route {path}")
 
-    async def _records(self, call: TenantRequest) -> Response:
-        params = call.request.query_params.multi_items()
+    def _query(self, call: TenantRequest) -> Query:
+        """The request's parameters against the dataset's schema; raises `InvalidQuery`."""
+        return parse_query(
+            call.request.query_params.multi_items(),
+            self.dataset.columns,
+            max_limit=self.max_limit,
+            version=str(self.version.version),
+            default_format=format_from_accept(call.headers.get("accept")),
+        )
+
+    async def _records(self, call: TenantRequest, query: Query | None) -> Response:
+        if query is None:  # invalid: a guard that runs it anyway gets the 400
+            assert call.invalid is not None
+            return call.invalid
         try:
-            query = parse_query(
-                params,
-                self.dataset.columns,
-                max_limit=self.max_limit,
-                version=str(self.version.version),
-                default_format=format_from_accept(call.headers.get("accept")),
-            )
             page = await self._run(lambda: self.dataset.records(query, timeout_ms=self.timeout_ms))
         except InvalidQuery as exc:
             return error_response(400, "invalid_query", call.request_id, exc.detail)

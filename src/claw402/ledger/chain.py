@@ -131,6 +131,45 @@ class TokenChain:
         topics = [AUTHORIZATION_USED, _topic_address(authorizer), nonce.lower()]
         return self.logs(topics, from_block, to_block)
 
+    def authorization_state(self, authorizer: str, nonce: str) -> bool:
+        """True once the authorization's nonce was used (or canceled) on chain."""
+        selector = keccak(text="authorizationState(address,bytes32)")[:4].hex()
+        data = (
+            "0x" + selector + "0" * 24 + authorizer.lower().removeprefix("0x")
+            + nonce.lower().removeprefix("0x").rjust(64, "0")
+        )  # fmt: skip
+        raw = self.w3.eth.call({"to": self.token, "data": data})  # type: ignore[typeddict-item]
+        return int(hexstr(raw), 16) != 0
+
+    def authorization_used_since(
+        self, authorizer: str, nonce: str, since: float
+    ) -> TokenLog | None:
+        """The `AuthorizationUsed` log of (authorizer, nonce), searched back from the head to
+        the first block older than `since` (seconds since the epoch): bounded by how long ago
+        the payment was presented, not by the chain's length."""
+        end = self.head()
+        while end >= 0:
+            start = max(0, end - CHUNK + 1)
+            found = self.authorization_used(authorizer, nonce, start, end)
+            if found:
+                return found[0]
+            if start == 0 or self.block_time(start) < since:
+                return None
+            end = start - 1
+        return None
+
+    def transfer_for(self, auth: TokenLog) -> TokenLog | None:
+        """The Transfer an `AuthorizationUsed` log authorised: the payer's next one in its
+        transaction."""
+        for log in self.receipt_logs(auth.tx_hash):
+            if (
+                log.event == "Transfer"
+                and log.log_index > auth.log_index
+                and log.sender.lower() == auth.sender.lower()
+            ):
+                return log
+        return None
+
     def receipt_logs(self, tx_hash: str) -> list[TokenLog]:
         """The token's decoded logs in one mined transaction, in order."""
         receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 Named here with lightweight `table()` clauses instead of importing `claw402.payments`: that
 package loads the x402 SDK (~2.5 s), which `402claw balance` should not pay. Columns and
-statuses mirror `claw402.payments.schema` (migration 0002).
+statuses mirror `claw402.payments.schema` (migrations 0002 and 0008).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, DateTime, Integer, column, table
 
 _TS = DateTime(timezone=True)
 
-CLAIMED, PENDING, SETTLED = "claimed", "pending", "settled"
+CLAIMED, PENDING, SETTLED, RELEASED = "claimed", "pending", "settled", "released"
 
 payment_claims = table(
     "payment_claims",
@@ -28,6 +28,10 @@ payment_claims = table(
     column("tx_hash"),
     column("created_at", _TS),
     column("updated_at", _TS),
+    column("attempts", Integer),
+    column("verified_sha256"),
+    column("valid_before", BigInteger),
+    column("served_at", _TS),
 )
 
 payments = table(

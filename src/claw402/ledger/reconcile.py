@@ -6,7 +6,11 @@ Two passes, both idempotent (every posting is keyed), so `reconcile` can run any
    that holds it has given up or died) or `pending` (settle timed out) is looked up on chain
    by its authorization (`AuthorizationUsed(payer, nonce)`). If it was used, the settlement
    is posted (custodial or direct, as at the gateway), and the claim and the `payments` row
-   are completed in the same transaction.
+   are completed in the same transaction. If it was not used and cannot have been by the
+   gateway that held the claim (its `validBefore` is past by the head block's time, or the
+   claim is older than the grace period), the claim is `released` (reported as such): the
+   payer may present the same payment again, which settles that very authorization, or sign
+   a new one. A released authorization that is used later still finds its claim in pass 2.
 2. Treasury: every token Transfer into or out of the treasury since the last run is matched
    to the books: a settlement (via the AuthorizationUsed log beside it in its transaction),
    a payout (via the withdrawal's recorded tx hash: a `sending` one is completed here), or
@@ -37,11 +41,16 @@ from claw402.ledger import accounts, edge, withdrawals
 from claw402.ledger.balances import account_balance, check_books
 from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain, TokenLog
-from claw402.ledger.claims import CLAIMED, PENDING, SETTLED, payment_claims, payments
+from claw402.ledger.claims import CLAIMED, PENDING, RELEASED, SETTLED, payment_claims, payments
 from claw402.ledger.db import aware, insert_ignore, now
 from claw402.ledger.schema import ledger_sync, ledger_transactions
 from claw402.ledger.schema import withdrawals as withdrawals_table
-from claw402.ledger.settlements import Settlement, post_settled, settlement_key
+from claw402.ledger.settlements import (
+    Settlement,
+    post_settled,
+    settle_claim_from_chain,
+    settlement_key,
+)
 
 ZERO_ADDRESS = "0x" + "0" * 40
 DEFAULT_GRACE_SECONDS = 120.0  # longer than the paywall's settle timeout (60 s)
@@ -65,6 +74,7 @@ class ReconcileReport:
     payouts_completed: int = 0
     deferred: int = 0
     edge_settlements: int = 0  # of `settlements`, those attributed from edge events
+    released: int = 0  # claims whose authorization never moved money, freed for a retry
     ledger_treasury: int = 0
     chain_treasury: int = 0
     problems: list[str] = field(default_factory=list)
@@ -98,6 +108,7 @@ class ReconcileReport:
             "payoutsCompleted": self.payouts_completed,
             "deferred": self.deferred,
             "edgeSettlements": self.edge_settlements,
+            "released": self.released,
             "ledgerTreasuryAtomic": str(self.ledger_treasury),
             "chainTreasuryAtomic": str(self.chain_treasury),
             "balanced": self.balanced,
@@ -219,7 +230,7 @@ class Reconciler:
             )
             report.ledger_treasury = account_balance(conn, accounts.treasury(self.treasury))
             report.problems += check_books(conn)
-            if report.posted:
+            if report.posted or report.released:
                 audit.append(
                     conn,
                     self.actor,
@@ -256,8 +267,30 @@ class Reconciler:
             used = self.chain.authorization_used(
                 claim["payer"], claim["nonce"], self.from_block, head
             )
-            if used and self._settle_claim(claim, used[0]):
-                report.settlements += 1
+            if used:
+                if self._settle_claim(claim, used[0]):
+                    report.settlements += 1
+            elif self._release_unused(claim, head):
+                report.released += 1
+
+    def _release_unused(self, claim: Any, head: int) -> bool:
+        """Free a claim whose authorization is unused on chain and past the gateway's hands:
+        expired by the head block's time (no later block can include it), or older than the
+        grace period. An authorization marked used without a log here (canceled) is kept."""
+        if self.chain.authorization_state(claim["payer"], claim["nonce"]):
+            return False
+        valid_before = claim["valid_before"]
+        expired = valid_before is not None and self.chain.block_time(head) >= valid_before
+        if not expired and aware(claim["updated_at"]) > self.cutoff:
+            return False
+        c = payment_claims.c
+        with self.engine.begin() as conn:
+            freed = conn.execute(
+                update(payment_claims)
+                .where(c.id == claim["id"], c.status == claim["status"])
+                .values(status=RELEASED, updated_at=now())
+            )
+        return freed.rowcount == 1
 
     def _transfer_for(self, auth: TokenLog) -> TokenLog | None:
         """The Transfer that an AuthorizationUsed log authorised (next one from the payer)."""
@@ -274,39 +307,8 @@ class Reconciler:
         transfer = self._transfer_for(auth)
         if transfer is None or transfer.to is None:
             return False
-        settlement = Settlement(
-            network=self.network,
-            payer=claim["payer"],
-            nonce=claim["nonce"],
-            tenant_id=claim["tenant_id"],
-            amount=transfer.value,
-            pay_to=transfer.to,
-            tx_hash=transfer.tx_hash,
-            log_index=transfer.log_index,
-        )
         with self.engine.begin() as conn:
-            posted = post_settled(conn, settlement) is not None
-            conn.execute(
-                update(payment_claims)
-                .where(payment_claims.c.id == claim["id"])
-                .values(status=SETTLED, tx_hash=transfer.tx_hash, updated_at=now())
-            )
-            conn.execute(
-                insert_ignore(conn, payments),
-                {
-                    "network": self.network,
-                    "tx_hash": transfer.tx_hash,
-                    "payer": claim["payer"],
-                    "amount_atomic": transfer.value,
-                    "asset": claim["asset"],
-                    "pay_to": transfer.to,
-                    "tenant_id": claim["tenant_id"],
-                    "request_id": claim["request_id"],
-                    "resource": "(recorded by reconcile from the chain)",
-                    "settled_at": now(),
-                },
-            )
-        return posted
+            return settle_claim_from_chain(conn, self.network, claim, transfer)
 
     # -- pass 2: the treasury's transfers --------------------------------------------------
 

@@ -13,15 +13,21 @@ time, at the `CLAW402_FEE_BPS` rate then in force (default 5%), rounded down to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from claw402.ledger import accounts
 from claw402.ledger.amounts import fee_bps, fee_of
 from claw402.ledger.book import Entry, credit, debit, post
-from claw402.ledger.claims import payment_claims
+from claw402.ledger.claims import SETTLED, payment_claims, payments
+from claw402.ledger.db import insert_ignore, now
 from claw402.registry.schema import tenants
+
+if TYPE_CHECKING:  # chain.py loads web3, which `402claw balance` should not pay for
+    from claw402.ledger.chain import TokenLog
 
 SETTLEMENT, SETTLEMENT_DIRECT = "settlement", "settlement_direct"
 
@@ -114,3 +120,50 @@ def post_settled(
         gross=s.amount,
         memo=f"fee {rate} bps to {s.pay_to}",
     )
+
+
+def settle_claim_from_chain(
+    conn: Connection,
+    network: str,
+    claim: Mapping[str, Any],
+    transfer: TokenLog,
+    *,
+    resource: str = "(recorded by reconcile from the chain)",
+) -> bool:
+    """Book a claim whose authorization the chain shows used: post the settlement (once per
+    authorization), mark the claim `settled` with its transaction and record the payment.
+    Shared by `reconcile` and the paywall's retry of a pending payment, so whichever comes
+    first books it and the other finds it booked. True if posted now."""
+    assert transfer.to is not None
+    settlement = Settlement(
+        network=network,
+        payer=claim["payer"],
+        nonce=claim["nonce"],
+        tenant_id=claim["tenant_id"],
+        amount=transfer.value,
+        pay_to=transfer.to,
+        tx_hash=transfer.tx_hash,
+        log_index=transfer.log_index,
+    )
+    posted = post_settled(conn, settlement) is not None
+    conn.execute(
+        update(payment_claims)
+        .where(payment_claims.c.id == claim["id"])
+        .values(status=SETTLED, tx_hash=transfer.tx_hash, updated_at=now())
+    )
+    conn.execute(
+        insert_ignore(conn, payments),
+        {
+            "network": network,
+            "tx_hash": transfer.tx_hash,
+            "payer": claim["payer"],
+            "amount_atomic": transfer.value,
+            "asset": claim["asset"],
+            "pay_to": transfer.to,
+            "tenant_id": claim["tenant_id"],
+            "request_id": claim["request_id"],
+            "resource": resource,
+            "settled_at": now(),
+        },
+    )
+    return posted

@@ -52,6 +52,12 @@ class PaymentConfig:
     `treasury` is the `payTo` of tenants deployed without one. `verify_timeout` bounds a
     call to the facilitator's `/verify`; `settle_timeout` bounds `/settle` (a settle that
     times out after broadcast answers "pending", never a fresh 402).
+
+    `rpc_url` (`CLAW402_RPC_URL`) lets the paywall read the chain when a settle's outcome
+    is unknown: a retry of a pending payment is then served if it was paid, or settled again
+    if it was not (after `pending_retry_seconds`, `CLAW402_PENDING_RETRY_SECONDS`). Without
+    it a pending payment waits for `402claw reconcile`. `max_attempts`
+    (`CLAW402_PAYMENT_MAX_ATTEMPTS`) bounds the failed attempts of one authorization.
     """
 
     network: str
@@ -65,6 +71,9 @@ class PaymentConfig:
     environment: str = DEV
     verify_timeout: float = 10.0
     settle_timeout: float = 60.0
+    rpc_url: str | None = None
+    pending_retry_seconds: float = 120.0
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,6 +96,12 @@ class PaymentConfig:
             problems.append("CLAW402_MAX_TIMEOUT_SECONDS must be between 7 and 86400")
         if self.verify_timeout <= 0 or self.settle_timeout <= 0:
             problems.append("facilitator timeouts must be positive")
+        if self.rpc_url is not None and not self.rpc_url.startswith(("http://", "https://")):
+            problems.append(f"CLAW402_RPC_URL must be an http(s) URL, got {self.rpc_url!r}")
+        if not 0 <= self.pending_retry_seconds <= 86_400:
+            problems.append("CLAW402_PENDING_RETRY_SECONDS must be between 0 and 86400")
+        if not 1 <= self.max_attempts <= 100:
+            problems.append("CLAW402_PAYMENT_MAX_ATTEMPTS must be between 1 and 100")
         problems += self._policy_problems()
         if problems:
             raise PaymentConfigError("payment configuration: " + "; ".join(problems))
@@ -171,6 +186,14 @@ def _from_env(env: Mapping[str, str]) -> PaymentConfig | None:
         max_timeout = int(get("CLAW402_MAX_TIMEOUT_SECONDS") or 300)
     except ValueError:
         raise PaymentConfigError("CLAW402_MAX_TIMEOUT_SECONDS must be an integer") from None
+    try:
+        retry_seconds = float(get("CLAW402_PENDING_RETRY_SECONDS") or 120)
+    except ValueError:
+        raise PaymentConfigError("CLAW402_PENDING_RETRY_SECONDS must be a number") from None
+    try:
+        max_attempts = int(get("CLAW402_PAYMENT_MAX_ATTEMPTS") or 3)
+    except ValueError:
+        raise PaymentConfigError("CLAW402_PAYMENT_MAX_ATTEMPTS must be an integer") from None
     return PaymentConfig(
         network=required["CLAW402_NETWORK"],
         asset=required["CLAW402_ASSET"],
@@ -181,6 +204,9 @@ def _from_env(env: Mapping[str, str]) -> PaymentConfig | None:
         facilitator_api_key=get("CLAW402_FACILITATOR_API_KEY"),
         max_timeout_seconds=max_timeout,
         environment=environment,
+        rpc_url=get("CLAW402_RPC_URL"),
+        pending_retry_seconds=retry_seconds,
+        max_attempts=max_attempts,
     )
 
 

@@ -2,9 +2,10 @@
 
 - `payment_claims`: one row per EIP-3009 authorization ever presented, unique on
   (network, payer, nonce). Inserted before verify, so two requests carrying one payment
-  cannot both reach the facilitator. Deleted when the payment is not used (query failed,
-  verify refused, settle failed), kept as `settled`, or left `pending` for the reconciler
-  when a settle timed out after broadcast.
+  cannot both reach the facilitator. `released` when the payment was not used (query
+  failed, verify refused, settle failed: `attempts` counts those, migration 0008), so it
+  may be presented again until the attempts run out; `settled` once paid (`served_at` once
+  its answer left); `pending` when a settle's outcome is unknown (see `payments.paywall`).
 - `payments`: settled payments, unique on (network, tx_hash), for the ledger to post once.
 - `payment_responses`: the first answer to a `payment-identifier` id, replayed on retries.
 """
@@ -28,7 +29,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-CLAIMED, PENDING, SETTLED = "claimed", "pending", "settled"
+CLAIMED, PENDING, SETTLED, RELEASED = "claimed", "pending", "settled", "released"
 
 payment_claims = Table(
     "payment_claims",
@@ -46,6 +47,10 @@ payment_claims = Table(
     Column("tx_hash", String(80), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("verified_sha256", String(64), nullable=True),
+    Column("valid_before", BigInteger, nullable=True),
+    Column("served_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("network", "payer", "nonce", name="uq_payment_claims_authorization"),
     Index("ix_payment_claims_status", "status"),
 )
