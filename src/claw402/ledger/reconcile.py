@@ -36,13 +36,14 @@ from typing import Any
 from eth_utils import to_checksum_address
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from claw402.clock import aware, now
 from claw402.control import audit
 from claw402.ledger import accounts, edge, withdrawals
 from claw402.ledger.balances import account_balance, check_books
 from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain, TokenLog
 from claw402.ledger.claims import CLAIMED, PENDING, RELEASED, SETTLED, payment_claims, payments
-from claw402.ledger.db import aware, insert_ignore, now
+from claw402.ledger.db import insert_ignore
 from claw402.ledger.schema import ledger_sync, ledger_transactions
 from claw402.ledger.schema import withdrawals as withdrawals_table
 from claw402.ledger.settlements import (

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
-from claw402.ledger.db import aware
+from claw402.clock import aware
 from claw402.payments import answers
 from claw402.payments.codec import PresentedPayment
 from claw402.payments.facilitator import FacilitatorUnavailable, SettlementUnknown

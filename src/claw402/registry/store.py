@@ -6,13 +6,14 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from claw402.clock import aware as _aware
+from claw402.clock import now as _now
 from claw402.config import Settings
 from claw402.dispatch.events import Compact, Trail, limits_payload
 from claw402.registry.db import make_engine, migrate
@@ -235,14 +236,6 @@ class NewVersion:
     columns: list[dict[str, str]]
     key: str | None
     data_path: str
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Registry:
