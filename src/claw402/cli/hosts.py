@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from claw402.cli.auth import ApiKey
-from claw402.cli.options import Home, Json, open_registry
+from claw402.cli.options import Home, Json, open_registry, session
 from claw402.cli.output import console, emit_json, fail
 
 app = typer.Typer(help="Custom hosts: list, verify by DNS, approve.", no_args_is_help=True)
@@ -54,16 +54,12 @@ def list_command(
 
 def _run(action: str, host: str, api_key: str | None, home: str | None, json: bool) -> None:
     from claw402.control import hosts
-    from claw402.control.errors import ControlError
 
-    _, registry = open_registry(home)
-    try:
+    with session(home, json) as (_, registry):
         if action == "verify":
             outcome = hosts.verify(registry, api_key, host)
         else:
             outcome = hosts.approve(registry, api_key, host)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
     claim = outcome.claim
     if json:
         emit_json({"ok": True, "changed": outcome.changed, "host": claim.to_json()})

@@ -2,10 +2,10 @@
 
 Every deploy or remove bumps the registry's generation counter in the same transaction, so
 reading that counter keeps a running gateway current without restarts. The read goes through
-a dedicated autocommit DBAPI connection (~15 µs on SQLite instead of ~500 µs through a pooled
-SQLAlchemy connection), and happens at most once per `min_interval` (10 ms): a database call
-releases the GIL, and getting it back from a busy thread (the event writer) can cost far more
-than the read. A caller that misses a tenant asks again with `force=True`, so a new tenant is
+a dedicated autocommit DBAPI connection, far cheaper than a pooled SQLAlchemy connection (the
+numbers are in docs/architecture.md), and happens at most once per `min_interval`: a database
+call releases the GIL, and getting it back from a busy thread (the event writer) can cost far
+more than the read. A caller that misses a tenant asks again with `force=True`, so a new tenant is
 routable at once; an update or a removal shows within the interval.
 """
 
