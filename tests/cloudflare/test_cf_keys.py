@@ -151,13 +151,28 @@ def test_publish_uses_the_deploy_key_and_audits_each_upload(fake, settings, regi
     assert subjects == ["worker:tenant-cities-worker", "worker:claw402-dispatcher"]
 
 
-def test_publish_helper_refuses_a_read_key(fake, settings, registry, secrets, capsys):
-    import typer
+def test_publish_through_control_needs_the_deploy_key_and_audits_a_half_publish(
+        fake, settings, registry, secrets):
+    """`deploy --publish` is one control operation: a read key deploys nothing and uploads
+    nothing; when the dispatcher upload fails after the tenant's, the deploy stands, the
+    tenant upload is audited, and the error says both."""
+    from cfapi import failure, success
 
-    from claw402.cli.cloudflare import publish
+    from claw402.control import edge, tenants
+    from claw402.control.errors import ControlError
 
-    with pytest.raises(typer.Exit):
-        publish(str(settings.home), "acme", account_id="acc1", api_token=None,
-                dispatch_namespace="ns", execute_plan=True, json=True, api_key=secrets["bob"])
-    assert json.loads(capsys.readouterr().out)["error"] == "missing_scope"
-    assert fake.requests == []
+    where = edge.Publish(edge.target("acc1", None, "ns"), execute=True)
+    request = DeployRequest(source=CITIES, slug="acme", price="0")
+    with pytest.raises(ControlError) as refused:
+        tenants.deploy(registry, settings, secrets["bob"], request, publish=where)
+    assert refused.value.code == "missing_scope" and fake.requests == []
+
+    fake.answers.extend([success(), failure(400, 10021, "script rejected")])
+    with pytest.raises(ControlError) as half:
+        tenants.deploy(registry, settings, secrets["alice"], request, publish=where)
+    assert half.value.code == "cloudflare_api_error"
+    assert "acme is deployed, but publishing it failed" in str(half.value)
+    assert len(fake.requests) == 2
+    assert registry.get("acme").dataset.version == 2
+    assert [(a.split(" ")[0], act, subj) for a, act, subj in cloudflare_audit(registry)] == [
+        ("alice", "cloudflare.deployed", "worker:tenant-acme-worker")]
