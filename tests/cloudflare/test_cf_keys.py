@@ -176,3 +176,27 @@ def test_publish_through_control_needs_the_deploy_key_and_audits_a_half_publish(
     assert registry.get("acme").dataset.version == 2
     assert [(a.split(" ")[0], act, subj) for a, act, subj in cloudflare_audit(registry)] == [
         ("alice", "cloudflare.deployed", "worker:tenant-acme-worker")]
+
+
+def test_directory_and_build_show_a_key_only_its_tenants(run, fake, secrets, registry, settings,
+                                                        monkeypatch):
+    """Both hold every tenant's pay-to, hosts and prices: no key, no directory; a creator's
+    key covers their own tenants, an admin's all of them."""
+    for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL"):
+        monkeypatch.delenv(name, raising=False)
+    add_tenant(registry, "other")  # no owner: an admin's only
+    out = settings.home / "edge"
+    for command in (["export-tenant-directory"], ["cloudflare", "build", "--out", str(out)]):
+        refused = run(*command, ok=False)
+        assert refused["error"] == "api_key_required" and "--api-key" in refused["detail"]
+    assert not out.exists()
+
+    def slugs(key: str) -> list[str]:
+        return sorted(run("export-tenant-directory", key=key)["bySlug"])
+
+    assert slugs(secrets["alice"]) == ["acme"]
+    assert slugs(secrets["bob"]) == []
+    assert slugs(secrets["root"]) == ["acme", "other"]
+    built = run("cloudflare", "build", "--out", str(out), key=secrets["alice"])
+    assert [t["slug"] for t in built["tenants"]] == ["acme"]
+    assert (out / "directory.json").read_text().count('"slug"') == 1
