@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_control_operations import GATED_ACTIONS
 from typer.testing import CliRunner
 
 from claw402.chain.wallet import Wallet
@@ -91,23 +92,7 @@ def test_keys_gate_every_mutating_command(cli):
     cli("remove", "acme", key=rotated)
 
     actions = [e["action"] for e in cli("audit", "list", "--limit", "100", key=admin)["entries"]]
-    assert actions == [
-        "tenant.deployed",  # legacy, by local
-        "user.created",
-        "key.created",
-        "user.created",
-        "user.created",
-        "key.created",
-        "key.created",
-        "key.created",
-        "tenant.deployed",  # acme by alice
-        "tenant.deployed",
-        "tenant.plan_changed",
-        "tenant.price_changed",
-        "wallet.verified",
-        "key.rotated",
-        "tenant.removed",
-    ]
+    assert actions == GATED_ACTIONS
     assert cli("audit", "list", ok=False, key=rotated)["error"] == "missing_scope"
     verified = cli("audit", "verify", key=bob_read)
     assert verified["ok"] and verified["entries"] == len(actions)

@@ -17,6 +17,26 @@ from claw402.registry.deploy import DeployRequest
 from claw402.registry.store import Registry
 from claw402.samples import CITIES
 
+# What the gated walk-through (here and through the CLI in test_control_cli.py) leaves in
+# the audit log, in order.
+GATED_ACTIONS = [
+    "tenant.deployed",  # legacy, by local
+    "user.created",
+    "key.created",
+    "user.created",
+    "user.created",
+    "key.created",
+    "key.created",
+    "key.created",
+    "tenant.deployed",  # acme by alice
+    "tenant.deployed",
+    "tenant.plan_changed",
+    "tenant.price_changed",
+    "wallet.verified",
+    "key.rotated",
+    "tenant.removed",
+]
+
 
 @pytest.fixture
 def home(tmp_path: Path, database_url: str) -> Iterator[tuple[Settings, Registry]]:
@@ -84,23 +104,7 @@ def test_mutating_operations_refuse_and_audit_as_the_cli_does(home, monkeypatch)
     refused("forbidden", access.revoke_key, engine, bob, rotated[:17])
     tenants.remove(registry, settings, rotated, "acme")
 
-    assert actions(registry) == [
-        "tenant.deployed",  # legacy, by local
-        "user.created",
-        "key.created",
-        "user.created",
-        "user.created",
-        "key.created",
-        "key.created",
-        "key.created",
-        "tenant.deployed",  # acme by alice
-        "tenant.deployed",
-        "tenant.plan_changed",
-        "tenant.price_changed",
-        "wallet.verified",
-        "key.rotated",
-        "tenant.removed",
-    ]
+    assert actions(registry) == GATED_ACTIONS
     refused("missing_scope", access.audit_entries, registry, rotated)
     refused("missing_scope", access.list_keys, engine, bob)
     refused("missing_scope", money.list_withdrawals, engine, bob)
