@@ -11,7 +11,7 @@ plan, price or pay-to, and one per custom host added (with the state it starts i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -166,7 +166,7 @@ def events(
 @dataclass(frozen=True)
 class Deployed:
     tenant: Tenant
-    published: list[dict[str, Any]] | None = field(default=None)  # plans or history entries
+    published: list[dict[str, Any]] | None = None  # the edge plans, or the uploads made
 
 
 def deploy(
