@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.gc_tuning import tune_gc
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
@@ -54,7 +54,7 @@ def build(home: Path) -> tuple[Gateway, EventSink]:
     settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
-    sink = EventSink(registry.write_compact_trails)
+    sink = EventSink.in_process(registry.engine)
     config = PaymentConfig(
         network="eip155:31337",
         asset=ADDRESS,

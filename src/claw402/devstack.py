@@ -13,10 +13,10 @@ from typing import Any
 
 from claw402.chain.devchain import DevChain, start_dev_chain
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.ledger.startup import reconcile_at_start
 from claw402.payments.config import DEV, PaymentConfig
 from claw402.payments.paywall import Paywall
@@ -116,7 +116,7 @@ def start_dev_stack(
         reconcile_at_start(
             registry.engine, rpc_url=chain.rpc_url, token=chain.token, treasury=payments.treasury
         )
-        sink = EventSink(registry.write_compact_trails)
+        sink = EventSink.in_process(registry.engine)
         started.append(sink)
         gateway_app = Gateway(
             registry, guard=Paywall(payments, registry.engine), sink=sink

@@ -14,6 +14,8 @@ from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.events.edge import ingest
+from claw402.events.store import EventStore
 
 
 def expected(tenant, params, accept=None):
@@ -95,8 +97,8 @@ def test_calls_sharing_a_caller_id_stay_apart(runtime, contract_home, monkeypatc
         assert [e["type"] for e in trail] == ["dispatch_start", "dispatch_success"]
         assert {(e["requestId"], e["correlationId"]) for e in trail} == {(rid, shared)}
     if runtime.name == "workerd":  # the Worker's events reach the sink through the gateway
-        contract_home.registry.write_events(
-            [{**e, "source": "edge"} for trail in trails for e in trail])
+        sent = [e for trail in trails for e in trail]
+        ingest(EventStore(contract_home.registry.engine), orjson.dumps({"events": sent}))
     monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
 
     def cli_events(request: str) -> list[dict]:

@@ -103,14 +103,14 @@ def serve_calls(database_url: str, home: str, paths: list[str]) -> None:
     import httpx
 
     from claw402.config import Settings
+    from claw402.events.sink import EventSink
     from claw402.gateway.app import Gateway
-    from claw402.gateway.events import EventSink
     from claw402.registry.store import Registry
     from claw402.serving import ServerThread
 
     registry = Registry.open(Settings(home=Path(home), database_url=database_url))
     try:
-        gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02))
+        gateway = Gateway(registry, sink=EventSink.in_process(registry.engine, interval=0.02))
         with ServerThread(gateway) as server:  # stopping it flushes the sink
             for path in paths:
                 httpx.get(f"{server.url}{path}", timeout=10)

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.registry.deploy import DeployRequest, deploy
@@ -40,7 +40,7 @@ def priced_gateway(
     app = Gateway(
         registry,
         guard=Paywall(config, registry.engine),
-        sink=EventSink(registry.write_compact_trails, interval=0.02),
+        sink=EventSink.in_process(registry.engine, interval=0.02),
         **gateway,  # type: ignore[arg-type]
     )
     deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001",

@@ -25,8 +25,8 @@ from x402.http.utils import decode_payment_required_header
 from claw402.config import Settings
 from claw402.control import hosts
 from claw402.devstack import start_dev_stack
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.registry.deploy import DeployRequest, HostRefused, deploy
 from claw402.registry.models import HOST_UNVERIFIED
 from claw402.registry.store import NewVersion, Registry, TenantSpec
@@ -86,7 +86,7 @@ def test_the_gateway_never_routes_by_a_name_of_its_own(tmp_path: Path) -> None:
     )  # fmt: skip
     eve = registry.get("eve")
     assert eve is not None
-    gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02),
+    gateway = Gateway(registry, sink=EventSink.in_process(registry.engine, interval=0.02),
                       public_url="http://gw.402claw.example:8402",
                       reserved_hosts=["platform.example"])  # fmt: skip
     try:

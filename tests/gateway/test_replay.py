@@ -19,6 +19,7 @@ from gwpriced import priced_gateway
 from x402.http.utils import decode_payment_required_header
 
 from claw402.config import Settings
+from claw402.events.store import EventStore
 from claw402.gateway.app import Gateway
 from claw402.registry.deploy import DeployRequest, deploy, remove
 from claw402.registry.store import Registry
@@ -35,7 +36,7 @@ def trails(registry: Registry, request_ids: list[str]) -> dict[str, list[dict[st
     """Each request's events, once all of them reached the sink."""
     deadline = time.monotonic() + 5
     while True:
-        events = registry.read_events(limit=1000)
+        events = EventStore(registry.engine).read_events(limit=1000)
         found = {rid: [e for e in events if e["requestId"] == rid] for rid in request_ids}
         if all(len(trail) == 3 for trail in found.values()) or time.monotonic() > deadline:
             return found

@@ -20,6 +20,7 @@ from x402.http.utils import decode_payment_required_header, decode_payment_respo
 from claw402.chain.eip3009 import sign_cancel
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
+from claw402.events.store import EventStore
 from claw402.payments.client import PriceTooHigh
 from claw402.payments.schema import SETTLED
 
@@ -439,7 +440,8 @@ def test_unreadable_payment_headers_are_400(stack: Stack, payer: Wallet, header:
 def _event_types(stack: Stack, request_id: str) -> set[str]:
     deadline = time.monotonic() + 5
     while True:
-        found = {e["type"] for e in stack.registry.read_events(request_id=request_id)}
+        stored = EventStore(stack.registry.engine).read_events(request_id=request_id)
+        found = {e["type"] for e in stored}
         if "payment_settled" in found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

@@ -20,6 +20,7 @@ from claw402.control import audit
 from claw402.control.authz import Actor, authorize, event_tenants, readable, require_owner
 from claw402.control.errors import ControlError
 from claw402.control.keys import DEPLOY, READ
+from claw402.events.store import EventStore
 from claw402.registry.models import HOST_APPROVED, HOST_OPEN, HOST_UNVERIFIED, Tenant
 
 if TYPE_CHECKING:
@@ -159,8 +160,9 @@ def events(
     else:
         actor = authorize(registry.engine, secret, READ)
         tenant_ids = event_tenants(actor, registry.list_tenants())
-    return registry.read_events(tenant_id=tenant_ids, kind=kind, request_id=request_id,
-                                limit=limit)
+    return EventStore(registry.engine).read_events(
+        tenant_id=tenant_ids, kind=kind, request_id=request_id, limit=limit
+    )
 
 
 @dataclass(frozen=True)

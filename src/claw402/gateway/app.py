@@ -22,7 +22,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from claw402.datasets.engine import open_dataset
-from claw402.dispatch import events as ev
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
     check_public_url,
@@ -31,8 +30,12 @@ from claw402.dispatch.naming import (
     request_host,
 )
 from claw402.dispatch.routing import Directory, TenantRoute
+from claw402.events import kinds as ev
+from claw402.events.compact import Trail, compact
+from claw402.events.edge import InvalidEvents, authorized, ingest
+from claw402.events.sink import EventSink
+from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
-from claw402.gateway.events import EventSink
 from claw402.gateway.responses import error_response, json_response
 from claw402.gateway.tenant_api import (
     Guard,
@@ -93,7 +96,8 @@ class Gateway:
         )
         self._origins: dict[tuple[object, ...], str] = {}  # local origins by what makes them
         self.guard = guard
-        self.sink = sink or EventSink(registry.write_compact_trails)
+        self.event_store = EventStore(registry.engine)
+        self.sink = sink or EventSink(self.event_store.write_compact_trails)
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self._replays = _Replays()
@@ -165,7 +169,7 @@ class Gateway:
             resolution = directory.resolve(host, path)
         if resolution is None:
             self.sink.emit([
-                ev.compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
+                compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
                            reason="tenant_not_found", correlation_id=correlation, path=path)
             ])  # fmt: skip
             failed = self._fail("tenant_not_found", request_id)
@@ -175,7 +179,7 @@ class Gateway:
         # The request's events (dispatch and payment steps) go to the sink together when it
         # ends, as one row: whatever ends it, even a cancelled call.
         trail = [
-            ev.compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
+            compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
                        path=resolution.path)
         ]  # fmt: skip
         try:
@@ -185,7 +189,7 @@ class Gateway:
             duration = (time.perf_counter() - started) * 1000
             kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
             trail.append(
-                ev.compact(kind, request_id, route, status=response.status_code,
+                compact(kind, request_id, route, status=response.status_code,
                            duration_ms=duration, reason=reason)
             )  # fmt: skip
         finally:
@@ -202,13 +206,13 @@ class Gateway:
         this request's own id."""
         route = replay.route
         trail = [
-            ev.compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
+            compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
                        path=replay.path)
         ]  # fmt: skip
         response = replay.replayable.answer(request_id, trail)
         duration = (time.perf_counter() - started) * 1000
         trail.append(
-            ev.compact(ev.DISPATCH_SUCCESS, request_id, route, status=response.status_code,
+            compact(ev.DISPATCH_SUCCESS, request_id, route, status=response.status_code,
                        duration_ms=duration)
         )  # fmt: skip
         self.sink.emit(trail)
@@ -222,7 +226,7 @@ class Gateway:
         route: TenantRoute,
         path: str,
         request_id: str,
-        trail: ev.Trail,
+        trail: Trail,
         origin: str,
     ) -> tuple[Response, str | None, Replayable | None]:
         """The tenant's answer, the failure reason if it failed, and the guard's replayable
@@ -292,22 +296,18 @@ class Gateway:
         if request.method != "POST":
             return error_response(405, "method_not_allowed", request_id, headers={"allow": "POST"})
         assert self.events_token is not None
-        if not ev.authorized(request.headers.get("authorization"), self.events_token):
+        if not authorized(request.headers.get("authorization"), self.events_token):
             return error_response(401, "unauthorized", request_id, "a valid bearer token is needed")
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_EVENTS_BODY:
                 return error_response(413, "payload_too_large", request_id)
-        try:
-            events = ev.check_batch(orjson.loads(body))
-        except (orjson.JSONDecodeError, ev.InvalidEvents) as exc:
+        try:  # written before answering: the ledger attributes edge settlements from them
+            stored = await run_in_threadpool(ingest, self.event_store, body)
+        except InvalidEvents as exc:
             return error_response(400, "invalid_events", request_id, str(exc))
-        # Written before answering: the ledger attributes edge settlements from these events.
-        await run_in_threadpool(
-            self.registry.write_events, [{**item, "source": "edge"} for item in events]
-        )
-        return json_response({"ok": True, "stored": len(events)})
+        return json_response({"ok": True, "stored": stored})
 
     @staticmethod
     def _fail(code: str, request_id: str, detail: str | None = None) -> Response:

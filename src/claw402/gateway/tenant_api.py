@@ -20,8 +20,8 @@ from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.openapi import docs_html, openapi
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
-from claw402.dispatch.events import Trail
 from claw402.dispatch.plans import max_page_size
+from claw402.events.compact import Trail
 from claw402.gateway.responses import error_response, json_response
 from claw402.registry.models import Tenant
 

@@ -27,6 +27,13 @@ from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
 from claw402.clock import aware
+from claw402.events.kinds import (
+    PAYMENT_FAILED,
+    PAYMENT_PENDING,
+    PAYMENT_REPLAYED,
+    PAYMENT_SETTLED,
+    PAYMENT_VERIFIED,
+)
 from claw402.payments import answers
 from claw402.payments.codec import PresentedPayment
 from claw402.payments.facilitator import FacilitatorUnavailable, SettlementUnknown
@@ -38,13 +45,6 @@ from claw402.payments.store import ClaimRequest, SettledPayment, StoredResponse
 if TYPE_CHECKING:  # the paywall imports this module; types only, no import cycle
     from claw402.gateway.tenant_api import Produce, TenantRequest
     from claw402.payments.paywall import Paywall
-
-PAYMENT_CHALLENGE = "payment_challenge"
-PAYMENT_VERIFIED = "payment_verified"
-PAYMENT_SETTLED = "payment_settled"
-PAYMENT_PENDING = "payment_pending"
-PAYMENT_FAILED = "payment_failed"
-PAYMENT_REPLAYED = "payment_replayed"
 
 _STORED_HEADERS_SKIP = {"content-length"}
 

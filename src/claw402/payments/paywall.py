@@ -25,18 +25,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from claw402.dispatch.events import Trail, compact
 from claw402.dispatch.routing import TenantRoute
-from claw402.payments import answers
-from claw402.payments.attempt import (
+from claw402.events.compact import Trail, compact
+from claw402.events.kinds import (
     PAYMENT_CHALLENGE,
     PAYMENT_FAILED,
     PAYMENT_PENDING,
     PAYMENT_REPLAYED,
     PAYMENT_SETTLED,
     PAYMENT_VERIFIED,
-    Attempt,
 )
+from claw402.payments import answers
+from claw402.payments.attempt import Attempt
 from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import Facilitator

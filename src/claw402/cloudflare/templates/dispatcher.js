@@ -4,10 +4,11 @@
 // the tenant's plan limits, stamp x-request-id / x-tenant-id, and send lifecycle events.
 // Every request gets its own id; a caller's well-formed x-request-id is kept as its
 // correlation id (x-correlation-id on the answer, correlationId in every event).
-// Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js.
+// Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js, kinds.js.
 
 import DIRECTORY from "./directory.js";
 import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE } from "./rules.js";
+import { DISPATCH_FAILURE, DISPATCH_START, DISPATCH_SUCCESS } from "./kinds.js";
 import { guard } from "./paywall.js";
 
 export { PaymentClaims } from "./paywall.js";
@@ -85,7 +86,7 @@ function fail(code, requestId, detail) {
   return errorResponse(STATUS[code], code, requestId, detail);
 }
 
-// dispatch/events.event: the same fields in every runtime.
+// claw402.events.compact.event: the same fields in every runtime.
 export function event(type, requestId, tenant, { status = null, durationMs = null, reason = null, ...details } = {}) {
   const record = {
     type,
@@ -170,17 +171,17 @@ export default {
 
     const resolution = resolve(request.headers.get("host"), path);
     if (resolution === null) {
-      const failure = event("dispatch_failure", requestId, null, { status: 404, reason: "tenant_not_found", path });
+      const failure = event(DISPATCH_FAILURE, requestId, null, { status: 404, reason: "tenant_not_found", path });
       sendEvents(env, ctx, correlate([failure], correlationId));
       return stamp(fail("tenant_not_found", requestId), requestId, null, correlationId);
     }
     const tenant = resolution.tenant;
-    const events = [event("dispatch_start", requestId, tenant, { path: resolution.path })];
+    const events = [event(DISPATCH_START, requestId, tenant, { path: resolution.path })];
     const emit = (kind, status, reason = null, details = {}, durationMs = null) => {
       events.push(event(kind, requestId, tenant, { status, reason, durationMs, ...details }));
     };
     const { response, reason } = await runTenant(request, env, url, resolution, requestId, emit);
-    const kind = reason ? "dispatch_failure" : "dispatch_success";
+    const kind = reason ? DISPATCH_FAILURE : DISPATCH_SUCCESS;
     events.push(event(kind, requestId, tenant, {
       status: response.status, durationMs: performance.now() - started, reason,
     }));
