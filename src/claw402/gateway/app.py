@@ -170,7 +170,7 @@ class Gateway:
         if resolution is None:
             self.sink.emit([
                 compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
-                           reason="tenant_not_found", correlation_id=correlation, path=path)
+                        reason="tenant_not_found", correlation_id=correlation, path=path)
             ])  # fmt: skip
             failed = self._fail("tenant_not_found", request_id)
             return self._stamp(failed, request_id, None, correlation)
@@ -180,7 +180,7 @@ class Gateway:
         # ends, as one row: whatever ends it, even a cancelled call.
         trail = [
             compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
-                       path=resolution.path)
+                    path=resolution.path)
         ]  # fmt: skip
         try:
             response, reason, replayable = await self._run_tenant(
@@ -190,7 +190,7 @@ class Gateway:
             kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
             trail.append(
                 compact(kind, request_id, route, status=response.status_code,
-                           duration_ms=duration, reason=reason)
+                        duration_ms=duration, reason=reason)
             )  # fmt: skip
         finally:
             self.sink.emit(trail)
@@ -207,13 +207,13 @@ class Gateway:
         route = replay.route
         trail = [
             compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
-                       path=replay.path)
+                    path=replay.path)
         ]  # fmt: skip
         response = replay.replayable.answer(request_id, trail)
         duration = (time.perf_counter() - started) * 1000
         trail.append(
             compact(ev.DISPATCH_SUCCESS, request_id, route, status=response.status_code,
-                       duration_ms=duration)
+                    duration_ms=duration)
         )  # fmt: skip
         self.sink.emit(trail)
         return self._stamp(response, request_id, route, correlation)
