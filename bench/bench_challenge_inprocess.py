@@ -78,7 +78,7 @@ async def requests(gateway: Gateway, n: int, guarded: bool = False) -> set[int]:
 
     for _ in range(n):
         if guarded:
-            gateway._replays.clear()
+            gateway.replays.clear()
         await gateway(SCOPE, receive, send)
     return statuses
 

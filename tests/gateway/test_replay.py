@@ -49,14 +49,14 @@ def without_timing(event: dict[str, Any]) -> dict[str, Any]:
 def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
     _, registry, gateway, client = priced
     guarded = 0
-    run_tenant = gateway._run_tenant
+    guard = gateway.guard
 
     async def counted(*args: Any) -> Any:
         nonlocal guarded
         guarded += 1
-        return await run_tenant(*args)
+        return await guard(*args)
 
-    gateway._run_tenant = counted  # type: ignore[method-assign]
+    gateway.guard = counted
     # The caller sends one id on every call: each answer, replayed or not, has its own.
     answers = [client.get("/t/cities/v1/records", headers={"x-request-id": "agent-run"})
                for _ in range(3)]  # fmt: skip
