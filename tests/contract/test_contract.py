@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -128,6 +129,33 @@ def test_lifecycle_events(runtime):
     assert miss["correlationId"] == f"ev-miss-{runtime.name}"
     assert (miss["type"], miss["status"], miss["reason"], miss["tenantId"]) == (
         "dispatch_failure", 404, "tenant_not_found", None)
+
+
+STEPS = ["resolve", "limits", "guard", "run"]
+
+
+@pytest.mark.parametrize(("path", "passed"), [
+    ("/t/nokey/v1/records?_limit=1", STEPS),  # a free tenant: the guard hands on
+    ("/t/paid/v1/schema", STEPS),  # a priced tenant's free route
+    ("/t/paid/v1/records", STEPS[:3]),  # unpaid: the guard answers the 402
+    ("/t/paid/v1/records", STEPS[:3]),  # again (the gateway may answer it from its memo)
+    ("/t/nobody/v1/records", STEPS[:1]),  # no such tenant: resolve answers
+    ("/t/cities/v1/records/999999", STEPS),  # the tenant's own 404
+])  # fmt: skip
+def test_both_runtimes_go_through_the_same_steps(runtime, path, passed):
+    """The request path is the same ordered steps in both runtimes; each reports in its last
+    event the steps a request passed, so where a request ended is comparable too."""
+    r = runtime.get(path)
+    rid = r.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    while True:
+        trail = runtime.events(rid, 1)
+        last = [e for e in trail if e["type"] in ("dispatch_success", "dispatch_failure")]
+        if last or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(last) == 1, trail
+    assert last[0]["details"]["steps"] == passed
 
 
 # -- data API --------------------------------------------------------------------------------

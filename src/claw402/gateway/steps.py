@@ -46,9 +46,11 @@ class GatewayCall(TenantCall):
         request_id: str,
         correlation: str | None,
     ) -> None:
-        super().__init__(
-            pipeline, scope["method"], headers, scope["query_string"], request_id, []
-        )
+        # The base's fields set here directly: this runs on every request, replays included.
+        self._steps, self._names, self._at = pipeline.steps, pipeline.names, 0
+        self.method, self.query_string = scope["method"], scope["query_string"]
+        self.headers, self.request_id, self.trail = headers, request_id, []
+        self.replayable = self.invalid = self.query = None
         self.scope = scope
         self.correlation = correlation
         self.in_tenant = False  # resolved: a dispatch_start is in the trail
@@ -78,7 +80,8 @@ class ResolveStep:
         if replay is not None and replay.replayable.applies(call.method, call.headers):
             call.replay = replay
             call.route, call.path = replay.route, replay.path
-            return await self._enter(call)
+            self._start(call)
+            return await call.next()
         resolution = directory.resolve(host, path)
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
             directory = call.directory = gateway.directory.current(force=True)
@@ -94,11 +97,12 @@ class ResolveStep:
         call.route, call.tenant, call.path = entry.route, entry.tenant, resolution.path
         # Routed by /t/<slug>: the root keeps the prefix.
         call.root_url = origin if resolution.path == path else f"{origin}/t/{entry.route.slug}"
+        self._start(call)
         if entry.tenant.dataset is None:
-            self._start(call)
             call.reason = "no dataset deployed"
             return gateway.fail("dispatcher_binding_missing", call.request_id)
-        return await self._enter(call)
+        call.runtime = gateway.runtime(entry.tenant)  # raises TenantFailure
+        return await call.next()
 
     def _start(self, call: GatewayCall) -> None:
         call.in_tenant = True
@@ -106,12 +110,6 @@ class ResolveStep:
             ev.compact(ev.DISPATCH_START, call.request_id, call.route,
                        correlation_id=call.correlation, path=call.path)
         )  # fmt: skip
-
-    async def _enter(self, call: GatewayCall) -> Answer:
-        self._start(call)
-        if call.replay is None:
-            call.runtime = self.gateway.runtime(call.tenant)  # raises TenantFailure
-        return await call.next()
 
 
 class LimitsStep:

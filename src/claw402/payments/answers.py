@@ -66,7 +66,7 @@ class PreparedChallenge:
 
     def answer(self, request_id: str) -> Answer:
         body = b"".join((self._head, orjson.dumps(request_id)[1:-1], self._tail))
-        return Answer(402, body, raw_headers=self._headers.copy())
+        return Answer.prepared(402, body, self._headers.copy())
 
 
 def receipt_headers(settlement: SettleResponse, version: int) -> dict[str, str]:

@@ -41,6 +41,13 @@ class Answer:
                 media_type += "; charset=utf-8"
             self.raw_headers.append((b"content-type", media_type.encode("latin-1")))
 
+    @classmethod
+    def prepared(cls, status_code: int, body: bytes, raw_headers: RawHeaders) -> Answer:
+        """An answer from already-encoded parts (a prepared 402), without `__init__`'s work."""
+        answer = cls.__new__(cls)
+        answer.status_code, answer.body, answer.raw_headers = status_code, body, raw_headers
+        return answer
+
     def header(self, name: str) -> str | None:
         """The first value of a header, by case-insensitive name."""
         key = name.lower().encode("latin-1")

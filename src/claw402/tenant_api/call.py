@@ -63,8 +63,11 @@ class Pipeline:
     __slots__ = ("names", "steps")
 
     def __init__(self, steps: Sequence[Step]) -> None:
-        self.steps = tuple(steps)
-        self.names = tuple(step.name for step in self.steps)
+        # Bound `__call__`s: called directly, without the instance-call slot lookup.
+        self.steps: tuple[Callable[[TenantCall], Awaitable[Answer]], ...] = tuple(
+            step.__call__ for step in steps
+        )
+        self.names = tuple(step.name for step in steps)
 
 
 class TenantCall:
@@ -74,7 +77,8 @@ class TenantCall:
 
     __slots__ = (
         "_at",
-        "_pipeline",
+        "_names",
+        "_steps",
         "headers",
         "invalid",
         "limits",
@@ -106,7 +110,8 @@ class TenantCall:
         request_id: str,
         trail: Trail,
     ) -> None:
-        self._pipeline = pipeline
+        self._steps = pipeline.steps
+        self._names = pipeline.names
         self._at = 0
         self.method = method
         self.headers = headers  # lower-case names, first value wins
@@ -121,13 +126,13 @@ class TenantCall:
 
     async def next(self) -> Answer:
         """The answer of the rest of the steps."""
-        step = self._pipeline.steps[self._at]
-        self._at += 1
-        return await step(self)
+        at = self._at
+        self._at = at + 1
+        return await self._steps[at](self)
 
     @property
     def steps_passed(self) -> tuple[str, ...]:
-        return self._pipeline.names[: self._at]
+        return self._names[: self._at]
 
     @property
     def resource_url(self) -> str:
