@@ -14,7 +14,7 @@ from claw402.datasets.engine import Engine
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
 from claw402.datasets.schema import Column
-from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.dispatch.plans import max_page_size
 
 
 def expected(tenant, params, accept=None):
@@ -25,7 +25,7 @@ def expected(tenant, params, accept=None):
     try:
         dataset = engine.open(version.data_path, columns, key=version.key,
                               version=str(version.version))
-        query = parse_query(params, columns, max_limit=MAX_PAGE_SIZE[tenant.plan],
+        query = parse_query(params, columns, max_limit=max_page_size(tenant.plan),
                             version=str(version.version),
                             default_format=format_from_accept(accept))
         body, media_type = render(dataset.records(query), query.format)
@@ -200,7 +200,7 @@ def test_accept_header(runtime, accept):
 
 def test_page_size_capped_by_plan(runtime):
     r = runtime.get("/t/nokey/v1/records?_limit=500")  # quarantine: at most 10
-    assert len(r.json()["items"]) == MAX_PAGE_SIZE["quarantine"]
+    assert len(r.json()["items"]) == max_page_size("quarantine")
 
 
 def test_cursor_walk(runtime):
@@ -238,7 +238,7 @@ def test_documents(runtime):
         "ok": True, "tenant": "cities", "name": "World cities",
         "description": "Fifty large cities", "columns": tenant.dataset.columns, "key": "id",
         "rows": 50, "version": tenant.dataset.version, "price": "0", "priceAtomic": "0",
-        "plan": "pro", "maxLimit": MAX_PAGE_SIZE["pro"],
+        "plan": "pro", "maxLimit": max_page_size("pro"),
     }
     root = f"{runtime.url}/t/cities"
     spec = runtime.get("/t/cities/v1/openapi.json").json()
