@@ -177,7 +177,8 @@ class Gateway:
         finally:
             if call.trail:
                 self.sink.emit(call.trail)
-        self.replays.remember(call)
+        if call.replayable is not None and call.replay is None:
+            self.replays.remember(call)
         return self._stamp(answer, request_id, call.route, correlation)
 
     def origin(self, scope: Scope, host: str | None, directory: Directory[Tenant]) -> str:

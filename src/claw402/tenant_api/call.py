@@ -124,11 +124,12 @@ class TenantCall:
         self.invalid: Answer | None = None
         self.query: object = None  # the parsed query, once a runtime checked it
 
-    async def next(self) -> Answer:
-        """The answer of the rest of the steps."""
+    def next(self) -> Awaitable[Answer]:
+        """The answer of the rest of the steps (the next step's own awaitable: no coroutine
+        of its own, as this runs once per step of every request)."""
         at = self._at
         self._at = at + 1
-        return await self._steps[at](self)
+        return self._steps[at](self)
 
     @property
     def steps_passed(self) -> tuple[str, ...]:
