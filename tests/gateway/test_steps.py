@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gwpriced import priced_gateway
+from gwpriced import count_guarded, priced_gateway
 
 from claw402.gateway.steps import GatewayCall, GuardStep, LimitsStep, ResolveStep, RunStep
 from claw402.tenant_api.answer import Answer, error_answer
@@ -45,18 +45,10 @@ def test_a_step_added_to_the_list_applies_to_replays_too(tmp_path: Path) -> None
         gateway.steps = Pipeline(
             [ResolveStep(gateway), LimitsStep(), Quota(2), GuardStep(gateway), RunStep()]
         )
-        guarded = 0
-        guard = gateway.guard
-
-        async def counted(*args: Any) -> Any:
-            nonlocal guarded
-            guarded += 1
-            return await guard(*args)
-
-        gateway.guard = counted
+        guarded = count_guarded(gateway)
         answers = [client.get("/t/cities/v1/records") for _ in range(3)]
         assert [r.status_code for r in answers] == [402, 402, 429]
-        assert guarded == 1  # the second 402 was a replay, and still went through the quota
+        assert len(guarded) == 1  # the second 402 was a replay, and still went through the quota
         assert answers[2].json()["error"] == "quota_exceeded"
         last = last_events(registry, [r.headers["x-request-id"] for r in answers])
         assert [e["details"]["steps"] for e in last] == [

@@ -86,13 +86,9 @@ class TenantRuntime:
         )
 
     async def _records(self, call: TenantCall, query: Query) -> Answer:
-        timeout_ms = self._timeout_ms(call)
-        try:
-            page = await self._run(lambda: self.dataset.records(query, timeout_ms=timeout_ms))
-        except InvalidQuery as exc:
-            return error_answer(400, "invalid_query", call.request_id, exc.detail)
-        except QueryTimeout:
-            return self._over_budget(call)
+        page = await self._read(call, lambda ms: self.dataset.records(query, timeout_ms=ms))
+        if isinstance(page, Answer):
+            return page
         body, media_type = render(page, query.format)
         return Answer(200, body, media_type=media_type)
 
@@ -101,16 +97,22 @@ class TenantRuntime:
             return error_answer(
                 404, "record_not_found", call.request_id, "this dataset has no key column"
             )
+        row = await self._read(call, lambda ms: self.dataset.record(key, timeout_ms=ms))
+        if isinstance(row, Answer):
+            return row
+        if row is None:
+            return error_answer(404, "record_not_found", call.request_id, f"no record {key!r}")
+        return json_answer({"ok": True, "item": row})
+
+    async def _read(self, call: TenantCall, read: Callable[[int], Any]) -> Any:
+        """`read(deadline_ms)` off the event loop; a query error or a timeout as its Answer."""
         timeout_ms = self._timeout_ms(call)
         try:
-            row = await self._run(lambda: self.dataset.record(key, timeout_ms=timeout_ms))
+            return await self._run(lambda: read(timeout_ms))
         except InvalidQuery as exc:
             return error_answer(400, "invalid_query", call.request_id, exc.detail)
         except QueryTimeout:
             return self._over_budget(call)
-        if row is None:
-            return error_answer(404, "record_not_found", call.request_id, f"no record {key!r}")
-        return json_answer({"ok": True, "item": row})
 
     @staticmethod
     def _timeout_ms(call: TenantCall) -> int:
