@@ -79,11 +79,7 @@ class ResolveStep:
         replay = gateway.replays.get(directory, call.replay_key)
         if replay is not None and replay.replayable.applies(call.method, call.headers):
             call.replay, call.route, call.path = replay, replay.route, replay.path
-            call.in_tenant = True
-            call.trail.append(
-                ev.compact(ev.DISPATCH_START, call.request_id, replay.route,
-                           correlation_id=call.correlation, path=replay.path)
-            )  # fmt: skip
+            self._start(call)
             return await call.next()
         resolution = directory.resolve(host, path)
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
