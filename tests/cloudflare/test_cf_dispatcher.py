@@ -181,7 +181,7 @@ def test_lifecycle_events(client, edge):
     assert success["status"] == 200 and success["durationMs"] >= 0 and success["reason"] is None
     assert failure["status"] == 502 and failure["reason"] == "RangeError: tenant bug"
     assert unknown == {**unknown, "tenantId": None, "status": 404, "reason": "tenant_not_found",
-                       "details": {"path": "/t/nobody/"}}
+                       "details": {"path": "/t/nobody/", "steps": ["resolve"]}}
 
 
 def test_registry_shaped_directory_and_missing_binding():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,3 +51,17 @@ def priced_gateway(
             yield settings, registry, app, client
     finally:
         registry.close()
+
+
+def count_guarded(gateway: Gateway) -> list[int]:
+    """Wrap the gateway's guard: the list returned grows by one per call it guards (a replayed
+    402 never reaches it)."""
+    guarded: list[int] = []
+    guard = gateway.guard
+
+    async def counted(*args: Any) -> Any:
+        guarded.append(1)
+        return await guard(*args)
+
+    gateway.guard = counted
+    return guarded

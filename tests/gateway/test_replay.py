@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gwpriced import priced_gateway
+from gwpriced import count_guarded, priced_gateway
 from x402.http.utils import decode_payment_required_header
 
 from claw402.config import Settings
@@ -49,19 +49,11 @@ def without_timing(event: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
     _, registry, gateway, client = priced
-    guarded = 0
-    run_tenant = gateway._run_tenant
-
-    async def counted(*args: Any) -> Any:
-        nonlocal guarded
-        guarded += 1
-        return await run_tenant(*args)
-
-    gateway._run_tenant = counted  # type: ignore[method-assign]
+    guarded = count_guarded(gateway)
     # The caller sends one id on every call: each answer, replayed or not, has its own.
     answers = [client.get("/t/cities/v1/records", headers={"x-request-id": "agent-run"})
                for _ in range(3)]  # fmt: skip
-    assert guarded == 1  # the second and third calls were replays
+    assert len(guarded) == 1  # the second and third calls were replays
     first = answers[0]
     ids = [r.headers["x-request-id"] for r in answers]
     assert len(set(ids)) == 3 and "agent-run" not in ids

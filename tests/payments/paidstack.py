@@ -32,7 +32,6 @@ from claw402.events.sink import EventSink
 from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
-from claw402.gateway.tenant_api import Guard
 from claw402.payments.client import PaidCall, pay_and_fetch_async
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
@@ -42,6 +41,7 @@ from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.samples import CITIES
 from claw402.serving import ServerThread
+from claw402.tenant_api.call import Guard
 from jsclient import pay_with_js_client
 
 MAX_TIMEOUT = 120

@@ -4,10 +4,10 @@
 `GET /v1/records/{key}` when the dataset has a key (body `{"ok": true, "item": {...}}`) and
 `GET /v1/schema`; for a priced dataset the record routes also document the 402 and its
 `PAYMENT-REQUIRED` header. Errors are `{"ok": false, "error": "<code>", "detail": "..."}`.
-The runtimes (gateway/tenant_api.py, cloudflare/tenant.py) build the `/v1/schema` body
-themselves, adding the tenant's fields (version, price, plan, ...) to what `schema_document`
-and the document's `Schema` describe: the columns, the key and the row count. `docs_html`
-renders a document as one page with no scripts and no external assets.
+Both runtimes serve the `/v1/schema` body of `tenant_api/documents.py`, which adds the
+tenant's fields (version, price, plan, ...) to what `schema_document` and the document's
+`Schema` describe: the columns, the key and the row count. `docs_html` renders a document
+as one page with no scripts and no external assets.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from claw402.dispatch.plans import Limits, effective_limits
-from claw402.dispatch.routing import TenantRoute, route_for
+from claw402.dispatch.routing import DirectoryEntry, TenantRoute, route_for
 from claw402.money import atomic_to_usd
 
 # Custom host states: `open` hosts were added while no API key existed (a single operator),
@@ -120,8 +120,11 @@ class Tenant:
             price_atomic=self.price_atomic,
             pay_to=self.pay_to,
             hosts=self.routable_hosts,
-            extra={"tenant": self},
         )
+
+    def entry(self) -> DirectoryEntry[Tenant]:
+        """The tenant's directory entry: its route, with this record beside it."""
+        return DirectoryEntry(self.route(), self)
 
     def to_json(self) -> dict[str, Any]:
         return {
