@@ -22,10 +22,11 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
+from claw402.datasets.cursor import encode_cursor
 from claw402.datasets.engine import Engine
 from claw402.datasets.ingest import ingest
 from claw402.datasets.output import render
-from claw402.datasets.query import encode_cursor, parse_query
+from claw402.datasets.query import parse_query
 
 DATA = Path(__file__).parent / "data"
 FIRST = ["Ada", "Bob", "Chen", "Dana", "Eve", "Femi", "Gus", "Hana", "Ivan", "Jia", "Kofi",

@@ -10,7 +10,7 @@ import pytest
 
 from claw402.cloudflare.grammar import grammar_module, grammar_values
 from claw402.cloudflare.workerd import template
-from claw402.datasets import query
+from claw402.datasets import cursor, values
 
 READ = """
 const g = await import(process.argv[1]);
@@ -43,13 +43,13 @@ def worker_grammar(tmp_path_factory) -> dict:
 def test_every_generated_constant_reads_back_in_javascript_as_python_has_it(worker_grammar):
     for name, value in grammar_values().items():
         assert worker_grammar[name] == value, name
-    assert worker_grammar["INT64_MIN"] == {"bigint": str(query.INT64_MIN)}
-    assert worker_grammar["INT64_MAX"] == {"bigint": str(query.INT64_MAX)}
+    assert worker_grammar["INT64_MIN"] == {"bigint": str(values.INT64_MIN)}
+    assert worker_grammar["INT64_MAX"] == {"bigint": str(values.INT64_MAX)}
 
 
 def test_generated_patterns_accept_exactly_what_python_fullmatch_accepts(worker_grammar):
-    for name in ("INT_RE", "NUM_RE", "B64URL_RE"):
-        python = [getattr(query, name).fullmatch(p) is not None for p in PROBES]
+    for name, module in (("INT_RE", values), ("NUM_RE", values), ("B64URL_RE", cursor)):
+        python = [getattr(module, name).fullmatch(p) is not None for p in PROBES]
         assert worker_grammar["matches"][name] == python, name
 
 

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claw402.datasets.cursor import encode_cursor
 from claw402.datasets.query import (
     After,
     Filter,
     InvalidQuery,
     Sort,
-    encode_cursor,
     format_from_accept,
     parse_query,
 )

@@ -1,4 +1,5 @@
-"""`grammar.js`: the query grammar's vocabulary, generated from `claw402.datasets.query`.
+"""`grammar.js`: the query grammar's vocabulary, generated from `claw402.datasets.query`
+(and `values.py`, `cursor.py`).
 
 The tenant Worker's parser (templates/query.js) implements the rules; the words it accepts,
 the limits it enforces, the formats and media types it answers in and the default page size
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 
 from claw402.cloudflare.bundle import Module
-from claw402.datasets import query
+from claw402.datasets import cursor, query, values
 from claw402.datasets.output import MEDIA_TYPE
 
 
@@ -29,15 +30,15 @@ def grammar_values() -> dict[str, object]:
         "CONTROL_PARAMS": list(query.CONTROL_PARAMS),
         "MEDIA_TYPES": query.MEDIA_TYPES,
         "MEDIA_TYPE": MEDIA_TYPE,
-        "BOOLS": query.BOOLS,
-        "TYPE_ARTICLES": query.TYPE_ARTICLES,
-        "TYPE_EXPECTED": query.TYPE_EXPECTED,
+        "BOOLS": values.BOOLS,
+        "TYPE_ARTICLES": values.TYPE_ARTICLES,
+        "TYPE_EXPECTED": values.TYPE_EXPECTED,
         "DEFAULT_LIMIT": query.DEFAULT_LIMIT,
         "MAX_FILTERS": query.MAX_FILTERS,
         "MAX_IN_VALUES": query.MAX_IN_VALUES,
         "MAX_VALUE_CHARS": query.MAX_VALUE_CHARS,
         "MAX_Q_CHARS": query.MAX_Q_CHARS,
-        "MAX_CURSOR_CHARS": query.MAX_CURSOR_CHARS,
+        "MAX_CURSOR_CHARS": cursor.MAX_CURSOR_CHARS,
     }
 
 
@@ -51,10 +52,10 @@ def grammar_module() -> Module:
             literal = f"Object.freeze({literal})"
         lines.append(f"export const {name} = {literal};")
     lines += [
-        f"export const INT64_MIN = {query.INT64_MIN}n;",
-        f"export const INT64_MAX = {query.INT64_MAX}n;",
-        f"export const INT_RE = {_regex(query.INT_RE.pattern)};",
-        f"export const NUM_RE = {_regex(query.NUM_RE.pattern)};",
-        f"export const B64URL_RE = {_regex(query.B64URL_RE.pattern)};",
+        f"export const INT64_MIN = {values.INT64_MIN}n;",
+        f"export const INT64_MAX = {values.INT64_MAX}n;",
+        f"export const INT_RE = {_regex(values.INT_RE.pattern)};",
+        f"export const NUM_RE = {_regex(values.NUM_RE.pattern)};",
+        f"export const B64URL_RE = {_regex(cursor.B64URL_RE.pattern)};",
     ]
     return Module("grammar.js", ("\n".join(lines) + "\n").encode())

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import duckdb
 
+from claw402.datasets.cursor import encode_cursor
 from claw402.datasets.pages import Page, PageCache
-from claw402.datasets.query import After, InvalidQuery, Query, convert, encode_cursor
+from claw402.datasets.query import After, InvalidQuery, Query
 from claw402.datasets.schema import Column, sql_ident
 from claw402.datasets.search import TextIndex, searchable
 from claw402.datasets.sql import (
@@ -39,6 +40,7 @@ from claw402.datasets.sql import (
     select_list,
     where_clause,
 )
+from claw402.datasets.values import convert
 from claw402.datasets.watchdog import Watchdog
 
 TABLE = "data"

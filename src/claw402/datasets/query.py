@@ -61,19 +61,14 @@ query; it is not a secret MAC: a forged cursor can only select rows the caller c
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Literal
 
-import orjson
-
+from claw402.datasets.cursor import binding as cursor_binding
+from claw402.datasets.cursor import decode_cursor
 from claw402.datasets.schema import Column
+from claw402.datasets.values import BOOLS, InvalidQuery, Value, convert
 
 Format = Literal["json", "csv", "ndjson"]
 FORMATS: tuple[Format, ...] = ("json", "csv", "ndjson")
@@ -95,28 +90,6 @@ MAX_FILTERS = 64
 MAX_IN_VALUES = 1000
 MAX_VALUE_CHARS = 10_000
 MAX_Q_CHARS = 500
-MAX_CURSOR_CHARS = 4096
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-Value = int | float | bool | str | date | datetime
-
-INT_RE = re.compile(r"[+-]?[0-9]+")
-NUM_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_TS_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
-)
-B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
-BOOLS = {"true": True, "1": True, "false": False, "0": False}
-
-
-class InvalidQuery(ValueError):
-    """A request the grammar rejects; `detail` is meant for the caller (HTTP 400)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -199,10 +172,11 @@ def parse_query(
     fmt = control.get("_format", default_format or "json")
     if fmt not in FORMATS:
         raise InvalidQuery(f"unknown _format {fmt!r}; use one of {', '.join(FORMATS)}")
-    binding = _binding(version, control.get("_sort", ""), q or "", filter_pairs)
+    binding = cursor_binding(version, control.get("_sort", ""), q or "", filter_pairs)
     after = None
     if "_cursor" in control:
-        after = _decode_cursor(control["_cursor"], binding, sort, by_name)
+        sorted_by = [by_name[k.column] for k in sort]
+        after = After(*decode_cursor(control["_cursor"], binding, sorted_by))
     return Query(
         filters=tuple(filters), sort=sort, fields=fields, limit=limit, q=q,
         format=fmt,  # type: ignore[arg-type]
@@ -237,56 +211,6 @@ def format_from_accept(accept: str | None) -> Format | None:
             best = (weight, index, fmt)
     return best[2] if best else None
 
-
-def encode_cursor(binding: str, values: Sequence[object], rowid: int) -> str:
-    """The `next` cursor after a row whose sort values (output form) and row number are given."""
-    payload = _b64(orjson.dumps({"k": list(values), "r": rowid}))
-    return f"{payload}.{_check(binding, payload)}"
-
-
-def convert(value: str, column: Column) -> Value:
-    """A filter value in the column's type; InvalidQuery names the column and the type."""
-    kind = column.type
-    try:
-        if kind == "string":
-            return value
-        if kind == "integer" and INT_RE.fullmatch(value) and len(value) <= 20:
-            number = int(value)
-            if INT64_MIN <= number <= INT64_MAX:
-                return number
-        elif kind == "number" and NUM_RE.fullmatch(value) and len(value) <= 64:
-            number_f = float(value)
-            if math.isfinite(number_f):
-                return number_f
-        elif kind == "boolean" and value.lower() in BOOLS:
-            return BOOLS[value.lower()]
-        elif kind == "date" and _DATE_RE.fullmatch(value):
-            return date.fromisoformat(value)
-        elif kind == "timestamp" and _TS_RE.fullmatch(value):
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is not None:
-                moment = moment.astimezone(UTC).replace(tzinfo=None)
-            return moment
-    except (ValueError, OverflowError):
-        pass
-    raise InvalidQuery(
-        f"{column.name!r} is {TYPE_ARTICLES[kind]} column: {value[:50]!r} "
-        f"is not {TYPE_EXPECTED[kind]}"
-    )
-
-
-TYPE_ARTICLES: dict[str, str] = {
-    "integer": "an integer", "number": "a number", "boolean": "a boolean",
-    "string": "a string", "date": "a date", "timestamp": "a timestamp",
-}
-TYPE_EXPECTED: dict[str, str] = {
-    "integer": "a whole number within 64 bits",
-    "number": "a finite number",
-    "boolean": "true, false, 1 or 0",
-    "string": "text",
-    "date": "a date as YYYY-MM-DD",
-    "timestamp": "a timestamp as YYYY-MM-DDTHH:MM:SS (optionally .ffffff and Z or ±HH:MM)",
-}
 
 
 def _check_text(text: str, what: str) -> None:
@@ -367,72 +291,6 @@ def _parse_limit(raw: str | None, max_limit: int, default_limit: int) -> int:
         raise InvalidQuery(f"_limit must be at least 1, not {raw[:50]!r}")
     return min(limit, max_limit)
 
-
-def _binding(version: str, sort: str, q: str, pairs: list[tuple[str, str]]) -> str:
-    return orjson.dumps([version, sort, q, sorted(pairs)]).decode()
-
-
-def _check(binding: str, payload: str) -> str:
-    digest = hashlib.sha256(f"{binding}.{payload}".encode()).digest()
-    return _b64(digest[:9])
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(
-    raw: str, binding: str, sort: tuple[Sort, ...], by_name: dict[str, Column]
-) -> After:
-    payload, sep, check = raw.partition(".")
-    if (
-        not sep
-        or len(raw) > MAX_CURSOR_CHARS
-        or not B64URL_RE.fullmatch(payload)
-        or check != _check(binding, payload)
-    ):
-        raise InvalidQuery(
-            "invalid _cursor: it was damaged, or issued for other filters, sort, search or "
-            "dataset version; start again without _cursor"
-        )
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError):
-        raise InvalidQuery("invalid _cursor: unreadable") from None
-    if not isinstance(data, dict) or set(data) != {"k", "r"}:
-        raise InvalidQuery("invalid _cursor: unexpected content")
-    values, rowid = data["k"], data["r"]
-    if (
-        not isinstance(values, list)
-        or len(values) != len(sort)
-        or type(rowid) is not int
-        or not 0 <= rowid <= INT64_MAX
-    ):
-        raise InvalidQuery("invalid _cursor: unexpected content")
-    return After(
-        tuple(_cursor_value(v, by_name[k.column]) for v, k in zip(values, sort, strict=True)),
-        rowid,
-    )
-
-
-def _cursor_value(value: object, column: Column) -> Value | None:
-    kind = column.type
-    if value is None:
-        return None
-    if kind == "integer" and type(value) is int and INT64_MIN <= value <= INT64_MAX:
-        return value
-    if kind == "number" and type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
-        return float(value)  # type: ignore[arg-type]
-    if kind == "boolean" and type(value) is bool:
-        return value
-    if kind == "string" and type(value) is str:
-        return value
-    if kind in ("date", "timestamp") and type(value) is str:
-        try:
-            return convert(value, column)
-        except InvalidQuery:
-            pass
-    raise InvalidQuery("invalid _cursor: unexpected content")
 
 
 def _names(by_name: dict[str, Column]) -> str:
