@@ -9,7 +9,8 @@ import re
 import orjson
 import pytest
 
-from claw402.datasets.openapi import docs_html, openapi, schema_document
+from claw402.datasets.docs_page import docs_html
+from claw402.datasets.openapi import openapi, schema_document
 from claw402.datasets.output import render
 from claw402.datasets.pages import Page
 from claw402.datasets.query import InvalidQuery

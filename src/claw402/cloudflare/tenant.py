@@ -17,8 +17,8 @@ from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
 from claw402.cloudflare.grammar import grammar_module
 from claw402.cloudflare.sizes import MAX_EMBEDDED_DATA, ScriptTooLarge, check_embedded_data, mib
 from claw402.cloudflare.workerd import template
+from claw402.datasets.docs_page import docs_html
 from claw402.datasets.engine import Engine
-from claw402.datasets.openapi import docs_html
 from claw402.datasets.query import Query
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import max_page_size

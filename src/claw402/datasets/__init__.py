@@ -9,9 +9,10 @@ Pure: knows nothing of tenants, HTTP frameworks or payments.
     body, media_type = render(dataset.records(query, timeout_ms=2000), query.format)
 """
 
+from claw402.datasets.docs_page import docs_html
 from claw402.datasets.engine import Dataset, Engine, Page, QueryTimeout, open_dataset
 from claw402.datasets.ingest import IngestError, IngestResult, ingest
-from claw402.datasets.openapi import docs_html, openapi, schema_document
+from claw402.datasets.openapi import openapi, schema_document
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
 from claw402.datasets.schema import Column

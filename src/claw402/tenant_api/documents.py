@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from claw402.datasets.openapi import docs_html, openapi
+from claw402.datasets.docs_page import docs_html
+from claw402.datasets.openapi import openapi
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import max_page_size
 from claw402.registry.models import Tenant
