@@ -29,7 +29,9 @@ DNS_TIMEOUT = 5.0  # seconds for the whole lookup
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ClaimOutcome:
+    """What a host-claim step did: the claim after it, and whether it changed."""
+
     claim: HostClaim
     changed: bool  # False: it was routable already
     found: tuple[str, ...] = ()  # the TXT strings seen (verify)
@@ -89,14 +91,14 @@ def _claim(registry: Registry, host: str) -> HostClaim:
 
 
 def _mark(registry: Registry, claim: HostClaim, actor: Actor, status: str, action: str,
-          details: dict[str, object]) -> Outcome:  # fmt: skip
+          details: dict[str, object]) -> ClaimOutcome:  # fmt: skip
     with registry.engine.begin() as conn:
         if not registry.mark_host(conn, claim, status):
             raise ControlError(f"host {claim.host!r} changed meanwhile: try again")
         audit.append(conn, actor.label, action, tenant_id=claim.tenant_id,
                      subject=f"host:{claim.host}",
                      details={"tenant": claim.slug, **details})  # fmt: skip
-    return Outcome(registry.host_claims(host=claim.host)[0], True, ())
+    return ClaimOutcome(registry.host_claims(host=claim.host)[0], True, ())
 
 
 def listing(registry: Registry, secret: str | None, slug: str | None = None) -> list[HostClaim]:
@@ -116,14 +118,14 @@ def verify(
     secret: str | None,
     host: str,
     resolver: dns.resolver.Resolver | None = None,
-) -> Outcome:
+) -> ClaimOutcome:
     """Route `host` once `_402claw.<host>` holds its token; the tenant's owner or an admin asks.
     A failed check changes nothing but is audited, and raises saying what was found."""
     actor = authorize(registry.engine, secret, DEPLOY)
     claim = _claim(registry, host)
     require_owner(actor, claim.owner, claim.slug)
     if claim.status in (HOST_VERIFIED, HOST_APPROVED):
-        return Outcome(claim, False)
+        return ClaimOutcome(claim, False)
     name = f"_402claw.{claim.host}"
     found = txt_strings(resolver or resolver_from_env(), name)
     if claim.token not in (s.strip() for s in found):
@@ -138,15 +140,15 @@ def verify(
         )
     outcome = _mark(registry, claim, actor, HOST_VERIFIED, "host.verified",
                     {"method": "dns-txt", "record": name})  # fmt: skip
-    return Outcome(outcome.claim, True, found)
+    return ClaimOutcome(outcome.claim, True, found)
 
 
-def approve(registry: Registry, secret: str | None, host: str) -> Outcome:
+def approve(registry: Registry, secret: str | None, host: str) -> ClaimOutcome:
     """Route `host` on an admin's word (the admin checked it some other way)."""
     actor = authorize(registry.engine, secret, ADMIN)
     claim = _claim(registry, host)
     if claim.status in (HOST_VERIFIED, HOST_APPROVED):
-        return Outcome(claim, False)
+        return ClaimOutcome(claim, False)
     return _mark(registry, claim, actor, HOST_APPROVED, "host.approved", {"was": claim.status})
 
 

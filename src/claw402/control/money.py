@@ -54,8 +54,8 @@ class WalletStep:
     """`challenge` to sign (nothing proven yet), or the `proved` wallet."""
 
     tenant: Tenant
-    challenge: wallets.Challenge
-    proved: wallets.Wallet | None = None
+    challenge: wallets.OwnershipChallenge
+    proved: wallets.PayoutWallet | None = None
 
 
 def verify_wallet(registry: Registry, secret: str | None, slug: str, address: str, *,

@@ -26,7 +26,9 @@ _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 @dataclass(frozen=True, slots=True)
-class Challenge:
+class OwnershipChallenge:
+    """A message the owner of `address` signs to prove it (not an x402 payment challenge)."""
+
     id: int
     tenant_id: str
     address: str
@@ -35,7 +37,9 @@ class Challenge:
 
 
 @dataclass(frozen=True, slots=True)
-class Wallet:
+class PayoutWallet:
+    """A tenant's verified payout address (not a key: `chain.wallet.Wallet` holds keys)."""
+
     tenant_id: str
     address: str
     verified_at: datetime
@@ -61,7 +65,7 @@ def _message(slug: str, tenant_id: str, address: str, nonce: str, expires: datet
     )
 
 
-def challenge(engine: Engine, tenant_id: str, slug: str, address: str) -> Challenge:
+def challenge(engine: Engine, tenant_id: str, slug: str, address: str) -> OwnershipChallenge:
     """The open challenge for (tenant, address), or a fresh one."""
     address = checksum(address)
     moment = now()
@@ -73,7 +77,8 @@ def challenge(engine: Engine, tenant_id: str, slug: str, address: str) -> Challe
             .order_by(c.id.desc())
         ).first()
         if row is not None and aware(row.expires_at) > moment + timedelta(minutes=5):
-            return Challenge(row.id, tenant_id, address, row.message, aware(row.expires_at))
+            expires_at = aware(row.expires_at)
+            return OwnershipChallenge(row.id, tenant_id, address, row.message, expires_at)
         nonce = secrets.token_hex(16)
         expires = moment + CHALLENGE_TTL
         message = _message(slug, tenant_id, address, nonce, expires)
@@ -89,7 +94,7 @@ def challenge(engine: Engine, tenant_id: str, slug: str, address: str) -> Challe
             )
             .returning(c.id)
         ).scalar_one()
-    return Challenge(new_id, tenant_id, address, message, expires)
+    return OwnershipChallenge(new_id, tenant_id, address, message, expires)
 
 
 def sign(message: str, private_key: str) -> str:
@@ -111,7 +116,9 @@ def recover(message: str, signature: str) -> str:
         raise ControlError(f"unreadable signature: {exc}", code="bad_signature") from None
 
 
-def prove(engine: Engine, tenant_id: str, address: str, signature: str, actor: str) -> Wallet:
+def prove(
+    engine: Engine, tenant_id: str, address: str, signature: str, actor: str
+) -> PayoutWallet:
     """Check the signature on the open challenge; on success the address receives payouts."""
     address = checksum(address)
     c = wallet_challenges.c
@@ -151,7 +158,7 @@ def prove(engine: Engine, tenant_id: str, address: str, signature: str, actor: s
             subject=f"wallet:{tenant_id}",
             details={"address": address, "previous": previous, "challenge": row.id},
         )
-    return Wallet(tenant_id, address, moment, previous)
+    return PayoutWallet(tenant_id, address, moment, previous)
 
 
 def _set_wallet(
