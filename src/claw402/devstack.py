@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from claw402.chain.devchain import DevChain, start_dev_chain
@@ -18,6 +17,7 @@ from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
 from claw402.ledger.startup import reconcile_at_start
+from claw402.lifecycle import Stops
 from claw402.payments.config import DEV, PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.registry.store import Registry
@@ -25,7 +25,7 @@ from claw402.serving import ServerThread
 
 
 @dataclass
-class DevStack:
+class DevStack(Stops):
     chain: DevChain
     facilitator: ServerThread
     gateway: ServerThread
@@ -68,17 +68,6 @@ class DevStack:
             with contextlib.suppress(Exception):  # stop the rest even if one part fails
                 step()
         self.registry.close()
-
-    def __enter__(self) -> DevStack:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_dev_stack(

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -23,11 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from eth_utils import to_checksum_address
 
+from claw402.lifecycle import Stops, terminate
 from claw402.nodetools import binary
 
 DEFAULT_CHAIN_ID = 31337
@@ -47,7 +46,7 @@ class DevAccount:
     private_key: str
 
 
-class Anvil:
+class Anvil(Stops):
     """A running anvil process. Build one with `Anvil.start(...)`."""
 
     def __init__(
@@ -114,7 +113,7 @@ class Anvil:
         try:
             bound_port, config = _wait_until_listening(process, log_path, config_path, timeout)
         except BaseException:
-            _terminate(process)
+            terminate(process)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         dev_accounts = tuple(
@@ -145,20 +144,9 @@ class Anvil:
 
     def stop(self) -> None:
         """Terminate anvil (SIGTERM, then SIGKILL after 5 s) and remove its temp files."""
-        _terminate(self.process)
+        terminate(self.process)
         shutil.rmtree(self._workdir, ignore_errors=True)
         _live.discard(self)
-
-    def __enter__(self) -> Anvil:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Anvil {self.rpc_url} chain_id={self.chain_id} pid={self.process.pid}>"
@@ -182,17 +170,6 @@ def _wait_until_listening(
         if time.monotonic() > deadline:
             raise AnvilError(f"anvil did not start within {timeout} s:\n{text[-2000:]}")
         time.sleep(_POLL_SECONDS)
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # Nodes this process started and has not stopped; strong references so that a node dropped

@@ -9,7 +9,6 @@ accounts, so their keys are well known and every one of them holds 10,000 ETH fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from web3 import Web3
@@ -21,6 +20,7 @@ from claw402.chain.channels import install_batch_settlement
 from claw402.chain.token import DEFAULT_NAME, DEFAULT_SYMBOL, DEFAULT_VERSION, Token, usdc
 from claw402.chain.tx import broadcast, build_call, connect, wait_for_receipt
 from claw402.chain.wallet import Wallet
+from claw402.lifecycle import Stops
 
 # Where every public chain has Multicall3; the x402 SDK diagnoses failed payments through it.
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
@@ -29,7 +29,7 @@ _MINT_GAS = 150_000  # a first mint (two zero-to-nonzero slots) costs ~75k
 
 
 @dataclass
-class DevChain:
+class DevChain(Stops):
     """Everything a paid call needs on the local chain. Stop it (or use `with`) when done."""
 
     anvil: Anvil
@@ -82,17 +82,6 @@ class DevChain:
 
     def stop(self) -> None:
         self.anvil.stop()
-
-    def __enter__(self) -> DevChain:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary (for `402claw dev --json` and logs); includes dev keys."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 API_KEY_ENV = "CLAW402_API_KEY"  # = claw402.control.authz.API_KEY_ENV (tests/cli check it)
 
+KeyId = Annotated[str, typer.Argument(help="The key's id (c402_...) or the key itself.")]
 ApiKey = Annotated[
     str | None,
     typer.Option(
@@ -87,7 +88,7 @@ def create_key_command(
 
 @auth_app.command("rotate-key")
 def rotate_key_command(
-    key_id: Annotated[str, typer.Argument(help="The key's id (c402_...) or the key itself.")],
+    key_id: KeyId,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -102,7 +103,7 @@ def rotate_key_command(
 
 @auth_app.command("revoke-key")
 def revoke_key_command(
-    key_id: Annotated[str, typer.Argument(help="The key's id (c402_...) or the key itself.")],
+    key_id: KeyId,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,

@@ -147,6 +147,7 @@ Execute = Annotated[
 WorkersPlanOption = Annotated[
     WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
 ]
+DispatcherName = Annotated[str, typer.Option("--script-name", help="The dispatch Worker's name.")]
 
 
 def _show(upload: Upload, json: bool) -> None:
@@ -201,8 +202,7 @@ def deploy_dispatcher_command(
     account_id: AccountId = None,
     api_token: ApiToken = None,
     dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
-    script_name: Annotated[str, typer.Option("--script-name", help="The dispatch Worker's name.")]
-    = DEFAULT_SCRIPT_NAME,
+    script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
     events_url: Annotated[
         str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
     ] = None,
@@ -264,8 +264,7 @@ def rollback_dispatcher_command(
     account_id: AccountId = None,
     api_token: ApiToken = None,
     dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
-    script_name: Annotated[str, typer.Option("--script-name", help="The dispatch Worker's name.")]
-    = DEFAULT_SCRIPT_NAME,
+    script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     execute_plan: Execute = False,

@@ -30,12 +30,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from claw402.cloudflare.bundle import COMPATIBILITY_DATE, JS_MODULE, WorkerBundle
+from claw402.lifecycle import Stops, terminate
 from claw402.nodetools import binary
 
 SHIM_MODULE = "claw402:namespace-shim"
@@ -79,7 +79,7 @@ class _Config:
         return f'embed "{name}"'
 
 
-class LocalEdge:
+class LocalEdge(Stops):
     """The edge on this machine: dispatcher + user Workers + shim + recorder under workerd.
 
     `dispatcher` may be None to run user Workers alone (then `url` serves the first tenant).
@@ -297,27 +297,14 @@ class LocalEdge:
             self._http.close()
             self._http = None
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        if process is not None:
+            terminate(process)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
     def __enter__(self) -> LocalEdge:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests read ---------------------------------------------------------------
 
