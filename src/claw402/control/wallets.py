@@ -13,8 +13,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from claw402.clock import aware, now
 from claw402.control import audit
@@ -65,17 +66,23 @@ def _message(slug: str, tenant_id: str, address: str, nonce: str, expires: datet
     )
 
 
+def _open_challenge(conn: Connection, tenant_id: str, address: str) -> Row[Any] | None:
+    """The latest unused challenge for (tenant, address), expired or not."""
+    c = wallet_challenges.c
+    return conn.execute(
+        select(c.id, c.message, c.expires_at)
+        .where(c.tenant_id == tenant_id, c.address == address, c.used_at.is_(None))
+        .order_by(c.id.desc())
+    ).first()
+
+
 def challenge(engine: Engine, tenant_id: str, slug: str, address: str) -> OwnershipChallenge:
     """The open challenge for (tenant, address), or a fresh one."""
     address = checksum(address)
     moment = now()
     c = wallet_challenges.c
     with engine.begin() as conn:
-        row = conn.execute(
-            select(c.id, c.message, c.expires_at)
-            .where(c.tenant_id == tenant_id, c.address == address, c.used_at.is_(None))
-            .order_by(c.id.desc())
-        ).first()
+        row = _open_challenge(conn, tenant_id, address)
         if row is not None and aware(row.expires_at) > moment + timedelta(minutes=5):
             expires_at = aware(row.expires_at)
             return OwnershipChallenge(row.id, tenant_id, address, row.message, expires_at)
@@ -124,11 +131,7 @@ def prove(
     c = wallet_challenges.c
     moment = now()
     with engine.begin() as conn:
-        row = conn.execute(
-            select(c.id, c.message, c.expires_at)
-            .where(c.tenant_id == tenant_id, c.address == address, c.used_at.is_(None))
-            .order_by(c.id.desc())
-        ).first()
+        row = _open_challenge(conn, tenant_id, address)
         if row is None or aware(row.expires_at) <= moment:
             raise ControlError(
                 "no open challenge for this tenant and address: run `402claw wallet verify` "

@@ -135,7 +135,18 @@ def select_list(names: Sequence[str], types: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
-_COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# The operators that compare a column with one value: the SQL of each ({col} is the column).
+_ONE_VALUE = {
+    "eq": "{col} = ?",
+    "gt": "{col} > ?",
+    "gte": "{col} >= ?",
+    "lt": "{col} < ?",
+    "lte": "{col} <= ?",
+    "ne": "{col} IS DISTINCT FROM ?",
+    "contains": "contains({col}, ?)",
+    "icontains": "contains(lower({col}), lower(?))",
+    "startswith": "starts_with({col}, ?)",
+}
 
 
 def where_clause(
@@ -145,20 +156,8 @@ def where_clause(
     params: list[object] = []
     for f in query.filters:
         col = sql_ident(f.column)
-        if f.op in _COMPARE:
-            clauses.append(f"{col} {_COMPARE[f.op]} ?")
-            params.append(f.value)
-        elif f.op == "ne":
-            clauses.append(f"{col} IS DISTINCT FROM ?")
-            params.append(f.value)
-        elif f.op == "contains":
-            clauses.append(f"contains({col}, ?)")
-            params.append(f.value)
-        elif f.op == "icontains":
-            clauses.append(f"contains(lower({col}), lower(?))")
-            params.append(f.value)
-        elif f.op == "startswith":
-            clauses.append(f"starts_with({col}, ?)")
+        if f.op in _ONE_VALUE:
+            clauses.append(_ONE_VALUE[f.op].format(col=col))
             params.append(f.value)
         elif f.op == "in":
             values = f.value if isinstance(f.value, tuple) else (f.value,)
