@@ -55,6 +55,14 @@ def deploy_command(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Deploy a dataset with no rows.")
     ] = False,
+    schemes: Annotated[
+        str | None,
+        typer.Option(
+            "--schemes",
+            help="What callers may pay with: both (a batch-settlement channel or exact, the "
+            "default), exact or batch. A re-deploy without it keeps the tenant's.",
+        ),
+    ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -95,6 +103,7 @@ def deploy_command(
         host_status=change.host_status,
         format=data_format,
         allow_empty=allow_empty,
+        schemes=schemes,
     )
     try:
         size = path.stat().st_size if path.is_file() else 0

@@ -45,6 +45,7 @@ PAYMENT_SETTLED = "payment_settled"
 PAYMENT_PENDING = "payment_pending"
 PAYMENT_FAILED = "payment_failed"
 PAYMENT_REPLAYED = "payment_replayed"
+PAYMENT_VOUCHER = "payment_voucher"  # a channel voucher accepted: paid, no chain transaction
 
 _STORED_HEADERS_SKIP = {"content-length"}
 
