@@ -164,3 +164,97 @@ def test_first_call_deposits_then_vouchers_move_nothing_on_chain(stack: Stack) -
     assert not settled.errors
     assert stack.balance(treasury) - treasury_before >= 5 * PRICE
     assert check_books(stack.registry.engine) == []
+
+
+def _stored(stack: Stack, channel_id: str) -> tuple[str, bool]:
+    """The storage's charged total and whether a request holds the channel."""
+    found = stack.paywall.channels.receiver(stack.chain.treasury.address).storage.get(channel_id)
+    assert found is not None
+    return found.charged_cumulative_amount, found.pending_request is not None
+
+
+def _opened(stack: Stack, calls: int = 2) -> tuple[Tenant, ChannelPayer, Any, str]:
+    tenant = _tenant(stack)
+    payer = _payer(stack)
+    for _ in range(calls):
+        answer, payload = payer.call(_url(stack, tenant))
+        assert answer.status_code == 200, answer.text
+    return tenant, payer, payload, compute_channel_id(config_of(payload), stack.chain.network)
+
+
+def test_each_forged_or_stale_voucher_is_refused_and_charges_nothing(stack: Stack) -> None:
+    tenant, payer, last, channel_id = _opened(stack)
+    key = payer.wallet.private_key
+    expected = 3 * PRICE
+    other = stack.payer(0)
+    creator_tenant = _tenant(stack, pay_to=stack.creator.address)
+    theirs = _payer(stack)
+    answer, theirs_last = theirs.call(_url(stack, creator_tenant))
+    assert answer.status_code == 200, answer.text
+    elsewhere = config_of(theirs_last)  # a funded channel whose receiver is the creator
+    cases = {
+        "replayed": last.model_dump(by_alias=True),
+        "below": voucher(last, key, 2 * PRICE),
+        "above": voucher(last, key, expected + PRICE),
+        "wrong key": voucher(last, other.private_key, expected),
+        "another receiver": voucher(theirs_last, theirs.wallet.private_key, 2 * PRICE, elsewhere),
+    }
+    reasons = {}
+    for name, payment in cases.items():
+        if name == "another receiver":
+            payment["accepted"] = last.accepted.model_dump(by_alias=True)
+        answer = stack.get(f"/t/{tenant.slug}/v1/records?country=Japan", encode(payment))
+        assert answer.status_code == 402, (name, answer.text)
+        reasons[name] = answer.json()["reason"]
+    assert reasons["replayed"].endswith("cumulative_amount_mismatch")
+    assert reasons["below"].endswith("cumulative_amount_mismatch")
+    assert reasons["above"].endswith("cumulative_amount_mismatch")
+    assert "signature" in reasons["wrong key"]
+    assert "receiver" in reasons["another receiver"]
+    # The corrective 402 tells the payer where the channel stands.
+    stale = stack.get(f"/t/{tenant.slug}/v1/records", encode(cases["below"]))
+    state = required_of(stale).accepts[0].extra["channelState"]
+    assert state["chargedCumulativeAmount"] == str(2 * PRICE)
+    assert _stored(stack, channel_id) == (str(2 * PRICE), False)
+    assert len(_charges(stack, channel_id)) == 2
+    # Nothing was charged and nothing is held: the honest next voucher goes through.
+    answer, _ = payer.call(_url(stack, tenant))
+    assert answer.status_code == 200, answer.text
+    assert _stored(stack, channel_id) == (str(expected), False)
+
+
+def test_a_voucher_past_the_deposit_is_refused(stack: Stack) -> None:
+    cheap, payer, last, channel_id = _opened(stack, calls=1)
+    deposit, _ = _escrow(stack, channel_id)
+    dear = _tenant(stack, price="0.05")  # one call costs more than the deposit holds
+    payment = voucher(last, payer.wallet.private_key, PRICE + usdc("0.05"))
+    dear_terms = next(a for a in required_of(httpx.get(_url(stack, dear))).accepts)
+    payment["accepted"] = dear_terms.model_dump(by_alias=True)
+    answer = stack.get(f"/t/{dear.slug}/v1/records", encode(payment))
+    assert answer.status_code == 402, answer.text
+    assert answer.json()["reason"].endswith("cumulative_exceeds_balance")
+    assert usdc("0.05") + PRICE > deposit
+    assert _stored(stack, channel_id) == (str(PRICE), False)
+
+
+def test_a_failed_query_charges_nothing_and_releases_the_channel(stack: Stack) -> None:
+    tenant = _tenant(stack, key="id")
+    payer = _payer(stack)
+    start = stack.balance(payer.wallet.address)
+    missing = f"{stack.url}/t/{tenant.slug}/v1/records/999999"
+    answer, payload = payer.call(missing)  # a deposit for a record that does not exist
+    assert answer.status_code == 404, answer.text
+    assert payload.payload["type"] == "deposit"
+    assert stack.balance(payer.wallet.address) == start  # the deposit was never sent
+    channel_id = compute_channel_id(config_of(payload), stack.chain.network)
+    assert _stored(stack, channel_id) == ("0", False)  # charged nothing, held by no one
+    found = f"{stack.url}/t/{tenant.slug}/v1/records/1"
+    assert payer.call(found)[0].status_code == 200
+    answer, payload = payer.call(missing)  # a voucher, this time
+    assert answer.status_code == 404 and payload.payload["type"] == "voucher"
+    assert _stored(stack, channel_id) == (str(PRICE), False)
+    bad = payer.call(f"{stack.url}/t/{tenant.slug}/v1/records?nosuchcolumn=1")[0]
+    assert bad.status_code == 400
+    assert payer.call(found)[0].status_code == 200  # the same voucher amount, accepted now
+    assert _stored(stack, channel_id) == (str(2 * PRICE), False)
+    assert [c["cumulative"] for c in _charges(stack, channel_id)] == [PRICE, 2 * PRICE]

@@ -175,11 +175,11 @@ class ChannelAttempt:
         """402: the payment was refused and nothing charged (corrective for a stale voucher)."""
         self._event(PAYMENT_FAILED, 402, reason)
         required = receiver.server.create_payment_required_response(
-            self.offer.accepts,
+            [r.model_copy(deep=True) for r in self.offer.accepts],  # enriched in place
             ResourceInfo(
                 url=self.call.resource_url, description=self.offer.description, mime_type=MIME_TYPE
             ),
-            f"payment_invalid: {reason}",
+            reason,  # the scheme adds channelState to a cumulative-mismatch 402
             payment_payload=self.payload,
         )
         receiver.scheme.take_request_context(self.payload)  # no snapshot left behind
