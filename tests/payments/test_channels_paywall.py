@@ -8,6 +8,7 @@ books are its own (the treasury receiver is shared: assertions on it are deltas)
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -258,3 +259,66 @@ def test_a_failed_query_charges_nothing_and_releases_the_channel(stack: Stack) -
     assert payer.call(found)[0].status_code == 200  # the same voucher amount, accepted now
     assert _stored(stack, channel_id) == (str(2 * PRICE), False)
     assert [c["cumulative"] for c in _charges(stack, channel_id)] == [PRICE, 2 * PRICE]
+
+
+def test_facilitator_down_refuses_deposits_and_keeps_fresh_channels_working(
+    stack: Stack,
+) -> None:
+    """Chosen: an EOA voucher on a channel whose on-chain state the gateway mirrored within
+    the scheme's TTL is verified locally, so it is served; a deposit needs the facilitator
+    (verify and the deposit's settle), so it is refused with 503 and no data."""
+    from faultproxy import FaultProxy
+
+    tenant = _tenant(stack)
+    proxy = FaultProxy(stack.facilitator_url).start()
+    try:
+        base = stack.serve(stack.paywall_with(facilitator_url=proxy.url))
+        url = f"{base}/t/{tenant.slug}/v1/records?country=Japan"
+        known = _payer(stack)
+        assert known.call(url)[0].status_code == 200  # the deposit, through the facilitator
+    finally:
+        proxy.stop()  # the facilitator is unreachable from here on
+    answer, payload = known.call(url)
+    assert answer.status_code == 200, answer.text
+    assert payload.payload["type"] == "voucher"
+    newcomer = _payer(stack)
+    start = stack.balance(newcomer.wallet.address)
+    answer, payload = newcomer.call(url)
+    assert payload.payload["type"] == "deposit"
+    assert answer.status_code == 503 and answer.json()["error"] == "facilitator_unavailable"
+    assert "items" not in answer.json()
+    assert stack.balance(newcomer.wallet.address) == start
+    channel_id = compute_channel_id(config_of(payload), stack.chain.network)
+    assert _charges(stack, channel_id) == []
+
+
+def test_a_timed_withdrawal_is_met_by_a_claim_before_its_delay_ends(stack: Stack) -> None:
+    from x402.mechanisms.evm.batch_settlement.facilitator.utils import (
+        to_contract_channel_config,
+    )
+
+    from claw402.chain.tx import transact
+    from claw402.ledger.channels import _escrow as escrow
+
+    tenant, payer, last, channel_id = _opened(stack, calls=3)
+    deposit, _ = _escrow(stack, channel_id)
+    w3 = stack.chain.web3()
+    w3.provider.make_request("anvil_setBalance", [payer.wallet.address, hex(10**18)])
+    onchain = to_contract_channel_config(config_of(last))
+    contract = escrow(w3)
+    transact(w3, payer.wallet.account, contract.functions.initiateWithdraw(onchain, deposit))
+    with pytest.raises(Exception):  # noqa: B017 - the delay has not passed
+        contract.functions.finalizeWithdraw(onchain).call({"from": payer.wallet.address})
+    manager = _manager(stack, channel_claim_seconds=0.2).start()
+    try:
+        deadline = time.monotonic() + 20
+        while _escrow(stack, channel_id)[1] < 3 * PRICE:
+            assert time.monotonic() < deadline, "the channel manager did not claim"
+            time.sleep(0.1)
+    finally:
+        manager.stop()
+    # Claimed before the delay ends: the withdrawal can take only the unspent deposit.
+    assert _escrow(stack, channel_id) == (deposit, 3 * PRICE)
+    manager.book()
+    earned = balance(stack.registry.engine, tenant.tenant_id)
+    assert (earned.unclaimed, earned.claimed) == (0, 3 * (PRICE - FEE))
