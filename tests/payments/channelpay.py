@@ -68,16 +68,18 @@ class ChannelPayer:
     def send(self, url: str, payload: PaymentPayload | dict[str, Any]) -> httpx.Response:
         answer = httpx.get(url, headers={"PAYMENT-SIGNATURE": encode(payload)}, timeout=30)
         if answer.status_code == 200 and isinstance(payload, PaymentPayload):
-            self.client.handle_payment_response(
-                PaymentResponseContext(
-                    payment_payload=payload,
-                    requirements=payload.accepted,
-                    settle_response=decode_payment_response_header(
-                        answer.headers["payment-response"]
-                    ),
-                )
-            )
+            self.receipt(payload, answer)
         return answer
+
+    def receipt(self, payload: PaymentPayload, answer: httpx.Response) -> None:
+        """Give the client scheme the `PAYMENT-RESPONSE` of a paid answer, as HTTP clients do."""
+        self.client.handle_payment_response(
+            PaymentResponseContext(
+                payment_payload=payload,
+                requirements=payload.accepted,
+                settle_response=decode_payment_response_header(answer.headers["payment-response"]),
+            )
+        )
 
     def call(self, url: str) -> tuple[httpx.Response, PaymentPayload]:
         payload = self.sign(url)
