@@ -109,3 +109,60 @@ def test_two_gateway_processes_given_the_same_voucher_accept_it_once(
         assert balance(registry.engine, tenant.tenant_id).earned == 6 * PRICE
     finally:
         registry.close()
+
+
+def test_reconcile_matches_the_escrow_and_the_treasury_after_claims_and_settles(
+    tmp_path: Path,
+) -> None:
+    """On a stack of its own: reconcile reads every treasury transfer since block 0."""
+    from dataclasses import replace
+
+    from paidstack import open_stack
+
+    from claw402.ledger.chain import TokenChain
+    from claw402.ledger.reconcile import reconcile
+    from claw402.payments.channels.manager import ChannelManager
+    from claw402.payments.channels.terms import ChannelSchemes
+
+    with open_stack(tmp_path) as stack:
+        tenant = stack.tenants["alpha"]
+        payers = [
+            ChannelPayer(stack.payer(usdc(1)), stack.chain.network, stack.chain.token)
+            for _ in range(2)
+        ]
+        url = f"{stack.url}/t/{tenant.slug}/v1/records?country=Japan"
+        for payer, calls in zip(payers, (3, 2), strict=True):
+            for _ in range(calls):
+                assert payer.call(url)[0].status_code == 200
+        price = tenant.price_atomic
+        fee = price * 500 // 10_000
+        config = replace(stack.config, rpc_url=stack.chain.rpc_url)
+        manager = ChannelManager(ChannelSchemes(config, stack.registry.engine))
+        chain = TokenChain.connect(stack.chain.rpc_url, stack.chain.token)
+        treasury = stack.chain.treasury.address
+
+        before = reconcile(stack.registry.engine, chain, treasury)
+        assert before.balanced, before.to_json()  # vouchers moved no token yet
+        assert manager.claim().claims
+        assert not manager.settle().errors
+        report = reconcile(stack.registry.engine, chain, treasury)
+        assert report.balanced and report.problems == [], report.to_json()
+        assert report.channel_settles == 1
+        assert report.ledger_treasury == report.chain_treasury
+        again = reconcile(stack.registry.engine, chain, treasury)  # exactly once
+        assert (again.channel_claims, again.channel_settles, again.posted) == (0, 0, 0)
+        earned = balance(stack.registry.engine, tenant.tenant_id)
+        assert (earned.earned, earned.unclaimed, earned.available) == (
+            5 * price,
+            0,
+            5 * (price - fee),
+        )
+        assert check_books(stack.registry.engine) == []
+        # Books that lost a claimed voucher no longer match the escrow: reconcile says so.
+        c = channel_charges.c
+        with stack.registry.engine.begin() as conn:
+            top = conn.execute(sa.select(sa.func.max(c.id))).scalar_one()
+            conn.execute(sa.update(channel_charges).where(c.id == top).values(claim_key=None))
+        broken = reconcile(stack.registry.engine, chain, treasury)
+        assert not broken.balanced
+        assert any("totalClaimed" in problem for problem in broken.problems)
