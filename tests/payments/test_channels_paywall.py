@@ -322,3 +322,82 @@ def test_a_timed_withdrawal_is_met_by_a_claim_before_its_delay_ends(stack: Stack
     manager.book()
     earned = balance(stack.registry.engine, tenant.tenant_id)
     assert (earned.unclaimed, earned.claimed) == (0, 3 * (PRICE - FEE))
+
+
+def test_channel_payments_leave_their_events(stack: Stack) -> None:
+    tenant = _tenant(stack)
+    payer = _payer(stack)
+    deposit, _ = payer.call(_url(stack, tenant))
+    voucher_call, _ = payer.call(_url(stack, tenant))
+    assert _events(stack, deposit, "payment_settled") >= {"payment_verified", "payment_settled"}
+    assert _events(stack, voucher_call, "payment_voucher") >= {
+        "payment_verified",
+        "payment_voucher",
+    }
+
+
+def _events(stack: Stack, answer: httpx.Response, last: str) -> set[str]:
+    request_id = answer.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    while True:
+        found = {e["type"] for e in stack.registry.read_events(request_id=request_id)}
+        if last in found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_channels_commands_list_claim_and_refund(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from claw402.cli.main import app
+
+    chain = stack.chain
+    for name, value in {
+        "CLAW402_DATABASE_URL": stack.settings.database_url,
+        "CLAW402_ENV": "dev",
+        "CLAW402_NETWORK": chain.network,
+        "CLAW402_ASSET": chain.token,
+        "CLAW402_ASSET_NAME": chain.token_name,
+        "CLAW402_ASSET_VERSION": chain.token_version,
+        "CLAW402_FACILITATOR_URL": stack.facilitator_url,
+        "CLAW402_TREASURY": chain.treasury.address,
+        "CLAW402_RPC_URL": chain.rpc_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+
+    def run(*args: str) -> dict[str, Any]:
+        result = runner.invoke(app, ["channels", *args, "--home", str(stack.settings.home),
+                                     "--json"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    tenant, payer, last, channel_id = _opened(stack, calls=2)
+    deposit, _ = _escrow(stack, channel_id)
+    start = stack.balance(payer.wallet.address)
+
+    def listed() -> dict[str, Any]:
+        return next(c for c in run("list")["channels"] if c["channel"] == channel_id)
+
+    row = listed()
+    assert row["payer"] == payer.wallet.address.lower()
+    assert (row["balance"], row["charged"], row["claimed"], row["state"]) == (
+        str(deposit),
+        str(2 * PRICE),
+        "0",
+        "unclaimed",
+    )
+    claimed = run("claim")
+    assert claimed["ok"] and claimed["claims"]
+    assert _escrow(stack, channel_id) == (deposit, 2 * PRICE)
+    assert listed()["state"] == "open" and listed()["claimed"] == str(2 * PRICE)
+    refunded = run("refund", "--channel", channel_id)
+    assert [r["channel"] for r in refunded["refunds"]] == [channel_id]
+    assert stack.balance(payer.wallet.address) == start + deposit - 2 * PRICE
+    assert channel_id not in {c["channel"] for c in run("list")["channels"]}
+    earned = balance(stack.registry.engine, tenant.tenant_id)
+    assert (earned.earned, earned.unclaimed) == (2 * PRICE, 0)
