@@ -45,13 +45,13 @@ class ChannelPayer:
     token: str
     salt: str = field(default_factory=lambda: "0x" + secrets.token_hex(32))
     client: x402ClientSync = field(init=False)
+    scheme: ClientScheme = field(init=False)
 
     def __post_init__(self) -> None:
         signer = EthAccountSigner(Account.from_key(self.wallet.private_key))
+        self.scheme = ClientScheme(signer, BatchSettlementEvmSchemeOptions(salt=self.salt))
         self.client = x402ClientSync()
-        self.client.register(
-            self.network, ClientScheme(signer, BatchSettlementEvmSchemeOptions(salt=self.salt))
-        )
+        self.client.register(self.network, self.scheme)
         self.client.set_spend_controls(
             {"allowed_assets": [{"network": self.network, "asset": self.token}]}
         )

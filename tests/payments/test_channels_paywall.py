@@ -401,3 +401,21 @@ def test_channels_commands_list_claim_and_refund(
     assert channel_id not in {c["channel"] for c in run("list")["channels"]}
     earned = balance(stack.registry.engine, tenant.tenant_id)
     assert (earned.earned, earned.unclaimed) == (2 * PRICE, 0)
+
+
+def test_a_payer_refund_through_the_gateway_returns_the_unspent_deposit(stack: Stack) -> None:
+    """The SDK client's cooperative refund: a zero-charge request the gateway settles."""
+    tenant, payer, last, channel_id = _opened(stack, calls=3)
+    deposit, _ = _escrow(stack, channel_id)
+    start = stack.balance(payer.wallet.address)
+    settled = payer.scheme.refund(_url(stack, tenant))
+    assert settled.success, settled
+    assert stack.balance(payer.wallet.address) == start + deposit - 3 * PRICE
+    assert _escrow(stack, channel_id)[1] == 3 * PRICE  # what was spent was claimed first
+    _manager(stack).book()
+    earned = balance(stack.registry.engine, tenant.tenant_id)
+    assert (earned.earned, earned.unclaimed, earned.claimed) == (
+        3 * PRICE,
+        0,
+        3 * (PRICE - FEE),
+    )
