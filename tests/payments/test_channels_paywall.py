@@ -225,7 +225,7 @@ def test_each_forged_or_stale_voucher_is_refused_and_charges_nothing(stack: Stac
 
 
 def test_a_voucher_past_the_deposit_is_refused(stack: Stack) -> None:
-    cheap, payer, last, channel_id = _opened(stack, calls=1)
+    _cheap, payer, last, channel_id = _opened(stack, calls=1)
     deposit, _ = _escrow(stack, channel_id)
     dear = _tenant(stack, price="0.05")  # one call costs more than the deposit holds
     payment = voucher(last, payer.wallet.private_key, PRICE + usdc("0.05"))
@@ -376,7 +376,7 @@ def test_channels_commands_list_claim_and_refund(
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
-    tenant, payer, last, channel_id = _opened(stack, calls=2)
+    tenant, payer, _last, channel_id = _opened(stack, calls=2)
     deposit, _ = _escrow(stack, channel_id)
     start = stack.balance(payer.wallet.address)
 
@@ -405,7 +405,7 @@ def test_channels_commands_list_claim_and_refund(
 
 def test_a_payer_refund_through_the_gateway_returns_the_unspent_deposit(stack: Stack) -> None:
     """The SDK client's cooperative refund: a zero-charge request the gateway settles."""
-    tenant, payer, last, channel_id = _opened(stack, calls=3)
+    tenant, payer, _last, channel_id = _opened(stack, calls=3)
     deposit, _ = _escrow(stack, channel_id)
     start = stack.balance(payer.wallet.address)
     settled = payer.scheme.refund(_url(stack, tenant))

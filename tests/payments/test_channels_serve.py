@@ -93,7 +93,7 @@ def test_two_gateway_processes_given_the_same_voucher_accept_it_once(
                 with ThreadPoolExecutor(2) as pool:
                     answers = list(
                         pool.map(
-                            lambda base: httpx.get(base + path, headers=header, timeout=30),
+                            lambda base, h=header: httpx.get(base + path, headers=h, timeout=30),
                             (one, two),
                         )
                     )
