@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from channelpay import SCHEME, ChannelPayer, config_of, encode, required_of, voucher
 from paidstack import Stack
+from test_payments_serve import serve_env
 from x402.http.utils import decode_payment_response_header
 from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
 
@@ -355,19 +356,9 @@ def test_channels_commands_list_claim_and_refund(
 
     from claw402.cli.main import app
 
-    chain = stack.chain
-    for name, value in {
-        "CLAW402_DATABASE_URL": stack.settings.database_url,
-        "CLAW402_ENV": "dev",
-        "CLAW402_NETWORK": chain.network,
-        "CLAW402_ASSET": chain.token,
-        "CLAW402_ASSET_NAME": chain.token_name,
-        "CLAW402_ASSET_VERSION": chain.token_version,
-        "CLAW402_FACILITATOR_URL": stack.facilitator_url,
-        "CLAW402_TREASURY": chain.treasury.address,
-        "CLAW402_RPC_URL": chain.rpc_url,
-    }.items():
-        monkeypatch.setenv(name, value)
+    for name, value in serve_env(stack).items():  # what `402claw serve` would be given
+        if name.startswith("CLAW402_"):
+            monkeypatch.setenv(name, value)
     runner = CliRunner()
 
     def run(*args: str) -> dict[str, Any]:

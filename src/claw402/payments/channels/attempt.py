@@ -103,7 +103,9 @@ class ChannelAttempt:
             return answer
         return await self._commit(receiver, answer)
 
-    async def _commit(self, receiver: Receiver, answer: Response) -> Response:
+    async def _settle(self, receiver: Receiver) -> SettleResponse | Response:
+        """Commit the voucher (locally) or settle the deposit or refund (at the facilitator);
+        on any failure the reservation is released and the answer says why."""
         try:
             settled = await run_in_threadpool(
                 receiver.server.settle_payment, self.payload, self.requirements
@@ -111,12 +113,18 @@ class ChannelAttempt:
         except PaymentAbortedError as exc:
             await self._release(receiver)
             return self._refused(receiver, exc.reason)
-        except Exception as exc:  # a deposit whose settle could not be sent
+        except Exception as exc:  # a deposit or refund whose settle could not be sent
             await self._release(receiver)
             return self._unavailable(exc)
         if not settled.success:
             await self._release(receiver)
             return self._refused(receiver, settled.error_reason or "settlement_failed")
+        return settled
+
+    async def _commit(self, receiver: Receiver, answer: Response) -> Response:
+        settled = await self._settle(receiver)
+        if isinstance(settled, Response):
+            return settled
         cumulative = _cumulative(settled)
         await run_in_threadpool(self._book, cumulative)
         extra = {"cumulative": cumulative}
@@ -143,19 +151,9 @@ class ChannelAttempt:
             book_voucher(conn, voucher)
 
     async def _refund(self, receiver: Receiver) -> Response:
-        try:
-            settled = await run_in_threadpool(
-                receiver.server.settle_payment, self.payload, self.requirements
-            )
-        except PaymentAbortedError as exc:
-            await self._release(receiver)
-            return self._refused(receiver, exc.reason)
-        except Exception as exc:
-            await self._release(receiver)
-            return self._unavailable(exc)
-        if not settled.success:
-            await self._release(receiver)
-            return self._refused(receiver, settled.error_reason or "refund_failed")
+        settled = await self._settle(receiver)
+        if isinstance(settled, Response):
+            return settled
         self._event(PAYMENT_SETTLED, 200, transaction=settled.transaction, refund=True)
         body = {"ok": True, "refunded": True, "channelId": self.facts["channel"]}
         return Response(
