@@ -410,3 +410,14 @@ def test_a_payer_refund_through_the_gateway_returns_the_unspent_deposit(stack: S
         0,
         3 * (PRICE - FEE),
     )
+
+
+def test_without_the_facilitators_terms_the_402_offers_exact_alone(stack: Stack) -> None:
+    from paidstack import free_port
+
+    tenant = _tenant(stack)
+    dead = stack.paywall_with(facilitator_url=f"http://127.0.0.1:{free_port()}")
+    base = stack.serve(dead)
+    answer = httpx.get(f"{base}/t/{tenant.slug}/v1/records", timeout=10)
+    assert answer.status_code == 402
+    assert [a.scheme for a in required_of(answer).accepts] == ["exact"]

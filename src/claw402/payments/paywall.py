@@ -95,6 +95,7 @@ class Paywall:
             settle_timeout=config.settle_timeout,
         )
         self.channels = ChannelSchemes(config, engine)
+        self.channels.authorizer(wait=config.verify_timeout)  # at start, off the request path
         self._priced_by_tenant: dict[tuple[Any, ...], _Priced] = {}
 
     def offer(self, tenant: Tenant) -> Offer:

@@ -10,8 +10,9 @@ settle), so our code only decides what to do with each outcome. The sync flavour
 storage is blocking SQL: the paywall calls it from a worker thread, never on the event loop.
 
 `receiverAuthorizer` comes from the facilitator's `/supported` (delegated authorization: the
-facilitator signs claims and refunds for channels naming it). It is fetched once; while the
-facilitator cannot be reached, tenants offer `exact` alone and the lookup is retried.
+facilitator signs claims and refunds for channels naming it). It is fetched once, on a
+thread (never on the event loop: a hung facilitator must not stall the gateway); while it
+cannot be learned, tenants offer `exact` alone and the lookup is retried.
 """
 
 from __future__ import annotations
@@ -74,30 +75,42 @@ class ChannelSchemes:
         self._lock = threading.Lock()
         self._authorizer: str | None = None
         self._tried_at = float("-inf")
+        self._lookup: threading.Thread | None = None
 
     def close(self) -> None:
         self.facilitator.close()
 
     # -- the offer ---------------------------------------------------------------------------
 
-    def authorizer(self) -> str | None:
-        """The facilitator's receiverAuthorizer, or None while it cannot be learned."""
+    def authorizer(self, wait: float = 0.0) -> str | None:
+        """The facilitator's receiverAuthorizer, or None while it is not known: starts a lookup
+        (at most every few seconds) and waits up to `wait` seconds for it."""
         if self._authorizer is not None:
             return self._authorizer
-        if time.monotonic() - self._tried_at < _RETRY_SECONDS:
-            return None
-        self._tried_at = time.monotonic()
+        with self._lock:
+            idle = self._lookup is None or not self._lookup.is_alive()
+            if idle and time.monotonic() - self._tried_at >= _RETRY_SECONDS:
+                self._tried_at = time.monotonic()
+                self._lookup = threading.Thread(
+                    target=self._look_up, name="claw402-channel-terms", daemon=True
+                )
+                self._lookup.start()
+            lookup = self._lookup
+        if wait and lookup is not None:
+            lookup.join(wait)
+        return self._authorizer
+
+    def _look_up(self) -> None:
         try:
             supported = self.facilitator.get_supported()
         except Exception:  # unreachable or refusing: offer exact until it answers
-            return None
+            return
         for kind in supported.kinds:
             extra = kind.extra or {}
             if kind.scheme == CHANNEL_SCHEME and kind.network == self.config.network:
                 found = extra.get("receiverAuthorizer")
                 if isinstance(found, str):
                     self._authorizer = to_checksum_address(found)
-        return self._authorizer
 
     def requirements(
         self, amount: int, pay_to: str, extra: dict[str, str]
