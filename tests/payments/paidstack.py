@@ -80,10 +80,11 @@ class Stack:
     # -- payments made by hand -------------------------------------------------------------
 
     def requirements(self, slug: str) -> PaymentRequirements:
-        """The tenant's requirements, read from a real 402 challenge."""
+        """The tenant's `exact` requirements, read from a real 402 challenge."""
         r = httpx.get(f"{self.url}/t/{slug}/v1/records", timeout=10)
         assert r.status_code == 402, r.text
-        return decode_payment_required_header(r.headers["payment-required"]).accepts[0]
+        accepts = decode_payment_required_header(r.headers["payment-required"]).accepts
+        return next(req for req in accepts if req.scheme == "exact")
 
     def sign(
         self,

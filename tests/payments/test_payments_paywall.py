@@ -46,7 +46,8 @@ def test_unpaid_call_gets_a_v2_challenge_and_a_v1_body(stack: Stack):
     assert r.status_code == 402
     required = decode_payment_required_header(r.headers["payment-required"])
     assert required.x402_version == 2
-    (accept,) = required.accepts
+    batch, accept = required.accepts  # a channel first (test_channels_paywall), then exact
+    assert batch.scheme == "batch-settlement"
     assert accept.scheme == "exact"
     assert accept.network == stack.chain.network
     assert accept.amount == str(PRICE_A)

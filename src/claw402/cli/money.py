@@ -93,7 +93,8 @@ def balance_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """A creator's money: earned, platform fees, pending withdrawals, available."""
+    """A creator's money: earned, platform fees, pending withdrawals, channel earnings claimed
+    and not yet claimed, available."""
     from rich.table import Table
 
     from claw402.control import money
@@ -113,6 +114,11 @@ def balance_command(
     ]
     if b.paid_direct or b.fees_due:
         rows[1:1] = [("paid to your wallet directly", b.paid_direct), ("fees owed", b.fees_due)]
+    if b.unclaimed or b.claimed:  # channel (batch-settlement) earnings
+        rows[-1:-1] = [
+            ("channels: claimed", b.claimed),
+            ("channels: not yet claimed (not withdrawable)", b.unclaimed),
+        ]
     for label, amount in rows:
         table.add_row(label, _usd(amount))
     console.print(table)

@@ -55,6 +55,14 @@ def deploy_command(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Deploy a dataset with no rows.")
     ] = False,
+    schemes: Annotated[
+        str | None,
+        typer.Option(
+            "--schemes",
+            help="What callers may pay with: both (a batch-settlement channel or exact, the "
+            "default), exact or batch. A re-deploy without it keeps the tenant's.",
+        ),
+    ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -90,6 +98,7 @@ def deploy_command(
         description=description,
         format=data_format,
         allow_empty=allow_empty,
+        schemes=schemes,
     )
     publish = None
     if publish_edge:

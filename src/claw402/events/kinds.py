@@ -16,6 +16,7 @@ PAYMENT_SETTLED = "payment_settled"
 PAYMENT_PENDING = "payment_pending"
 PAYMENT_FAILED = "payment_failed"
 PAYMENT_REPLAYED = "payment_replayed"
+PAYMENT_VOUCHER = "payment_voucher"  # a channel voucher accepted: paid, no chain transaction
 
 # Every kind by its constant's name, in a stable order (the generated JS module's).
 BY_NAME: dict[str, str] = {

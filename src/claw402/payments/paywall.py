@@ -15,6 +15,9 @@ settlement may exist (`pending`) or does (`settled`). A retry of the same paymen
 pending is answered from the chain (`payments.attempt`): served with the real transaction
 if it was paid, a 402 to pay again if it never can be, the same authorization settled again
 after `pending_retry_seconds` if it still can be, else 202 "do not pay again".
+
+A `batch-settlement` (channel) payment goes to `payments.channels.attempt` instead, after
+the same decode, match and query check.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ from claw402.events.kinds import (
     PAYMENT_REPLAYED,
     PAYMENT_SETTLED,
     PAYMENT_VERIFIED,
+    PAYMENT_VOUCHER,
 )
 from claw402.payments import answers
 from claw402.payments.attempt import Attempt
+from claw402.payments.channels.attempt import ChannelAttempt
+from claw402.payments.channels.terms import ChannelSchemes
 from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import Facilitator
@@ -55,6 +61,7 @@ __all__ = [
     "PAYMENT_REPLAYED",
     "PAYMENT_SETTLED",
     "PAYMENT_VERIFIED",
+    "PAYMENT_VOUCHER",
     "Paywall",
     "UnpaidChallenge",
 ]
@@ -87,6 +94,8 @@ class Paywall:
             verify_timeout=config.verify_timeout,
             settle_timeout=config.settle_timeout,
         )
+        self.channels = ChannelSchemes(config, engine)
+        self.channels.authorizer(wait=config.verify_timeout)  # at start, off the request path
         self._priced_by_tenant: dict[tuple[Any, ...], _Priced] = {}
 
     def offer(self, tenant: Tenant) -> Offer:
@@ -94,23 +103,30 @@ class Paywall:
 
     def _priced(self, tenant: Tenant) -> _Priced:
         """The tenant's offer and unpaid answers, built once per tenant version."""
-        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to)
+        channels = tenant.schemes != "exact" and self.channels.authorizer() is not None
+        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to, channels)
         found = self._priced_by_tenant.get(key)
         if found is None:
             if len(self._priced_by_tenant) > 10_000:
                 self._priced_by_tenant.clear()
+            pay_to = tenant.pay_to or self.config.treasury
+            extra = {**self.config.extra, "tenant": tenant.tenant_id}
+            batch = self.channels.requirements(tenant.price_atomic, pay_to, extra)
             offer = Offer(
                 self.config,
                 tenant_id=tenant.tenant_id,
                 amount=tenant.price_atomic,
-                pay_to=tenant.pay_to or self.config.treasury,
+                pay_to=pay_to,
                 description=tenant.description or f"{tenant.name or tenant.slug}: one API call",
+                batch=batch if channels else None,
+                exact=tenant.schemes != "batch",
             )
             found = self._priced_by_tenant[key] = _Priced(offer)
         return found
 
     async def aclose(self) -> None:
         await self.facilitator.aclose()
+        self.channels.close()
 
     async def __call__(self, call: TenantCall, produce: Produce) -> Answer:
         priced = self._priced(call.tenant)
@@ -131,6 +147,8 @@ class Paywall:
         if call.invalid is not None:  # a query that cannot run costs no claim and no verify
             self._event(PAYMENT_FAILED, call, 400, "not_charged_invalid_query")
             return call.invalid
+        if offer.batch is not None and payment.scheme == offer.batch.scheme:
+            return await ChannelAttempt(self, call, offer, payload).run(produce)
         return await Attempt(self, call, offer, payment, payload).run(produce)
 
     def _challenge(

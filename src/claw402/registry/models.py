@@ -76,6 +76,9 @@ class DatasetVersion:
         }
 
 
+SCHEMES = ("both", "exact", "batch")  # `deploy --schemes`: x402 exact, batch-settlement, both
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     tenant_id: str
@@ -95,6 +98,7 @@ class Tenant:
     dataset: DatasetVersion | None = field(default=None)
     # The registry's (host, status) pairs; a host it does not list routes (a hand-built Tenant).
     host_status: tuple[tuple[str, str], ...] = ()
+    schemes: str = "both"  # SCHEMES: what its 402 offers (channels, exact, or both)
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -138,6 +142,7 @@ class Tenant:
             "price": self.price_usd,
             "priceAtomic": str(self.price_atomic),
             "payTo": self.pay_to,
+            "schemes": self.schemes,
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

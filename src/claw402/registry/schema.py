@@ -28,6 +28,9 @@ tenants = Table(
     Column("plan", String(32), nullable=False),
     Column("price_atomic", BigInteger, nullable=False),
     Column("pay_to", String(42), nullable=True),
+    # which x402 schemes the 402 offers: "both" (batch-settlement first, then exact),
+    # "exact" or "batch" (migration 0011)
+    Column("schemes", String(8), nullable=False, server_default="both"),
     Column("cpu_ms", Integer, nullable=True),
     Column("sub_requests", Integer, nullable=True),
     Column("name", String(200), nullable=True),

@@ -38,6 +38,7 @@ class TenantSpec:
     name: str | None = None
     description: str | None = None
     host_status: str = HOST_OPEN  # what a host this deploy adds starts as (kept ones keep theirs)
+    schemes: str = "both"
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Registry:
             hosts=tuple(h for h, _ in host_status),
             dataset=dataset,
             host_status=host_status,
+            schemes=row["schemes"],
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -177,6 +179,7 @@ class Registry:
             "plan": spec.plan,
             "price_atomic": spec.price_atomic,
             "pay_to": spec.pay_to,
+            "schemes": spec.schemes,
             "cpu_ms": spec.cpu_ms,
             "sub_requests": spec.sub_requests,
             "name": spec.name,

@@ -119,7 +119,7 @@ function parseTimestamp(value) {
   return timestampKey(year, date.getUTCMonth() + 1, date.getUTCDate(), date.getUTCHours(), date.getUTCMinutes(), date.getUTCSeconds(), us);
 }
 
-// A filter value in the column's type (query.convert): numbers, booleans, strings, dates as
+// A filter value in the column's type (datasets/values.py convert): numbers, booleans, strings, dates as
 // "YYYY-MM-DD" and timestamps as timestampKey text.
 export function convert(value, column) {
   const kind = column.type;
