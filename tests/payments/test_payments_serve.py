@@ -143,3 +143,22 @@ def test_serve_refuses_to_start_misconfigured_and_says_what_to_fix(
     assert proc.returncode == 2
     assert named in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_killed_takes_its_workers_and_event_writer_with_it(stack: Stack):
+    """A SIGKILLed `402claw serve` runs no clean-up: its granian worker must still stop (and
+    its event writer with it) rather than go on serving the port as an orphan."""
+    with served(serve_env(stack)) as (url, proc):
+        group = proc.pid  # `running` starts serve as the leader of its own process group
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break  # nothing of the group is left
+            assert time.monotonic() < deadline, "serve's worker or event writer outlived it"
+            time.sleep(0.1)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=1)

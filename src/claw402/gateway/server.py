@@ -8,7 +8,10 @@ servers; it and `CLAW402_RESERVED_HOSTS` are names no tenant's custom host may r
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 
 from claw402.config import Settings, load_settings
 from claw402.events.sink import EventSink
@@ -42,6 +45,23 @@ def build_app(settings: Settings) -> Gateway:
 def app_from_env() -> Gateway:
     """The factory `402claw serve` hands granian: each worker process builds its own gateway
     from `CLAW402_HOME` / `CLAW402_DATABASE_URL` and the payment variables."""
+    die_with_parent()
     app = build_app(load_settings())
     tune_gc()
     return app
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the `402claw serve` process that spawned it dies,
+    however it dies (a SIGKILL runs no clean-up): an orphaned worker would go on serving the
+    port, and its event writer with it. Elsewhere granian's own supervision is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
