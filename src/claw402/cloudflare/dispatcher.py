@@ -1,7 +1,8 @@
 """The dispatch Worker bundle: the JS templates plus the generated directory, rules, event kinds
 and payments.
 
-`rules.js` carries the slug rules from `claw402.dispatch.naming` and `directory.js` the tenant
+`rules.js` carries the slug rules, the correlation-id pattern, each failure's status and the
+paywall's claim statuses (`claw402.dispatch`, `payments.schema`) and `directory.js` the tenant
 directory, so the Worker and the gateway route with the same data; only the routing code is
 written twice (and the contract tests hold the two together). `kinds.js` carries every event
 kind from `claw402.events.kinds`: the templates import the kinds they emit from it and spell
@@ -23,9 +24,11 @@ from typing import Any
 from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
 from claw402.cloudflare.directory import DirectoryFormat, export_directory
 from claw402.cloudflare.workerd import template
-from claw402.dispatch.naming import RESERVED_SLUGS, SLUG_RE
+from claw402.dispatch.errors import STATUS
+from claw402.dispatch.naming import CORRELATION_ID_RE, RESERVED_SLUGS, SLUG_RE
 from claw402.events.kinds import BY_NAME
 from claw402.payments.config import PaymentConfig
+from claw402.payments.schema import CLAIMED, PENDING, SETTLED
 from claw402.registry.models import Tenant
 
 DEFAULT_SCRIPT_NAME = "claw402-dispatcher"
@@ -35,8 +38,6 @@ CLAIMS_BINDING = "CLAIMS"
 CLAIMS_CLASS = "PaymentClaims"
 CLAIMS_MIGRATION = "claw402-claims-v1"
 FACILITATOR_KEY_SECRET = "CLAW402_FACILITATOR_API_KEY"  # the gateway's variable, same name
-# The gateway's rule for a caller's x-request-id (gateway/app.py): kept as the correlation id.
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 _BINDING_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
@@ -57,13 +58,27 @@ class DispatcherOptions:
         return check_secret_names(names)
 
 
+def rules_values() -> dict[str, Any]:
+    """The dispatcher's rules as data: slug rules, the correlation-id pattern, each failure's
+    status (dispatch.errors) and the paywall's claim statuses (payments.schema)."""
+    return {
+        "SLUG_RE": SLUG_RE.pattern,
+        "RESERVED_SLUGS": sorted(RESERVED_SLUGS),
+        "REQUEST_ID_RE": CORRELATION_ID_RE.pattern,
+        "STATUS": STATUS,
+        "CLAIM_STATUS": {"CLAIMED": CLAIMED, "PENDING": PENDING, "SETTLED": SETTLED},
+    }
+
+
 def rules_module() -> Module:
-    reserved = json.dumps(sorted(RESERVED_SLUGS))
+    values = rules_values()
     text = (
-        "// Generated from claw402.dispatch.naming: do not edit.\n"
-        f"export const SLUG_RE = new RegExp({json.dumps(SLUG_RE.pattern)});\n"
-        f"export const RESERVED_SLUGS = new Set({reserved});\n"
-        f"export const REQUEST_ID_RE = new RegExp({json.dumps(REQUEST_ID_PATTERN)});\n"
+        "// Generated from claw402.dispatch (naming, errors) and payments.schema: do not edit.\n"
+        f"export const SLUG_RE = new RegExp({json.dumps(values['SLUG_RE'])});\n"
+        f"export const RESERVED_SLUGS = new Set({json.dumps(values['RESERVED_SLUGS'])});\n"
+        f"export const REQUEST_ID_RE = new RegExp({json.dumps(values['REQUEST_ID_RE'])});\n"
+        f"export const STATUS = Object.freeze({json.dumps(values['STATUS'])});\n"
+        f"export const CLAIM_STATUS = Object.freeze({json.dumps(values['CLAIM_STATUS'])});\n"
     )
     return Module("rules.js", text.encode())
 

@@ -6,6 +6,7 @@ STATUS = {
     "tenant_not_found": 404,
     "dispatcher_binding_missing": 500,
     "tenant_worker_failure": 502,
+    "tenant_limit_exceeded": 503,  # the tenant ran over its plan's limits
 }
 
 

@@ -13,6 +13,8 @@ import idna
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Words a tenant may not take: they name platform routes or would confuse a reader of a URL.
+# A caller's x-request-id the dispatchers keep as its correlation id (anything else is dropped).
+CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 RESERVED_SLUGS = frozenset(
     {
         "admin",

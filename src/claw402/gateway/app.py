@@ -8,7 +8,6 @@ so no router sits on the hot path. Stamps `x-request-id`/`x-tenant-id` and logs 
 from __future__ import annotations
 
 import itertools
-import re
 import time
 import uuid
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from claw402.datasets.engine import open_dataset
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
+    CORRELATION_ID_RE,
     check_public_url,
     is_loopback_host,
     platform_hosts,
@@ -42,8 +42,6 @@ from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
 from claw402.tenant_api.runtime import TenantRuntime
 
-# A caller's x-request-id kept as the request's correlation id; anything else is dropped.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Request ids: a random per-process prefix plus a counter. Unique like uuid4, without a
 # getrandom() call per request.
 _ID_PREFIX = uuid.uuid4().hex[:16]
@@ -144,7 +142,7 @@ class Gateway:
         # Always our own id: a caller's (many calls may send the same) is a correlation id.
         request_id = new_request_id()
         correlation = headers.get("x-request-id")
-        if correlation is not None and not _REQUEST_ID_RE.fullmatch(correlation):
+        if correlation is not None and not CORRELATION_ID_RE.fullmatch(correlation):
             correlation = None
         path: str = scope["path"]
         if path == "/healthz":

@@ -15,6 +15,7 @@ import anyio.to_thread
 from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
+from claw402.dispatch.errors import STATUS
 from claw402.registry.models import Tenant
 from claw402.tenant_api.answer import Answer, error_answer, html_answer, json_answer
 from claw402.tenant_api.call import RECORDS, TenantCall, TenantFailure
@@ -120,7 +121,7 @@ class TenantRuntime:
 
     def _over_budget(self, call: TenantCall) -> Answer:
         return error_answer(
-            503,
+            STATUS["tenant_limit_exceeded"],
             "tenant_limit_exceeded",
             call.request_id,
             f"the query ran over its {self._timeout_ms(call)} ms budget "

@@ -7,19 +7,13 @@
 // Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js, kinds.js.
 
 import DIRECTORY from "./directory.js";
-import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE } from "./rules.js";
+import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE, STATUS } from "./rules.js";
 import { DISPATCH_FAILURE, DISPATCH_START, DISPATCH_SUCCESS } from "./kinds.js";
 import { guard } from "./paywall.js";
 
 export { PaymentClaims } from "./paywall.js";
 import { encodePath, unquote } from "./paths.js";
 
-const STATUS = {
-  tenant_not_found: 404,
-  dispatcher_binding_missing: 500,
-  tenant_worker_failure: 502,
-  tenant_limit_exceeded: 503,
-};
 // What the platform throws from a user Worker that ran over its custom limits.
 const LIMIT_ERROR_RE = /exceeded (its )?(cpu|CPU|memory|resource)|too many subrequests/i;
 
@@ -225,7 +219,7 @@ async function runStep(call) {
     }
     if (LIMIT_ERROR_RE.test(message)) {
       call.reason = "tenant_limit_exceeded";
-      return errorResponse(503, "tenant_limit_exceeded", requestId, `the tenant ran over its ${tenant.plan} plan limits`);
+      return fail("tenant_limit_exceeded", requestId, `the tenant ran over its ${tenant.plan} plan limits`);
     }
     call.reason = `${(error && error.name) || "Error"}: ${message}`;
     return fail("tenant_worker_failure", requestId);

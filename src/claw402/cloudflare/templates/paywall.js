@@ -15,6 +15,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import PAY from "./payconfig.js";
+import { CLAIM_STATUS } from "./rules.js";
 import {
   PAYMENT_CHALLENGE, PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_REPLAYED, PAYMENT_SETTLED, PAYMENT_VERIFIED,
 } from "./kinds.js";
@@ -365,13 +366,13 @@ export class PaymentClaims extends DurableObject {
   async claim(key, record) {
     const existing = await this.ctx.storage.get(key);
     if (existing) return { won: false, status: existing.status, txHash: existing.txHash || null };
-    await this.ctx.storage.put(key, { ...record, status: "claimed", at: Date.now() });
-    return { won: true, status: "claimed" };
+    await this.ctx.storage.put(key, { ...record, status: CLAIM_STATUS.CLAIMED, at: Date.now() });
+    return { won: true, status: CLAIM_STATUS.CLAIMED };
   }
 
   async release(key) {
     const existing = await this.ctx.storage.get(key);
-    if (existing && existing.status === "claimed") await this.ctx.storage.delete(key);
+    if (existing && existing.status === CLAIM_STATUS.CLAIMED) await this.ctx.storage.delete(key);
   }
 
   async mark(key, status, txHash) {
@@ -472,7 +473,7 @@ class Attempt {
     try {
       return await this.settle(answer);
     } catch (error) {
-      await this.claimsObject.mark(this.claimKey, "pending", null); // a settle may have been broadcast
+      await this.claimsObject.mark(this.claimKey, CLAIM_STATUS.PENDING, null); // a settle may have been broadcast
       throw error;
     }
   }
@@ -498,7 +499,7 @@ class Attempt {
       this.claimKey = key;
       return null;
     }
-    if (claim.status === "pending") {
+    if (claim.status === CLAIM_STATUS.PENDING) {
       this.emit(PAYMENT_FAILED, 202, "payment_pending");
       return this.pending(claim.txHash);
     }
@@ -544,7 +545,7 @@ class Attempt {
         return this.unavailable();
       }
       if (error instanceof SettlementUnknown) {
-        await this.claimsObject.mark(this.claimKey, "pending", error.txHash);
+        await this.claimsObject.mark(this.claimKey, CLAIM_STATUS.PENDING, error.txHash);
         this.emit(PAYMENT_PENDING, 202, "settlement_unknown", { detail: error.message, transaction: error.txHash }, true);
         return this.remember(this.pending(error.txHash));
       }
@@ -559,7 +560,7 @@ class Attempt {
         receiptHeaders(settlementDump(settlement, r, this.payer, false), this.payment.version));
     }
     const receipt = settlementDump(settlement, r, this.payer, true);
-    await this.claimsObject.mark(this.claimKey, "settled", receipt.transaction);
+    await this.claimsObject.mark(this.claimKey, CLAIM_STATUS.SETTLED, receipt.transaction);
     const headers = new Headers(answer.headers);
     for (const [name, value] of Object.entries(receiptHeaders(receipt, this.payment.version))) headers.set(name, value);
     this.emit(PAYMENT_SETTLED, 200, null, { transaction: receipt.transaction, resource: call.resourceUrl }, true);
