@@ -19,8 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from claw402.clock import now
 from claw402.events.store import any_edge_settlement, edge_settlements
 from claw402.ledger.chain import TokenLog
+from claw402.ledger.claims import payments
+from claw402.ledger.db import insert_ignore
+from claw402.ledger.settlements import Settlement, post_settled
 from claw402.registry.schema import tenants
 
 
@@ -97,3 +101,43 @@ def attribute(
         request_id=str(event.get("requestId") or "")[:64] or None,
         resource=str(resource) if resource else None,
     )
+
+
+def book(
+    conn: Connection,
+    network: str,
+    token: str,
+    transfer: TokenLog,
+    auth: TokenLog,
+    found: EdgeAttribution,
+) -> bool:
+    """Post the settlement `found` credits to its tenant, and its `payments` row, as the
+    gateway would have; True if posted now, False if it was already (both are keyed)."""
+    assert auth.nonce is not None and found.tenant_id is not None and transfer.to is not None
+    settlement = Settlement(
+        network=network,
+        payer=auth.sender.lower(),
+        nonce=auth.nonce,
+        tenant_id=found.tenant_id,
+        amount=transfer.value,
+        pay_to=transfer.to,
+        tx_hash=transfer.tx_hash,
+        log_index=transfer.log_index,
+    )
+    posted = post_settled(conn, settlement) is not None
+    conn.execute(
+        insert_ignore(conn, payments),
+        {
+            "network": network,
+            "tx_hash": transfer.tx_hash,
+            "payer": auth.sender.lower(),
+            "amount_atomic": transfer.value,
+            "asset": token,
+            "pay_to": transfer.to,
+            "tenant_id": found.tenant_id,
+            "request_id": found.request_id or "(edge)",
+            "resource": found.resource or "(settled at the edge)",
+            "settled_at": now(),
+        },
+    )
+    return posted
