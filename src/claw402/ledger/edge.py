@@ -19,12 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from claw402.clock import now
 from claw402.events.store import any_edge_settlement, edge_settlements
 from claw402.ledger.chain import TokenLog
-from claw402.ledger.claims import payments
-from claw402.ledger.db import insert_ignore
-from claw402.ledger.settlements import Settlement, post_settled
+from claw402.ledger.settlements import Settlement, book_chain_payment
 from claw402.registry.schema import tenants
 
 
@@ -124,20 +121,10 @@ def book(
         tx_hash=transfer.tx_hash,
         log_index=transfer.log_index,
     )
-    posted = post_settled(conn, settlement) is not None
-    conn.execute(
-        insert_ignore(conn, payments),
-        {
-            "network": network,
-            "tx_hash": transfer.tx_hash,
-            "payer": auth.sender.lower(),
-            "amount_atomic": transfer.value,
-            "asset": token,
-            "pay_to": transfer.to,
-            "tenant_id": found.tenant_id,
-            "request_id": found.request_id or "(edge)",
-            "resource": found.resource or "(settled at the edge)",
-            "settled_at": now(),
-        },
+    return book_chain_payment(
+        conn,
+        settlement,
+        asset=token,
+        request_id=found.request_id or "(edge)",
+        resource=found.resource or "(settled at the edge)",
     )
-    return posted
