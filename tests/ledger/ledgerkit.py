@@ -19,7 +19,8 @@ from claw402.chain.eip3009 import Authorization, sign_authorization
 from claw402.chain.wallet import Wallet
 from claw402.ledger import account_balance, accounts, check_books
 from claw402.ledger.chain import TokenChain
-from claw402.ledger.reconcile import ReconcileReport, reconcile
+from claw402.ledger.reconcile import reconcile
+from claw402.ledger.report import ReconcileReport
 from claw402.registry.store import NewVersion, Registry, TenantSpec
 
 ETH = 10**18

@@ -22,7 +22,8 @@ from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
 from claw402.ledger import balance
 from claw402.ledger.chain import TokenChain
-from claw402.ledger.reconcile import ReconcileReport, reconcile
+from claw402.ledger.reconcile import reconcile
+from claw402.ledger.report import ReconcileReport
 from claw402.payments.schema import PENDING, RELEASED, SETTLED
 
 PRICE_A = usdc("0.01")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from claw402.ledger.balances import Balance
     from claw402.ledger.payouts import PayoutReport
-    from claw402.ledger.reconcile import ReconcileReport
+    from claw402.ledger.report import ReconcileReport
     from claw402.ledger.withdrawals import Withdrawal
     from claw402.registry.models import Tenant
     from claw402.registry.store import Registry

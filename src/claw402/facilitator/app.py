@@ -27,7 +27,7 @@ from starlette.routing import Route
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from claw402.facilitator.protocol import BadRequest, parse_request
-from claw402.facilitator.service import Facilitator, RpcUnavailable
+from claw402.facilitator.service import FacilitatorService, RpcUnavailable
 from claw402.facilitator.settings import FacilitatorSettings
 
 logger = logging.getLogger("claw402.facilitator")
@@ -35,9 +35,11 @@ logger = logging.getLogger("claw402.facilitator")
 _Operation = Callable[[PaymentPayload, PaymentRequirements], BaseModel]
 
 
-def create_app(settings: FacilitatorSettings, facilitator: Facilitator | None = None) -> Starlette:
+def create_app(
+    settings: FacilitatorSettings, facilitator: FacilitatorService | None = None
+) -> Starlette:
     """Build the ASGI app; connects to the RPC now and fails fast if it serves another chain."""
-    service = facilitator if facilitator is not None else Facilitator(settings)
+    service = facilitator if facilitator is not None else FacilitatorService(settings)
     api_key = settings.api_key
 
     def unauthorized(request: Request) -> Response | None:

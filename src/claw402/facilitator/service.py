@@ -74,7 +74,7 @@ class RpcUnavailable(RuntimeError):
     """The chain RPC does not answer: the payment was not judged (HTTP 502, not a 402)."""
 
 
-class Facilitator:
+class FacilitatorService:
     """Stateless apart from the in-flight settle set; safe to call from many threads."""
 
     def __init__(self, settings: FacilitatorSettings) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select
 
 from claw402.events.store import any_edge_settlement, edge_settlements
 from claw402.ledger.chain import TokenLog
+from claw402.ledger.settlements import Settlement, book_chain_payment
 from claw402.registry.schema import tenants
 
 
@@ -96,4 +97,34 @@ def attribute(
         tenant_id=tenant_id,
         request_id=str(event.get("requestId") or "")[:64] or None,
         resource=str(resource) if resource else None,
+    )
+
+
+def book(
+    conn: Connection,
+    network: str,
+    token: str,
+    transfer: TokenLog,
+    auth: TokenLog,
+    found: EdgeAttribution,
+) -> bool:
+    """Post the settlement `found` credits to its tenant, and its `payments` row, as the
+    gateway would have; True if posted now, False if it was already (both are keyed)."""
+    assert auth.nonce is not None and found.tenant_id is not None and transfer.to is not None
+    settlement = Settlement(
+        network=network,
+        payer=auth.sender.lower(),
+        nonce=auth.nonce,
+        tenant_id=found.tenant_id,
+        amount=transfer.value,
+        pay_to=transfer.to,
+        tx_hash=transfer.tx_hash,
+        log_index=transfer.log_index,
+    )
+    return book_chain_payment(
+        conn,
+        settlement,
+        asset=token,
+        request_id=found.request_id or "(edge)",
+        resource=found.resource or "(settled at the edge)",
     )

@@ -30,11 +30,13 @@ Afterwards the ledger's treasury account equals `balanceOf(treasury)` at the sca
 unless a settlement is still inside its grace period (reported as deferred) or a problem is
 reported. The first run starts at `from_block` and books the treasury's balance just before
 it as the opening balance.
+
+Pass 1's per-claim decisions are `ledger.open_claims`'s, booking an edge-attributed settlement
+is `ledger.edge`'s and the report is `ledger.report`'s; this module walks the chain.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -42,20 +44,19 @@ from eth_utils import to_checksum_address
 from sqlalchemy import Connection, Engine, insert, select, update
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
-from claw402.clock import aware, now
+from claw402.clock import now
 from claw402.control import audit
 from claw402.ledger import accounts, edge, withdrawals
 from claw402.ledger.balances import account_balance, check_books
 from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain, TokenLog
 from claw402.ledger.channels import SETTLE, check_channels, settle_entries, sync_claims
-from claw402.ledger.claims import CLAIMED, PENDING, RELEASED, SETTLED, payment_claims, payments
-from claw402.ledger.db import insert_ignore
+from claw402.ledger.claims import SETTLED, payment_claims
+from claw402.ledger.open_claims import in_grace, open_claims, release_unused
+from claw402.ledger.report import ReconcileReport
 from claw402.ledger.schema import ledger_sync, ledger_transactions
 from claw402.ledger.schema import withdrawals as withdrawals_table
 from claw402.ledger.settlements import (
-    Settlement,
-    post_settled,
     settle_claim_from_chain,
     settlement_key,
 )
@@ -67,67 +68,6 @@ DEFAULT_GRACE_SECONDS = 120.0  # longer than the paywall's settle timeout (60 s)
 
 class ChainReset(RuntimeError):
     """The chain no longer has the block the last run ended on (a restarted dev chain)."""
-
-
-@dataclass
-class ReconcileReport:
-    network: str
-    token: str
-    treasury: str
-    from_block: int
-    to_block: int
-    settlements: int = 0
-    deposits: int = 0
-    unattributed: int = 0
-    outflows: int = 0
-    payouts_completed: int = 0
-    deferred: int = 0
-    edge_settlements: int = 0  # of `settlements`, those attributed from edge events
-    released: int = 0  # claims whose authorization never moved money, freed for a retry
-    channel_claims: int = 0  # escrow Claimed logs booked
-    channel_settles: int = 0  # escrow settle transfers into the treasury booked
-    ledger_treasury: int = 0
-    chain_treasury: int = 0
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def balanced(self) -> bool:
-        return self.ledger_treasury == self.chain_treasury and not self.problems
-
-    @property
-    def posted(self) -> int:
-        return (
-            self.settlements
-            + self.deposits
-            + self.unattributed
-            + self.outflows
-            + self.payouts_completed
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "network": self.network,
-            "token": self.token,
-            "treasury": self.treasury,
-            "fromBlock": self.from_block,
-            "toBlock": self.to_block,
-            "settlements": self.settlements,
-            "deposits": self.deposits,
-            "unattributed": self.unattributed,
-            "outflows": self.outflows,
-            "payoutsCompleted": self.payouts_completed,
-            "deferred": self.deferred,
-            "edgeSettlements": self.edge_settlements,
-            "released": self.released,
-            "channelClaims": self.channel_claims,
-            "channelSettles": self.channel_settles,
-            "ledgerTreasuryAtomic": str(self.ledger_treasury),
-            "chainTreasuryAtomic": str(self.chain_treasury),
-            "balanced": self.balanced,
-            "problems": self.problems,
-            "warnings": self.warnings,
-        }
 
 
 def _posted(conn: Connection, key: str) -> bool:
@@ -256,27 +196,13 @@ class Reconciler:
 
     # -- pass 1: claims --------------------------------------------------------------------
 
-    def _open_claims(self) -> list[Any]:
-        c = payment_claims.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(payment_claims)
-                .where(c.network == self.network, c.status.in_([CLAIMED, PENDING]))
-                .order_by(c.id)
-            ).mappings()
-            token = self.chain.token.lower()
-            return [dict(r) for r in rows if str(r["asset"]).lower() == token]
-
-    def _in_grace(self, claim: Any) -> bool:
-        return claim["status"] == CLAIMED and aware(claim["updated_at"]) > self.cutoff
-
     def _claims(self, report: ReconcileReport, start: int, head: int) -> None:
-        for claim in self._open_claims():
+        for claim in open_claims(self.engine, self.network, self.chain.token):
             key = settlement_key(self.network, claim["payer"], claim["nonce"])
             with self.engine.connect() as conn:
                 if _posted(conn, key):
                     continue
-            if self._in_grace(claim):
+            if in_grace(claim, self.cutoff):
                 report.deferred += 1
                 continue
             used = self.chain.authorization_used(
@@ -285,27 +211,8 @@ class Reconciler:
             if used:
                 if self._settle_claim(claim, used[0]):
                     report.settlements += 1
-            elif self._release_unused(claim, head):
+            elif release_unused(self.engine, self.chain, claim, head, self.cutoff):
                 report.released += 1
-
-    def _release_unused(self, claim: Any, head: int) -> bool:
-        """Free a claim whose authorization is unused on chain and past the gateway's hands:
-        expired by the head block's time (no later block can include it), or older than the
-        grace period. An authorization marked used without a log here (canceled) is kept."""
-        if self.chain.authorization_state(claim["payer"], claim["nonce"]):
-            return False
-        valid_before = claim["valid_before"]
-        expired = valid_before is not None and self.chain.block_time(head) >= valid_before
-        if not expired and aware(claim["updated_at"]) > self.cutoff:
-            return False
-        c = payment_claims.c
-        with self.engine.begin() as conn:
-            freed = conn.execute(
-                update(payment_claims)
-                .where(c.id == claim["id"], c.status == claim["status"])
-                .values(status=RELEASED, updated_at=now())
-            )
-        return freed.rowcount == 1
 
     def _transfer_for(self, auth: TokenLog) -> TokenLog | None:
         """The Transfer that an AuthorizationUsed log authorised (next one from the payer)."""
@@ -383,7 +290,7 @@ class Reconciler:
                     return True
             claim = self._claim_for(auth.sender, auth.nonce)
             if claim is not None:
-                if claim["status"] != SETTLED and self._in_grace(claim):
+                if claim["status"] != SETTLED and in_grace(claim, self.cutoff):
                     return False
                 if self._settle_claim(claim, auth):
                     report.settlements += 1
@@ -429,7 +336,7 @@ class Reconciler:
         return self._edge_in_use and self.chain.block_time(log.block) > self.cutoff.timestamp()
 
     def _edge(self, auth: TokenLog, log: TokenLog) -> bool | None:
-        """Post the settlement an edge event attributes: True if posted now, False if it was
+        """Book the settlement an edge event attributes: True if posted now, False if it was
         already, None if no edge event credits a tenant (reasons go to the warnings)."""
         assert auth.nonce is not None
         with self.engine.begin() as conn:
@@ -441,33 +348,7 @@ class Reconciler:
                 )
             if found.tenant_id is None or log.to is None:
                 return None
-            settlement = Settlement(
-                network=self.network,
-                payer=auth.sender.lower(),
-                nonce=auth.nonce,
-                tenant_id=found.tenant_id,
-                amount=log.value,
-                pay_to=log.to,
-                tx_hash=log.tx_hash,
-                log_index=log.log_index,
-            )
-            posted = post_settled(conn, settlement) is not None
-            conn.execute(
-                insert_ignore(conn, payments),
-                {
-                    "network": self.network,
-                    "tx_hash": log.tx_hash,
-                    "payer": auth.sender.lower(),
-                    "amount_atomic": log.value,
-                    "asset": self.chain.token,
-                    "pay_to": log.to,
-                    "tenant_id": found.tenant_id,
-                    "request_id": found.request_id or "(edge)",
-                    "resource": found.resource or "(settled at the edge)",
-                    "settled_at": now(),
-                },
-            )
-        return posted
+            return edge.book(conn, self.network, self.chain.token, log, auth, found)
 
     def _outbound(self, report: ReconcileReport, log: TokenLog) -> None:
         w = withdrawals_table.c

@@ -146,23 +146,33 @@ def settle_claim_from_chain(
         tx_hash=transfer.tx_hash,
         log_index=transfer.log_index,
     )
-    posted = post_settled(conn, settlement) is not None
     conn.execute(
         update(payment_claims)
         .where(payment_claims.c.id == claim["id"])
         .values(status=SETTLED, tx_hash=transfer.tx_hash, updated_at=now())
     )
+    return book_chain_payment(
+        conn, settlement, asset=claim["asset"], request_id=claim["request_id"], resource=resource
+    )
+
+
+def book_chain_payment(
+    conn: Connection, settlement: Settlement, *, asset: str, request_id: str, resource: str
+) -> bool:
+    """Post a settlement found on chain (once per authorization) and record its `payments`
+    row, the same way whichever explains it (a claim or an edge event). True if posted now."""
+    posted = post_settled(conn, settlement) is not None
     conn.execute(
         insert_ignore(conn, payments),
         {
-            "network": network,
-            "tx_hash": transfer.tx_hash,
-            "payer": claim["payer"],
-            "amount_atomic": transfer.value,
-            "asset": claim["asset"],
-            "pay_to": transfer.to,
-            "tenant_id": claim["tenant_id"],
-            "request_id": claim["request_id"],
+            "network": settlement.network,
+            "tx_hash": settlement.tx_hash,
+            "payer": settlement.payer,
+            "amount_atomic": settlement.amount,
+            "asset": asset,
+            "pay_to": settlement.pay_to,
+            "tenant_id": settlement.tenant_id,
+            "request_id": request_id,
             "resource": resource,
             "settled_at": now(),
         },

@@ -6,14 +6,7 @@ against the authorization; once `max_attempts` are spent it is refused with 409
 `payment_attempts_exhausted`. An unreachable facilitator releases without counting: the
 payer did nothing wrong.
 
-A retry of the same payment (the payload the facilitator verified, for the same tenant) whose
-claim is `pending`, or `settled` by `reconcile` but never served, asks the chain (needs
-`rpc_url`): paid -> the settlement is booked (once: the ledger keys it by authorization, as
-`reconcile` does), the query runs and the data leaves with a `PAYMENT-RESPONSE` naming the
-real transaction; unused and expired -> released, 402 to pay again; unused, still valid and
-pending longer than `pending_retry_seconds` -> that same authorization goes through verify
-and settle again, which can move the money at most once (the token spends the nonce), while
-a fresh payment could be charged beside a lost settle that lands late. Otherwise: 202.
+A retry of a payment whose settlement was left unknown is `payments.recovery`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +18,6 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from x402.schemas import PaymentPayload, SettleResponse
 
-from claw402.clock import aware
 from claw402.events.kinds import (
     PAYMENT_FAILED,
     PAYMENT_PENDING,
@@ -33,11 +25,10 @@ from claw402.events.kinds import (
     PAYMENT_SETTLED,
     PAYMENT_VERIFIED,
 )
-from claw402.payments import answers
+from claw402.payments import answers, recovery
 from claw402.payments.codec import PresentedPayment
 from claw402.payments.facilitator import FacilitatorUnavailable, SettlementUnknown
 from claw402.payments.offer import Offer
-from claw402.payments.onchain import Outcome
 from claw402.payments.schema import CLAIMED, PENDING, SETTLED
 from claw402.payments.store import ClaimRequest, SettledPayment, StoredResponse
 from claw402.tenant_api.answer import Answer
@@ -153,7 +144,7 @@ class Attempt:
             return self._replayed()
         owed = claim.status == PENDING or (claim.status == SETTLED and not found["served_at"])
         if owed and self._same_payment(found):
-            return await self._recover(found, produce)
+            return await recovery.recover(self, found, produce)
         in_flight = claim.status == CLAIMED and self._same_payment(found)  # settled again now
         legacy = claim.status == PENDING and not found["verified_sha256"]  # from before 0008
         if in_flight or legacy:
@@ -176,74 +167,6 @@ class Attempt:
             self.call.request_id,
             "this payment authorization was already presented; sign a new one",
         )
-
-    # -- a retry of a payment whose settlement was unknown ------------------------------------
-
-    async def _recover(self, found: dict[str, Any], produce: Produce) -> Answer:
-        claim_id = found["id"]
-        if found["status"] == SETTLED:  # booked by reconcile, never served
-            return await self._serve_paid(claim_id, found["tx_hash"], produce)
-        outcome = await self._outcome(aware(found["created_at"]).timestamp(), found["tx_hash"])
-        if outcome is None:
-            self._event(PAYMENT_FAILED, 202, "payment_pending")
-            return self._pending(found["tx_hash"])
-        if outcome.used:
-            if outcome.transfer is None:
-                return await self._void(claim_id)
-            await run_in_threadpool(
-                self.store.settle_from_chain, claim_id, outcome.transfer, self.call.resource_url
-            )
-            return await self._serve_paid(claim_id, outcome.transfer.tx_hash, produce)
-        if outcome.chain_time >= int(self.payment.authorization["validBefore"]):
-            return await self._void(claim_id)
-        waited = time.time() - aware(found["updated_at"]).timestamp()
-        if waited >= self.paywall.config.pending_retry_seconds and await run_in_threadpool(
-            self.store.retake_pending, claim_id
-        ):
-            self.claim_id = claim_id  # settle this same authorization again
-            return await self._pay(produce)
-        self._event(PAYMENT_FAILED, 202, "payment_pending")
-        return self._pending(found["tx_hash"])
-
-    async def _outcome(self, since: float, tx_hash: str | None) -> Outcome | None:
-        """What the chain says of this authorization; None without a chain or an answer."""
-        chain = self.paywall.chain
-        if chain is None:
-            return None
-        try:
-            return await run_in_threadpool(
-                chain.outcome, self.payment.payer, self.payment.nonce, since, tx_hash
-            )
-        except Exception as exc:  # an RPC failure must not become a fresh 402
-            self._event(PAYMENT_FAILED, 202, "chain_unreadable", detail=str(exc)[:300])
-            return None
-
-    async def _void(self, claim_id: int) -> Answer:
-        """The authorization never moved money and never will (expired or canceled)."""
-        await run_in_threadpool(self.store.release, claim_id, expect=PENDING)
-        self._event(PAYMENT_FAILED, 402, "payment_expired")
-        return self.paywall._challenge(
-            self.call,
-            self.offer,
-            "payment_expired",
-            "the earlier settlement of this payment never reached the chain and its "
-            "authorization can no longer be used: nothing was charged; sign a new payment",
-            reason="authorization_unusable",
-        )
-
-    async def _serve_paid(self, claim_id: int, tx_hash: str, produce: Produce) -> Answer:
-        """The data a payment already on chain paid for, once."""
-        answer = await produce()
-        if answer.status_code != 200:
-            self._event(PAYMENT_FAILED, answer.status_code, "paid_query_failed")
-            return answer
-        if not await run_in_threadpool(self.store.mark_served, claim_id):
-            return self._replayed()
-        r = self.offer.requirements
-        settlement = SettleResponse(
-            success=True, transaction=tx_hash, network=r.network, payer=self.payment.payer
-        )
-        return await self._receipted(answer, settlement, reason="recovered_from_chain")
 
     # -- verify, query, settle ----------------------------------------------------------------
 
@@ -298,7 +221,9 @@ class Attempt:
             return await self._deliver(answer, settlement)
         reason = settlement.error_reason or "settlement_failed"
         if paywall.chain is not None:  # refused, yet the authorization may have been used
-            outcome = await self._outcome(time.time(), settlement.transaction or None)
+            outcome = await recovery.chain_outcome(
+                self, time.time(), settlement.transaction or None
+            )
             if outcome is None:  # cannot tell: never "pay again" while it may have been paid
                 return await self._left_pending(settlement.transaction or None, reason)
             if outcome.transfer is not None:

@@ -44,7 +44,7 @@ def _status(exc: ValueError) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class Facilitator:
+class FacilitatorClient:
     def __init__(
         self,
         url: str,

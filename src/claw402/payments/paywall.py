@@ -44,7 +44,7 @@ from claw402.payments.channels.attempt import ChannelAttempt
 from claw402.payments.channels.terms import ChannelSchemes
 from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
-from claw402.payments.facilitator import Facilitator
+from claw402.payments.facilitator import FacilitatorClient
 from claw402.payments.offer import Mismatch, Offer
 from claw402.payments.onchain import ChainLookup
 from claw402.payments.store import PaymentStore
@@ -80,7 +80,7 @@ class Paywall:
         config: PaymentConfig,
         engine: Engine,
         *,
-        facilitator: Facilitator | None = None,
+        facilitator: FacilitatorClient | None = None,
         chain: ChainLookup | None = None,
     ) -> None:
         self.config = config
@@ -88,7 +88,7 @@ class Paywall:
         if chain is None and config.rpc_url:
             chain = ChainLookup(config.rpc_url, config.asset)
         self.chain = chain
-        self.facilitator = facilitator or Facilitator(
+        self.facilitator = facilitator or FacilitatorClient(
             config.facilitator_url,
             api_key=config.facilitator_api_key,
             verify_timeout=config.verify_timeout,
