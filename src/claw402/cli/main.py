@@ -11,7 +11,18 @@ from typing import Annotated
 
 import typer
 
-from claw402.cli import auth, cloudflare, facilitator, hosts, money, pay, serve, stack, tenants
+from claw402.cli import (
+    auth,
+    channels,
+    cloudflare,
+    facilitator,
+    hosts,
+    money,
+    pay,
+    serve,
+    stack,
+    tenants,
+)
 from claw402.cli.options import Home, Json
 
 app = typer.Typer(
@@ -56,6 +67,7 @@ app.command("demo")(stack.demo_command)
 app.command("call")(pay.call_command)
 app.add_typer(facilitator.app, name="facilitator")
 app.add_typer(hosts.app, name="hosts")
+app.add_typer(channels.app, name="channels")
 cloudflare.register(app)
 money.register(app)
 auth.register(app)
