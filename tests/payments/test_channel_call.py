@@ -18,6 +18,7 @@ from paidstack import Stack
 
 from claw402.chain.wallet import Wallet
 from claw402.payments.channel_payer import CHANNELS_DIR
+from jsclient import pay_with_js_client
 from procs import run as run_reaped
 
 CLI = str(Path(sys.executable).with_name("402claw"))
@@ -187,3 +188,26 @@ def test_refund_without_a_channel_is_a_clear_error(server: ChannelServer, payer:
     assert done.returncode == 1
     answer = json.loads(done.stdout)
     assert answer["error"] == "refund_failed" and "balance" in answer["detail"]
+
+
+def test_the_official_js_client_deposits_once_then_pays_with_vouchers(
+    stack: Stack, server: ChannelServer, tmp_path: Path
+) -> None:
+    wallet, chain = stack.payer(), stack.chain
+    start, height = stack.balance(wallet.address), blocks(stack)
+    reports = [
+        pay_with_js_client(
+            server.url, wallet.private_key, chain.network, chain.token, 10 * PRICE,
+            channels=tmp_path / "js-channels",
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    assert [r["status"] for r in reports] == [200, 200, 200]
+    receipts = [r["paymentResponse"] for r in reports]
+    assert receipts[0]["transaction"] and [r["transaction"] for r in receipts[1:]] == ["", ""]
+    assert [r["extra"]["chargedAmount"] for r in receipts] == [str(PRICE)] * 3
+    assert blocks(stack) == height + 1
+    assert stack.balance(wallet.address) == start - DEPOSIT
+    server.manager.claim()
+    server.manager.settle()
+    assert stack.balance(server.pay_to) == 3 * PRICE
