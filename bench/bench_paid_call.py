@@ -199,10 +199,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def child(kind: str, env: dict[str, str], ready_path: str = "/") -> Iterator[str]:
+def child(
+    kind: str, env: dict[str, str], ready_path: str = "/", script: str = __file__
+) -> Iterator[str]:
+    """`script _serve KIND PORT` in a child process, until the block ends."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "_serve", kind, str(port)],
+        [sys.executable, script, "_serve", kind, str(port)],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), **env},
         stdin=subprocess.DEVNULL,
     )

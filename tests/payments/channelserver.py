@@ -81,7 +81,12 @@ def _answer(instructions: Any) -> Response:
     return JSONResponse(instructions.body or {}, instructions.status, instructions.headers)
 
 
-def build_app(http: x402HTTPResourceServerSync) -> Starlette:
+def build_app(
+    http: x402HTTPResourceServerSync, manager: BatchSettlementChannelManagerSync | None = None
+) -> Starlette:
+    """The paid route; with `manager`, `POST /_flush` claims and settles what is owed (for a
+    server in another process, e.g. the benchmark's)."""
+
     def data(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
         adapter = _Adapter(request)
         context = HTTPRequestContext(
@@ -106,21 +111,41 @@ def build_app(http: x402HTTPResourceServerSync) -> Starlette:
             return _answer(settled.response)
         return Response(body, 200, settled.headers, media_type="application/json")
 
-    return Starlette(routes=[Route(PATH, data)])
+    def flush(request: Request) -> Response:
+        assert manager is not None
+        claims = manager.claim()
+        settled = manager.settle() if claims else None
+        return JSONResponse(
+            {
+                "claims": [c.transaction for c in claims],
+                "vouchers": sum(c.vouchers for c in claims),
+                "settle": settled.transaction if settled else None,
+            }
+        )
+
+    routes = [Route(PATH, data)]
+    if manager is not None:
+        routes.append(Route("/_flush", flush, methods=["POST"]))
+    return Starlette(routes=routes)
 
 
-@contextmanager
-def channel_server(chain: DevChain, facilitator_url: str, price: int) -> Iterator[ChannelServer]:
-    """A running server that sells `PATH` for `price` atomic units to a fresh receiver."""
-    pay_to = Account.create().address
-    facilitator = HTTPFacilitatorClientSync(facilitator_config(facilitator_url))
+def build_http(
+    facilitator: HTTPFacilitatorClientSync,
+    network: str,
+    token: str,
+    asset_extra: dict[str, str],
+    pay_to: str,
+    price: int,
+) -> tuple[x402HTTPResourceServerSync, BatchSettlementEvmScheme, BatchSettlementChannelManagerSync]:
+    """The SDK's HTTP resource server offering a channel, then `exact`, and its channel
+    manager."""
     server = x402ResourceServerSync(facilitator)
     scheme = BatchSettlementEvmScheme(pay_to)
-    server.register(chain.network, scheme)
-    server.register(chain.network, ExactEvmServerScheme())
-    amount = {"amount": str(price), "asset": chain.token, "extra": dict(chain.asset_extra)}
+    server.register(network, scheme)
+    server.register(network, ExactEvmServerScheme())
+    amount = {"amount": str(price), "asset": token, "extra": dict(asset_extra)}
     offers = [
-        PaymentOption(scheme=name, pay_to=pay_to, price=amount, network=chain.network,
+        PaymentOption(scheme=name, pay_to=pay_to, price=amount, network=network,
                       max_timeout_seconds=120)
         for name in ("batch-settlement", "exact")
     ]  # fmt: skip
@@ -128,12 +153,19 @@ def channel_server(chain: DevChain, facilitator_url: str, price: int) -> Iterato
     http.initialize()
     manager = BatchSettlementChannelManagerSync(
         ChannelManagerConfigSync(
-            scheme=scheme,
-            facilitator=facilitator,
-            receiver=pay_to,
-            token=chain.token,
-            network=chain.network,
+            scheme=scheme, facilitator=facilitator, receiver=pay_to, token=token, network=network
         )
+    )
+    return http, scheme, manager
+
+
+@contextmanager
+def channel_server(chain: DevChain, facilitator_url: str, price: int) -> Iterator[ChannelServer]:
+    """A running server that sells `PATH` for `price` atomic units to a fresh receiver."""
+    pay_to = Account.create().address
+    facilitator = HTTPFacilitatorClientSync(facilitator_config(facilitator_url))
+    http, scheme, manager = build_http(
+        facilitator, chain.network, chain.token, dict(chain.asset_extra), pay_to, price
     )
     thread = ServerThread(build_app(http)).start()
     try:
