@@ -39,7 +39,14 @@ from claw402.payments.channel_payer import (
     channel_scheme,
 )
 
-__all__ = ["AssetNotAllowed", "DepositTooHigh", "PaidCall", "PriceTooHigh", "pay_and_fetch"]
+__all__ = [
+    "AssetNotAllowed",
+    "DepositTooHigh",
+    "PaidCall",
+    "PriceTooHigh",
+    "pay_and_fetch",
+    "pay_many_async",
+]
 
 Scheme = Literal["auto", "exact", "batch"]
 SCHEMES: dict[str, str] = {"exact": "exact", "batch": "batch-settlement"}
@@ -163,6 +170,37 @@ async def pay_and_fetch_async(
     need a larger deposit than allowed, and the SDK's `PaymentError` when it cannot pay (no
     matching network or asset, a signing failure).
     """
+    paid = await pay_many_async(
+        url,
+        private_key,
+        max_price_atomic,
+        1,
+        allowed_assets=allowed_assets,
+        method=method,
+        headers=headers,
+        timeout=timeout,
+        scheme=scheme,
+        channels=channels,
+    )
+    return paid[0]
+
+
+async def pay_many_async(
+    url: str,
+    private_key: str,
+    max_price_atomic: int,
+    calls: int,
+    *,
+    allowed_assets: Iterable[tuple[str, str]] = (),
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    scheme: Scheme = "auto",
+    channels: ChannelTerms | None = None,
+) -> list[PaidCall]:
+    """`calls` paid requests to `url` one after another on one connection and one client (a
+    channel's first call deposits, the rest sign vouchers); stops at the first failed answer.
+    Raises as `pay_and_fetch_async`."""
     client = payment_client(
         private_key, max_price_atomic, allowed_assets, scheme=scheme, channels=channels
     )
@@ -173,9 +211,15 @@ async def pay_and_fetch_async(
             signed.append(ctx.payment_payload)
 
     client.on_after_payment_creation(remember)
+    done: list[PaidCall] = []
     try:
         async with x402HttpxClient(client, timeout=timeout) as http:
-            response = await http.request(method, url, headers=dict(headers or {}))
+            for _ in range(calls):
+                signed.clear()
+                response = await http.request(method, url, headers=dict(headers or {}))
+                done.append(_paid_call(response, signed, channels))
+                if not response.is_success:
+                    break
     except PaymentError as exc:
         # The SDK applies its asset allow-list before any policy or hook sees the offer, and
         # says only that everything was refused: read the (free) 402 again to say what it was.
@@ -190,6 +234,12 @@ async def pay_and_fetch_async(
             if offers:
                 raise AssetNotAllowed(offers) from exc
         raise
+    return done
+
+
+def _paid_call(
+    response: httpx.Response, signed: list[PaymentPayload], channels: ChannelTerms | None
+) -> PaidCall:
     receipt = response.headers.get("payment-response") or response.headers.get("x-payment-response")
     settlement = decode_payment_response_header(receipt) if receipt else None
     channel = None
