@@ -48,3 +48,27 @@ def test_a_hundred_calls_one_deposit_one_claim_one_settle_then_the_rest_refunded
         back = refund(server.url, wallet.private_key, terms)
         assert back.refunded == 100 * PRICE
     assert stack.balance(wallet.address) == start - 100 * PRICE
+
+
+def test_a_second_home_resumes_the_channel_from_the_chain_and_the_server(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """No local record: the escrow (read over RPC) and the server's corrective 402 give the
+    channel back, so the call is a voucher, not a second deposit."""
+    chain, wallet = stack.chain, stack.payer()
+    assets = [(chain.network, chain.token)]
+    with channel_server(chain, stack.facilitator_url, PRICE) as server:
+        first = ChannelTerms(tmp_path / "a", 10 * PRICE, None, chain.rpc_url)
+        asyncio.run(pay_many_async(server.url, wallet.private_key, PRICE, 2,
+                                   allowed_assets=assets, channels=first))  # fmt: skip
+        height = chain.web3().eth.block_number
+        other = ChannelTerms(tmp_path / "b", 10 * PRICE, None, chain.rpc_url)
+        [paid] = asyncio.run(pay_many_async(server.url, wallet.private_key, PRICE, 1,
+                                            allowed_assets=assets, channels=other))  # fmt: skip
+        assert paid.response.status_code == 200
+        assert paid.channel is not None and paid.channel.kind == "voucher"
+        assert paid.channel.charged_total == 3 * PRICE
+        assert chain.web3().eth.block_number == height
+        server.manager.claim()
+        server.manager.settle()
+        assert stack.balance(server.pay_to) == 3 * PRICE
