@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from channelserver import ChannelServer, channel_server
 from paidstack import Stack
 
 from claw402.chain.wallet import Wallet
-from claw402.payments.channel_payer import CHANNELS_DIR
+from claw402.payments.channel_payer import CHANNELS_DIR, DB_NAME
 from jsclient import pay_with_js_client
 from procs import run as run_reaped
 
@@ -56,7 +58,11 @@ class Payer:
 
     def channels(self) -> list[dict[str, Any]]:
         """The channel records with money in them (reading the chain leaves empty ones)."""
-        found = [json.loads(p.read_text()) for p in (self.home / CHANNELS_DIR).rglob("*.json")]
+        path = self.home / CHANNELS_DIR / DB_NAME
+        if not path.exists():
+            return []
+        with closing(sqlite3.connect(path)) as db:
+            found = [json.loads(c) for (c,) in db.execute("SELECT context FROM channels")]
         return [record for record in found if int(record.get("balance") or 0)]
 
     @property

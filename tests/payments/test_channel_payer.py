@@ -72,3 +72,23 @@ def test_a_second_home_resumes_the_channel_from_the_chain_and_the_server(
         server.manager.claim()
         server.manager.settle()
         assert stack.balance(server.pay_to) == 3 * PRICE
+
+
+def test_the_channel_store_keeps_contexts_across_connections_by_normalised_id(
+    tmp_path: Path,
+) -> None:
+    from x402.mechanisms.evm.batch_settlement.client import BatchSettlementClientContext
+
+    from claw402.payments.channel_payer import DB_NAME, SqliteClientChannelStorage
+
+    channel = "0x" + "Ab" * 32
+    first = SqliteClientChannelStorage(tmp_path / DB_NAME)
+    first.set(channel, BatchSettlementClientContext(charged_cumulative_amount="3", balance="10"))
+    again = SqliteClientChannelStorage(tmp_path / DB_NAME)  # another process's connection
+    found = again.get(channel.lower())
+    assert found is not None and (found.balance, found.charged_cumulative_amount) == ("10", "3")
+    assert list(again.all()) == [channel.lower()]
+    again.delete(channel)
+    assert first.get(channel) is None
+    first.close()
+    again.close()

@@ -1,16 +1,23 @@
 """The payer's side of x402 `batch-settlement` channels: deposit once, sign a voucher per call.
 
 The SDK's client scheme does the protocol; this module decides what it may spend and where it
-remembers. A channel's state lives in `<home>/channels/client/<channel id>.json` (the SDK's
-`FileClientChannelStorage`), so the next `402claw call` in another process signs a voucher
-instead of depositing again. A deposit never exceeds the caller's cap: the scheme asks the
-deposit strategy before signing, and the strategy raises `DepositTooHigh` instead. With an RPC
-URL the signer can read the escrow, so a payer whose local record is gone (refunded, another
-machine) resumes from the chain's claimed total instead of signing a voucher the server refuses.
+remembers. A channel's state (the SDK's `BatchSettlementClientContext`, as its JSON) lives in
+`<home>/channels/channels.sqlite3`, so the next `402claw call` in another process signs a
+voucher instead of depositing again. SQLite rather than the SDK's file-per-channel storage:
+the state is written on every call, and a WAL commit costs a small fraction of a temp-file
+write and rename, with the same safety when a process dies.
+
+A deposit never exceeds the caller's cap: the scheme asks the deposit strategy before
+signing, and the strategy raises `DepositTooHigh` instead. With an RPC URL the signer can read
+the escrow, so a payer whose local record is gone (refunded, another machine) resumes from the
+chain's claimed total instead of signing a voucher the server refuses.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,20 +27,20 @@ from eth_account import Account
 from x402.http.clients.httpx import PaymentError
 from x402.http.utils import decode_payment_required_header
 from x402.mechanisms.evm.batch_settlement.client import (
+    BatchSettlementClientContext,
     BatchSettlementDepositStrategyContext,
     BatchSettlementEvmScheme,
     BatchSettlementEvmSchemeOptions,
-    FileChannelStorageOptions,
-    FileClientChannelStorage,
 )
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
-from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
+from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id, normalize_channel_id
 from x402.mechanisms.evm.signers import EthAccountSigner, EthAccountSignerWithRPC
 from x402.schemas import PaymentPayload, SettleResponse
 
 from claw402.money import atomic_to_usd
 
 CHANNELS_DIR = "channels"
+DB_NAME = "channels.sqlite3"
 DEFAULT_DEPOSIT_CALLS = 10  # a first deposit covers this many calls unless told otherwise
 
 
@@ -85,8 +92,57 @@ class ChannelReceipt:
         return self.balance - self.charged_total
 
 
-def channel_storage(directory: Path) -> FileClientChannelStorage:
-    return FileClientChannelStorage(FileChannelStorageOptions(directory=directory))
+class SqliteClientChannelStorage:
+    """The SDK's `ClientChannelStorage` protocol on one SQLite file: channel id -> context."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 10000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS channels (id TEXT PRIMARY KEY, context TEXT NOT NULL)"
+        )
+
+    def get(self, key: str) -> BatchSettlementClientContext | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT context FROM channels WHERE id = ?", (normalize_channel_id(key),)
+            ).fetchone()
+        return None if row is None else BatchSettlementClientContext.from_dict(json.loads(row[0]))
+
+    def set(self, key: str, context: BatchSettlementClientContext) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO channels (id, context) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET context = excluded.context",
+                (normalize_channel_id(key), json.dumps(context.to_dict())),
+            )
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM channels WHERE id = ?", (normalize_channel_id(key),))
+
+    def all(self) -> dict[str, BatchSettlementClientContext]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, context FROM channels ORDER BY id").fetchall()
+        return {id_: BatchSettlementClientContext.from_dict(json.loads(c)) for id_, c in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+_stores: dict[Path, SqliteClientChannelStorage] = {}
+
+
+def channel_storage(directory: Path) -> SqliteClientChannelStorage:
+    """The storage of `directory` (one connection per folder and process)."""
+    path = (directory / DB_NAME).resolve()
+    if path not in _stores:
+        _stores[path] = SqliteClientChannelStorage(path)
+    return _stores[path]
 
 
 def _deposit_strategy(terms: ChannelTerms) -> Any:
