@@ -217,3 +217,15 @@ def test_the_official_js_client_deposits_once_then_pays_with_vouchers(
     server.manager.claim()
     server.manager.settle()
     assert stack.balance(server.pay_to) == 3 * PRICE
+
+
+def test_an_unknown_token_is_named_and_nothing_is_signed(
+    stack: Stack, server: ChannelServer, payer: Payer
+) -> None:
+    start = payer.balance
+    refused = run_reaped([CLI, "call", server.url, "--json"], env=payer.env(), timeout=120)
+    assert refused.returncode == 1
+    answer = json.loads(refused.stdout)
+    assert answer["error"] == "asset_not_allowed"
+    assert f"--asset {stack.chain.network}={stack.chain.token}" in answer["detail"]
+    assert payer.balance == start and payer.channels() == []

@@ -252,7 +252,7 @@ async def _offers(
     url: str, method: str, headers: Mapping[str, str] | None, timeout: float
 ) -> list[tuple[str, str, str]]:
     """(network, asset, amount) of each offer of the 402 at `url` this client can pay (EVM
-    `exact`), v2 else v1; none when it cannot be read, so that the SDK's own error stands."""
+    `exact` or a channel), v2 else v1; none when it cannot be read, so that the SDK's own error stands."""
     try:
         async with httpx.AsyncClient(timeout=timeout) as http:
             response = await http.request(method, url, headers=dict(headers or {}))
@@ -268,7 +268,7 @@ async def _offers(
     except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
         return []
     offers = [(net, asset, amount) for scheme, net, asset, amount in found
-              if scheme == "exact" and net.startswith("eip155:")]  # fmt: skip
+              if scheme in SCHEMES.values() and net.startswith("eip155:")]  # fmt: skip
     return list(dict.fromkeys(offers))
 
 
