@@ -34,10 +34,10 @@ from x402.mechanisms.evm.batch_settlement.client import (
 )
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id, normalize_channel_id
-from x402.mechanisms.evm.signers import EthAccountSigner, EthAccountSignerWithRPC
 from x402.schemas import PaymentPayload, SettleResponse
 
 from claw402.money import atomic_to_usd
+from claw402.payments.voucher_signer import VoucherSigner, VoucherSignerWithRPC
 
 CHANNELS_DIR = "channels"
 DB_NAME = "channels.sqlite3"
@@ -163,13 +163,13 @@ def _deposit_strategy(terms: ChannelTerms) -> Any:
 def channel_scheme(private_key: str, terms: ChannelTerms) -> BatchSettlementEvmScheme:
     """The SDK's client scheme with our storage, deposit cap and (optional) chain reads."""
     account = Account.from_key(private_key)
-    signer = EthAccountSignerWithRPC(account, terms.rpc_url) if terms.rpc_url else None
+    signer = VoucherSignerWithRPC(account, terms.rpc_url) if terms.rpc_url else None
     options = BatchSettlementEvmSchemeOptions(
         storage=channel_storage(terms.directory),
         deposit_strategy=_deposit_strategy(terms),
         rpc_url=terms.rpc_url,
     )
-    return BatchSettlementEvmScheme(signer or EthAccountSigner(account), options)
+    return BatchSettlementEvmScheme(signer or VoucherSigner(account), options)
 
 
 def channel_receipt(

@@ -252,7 +252,8 @@ async def _offers(
     url: str, method: str, headers: Mapping[str, str] | None, timeout: float
 ) -> list[tuple[str, str, str]]:
     """(network, asset, amount) of each offer of the 402 at `url` this client can pay (EVM
-    `exact` or a channel), v2 else v1; none when it cannot be read, so that the SDK's own error stands."""
+    `exact` or a channel), v2 else v1; none when it cannot be read, so that the SDK's own
+    error stands."""
     try:
         async with httpx.AsyncClient(timeout=timeout) as http:
             response = await http.request(method, url, headers=dict(headers or {}))
