@@ -6,10 +6,12 @@ chain is needed: the challenge never reaches the facilitator. `bench_paid_call.p
 the same path end to end under wrk; this one isolates what the gateway adds and, with
 `--profile`, where it goes. By default every call after the first is answered from the
 resource's replayable 402 (as repeated unpaid calls are); `--guarded` empties that memo before
-each call, so each one resolves, routes and asks the paywall (as a first call does).
+each call, so each one resolves, routes and asks the paywall (as a first call does). `--no-sink`
+drops the events instead of writing them, leaving the request path's own CPU (steadier on
+a busy machine).
 
     python bench/bench_challenge_inprocess.py [--requests 40000] [--guarded] [--no-gc-tuning]
-                                               [--profile]
+                                               [--no-sink] [--profile]
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.gc_tuning import tune_gc
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
@@ -54,7 +56,7 @@ def build(home: Path) -> tuple[Gateway, EventSink]:
     settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
-    sink = EventSink(registry.write_compact_trails)
+    sink = EventSink.in_process(registry.engine)
     config = PaymentConfig(
         network="eip155:31337",
         asset=ADDRESS,
@@ -78,7 +80,7 @@ async def requests(gateway: Gateway, n: int, guarded: bool = False) -> set[int]:
 
     for _ in range(n):
         if guarded:
-            gateway._replays.clear()
+            gateway.replays.clear()
         await gateway(SCOPE, receive, send)
     return statuses
 
@@ -89,9 +91,12 @@ def main() -> None:
     parser.add_argument("--guarded", action="store_true", help="no replayed 402s")
     parser.add_argument("--no-gc-tuning", action="store_true", help="skip tune_gc()")
     parser.add_argument("--profile", action="store_true", help="cProfile a second pass")
+    parser.add_argument("--no-sink", action="store_true", help="drop events, write none")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="claw402-bench-") as scratch:
         gateway, sink = build(Path(scratch))
+        if args.no_sink:
+            sink.emit = lambda trail: None  # type: ignore[method-assign]
         asyncio.run(requests(gateway, 1000))  # warm: offer, encoded challenge, dataset handle
         if not args.no_gc_tuning:
             tune_gc()
@@ -103,6 +108,7 @@ def main() -> None:
             f"402 challenge in-process: {wall / args.requests * 1e6:.1f} µs a request "
             f"(CPU incl. the event writer: {cpu / args.requests * 1e6:.1f} µs), "
             f"{'guarded' if args.guarded else 'replayed'}, "
+            f"{'no event sink, ' if args.no_sink else ''}"
             f"GC tuning {'off' if args.no_gc_tuning else 'on'}"
         )
         if args.profile:

@@ -1,9 +1,11 @@
 """Paid calls through x402 `batch-settlement` channels against `exact`, side by side in one run.
 
-One anvil, 402claw's facilitator (a child process), and one resource server (a child process,
-granian as `402claw serve` runs) offering a channel first and `exact` second at one price,
-built from the x402 SDK's own server parts (`tests/payments/channelserver.py`; the gateway's
-own channel paywall comes with the `channels-server` work). Measured:
+One anvil, 402claw's facilitator (a child process) and one paid server (a child process, on
+granian as `402claw serve` runs) offering a channel first and `exact` second at one price:
+`--server gateway` (the default) is the 402claw gateway serving a tenant (the sample cities,
+a one-row page), claims and settles done as `402claw channels claim|settle` do them;
+`--server sdk` is a server built from the x402 SDK's own parts
+(`tests/payments/channelserver.py`). Measured:
 - a paid call end to end with the official Python client (`x402HttpxClient`: request, 402,
   sign, paid retry, 200), median and p99: through a channel (a voucher per call, the deposit
   made before) against `exact` (one EIP-3009 settlement on chain per call);
@@ -13,8 +15,9 @@ own channel paywall comes with the `channels-server` work). Measured:
   in order on its own connection (signed beforehand: the server's rate, not the signer's),
   against the unpaid 402 rate of the same server under wrk (2 threads, `--connections`).
 
-    python bench/bench_channels.py [--calls 200] [--payers 20] [--per-payer 500]
-                                    [--duration 10] [--connections 50] [--json]
+    python bench/bench_channels.py [--server gateway|sdk] [--calls 200] [--payers 20]
+                                    [--per-payer 500] [--duration 10] [--connections 50]
+                                    [--json]
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -130,77 +136,148 @@ async def send_in_order(url: str, streams: list[list[str]]) -> tuple[int, float]
     return sum(done), time.perf_counter() - started
 
 
-def run(calls: int, payers: int, per_payer: int, duration: int, connections: int) -> dict[str, Any]:
+@contextmanager
+def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+    """The SDK-parts server in a child: its paid URL and how to claim and settle."""
     from eth_account import Account
 
-    from claw402.chain.devchain import start_dev_chain
-    from claw402.chain.wallet import Wallet
+    env = {
+        "BENCH_FAC": facilitator,
+        "BENCH_NET": chain.network,
+        "BENCH_TOKEN": chain.token,
+        "BENCH_TOKEN_NAME": chain.token_name,
+        "BENCH_TOKEN_VERSION": chain.token_version,
+        "BENCH_PAYTO": Account.create().address,
+        "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path[:2], os.environ.get("PYTHONPATH")])),
+    }
+    with child("channels", env, PATH, script=__file__) as server:
+        yield server + PATH, lambda: httpx.post(server + "/_flush", timeout=120).json()
 
-    results: dict[str, Any] = {"price_atomic": PRICE, "calls": calls}
-    home = Path(tempfile.mkdtemp(prefix="claw402-bench-channels-"))
-    with start_dev_chain(payers=2) as chain:
-        w3 = chain.web3()
-        env = {
-            "BENCH_RPC": chain.rpc_url,
-            "BENCH_NET": chain.network,
-            "BENCH_FAC_KEY": chain.facilitator.private_key,
+
+@contextmanager
+def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+    """The 402claw gateway (as `402claw serve` builds it) in a child, a tenant offering a
+    channel and `exact`; claims and settles as `402claw channels claim|settle` do."""
+    from claw402.config import Settings
+    from claw402.payments.channels.manager import ChannelManager
+    from claw402.payments.channels.terms import ChannelSchemes
+    from claw402.payments.config import payment_config_from_env
+    from claw402.registry.deploy import DeployRequest, deploy
+    from claw402.registry.store import Registry
+    from claw402.samples import CITIES
+
+    settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
+    env = {
+        "CLAW402_HOME": str(home),
+        "CLAW402_DATABASE_URL": settings.database_url,
+        "CLAW402_ENV": "dev",
+        "CLAW402_NETWORK": chain.network,
+        "CLAW402_ASSET": chain.token,
+        "CLAW402_ASSET_NAME": chain.token_name,
+        "CLAW402_ASSET_VERSION": chain.token_version,
+        "CLAW402_FACILITATOR_URL": facilitator,
+        "CLAW402_TREASURY": chain.treasury.address,
+        "CLAW402_RPC_URL": chain.rpc_url,
+        "BENCH_SERVER": "granian",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+    }
+    config = payment_config_from_env(env)
+    assert config is not None
+    manager = ChannelManager(ChannelSchemes(config, registry.engine))
+
+    def flush() -> dict[str, Any]:
+        claimed, settled = manager.claim(), manager.settle()
+        return {
+            "claims": [row["transaction"] for row in claimed.claims],
+            "vouchers": sum(row["vouchers"] for row in claimed.claims),
+            "settle": [row["transaction"] for row in settled.settles],
         }
-        with child("facilitator", env, "/health") as facilitator:
-            server_env = {
-                **env,
-                "BENCH_FAC": facilitator,
-                "BENCH_TOKEN": chain.token,
-                "BENCH_TOKEN_NAME": chain.token_name,
-                "BENCH_TOKEN_VERSION": chain.token_version,
-                "BENCH_PAYTO": Account.create().address,
-                "PYTHONPATH": os.pathsep.join(sys.path[:2]),
+
+    try:
+        with child("gateway", env, "/healthz") as gateway:
+            yield f"{gateway}/t/bench/v1/records?_limit=1", flush
+    finally:
+        registry.close()
+
+
+SERVERS = {"sdk": sdk_server, "gateway": gateway_server}
+
+
+def run(
+    target: str, calls: int, payers: int, per_payer: int, duration: int, connections: int
+) -> dict[str, Any]:
+    from claw402.chain.devchain import start_dev_chain
+
+    results: dict[str, Any] = {"server": target, "price_atomic": PRICE, "calls": calls}
+    home = Path(tempfile.mkdtemp(prefix="claw402-bench-channels-"))
+    try:
+        with start_dev_chain(payers=2) as chain:
+            env = {
+                "BENCH_RPC": chain.rpc_url,
+                "BENCH_NET": chain.network,
+                "BENCH_FAC_KEY": chain.facilitator.private_key,
             }
-            with child("channels", server_env, PATH, script=__file__) as server:
-                url = server + PATH
-                # 1,000 paid calls of one payer through a channel: latency and transactions.
-                start = w3.eth.block_number
-                key = chain.payers[0].private_key
-                client = client_for(key, chain, "batch", home / "p0", 1_000)
-                samples, _ = asyncio.run(paid_calls(url, client, 1_000))
-                flushed = httpx.post(server + "/_flush", timeout=60).json()
-                results["channel"] = {
-                    "paid_call": summary(samples[1:]),  # the first call is the deposit
-                    "deposit_call_ms": round(samples[0], 2),
-                    "tx_per_1000_calls": w3.eth.block_number - start,
-                    "claim": flushed,
-                }
-                # exact on the same server: one settlement per call.
-                start = w3.eth.block_number
-                client = client_for(chain.payers[1].private_key, chain, "exact", home / "p1", 1)
-                samples, _ = asyncio.run(paid_calls(url, client, calls))
-                sent = w3.eth.block_number - start
-                results["exact"] = {
-                    "paid_call": summary(samples),
-                    "tx_per_1000_calls": round(sent * 1_000 / calls),
-                }
-                # Sustained rate: `payers` channels, vouchers in order on each connection.
-                wallets = [Wallet.create() for _ in range(payers)]
-                for wallet in wallets:
-                    chain.fund(wallet.address, (per_payer + 10) * PRICE)
-                streams, start = [], w3.eth.block_number  # counted from the first deposit
-                for n, wallet in enumerate(wallets):
-                    folder = home / f"w{n}"
-                    opener = client_for(wallet.private_key, chain, "batch", folder, per_payer + 1)
-                    asyncio.run(paid_calls(url, opener, 1))
-                    streams.append(presigned_vouchers(url, wallet.private_key, folder, per_payer))
-                paid, seconds = asyncio.run(send_in_order(url, streams))
-                flushed = httpx.post(server + "/_flush", timeout=120).json()
-                total = paid + payers  # the opening calls were paid too
-                results["channels_sustained"] = {
-                    "payers": payers,
-                    "paid_calls": paid,
-                    "calls_per_s": round(paid / seconds),
-                    "tx_per_1000_calls": round((w3.eth.block_number - start) * 1_000 / total, 2),
-                    "claim": flushed,
-                }
+            with (
+                child("facilitator", env, "/health") as facilitator,
+                SERVERS[target](chain, facilitator, home) as (url, flush),
+            ):
+                results.update(measure(chain, url, flush, home, calls, payers, per_payer))
                 results["unpaid_402"] = rps(url, duration, connections, 402)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     ratio = results["channels_sustained"]["calls_per_s"] / results["unpaid_402"]["rps"]
     results["sustained_over_402"] = round(ratio, 2)
+    return results
+
+
+def measure(
+    chain: Any, url: str, flush: Any, home: Path, calls: int, payers: int, per_payer: int
+) -> dict[str, Any]:
+    from claw402.chain.wallet import Wallet
+
+    w3, results = chain.web3(), {}
+    # 1,000 paid calls of one payer through a channel: latency and transactions.
+    start = w3.eth.block_number
+    client = client_for(chain.payers[0].private_key, chain, "batch", home / "p0", 1_000)
+    samples, _ = asyncio.run(paid_calls(url, client, 1_000))
+    flushed = flush()
+    results["channel"] = {
+        "paid_call": summary(samples[1:]),  # the first call is the deposit
+        "deposit_call_ms": round(samples[0], 2),
+        "tx_per_1000_calls": w3.eth.block_number - start,
+        "claim": flushed,
+    }
+    # exact on the same server: one settlement per call.
+    start = w3.eth.block_number
+    client = client_for(chain.payers[1].private_key, chain, "exact", home / "p1", 1)
+    samples, _ = asyncio.run(paid_calls(url, client, calls))
+    sent = w3.eth.block_number - start
+    results["exact"] = {
+        "paid_call": summary(samples),
+        "tx_per_1000_calls": round(sent * 1_000 / calls),
+    }
+    # Sustained rate: `payers` channels, vouchers in order on each connection.
+    wallets = [Wallet.create() for _ in range(payers)]
+    for wallet in wallets:
+        chain.fund(wallet.address, (per_payer + 10) * PRICE)
+    streams, start = [], w3.eth.block_number  # counted from the first deposit
+    for n, wallet in enumerate(wallets):
+        folder = home / f"w{n}"
+        opener = client_for(wallet.private_key, chain, "batch", folder, per_payer + 1)
+        asyncio.run(paid_calls(url, opener, 1))
+        streams.append(presigned_vouchers(url, wallet.private_key, folder, per_payer))
+    paid, seconds = asyncio.run(send_in_order(url, streams))
+    flushed = flush()
+    total = paid + payers  # the opening calls were paid too
+    results["channels_sustained"] = {
+        "payers": payers,
+        "paid_calls": paid,
+        "calls_per_s": round(paid / seconds),
+        "tx_per_1000_calls": round((w3.eth.block_number - start) * 1_000 / total, 2),
+        "claim": flushed,
+    }
     return results
 
 
@@ -237,9 +314,14 @@ def main() -> None:
     parser.add_argument("--per-payer", type=int, default=500, help="vouchers per payer")
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--server", choices=tuple(SERVERS), default="gateway", help="the server paid"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = run(args.calls, args.payers, args.per_payer, args.duration, args.connections)
+    results = run(
+        args.server, args.calls, args.payers, args.per_payer, args.duration, args.connections
+    )
     print(json.dumps(results, indent=2) if args.json else report(results))
 
 

@@ -1,6 +1,6 @@
 """CPU the event writer's child process spends per lifecycle event, on SQLite.
 
-Feeds `python -m claw402.gateway.event_writer` the frames `402claw serve` would send it for
+Feeds `python -m claw402.events.writer` the frames `402claw serve` would send it for
 402 challenges (one trail per request: dispatch_start, payment_challenge, dispatch_success;
 `--batch` trails a frame), through the real pipe protocol, and reports the child's CPU time
 per request and per event (start-up excluded) and the database's size per request. Under wrk
@@ -22,21 +22,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from claw402.dispatch import events as ev
 from claw402.dispatch.plans import effective_limits
 from claw402.dispatch.routing import TenantRoute
+from claw402.events.compact import Compact, Trail, compact
+from claw402.events.kinds import DISPATCH_START, DISPATCH_SUCCESS, PAYMENT_CHALLENGE
 from claw402.registry.db import make_engine, migrate
 
 ROUTE = TenantRoute("tnt_" + "a" * 16, "bench", "tenant-bench-worker", "free",
                     effective_limits("free"))  # fmt: skip
 
 
-def challenge_events(i: int) -> list[ev.Compact]:
+def challenge_events(i: int) -> list[Compact]:
     rid = f"{'ab' * 8}{i:016x}"
     return [
-        ev.compact(ev.DISPATCH_START, rid, ROUTE, path="/v1/records"),
-        ev.compact("payment_challenge", rid, ROUTE, status=402),
-        ev.compact(ev.DISPATCH_SUCCESS, rid, ROUTE, status=402, duration_ms=0.123456),
+        compact(DISPATCH_START, rid, ROUTE, path="/v1/records"),
+        compact(PAYMENT_CHALLENGE, rid, ROUTE, status=402),
+        compact(DISPATCH_SUCCESS, rid, ROUTE, status=402, duration_ms=0.123456),
     ]
 
 
@@ -56,7 +57,7 @@ def run(requests: int, batch: int) -> dict[str, float]:
         engine = make_engine(url)
         migrate(engine)
         engine.dispose()
-        pending: list[ev.Trail] = []
+        pending: list[Trail] = []
         frames: list[bytes] = []
         for i in range(requests):
             pending.append(challenge_events(i))
@@ -68,7 +69,7 @@ def run(requests: int, batch: int) -> dict[str, float]:
         events = requests * 3
 
         # Start-up (imports, engine) is measured alone first and taken off the total.
-        idle = subprocess.Popen([sys.executable, "-m", "claw402.gateway.event_writer"],
+        idle = subprocess.Popen([sys.executable, "-m", "claw402.events.writer"],
                                 stdin=subprocess.PIPE)  # fmt: skip
         assert idle.stdin is not None
         idle.stdin.write(frame(marshal.dumps({"url": url})))
@@ -76,7 +77,7 @@ def run(requests: int, batch: int) -> dict[str, float]:
         idle.wait()
         startup = children_cpu()
 
-        child = subprocess.Popen([sys.executable, "-m", "claw402.gateway.event_writer"],
+        child = subprocess.Popen([sys.executable, "-m", "claw402.events.writer"],
                                  stdin=subprocess.PIPE)  # fmt: skip
         assert child.stdin is not None
         child.stdin.write(frame(marshal.dumps({"url": url})))

@@ -82,13 +82,13 @@ def gateway_app(static_guard: bool = False) -> Any:
     from starlette.responses import Response
 
     from claw402.config import load_settings
+    from claw402.events.sink import EventSink
     from claw402.gateway.app import Gateway
-    from claw402.gateway.events import EventSink
     from claw402.payments.env import paywall_from_env
     from claw402.registry.store import Registry
 
     registry = Registry.open(load_settings())
-    sink = EventSink.in_child(registry)
+    sink = EventSink.in_child(registry.engine)
     paywall = paywall_from_env(registry.engine)
     assert paywall is not None, "the bench sets CLAW402_ENV=dev and the payment variables"
     if static_guard:

@@ -24,7 +24,7 @@ from typing import Any
 
 RUN_MARKER = "PYTEST_CLAW402_RUN"  # not CLAW402_*: tests drop those from the env
 # What the run must stop: the CLI, the Node tools and the gateway's event writer child.
-WATCHED = ("402claw", "anvil", "workerd", "claw402.gateway.event_writer")
+WATCHED = ("402claw", "anvil", "workerd", "claw402.events.writer")
 
 
 @contextmanager

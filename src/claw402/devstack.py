@@ -13,11 +13,12 @@ from typing import Any
 
 from claw402.chain.devchain import DevChain, start_dev_chain
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.ledger.startup import reconcile_at_start
+from claw402.payments.channels.manager import ChannelManager
 from claw402.payments.config import DEV, PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.registry.store import Registry
@@ -32,6 +33,7 @@ class DevStack:
     registry: Registry
     sink: EventSink
     payments: PaymentConfig
+    channels: ChannelManager
 
     def describe(self) -> dict[str, Any]:
         """The `402claw dev --json` document."""
@@ -64,7 +66,14 @@ class DevStack:
         }
 
     def stop(self) -> None:
-        for step in (self.gateway.stop, self.sink.close, self.facilitator.stop, self.chain.stop):
+        steps = (
+            self.channels.stop,
+            self.gateway.stop,
+            self.sink.close,
+            self.facilitator.stop,
+            self.chain.stop,
+        )
+        for step in steps:
             with contextlib.suppress(Exception):  # stop the rest even if one part fails
                 step()
         self.registry.close()
@@ -116,15 +125,16 @@ def start_dev_stack(
         reconcile_at_start(
             registry.engine, rpc_url=chain.rpc_url, token=chain.token, treasury=payments.treasury
         )
-        sink = EventSink(registry.write_compact_trails)
+        sink = EventSink.in_process(registry.engine)
         started.append(sink)
-        gateway_app = Gateway(
-            registry, guard=Paywall(payments, registry.engine), sink=sink
-        )
+        paywall = Paywall(payments, registry.engine)
+        gateway_app = Gateway(registry, guard=paywall, sink=sink)
         gateway = ServerThread(gateway_app, host=host, port=gateway_port).start()
+        started.append(gateway)
         gateway_app.public_url = gateway.url  # resource URLs name this address, whatever Host
+        channels = ChannelManager(paywall.channels).start()
     except BaseException:
         for part in reversed(started):
             part.close() if isinstance(part, EventSink) else part.stop()
         raise
-    return DevStack(chain, facilitator, gateway, registry, sink, payments)
+    return DevStack(chain, facilitator, gateway, registry, sink, payments, channels)

@@ -101,3 +101,16 @@ def test_home_and_json_before_or_after_the_command(tmp_path):
     assert shown.returncode == 0 and "tenant-acme-worker" in shown.stdout  # not JSON: people
     missing = run("--json", "--home", home, "show", "nope")
     assert missing.returncode == 1 and json.loads(missing.stdout)["error"] == "tenant_not_found"
+
+
+def test_which_commands_take_home_and_json_is_what_the_readme_says():
+    """README: every command takes --home but `facilitator serve` (it keeps no state), and
+    --json but the two servers and the demo (they print a running log, not a result)."""
+    leaves = [(" ".join(path), cmd) for path, cmd in commands(get_command(app))
+              if path and not getattr(cmd, "commands", None)]
+    assert {name for name, cmd in leaves if "--home" not in options_of(cmd)} == {
+        "facilitator serve"}
+    assert {name for name, cmd in leaves if "--json" not in options_of(cmd)} == {
+        "facilitator serve", "serve", "demo"}
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "Every command but `facilitator serve`" in readme

@@ -44,3 +44,13 @@ def test_building_every_command_imports_no_heavy_module():
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     assert python_output(code) == "[]"
+
+
+def test_the_ledger_reads_payment_tables_without_the_x402_sdk():
+    """`balance` and `reconcile` use the payments tables; loading them must not load the SDK."""
+    code = (
+        "import sys\n"
+        "import claw402.ledger, claw402.ledger.claims, claw402.ledger.settlements\n"
+        "print(sorted(m for m in sys.modules if m.startswith('x402')))\n"
+    )
+    assert python_output(code) == "[]"

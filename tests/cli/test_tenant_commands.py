@@ -79,6 +79,7 @@ def test_deploy_list_show_remove(home):
         (["--tenant", "ok", "--price", "1", "--pay-to", "0x123"], "invalid address"),
         (["--tenant", "ok", "--price", "1", "--cpu-ms", "0"], "positive"),
         (["--tenant", "ok", "--price", "1", "--key", "nope"], "nope"),
+        (["--tenant", "ok", "--price", "1", "--schemes", "lightning"], "--schemes"),
     ],
 )
 def test_bad_deploys_change_nothing(home, args, message):
@@ -195,3 +196,12 @@ def test_prose_and_empty_files_are_refused_unless_said(home, tmp_path):
     assert "--allow-empty" in out["detail"]
     shown = run("show", "acme", "--home", home)["tenant"]
     assert shown["dataset"]["version"] == 1 and shown["dataset"]["rows"] == 50
+
+
+def test_schemes_are_stored_and_kept_by_a_redeploy(home):
+    first = run("deploy", str(CITIES), "--tenant", "acme", "--price", "0.001", "--home", home)
+    assert first["tenant"]["schemes"] == "both"
+    deploy = ("deploy", str(CITIES), "--tenant", "acme", "--home", home)
+    assert run(*deploy, "--schemes", "batch")["tenant"]["schemes"] == "batch"
+    assert run(*deploy)["tenant"]["schemes"] == "batch"
+    assert run(*deploy, "--schemes", "exact")["tenant"]["schemes"] == "exact"

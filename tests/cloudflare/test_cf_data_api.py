@@ -30,7 +30,7 @@ from claw402.datasets.engine import Dataset, Engine
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
 from claw402.datasets.schema import Column
-from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.dispatch.plans import max_page_size
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
@@ -80,7 +80,7 @@ class Served:
         assert version is not None
         accepted = format_from_accept(accept)
         try:
-            query = parse_query(params, self.columns, max_limit=MAX_PAGE_SIZE[self.tenant.plan],
+            query = parse_query(params, self.columns, max_limit=max_page_size(self.tenant.plan),
                                 version=str(version.version), default_format=accepted)
             body, media_type = render(self.dataset.records(query), query.format)
         except InvalidQuery as exc:

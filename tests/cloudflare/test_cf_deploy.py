@@ -54,8 +54,8 @@ def test_dry_run_plans_without_calling(run, fake, registry, settings):
     assert call["url"] == fake.base_url + call["path"]
     assert call["sdk"] == "client.workers.scripts.update"
     assert [p.get("filename") for p in call["multipart"]] == [
-        "dispatcher.js", "paywall.js", "paths.js", "rules.js", "directory.js", "payconfig.js",
-        None]
+        "dispatcher.js", "paywall.js", "paths.js", "rules.js", "kinds.js", "directory.js",
+        "payconfig.js", None]
     assert plan["secrets"] == ["EVENTS_TOKEN"]
     assert {"type": "secret_text", "name": "EVENTS_TOKEN"} in plan["bindings"]
     assert {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod-ns"} in plan[
@@ -81,6 +81,7 @@ def test_execute_uploads_and_records(run, fake, registry, settings):
         ("files", "paywall.js", "application/javascript+module"),
         ("files", "paths.js", "application/javascript+module"),
         ("files", "rules.js", "application/javascript+module"),
+        ("files", "kinds.js", "application/javascript+module"),
         ("files", "directory.js", "application/javascript+module"),
         ("files", "payconfig.js", "application/javascript+module"),
         ("metadata", None, "application/json"),

@@ -14,7 +14,8 @@ from cfhelpers import js_worker, make_tenant, wait_for
 
 from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
 from claw402.cloudflare.workerd import LocalEdge
-from claw402.dispatch import events as ev
+from claw402.events.compact import event
+from claw402.events.kinds import DISPATCH_SUCCESS
 
 ECHO = """export default { async fetch(request) {
   const url = new URL(request.url);
@@ -169,7 +170,7 @@ def test_lifecycle_events(client, edge):
         ("dispatch_start", ids[1], "ev-2"), ("dispatch_failure", ids[1], "ev-2"),
         ("dispatch_failure", ids[2], None),
     ]
-    python_shape = set(ev.event(ev.DISPATCH_SUCCESS, "x", None))
+    python_shape = set(event(DISPATCH_SUCCESS, "x", None))
     for e in events:
         assert python_shape <= set(e), e
     start, success, _, failure, unknown = events
@@ -180,7 +181,7 @@ def test_lifecycle_events(client, edge):
     assert success["status"] == 200 and success["durationMs"] >= 0 and success["reason"] is None
     assert failure["status"] == 502 and failure["reason"] == "RangeError: tenant bug"
     assert unknown == {**unknown, "tenantId": None, "status": 404, "reason": "tenant_not_found",
-                       "details": {"path": "/t/nobody/"}}
+                       "details": {"path": "/t/nobody/", "steps": ["resolve"]}}
 
 
 def test_registry_shaped_directory_and_missing_binding():

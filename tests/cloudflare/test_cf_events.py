@@ -1,46 +1,42 @@
-"""Edge lifecycle events through EVENTS_URL (bearer secret) into the registry's events table."""
+"""Edge lifecycle events through EVENTS_URL (bearer secret) into the events table, by way of
+the gateway's own `POST /_claw402/events`."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
-import pytest
 from cfhelpers import add_tenant, js_worker
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
-from claw402.cloudflare.events import InvalidEvents, authorized, check_batch, ingest_events
 from claw402.cloudflare.workerd import LocalEdge
+from claw402.events.sink import EventSink
+from claw402.events.store import EventStore
+from claw402.gateway.app import EDGE_EVENTS_PATH, Gateway
 from claw402.serving import ServerThread
 
 TOKEN = "edge-events-token"
 ECHO = 'export default { async fetch(r) { return new Response("hi"); } };'
 
 
-def sink_app(registry) -> Starlette:
-    """What the gateway would mount: check the bearer token, then ingest."""
-
-    async def receive(request: Request) -> JSONResponse:
-        if not authorized(request.headers.get("authorization"), TOKEN):
-            return JSONResponse({"ok": False, "error": "unauthorized"}, status_code=401)
-        try:
-            stored = ingest_events(registry, await request.json())
-        except InvalidEvents as exc:
-            return JSONResponse({"ok": False, "error": "invalid_events", "detail": str(exc)},
-                                status_code=400)
-        return JSONResponse({"ok": True, "stored": stored})
-
-    return Starlette(routes=[Route("/edge-events", receive, methods=["POST"])])
+@contextmanager
+def gateway_sink(registry) -> Iterator[str]:
+    """A gateway taking edge events with TOKEN; yields the Worker's EVENTS_URL."""
+    sink = EventSink.in_process(registry.engine, interval=0.02)
+    try:
+        with ServerThread(Gateway(registry, sink=sink, events_token=TOKEN)) as server:
+            yield f"{server.url}{EDGE_EVENTS_PATH}"
+    finally:
+        sink.close()
 
 
 def test_events_reach_the_registry(registry):
     tenant = add_tenant(registry, "acme", plan="pro")
-    with ServerThread(sink_app(registry)) as sink:
-        options = DispatcherOptions(events_url=f"{sink.url}/edge-events", secrets=["EVENTS_TOKEN"])
+    store = EventStore(registry.engine)
+    with gateway_sink(registry) as events_url:
+        options = DispatcherOptions(events_url=events_url, secrets=["EVENTS_TOKEN"])
         dispatcher = build_dispatcher(registry.list_tenants(), options)
         with LocalEdge(dispatcher, [js_worker("tenant-acme-worker", ECHO)],
                        events_to_recorder=False,
@@ -49,40 +45,27 @@ def test_events_reach_the_registry(registry):
             assert hit.text == "hi"
             miss = httpx.get(f"{edge.url}/t/nobody/", headers={"x-request-id": "e-2"})
             deadline = time.monotonic() + 5
-            while len(registry.read_events()) < 3 and time.monotonic() < deadline:
+            while len(store.read_events()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.02)
-    events = registry.read_events()
+    events = store.read_events()
     hit_id, miss_id = hit.headers["x-request-id"], miss.headers["x-request-id"]
     assert [(e["type"], e["requestId"], e["correlationId"]) for e in events] == [
         ("dispatch_start", hit_id, "e-1"), ("dispatch_success", hit_id, "e-1"),
         ("dispatch_failure", miss_id, "e-2")]
-    assert [e["requestId"] for e in registry.read_events(request_id="e-1")] == [hit_id] * 2
+    assert [e["requestId"] for e in store.read_events(request_id="e-1")] == [hit_id] * 2
     assert events[1]["tenantId"] == tenant.tenant_id and events[1]["source"] == "edge"
-    assert registry.read_events(tenant_id=tenant.tenant_id, kind="dispatch_success")[0][
+    assert store.read_events(tenant_id=tenant.tenant_id, kind="dispatch_success")[0][
         "limits"]["cpuMs"] == 200
 
 
 def test_wrong_token_is_refused_and_the_answer_unaffected(registry):
     add_tenant(registry, "acme")
-    with ServerThread(sink_app(registry)) as sink:
-        options = DispatcherOptions(events_url=f"{sink.url}/edge-events", secrets=["EVENTS_TOKEN"])
+    store = EventStore(registry.engine)
+    with gateway_sink(registry) as events_url:
+        options = DispatcherOptions(events_url=events_url, secrets=["EVENTS_TOKEN"])
         with LocalEdge(build_dispatcher(registry.list_tenants(), options),
                        [js_worker("tenant-acme-worker", ECHO)], events_to_recorder=False,
                        secrets={"claw402-dispatcher": {"EVENTS_TOKEN": "wrong"}}) as edge:
             assert httpx.get(f"{edge.url}/t/acme/").status_code == 200
             time.sleep(0.3)
-    assert registry.read_events() == []
-
-
-@pytest.mark.parametrize(("payload", "message"), [
-    ([], "expected"),
-    ({"events": []}, "expected"),
-    ({"events": ["x"]}, "event 0 is not an object"),
-    ({"events": [{"type": "dispatch_start", "ts": 1.0}]}, "requestId is missing"),
-    ({"events": [{"type": "drop_tables", "ts": 1, "requestId": "r"}]}, "unknown type"),
-    ({"events": [{"type": "dispatch_start", "ts": True, "requestId": "r"}]}, "ts is missing"),
-])
-def test_bad_batches_are_refused(payload, message):
-    with pytest.raises(InvalidEvents, match=message):
-        check_batch(payload)
-    assert not authorized("Bearer nope", TOKEN) and authorized(f"bearer {TOKEN}", TOKEN)
+    assert store.read_events() == []

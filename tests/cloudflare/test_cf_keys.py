@@ -151,13 +151,52 @@ def test_publish_uses_the_deploy_key_and_audits_each_upload(fake, settings, regi
     assert subjects == ["worker:tenant-cities-worker", "worker:claw402-dispatcher"]
 
 
-def test_publish_helper_refuses_a_read_key(fake, settings, registry, secrets, capsys):
-    import typer
+def test_publish_through_control_needs_the_deploy_key_and_audits_a_half_publish(
+        fake, settings, registry, secrets):
+    """`deploy --publish` is one control operation: a read key deploys nothing and uploads
+    nothing; when the dispatcher upload fails after the tenant's, the deploy stands, the
+    tenant upload is audited, and the error says both."""
+    from cfapi import failure, success
 
-    from claw402.cli.cloudflare import publish
+    from claw402.control import edge, tenants
+    from claw402.control.errors import ControlError
 
-    with pytest.raises(typer.Exit):
-        publish(str(settings.home), "acme", account_id="acc1", api_token=None,
-                dispatch_namespace="ns", execute_plan=True, json=True, api_key=secrets["bob"])
-    assert json.loads(capsys.readouterr().out)["error"] == "missing_scope"
-    assert fake.requests == []
+    where = edge.Publish(edge.target("acc1", None, "ns"), execute=True)
+    request = DeployRequest(source=CITIES, slug="acme", price="0")
+    with pytest.raises(ControlError) as refused:
+        tenants.deploy(registry, settings, secrets["bob"], request, publish=where)
+    assert refused.value.code == "missing_scope" and fake.requests == []
+
+    fake.answers.extend([success(), failure(400, 10021, "script rejected")])
+    with pytest.raises(ControlError) as half:
+        tenants.deploy(registry, settings, secrets["alice"], request, publish=where)
+    assert half.value.code == "cloudflare_api_error"
+    assert "acme is deployed, but publishing it failed" in str(half.value)
+    assert len(fake.requests) == 2
+    assert registry.get("acme").dataset.version == 2
+    assert [(a.split(" ")[0], act, subj) for a, act, subj in cloudflare_audit(registry)] == [
+        ("alice", "cloudflare.deployed", "worker:tenant-acme-worker")]
+
+
+def test_directory_and_build_show_a_key_only_its_tenants(run, fake, secrets, registry, settings,
+                                                        monkeypatch):
+    """Both hold every tenant's pay-to, hosts and prices: no key, no directory; a creator's
+    key covers their own tenants, an admin's all of them."""
+    for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL"):
+        monkeypatch.delenv(name, raising=False)
+    add_tenant(registry, "other")  # no owner: an admin's only
+    out = settings.home / "edge"
+    for command in (["export-tenant-directory"], ["cloudflare", "build", "--out", str(out)]):
+        refused = run(*command, ok=False)
+        assert refused["error"] == "api_key_required" and "--api-key" in refused["detail"]
+    assert not out.exists()
+
+    def slugs(key: str) -> list[str]:
+        return sorted(run("export-tenant-directory", key=key)["bySlug"])
+
+    assert slugs(secrets["alice"]) == ["acme"]
+    assert slugs(secrets["bob"]) == []
+    assert slugs(secrets["root"]) == ["acme", "other"]
+    built = run("cloudflare", "build", "--out", str(out), key=secrets["alice"])
+    assert [t["slug"] for t in built["tenants"]] == ["acme"]
+    assert (out / "directory.json").read_text().count('"slug"') == 1

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 from edgepay import PaidEdge, encode, paid_edge, payment_config
 from x402.http.utils import decode_payment_response_header
@@ -78,7 +79,8 @@ def test_paid_call_settles_and_returns_the_data(edge):
 def test_edge_settlement_is_credited_by_reconcile_from_its_events(edge):
     """The Worker's own payment_settled event, ingested as the gateway does, lets reconcile
     credit the tenant: the event carries the nonce, payer, amount and payTo the chain has."""
-    from claw402.cloudflare.events import ingest_events
+    from claw402.events.edge import ingest
+    from claw402.events.store import EventStore
     from claw402.ledger import balance
     from claw402.ledger.chain import TokenChain
     from claw402.ledger.reconcile import reconcile
@@ -90,7 +92,7 @@ def test_edge_settlement_is_credited_by_reconcile_from_its_events(edge):
     settled = next(e for e in sent if e["type"] == "payment_settled")
     assert settled["details"]["nonce"].startswith("0x") and len(settled["details"]["nonce"]) == 66
     assert edge.registry is not None and edge.config is not None
-    assert ingest_events(edge.registry, {"events": sent}) == len(sent)
+    assert ingest(EventStore(edge.registry.engine), orjson.dumps({"events": sent})) == len(sent)
     engine = edge.registry.engine
     chain = TokenChain(edge.chain.web3(), edge.chain.token)
     report = reconcile(engine, chain, edge.config.treasury, grace_seconds=0)

@@ -26,8 +26,9 @@ from claw402.cloudflare.dispatcher import build_dispatcher
 from claw402.cloudflare.tenant import build_tenant
 from claw402.cloudflare.workerd import LocalEdge
 from claw402.config import Settings
+from claw402.events.sink import EventSink
+from claw402.events.store import EventStore
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
@@ -86,11 +87,11 @@ def contract_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract
 
 
 def _gateway(home: ContractHome) -> Iterator[Runtime]:
-    sink = EventSink(home.registry.write_compact_trails, interval=0.02)
+    sink = EventSink.in_process(home.registry.engine, interval=0.02)
     gateway = Gateway(home.registry, sink=sink)
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         yield Runtime("gateway", server.url, home.registry, home.tenants, client,
-                      lambda: home.registry.read_events(limit=10_000))
+                      lambda: EventStore(home.registry.engine).read_events(limit=10_000))
 
 
 def _workerd(home: ContractHome) -> Iterator[Runtime]:

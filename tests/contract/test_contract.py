@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -13,7 +14,9 @@ from claw402.datasets.engine import Engine
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
 from claw402.datasets.schema import Column
-from claw402.dispatch.plans import MAX_PAGE_SIZE
+from claw402.dispatch.plans import max_page_size
+from claw402.events.edge import ingest
+from claw402.events.store import EventStore
 
 
 def expected(tenant, params, accept=None):
@@ -24,7 +27,7 @@ def expected(tenant, params, accept=None):
     try:
         dataset = engine.open(version.data_path, columns, key=version.key,
                               version=str(version.version))
-        query = parse_query(params, columns, max_limit=MAX_PAGE_SIZE[tenant.plan],
+        query = parse_query(params, columns, max_limit=max_page_size(tenant.plan),
                             version=str(version.version),
                             default_format=format_from_accept(accept))
         body, media_type = render(dataset.records(query), query.format)
@@ -95,8 +98,8 @@ def test_calls_sharing_a_caller_id_stay_apart(runtime, contract_home, monkeypatc
         assert [e["type"] for e in trail] == ["dispatch_start", "dispatch_success"]
         assert {(e["requestId"], e["correlationId"]) for e in trail} == {(rid, shared)}
     if runtime.name == "workerd":  # the Worker's events reach the sink through the gateway
-        contract_home.registry.write_events(
-            [{**e, "source": "edge"} for trail in trails for e in trail])
+        sent = [e for trail in trails for e in trail]
+        ingest(EventStore(contract_home.registry.engine), orjson.dumps({"events": sent}))
     monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
 
     def cli_events(request: str) -> list[dict]:
@@ -128,6 +131,33 @@ def test_lifecycle_events(runtime):
     assert miss["correlationId"] == f"ev-miss-{runtime.name}"
     assert (miss["type"], miss["status"], miss["reason"], miss["tenantId"]) == (
         "dispatch_failure", 404, "tenant_not_found", None)
+
+
+STEPS = ["resolve", "limits", "guard", "run"]
+
+
+@pytest.mark.parametrize(("path", "passed"), [
+    ("/t/nokey/v1/records?_limit=1", STEPS),  # a free tenant: the guard hands on
+    ("/t/paid/v1/schema", STEPS),  # a priced tenant's free route
+    ("/t/paid/v1/records", STEPS[:3]),  # unpaid: the guard answers the 402
+    ("/t/paid/v1/records", STEPS[:3]),  # again (the gateway may answer it from its memo)
+    ("/t/nobody/v1/records", STEPS[:1]),  # no such tenant: resolve answers
+    ("/t/cities/v1/records/999999", STEPS),  # the tenant's own 404
+])  # fmt: skip
+def test_both_runtimes_go_through_the_same_steps(runtime, path, passed):
+    """The request path is the same ordered steps in both runtimes; each reports in its last
+    event the steps a request passed, so where a request ended is comparable too."""
+    r = runtime.get(path)
+    rid = r.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    while True:
+        trail = runtime.events(rid, 1)
+        last = [e for e in trail if e["type"] in ("dispatch_success", "dispatch_failure")]
+        if last or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(last) == 1, trail
+    assert last[0]["details"]["steps"] == passed
 
 
 # -- data API --------------------------------------------------------------------------------
@@ -172,7 +202,7 @@ def test_accept_header(runtime, accept):
 
 def test_page_size_capped_by_plan(runtime):
     r = runtime.get("/t/nokey/v1/records?_limit=500")  # quarantine: at most 10
-    assert len(r.json()["items"]) == MAX_PAGE_SIZE["quarantine"]
+    assert len(r.json()["items"]) == max_page_size("quarantine")
 
 
 def test_cursor_walk(runtime):
@@ -210,7 +240,7 @@ def test_documents(runtime):
         "ok": True, "tenant": "cities", "name": "World cities",
         "description": "Fifty large cities", "columns": tenant.dataset.columns, "key": "id",
         "rows": 50, "version": tenant.dataset.version, "price": "0", "priceAtomic": "0",
-        "plan": "pro", "maxLimit": MAX_PAGE_SIZE["pro"],
+        "plan": "pro", "maxLimit": max_page_size("pro"),
     }
     root = f"{runtime.url}/t/cities"
     spec = runtime.get("/t/cities/v1/openapi.json").json()

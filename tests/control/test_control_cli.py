@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_control_operations import GATED_ACTIONS
 from typer.testing import CliRunner
 
 from claw402.chain.wallet import Wallet
@@ -91,23 +92,7 @@ def test_keys_gate_every_mutating_command(cli):
     cli("remove", "acme", key=rotated)
 
     actions = [e["action"] for e in cli("audit", "list", "--limit", "100", key=admin)["entries"]]
-    assert actions == [
-        "tenant.deployed",  # legacy, by local
-        "user.created",
-        "key.created",
-        "user.created",
-        "user.created",
-        "key.created",
-        "key.created",
-        "key.created",
-        "tenant.deployed",  # acme by alice
-        "tenant.deployed",
-        "tenant.plan_changed",
-        "tenant.price_changed",
-        "wallet.verified",
-        "key.rotated",
-        "tenant.removed",
-    ]
+    assert actions == GATED_ACTIONS
     assert cli("audit", "list", ok=False, key=rotated)["error"] == "missing_scope"
     verified = cli("audit", "verify", key=bob_read)
     assert verified["ok"] and verified["entries"] == len(actions)
@@ -118,14 +103,14 @@ def serve_calls(database_url: str, home: str, paths: list[str]) -> None:
     import httpx
 
     from claw402.config import Settings
+    from claw402.events.sink import EventSink
     from claw402.gateway.app import Gateway
-    from claw402.gateway.events import EventSink
     from claw402.registry.store import Registry
     from claw402.serving import ServerThread
 
     registry = Registry.open(Settings(home=Path(home), database_url=database_url))
     try:
-        gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02))
+        gateway = Gateway(registry, sink=EventSink.in_process(registry.engine, interval=0.02))
         with ServerThread(gateway) as server:  # stopping it flushes the sink
             for path in paths:
                 httpx.get(f"{server.url}{path}", timeout=10)

@@ -103,7 +103,12 @@ def test_a_creators_host_routes_only_once_dns_proves_it(cli, dns) -> None:
     tenant = deploy(cli, "acme", "API.Acme.example", key=alice)["tenant"]
     assert tenant["hostStatus"] == {"api.acme.example": "unverified"}
     assert routed(cli) == {"ops.example.com": "ops"}
-    (claim,) = cli("hosts", "list", "--tenant", "acme")["hosts"]
+    assert cli("hosts", "list", ok=False)["error"] == "api_key_required"
+    assert cli("hosts", "list", "--tenant", "acme", ok=False, key=bob)["error"] == (
+        "not_tenant_owner"
+    )
+    assert cli("hosts", "list", key=bob)["hosts"] == []  # only their own tenants' hosts
+    (claim,) = cli("hosts", "list", "--tenant", "acme", key=alice)["hosts"]
     assert claim["status"] == "unverified" and not claim["routable"]
     token = claim["token"]
     assert claim["record"] == {"name": "_402claw.api.acme.example", "type": "TXT", "value": token}
@@ -126,7 +131,7 @@ def test_a_creators_host_routes_only_once_dns_proves_it(cli, dns) -> None:
     assert routed(cli) == {"ops.example.com": "ops", "api.acme.example": "acme"}
     assert not cli("hosts", "verify", "api.acme.example", key=alice)["changed"]
     deploy(cli, "acme", key=alice)  # a re-deploy keeps the host and its state
-    assert cli("hosts", "list", "--tenant", "acme")["hosts"][0]["status"] == "verified"
+    assert cli("hosts", "list", "--tenant", "acme", key=alice)["hosts"][0]["status"] == "verified"
 
     deploy(cli, "beta", "data.beta.example", key=bob)
     assert cli("hosts", "approve", "data.beta.example", ok=False, key=bob)["error"] == (

@@ -2,7 +2,7 @@ import pytest
 
 from claw402.dispatch.naming import InvalidName, check_slug, normalize_host, request_host
 from claw402.dispatch.plans import PLANS, effective_limits
-from claw402.dispatch.routing import Directory, route_for
+from claw402.dispatch.routing import Directory, DirectoryEntry, route_for
 
 
 def _tenant(slug: str, *hosts: str, plan: str = "free", **kw):
@@ -60,13 +60,14 @@ def test_plan_limits_and_overrides():
 def test_resolution_prefers_host_then_path():
     acme = _tenant("acme", "api.acme.com")
     beta = _tenant("beta")
-    directory = Directory([acme, beta])
+    directory = Directory([DirectoryEntry(acme, "acme's record"), DirectoryEntry(beta, None)])
     by_host = directory.resolve("api.acme.com:443", "/t/beta/v1/records")
-    assert by_host is not None and by_host.tenant is acme
+    assert by_host is not None and by_host.route is acme
+    assert by_host.entry.tenant == "acme's record"  # the runtime's own record, typed
     assert by_host.path == "/t/beta/v1/records"  # a host route never strips a path
 
     by_path = directory.resolve("gateway.local", "/t/beta/v1/records")
-    assert by_path is not None and by_path.tenant is beta and by_path.path == "/v1/records"
+    assert by_path is not None and by_path.route is beta and by_path.path == "/v1/records"
     root = directory.resolve(None, "/t/beta")
     assert root is not None and root.path == "/"
 
@@ -76,7 +77,7 @@ def test_resolution_prefers_host_then_path():
     ["/", "/t/", "/t/nobody/v1", "/t/../x", "/t/ACME/v1", "/tacme", "/t/%2e%2e/x", "/v1/records"],
 )
 def test_unknown_tenants_do_not_resolve(path):
-    directory = Directory([_tenant("acme")])
+    directory = Directory([DirectoryEntry(_tenant("acme"), None)])
     assert directory.resolve("gateway.local", path) is None
 
 

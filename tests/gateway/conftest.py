@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
@@ -34,7 +34,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
     registry = Registry.open(settings)
-    gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02))
+    gateway = Gateway(registry, sink=EventSink.in_process(registry.engine, interval=0.02))
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         yield Served(settings, registry, gateway, client)
     registry.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
 from claw402.registry.deploy import DeployRequest, deploy
@@ -40,7 +41,7 @@ def priced_gateway(
     app = Gateway(
         registry,
         guard=Paywall(config, registry.engine),
-        sink=EventSink(registry.write_compact_trails, interval=0.02),
+        sink=EventSink.in_process(registry.engine, interval=0.02),
         **gateway,  # type: ignore[arg-type]
     )
     deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001",
@@ -50,3 +51,17 @@ def priced_gateway(
             yield settings, registry, app, client
     finally:
         registry.close()
+
+
+def count_guarded(gateway: Gateway) -> list[int]:
+    """Wrap the gateway's guard: the list returned grows by one per call it guards (a replayed
+    402 never reaches it)."""
+    guarded: list[int] = []
+    guard = gateway.guard
+
+    async def counted(*args: Any) -> Any:
+        guarded.append(1)
+        return await guard(*args)
+
+    gateway.guard = counted
+    return guarded

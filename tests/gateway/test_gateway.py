@@ -8,6 +8,7 @@ import time
 
 import sqlalchemy as sa
 
+from claw402.events.store import EventStore
 from claw402.registry.schema import registry_state, tenants
 
 
@@ -186,7 +187,7 @@ def test_events_reach_the_durable_sink(served):
     served.client.get("/t/ghost/v1/records")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        events = served.registry.read_events(limit=100)
+        events = EventStore(served.registry.engine).read_events(limit=100)
         if len(events) >= 3:
             break
         time.sleep(0.02)
@@ -249,7 +250,7 @@ def test_edge_events_endpoint(tmp_path):
         ok = client.post(url, json=batch, headers=auth)
         assert ok.status_code == 200 and ok.json()["stored"] == 1
         assert client.get(url, headers=auth).status_code == 405
-    (stored,) = registry.read_events()
+    (stored,) = EventStore(registry.engine).read_events()
     assert stored["source"] == "edge" and stored["transaction"] == "0xabc"
     assert stored["tenantId"] == "tnt_x"
     # Without a token the path is not special: it is an unknown tenant route.

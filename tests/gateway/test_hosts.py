@@ -15,18 +15,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from gwpriced import priced_gateway
+from gwpriced import count_guarded, priced_gateway
 from x402.http.utils import decode_payment_required_header
 
 from claw402.config import Settings
 from claw402.control import hosts
 from claw402.devstack import start_dev_stack
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
 from claw402.registry.deploy import DeployRequest, HostRefused, deploy
 from claw402.registry.models import HOST_UNVERIFIED
 from claw402.registry.store import NewVersion, Registry, TenantSpec
@@ -86,7 +85,7 @@ def test_the_gateway_never_routes_by_a_name_of_its_own(tmp_path: Path) -> None:
     )  # fmt: skip
     eve = registry.get("eve")
     assert eve is not None
-    gateway = Gateway(registry, sink=EventSink(registry.write_compact_trails, interval=0.02),
+    gateway = Gateway(registry, sink=EventSink.in_process(registry.engine, interval=0.02),
                       public_url="http://gw.402claw.example:8402",
                       reserved_hosts=["platform.example"])  # fmt: skip
     try:
@@ -106,24 +105,16 @@ def test_the_gateway_never_routes_by_a_name_of_its_own(tmp_path: Path) -> None:
 
 def test_the_402_and_the_openapi_name_the_public_url_whatever_the_host(tmp_path: Path) -> None:
     with priced_gateway(tmp_path, public_url=PUBLIC + "/") as (_, _, gateway, client):
-        guarded = 0
-        run_tenant = gateway._run_tenant
-
-        async def counted(*args: Any) -> Any:
-            nonlocal guarded
-            guarded += 1
-            return await run_tenant(*args)
-
-        gateway._run_tenant = counted  # type: ignore[method-assign]
+        guarded = count_guarded(gateway)
         junk = ("evil.example", "127.0.0.1", "evil.example:666", None)
         for host in junk:
             r = client.get("/t/cities/v1/records", headers={"host": host} if host else {})
             assert resource(r) == f"{PUBLIC}/t/cities/v1/records", host
-        assert guarded == 1  # one resource URL: one challenge, replayed for every Host
+        assert len(guarded) == 1  # one resource URL: one challenge, replayed for every Host
         for host in ("cities.test", "CITIES.test:8402"):  # the tenant's own host
             r = client.get("/v1/records", headers={"host": host})
             assert resource(r) == "https://cities.test/v1/records"
-        assert guarded == 2
+        assert len(guarded) == 2
         for host in junk:
             headers = {"host": host} if host else {}
             spec = client.get("/t/cities/v1/openapi.json", headers=headers).json()

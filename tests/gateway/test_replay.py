@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from gwpriced import priced_gateway
+from gwpriced import count_guarded, priced_gateway
 from x402.http.utils import decode_payment_required_header
 
 from claw402.config import Settings
+from claw402.events.store import EventStore
 from claw402.gateway.app import Gateway
 from claw402.registry.deploy import DeployRequest, deploy, remove
 from claw402.registry.store import Registry
@@ -35,7 +36,7 @@ def trails(registry: Registry, request_ids: list[str]) -> dict[str, list[dict[st
     """Each request's events, once all of them reached the sink."""
     deadline = time.monotonic() + 5
     while True:
-        events = registry.read_events(limit=1000)
+        events = EventStore(registry.engine).read_events(limit=1000)
         found = {rid: [e for e in events if e["requestId"] == rid] for rid in request_ids}
         if all(len(trail) == 3 for trail in found.values()) or time.monotonic() > deadline:
             return found
@@ -48,19 +49,11 @@ def without_timing(event: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
     _, registry, gateway, client = priced
-    guarded = 0
-    run_tenant = gateway._run_tenant
-
-    async def counted(*args: Any) -> Any:
-        nonlocal guarded
-        guarded += 1
-        return await run_tenant(*args)
-
-    gateway._run_tenant = counted  # type: ignore[method-assign]
+    guarded = count_guarded(gateway)
     # The caller sends one id on every call: each answer, replayed or not, has its own.
     answers = [client.get("/t/cities/v1/records", headers={"x-request-id": "agent-run"})
                for _ in range(3)]  # fmt: skip
-    assert guarded == 1  # the second and third calls were replays
+    assert len(guarded) == 1  # the second and third calls were replays
     first = answers[0]
     ids = [r.headers["x-request-id"] for r in answers]
     assert len(set(ids)) == 3 and "agent-run" not in ids

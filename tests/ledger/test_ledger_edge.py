@@ -2,8 +2,8 @@
 
 An edge payment is a `transferWithAuthorization` to the treasury with no `payment_claims`
 row (the Cloudflare paywall keeps its claims in a Durable Object), plus the dispatch Worker's
-`payment_settled` event, written through `ingest_events` exactly as `POST /_claw402/events`
-does. Events that disagree with the chain attribute nothing.
+`payment_settled` event, written through `claw402.events.edge.ingest` exactly as `POST
+/_claw402/events` does. Events that disagree with the chain attribute nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from eth_utils import to_checksum_address
@@ -18,12 +19,12 @@ from ledgerkit import Paid, assert_invariants, make_tenant, new_treasury, settle
 
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
-from claw402.cloudflare.events import ingest_events
+from claw402.events import edge
+from claw402.events.store import EventStore
 from claw402.ledger import accounts, balance
 from claw402.ledger.balances import account_balance
 from claw402.ledger.claims import payments
 from claw402.ledger.schema import ledger_transactions
-from claw402.registry.store import Registry
 
 PRICE = 10_000  # $0.01
 NET = PRICE - PRICE * 5 // 100
@@ -68,7 +69,7 @@ def settled_event(chain, paid: Paid, tenant_id: str, **details: Any) -> dict[str
 
 
 def ingest(engine, *batch: dict[str, Any]) -> None:
-    assert ingest_events(Registry(engine), {"events": list(batch)}) == len(batch)
+    assert edge.ingest(EventStore(engine), orjson.dumps({"events": list(batch)})) == len(batch)
 
 
 def unattributed(engine) -> int:
@@ -151,7 +152,7 @@ def test_an_unknown_tenant_or_a_gateway_event_credits_no_one(engine, chain, trea
     ingest(engine, settled_event(chain, forged, "t_doesnotexist"))
     local = settle_on_chain(chain, payer, treasury, PRICE)
     # the same event, but not from the edge (no "source": "edge"): never a hint
-    Registry(engine).write_events([settled_event(chain, local, tenant.tenant_id)])
+    EventStore(engine).write_events([settled_event(chain, local, tenant.tenant_id)])
     report = sync(engine, chain, treasury)
     assert (report.settlements, report.unattributed) == (0, 2)
     assert len(report.warnings) == 1 and report.warnings[0].startswith(forged.tx_hash)

@@ -28,11 +28,10 @@ from claw402.chain.eip3009 import Authorization, Domain, sign_authorization
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
 from claw402.config import Settings
+from claw402.events.sink import EventSink
 from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
 from claw402.gateway.app import Gateway
-from claw402.gateway.events import EventSink
-from claw402.gateway.tenant_api import Guard
 from claw402.payments.client import PaidCall, pay_and_fetch_async
 from claw402.payments.config import PaymentConfig
 from claw402.payments.paywall import Paywall
@@ -42,6 +41,7 @@ from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.samples import CITIES
 from claw402.serving import ServerThread
+from claw402.tenant_api.call import Guard
 from jsclient import pay_with_js_client
 
 MAX_TIMEOUT = 120
@@ -80,10 +80,11 @@ class Stack:
     # -- payments made by hand -------------------------------------------------------------
 
     def requirements(self, slug: str) -> PaymentRequirements:
-        """The tenant's requirements, read from a real 402 challenge."""
+        """The tenant's `exact` requirements, read from a real 402 challenge."""
         r = httpx.get(f"{self.url}/t/{slug}/v1/records", timeout=10)
         assert r.status_code == 402, r.text
-        return decode_payment_required_header(r.headers["payment-required"]).accepts[0]
+        accepts = decode_payment_required_header(r.headers["payment-required"]).accepts
+        return next(req for req in accepts if req.scheme == "exact")
 
     def sign(
         self,
@@ -161,7 +162,7 @@ class Stack:
 
     def serve(self, guard: Guard) -> str:
         """Another gateway on the same registry with another guard; returns its URL."""
-        sink = EventSink(self.registry.write_compact_trails)
+        sink = EventSink.in_process(self.registry.engine)
         gateway = Gateway(self.registry, guard=guard, sink=sink)
         server = ServerThread(gateway).start()
         self._servers.append(server)
@@ -236,7 +237,7 @@ def open_stack(
                 max_timeout_seconds=MAX_TIMEOUT,
                 **(payment or {}),
             )
-            sink = EventSink(registry.write_compact_trails, interval=0.02)
+            sink = EventSink.in_process(registry.engine, interval=0.02)
             paywall = Paywall(config, registry.engine)
             gateway = Gateway(registry, guard=paywall, sink=sink)
             creator = Wallet.create()

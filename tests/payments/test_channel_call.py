@@ -20,6 +20,8 @@ from paidstack import Stack
 
 from claw402.chain.wallet import Wallet
 from claw402.payments.channel_payer import CHANNELS_DIR, DB_NAME
+from claw402.registry.deploy import DeployRequest, deploy
+from claw402.samples import CITIES
 from jsclient import pay_with_js_client
 from procs import run as run_reaped
 
@@ -154,8 +156,9 @@ def test_a_deposit_above_the_cap_is_refused_before_signing(
 
 
 def test_scheme_batch_against_an_exact_only_offer_pays_nothing(stack: Stack, payer: Payer) -> None:
-    tenant = next(iter(stack.tenants.values()))
-    url = f"{stack.url}/t/{tenant.slug}/v1/records"
+    request = DeployRequest(source=CITIES, slug="exact-only", price="0.001", schemes="exact")
+    deploy(stack.registry, stack.settings, request)
+    url = f"{stack.url}/t/exact-only/v1/records"
     start = payer.balance
     refused = payer.run("call", url, "--scheme", "batch", "--json")
     assert refused.returncode == 1

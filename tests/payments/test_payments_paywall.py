@@ -20,6 +20,7 @@ from x402.http.utils import decode_payment_required_header, decode_payment_respo
 from claw402.chain.eip3009 import sign_cancel
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
+from claw402.events.store import EventStore
 from claw402.payments.client import PriceTooHigh
 from claw402.payments.schema import SETTLED
 
@@ -45,7 +46,8 @@ def test_unpaid_call_gets_a_v2_challenge_and_a_v1_body(stack: Stack):
     assert r.status_code == 402
     required = decode_payment_required_header(r.headers["payment-required"])
     assert required.x402_version == 2
-    (accept,) = required.accepts
+    batch, accept = required.accepts  # a channel first (test_channels_paywall), then exact
+    assert batch.scheme == "batch-settlement"
     assert accept.scheme == "exact"
     assert accept.network == stack.chain.network
     assert accept.amount == str(PRICE_A)
@@ -439,7 +441,8 @@ def test_unreadable_payment_headers_are_400(stack: Stack, payer: Wallet, header:
 def _event_types(stack: Stack, request_id: str) -> set[str]:
     deadline = time.monotonic() + 5
     while True:
-        found = {e["type"] for e in stack.registry.read_events(request_id=request_id)}
+        stored = EventStore(stack.registry.engine).read_events(request_id=request_id)
+        found = {e["type"] for e in stored}
         if "payment_settled" in found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

@@ -19,6 +19,7 @@ from paidstack import Stack, free_port
 
 from claw402.chain.token import usdc
 from claw402.chain.wallet import Wallet
+from claw402.events.store import EventStore
 from procs import running
 
 PRICE_A = usdc("0.01")
@@ -98,10 +99,11 @@ def test_serve_takes_payments_and_keeps_every_event_when_stopped(stack: Stack, p
     (row,) = stack.payments(call.settlement.transaction)
     assert row["request_id"] == paid_id
     # Written by the server's event sink before it exited: nothing waits in memory.
-    types = {e["type"] for e in stack.registry.read_events(request_id=paid_id)}
+    types = {e["type"] for e in EventStore(stack.registry.engine).read_events(request_id=paid_id)}
     assert {"dispatch_start", "payment_verified", "payment_settled", "dispatch_success"} <= types
     challenged = {
-        e["type"] for e in stack.registry.read_events(request_id=challenge.headers["x-request-id"])
+        e["type"] for e in EventStore(stack.registry.engine).read_events(
+            request_id=challenge.headers["x-request-id"])
     }
     assert {"dispatch_start", "payment_challenge"} <= challenged
 

@@ -95,8 +95,8 @@ def test_0007_leaves_the_operators_hosts_routable_and_a_creators_unverified(data
 def test_settlement_lookups_use_the_partial_index_and_other_rows_stay_out_of_it(engine):
     """The ledger's edge lookups (`type = 'payment_settled'`, a bound parameter) are planned
     with the partial index, which holds settlement rows only."""
-    from claw402.ledger.edge import SETTLED
-    from claw402.registry.schema import events
+    from claw402.events.kinds import PAYMENT_SETTLED as SETTLED
+    from claw402.events.schema import events
 
     rows = [{"ts": 1.0, "type": kind, "data": {}} for kind in ("dispatch_success", SETTLED)]
     query = sa.select(events.c.id).where(events.c.type == SETTLED).limit(1)

@@ -1,7 +1,7 @@
 """`402claw auth ...` (users and API keys) and `402claw audit ...` (the hash-chained log).
 
 `--api-key` (or `CLAW402_API_KEY`) is declared here once and shared by every command that
-mutates state: see `claw402.control.authz` for the rules.
+needs a key; the rules (scopes, ownership, what is audited) live in `claw402.control`.
 
 The control layer (and SQLAlchemy under it) is imported by the commands that run, not here:
 every `402claw` invocation imports this module to build its command list.
@@ -13,17 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from claw402.cli.options import Home, Json, open_registry
-from claw402.cli.output import console, emit_json, err_console, fail
+from claw402.cli.options import Home, Json, session
+from claw402.cli.output import console, emit_json, err_console
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from claw402.control import keys
-    from claw402.control.authz import Actor
-    from claw402.control.tenants import TenantChange
-    from claw402.registry.models import Tenant
-    from claw402.registry.store import Registry
 
 API_KEY_ENV = "CLAW402_API_KEY"  # = claw402.control.authz.API_KEY_ENV (tests/cli check it)
 
@@ -40,45 +34,6 @@ ApiKey = Annotated[
 
 auth_app = typer.Typer(help="Users and API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
-
-
-def actor_or_fail(engine: Engine, api_key: str | None, scope: str, json: bool) -> Actor:
-    from claw402.control.authz import authorize
-    from claw402.control.errors import ControlError
-
-    try:
-        return authorize(engine, api_key, scope)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
-
-
-def tenant_for(
-    registry: Registry, slug: str, api_key: str | None, scope: str, json: bool
-) -> tuple[Tenant, Actor]:
-    """The tenant `slug` and the actor, if the key has `scope` and may act on that tenant."""
-    from claw402.control.authz import require_owner
-    from claw402.control.errors import ControlError
-
-    actor = actor_or_fail(registry.engine, api_key, scope, json)
-    tenant = registry.get(slug)
-    if tenant is None:
-        fail(f"tenant {slug!r} not found", as_json=json, code="tenant_not_found")
-    try:
-        require_owner(actor, tenant.owner, slug)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
-    return tenant, actor
-
-
-def tenant_change(registry: Registry, slug: str, api_key: str | None, json: bool) -> TenantChange:
-    """Authorise a deploy or removal of `slug`; report its outcome to audit it."""
-    from claw402.control.errors import ControlError
-    from claw402.control.tenants import begin_change
-
-    try:
-        return begin_change(registry.engine, api_key, slug, registry.get(slug))
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
 
 
 def _show_issued(issued: keys.IssuedKey, json: bool, verb: str) -> None:
@@ -101,15 +56,10 @@ def create_user_command(
     json: Json = False,
 ) -> None:
     """Create a user; tenants they deploy with their key are theirs."""
-    from claw402.control import keys
-    from claw402.control.errors import ControlError
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    try:
-        keys.create_user(registry.engine, name, actor.label)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
+    with session(home, json) as (_, registry):
+        access.create_user(registry.engine, api_key, name)
     if json:
         emit_json({"ok": True, "user": name})
     else:
@@ -128,35 +78,11 @@ def create_key_command(
     json: Json = False,
 ) -> None:
     """Issue an API key; it is printed once. The first key must include admin."""
-    from claw402.control import keys
-    from claw402.control.errors import ControlError
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    scopes = [part for item in scope for part in item.split(",")]
-    try:
-        issued = keys.create_key(registry.engine, user, scopes, actor.label)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
+    with session(home, json) as (_, registry):
+        issued = access.create_key(registry.engine, api_key, user, scope)
     _show_issued(issued, json, "issued")
-
-
-def _own_key_or_admin(engine: Engine, api_key: str | None, key_id: str, json: bool) -> Actor:
-    """Admins manage every key; anyone may rotate or revoke their own."""
-    from claw402.control import keys
-
-    actor = actor_or_fail(engine, api_key, keys.READ, json)
-    with engine.connect() as conn:
-        target = keys.get_key(conn, key_id)
-    if target is None:
-        fail(f"API key {keys.PREFIX}{key_id} not found", as_json=json, code="key_not_found")
-    if not actor.is_admin and target.user != actor.name:
-        fail(
-            f"only an admin key or {target.user}'s own key may change {target.label}",
-            as_json=json,
-            code="forbidden",
-        )
-    return actor
 
 
 @auth_app.command("rotate-key")
@@ -167,16 +93,10 @@ def rotate_key_command(
     json: Json = False,
 ) -> None:
     """Replace a key with a new one (same user and scopes); the old one stops at once."""
-    from claw402.control import keys
-    from claw402.control.errors import ControlError
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    try:
-        kid = keys.parse_key_id(key_id)
-        actor = _own_key_or_admin(registry.engine, api_key, kid, json)
-        issued = keys.rotate_key(registry.engine, kid, actor.label)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
+    with session(home, json) as (_, registry):
+        issued = access.rotate_key(registry.engine, api_key, key_id)
     _show_issued(issued, json, "rotated: new key")
 
 
@@ -188,16 +108,10 @@ def revoke_key_command(
     json: Json = False,
 ) -> None:
     """Revoke a key for good."""
-    from claw402.control import keys
-    from claw402.control.errors import ControlError
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    try:
-        kid = keys.parse_key_id(key_id)
-        actor = _own_key_or_admin(registry.engine, api_key, kid, json)
-        revoked = keys.revoke_key(registry.engine, kid, actor.label)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
+    with session(home, json) as (_, registry):
+        revoked = access.revoke_key(registry.engine, api_key, key_id)
     if json:
         emit_json({"ok": True, **revoked.to_json()})
     else:
@@ -209,11 +123,10 @@ def list_keys_command(api_key: ApiKey = None, home: Home = None, json: Json = Fa
     """List API keys (ids, users, scopes, revocation); never the keys themselves."""
     from rich.table import Table
 
-    from claw402.control import keys
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    found = keys.list_keys(registry.engine)
+    with session(home, json) as (_, registry):
+        found = access.list_keys(registry.engine, api_key)
     if json:
         emit_json({"ok": True, "keys": [k.to_json() for k in found]})
         return
@@ -242,17 +155,10 @@ def audit_list_command(
     """Show the newest audit entries, oldest first."""
     from rich.table import Table
 
-    from claw402.control import audit, keys
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    tenant_id = None
-    if tenant is not None:
-        found = registry.get(tenant)
-        if found is None:
-            fail(f"tenant {tenant!r} not found", as_json=json, code="tenant_not_found")
-        tenant_id = found.tenant_id
-    rows = audit.entries(registry.engine, limit=limit, tenant_id=tenant_id)
+    with session(home, json) as (_, registry):
+        rows = access.audit_entries(registry, api_key, limit=limit, slug=tenant)
     if json:
         emit_json({"ok": True, "entries": [e.to_json() for e in rows]})
         return
@@ -266,11 +172,10 @@ def audit_list_command(
 @audit_app.command("verify")
 def audit_verify_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
     """Check the whole chain; exits 1 and names every edited or deleted entry."""
-    from claw402.control import audit, keys
+    from claw402.control import access
 
-    _, registry = open_registry(home)
-    actor_or_fail(registry.engine, api_key, keys.READ, json)
-    report = audit.verify(registry.engine)
+    with session(home, json) as (_, registry):
+        report = access.audit_verify(registry.engine, api_key)
     if json:
         emit_json(
             {

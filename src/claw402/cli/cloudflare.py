@@ -1,11 +1,10 @@
 """Cloudflare commands: export the tenant directory, build the Workers, deploy, roll back.
 
-Once any API key exists, deploy and rollback need one (`--api-key` or CLAW402_API_KEY):
-executing a deploy needs the `deploy` scope (a tenant's Worker, also ownership of the tenant),
-executing a rollback needs `admin` (it restores an older tenant directory, so it can change
-every tenant's routing). A dry run needs any valid key (the `read` level, plus ownership for a
-tenant): the plan shows the account, the bindings and the tenant directory, which are not
-for anyone without a key. Every executed upload is added to the audit log.
+Once any API key exists every one of them needs a key (`--api-key` or CLAW402_API_KEY): the
+directory and the built Workers hold every tenant's pay-to, hosts and prices, so a creator's
+key exports and builds only their own tenants and an admin's all of them; executing a deploy
+needs `deploy` (and ownership of a tenant), a rollback `admin`; a dry run any valid key. The
+rules and the audit entries live in `claw402.control.edge`.
 
 The builders (`claw402.cloudflare.*`, payment settings, eth_utils) are imported by the commands
 that run, not here: every `402claw` invocation imports this module to build its command list.
@@ -19,19 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
-from claw402.cli.options import Home, Json, open_registry
-from claw402.cli.output import console, emit_json, fail
+from claw402.cli.auth import ApiKey
+from claw402.cli.options import Home, Json, session
+from claw402.cli.output import console, emit_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from sqlalchemy import Engine
-
-    from claw402.cloudflare.api import Target
     from claw402.cloudflare.deploy import DeployPlan
-    from claw402.cloudflare.history import History
-    from claw402.control.authz import Actor
+    from claw402.control.edge import Upload
 
 # = claw402.cloudflare.dispatcher.DEFAULT_NAMESPACE, DEFAULT_SCRIPT_NAME (tests/cli check them)
 DEFAULT_NAMESPACE = "claw402"
@@ -55,15 +48,17 @@ def export_tenant_directory_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write to this file (else print it).")
     ] = None,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Export the tenant directory the dispatch Worker routes with."""
-    from claw402.cloudflare.directory import export_directory
+    """Export the tenant directory the dispatch Worker routes with (a creator's key: only
+    their tenants)."""
     from claw402.cloudflare.files import dump_json, write_atomic
+    from claw402.control import edge
 
-    _, registry = open_registry(home)
-    directory = export_directory(registry.list_tenants(), format.value)
+    with session(home, json) as (_, registry):
+        directory = edge.directory(registry, api_key, format.value)
     count = len(directory.get("tenants", directory.get("bySlug", ())))
     if out is None:
         emit_json(directory)
@@ -94,26 +89,20 @@ def build_command(
     workers_plan: Annotated[
         WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
     ] = WorkersPlanName.paid,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
     """Write the dispatch Worker and one user Worker per tenant, each with its metadata.json.
 
     The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...).
+    A creator's key builds only their own tenants.
     """
-    from claw402.cloudflare.build import build_all
-    from claw402.cloudflare.dispatcher import DispatcherOptions
-    from claw402.cloudflare.sizes import ScriptTooLarge
-    from claw402.payments.config import PaymentConfigError, payment_config_from_env
+    from claw402.control import edge
 
-    _, registry = open_registry(home)
-    try:
-        options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
-                                    payment=payment_config_from_env())
-        result = build_all(registry.list_tenants(), out, options,
-                           workers_plan=workers_plan.value)
-    except (ScriptTooLarge, PaymentConfigError, ValueError) as exc:
-        fail(str(exc), as_json=json, code="build_failed")
+    with session(home, json) as (_, registry):
+        result = edge.build(registry, api_key, out, dispatch_namespace=dispatch_namespace,
+                            events_url=events_url, workers_plan=workers_plan.value)
     if json:
         emit_json({"ok": not result.refused, **result.to_json()})
     else:
@@ -160,63 +149,13 @@ WorkersPlanOption = Annotated[
 ]
 
 
-def _target(account_id: str | None, api_token: str | None, namespace: str) -> Target:
-    from claw402.cloudflare.api import Target
-    from claw402.cloudflare.deploy import ACCOUNT_PLACEHOLDER
-
-    return Target(account_id=account_id or ACCOUNT_PLACEHOLDER, dispatch_namespace=namespace,
-                  api_token=api_token)
-
-
-def _scope(execute_plan: bool, scope: str | None = None) -> str:
-    """The scope a command needs: `scope` (else `deploy`) to act, `read` (any key) to plan."""
-    from claw402.control import keys
-
-    if not execute_plan:
-        return keys.READ
-    return scope or keys.DEPLOY
-
-
-def _audited(engine: Engine, actor: Actor, entry: dict[str, Any],
-             tenant_id: str | None = None) -> None:
-    """Add an executed upload to the audit log (what and where; never a secret's value)."""
-    from claw402.control import audit
-
-    rollback = entry.get("action") == "rollback"
-    action = "cloudflare.rolled_back" if rollback else "cloudflare.deployed"
-    details = {
-        "deployId": entry["id"],
-        "kind": entry["kind"],
-        "rollbackOf": entry.get("rollbackOf"),
-        "accountId": entry.get("accountId"),
-        "dispatchNamespace": entry.get("dispatchNamespace"),
-        "sizeBytes": entry.get("size", {}).get("bytes"),
-        "secrets": entry.get("secrets", []),
-    }
-    with engine.begin() as conn:
-        audit.append(conn, actor.label, action, tenant_id=tenant_id,
-                     subject=f"worker:{entry['scriptName']}", details=details)
-
-
-def _run(plan_fn: Callable[[], DeployPlan], history: History, execute_plan: bool,
-         json: bool, *, engine: Engine, actor: Actor, tenant_id: str | None = None) -> None:
-    """Build the plan; print it (dry run) or execute it, audit it, print the recorded entry."""
-    from claw402.cloudflare.api import CloudflareApiError
-    from claw402.cloudflare.deploy import DeployError, execute
-    from claw402.cloudflare.history import HistoryError
-    from claw402.cloudflare.sizes import ScriptTooLarge
-
-    try:
-        plan = plan_fn()
-        if not execute_plan:
-            _show_plan(plan, json)
-            return
-        entry = execute(plan, history)
-        _audited(engine, actor, entry, tenant_id)
-    except (DeployError, HistoryError, ScriptTooLarge, ValueError) as exc:
-        fail(str(exc), as_json=json, code="deploy_refused")
-    except CloudflareApiError as exc:
-        fail(f"{exc} (recorded in {history.path})", as_json=json, code="cloudflare_api_error")
+def _show(upload: Upload, json: bool) -> None:
+    """A dry run's plan, or the recorded entry of an executed upload."""
+    if upload.plan is not None:
+        _show_plan(upload.plan, json)
+        return
+    entry = upload.entry
+    assert entry is not None
     if json:
         emit_json({"ok": True, "executed": True, "deploy": entry})
         return
@@ -226,7 +165,7 @@ def _run(plan_fn: Callable[[], DeployPlan], history: History, execute_plan: bool
         f"({size['bytes']:,} bytes, {size['gzipBytes']:,} gzip) as {entry['id']}"
     )
     console.print(f"  PUT {entry['call']['path']}")
-    console.print(f"  recorded in {history.path}")
+    console.print(f"  recorded in {upload.history}")
 
 
 def _show_plan(plan: DeployPlan, json: bool) -> None:
@@ -279,22 +218,14 @@ def deploy_dispatcher_command(
     The edge paywall takes the gateway's payment settings (CLAW402_ENV, CLAW402_NETWORK, ...);
     the facilitator API key, if any, is uploaded as a secret. Needs the `deploy` scope.
     """
-    from claw402.cloudflare.deploy import plan_dispatcher
-    from claw402.cloudflare.dispatcher import DispatcherOptions
-    from claw402.cloudflare.history import History
-    from claw402.payments.config import payment_config_from_env
+    from claw402.control import edge
 
-    settings, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, _scope(execute_plan), json)
-    target = _target(account_id, api_token, dispatch_namespace)
-
-    def plan() -> DeployPlan:
-        options = DispatcherOptions(script_name=script_name, dispatch_namespace=dispatch_namespace,
-                                    events_url=events_url, payment=payment_config_from_env(),
-                                    secrets=tuple(secret or ()))
-        return plan_dispatcher(registry, target, options, workers_plan=workers_plan.value)
-
-    _run(plan, History(settings.home), execute_plan, json, engine=registry.engine, actor=actor)
+    with session(home, json) as (settings, registry):
+        upload = edge.deploy_dispatcher(
+            registry, settings, api_key, edge.target(account_id, api_token, dispatch_namespace),
+            script_name=script_name, events_url=events_url, secrets=secret or (),
+            workers_plan=workers_plan.value, execute=execute_plan)
+    _show(upload, json)
 
 
 def deploy_tenant_command(
@@ -316,16 +247,14 @@ def deploy_tenant_command(
 
     Needs the `deploy` scope and ownership of the tenant (or an admin key).
     """
-    from claw402.cloudflare.deploy import plan_tenant
-    from claw402.cloudflare.history import History
+    from claw402.control import edge
 
-    settings, registry = open_registry(home)
-    tenant, actor = tenant_for(registry, slug, api_key, _scope(execute_plan), json)
-    target = _target(account_id, api_token, dispatch_namespace)
-    _run(lambda: plan_tenant(registry, slug, target, script_name=script_name,
-                             secrets=tuple(secret or ()), workers_plan=workers_plan.value),
-         History(settings.home), execute_plan, json, engine=registry.engine, actor=actor,
-         tenant_id=tenant.tenant_id)
+    with session(home, json) as (settings, registry):
+        upload = edge.deploy_tenant(
+            registry, settings, api_key, slug,
+            edge.target(account_id, api_token, dispatch_namespace), script_name=script_name,
+            secrets=secret or (), workers_plan=workers_plan.value, execute=execute_plan)
+    _show(upload, json)
 
 
 def rollback_dispatcher_command(
@@ -348,17 +277,14 @@ def rollback_dispatcher_command(
 
     Needs an `admin` key: the restored copy routes every tenant with an older directory.
     """
-    from claw402.cloudflare.deploy import plan_rollback
-    from claw402.cloudflare.history import History
-    from claw402.control import keys
+    from claw402.control import edge
 
-    settings, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, _scope(execute_plan, keys.ADMIN), json)
-    history = History(settings.home)
-    target = _target(account_id, api_token, dispatch_namespace)
-    _run(lambda: plan_rollback(history, target, script_name, to=to, secrets=tuple(secret or ()),
-                               workers_plan=workers_plan.value),
-         history, execute_plan, json, engine=registry.engine, actor=actor)
+    with session(home, json) as (settings, registry):
+        upload = edge.rollback_dispatcher(
+            registry, settings, api_key, edge.target(account_id, api_token, dispatch_namespace),
+            script_name=script_name, entry_id=to, secrets=secret or (),
+            workers_plan=workers_plan.value, execute=execute_plan)
+    _show(upload, json)
 
 
 def register(app: typer.Typer) -> None:
@@ -370,57 +296,10 @@ def register(app: typer.Typer) -> None:
     app.command("cloudflare-rollback-dispatcher")(rollback_dispatcher_command)
 
 
-def publish(
-    home: str | None,
-    slug: str,
-    *,
-    account_id: str | None,
-    api_token: str | None,
-    dispatch_namespace: str,
-    execute_plan: bool,
-    json: bool,
-    api_key: str | None,
-) -> list[dict[str, Any]]:
-    """`deploy --publish`: the tenant's Worker, then the dispatcher (a plan unless executed).
-
-    Same keys as `cloudflare-deploy-tenant`; both plans are built (and sizes checked) before
-    anything is uploaded, and each upload is audited as it succeeds.
-    """
-    from claw402.cloudflare.api import CloudflareApiError
-    from claw402.cloudflare.deploy import DeployError, execute, plan_dispatcher, plan_tenant
-    from claw402.cloudflare.dispatcher import DispatcherOptions
-    from claw402.cloudflare.history import History, HistoryError
-    from claw402.cloudflare.sizes import ScriptTooLarge
-    from claw402.payments.config import PaymentConfigError, payment_config_from_env
-
-    settings, registry = open_registry(home)
-    tenant, actor = tenant_for(registry, slug, api_key, _scope(execute_plan), json)
-    target = _target(account_id, api_token, dispatch_namespace)
-    history = History(settings.home)
-    results: list[dict[str, Any]] = []
-    try:
-        options = DispatcherOptions(
-            dispatch_namespace=dispatch_namespace, payment=payment_config_from_env()
-        )
-        plans = [plan_tenant(registry, slug, target), plan_dispatcher(registry, target, options)]
-        if not execute_plan:
-            return _published([p.to_json() for p in plans], execute_plan, json)
-        for plan in plans:
-            entry = execute(plan, history)
-            _audited(registry.engine, actor, entry,
-                     tenant.tenant_id if plan.kind != "dispatcher" else None)
-            results.append(entry)
-    except (DeployError, HistoryError, ScriptTooLarge, ValueError, PaymentConfigError) as exc:
-        fail(str(exc), as_json=json, code="publish_refused")
-    except CloudflareApiError as exc:
-        fail(f"{exc} (recorded in {history.path})", as_json=json, code="cloudflare_api_error")
-    return _published(results, execute_plan, json)
-
-
-def _published(results: list[dict[str, Any]], execute_plan: bool,
-               json: bool) -> list[dict[str, Any]]:
-    if not json:
-        verb = "uploaded" if execute_plan else "would upload (dry run; add --execute)"
-        for item in results:
-            console.print(f"  cloudflare: {verb} {item['kind']} [bold]{item['scriptName']}[/]")
-    return results
+def show_published(steps: list[dict[str, Any]], execute_plan: bool, json: bool) -> None:
+    """The edge half of `deploy --publish`, for people (`--json` carries the steps)."""
+    if json:
+        return
+    verb = "uploaded" if execute_plan else "would upload (dry run; add --execute)"
+    for item in steps:
+        console.print(f"  cloudflare: {verb} {item['kind']} [bold]{item['scriptName']}[/]")

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from claw402.cli.auth import ApiKey
-from claw402.cli.options import Home, Json, open_registry
-from claw402.cli.output import console, emit_json, fail
+from claw402.cli.options import Home, Json, session
+from claw402.cli.output import console, emit_json
 
 app = typer.Typer(help="Custom hosts: list, verify by DNS, approve.", no_args_is_help=True)
 
@@ -22,16 +22,17 @@ HostArg = Annotated[str, typer.Argument(help="The custom host, e.g. api.example.
 @app.command("list")
 def list_command(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's.")] = None,
+    api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Every custom host: tenant, state, and the TXT record that proves it."""
+    """Every custom host the key may see: tenant, state, and the TXT record that proves it."""
     from rich.table import Table
 
-    _, registry = open_registry(home)
-    if tenant is not None and registry.get(tenant) is None:
-        fail(f"tenant {tenant!r} not found", as_json=json, code="tenant_not_found")
-    claims = registry.host_claims(slug=tenant)
+    from claw402.control import hosts
+
+    with session(home, json) as (_, registry):
+        claims = hosts.listing(registry, api_key, tenant)
     if json:
         emit_json({"ok": True, "hosts": [c.to_json() for c in claims]})
         return
@@ -54,16 +55,12 @@ def list_command(
 
 def _run(action: str, host: str, api_key: str | None, home: str | None, json: bool) -> None:
     from claw402.control import hosts
-    from claw402.control.errors import ControlError
 
-    _, registry = open_registry(home)
-    try:
+    with session(home, json) as (_, registry):
         if action == "verify":
             outcome = hosts.verify(registry, api_key, host)
         else:
             outcome = hosts.approve(registry, api_key, host)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
     claim = outcome.claim
     if json:
         emit_json({"ok": True, "changed": outcome.changed, "host": claim.to_json()})

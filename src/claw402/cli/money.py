@@ -1,9 +1,10 @@
 """Money commands: balance, withdraw, wallet verify, payouts, reconcile.
 
-Thin: each resolves the tenant and the actor (`cli.auth`), then calls the ledger or control
-layer. Chain access (`reconcile`, `payouts run`) reads `--rpc-url`/`CLAW402_RPC_URL`,
-`--token`/`CLAW402_ASSET` and `--treasury`/`CLAW402_TREASURY`, else what a `402claw dev`
-running with the same home publishes (`cli.devfile`), the treasury's key included.
+Thin: each parses its options, calls its operation in `claw402.control.money` (which
+decides who may, and audits) and prints. Chain access (`reconcile`, `payouts run`) reads
+`--rpc-url`/`CLAW402_RPC_URL`, `--token`/`CLAW402_ASSET` and `--treasury`/`CLAW402_TREASURY`,
+else what a `402claw dev` running with the same home publishes (`cli.devfile`), the
+treasury's key included.
 
 The ledger and control layers are imported by the commands that run, not here: every `402claw`
 invocation imports this module to build its command list.
@@ -17,8 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from claw402.cli import devfile
-from claw402.cli.auth import ApiKey, actor_or_fail, tenant_for
-from claw402.cli.options import Home, Json, open_registry
+from claw402.cli.auth import ApiKey
+from claw402.cli.options import Home, Json, session
 from claw402.cli.output import console, emit_json, err_console, fail
 
 DEV = " (else a running `402claw dev`'s)"
@@ -92,15 +93,14 @@ def balance_command(
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """A creator's money: earned, platform fees, pending withdrawals, available."""
+    """A creator's money: earned, platform fees, pending withdrawals, channel earnings claimed
+    and not yet claimed, available."""
     from rich.table import Table
 
-    from claw402.control import keys
-    from claw402.ledger import balance
+    from claw402.control import money
 
-    _, registry = open_registry(home)
-    found, _ = tenant_for(registry, tenant, api_key, keys.READ, json)
-    b = balance(registry.engine, found.tenant_id)
+    with session(home, json) as (_, registry):
+        found, b = money.balance(registry, api_key, tenant)
     if json:
         emit_json({"ok": True, "tenant": found.slug, "balance": b.to_json()})
         return
@@ -114,6 +114,11 @@ def balance_command(
     ]
     if b.paid_direct or b.fees_due:
         rows[1:1] = [("paid to your wallet directly", b.paid_direct), ("fees owed", b.fees_due)]
+    if b.unclaimed or b.claimed:  # channel (batch-settlement) earnings
+        rows[-1:-1] = [
+            ("channels: claimed", b.claimed),
+            ("channels: not yet claimed (not withdrawable)", b.unclaimed),
+        ]
     for label, amount in rows:
         table.add_row(label, _usd(amount))
     console.print(table)
@@ -136,39 +141,34 @@ def wallet_verify_command(
     json: Json = False,
 ) -> None:
     """Prove you control --address: without --signature, print the challenge to sign."""
-    from claw402.control import keys, wallets
-    from claw402.control.errors import ControlError
+    from claw402.control import money
 
-    _, registry = open_registry(home)
-    found, actor = tenant_for(registry, tenant, api_key, keys.WITHDRAW, json)
-    engine = registry.engine
-    try:
-        challenge = wallets.challenge(engine, found.tenant_id, found.slug, address)
-        if private_key_env:
-            key = os.environ.get(private_key_env)
-            if not key:
-                fail(f"environment variable {private_key_env} is not set", as_json=json)
-            signature = wallets.sign(challenge.message, key)
-        if signature is None:
-            if json:
-                emit_json(
-                    {
-                        "ok": True,
-                        "challenge": challenge.message,
-                        "address": challenge.address,
-                        "expiresAt": challenge.expires_at.isoformat(),
-                    }
-                )
-                return
-            console.print(challenge.message, highlight=False)
-            err_console.print(
-                "sign the text above with this address (EIP-191 personal_sign), then run "
-                "again with --signature 0x..."
+    key = None
+    if private_key_env:
+        key = os.environ.get(private_key_env)
+        if not key:
+            fail(f"environment variable {private_key_env} is not set", as_json=json)
+    with session(home, json) as (_, registry):
+        step = money.verify_wallet(registry, api_key, tenant, address, signature=signature,
+                                   private_key=key)
+    found, challenge, proved = step.tenant, step.challenge, step.proved
+    if proved is None:
+        if json:
+            emit_json(
+                {
+                    "ok": True,
+                    "challenge": challenge.message,
+                    "address": challenge.address,
+                    "expiresAt": challenge.expires_at.isoformat(),
+                }
             )
             return
-        proved = wallets.prove(engine, found.tenant_id, challenge.address, signature, actor.label)
-    except ControlError as exc:
-        fail(str(exc), as_json=json, code=exc.code)
+        console.print(challenge.message, highlight=False)
+        err_console.print(
+            "sign the text above with this address (EIP-191 personal_sign), then run "
+            "again with --signature 0x..."
+        )
+        return
     if json:
         emit_json(
             {
@@ -193,26 +193,10 @@ def withdraw_command(
     json: Json = False,
 ) -> None:
     """Reserve --amount of the available balance for a payout to the verified wallet."""
-    from claw402.control import keys, wallets
-    from claw402.ledger import withdrawals
-    from claw402.ledger.amounts import parse_usd
+    from claw402.control import money
 
-    _, registry = open_registry(home)
-    found, actor = tenant_for(registry, tenant, api_key, keys.WITHDRAW, json)
-    address = wallets.payout_wallet(registry.engine, found.tenant_id)
-    if address is None:
-        fail(
-            f"{found.slug} has no verified payout wallet: run `402claw wallet verify "
-            f"--tenant {found.slug} --address 0x...` first",
-            as_json=json,
-            code="no_wallet",
-        )
-    try:
-        w = withdrawals.request(
-            registry.engine, found.tenant_id, parse_usd(amount), address, actor.label
-        )
-    except ValueError as exc:
-        fail(str(exc), as_json=json, code=getattr(exc, "code", "invalid_amount"))
+    with session(home, json) as (_, registry):
+        _, w = money.withdraw(registry, api_key, tenant, amount)
     if json:
         emit_json({"ok": True, "withdrawal": w.to_json()})
     else:
@@ -270,29 +254,17 @@ def payouts_run_command(
     """Pay pending withdrawals in order; first settles any transfer a crash left unconfirmed."""
     from rich.table import Table
 
-    from claw402.control import keys
+    from claw402.control import money
 
-    _, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    from claw402.ledger.payouts import PayoutError, PayoutRunner, plan
-
-    if dry_run:
-        report = plan(registry.engine, limit=limit)
-    else:
+    def connect() -> money.Treasury:
         flags = ChainFlags(home, rpc_url, token, treasury)
         key, key_source = flags.treasury_key(private_key_env, json)
         chain = _chain(flags.rpc_url, flags.token, json)
-        runner = PayoutRunner(registry.engine, chain, key, actor=actor.label)
-        if flags.treasury and flags.treasury.lower() != runner.treasury.lower():
-            fail(
-                f"{key_source} is the key of {runner.treasury}, not treasury {flags.treasury}",
-                as_json=json,
-                code="wrong_treasury_key",
-            )
-        try:
-            report = runner.run(limit=limit)
-        except PayoutError as exc:
-            fail(str(exc), as_json=json, code="payouts_busy")
+        return money.Treasury(chain, key, key_source, flags.treasury)
+
+    with session(home, json) as (_, registry):
+        report = money.run_payouts(registry.engine, api_key, limit=limit, dry_run=dry_run,
+                                   treasury=connect)
     if json:
         emit_json({"ok": True, **report.to_json()})
         return
@@ -325,12 +297,10 @@ def payouts_list_command(
     """List withdrawals, oldest first."""
     from rich.table import Table
 
-    from claw402.control import keys
-    from claw402.ledger import withdrawals
+    from claw402.control import money
 
-    _, registry = open_registry(home)
-    actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    rows = withdrawals.listing(registry.engine, status=status, limit=limit)
+    with session(home, json) as (_, registry):
+        rows = money.list_withdrawals(registry.engine, api_key, status=status, limit=limit)
     if json:
         emit_json({"ok": True, "withdrawals": [w.to_json() for w in rows]})
         return
@@ -363,30 +333,21 @@ def reconcile_command(
     json: Json = False,
 ) -> None:
     """Post every treasury movement and settlement the books miss; compare with the chain."""
-    from claw402.control import keys
+    from claw402.control import money
 
-    _, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, keys.ADMIN, json)
-    flags = ChainFlags(home, rpc_url, token, treasury)
-    if not flags.treasury:
-        fail(
-            "set --treasury (or CLAW402_TREASURY), or run `402claw dev` with this home",
-            as_json=json,
-            code="chain_not_configured",
-        )
-    from claw402.ledger.reconcile import ChainReset, reconcile
+    def connect() -> tuple[Any, str]:
+        flags = ChainFlags(home, rpc_url, token, treasury)
+        if not flags.treasury:
+            fail(
+                "set --treasury (or CLAW402_TREASURY), or run `402claw dev` with this home",
+                as_json=json,
+                code="chain_not_configured",
+            )
+        return _chain(flags.rpc_url, flags.token, json), flags.treasury
 
-    try:
-        report = reconcile(
-            registry.engine,
-            _chain(flags.rpc_url, flags.token, json),
-            flags.treasury,
-            from_block=from_block,
-            grace_seconds=grace_seconds,
-            actor=actor.label,
-        )
-    except ChainReset as exc:
-        fail(str(exc), as_json=json, code="chain_reset")
+    with session(home, json) as (_, registry):
+        report = money.reconcile(registry.engine, api_key, connect, from_block=from_block,
+                                 grace_seconds=grace_seconds)
     if json:
         emit_json({"ok": report.balanced, **report.to_json()})
     else:

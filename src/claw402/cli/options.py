@@ -7,10 +7,13 @@ one given before the command.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from claw402.cli.output import fail
 from claw402.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -44,3 +47,16 @@ def open_registry(home: str | None) -> tuple[Settings, Registry]:
 
     settings = load_settings(home)
     return settings, Registry.open(settings)
+
+
+@contextmanager
+def session(home: str | None, json: bool) -> Iterator[tuple[Settings, Registry]]:
+    """Open the registry for a command; a control-plane refusal inside the block (an
+    `AuthError`, a missing tenant, ...) becomes the command's error, printed by `fail`."""
+    from claw402.control.errors import ControlError  # imports nothing heavy, only when run
+
+    settings, registry = open_registry(home)
+    try:
+        yield settings, registry
+    except ControlError as exc:
+        fail(str(exc), as_json=json, code=exc.code)

@@ -3,7 +3,8 @@
 granian parses and writes HTTP in Rust, off the Python thread: on the 402 challenge path it
 serves ~1.7x what uvicorn does with the same app (bench/bench_paid_call.py --server). Its
 worker is a child process that imports the app factory, so everything the gateway needs
-travels through the environment.
+travels through the environment. The channel manager (claims and settles of batch-settlement
+vouchers) runs on a thread of this parent process: one per `serve`, whatever the workers.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ def serve_command(
         "warning"
     ),
 ) -> None:
-    """Serve every tenant from one process; deploys and removals are live without a restart."""
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-    from granian.log import LogLevels
+    """Serve every tenant from one process; deploys and removals are live without a restart.
+
+    With a payment network it also runs the channel manager: batch-settlement vouchers are
+    claimed every CLAW402_CHANNEL_CLAIM_SECONDS and settled every
+    CLAW402_CHANNEL_SETTLE_SECONDS.
+    """
     from sqlalchemy.exc import OperationalError
 
     from claw402.config import load_settings
@@ -59,8 +62,8 @@ def serve_command(
         os.environ["CLAW402_PUBLIC_URL"] = public_url  # the worker builds its app from the env
     settings = load_settings(home)
     try:  # fail here with a message, not as a worker's traceback; migrate once, up front
-        payment_config_from_env(os.environ)
-        Registry.open(settings).close()
+        payments = payment_config_from_env(os.environ)
+        registry = Registry.open(settings)
     except PaymentConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -72,6 +75,25 @@ def serve_command(
     os.environ["CLAW402_HOME"] = str(settings.home)
     shown = f" (public URL {public_url})" if public_url else ""
     typer.echo(f"402claw gateway on http://{host}:{port}{shown}", err=True)
+    manager = None
+    if payments is not None:  # one channel manager per `serve`, beside granian's workers
+        from claw402.payments.channels.manager import ChannelManager
+        from claw402.payments.channels.terms import ChannelSchemes
+
+        manager = ChannelManager(ChannelSchemes(payments, registry.engine)).start()
+    try:
+        _serve(host, port, log_level)
+    finally:
+        if manager is not None:
+            manager.stop()
+        registry.close()
+
+
+def _serve(host: str, port: int, log_level: str) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+
     Granian(
         "claw402.gateway.server:app_from_env",
         factory=True,

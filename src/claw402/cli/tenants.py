@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 import typer
 
 from claw402.cli import cloudflare as cf
-from claw402.cli.auth import ApiKey, actor_or_fail, tenant_change, tenant_for
-from claw402.cli.options import Home, Json, open_registry
-from claw402.cli.output import console, emit_json, fail
+from claw402.cli.auth import ApiKey
+from claw402.cli.options import Home, Json, session
+from claw402.cli.output import console, emit_json
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
 Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
@@ -55,6 +55,14 @@ def deploy_command(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Deploy a dataset with no rows.")
     ] = False,
+    schemes: Annotated[
+        str | None,
+        typer.Option(
+            "--schemes",
+            help="What callers may pay with: both (a batch-settlement channel or exact, the "
+            "default), exact or batch. A re-deploy without it keeps the tenant's.",
+        ),
+    ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -73,12 +81,9 @@ def deploy_command(
     With --publish the tenant's Worker and the dispatch Worker are then uploaded to Workers for
     Platforms (a dry-run plan unless --execute).
     """
-    from claw402.datasets.ingest import IngestError
-    from claw402.registry.deploy import DeployRequest, HostRefused, deploy
-    from claw402.registry.store import RegistryError
+    from claw402.control import edge, tenants
+    from claw402.registry.deploy import DeployRequest
 
-    settings, registry = open_registry(home)
-    change = tenant_change(registry, tenant, api_key, json)
     request = DeployRequest(
         source=path,
         slug=tenant,
@@ -91,15 +96,17 @@ def deploy_command(
         sub_requests=subrequests,
         name=name,
         description=description,
-        owner=change.owner,
-        host_status=change.host_status,
         format=data_format,
         allow_empty=allow_empty,
+        schemes=schemes,
     )
-    try:
+    publish = None
+    if publish_edge:
+        publish = edge.Publish(edge.target(account_id, api_token, dispatch_namespace), execute_plan)
+    with session(home, json) as (settings, registry):
         size = path.stat().st_size if path.is_file() else 0
         if json or size < PROGRESS_FROM_BYTES:
-            result = deploy(registry, settings, request)
+            done = tenants.deploy(registry, settings, api_key, request, publish=publish)
         else:
             from rich.progress import (
                 BarColumn,
@@ -120,20 +127,15 @@ def deploy_command(
                 transient=True,
             ) as bar:
                 task = bar.add_task(path.name, total=size)
-                result = deploy(
+                done = tenants.deploy(
                     registry,
                     settings,
+                    api_key,
                     request,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    progress=lambda n, total: bar.update(task, completed=n, total=total),
+                    publish=publish,
                 )
-    except HostRefused as exc:
-        from claw402.control.hosts import refused
-
-        refused(registry.engine, change.actor, tenant, [exc.host], str(exc))
-        fail(str(exc), as_json=json, code="host_refused")
-    except (RegistryError, IngestError) as exc:
-        fail(str(exc), as_json=json, code="deploy_failed")
-    change.deployed(result)
+    result = done.tenant
     ds = result.dataset
     assert ds is not None
     if not json:
@@ -145,22 +147,12 @@ def deploy_command(
         for h, status in result.host_status:
             note = "" if h in result.routable_hosts else f"  ({status}: `402claw hosts list`)"
             console.print(f"  host:    http://{h}/v1/records{note}")
-    published = None
-    if publish_edge:
-        published = cf.publish(
-            home,
-            result.slug,
-            account_id=account_id,
-            api_token=api_token,
-            dispatch_namespace=dispatch_namespace,
-            execute_plan=execute_plan,
-            json=json,
-            api_key=api_key,
-        )
+    if done.published is not None:
+        cf.show_published(done.published, execute_plan, json)
     if json:
         out: dict[str, object] = {"ok": True, "tenant": result.to_json()}
-        if published is not None:
-            out["publish"] = {"executed": execute_plan, "steps": published}
+        if done.published is not None:
+            out["publish"] = {"executed": execute_plan, "steps": done.published}
         emit_json(out)
 
 
@@ -168,12 +160,10 @@ def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) 
     """List the tenants the key may see: a creator's own, or all for an admin."""
     from rich.table import Table
 
-    from claw402.control.authz import readable
-    from claw402.control.keys import READ
+    from claw402.control import tenants as control
 
-    _, registry = open_registry(home)
-    actor = actor_or_fail(registry.engine, api_key, READ, json)
-    tenants = readable(actor, registry.list_tenants())
+    with session(home, json) as (_, registry):
+        tenants = control.visible(registry, api_key)
     if json:
         emit_json({"ok": True, "tenants": [t.to_json() for t in tenants]})
         return
@@ -199,10 +189,10 @@ def show_command(slug: str, api_key: ApiKey = None, home: Home = None, json: Jso
     """Show one tenant: plan, limits, price, hosts and its dataset's schema."""
     from rich.table import Table
 
-    from claw402.control.keys import READ
+    from claw402.control import tenants
 
-    _, registry = open_registry(home)
-    tenant, _ = tenant_for(registry, slug, api_key, READ, json)
+    with session(home, json) as (_, registry):
+        tenant = tenants.show(registry, api_key, slug)
     if json:
         emit_json({"ok": True, "tenant": tenant.to_json()})
         return
@@ -240,16 +230,10 @@ def remove_command(
     slug: str, api_key: ApiKey = None, home: Home = None, json: Json = False
 ) -> None:
     """Remove a tenant and its data; its routes answer 404 at once."""
-    from claw402.registry.deploy import remove
-    from claw402.registry.store import RegistryError
+    from claw402.control import tenants
 
-    settings, registry = open_registry(home)
-    change = tenant_change(registry, slug, api_key, json)
-    try:
-        tenant = remove(registry, settings, slug)
-    except RegistryError as exc:
-        fail(str(exc), as_json=json, code="tenant_not_found")
-    change.removed(tenant)
+    with session(home, json) as (settings, registry):
+        tenant = tenants.remove(registry, settings, api_key, slug)
     if json:
         emit_json({"ok": True, "removed": tenant.slug, "tenantId": tenant.tenant_id})
     else:
@@ -277,17 +261,11 @@ def events_command(
     key reads every tenant's, a creator's only their own tenants'."""
     from rich.table import Table
 
-    from claw402.control.authz import event_tenants
-    from claw402.control.keys import READ
+    from claw402.control import tenants
 
-    _, registry = open_registry(home)
-    if tenant is not None:
-        found, _ = tenant_for(registry, tenant, api_key, READ, json)
-        tenant_ids: list[str] | None = [found.tenant_id]
-    else:
-        actor = actor_or_fail(registry.engine, api_key, READ, json)
-        tenant_ids = event_tenants(actor, registry.list_tenants())
-    rows = registry.read_events(tenant_id=tenant_ids, kind=kind, request_id=request, limit=limit)
+    with session(home, json) as (_, registry):
+        rows = tenants.events(registry, api_key, slug=tenant, kind=kind, request_id=request,
+                              limit=limit)
     if json:
         emit_json({"ok": True, "events": rows})
         return

@@ -1,8 +1,8 @@
 """`402claw cloudflare build`: every Worker of the edge, written to a folder.
 
     out/directory.json            the tenant directory (maps shape)
-    out/dispatcher/               dispatcher.js, paywall.js, paths.js, rules.js, directory.js,
-                                  metadata.json
+    out/dispatcher/               dispatcher.js, paywall.js, paths.js, rules.js, kinds.js,
+                                  directory.js, payconfig.js, metadata.json
     out/tenants/<workerName>/     worker.js, query.js, grammar.js, engine.js, output.js, paths.js,
                                   tenant.json, dataset.json, metadata.json
     out/build.json                what was built, sizes, and which tenants were refused and why

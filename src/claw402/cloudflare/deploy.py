@@ -279,11 +279,14 @@ def publish_tenant(
     workers_plan: str = "paid",
     execute_plan: bool = True,
     environ: Mapping[str, str] | None = None,
+    on_upload: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """`deploy --publish`: upload the tenant's Worker, then the dispatcher that routes to it.
 
-    Both plans are built (and sizes checked) before anything is uploaded. Returns the history
-    entries, or with `execute_plan=False` the two plans as JSON (a dry run).
+    Both plans are built (and sizes checked) before anything is uploaded; `on_upload` sees
+    each history entry as its upload succeeds (so a failed second upload still leaves the
+    first one accounted for). Returns the history entries, or with `execute_plan=False` the
+    two plans as JSON (a dry run).
     """
     plans = [
         plan_tenant(registry, slug, target, secrets=tenant_secrets, workers_plan=workers_plan),
@@ -291,4 +294,9 @@ def publish_tenant(
     ]
     if not execute_plan:
         return [p.to_json() for p in plans]
-    return [execute(p, history, environ) for p in plans]
+    entries = []
+    for plan in plans:
+        entries.append(execute(plan, history, environ))
+        if on_upload is not None:
+            on_upload(entries[-1])
+    return entries

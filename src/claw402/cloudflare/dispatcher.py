@@ -1,8 +1,11 @@
-"""The dispatch Worker bundle: the JS templates plus the generated directory, rules, payments.
+"""The dispatch Worker bundle: the JS templates plus the generated directory, rules, event kinds
+and payments.
 
 `rules.js` carries the slug rules from `claw402.dispatch.naming` and `directory.js` the tenant
 directory, so the Worker and the gateway route with the same data; only the routing code is
-written twice (and the contract tests hold the two together). `payconfig.js` carries the
+written twice (and the contract tests hold the two together). `kinds.js` carries every event
+kind from `claw402.events.kinds`: the templates import the kinds they emit from it and spell
+none themselves. `payconfig.js` carries the
 payment settings the gateway reads from `CLAW402_*` (network, token and its EIP-712 domain,
 facilitator, treasury, timeouts) and each priced tenant's offer description; the facilitator's
 API key travels as a secret. With payments on, the Worker gets a `PaymentClaims` Durable Object
@@ -21,6 +24,7 @@ from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
 from claw402.cloudflare.directory import DirectoryFormat, export_directory
 from claw402.cloudflare.workerd import template
 from claw402.dispatch.naming import RESERVED_SLUGS, SLUG_RE
+from claw402.events.kinds import BY_NAME
 from claw402.payments.config import PaymentConfig
 from claw402.registry.models import Tenant
 
@@ -62,6 +66,12 @@ def rules_module() -> Module:
         f"export const REQUEST_ID_RE = new RegExp({json.dumps(REQUEST_ID_PATTERN)});\n"
     )
     return Module("rules.js", text.encode())
+
+
+def kinds_module() -> Module:
+    lines = ["// Generated from claw402.events.kinds: do not edit."]
+    lines += [f"export const {name} = {json.dumps(kind)};" for name, kind in BY_NAME.items()]
+    return Module("kinds.js", ("\n".join(lines) + "\n").encode())
 
 
 def directory_module(directory: dict[str, Any]) -> Module:
@@ -136,6 +146,7 @@ def build_dispatcher(
         Module("paywall.js", template("paywall.js")),
         Module("paths.js", template("paths.js")),
         rules_module(),
+        kinds_module(),
         directory_module(directory),
         payment_module(options.payment, tenants),
     )

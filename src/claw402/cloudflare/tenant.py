@@ -3,8 +3,8 @@
 The dataset ships inside the Worker as `dataset.json` (columns of values), exported through the
 gateway's own engine so every value is already in the gateway's output form (ISO dates and
 timestamps, floats as floats). The schema, OpenAPI document, docs page and index are rendered
-here by the same Python functions the gateway uses, with a placeholder where the tenant's
-public root goes (the Worker fills it in per request).
+by the functions the gateway answers with (`claw402.tenant_api.documents`), with a placeholder
+where the tenant's public root goes (the Worker fills it in per request).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from claw402.cloudflare.grammar import grammar_module
 from claw402.cloudflare.sizes import MAX_EMBEDDED_DATA, ScriptTooLarge, check_embedded_data, mib
 from claw402.cloudflare.workerd import template
 from claw402.datasets.engine import Engine
-from claw402.datasets.openapi import docs_html, openapi
+from claw402.datasets.openapi import docs_html
 from claw402.datasets.query import Query
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import max_page_size
 from claw402.registry.models import Tenant
+from claw402.tenant_api.documents import index_document, openapi_document, schema_document
 
 # Where the tenant's public root goes in the generated documents; replaced per request.
 ROOT_PLACEHOLDER = "https://claw402-tenant-root.invalid"
@@ -67,61 +68,10 @@ def export_columns(tenant: Tenant) -> tuple[list[list[Any]], int]:
     return data, len(page.rows)
 
 
-def schema_body(tenant: Tenant) -> dict[str, Any]:
-    """`GET /v1/schema`, as the gateway's TenantRuntime.schema answers it."""
-    v = tenant.dataset
-    assert v is not None
-    return {
-        "ok": True,
-        "tenant": tenant.slug,
-        "name": tenant.name,
-        "description": tenant.description,
-        "columns": v.columns,
-        "key": v.key,
-        "rows": v.rows,
-        "version": v.version,
-        "price": tenant.price_usd,
-        "priceAtomic": str(tenant.price_atomic),
-        "plan": tenant.plan,
-        "maxLimit": max_page_size(tenant.plan),
-    }
-
-
-def openapi_doc(tenant: Tenant, root_url: str) -> dict[str, Any]:
-    v = tenant.dataset
-    assert v is not None
-    return openapi(
-        [Column.from_dict(c) for c in v.columns],
-        title=tenant.name or tenant.slug,
-        description=tenant.description or f"Data API of {tenant.slug}",
-        version=str(v.version),
-        price_usd=tenant.price_usd,
-        key=v.key,
-        server_url=root_url,
-        max_limit=max_page_size(tenant.plan),
-    )
-
-
-def index_body(tenant: Tenant, root_url: str) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "tenant": tenant.slug,
-        "links": {
-            name: root_url + path
-            for name, path in (
-                ("records", "/v1/records"),
-                ("schema", "/v1/schema"),
-                ("openapi", "/v1/openapi.json"),
-                ("docs", "/docs"),
-            )
-        },
-    }
-
-
 def tenant_config(tenant: Tenant) -> dict[str, Any]:
     v = tenant.dataset
     assert v is not None
-    spec = openapi_doc(tenant, ROOT_PLACEHOLDER)
+    spec = openapi_document(tenant, ROOT_PLACEHOLDER)
     return {
         "slug": tenant.slug,
         "tenantId": tenant.tenant_id,
@@ -130,10 +80,10 @@ def tenant_config(tenant: Tenant) -> dict[str, Any]:
         "key": v.key,
         "maxLimit": max_page_size(tenant.plan),
         "rootPlaceholder": ROOT_PLACEHOLDER,
-        "schemaJson": orjson.dumps(schema_body(tenant)).decode(),
+        "schemaJson": orjson.dumps(schema_document(tenant)).decode(),
         "openapiJson": orjson.dumps(spec).decode(),
         "docsHtml": docs_html(spec),
-        "indexJson": orjson.dumps(index_body(tenant, ROOT_PLACEHOLDER)).decode(),
+        "indexJson": orjson.dumps(index_document(tenant, ROOT_PLACEHOLDER)).decode(),
     }
 
 

@@ -1,8 +1,15 @@
-"""The control plane: users, scoped API keys, payout-wallet proofs, the hash-chained audit log.
+"""The control plane: who may do what, and the audit log that remembers it.
 
-- `authz.authorize(engine, key, scope) -> Actor` and `authz.require_owner(...)`.
-- `keys`: create users, issue / rotate / revoke keys (stored as SHA-256 only).
-- `audit`: `append` inside an action's transaction, `entries`, `verify`.
-- `wallets`: EIP-191 challenge and proof of a tenant's payout address.
-- `tenants.begin_change(...)`: authorise and audit a deploy or removal.
+One function per operation a front door offers (the CLI today, an HTTP API tomorrow): it
+authorises the actor behind an API key, acts through the layer below and writes the audit
+entries, so a front door only parses and prints.
+
+- `tenants`: deploy (and publish), remove, list, show, events.
+- `hosts`: verify a custom host by DNS, approve it.
+- `money`: balance, payout wallet proof, withdraw, payouts, reconcile.
+- `edge`: the Cloudflare directory, build, uploads and rollback.
+- `access`: users, API keys, the audit log.
+
+Under them: `authz` (scopes and ownership), `keys` (keys stored as SHA-256 only), `audit`
+(append-only, hash-chained), `wallets` (EIP-191 proof of a payout address).
 """

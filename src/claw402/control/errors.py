@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 
 class ControlError(ValueError):
     """A user, key, wallet or tenant request refused; `code` is stable for `--json`."""
@@ -20,12 +18,3 @@ class AuthError(ControlError):
     """Missing, unknown or revoked key, missing scope, or a tenant the caller does not own."""
 
     code = "unauthorized"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every time here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

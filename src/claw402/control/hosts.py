@@ -18,9 +18,9 @@ import dns.resolver
 from sqlalchemy import Engine
 
 from claw402.control import audit
-from claw402.control.authz import Actor, authorize, require_owner
+from claw402.control.authz import Actor, authorize, may_read, require_owner
 from claw402.control.errors import ControlError
-from claw402.control.keys import ADMIN, DEPLOY
+from claw402.control.keys import ADMIN, DEPLOY, READ
 from claw402.registry.models import HOST_APPROVED, HOST_VERIFIED, HostClaim
 from claw402.registry.store import Registry
 
@@ -97,6 +97,18 @@ def _mark(registry: Registry, claim: HostClaim, actor: Actor, status: str, actio
                      subject=f"host:{claim.host}",
                      details={"tenant": claim.slug, **details})  # fmt: skip
     return Outcome(registry.host_claims(host=claim.host)[0], True, ())
+
+
+def listing(registry: Registry, secret: str | None, slug: str | None = None) -> list[HostClaim]:
+    """Custom hosts the key may see (tokens included): a creator's tenants', or all for an
+    admin; with `slug` that tenant's, if the key may read it."""
+    actor = authorize(registry.engine, secret, READ)
+    if slug is not None:
+        tenant = registry.get(slug)
+        if tenant is None:
+            raise ControlError(f"tenant {slug!r} not found", code="tenant_not_found")
+        require_owner(actor, tenant.owner, slug)
+    return [c for c in registry.host_claims(slug=slug) if may_read(actor, c.owner)]
 
 
 def verify(

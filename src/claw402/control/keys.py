@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from claw402.clock import aware, now
 from claw402.control import audit
-from claw402.control.errors import AuthError, ControlError, aware, now
+from claw402.control.errors import AuthError, ControlError
 from claw402.control.schema import api_keys, users
 
 PREFIX = "c402_"

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from claw402.clock import aware, now
 from claw402.control import audit
-from claw402.control.errors import ControlError, aware, now
+from claw402.control.errors import ControlError
 from claw402.control.schema import tenant_wallets, wallet_challenges
 
 CHALLENGE_TTL = timedelta(hours=1)

@@ -1,8 +1,13 @@
 """OpenAPI 3.1 for one dataset's API, and a self-contained HTML page that documents it.
 
-The paths: `GET /v1/records` (the grammar in `query`), `GET /v1/records/{key}` when the dataset
-has a key (body `{"ok": true, "item": {...}}`), `GET /v1/schema` (body from `schema_document`).
-Errors are `{"ok": false, "error": "<code>", "detail": "..."}`.
+`openapi` documents `GET /v1/records` (the grammar in `query`; a JSON page, CSV or NDJSON),
+`GET /v1/records/{key}` when the dataset has a key (body `{"ok": true, "item": {...}}`) and
+`GET /v1/schema`; for a priced dataset the record routes also document the 402 and its
+`PAYMENT-REQUIRED` header. Errors are `{"ok": false, "error": "<code>", "detail": "..."}`.
+Both runtimes serve the `/v1/schema` body of `tenant_api/documents.py`, which adds the
+tenant's fields (version, price, plan, ...) to what `schema_document` and the document's
+`Schema` describe: the columns, the key and the row count. `docs_html` renders a document
+as one page with no scripts and no external assets.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from claw402.dispatch.naming import request_host
 from claw402.dispatch.plans import Limits, effective_limits
@@ -22,7 +22,6 @@ class TenantRoute:
     price_atomic: int = 0
     pay_to: str | None = None
     hosts: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def directory_entry(self, price_usd: str) -> dict[str, Any]:
         return {
@@ -38,36 +37,52 @@ class TenantRoute:
         }
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
-class Resolution:
-    tenant: TenantRoute
+class DirectoryEntry(Generic[T]):
+    """One routable tenant: its route, and the runtime's own record of it (the registry's
+    `Tenant` in the gateway), carried typed beside the route."""
+
+    route: TenantRoute
+    tenant: T
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution(Generic[T]):
+    entry: DirectoryEntry[T]
     path: str  # the path the tenant sees
 
+    @property
+    def route(self) -> TenantRoute:
+        return self.entry.route
 
-class Directory:
+
+class Directory(Generic[T]):
     """An immutable snapshot of every routable tenant, indexed by host and by slug."""
 
     __slots__ = ("by_host", "by_slug")
 
     def __init__(
         self,
-        tenants: Iterable[TenantRoute] = (),
+        entries: Iterable[DirectoryEntry[T]] = (),
         *,
         skip_host: Callable[[str], bool] | None = None,
     ) -> None:
         """`skip_host`: hosts never to route by (names the gateway itself answers to)."""
-        self.by_slug: dict[str, TenantRoute] = {}
-        self.by_host: dict[str, TenantRoute] = {}
-        for tenant in tenants:
-            self.by_slug[tenant.slug] = tenant
-            for host in tenant.hosts:
+        self.by_slug: dict[str, DirectoryEntry[T]] = {}
+        self.by_host: dict[str, DirectoryEntry[T]] = {}
+        for entry in entries:
+            self.by_slug[entry.route.slug] = entry
+            for host in entry.route.hosts:
                 if skip_host is None or not skip_host(host):
-                    self.by_host[host] = tenant
+                    self.by_host[host] = entry
 
     def __len__(self) -> int:
         return len(self.by_slug)
 
-    def resolve(self, host_header: str | None, path: str) -> Resolution | None:
+    def resolve(self, host_header: str | None, path: str) -> Resolution[T] | None:
         host = request_host(host_header)
         if host is not None and host in self.by_host:
             return Resolution(self.by_host[host], path)
@@ -91,7 +106,6 @@ def route_for(
     price_atomic: int = 0,
     pay_to: str | None = None,
     hosts: Iterable[str] = (),
-    extra: Mapping[str, Any] | None = None,
 ) -> TenantRoute:
     return TenantRoute(
         tenant_id=tenant_id,
@@ -102,5 +116,4 @@ def route_for(
         price_atomic=price_atomic,
         pay_to=pay_to,
         hosts=tuple(sorted(hosts)),
-        extra=dict(extra or {}),
     )

@@ -1,7 +1,8 @@
-"""The multi-tenant gateway: resolve the tenant, run its data API, stamp and log the answer.
+"""The multi-tenant gateway: the tenant-API core (`claw402.tenant_api`) adapted to ASGI.
 
-A plain ASGI callable around Starlette's Request/Response: routing is the dispatcher's job,
-so no router sits on the hot path.
+A plain ASGI callable: each request becomes a `GatewayCall` that goes through the gateway's
+steps (`gateway/steps.py`), and its `Answer` is sent as is; routing is the dispatcher's job,
+so no router sits on the hot path. Stamps `x-request-id`/`x-tenant-id` and logs the trail.
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from claw402.datasets.engine import open_dataset
-from claw402.dispatch import events as ev
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
     check_public_url,
@@ -31,19 +29,18 @@ from claw402.dispatch.naming import (
     request_host,
 )
 from claw402.dispatch.routing import Directory, TenantRoute
+from claw402.events import kinds as ev
+from claw402.events.compact import compact
+from claw402.events.edge import InvalidEvents, authorized, ingest
+from claw402.events.sink import EventSink
+from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
-from claw402.gateway.events import EventSink
-from claw402.gateway.responses import error_response, json_response
-from claw402.gateway.tenant_api import (
-    Guard,
-    Produce,
-    Replayable,
-    TenantFailure,
-    TenantRequest,
-    TenantRuntime,
-)
+from claw402.gateway.steps import GatewayCall, Replays, steps
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
+from claw402.tenant_api.answer import Answer, error_answer, json_answer
+from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
+from claw402.tenant_api.runtime import TenantRuntime
 
 # A caller's x-request-id kept as the request's correlation id; anything else is dropped.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -62,9 +59,9 @@ MAX_EVENTS_BODY = 256 * 1024
 MAX_RUNTIMES = 256  # open tenant datasets kept in one process (least recently used go first)
 
 
-async def unpriced_guard(call: TenantRequest, produce: Produce) -> Response:
+async def unpriced_guard(call: TenantCall, produce: Produce) -> Answer:
     """Without a configured paywall a priced route cannot be served: answer 402, never data."""
-    return error_response(
+    return error_answer(
         402,
         "payment_required",
         call.request_id,
@@ -93,10 +90,12 @@ class Gateway:
         )
         self._origins: dict[tuple[object, ...], str] = {}  # local origins by what makes them
         self.guard = guard
-        self.sink = sink or EventSink(registry.write_compact_trails)
+        self.event_store = EventStore(registry.engine)
+        self.sink = sink or EventSink(self.event_store.write_compact_trails)
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
-        self._replays = _Replays()
+        self.replays = Replays()
+        self.steps = steps(self)
 
     @property
     def public_url(self) -> str | None:
@@ -116,8 +115,12 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
-        response = await self.dispatch(scope, receive)
-        await response(scope, receive, send)
+        answer = await self.dispatch(scope, receive)
+        headers = answer.raw_headers
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+        await send({"type": "http.response.start", "status": answer.status_code,
+                    "headers": headers})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer.body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -133,9 +136,9 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def dispatch(self, scope: Scope, receive: Receive) -> Response:
-        """The answer to one HTTP request (a Starlette `Request` is built only for handlers
-        that read the query or the body: a 402 challenge needs neither)."""
+    async def dispatch(self, scope: Scope, receive: Receive) -> Answer:
+        """The answer to one HTTP request (a Starlette `Request` is built only for the edge's
+        event posts: a tenant call reads its query string, never a body)."""
         started = time.perf_counter()
         headers = header_map(scope["headers"])
         # Always our own id: a caller's (many calls may send the same) is a correlation id.
@@ -145,109 +148,44 @@ class Gateway:
             correlation = None
         path: str = scope["path"]
         if path == "/healthz":
-            return self._stamp(json_response({"ok": True}), request_id, None, correlation)
+            return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
             return self._stamp(answer, request_id, None, correlation)
 
-        host = headers.get("host") or None
-        directory = self.directory.current()
-        # What the answer depends on: the resource URL's origin (which also tells a tenant's
-        # own host from any other Host) and the path.
-        origin = self._origin(scope, host, directory)
-        replay_key = (origin, path)
-        replay = self._replays.get(directory, replay_key)
-        if replay is not None and replay.replayable.applies(scope["method"], headers):
-            return self._replay(replay, request_id, correlation, started)
-        resolution = directory.resolve(host, path)
-        if resolution is None:  # maybe deployed a moment ago: look once more, uncached
-            directory = self.directory.current(force=True)
-            resolution = directory.resolve(host, path)
-        if resolution is None:
-            self.sink.emit([
-                ev.compact(ev.DISPATCH_FAILURE, request_id, None, status=404,
-                           reason="tenant_not_found", correlation_id=correlation, path=path)
-            ])  # fmt: skip
-            failed = self._fail("tenant_not_found", request_id)
-            return self._stamp(failed, request_id, None, correlation)
-
-        route = resolution.tenant
+        call = GatewayCall(self.steps, scope, headers, request_id, correlation)
         # The request's events (dispatch and payment steps) go to the sink together when it
         # ends, as one row: whatever ends it, even a cancelled call.
-        trail = [
-            ev.compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
-                       path=resolution.path)
-        ]  # fmt: skip
         try:
-            response, reason, replayable = await self._run_tenant(
-                scope, receive, headers, route, resolution.path, request_id, trail, origin
-            )
+            try:
+                answer = await call.next()
+            except Exception as exc:  # a crash in a tenant must not take the gateway down
+                if not call.in_tenant:
+                    raise
+                if isinstance(exc, TenantFailure):
+                    call.reason = str(exc)
+                    answer = self.fail("tenant_worker_failure", request_id, str(exc))
+                else:
+                    call.reason = f"{type(exc).__name__}: {exc}"
+                    answer = self.fail("tenant_worker_failure", request_id)
+            if not call.in_tenant:
+                return self._stamp(answer, request_id, None, correlation)
+            if call.reason is None and answer.status_code >= 500:
+                call.reason = _error_code(answer)  # the tenant or its paywall could not serve
             duration = (time.perf_counter() - started) * 1000
-            kind = ev.DISPATCH_FAILURE if reason else ev.DISPATCH_SUCCESS
-            trail.append(
-                ev.compact(kind, request_id, route, status=response.status_code,
-                           duration_ms=duration, reason=reason)
+            kind = ev.DISPATCH_FAILURE if call.reason else ev.DISPATCH_SUCCESS
+            call.trail.append(
+                compact(kind, request_id, call.route, status=answer.status_code,
+                        duration_ms=duration, reason=call.reason, steps=call.steps_passed)
             )  # fmt: skip
         finally:
-            self.sink.emit(trail)
-        if replayable is not None:
-            self._replays.put(directory, replay_key, _Replay(replayable, route, resolution.path))
-        return self._stamp(response, request_id, route, correlation)
+            if call.trail:
+                self.sink.emit(call.trail)
+        if call.replayable is not None and call.replay is None:
+            self.replays.remember(call)
+        return self._stamp(answer, request_id, call.route, correlation)
 
-    def _replay(
-        self, replay: _Replay, request_id: str, correlation: str | None, started: float
-    ) -> Response:
-        """What `_run_tenant` would answer, from the guard's replayable answer: the same
-        events (dispatch start, the guard's, dispatch success) and the same response, with
-        this request's own id."""
-        route = replay.route
-        trail = [
-            ev.compact(ev.DISPATCH_START, request_id, route, correlation_id=correlation,
-                       path=replay.path)
-        ]  # fmt: skip
-        response = replay.replayable.answer(request_id, trail)
-        duration = (time.perf_counter() - started) * 1000
-        trail.append(
-            ev.compact(ev.DISPATCH_SUCCESS, request_id, route, status=response.status_code,
-                       duration_ms=duration)
-        )  # fmt: skip
-        self.sink.emit(trail)
-        return self._stamp(response, request_id, route, correlation)
-
-    async def _run_tenant(
-        self,
-        scope: Scope,
-        receive: Receive,
-        headers: dict[str, str],
-        route: TenantRoute,
-        path: str,
-        request_id: str,
-        trail: ev.Trail,
-        origin: str,
-    ) -> tuple[Response, str | None, Replayable | None]:
-        """The tenant's answer, the failure reason if it failed, and the guard's replayable
-        answer if it gave one."""
-        tenant: Tenant = route.extra["tenant"]
-        if tenant.dataset is None:
-            fail = self._fail("dispatcher_binding_missing", request_id)
-            return fail, "no dataset deployed", None
-        try:
-            runtime = self._runtime(tenant)
-            root = origin
-            if path != scope["path"]:  # routed by /t/<slug>: the root keeps the prefix
-                root += f"/t/{tenant.slug}"
-            call = TenantRequest(scope, receive, headers, tenant, path, request_id, root, trail)
-            response = await runtime.handle(call, self.guard)
-        except TenantFailure as exc:
-            return self._fail("tenant_worker_failure", request_id, str(exc)), str(exc), None
-        except Exception as exc:  # a crash in a tenant must not take the gateway down
-            reason = f"{type(exc).__name__}: {exc}"
-            return self._fail("tenant_worker_failure", request_id), reason, None
-        if response.status_code >= 500:  # the tenant or its paywall could not serve the call
-            return response, _error_code(response), None
-        return response, None, call.replayable
-
-    def _origin(self, scope: Scope, host: str | None, directory: Directory) -> str:
+    def origin(self, scope: Scope, host: str | None, directory: Directory[Tenant]) -> str:
         """`scheme://host[:port][/prefix]` of the request's resource URLs, never a Host header
         a caller made up. A tenant's own host (routable in `directory`): that name, with the
         public URL's scheme and port if one is configured, else the request's scheme. Any
@@ -269,7 +207,7 @@ class Gateway:
             found = self._origins[key] = _local_origin(scope, host)
         return found
 
-    def _runtime(self, tenant: Tenant) -> TenantRuntime:
+    def runtime(self, tenant: Tenant) -> TenantRuntime:
         ds = tenant.dataset
         assert ds is not None
         key = (tenant.tenant_id, ds.version)
@@ -287,36 +225,32 @@ class Gateway:
             self._runtimes.popitem(last=False)
         return runtime
 
-    async def _edge_events(self, request: Request, request_id: str) -> Response:
+    async def _edge_events(self, request: Request, request_id: str) -> Answer:
         """Lifecycle events from the dispatch Worker (EVENTS_URL), into the same durable sink."""
         if request.method != "POST":
-            return error_response(405, "method_not_allowed", request_id, headers={"allow": "POST"})
+            return error_answer(405, "method_not_allowed", request_id, headers={"allow": "POST"})
         assert self.events_token is not None
-        if not ev.authorized(request.headers.get("authorization"), self.events_token):
-            return error_response(401, "unauthorized", request_id, "a valid bearer token is needed")
+        if not authorized(request.headers.get("authorization"), self.events_token):
+            return error_answer(401, "unauthorized", request_id, "a valid bearer token is needed")
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_EVENTS_BODY:
-                return error_response(413, "payload_too_large", request_id)
-        try:
-            events = ev.check_batch(orjson.loads(body))
-        except (orjson.JSONDecodeError, ev.InvalidEvents) as exc:
-            return error_response(400, "invalid_events", request_id, str(exc))
-        # Written before answering: the ledger attributes edge settlements from these events.
-        await run_in_threadpool(
-            self.registry.write_events, [{**item, "source": "edge"} for item in events]
-        )
-        return json_response({"ok": True, "stored": len(events)})
+                return error_answer(413, "payload_too_large", request_id)
+        try:  # written before answering: the ledger attributes edge settlements from them
+            stored = await run_in_threadpool(ingest, self.event_store, body)
+        except InvalidEvents as exc:
+            return error_answer(400, "invalid_events", request_id, str(exc))
+        return json_answer({"ok": True, "stored": stored})
 
     @staticmethod
-    def _fail(code: str, request_id: str, detail: str | None = None) -> Response:
-        return error_response(STATUS[code], code, request_id, detail)
+    def fail(code: str, request_id: str, detail: str | None = None) -> Answer:
+        return error_answer(STATUS[code], code, request_id, detail)
 
     @staticmethod
     def _stamp(
-        response: Response, request_id: str, route: TenantRoute | None, correlation: str | None
-    ) -> Response:
+        response: Answer, request_id: str, route: TenantRoute | None, correlation: str | None
+    ) -> Answer:
         # Appended raw: no answer of ours sets these, so no MutableHeaders scan is needed.
         response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
         if route is not None:
@@ -326,45 +260,7 @@ class Gateway:
         return response
 
 
-ReplayKey = tuple[str, str]  # (resource URL origin, path)
-
-
-@dataclass(slots=True)
-class _Replay:
-    replayable: Replayable
-    route: TenantRoute
-    path: str  # the path the tenant saw
-
-
-class _Replays:
-    """Replayable answers by (resource URL origin, path), kept for one directory snapshot:
-    a deploy, a price or plan change or a removal makes a new snapshot, and that empties them."""
-
-    __slots__ = ("_by_key", "_snapshot")
-    MAX = 4096  # resources (hosts x paths; record keys are paths): bounded, rebuilt on demand
-
-    def __init__(self) -> None:
-        self._by_key: dict[ReplayKey, _Replay] = {}
-        self._snapshot: Directory | None = None
-
-    def get(self, snapshot: Directory, key: ReplayKey) -> _Replay | None:
-        if snapshot is not self._snapshot:
-            self._by_key, self._snapshot = {}, snapshot
-            return None
-        return self._by_key.get(key)
-
-    def clear(self) -> None:
-        self._by_key.clear()
-
-    def put(self, snapshot: Directory, key: ReplayKey, replay: _Replay) -> None:
-        if snapshot is not self._snapshot:
-            return  # made under a snapshot that has since been replaced
-        if len(self._by_key) >= self.MAX:
-            self._by_key.clear()
-        self._by_key[key] = replay
-
-
-def _error_code(response: Response) -> str:
+def _error_code(response: Answer) -> str:
     """The `error` of a JSON error answer, for the failure event's reason."""
     try:
         return str(orjson.loads(response.body)["error"])

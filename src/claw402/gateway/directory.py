@@ -2,10 +2,10 @@
 
 Every deploy or remove bumps the registry's generation counter in the same transaction, so
 reading that counter keeps a running gateway current without restarts. The read goes through
-a dedicated autocommit DBAPI connection (~15 µs on SQLite instead of ~500 µs through a pooled
-SQLAlchemy connection), and happens at most once per `min_interval` (10 ms): a database call
-releases the GIL, and getting it back from a busy thread (the event writer) can cost far more
-than the read. A caller that misses a tenant asks again with `force=True`, so a new tenant is
+a dedicated autocommit DBAPI connection, far cheaper than a pooled SQLAlchemy connection (the
+numbers are in docs/architecture.md), and happens at most once per `min_interval`: a database
+call releases the GIL, and getting it back from a busy thread (the event writer) can cost far
+more than the read. A caller that misses a tenant asks again with `force=True`, so a new tenant is
 routable at once; an update or a removal shows within the interval.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 from claw402.dispatch.naming import InvalidName, normalize_host
 from claw402.dispatch.routing import Directory
+from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 
 _GENERATION_SQL = "SELECT generation FROM registry_state WHERE id = 1"
@@ -37,10 +38,10 @@ class LiveDirectory:
         self._checked = float("-inf")
         self._lock = threading.Lock()
         self._generation = -1
-        self._directory = Directory()
+        self._directory: Directory[Tenant] = Directory()
         self._raw: Any = None
 
-    def current(self, *, force: bool = False) -> Directory:
+    def current(self, *, force: bool = False) -> Directory[Tenant]:
         now = time.monotonic()
         if force or now - self._checked >= self._min_interval:
             self._checked = now
@@ -87,7 +88,7 @@ class LiveDirectory:
         with self._lock:
             if generation != self._generation:
                 self._directory = Directory(
-                    (t.route() for t in tenants), skip_host=self._refused
+                    (t.entry() for t in tenants), skip_host=self._refused
                 )
                 self._generation = generation
 

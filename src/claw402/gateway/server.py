@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 
 from claw402.config import Settings, load_settings
+from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway, unpriced_guard
-from claw402.gateway.events import EventSink
 from claw402.gc_tuning import tune_gc
 from claw402.payments.env import paywall_from_env
 from claw402.registry.store import Registry
@@ -21,7 +21,7 @@ from claw402.registry.store import Registry
 def build_app(settings: Settings) -> Gateway:
     """Raises `PaymentConfigError` at start when the payment environment is half-configured."""
     registry = Registry.open(settings)
-    sink = EventSink.in_child(registry)
+    sink = EventSink.in_child(registry.engine)
     paywall = paywall_from_env(registry.engine)
     if paywall is not None:  # settle the books with the chain first (needs CLAW402_RPC_URL)
         from claw402.ledger.startup import reconcile_from_env

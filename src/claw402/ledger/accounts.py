@@ -1,9 +1,12 @@
 """Account codes and what kind of account each is.
 
-Assets (debit-normal): `treasury:<address>` (USDC the platform holds on chain) and
-`tenant:<id>:fees_due` (fees a directly-paid creator owes). Liabilities (credit-normal):
-`tenant:<id>:available` (withdrawable earnings) and `tenant:<id>:reserved` (pending
-withdrawals). Revenue: `fees:<tenant id>`. Equity: `platform:equity` (treasury funding, mints,
+Assets (debit-normal): `treasury:<address>` (USDC the platform holds on chain),
+`tenant:<id>:fees_due` (fees a directly-paid creator owes), `channels:<receiver>:unclaimed`
+(vouchers accepted, not yet claimed from the escrow) and `channels:<receiver>:claimed`
+(claimed in the escrow, not yet settled to the receiver). Liabilities (credit-normal):
+`tenant:<id>:available` (withdrawable earnings), `tenant:<id>:reserved` (pending
+withdrawals) and `tenant:<id>:receivable` (channel earnings not yet claimed: not
+withdrawable). Revenue: `fees:<tenant id>`. Equity: `platform:equity` (treasury funding, mints,
 outflows that are not payouts) and `platform:unattributed` (payments to the treasury that no
 tenant's claim explains).
 """
@@ -31,6 +34,18 @@ def fees_due(tenant_id: str) -> str:
     return f"tenant:{tenant_id}:fees_due"
 
 
+def receivable(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:receivable"
+
+
+def channel_unclaimed(receiver: str) -> str:
+    return f"channels:{receiver.lower()}:unclaimed"
+
+
+def channel_claimed(receiver: str) -> str:
+    return f"channels:{receiver.lower()}:claimed"
+
+
 def fees(tenant_id: str) -> str:
     return f"fees:{tenant_id}"
 
@@ -39,7 +54,9 @@ def kind_of(code: str) -> str:
     head, _, rest = code.partition(":")
     if head == "treasury" or (head == "tenant" and rest.endswith(":fees_due")):
         return ASSET
-    if head == "tenant" and rest.endswith((":available", ":reserved")):
+    if head == "channels" and rest.endswith((":unclaimed", ":claimed")):
+        return ASSET
+    if head == "tenant" and rest.endswith((":available", ":reserved", ":receivable")):
         return LIABILITY
     if head == "fees" and rest:
         return REVENUE

@@ -13,9 +13,11 @@ from sqlalchemy import Connection, Engine, func, select
 
 from claw402.ledger import accounts
 from claw402.ledger.amounts import atomic_to_usd, fee_bps
+from claw402.ledger.channels import CLAIM, VOUCHER, VOUCHER_DIRECT
 from claw402.ledger.schema import ledger_postings, ledger_transactions
 from claw402.ledger.settlements import SETTLEMENT, SETTLEMENT_DIRECT
 
+_EARNINGS = (SETTLEMENT, SETTLEMENT_DIRECT, VOUCHER)
 PAYOUT = "payout"
 
 
@@ -24,7 +26,7 @@ class Balance:
     """A creator's money in atomic units. `available` is what a withdrawal may take now."""
 
     tenant_id: str
-    earned: int  # gross of every settled payment, custodial and direct
+    earned: int  # gross of every settled payment and accepted channel voucher
     fees: int  # platform fees charged on those payments
     paid_direct: int  # gross paid straight to the creator's own wallet (never held here)
     fees_due: int  # fees on direct payments not yet collected
@@ -32,6 +34,8 @@ class Balance:
     withdrawn: int  # paid out on chain
     available: int
     fee_bps: int  # the rate new payments are charged
+    unclaimed: int = 0  # channel earnings (net) not yet claimed from the escrow: not withdrawable
+    claimed: int = 0  # channel earnings (net) claimed, part of `available` until withdrawn
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -44,6 +48,8 @@ class Balance:
             "pending",
             "withdrawn",
             "available",
+            "unclaimed",
+            "claimed",
         ):
             camel = name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:])
             out[camel] = atomic_to_usd(data[name])
@@ -71,7 +77,7 @@ def balance(engine: Engine | Connection, tenant_id: str) -> Balance:
     gross = dict(
         conn.execute(
             select(t.kind, func.coalesce(func.sum(t.gross), 0))
-            .where(t.tenant_id == tenant_id, t.kind.in_([SETTLEMENT, SETTLEMENT_DIRECT]))
+            .where(t.tenant_id == tenant_id, t.kind.in_([*_EARNINGS, VOUCHER_DIRECT]))
             .group_by(t.kind)
         ).all()
     )
@@ -80,18 +86,25 @@ def balance(engine: Engine | Connection, tenant_id: str) -> Balance:
         .join(ledger_transactions, ledger_transactions.c.id == ledger_postings.c.transaction_id)
         .where(t.kind == PAYOUT, ledger_postings.c.account == accounts.reserved(tenant_id))
     ).scalar_one()
+    claimed = conn.execute(
+        select(func.coalesce(func.sum(ledger_postings.c.amount), 0))
+        .join(ledger_transactions, ledger_transactions.c.id == ledger_postings.c.transaction_id)
+        .where(t.kind == CLAIM, ledger_postings.c.account == accounts.available(tenant_id))
+    ).scalar_one()
     held = account_balance(conn, accounts.available(tenant_id))
     due = account_balance(conn, accounts.fees_due(tenant_id))
     return Balance(
         tenant_id=tenant_id,
-        earned=int(gross.get(SETTLEMENT, 0)) + int(gross.get(SETTLEMENT_DIRECT, 0)),
+        earned=sum(int(value) for value in gross.values()),
         fees=account_balance(conn, accounts.fees(tenant_id)),
-        paid_direct=int(gross.get(SETTLEMENT_DIRECT, 0)),
+        paid_direct=int(gross.get(SETTLEMENT_DIRECT, 0)) + int(gross.get(VOUCHER_DIRECT, 0)),
         fees_due=due,
         pending=account_balance(conn, accounts.reserved(tenant_id)),
         withdrawn=int(withdrawn),
         available=max(0, held - due),
         fee_bps=fee_bps(),
+        unclaimed=account_balance(conn, accounts.receivable(tenant_id)),
+        claimed=-int(claimed),
     )
 
 

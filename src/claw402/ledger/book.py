@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from claw402.clock import now
 from claw402.ledger import accounts
-from claw402.ledger.db import insert_ignore, now
+from claw402.ledger.db import insert_ignore
 from claw402.ledger.schema import ledger_accounts, ledger_postings, ledger_transactions
 
 

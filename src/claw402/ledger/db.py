@@ -10,23 +10,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import Connection, TableClause, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from claw402.ledger.schema import ledger_locks
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every time here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
 
 _IGNORING: dict[tuple[str, str, bool], Insert] = {}
 

@@ -1,9 +1,10 @@
 """Settlements made at the edge: which tenant earned them, from the dispatch Worker's events.
 
 The Cloudflare paywall keeps its claims in a Durable Object, so no `payment_claims` row
-explains its settlements. It reports each one as a `payment_settled` event (ingested by
-`claw402.cloudflare.events.ingest_events` with `"source": "edge"`) whose details name the
-transaction, payer, nonce, amount, payTo and network, and whose `tenantId` names the tenant.
+explains its settlements. It reports each one as a `payment_settled` event, which the
+gateway's `POST /_claw402/events` stores through `claw402.events.edge.ingest` with
+`"source": "edge"`; its details name the transaction, payer, nonce, amount, payTo and network,
+and its `tenantId` the tenant. This module reads them through `claw402.events.store`.
 
 The event is a hint, the chain is the truth: a tenant is credited only if an edge event names
 the transaction, agrees with the chain's Transfer and AuthorizationUsed logs on payer, nonce
@@ -16,13 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
+from claw402.events.store import any_edge_settlement, edge_settlements
 from claw402.ledger.chain import TokenLog
-from claw402.registry.schema import events, tenants
-from claw402.registry.store import event_record
-
-SETTLED = "payment_settled"
+from claw402.registry.schema import tenants
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +34,9 @@ class EdgeAttribution:
     reason: str | None = None
 
 
-def settled_events(conn: Connection, tx_hash: str) -> list[dict[str, Any]]:
-    """The edge `payment_settled` events that name `tx_hash` (a scan of that event type)."""
-    c = events.c
-    named = func.lower(c.data[("details", "transaction")].as_string())
-    rows = conn.execute(
-        select(c.type, c.ts, c.request_id, c.tenant_id, c.data).where(
-            c.type == SETTLED, named == tx_hash.lower()
-        )
-    ).all()
-    return [
-        event_record(*row)
-        for row in rows
-        if isinstance(row.data, dict) and row.data.get("source") == "edge"
-    ]
-
-
 def in_use(conn: Connection) -> bool:
-    """Has any edge settlement been reported here (is this platform settling at the edge)?"""
-    source = events.c.data["source"].as_string()
-    query = select(events.c.id).where(events.c.type == SETTLED, source == "edge").limit(1)
-    return conn.execute(query).first() is not None
+    """Is this platform settling at the edge (has the edge reported any settlement)?"""
+    return any_edge_settlement(conn)
 
 
 def _text(value: object) -> str:
@@ -88,7 +69,7 @@ def attribute(
     conn: Connection, network: str, transfer: TokenLog, auth: TokenLog
 ) -> EdgeAttribution:
     """Which tenant earned the treasury `transfer` authorised by `auth`, per the edge events."""
-    found = settled_events(conn, transfer.tx_hash)
+    found = edge_settlements(conn, transfer.tx_hash)
     if not found:
         return EdgeAttribution()
     problems: list[str] = []

@@ -29,9 +29,10 @@ from eth_account import Account
 from sqlalchemy import Engine, select, update
 from web3.exceptions import TimeExhausted, TransactionNotFound
 
+from claw402.clock import now
 from claw402.ledger import withdrawals
 from claw402.ledger.chain import TokenChain, decode, hexstr
-from claw402.ledger.db import insert_ignore, now
+from claw402.ledger.db import insert_ignore
 from claw402.ledger.schema import ledger_leases
 from claw402.ledger.withdrawals import Withdrawal
 

@@ -21,6 +21,11 @@ Two passes, both idempotent (every posting is keyed), so `reconcile` can run any
    events are in use, only once the grace period has passed since its block, so an event
    still on its way counts; a rejected event is reported as a warning).
 
+Channels (batch-settlement) first: every `Claimed` log of the escrow for a channel with
+vouchers not yet seen claimed is booked (`ledger.channels`), so the escrow's `settle`
+transfer into the treasury (pass 2) finds the claimed money it pays out; and every channel's
+claimed vouchers in the books must add up to the escrow's `totalClaimed`, else a problem.
+
 Afterwards the ledger's treasury account equals `balanceOf(treasury)` at the scanned head,
 unless a settlement is still inside its grace period (reported as deferred) or a problem is
 reported. The first run starts at `from_block` and books the treasury's balance just before
@@ -35,14 +40,17 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from sqlalchemy import Connection, Engine, insert, select, update
+from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
+from claw402.clock import aware, now
 from claw402.control import audit
 from claw402.ledger import accounts, edge, withdrawals
 from claw402.ledger.balances import account_balance, check_books
 from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain, TokenLog
+from claw402.ledger.channels import SETTLE, check_channels, settle_entries, sync_claims
 from claw402.ledger.claims import CLAIMED, PENDING, RELEASED, SETTLED, payment_claims, payments
-from claw402.ledger.db import aware, insert_ignore, now
+from claw402.ledger.db import insert_ignore
 from claw402.ledger.schema import ledger_sync, ledger_transactions
 from claw402.ledger.schema import withdrawals as withdrawals_table
 from claw402.ledger.settlements import (
@@ -53,6 +61,7 @@ from claw402.ledger.settlements import (
 )
 
 ZERO_ADDRESS = "0x" + "0" * 40
+
 DEFAULT_GRACE_SECONDS = 120.0  # longer than the paywall's settle timeout (60 s)
 
 
@@ -75,6 +84,8 @@ class ReconcileReport:
     deferred: int = 0
     edge_settlements: int = 0  # of `settlements`, those attributed from edge events
     released: int = 0  # claims whose authorization never moved money, freed for a retry
+    channel_claims: int = 0  # escrow Claimed logs booked
+    channel_settles: int = 0  # escrow settle transfers into the treasury booked
     ledger_treasury: int = 0
     chain_treasury: int = 0
     problems: list[str] = field(default_factory=list)
@@ -109,6 +120,8 @@ class ReconcileReport:
             "deferred": self.deferred,
             "edgeSettlements": self.edge_settlements,
             "released": self.released,
+            "channelClaims": self.channel_claims,
+            "channelSettles": self.channel_settles,
             "ledgerTreasuryAtomic": str(self.ledger_treasury),
             "chainTreasuryAtomic": str(self.chain_treasury),
             "balanced": self.balanced,
@@ -160,6 +173,8 @@ class Reconciler:
         head = self.chain.head()
         report = ReconcileReport(self.network, self.chain.token, self.treasury, start, head)
         self._claims(report, start, head)
+        report.channel_claims = sync_claims(self.engine, self.chain.w3, self.network)
+        report.problems += check_channels(self.engine, self.chain.w3, self.network)
         resume = self._treasury(report, start, head) if start <= head else start
         report.warnings = list(dict.fromkeys(self._warnings))
         self._finish(report, resume, head)
@@ -382,6 +397,11 @@ class Reconciler:
                 return False
             kind, against = "unattributed", accounts.UNATTRIBUTED
             report.unattributed += 1
+        elif log.sender.lower() == BATCH_SETTLEMENT_ADDRESS.lower():
+            with self.engine.begin() as conn:
+                self._post_log(conn, log, SETTLE, *settle_entries(self.treasury, log.value))
+            report.channel_settles += 1
+            return True
         elif log.sender == ZERO_ADDRESS:
             kind, against = "mint", accounts.PLATFORM_EQUITY
             report.deposits += 1

@@ -114,3 +114,24 @@ ledger_leases = Table(
     Column("holder", String(64), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
 )
+
+# One row per accepted batch-settlement voucher (migration 0011): the increment it charged,
+# whom it credited, and the claim that collected it (`claim_key`, once claimed on chain).
+channel_charges = Table(
+    "channel_charges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("network", String(64), nullable=False),
+    Column("channel_id", String(66), nullable=False),
+    Column("cumulative", BigInteger, nullable=False),  # the voucher's cumulative amount
+    Column("amount", BigInteger, nullable=False),  # what this voucher added (gross)
+    Column("fee", BigInteger, nullable=False),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("receiver", String(42), nullable=False),
+    Column("payer", String(42), nullable=False),
+    Column("direct", Integer, nullable=False),  # 1: paid to the creator's own wallet
+    Column("claim_key", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("network", "channel_id", "cumulative", name="uq_channel_charges_voucher"),
+    Index("ix_channel_charges_open", "channel_id", "claim_key"),
+)

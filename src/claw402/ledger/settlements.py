@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
+from claw402.clock import now
 from claw402.ledger import accounts
 from claw402.ledger.amounts import fee_bps, fee_of
 from claw402.ledger.book import Entry, credit, debit, post
 from claw402.ledger.claims import SETTLED, payment_claims, payments
-from claw402.ledger.db import insert_ignore, now
+from claw402.ledger.db import insert_ignore
 from claw402.registry.schema import tenants
 
 if TYPE_CHECKING:  # chain.py loads web3, which `402claw balance` should not pay for

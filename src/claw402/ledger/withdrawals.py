@@ -17,12 +17,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from claw402.clock import aware, now
 from claw402.control import audit
 from claw402.ledger import accounts
 from claw402.ledger.amounts import atomic_to_usd
 from claw402.ledger.balances import PAYOUT, account_balance
 from claw402.ledger.book import credit, debit, post
-from claw402.ledger.db import aware, lock, now
+from claw402.ledger.db import lock
 from claw402.ledger.schema import withdrawals
 
 PENDING, SENDING, COMPLETED, FAILED = "pending", "sending", "completed", "failed"

@@ -10,33 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
 from x402.http.utils import encode_payment_response_header
 from x402.schemas import SettleResponse
 
-from claw402.dispatch.errors import error_body
 from claw402.payments.offer import EXPOSE_HEADERS, Challenge
+from claw402.tenant_api.answer import Answer, error_answer
+
+__all__ = ["PreparedChallenge", "challenge", "error_answer", "receipt_headers"]
 
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
 X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
 EXPOSE = {"Access-Control-Expose-Headers": EXPOSE_HEADERS}
 RETRY_AFTER_SECONDS = "2"
-
-
-def json_answer(
-    status: int,
-    code: str,
-    request_id: str,
-    detail: str | None = None,
-    *,
-    headers: dict[str, str] | None = None,
-    **fields: Any,
-) -> Response:
-    body = error_body(code, request_id, detail)
-    body.update(fields)
-    return Response(
-        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
-    )
 
 
 def challenge(
@@ -47,8 +32,8 @@ def challenge(
     *,
     headers: dict[str, str] | None = None,
     **fields: Any,
-) -> Response:
-    response = json_answer(
+) -> Answer:
+    response = error_answer(
         402,
         code,
         request_id,
@@ -77,23 +62,11 @@ class PreparedChallenge:
         template = challenge(challenge_, code, self._MARK, detail)
         marker = orjson.dumps(self._MARK)[1:-1]
         self._head, self._tail = bytes(template.body).split(marker)
-        self._headers = [h for h in template.raw_headers if h[0] != b"content-length"]
+        self._headers = template.raw_headers
 
-    def answer(self, request_id: str) -> Response:
+    def answer(self, request_id: str) -> Answer:
         body = b"".join((self._head, orjson.dumps(request_id)[1:-1], self._tail))
-        return _RawResponse(
-            402, body, [(b"content-length", str(len(body)).encode()), *self._headers]
-        )
-
-
-class _RawResponse(Response):
-    """A response from already-encoded parts: skips Starlette's per-response header build."""
-
-    def __init__(self, status: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
-        self.status_code = status
-        self.body = body
-        self.raw_headers = raw_headers
-        self.background = None
+        return Answer.prepared(402, body, self._headers.copy())
 
 
 def receipt_headers(settlement: SettleResponse, version: int) -> dict[str, str]:

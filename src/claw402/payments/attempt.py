@@ -23,10 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 from x402.schemas import PaymentPayload, SettleResponse
 
-from claw402.ledger.db import aware
+from claw402.clock import aware
+from claw402.events.kinds import (
+    PAYMENT_FAILED,
+    PAYMENT_PENDING,
+    PAYMENT_REPLAYED,
+    PAYMENT_SETTLED,
+    PAYMENT_VERIFIED,
+)
 from claw402.payments import answers
 from claw402.payments.codec import PresentedPayment
 from claw402.payments.facilitator import FacilitatorUnavailable, SettlementUnknown
@@ -34,17 +40,11 @@ from claw402.payments.offer import Offer
 from claw402.payments.onchain import Outcome
 from claw402.payments.schema import CLAIMED, PENDING, SETTLED
 from claw402.payments.store import ClaimRequest, SettledPayment, StoredResponse
+from claw402.tenant_api.answer import Answer
 
 if TYPE_CHECKING:  # the paywall imports this module; types only, no import cycle
-    from claw402.gateway.tenant_api import Produce, TenantRequest
     from claw402.payments.paywall import Paywall
-
-PAYMENT_CHALLENGE = "payment_challenge"
-PAYMENT_VERIFIED = "payment_verified"
-PAYMENT_SETTLED = "payment_settled"
-PAYMENT_PENDING = "payment_pending"
-PAYMENT_FAILED = "payment_failed"
-PAYMENT_REPLAYED = "payment_replayed"
+    from claw402.tenant_api.call import Produce, TenantCall
 
 _STORED_HEADERS_SKIP = {"content-length"}
 
@@ -53,7 +53,7 @@ class Attempt:
     def __init__(
         self,
         paywall: Paywall,
-        call: TenantRequest,
+        call: TenantCall,
         offer: Offer,
         payment: PresentedPayment,
         payload: PaymentPayload,
@@ -76,7 +76,7 @@ class Attempt:
             "x402Version": payment.version,
         }
 
-    async def run(self, produce: Produce) -> Response:
+    async def run(self, produce: Produce) -> Answer:
         if self.payment.payment_id is not None:
             stored = await run_in_threadpool(self.store.stored_response, self.payment.payment_id)
             if stored is not None:
@@ -86,7 +86,7 @@ class Attempt:
             return early
         return await self._pay(produce)
 
-    async def _pay(self, produce: Produce) -> Response:
+    async def _pay(self, produce: Produce) -> Answer:
         """Verify, run the query, settle: the claim is ours."""
         try:
             answer, paid = await self._verify_and_produce(produce)
@@ -103,22 +103,22 @@ class Attempt:
                 await self._mark_pending(self.tx_hash)
             raise
 
-    def _replay_stored(self, stored: StoredResponse) -> Response:
+    def _replay_stored(self, stored: StoredResponse) -> Answer:
         call = self.call
         if stored.payload_sha256 != self.payment.digest:
             self._event(PAYMENT_FAILED, 409, "payment_id_conflict")
-            return answers.json_answer(
+            return answers.error_answer(
                 409,
                 "payment_id_conflict",
                 call.request_id,
                 "this payment-identifier id was already used with a different payment",
             )
         self._event(PAYMENT_REPLAYED, stored.status_code)
-        return Response(stored.body, status_code=stored.status_code, headers=stored.headers)
+        return Answer(stored.status_code, stored.body, stored.headers)
 
     # -- the claim ---------------------------------------------------------------------------
 
-    async def _claim(self, produce: Produce) -> Response | None:
+    async def _claim(self, produce: Produce) -> Answer | None:
         """None when the claim is ours; else the answer (which may be a recovered payment)."""
         r, call = self.offer.requirements, self.call
         claim = await run_in_threadpool(
@@ -141,7 +141,7 @@ class Attempt:
             return None
         if claim.exhausted:
             self._event(PAYMENT_FAILED, 409, "payment_attempts_exhausted")
-            return answers.json_answer(
+            return answers.error_answer(
                 409,
                 "payment_attempts_exhausted",
                 call.request_id,
@@ -168,9 +168,9 @@ class Attempt:
             and found["tenant_id"] == self.call.tenant.tenant_id
         )
 
-    def _replayed(self) -> Response:
+    def _replayed(self) -> Answer:
         self._event(PAYMENT_FAILED, 409, "payment_replayed")
-        return answers.json_answer(
+        return answers.error_answer(
             409,
             "payment_replayed",
             self.call.request_id,
@@ -179,7 +179,7 @@ class Attempt:
 
     # -- a retry of a payment whose settlement was unknown ------------------------------------
 
-    async def _recover(self, found: dict[str, Any], produce: Produce) -> Response:
+    async def _recover(self, found: dict[str, Any], produce: Produce) -> Answer:
         claim_id = found["id"]
         if found["status"] == SETTLED:  # booked by reconcile, never served
             return await self._serve_paid(claim_id, found["tx_hash"], produce)
@@ -218,7 +218,7 @@ class Attempt:
             self._event(PAYMENT_FAILED, 202, "chain_unreadable", detail=str(exc)[:300])
             return None
 
-    async def _void(self, claim_id: int) -> Response:
+    async def _void(self, claim_id: int) -> Answer:
         """The authorization never moved money and never will (expired or canceled)."""
         await run_in_threadpool(self.store.release, claim_id, expect=PENDING)
         self._event(PAYMENT_FAILED, 402, "payment_expired")
@@ -231,7 +231,7 @@ class Attempt:
             reason="authorization_unusable",
         )
 
-    async def _serve_paid(self, claim_id: int, tx_hash: str, produce: Produce) -> Response:
+    async def _serve_paid(self, claim_id: int, tx_hash: str, produce: Produce) -> Answer:
         """The data a payment already on chain paid for, once."""
         answer = await produce()
         if answer.status_code != 200:
@@ -247,10 +247,10 @@ class Attempt:
 
     # -- verify, query, settle ----------------------------------------------------------------
 
-    def _unavailable(self, exc: FacilitatorUnavailable) -> Response:
+    def _unavailable(self, exc: FacilitatorUnavailable) -> Answer:
         """503 + Retry-After: the facilitator could not be reached, so nothing was charged."""
         self._event(PAYMENT_FAILED, 503, "facilitator_unavailable", detail=str(exc))
-        return answers.json_answer(
+        return answers.error_answer(
             503,
             "facilitator_unavailable",
             self.call.request_id,
@@ -258,7 +258,7 @@ class Attempt:
             headers={"Retry-After": answers.RETRY_AFTER_SECONDS},
         )
 
-    async def _verify_and_produce(self, produce: Produce) -> tuple[Response, bool]:
+    async def _verify_and_produce(self, produce: Produce) -> tuple[Answer, bool]:
         call, paywall = self.call, self.paywall
         try:
             verified = await paywall.facilitator.verify(self.payload, self.offer.requirements)
@@ -285,7 +285,7 @@ class Attempt:
             return answer, False
         return answer, True
 
-    async def _settle(self, answer: Response) -> Response:
+    async def _settle(self, answer: Answer) -> Answer:
         call, paywall = self.call, self.paywall
         try:
             settlement = await paywall.facilitator.settle(self.payload, self.offer.requirements)
@@ -330,7 +330,7 @@ class Attempt:
             headers=answers.receipt_headers(settlement, self.payment.version),
         )
 
-    async def _left_pending(self, tx_hash: str | None, detail: str) -> Response:
+    async def _left_pending(self, tx_hash: str | None, detail: str) -> Answer:
         await self._mark_pending(tx_hash)
         self._event(
             PAYMENT_PENDING, 202, "settlement_unknown", detail=detail, transaction=tx_hash,
@@ -338,7 +338,7 @@ class Attempt:
         )  # fmt: skip
         return self._pending(tx_hash)  # not remembered: a retry must reach the claim
 
-    async def _deliver(self, answer: Response, settlement: SettleResponse) -> Response:
+    async def _deliver(self, answer: Answer, settlement: SettleResponse) -> Answer:
         r, call = self.offer.requirements, self.call
         settlement = settlement.model_copy(
             update={
@@ -367,23 +367,23 @@ class Attempt:
         return await self._receipted(answer, settlement)
 
     async def _receipted(
-        self, answer: Response, settlement: SettleResponse, reason: str | None = None
-    ) -> Response:
-        answer.headers.update(answers.receipt_headers(settlement, self.payment.version))
-        answer.headers.update(answers.EXPOSE)
+        self, answer: Answer, settlement: SettleResponse, reason: str | None = None
+    ) -> Answer:
+        answer.set_headers(answers.receipt_headers(settlement, self.payment.version))
+        answer.set_headers(answers.EXPOSE)
         self._event(
             PAYMENT_SETTLED, 200, reason, started=self.started,
             transaction=settlement.transaction,
         )  # fmt: skip
         return await self._remember(answer)
 
-    def _pending(self, tx_hash: str | None) -> Response:
+    def _pending(self, tx_hash: str | None) -> Answer:
         detail = (
             f"settlement transaction {tx_hash} is not confirmed yet"
             if tx_hash
             else "the settlement may have been broadcast; its outcome is not known yet"
         )
-        return answers.json_answer(
+        return answers.error_answer(
             202,
             "payment_pending",
             self.call.request_id,
@@ -395,11 +395,11 @@ class Attempt:
             network=self.offer.requirements.network,
         )
 
-    async def _remember(self, answer: Response) -> Response:
+    async def _remember(self, answer: Answer) -> Answer:
         """Store the answer under the payment-identifier id, if the payer sent one."""
         if self.payment.payment_id is not None:
             headers = {
-                k: v for k, v in answer.headers.items() if k.lower() not in _STORED_HEADERS_SKIP
+                k: v for k, v in answer.header_items() if k.lower() not in _STORED_HEADERS_SKIP
             }
             await run_in_threadpool(
                 self.store.store_response,

@@ -2,8 +2,9 @@
 
 Both wire versions are accepted: v2 `PAYMENT-SIGNATURE` (a `PaymentPayload` with the
 requirements the payer `accepted`) and v1 `X-PAYMENT` (`scheme`/`network` at the top level).
-Only the `exact` EIP-3009 payload is understood; its fields are checked here so that no
-malformed value reaches the claim table or the facilitator. Decoding never raises anything
+The `exact` EIP-3009 payload and the v2 `batch-settlement` channel payloads (`deposit`,
+`voucher`, `refund`) are understood; their fields are checked here so that no malformed value
+reaches the claim table, the channel storage or the facilitator. Decoding never raises anything
 but `InvalidPayment`: a header is client input, and client input must not produce a 500.
 """
 
@@ -42,6 +43,23 @@ _AUTHORIZATION = {
     "validAfter": _UINT,
     "validBefore": _UINT,
     "nonce": _BYTES32,
+}
+
+
+CHANNEL_SCHEME = "batch-settlement"
+_CHANNEL_PAYLOADS = ("deposit", "voucher", "refund")
+_CHANNEL_CONFIG = {
+    "payer": _ADDRESS,
+    "payerAuthorizer": _ADDRESS,
+    "receiver": _ADDRESS,
+    "receiverAuthorizer": _ADDRESS,
+    "token": _ADDRESS,
+    "salt": _BYTES32,
+}
+_VOUCHER = {
+    "channelId": _BYTES32,
+    "maxClaimableAmount": _UINT,
+    "signature": re.compile(r"^0x[0-9a-fA-F]*$"),
 }
 
 
@@ -115,7 +133,11 @@ def _decode_v2(data: dict[str, Any]) -> PresentedPayment:
         scheme=payload.accepted.scheme,
         network=payload.accepted.network,
         accepted=payload.accepted,
-        inner=_check_inner(payload.payload),
+        inner=(
+            _check_channel_inner(payload.payload)
+            if payload.accepted.scheme == CHANNEL_SCHEME
+            else _check_inner(payload.payload)
+        ),
         payload=payload,
         payment_id=payment_id,
         digest=_digest(data),
@@ -154,6 +176,33 @@ def _check_inner(inner: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(signature, str) or not _SIGNATURE.match(signature):
         raise InvalidPayment("payload.signature must be 0x-prefixed hex of at least 65 bytes")
     return inner
+
+
+def _check_channel_inner(inner: dict[str, Any]) -> dict[str, Any]:
+    kind = inner.get("type")
+    if kind not in _CHANNEL_PAYLOADS:
+        raise InvalidPayment(f"payload.type must be one of {', '.join(_CHANNEL_PAYLOADS)}")
+    config, voucher = inner.get("channelConfig"), inner.get("voucher")
+    if not isinstance(config, dict) or not isinstance(voucher, dict):
+        raise InvalidPayment("payload.channelConfig and payload.voucher must be objects")
+    bad = [n for n, p in _CHANNEL_CONFIG.items() if not _matches(config.get(n), p)]
+    bad += [f"voucher.{n}" for n, p in _VOUCHER.items() if not _matches(voucher.get(n), p)]
+    if not isinstance(config.get("withdrawDelay"), int):
+        bad.append("withdrawDelay")
+    deposit = inner.get("deposit")
+    if kind == "deposit" and not (
+        isinstance(deposit, dict) and _matches(deposit.get("amount"), _UINT)
+    ):
+        bad.append("deposit.amount")
+    if kind == "refund" and "amount" in inner and not _matches(inner["amount"], _UINT):
+        bad.append("amount")
+    if bad:
+        raise InvalidPayment(f"payload ({kind}): malformed {', '.join(bad)}")
+    return inner
+
+
+def _matches(value: object, pattern: re.Pattern[str]) -> bool:
+    return isinstance(value, str) and pattern.match(value) is not None
 
 
 def _payment_id(payload: PaymentPayload) -> str | None:

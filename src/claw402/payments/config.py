@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth_utils import to_checksum_address
 
@@ -58,6 +59,11 @@ class PaymentConfig:
     if it was not (after `pending_retry_seconds`, `CLAW402_PENDING_RETRY_SECONDS`). Without
     it a pending payment waits for `402claw reconcile`. `max_attempts`
     (`CLAW402_PAYMENT_MAX_ATTEMPTS`) bounds the failed attempts of one authorization.
+
+    Channels (batch-settlement): `channel_withdraw_delay` (`CLAW402_CHANNEL_WITHDRAW_DELAY`)
+    is the withdrawal delay new channels must name; the channel manager claims every
+    `channel_claim_seconds` (at most a third of that delay, so every voucher is claimed
+    before a payer's timed withdrawal can end) and settles every `channel_settle_seconds`.
     """
 
     network: str
@@ -74,6 +80,9 @@ class PaymentConfig:
     rpc_url: str | None = None
     pending_retry_seconds: float = 120.0
     max_attempts: int = 3
+    channel_withdraw_delay: int = 900
+    channel_claim_seconds: float = 60.0
+    channel_settle_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -102,12 +111,27 @@ class PaymentConfig:
             problems.append("CLAW402_PENDING_RETRY_SECONDS must be between 0 and 86400")
         if not 1 <= self.max_attempts <= 100:
             problems.append("CLAW402_PAYMENT_MAX_ATTEMPTS must be between 1 and 100")
+        problems += self._channel_problems()
         problems += self._policy_problems()
         if problems:
             raise PaymentConfigError("payment configuration: " + "; ".join(problems))
         object.__setattr__(self, "asset", to_checksum_address(self.asset))
         object.__setattr__(self, "treasury", to_checksum_address(self.treasury))
         object.__setattr__(self, "facilitator_url", self.facilitator_url.rstrip("/"))
+
+    def _channel_problems(self) -> list[str]:
+        """Channels: a voucher must be claimed well before a payer's withdrawal can finish."""
+        problems = []
+        if not 900 <= self.channel_withdraw_delay <= 30 * 86_400:
+            problems.append("CLAW402_CHANNEL_WITHDRAW_DELAY must be between 900 and 2592000 s")
+        if not 0 < self.channel_claim_seconds <= self.channel_withdraw_delay / 3:
+            problems.append(
+                "CLAW402_CHANNEL_CLAIM_SECONDS must be positive and at most a third of "
+                "CLAW402_CHANNEL_WITHDRAW_DELAY (claims must land before a withdrawal ends)"
+            )
+        if not 0 < self.channel_settle_seconds <= 30 * 86_400:
+            problems.append("CLAW402_CHANNEL_SETTLE_SECONDS must be positive")
+        return problems
 
     def _policy_problems(self) -> list[str]:
         fixed = FIXED_CHAINS.get(self.environment)
@@ -194,6 +218,11 @@ def _from_env(env: Mapping[str, str]) -> PaymentConfig | None:
         max_attempts = int(get("CLAW402_PAYMENT_MAX_ATTEMPTS") or 3)
     except ValueError:
         raise PaymentConfigError("CLAW402_PAYMENT_MAX_ATTEMPTS must be an integer") from None
+    channels = {
+        "channel_withdraw_delay": _number(get, "CLAW402_CHANNEL_WITHDRAW_DELAY", 900, int),
+        "channel_claim_seconds": _number(get, "CLAW402_CHANNEL_CLAIM_SECONDS", 60.0, float),
+        "channel_settle_seconds": _number(get, "CLAW402_CHANNEL_SETTLE_SECONDS", 300.0, float),
+    }
     return PaymentConfig(
         network=required["CLAW402_NETWORK"],
         asset=required["CLAW402_ASSET"],
@@ -207,7 +236,15 @@ def _from_env(env: Mapping[str, str]) -> PaymentConfig | None:
         rpc_url=get("CLAW402_RPC_URL"),
         pending_retry_seconds=retry_seconds,
         max_attempts=max_attempts,
+        **channels,
     )
+
+
+def _number(get: Callable[[str], str | None], name: str, default: Any, kind: type) -> Any:
+    try:
+        return kind(get(name) or default)
+    except ValueError:
+        raise PaymentConfigError(f"{name} must be a number") from None
 
 
 def payment_config_from_env(environ: Mapping[str, str] | None = None) -> PaymentConfig | None:

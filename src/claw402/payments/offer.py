@@ -7,6 +7,11 @@ path does no pydantic or base64 work after the first call.
 `extra` carries the token's EIP-712 domain (`name`, `version`) that payers sign against,
 and `tenant`, which binds a payment to the tenant it was made for: two tenants with the same
 price and payTo still refuse each other's payments.
+
+A tenant offers up to two schemes at the same price (`tenant.schemes`): `batch-settlement`
+first (a channel: one deposit, then a signed voucher per call; its requirements come from
+`payments.channels.terms`), then `exact` (one EIP-3009 transfer per call). v1 payers only
+know `exact`, so the v1 `accepts` in the body lists `exact` alone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from claw402.payments.codec import PAYMENT_IDENTIFIER, PresentedPayment
 from claw402.payments.config import PaymentConfig
 
 SCHEME = "exact"
+BATCH_SCHEME = "batch-settlement"
 EXPOSE_HEADERS = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
 MIME_TYPE = "application/json"
 _CACHED_RESOURCES = 256
@@ -48,6 +54,10 @@ _EXTENSIONS = {
         },
     }
 }
+
+
+# The batch-settlement terms a channel payment must have accepted as offered.
+_BATCH_TERMS = ("name", "version", "receiverAuthorizer", "withdrawDelay")
 
 
 class Mismatch(ValueError):
@@ -82,8 +92,12 @@ class Offer:
         amount: int,
         pay_to: str,
         description: str,
+        batch: PaymentRequirements | None = None,
+        exact: bool = True,
     ) -> None:
         self.tenant_id = tenant_id
+        self.batch = batch  # the batch-settlement terms, if this tenant offers channels
+        self.exact = exact or batch is None  # never an offer with nothing to pay with
         self.amount = str(amount)
         self.description = description
         self.price_detail = (
@@ -120,13 +134,13 @@ class Offer:
             resource=ResourceInfo(
                 url=resource_url, description=self.description, mime_type=MIME_TYPE
             ),
-            accepts=[self.requirements],
+            accepts=self.accepts,
             extensions=_EXTENSIONS,
         )
         header = encode_payment_required_header(required)
         found = Challenge(
             header=header,
-            accepts_v1=[self._v1_requirements(resource_url)],
+            accepts_v1=[self._v1_requirements(resource_url)] if self.exact else [],
             raw_headers=(
                 (b"payment-required", header.encode("latin-1")),
                 (b"access-control-expose-headers", EXPOSE_HEADERS.encode("latin-1")),
@@ -136,6 +150,12 @@ class Offer:
         if len(self._challenges) > _CACHED_RESOURCES:
             self._challenges.popitem(last=False)
         return found
+
+    @property
+    def accepts(self) -> list[PaymentRequirements]:
+        """What the 402 offers, in order of preference: a channel first, then exact."""
+        offered = [self.batch] if self.batch is not None else []
+        return offered + ([self.requirements] if self.exact else [])
 
     def _v1_requirements(self, resource_url: str) -> dict[str, Any]:
         r = self.requirements
@@ -159,10 +179,16 @@ class Offer:
         as `accepted` (the signed authorization is the same in both versions).
         """
         r = self.requirements
-        if payment.scheme != r.scheme:
-            raise Mismatch("scheme_mismatch", f"scheme must be {r.scheme!r}")
+        if payment.scheme == BATCH_SCHEME and self.batch is not None:
+            if payment.accepted is None or payment.payload is None:
+                raise Mismatch("version_mismatch", "batch-settlement needs x402 v2")
+            self._match_accepted(payment.accepted, self.batch, _BATCH_TERMS)
+            return payment.payload
+        if payment.scheme != r.scheme or not self.exact:
+            offered = " or ".join(repr(x.scheme) for x in self.accepts)
+            raise Mismatch("scheme_mismatch", f"scheme must be {offered}")
         if payment.accepted is not None:
-            self._match_accepted(payment.accepted)
+            self._match_accepted(payment.accepted, r, ("name", "version"))
         elif payment.network not in self._v1_names:
             raise Mismatch("network_mismatch", f"network must be {self._v1_network!r}")
         authorization = payment.authorization
@@ -177,8 +203,9 @@ class Offer:
             return payment.payload
         return PaymentPayload(payload=payment.inner, accepted=r)
 
-    def _match_accepted(self, accepted: PaymentRequirements) -> None:
-        r = self.requirements
+    def _match_accepted(
+        self, accepted: PaymentRequirements, r: PaymentRequirements, terms: tuple[str, ...]
+    ) -> None:
         if accepted.network != r.network:
             raise Mismatch("network_mismatch", f"network must be {r.network!r}")
         if accepted.asset.lower() != r.asset.lower():
@@ -192,9 +219,11 @@ class Offer:
         extra = accepted.extra or {}
         if extra.get("tenant") != self.tenant_id:
             raise Mismatch("tenant_mismatch", "this payment was made for another resource")
-        for name in ("name", "version"):
+        for name in terms:
             if extra.get(name) != r.extra[name]:
-                raise Mismatch(
-                    "domain_mismatch",
-                    f"extra.{name} must be {r.extra[name]!r} (the token's EIP-712 domain)",
-                )
+                if name in ("name", "version"):
+                    raise Mismatch(
+                        "domain_mismatch",
+                        f"extra.{name} must be {r.extra[name]!r} (the token's EIP-712 domain)",
+                    )
+                raise Mismatch("channel_terms_mismatch", f"extra.{name} must be {r.extra[name]!r}")

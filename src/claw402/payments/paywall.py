@@ -15,6 +15,9 @@ settlement may exist (`pending`) or does (`settled`). A retry of the same paymen
 pending is answered from the chain (`payments.attempt`): served with the real transaction
 if it was paid, a 402 to pay again if it never can be, the same authorization settled again
 after `pending_retry_seconds` if it still can be, else 202 "do not pay again".
+
+A `batch-settlement` (channel) payment goes to `payments.channels.attempt` instead, after
+the same decode, match and query check.
 """
 
 from __future__ import annotations
@@ -23,20 +26,22 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
-from starlette.responses import Response
 
-from claw402.dispatch.events import Trail, compact
 from claw402.dispatch.routing import TenantRoute
-from claw402.payments import answers
-from claw402.payments.attempt import (
+from claw402.events.compact import Trail, compact
+from claw402.events.kinds import (
     PAYMENT_CHALLENGE,
     PAYMENT_FAILED,
     PAYMENT_PENDING,
     PAYMENT_REPLAYED,
     PAYMENT_SETTLED,
     PAYMENT_VERIFIED,
-    Attempt,
+    PAYMENT_VOUCHER,
 )
+from claw402.payments import answers
+from claw402.payments.attempt import Attempt
+from claw402.payments.channels.attempt import ChannelAttempt
+from claw402.payments.channels.terms import ChannelSchemes
 from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import Facilitator
@@ -44,9 +49,10 @@ from claw402.payments.offer import Mismatch, Offer
 from claw402.payments.onchain import ChainLookup
 from claw402.payments.store import PaymentStore
 from claw402.registry.models import Tenant
+from claw402.tenant_api.answer import Answer
 
-if TYPE_CHECKING:  # the gateway imports this module; types only, no import cycle
-    from claw402.gateway.tenant_api import Produce, TenantRequest
+if TYPE_CHECKING:
+    from claw402.tenant_api.call import Produce, TenantCall
 
 __all__ = [
     "PAYMENT_CHALLENGE",
@@ -55,6 +61,7 @@ __all__ = [
     "PAYMENT_REPLAYED",
     "PAYMENT_SETTLED",
     "PAYMENT_VERIFIED",
+    "PAYMENT_VOUCHER",
     "Paywall",
     "UnpaidChallenge",
 ]
@@ -87,55 +94,66 @@ class Paywall:
             verify_timeout=config.verify_timeout,
             settle_timeout=config.settle_timeout,
         )
+        self.channels = ChannelSchemes(config, engine)
+        self.channels.authorizer(wait=config.verify_timeout)  # at start, off the request path
         self._priced_by_tenant: dict[tuple[Any, ...], _Priced] = {}
 
     def offer(self, tenant: Tenant) -> Offer:
         return self._priced(tenant).offer
 
     def _priced(self, tenant: Tenant) -> _Priced:
-        """The tenant's offer, event route and unpaid answers, built once per tenant version."""
-        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to)
+        """The tenant's offer and unpaid answers, built once per tenant version."""
+        channels = tenant.schemes != "exact" and self.channels.authorizer() is not None
+        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to, channels)
         found = self._priced_by_tenant.get(key)
         if found is None:
             if len(self._priced_by_tenant) > 10_000:
                 self._priced_by_tenant.clear()
+            pay_to = tenant.pay_to or self.config.treasury
+            extra = {**self.config.extra, "tenant": tenant.tenant_id}
+            batch = self.channels.requirements(tenant.price_atomic, pay_to, extra)
             offer = Offer(
                 self.config,
                 tenant_id=tenant.tenant_id,
                 amount=tenant.price_atomic,
-                pay_to=tenant.pay_to or self.config.treasury,
+                pay_to=pay_to,
                 description=tenant.description or f"{tenant.name or tenant.slug}: one API call",
+                batch=batch if channels else None,
+                exact=tenant.schemes != "batch",
             )
-            found = self._priced_by_tenant[key] = _Priced(offer, tenant.route())
+            found = self._priced_by_tenant[key] = _Priced(offer)
         return found
 
     async def aclose(self) -> None:
         await self.facilitator.aclose()
+        self.channels.close()
 
-    async def __call__(self, call: TenantRequest, produce: Produce) -> Response:
+    async def __call__(self, call: TenantCall, produce: Produce) -> Answer:
         priced = self._priced(call.tenant)
         offer = priced.offer
         header = payment_header(call.headers)
         if header is None or call.method == "HEAD":  # HEAD has no body to sell
-            unpaid = call.replayable = priced.unpaid(call.resource_url)
+            unpaid = call.replayable = priced.unpaid(call.resource_url, call.route)
             return unpaid.answer(call.request_id, call.trail)
         try:
             payment = decode_payment(header)
             payload = offer.match(payment)
         except InvalidPayment as exc:
             self._event(PAYMENT_FAILED, call, 400, "invalid_payment", detail=str(exc))
-            return answers.json_answer(400, "invalid_payment", call.request_id, str(exc))
+            return answers.error_answer(400, "invalid_payment", call.request_id, str(exc))
         except Mismatch as exc:
             self._event(PAYMENT_FAILED, call, 402, exc.reason)
             return self._challenge(call, offer, "payment_mismatch", exc.detail, reason=exc.reason)
         if call.invalid is not None:  # a query that cannot run costs no claim and no verify
             self._event(PAYMENT_FAILED, call, 400, "not_charged_invalid_query")
             return call.invalid
+        if offer.batch is not None and payment.scheme == offer.batch.scheme:
+            return await ChannelAttempt(self, call, offer, payload).run(produce)
         return await Attempt(self, call, offer, payment, payload).run(produce)
 
     def _challenge(
-        self, call: TenantRequest, offer: Offer, code: str, detail: str, **fields: Any
-    ) -> Response:
+        self, call: TenantCall, offer: Offer, code: str, detail: str, **fields: Any
+    ) -> Answer:
         error = f"{code}: {fields['reason']}" if "reason" in fields else code
         return answers.challenge(
             offer.challenge(call.resource_url, error), code, call.request_id, detail, **fields
@@ -144,7 +162,7 @@ class Paywall:
     def _event(
         self,
         kind: str,
-        call: TenantRequest,
+        call: TenantCall,
         status: int,
         reason: str | None = None,
         *,
@@ -156,7 +174,7 @@ class Paywall:
             compact(
                 kind,
                 call.request_id,
-                self._priced(call.tenant).route,
+                call.route,
                 status=status,
                 duration_ms=duration,
                 reason=reason,
@@ -166,17 +184,16 @@ class Paywall:
 
 
 class _Priced:
-    """One tenant version's offer, its event route and its unpaid-call 402s by resource URL."""
+    """One tenant version's offer and its unpaid-call 402s by resource URL."""
 
-    __slots__ = ("_unpaid", "offer", "route")
+    __slots__ = ("_unpaid", "offer")
     MAX_RESOURCES = 1024  # hosts x paths (record keys are paths): bounded, rebuilt on demand
 
-    def __init__(self, offer: Offer, route: TenantRoute) -> None:
+    def __init__(self, offer: Offer) -> None:
         self.offer = offer
-        self.route = route
         self._unpaid: dict[str, UnpaidChallenge] = {}
 
-    def unpaid(self, resource_url: str) -> UnpaidChallenge:
+    def unpaid(self, resource_url: str, route: TenantRoute) -> UnpaidChallenge:
         found = self._unpaid.get(resource_url)
         if found is None:
             if len(self._unpaid) >= self.MAX_RESOURCES:
@@ -185,7 +202,7 @@ class _Priced:
             prepared = answers.PreparedChallenge(
                 challenge, "payment_required", self.offer.price_detail
             )
-            found = self._unpaid[resource_url] = UnpaidChallenge(prepared, self.route)
+            found = self._unpaid[resource_url] = UnpaidChallenge(prepared, route)
         return found
 
 
@@ -205,6 +222,6 @@ class UnpaidChallenge:
     def applies(self, method: str, headers: dict[str, str]) -> bool:
         return method == "HEAD" or (method == "GET" and payment_header(headers) is None)
 
-    def answer(self, request_id: str, trail: Trail) -> Response:
+    def answer(self, request_id: str, trail: Trail) -> Answer:
         trail.append(compact(PAYMENT_CHALLENGE, request_id, self._route, status=402))
         return self._prepared.answer(request_id)

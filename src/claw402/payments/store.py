@@ -9,12 +9,13 @@ authorization cannot both act on it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from claw402.clock import now as _now
 from claw402.ledger.settlements import post_settlement, settle_claim_from_chain
 from claw402.payments.schema import (
     CLAIMED,
@@ -84,10 +85,6 @@ class StoredResponse:
     status_code: int
     headers: dict[str, str]
     body: bytes
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PaymentStore:

@@ -27,7 +27,7 @@ from claw402.dispatch.naming import (
 )
 from claw402.dispatch.plans import check_plan
 from claw402.money import usd_to_atomic
-from claw402.registry.models import HOST_OPEN, Tenant
+from claw402.registry.models import HOST_OPEN, SCHEMES, Tenant
 from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
 
 KEEP_VERSIONS = 2  # the live one and the one before it (still open in running gateways)
@@ -53,6 +53,7 @@ class DeployRequest:
     host_status: str = HOST_OPEN  # what the hosts this deploy adds start as
     format: str | None = None  # what the file is, when its extension does not say
     allow_empty: bool = False  # deploy a dataset with no rows
+    schemes: str | None = None  # exact, batch or both; None keeps the tenant's (new: both)
 
 
 class HostRefused(RegistryError):
@@ -133,7 +134,16 @@ def build_spec(
         if request.description is not None
         else (existing and existing.description),
         host_status=request.host_status,
+        schemes=_schemes(request.schemes, existing),
     )
+
+
+def _schemes(wanted: str | None, existing: Tenant | None) -> str:
+    if wanted is None:
+        return existing.schemes if existing else "both"
+    if wanted not in SCHEMES:
+        raise RegistryError(f"--schemes must be one of {', '.join(SCHEMES)}, got {wanted!r}")
+    return wanted
 
 
 def deploy(

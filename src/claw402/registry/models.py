@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from claw402.dispatch.plans import Limits, effective_limits
-from claw402.dispatch.routing import TenantRoute, route_for
+from claw402.dispatch.routing import DirectoryEntry, TenantRoute, route_for
 from claw402.money import atomic_to_usd
 
 # Custom host states: `open` hosts were added while no API key existed (a single operator),
@@ -76,6 +76,9 @@ class DatasetVersion:
         }
 
 
+SCHEMES = ("both", "exact", "batch")  # `deploy --schemes`: x402 exact, batch-settlement, both
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     tenant_id: str
@@ -95,6 +98,7 @@ class Tenant:
     dataset: DatasetVersion | None = field(default=None)
     # The registry's (host, status) pairs; a host it does not list routes (a hand-built Tenant).
     host_status: tuple[tuple[str, str], ...] = ()
+    schemes: str = "both"  # SCHEMES: what its 402 offers (channels, exact, or both)
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -120,8 +124,11 @@ class Tenant:
             price_atomic=self.price_atomic,
             pay_to=self.pay_to,
             hosts=self.routable_hosts,
-            extra={"tenant": self},
         )
+
+    def entry(self) -> DirectoryEntry[Tenant]:
+        """The tenant's directory entry: its route, with this record beside it."""
+        return DirectoryEntry(self.route(), self)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +142,7 @@ class Tenant:
             "price": self.price_usd,
             "priceAtomic": str(self.price_atomic),
             "payTo": self.pay_to,
+            "schemes": self.schemes,
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

@@ -7,16 +7,13 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Float,
     ForeignKey,
-    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 
 metadata = MetaData()
@@ -31,6 +28,9 @@ tenants = Table(
     Column("plan", String(32), nullable=False),
     Column("price_atomic", BigInteger, nullable=False),
     Column("pay_to", String(42), nullable=True),
+    # which x402 schemes the 402 offers: "both" (batch-settlement first, then exact),
+    # "exact" or "batch" (migration 0011)
+    Column("schemes", String(8), nullable=False, server_default="both"),
     Column("cpu_ms", Integer, nullable=True),
     Column("sub_requests", Integer, nullable=True),
     Column("name", String(200), nullable=True),
@@ -87,32 +87,4 @@ registry_state = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("generation", BigInteger, nullable=False),
-)
-
-events = Table(
-    "events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("ts", Float, nullable=False),
-    Column("type", String(64), nullable=False),
-    Column("request_id", String(64), nullable=True),  # the gateway's own, one per request
-    Column("tenant_id", String(40), nullable=True, index=True),
-    Column("data", JSON, nullable=False),
-    # One row holds one request's events: `type`, `ts` and `data` are its last event's, and
-    # `data["before"]` the earlier ones, whose types `steps` lists (" a b "); NULL: one event.
-    Column("steps", Text, nullable=True),
-    # The caller's x-request-id, which many requests may share (migration 0009).
-    Column("correlation_id", String(64), nullable=True),
-)
-# Only settlement rows are indexed by type: the ledger looks them up (migration 0006).
-_SETTLED = text("type = 'payment_settled'")
-Index("ix_events_settled", events.c.type, sqlite_where=_SETTLED, postgresql_where=_SETTLED)
-# `402claw events --request` and `--limit` find a request's rows by either id (migration 0009).
-Index("ix_events_request_id", events.c.request_id)
-_CORRELATED = text("correlation_id IS NOT NULL")
-Index(
-    "ix_events_correlation_id",
-    events.c.correlation_id,
-    sqlite_where=_CORRELATED,
-    postgresql_where=_CORRELATED,
 )

@@ -1,13 +1,14 @@
-// 402claw dispatch Worker: the gateway's dispatcher (src/claw402/dispatch + gateway/app.py) at
-// the edge. Resolve the tenant (Host first, then /t/<slug>/ with the prefix stripped), run the
-// paywall for priced routes, call the tenant's user Worker through the dispatch namespace with
-// the tenant's plan limits, stamp x-request-id / x-tenant-id, and send lifecycle events.
+// 402claw dispatch Worker: the gateway's dispatcher (src/claw402/dispatch + gateway/steps.py) at
+// the edge, in the same steps: resolve the tenant (Host first, then /t/<slug>/ with the prefix
+// stripped), its plan's limits, the paywall for priced routes, then the tenant's user Worker
+// through the dispatch namespace; stamp x-request-id / x-tenant-id, and send lifecycle events.
 // Every request gets its own id; a caller's well-formed x-request-id is kept as its
 // correlation id (x-correlation-id on the answer, correlationId in every event).
-// Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js.
+// Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js, kinds.js.
 
 import DIRECTORY from "./directory.js";
 import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE } from "./rules.js";
+import { DISPATCH_FAILURE, DISPATCH_START, DISPATCH_SUCCESS } from "./kinds.js";
 import { guard } from "./paywall.js";
 
 export { PaymentClaims } from "./paywall.js";
@@ -85,7 +86,7 @@ function fail(code, requestId, detail) {
   return errorResponse(STATUS[code], code, requestId, detail);
 }
 
-// dispatch/events.event: the same fields in every runtime.
+// events/compact.event: the same fields in every runtime.
 export function event(type, requestId, tenant, { status = null, durationMs = null, reason = null, ...details } = {}) {
   const record = {
     type,
@@ -158,6 +159,79 @@ function tenantRequest(request, url, resolution, requestId) {
 const PAID = (path, method) =>
   (method === "GET" || method === "HEAD") && (path === "/v1/records" || path.startsWith("/v1/records/"));
 
+// The request path, step by step: the gateway's steps (src/claw402/gateway/steps.py) with the
+// same names in the same order (tests/contract checks the steps both report). A step answers,
+// or hands the call on with next(call); a new step on every request is one entry here.
+export const STEPS = [
+  ["resolve", resolveStep],
+  ["limits", limitsStep],
+  ["guard", guardStep],
+  ["run", runStep],
+];
+
+function next(call) {
+  const [name, step] = STEPS[call.steps.length];
+  call.steps.push(name);
+  return step(call);
+}
+
+// The tenant by Host, then by /t/<slug> (404 tenant_not_found), and its binding (500).
+async function resolveStep(call) {
+  const resolution = resolve(call.request.headers.get("host"), call.fullPath);
+  if (resolution === null) {
+    call.events.push(event(DISPATCH_FAILURE, call.requestId, null, {
+      status: 404, reason: "tenant_not_found", path: call.fullPath, steps: [...call.steps],
+    }));
+    return fail("tenant_not_found", call.requestId);
+  }
+  call.tenant = resolution.tenant;
+  call.path = resolution.path;
+  call.events.push(event(DISPATCH_START, call.requestId, call.tenant, { path: call.path }));
+  if (!call.env.DISPATCHER || typeof call.env.DISPATCHER.get !== "function") {
+    call.reason = "no DISPATCHER binding";
+    return fail("dispatcher_binding_missing", call.requestId);
+  }
+  const forwarded = tenantRequest(call.request, call.url, resolution, call.requestId);
+  call.tenantRequest = forwarded.request;
+  call.resourceUrl = forwarded.resourceUrl;
+  return next(call);
+}
+
+// The plan's limits, passed to the dispatch namespace with the call.
+async function limitsStep(call) {
+  call.limits = { cpuMs: call.tenant.limits.cpuMs, subRequests: call.tenant.limits.subRequests };
+  return next(call);
+}
+
+// A priced tenant's paid routes go through the paywall, which runs the rest once paid.
+async function guardStep(call) {
+  const paid = Number(call.tenant.priceAtomic || 0) > 0 && PAID(call.path, call.request.method);
+  return paid ? guard(call, () => next(call)) : next(call);
+}
+
+// The tenant's user Worker answers, buffered whole (like the gateway) so a paywall can settle
+// before a byte leaves.
+async function runStep(call) {
+  const { tenant, requestId } = call;
+  try {
+    const worker = call.env.DISPATCHER.get(tenant.workerName, {}, { limits: call.limits });
+    const answer = await worker.fetch(call.tenantRequest);
+    return new Response(await answer.arrayBuffer(), answer);
+  } catch (error) {
+    const message = String((error && error.message) || error);
+    if (message.startsWith("Worker not found")) {
+      call.reason = "tenant_not_found";
+      return fail("tenant_not_found", requestId);
+    }
+    if (LIMIT_ERROR_RE.test(message)) {
+      call.reason = "tenant_limit_exceeded";
+      return errorResponse(503, "tenant_limit_exceeded", requestId, `the tenant ran over its ${tenant.plan} plan limits`);
+    }
+    call.reason = `${(error && error.name) || "Error"}: ${message}`;
+    return fail("tenant_worker_failure", requestId);
+  }
+}
+
 export default {
   async fetch(request, env, ctx) {
     const started = performance.now();
@@ -165,62 +239,28 @@ export default {
     const correlationId = REQUEST_ID_RE.test(incoming) ? incoming : null;
     const requestId = crypto.randomUUID().replaceAll("-", "");
     const url = new URL(request.url);
-    const path = unquote(url.pathname);
-    if (path === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
+    const fullPath = unquote(url.pathname);
+    if (fullPath === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
 
-    const resolution = resolve(request.headers.get("host"), path);
-    if (resolution === null) {
-      const failure = event("dispatch_failure", requestId, null, { status: 404, reason: "tenant_not_found", path });
-      sendEvents(env, ctx, correlate([failure], correlationId));
-      return stamp(fail("tenant_not_found", requestId), requestId, null, correlationId);
-    }
-    const tenant = resolution.tenant;
-    const events = [event("dispatch_start", requestId, tenant, { path: resolution.path })];
-    const emit = (kind, status, reason = null, details = {}, durationMs = null) => {
-      events.push(event(kind, requestId, tenant, { status, reason, durationMs, ...details }));
+    const events = [];
+    // What every step and the paywall see of the request.
+    const call = {
+      request, env, url, fullPath, requestId, events, steps: [], reason: null,
+      tenant: null, path: null, resourceUrl: null, tenantRequest: null, limits: null,
+      emit(kind, status, reason = null, details = {}, durationMs = null) {
+        events.push(event(kind, requestId, call.tenant, { status, reason, durationMs, ...details }));
+      },
     };
-    const { response, reason } = await runTenant(request, env, url, resolution, requestId, emit);
-    const kind = reason ? "dispatch_failure" : "dispatch_success";
-    events.push(event(kind, requestId, tenant, {
-      status: response.status, durationMs: performance.now() - started, reason,
-    }));
+    const response = await next(call);
+    if (call.tenant !== null) {
+      if (call.reason === null && response.status === 503) call.reason = "tenant_limit_exceeded";
+      const kind = call.reason ? DISPATCH_FAILURE : DISPATCH_SUCCESS;
+      events.push(event(kind, requestId, call.tenant, {
+        status: response.status, durationMs: performance.now() - started, reason: call.reason,
+        steps: [...call.steps],
+      }));
+    }
     sendEvents(env, ctx, correlate(events, correlationId));
-    return stamp(response, requestId, tenant, correlationId);
+    return stamp(response, requestId, call.tenant, correlationId);
   },
 };
-
-async function runTenant(request, env, url, resolution, requestId, emit) {
-  const tenant = resolution.tenant;
-  if (!env.DISPATCHER || typeof env.DISPATCHER.get !== "function") {
-    return { response: fail("dispatcher_binding_missing", requestId), reason: "no DISPATCHER binding" };
-  }
-  const call = tenantRequest(request, url, resolution, requestId);
-  let reason = null;
-  const produce = async () => {
-    try {
-      const limits = { cpuMs: tenant.limits.cpuMs, subRequests: tenant.limits.subRequests };
-      const worker = env.DISPATCHER.get(tenant.workerName, {}, { limits });
-      const answer = await worker.fetch(call.request);
-      // Buffered whole, like the gateway, so a paywall can settle before a byte leaves.
-      return new Response(await answer.arrayBuffer(), answer);
-    } catch (error) {
-      const message = String((error && error.message) || error);
-      if (message.startsWith("Worker not found")) {
-        reason = "tenant_not_found";
-        return fail("tenant_not_found", requestId);
-      }
-      if (LIMIT_ERROR_RE.test(message)) {
-        reason = "tenant_limit_exceeded";
-        return errorResponse(503, "tenant_limit_exceeded", requestId, `the tenant ran over its ${tenant.plan} plan limits`);
-      }
-      reason = `${(error && error.name) || "Error"}: ${message}`;
-      return fail("tenant_worker_failure", requestId);
-    }
-  };
-  const paid = Number(tenant.priceAtomic || 0) > 0 && PAID(resolution.path, request.method);
-  const response = paid
-    ? await guard({ request, env, tenant, requestId, resourceUrl: call.resourceUrl, path: resolution.path, emit }, produce)
-    : await produce();
-  if (reason === null && response.status === 503) reason = "tenant_limit_exceeded";
-  return { response, reason };
-}

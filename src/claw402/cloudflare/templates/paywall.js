@@ -15,6 +15,9 @@
 
 import { DurableObject } from "cloudflare:workers";
 import PAY from "./payconfig.js";
+import {
+  PAYMENT_CHALLENGE, PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_REPLAYED, PAYMENT_SETTLED, PAYMENT_VERIFIED,
+} from "./kinds.js";
 
 const PAYMENT_REQUIRED = "PAYMENT-REQUIRED";
 const PAYMENT_RESPONSE = "PAYMENT-RESPONSE";
@@ -407,7 +410,7 @@ export async function guard(call, produce) {
   const terms = offer(tenant);
   const header = paymentHeader(request.headers);
   if (header === null) {
-    call.emit("payment_challenge", 402);
+    call.emit(PAYMENT_CHALLENGE, 402);
     return challengeAnswer(call, terms, "payment_required",
       `${call.resourceUrl} costs $${tenant.price} per call: pay with x402 (the PAYMENT-REQUIRED header says how)`);
   }
@@ -418,11 +421,11 @@ export async function guard(call, produce) {
     payload = match(terms, tenant, payment);
   } catch (error) {
     if (error instanceof InvalidPayment) {
-      call.emit("payment_failed", 400, "invalid_payment", { detail: error.message });
+      call.emit(PAYMENT_FAILED, 400, "invalid_payment", { detail: error.message });
       return jsonAnswer(400, "invalid_payment", call.requestId, error.message);
     }
     if (error instanceof Mismatch) {
-      call.emit("payment_failed", 402, error.reason);
+      call.emit(PAYMENT_FAILED, 402, error.reason);
       return challengeAnswer(call, terms, "payment_mismatch", error.detail, { reason: error.reason });
     }
     throw error;
@@ -476,11 +479,11 @@ class Attempt {
 
   replayStored(stored) {
     if (stored.digest !== this.payment.digest) {
-      this.emit("payment_failed", 409, "payment_id_conflict");
+      this.emit(PAYMENT_FAILED, 409, "payment_id_conflict");
       return jsonAnswer(409, "payment_id_conflict", this.call.requestId,
         "this payment-identifier id was already used with a different payment");
     }
-    this.emit("payment_replayed", stored.status);
+    this.emit(PAYMENT_REPLAYED, stored.status);
     return new Response(stored.body, { status: stored.status, headers: stored.headers });
   }
 
@@ -496,10 +499,10 @@ class Attempt {
       return null;
     }
     if (claim.status === "pending") {
-      this.emit("payment_failed", 202, "payment_pending");
+      this.emit(PAYMENT_FAILED, 202, "payment_pending");
       return this.pending(claim.txHash);
     }
-    this.emit("payment_failed", 409, "payment_replayed");
+    this.emit(PAYMENT_FAILED, 409, "payment_replayed");
     return jsonAnswer(409, "payment_replayed", this.call.requestId, "this payment authorization was already presented; sign a new one");
   }
 
@@ -510,19 +513,19 @@ class Attempt {
       verified = await verify(call.env, this.payload, this.terms.requirements);
     } catch (error) {
       if (!(error instanceof FacilitatorUnavailable)) throw error;
-      this.emit("payment_failed", 503, "facilitator_unavailable", { detail: error.message });
+      this.emit(PAYMENT_FAILED, 503, "facilitator_unavailable", { detail: error.message });
       return [this.unavailable(), false];
     }
     if (!verified.isValid) {
       const reason = verified.invalidReason || "invalid_payment";
-      this.emit("payment_failed", 402, reason);
+      this.emit(PAYMENT_FAILED, 402, reason);
       return [challengeAnswer(call, this.terms, "payment_invalid",
         verified.invalidMessage || `the facilitator refused this payment: ${reason}`, { reason }), false];
     }
-    this.emit("payment_verified", 200, null, {}, true);
+    this.emit(PAYMENT_VERIFIED, 200, null, {}, true);
     const answer = await produce();
     if (answer.status !== 200) {
-      this.emit("payment_failed", answer.status, "not_charged_query_failed");
+      this.emit(PAYMENT_FAILED, answer.status, "not_charged_query_failed");
       return [answer, false];
     }
     return [answer, true];
@@ -537,12 +540,12 @@ class Attempt {
     } catch (error) {
       if (error instanceof FacilitatorUnavailable) {
         await this.release();
-        this.emit("payment_failed", 503, "facilitator_unavailable", { detail: error.message });
+        this.emit(PAYMENT_FAILED, 503, "facilitator_unavailable", { detail: error.message });
         return this.unavailable();
       }
       if (error instanceof SettlementUnknown) {
         await this.claimsObject.mark(this.claimKey, "pending", error.txHash);
-        this.emit("payment_pending", 202, "settlement_unknown", { detail: error.message, transaction: error.txHash }, true);
+        this.emit(PAYMENT_PENDING, 202, "settlement_unknown", { detail: error.message, transaction: error.txHash }, true);
         return this.remember(this.pending(error.txHash));
       }
       throw error;
@@ -550,7 +553,7 @@ class Attempt {
     if (!settlement.success) {
       await this.release();
       const reason = settlement.errorReason || "settlement_failed";
-      this.emit("payment_failed", 402, reason);
+      this.emit(PAYMENT_FAILED, 402, reason);
       return challengeAnswer(call, this.terms, "payment_settlement_failed",
         settlement.errorMessage || `settlement failed: ${reason}; nothing was charged`, { reason },
         receiptHeaders(settlementDump(settlement, r, this.payer, false), this.payment.version));
@@ -559,7 +562,7 @@ class Attempt {
     await this.claimsObject.mark(this.claimKey, "settled", receipt.transaction);
     const headers = new Headers(answer.headers);
     for (const [name, value] of Object.entries(receiptHeaders(receipt, this.payment.version))) headers.set(name, value);
-    this.emit("payment_settled", 200, null, { transaction: receipt.transaction, resource: call.resourceUrl }, true);
+    this.emit(PAYMENT_SETTLED, 200, null, { transaction: receipt.transaction, resource: call.resourceUrl }, true);
     return this.remember(new Response(answer.body, { status: answer.status, headers }));
   }
 

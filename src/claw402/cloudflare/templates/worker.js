@@ -1,4 +1,4 @@
-// 402claw user Worker: one tenant's data API (src/claw402/gateway/tenant_api.py) with its
+// 402claw user Worker: one tenant's data API (src/claw402/tenant_api/runtime.py) with its
 // dataset embedded. Reached only through the dispatch Worker, which strips the /t/<slug>
 // prefix (x-claw402-path), says where the tenant's root is (x-claw402-root-url), runs the
 // paywall, and maps a throw here to 502 tenant_worker_failure.

@@ -18,7 +18,6 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +41,7 @@ from x402.mechanisms.evm.batch_settlement.server.storage import (
 from x402.mechanisms.evm.batch_settlement.types import ChannelConfig
 from x402.mechanisms.evm.batch_settlement.utils import normalize_channel_id
 
+from claw402.clock import now as _now
 from claw402.payments.channels.schema import (
     SQLITE_INT_MAX,
     UINT,
@@ -58,10 +58,6 @@ _FIRST_VERSION_MAX = 2**62  # room to count up from any random start
 
 class ChannelUpdateConflict(RuntimeError):
     """`update_channel` lost the compare-and-swap `max_attempts` times in a row."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _int_field(channel_id: str, name: str, value: object, *, nullable: bool = False) -> int | None:

@@ -1,10 +1,10 @@
 """A durable event sink that never sits on the request path.
 
 `emit` appends one request's trail (its events in their compact form, in order:
-`claw402.dispatch.events.compact`) to a plain list; a daemon thread takes that list every
-`interval` seconds and writes it to the registry's events table, one row per trail
-(`Registry.write_compact_trails`), in transactions of at most `batch` trails;
-`EventSink.in_child` hands those writes to a child process (`event_writer.py`). `close`
+`claw402.events.compact.compact`) to a plain list; a daemon thread takes that list every
+`interval` seconds and writes it to the events table, one row per trail
+(`EventStore.write_compact_trails`), in transactions of at most `batch` trails;
+`EventSink.in_child` hands those writes to a child process (`claw402.events.writer`). `close`
 flushes what is left.
 """
 
@@ -15,14 +15,14 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from claw402.dispatch.events import Trail
+from claw402.events.compact import Trail
 
 if TYPE_CHECKING:
-    from claw402.registry.store import Registry
+    from sqlalchemy import Engine
 
 log = logging.getLogger("claw402.events")
 
-Writer = Callable[[Sequence[Trail]], None]  # e.g. Registry.write_compact_trails
+Writer = Callable[[Sequence[Trail]], None]  # e.g. EventStore.write_compact_trails
 
 
 class EventSink:
@@ -54,12 +54,20 @@ class EventSink:
         self._pending.append(trail)
 
     @classmethod
-    def in_child(cls, registry: Registry, **options: Any) -> EventSink:
-        """A sink whose database writes happen in a child process (`event_writer`): what
-        `402claw serve` runs, where the writes would otherwise compete for the GIL."""
-        from claw402.gateway.event_writer import ChildWriter
+    def in_process(cls, engine: Engine, **options: Any) -> EventSink:
+        """A sink writing to `engine`'s events table from its own thread."""
+        from claw402.events.store import EventStore
 
-        writer = ChildWriter(registry)
+        return cls(EventStore(engine).write_compact_trails, **options)
+
+    @classmethod
+    def in_child(cls, engine: Engine, **options: Any) -> EventSink:
+        """A sink whose database writes happen in a child process (`claw402.events.writer`):
+        what `402claw serve` runs, where the writes would otherwise compete for the GIL."""
+        from claw402.events.store import EventStore
+        from claw402.events.writer import ChildWriter
+
+        writer = ChildWriter(EventStore(engine))
         return cls(writer, on_close=writer.close, **options)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -80,13 +88,16 @@ class EventSink:
         # One swap: an `emit` racing it lands in the list taken here or in the new one.
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), self._batch):
-            self._flush(pending[start : start + self._batch])
+            write_patiently(self._write, pending[start : start + self._batch])
 
-    def _flush(self, pending: list[Trail]) -> None:
-        for attempt in range(3):
-            try:
-                self._write(pending)
-                return
-            except Exception:  # the sink must outlive a busy database
-                log.exception("writing %d trails failed (attempt %d)", len(pending), attempt + 1)
-        log.error("dropped %d trails of events after 3 attempts", len(pending))
+
+def write_patiently(write: Writer, trails: Sequence[Trail], attempts: int = 3) -> None:
+    """Write, trying again on any error: whoever writes events must outlive a busy database,
+    and events it cannot write are logged and dropped, never raised into its loop."""
+    for attempt in range(attempts):
+        try:
+            write(trails)
+            return
+        except Exception:
+            log.exception("writing %d trails failed (attempt %d)", len(trails), attempt + 1)
+    log.error("dropped %d trails of events after %d attempts", len(trails), attempts)

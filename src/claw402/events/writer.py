@@ -1,13 +1,13 @@
 """Lifecycle events written by a child process, so the gateway's GIL stays with its requests.
 
-In-process, the sink's writer thread took the GIL back from the event loop around every SQLite
-statement it ran: with three events per 402 challenge that cost the challenge path about a
-sixth of its rate under load (bench/bench_paid_call.py). `ChildWriter` hands each batch to
-`python -m claw402.gateway.event_writer` through a pipe instead: one `marshal.dumps` and one
-write per batch in the gateway; decoding and the database work in the child. The batch is
-the sink's trails of compact tuples (`claw402.dispatch.events.compact`): marshal reads them
-back at ~0.3 µs an event where orjson took ~4 µs to rebuild nested records, and the child
-builds each row straight from them (`Registry.write_compact_trails`).
+In-process, the sink's writer thread takes the GIL back from the event loop around every
+statement it runs, which under load costs the challenge path a good part of its rate
+(measured in bench/bench_paid_call.py; numbers in docs/architecture.md). `ChildWriter` hands
+each batch to `python -m claw402.events.writer` through a pipe instead: one `marshal.dumps`
+and one write per batch in the gateway; decoding and the database work in the child. The
+batch is the sink's trails of compact tuples (`claw402.events.compact.compact`), which
+marshal carries far faster than nested records, and the child builds each row straight from
+them (`EventStore.write_compact_trails`).
 
 Pipe protocol: frames of a 4-byte little-endian length and marshal bytes (parent and child
 are the same interpreter, and only the parent writes the pipe). The first frame is
@@ -29,10 +29,11 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any
 
-from claw402.dispatch.events import Trail
+from claw402.events.compact import Trail
+from claw402.events.sink import write_patiently
+from claw402.events.store import EventStore
 from claw402.gc_tuning import tune_gc
 from claw402.registry.db import make_engine
-from claw402.registry.store import Registry
 
 log = logging.getLogger("claw402.events")
 
@@ -42,8 +43,8 @@ _CHUNK = 500  # trails (rows) per transaction in the child
 class ChildWriter:
     """A `Writer` for `EventSink` that writes through a child process; `close` drains it."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._fallback = registry.write_compact_trails
+    def __init__(self, store: EventStore) -> None:
+        self._fallback = store.write_compact_trails
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         try:
@@ -53,7 +54,7 @@ class ChildWriter:
         except OSError as exc:
             log.error("cannot start the event writer (%s); writing events in-process", exc)
             return
-        url = registry.engine.url.render_as_string(hide_password=False)
+        url = store.engine.url.render_as_string(hide_password=False)
         self._send(marshal.dumps({"url": url}))
 
     def __call__(self, batch: Sequence[Trail]) -> None:
@@ -99,30 +100,20 @@ def _frames(stream: IO[bytes]) -> Any:
         yield marshal.loads(body)
 
 
-def _write(registry: Registry, trails: list[Trail]) -> None:
-    for attempt in range(3):  # as EventSink does in-process: outlive a busy database
-        try:
-            registry.write_compact_trails(trails)
-            return
-        except Exception:
-            log.exception("writing %d trails failed (attempt %d)", len(trails), attempt + 1)
-    log.error("dropped %d trails of events after 3 attempts", len(trails))
-
-
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the gateway says when
     frames = _frames(sys.stdin.buffer)
     first = next(frames, None)
     if not isinstance(first, dict) or "url" not in first:
         sys.exit("event_writer: expected the database URL first")
-    registry = Registry(make_engine(first["url"]))
+    store = EventStore(make_engine(first["url"]))
     tune_gc()  # each frame unpacks thousands of tuples: no full rescans of start-up's objects
     try:
         for batch in frames:
             for start in range(0, len(batch), _CHUNK):
-                _write(registry, batch[start : start + _CHUNK])
+                write_patiently(store.write_compact_trails, batch[start : start + _CHUNK])
     finally:
-        registry.close()
+        store.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,194 @@
+"""The gateway's request path: its steps in order (`steps`), and the replay memo they consult.
+
+resolve -> limits -> guard -> run, each a small object in `steps(gateway)`: a new step on
+every request (a rate limit, a quota) is one entry there, and one in the dispatch Worker's
+`STEPS` (`cloudflare/templates/dispatcher.js`); `tests/contract` checks both report the same
+order. An unpaid call to a resource already challenged under this directory snapshot is
+answered by the resolve and guard steps from the memo, but still passes every step before
+the guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from claw402.dispatch.plans import max_page_size
+from claw402.dispatch.routing import Directory, TenantRoute
+from claw402.events import kinds as ev
+from claw402.events.compact import compact
+from claw402.registry.models import Tenant
+from claw402.tenant_api.answer import Answer
+from claw402.tenant_api.call import Pipeline, Replayable, TenantCall, paid_route
+from claw402.tenant_api.runtime import TenantRuntime
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
+
+    from claw402.gateway.app import Gateway
+
+ReplayKey = tuple[str, str]  # (resource URL origin, path)
+
+
+class GatewayCall(TenantCall):
+    """A call with what the gateway's steps keep between them."""
+
+    __slots__ = ("correlation", "directory", "in_tenant", "reason", "replay", "replay_key",
+                 "runtime", "scope")  # fmt: skip
+    directory: Directory[Tenant]
+    replay_key: ReplayKey
+    runtime: TenantRuntime
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        scope: Scope,
+        headers: dict[str, str],
+        request_id: str,
+        correlation: str | None,
+    ) -> None:
+        # The base's fields set here directly: this runs on every request, replays included.
+        self._steps, self._names, self._at = pipeline.steps, pipeline.names, 0
+        self.method, self.query_string = scope["method"], scope["query_string"]
+        self.headers, self.request_id, self.trail = headers, request_id, []
+        self.replayable = self.invalid = self.query = None
+        self.scope = scope
+        self.correlation = correlation
+        self.in_tenant = False  # resolved: a dispatch_start is in the trail
+        self.replay: _Replay | None = None
+        self.reason: str | None = None  # why the tenant failed, for the last event
+
+
+class ResolveStep:
+    """The tenant by Host, then by `/t/<slug>` (404 tenant_not_found), and its runtime (500
+    dispatcher_binding_missing without a dataset); or the memo's replayable answer."""
+
+    name = "resolve"
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
+        gateway, scope = self.gateway, call.scope
+        path: str = scope["path"]
+        host = call.headers.get("host") or None
+        directory = gateway.directory.current()
+        # What the answer depends on: the resource URL's origin (which also tells a tenant's
+        # own host from any other Host) and the path.
+        origin = gateway.origin(scope, host, directory)
+        call.directory, call.replay_key = directory, (origin, path)
+        replay = gateway.replays.get(directory, call.replay_key)
+        if replay is not None and replay.replayable.applies(call.method, call.headers):
+            call.replay, call.route, call.path = replay, replay.route, replay.path
+            self._start(call)
+            return await call.next()
+        resolution = directory.resolve(host, path)
+        if resolution is None:  # maybe deployed a moment ago: look once more, uncached
+            directory = call.directory = gateway.directory.current(force=True)
+            resolution = directory.resolve(host, path)
+        if resolution is None:
+            call.trail.append(
+                compact(ev.DISPATCH_FAILURE, call.request_id, None, status=404,
+                        reason="tenant_not_found", correlation_id=call.correlation,
+                        path=path, steps=call.steps_passed)
+            )  # fmt: skip
+            return gateway.fail("tenant_not_found", call.request_id)
+        entry = resolution.entry
+        call.route, call.tenant, call.path = entry.route, entry.tenant, resolution.path
+        # Routed by /t/<slug>: the root keeps the prefix.
+        call.root_url = origin if resolution.path == path else f"{origin}/t/{entry.route.slug}"
+        self._start(call)
+        if entry.tenant.dataset is None:
+            call.reason = "no dataset deployed"
+            return gateway.fail("dispatcher_binding_missing", call.request_id)
+        call.runtime = gateway.runtime(entry.tenant)  # raises TenantFailure
+        return await call.next()
+
+    def _start(self, call: GatewayCall) -> None:
+        call.in_tenant = True
+        call.trail.append(
+            compact(ev.DISPATCH_START, call.request_id, call.route,
+                    correlation_id=call.correlation, path=call.path)
+        )  # fmt: skip
+
+
+class LimitsStep:
+    """The plan's limits for this call: the query's deadline and the page-size cap."""
+
+    name = "limits"
+
+    async def __call__(self, call: TenantCall) -> Answer:
+        route = call.route
+        call.limits = route.limits
+        call.page_cap = max_page_size(route.plan)
+        return await call.next()
+
+
+class GuardStep:
+    """A priced tenant's paid routes go through the gateway's guard (the paywall), which
+    runs the rest only once it is paid; a memoised answer is replayed here."""
+
+    name = "guard"
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
+        replay = call.replay
+        if replay is not None:
+            return replay.replayable.answer(call.request_id, call.trail)
+        if call.tenant.price_atomic <= 0 or not paid_route(call.method, call.path):
+            return await call.next()
+        call.runtime.check(call)  # an invalid query is known before any payment
+        return await self.gateway.guard(call, call.next)
+
+
+class RunStep:
+    """The tenant's data API answers."""
+
+    name = "run"
+
+    async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
+        return await call.runtime.handle(call)
+
+
+def steps(gateway: Gateway) -> Pipeline:
+    return Pipeline([ResolveStep(gateway), LimitsStep(), GuardStep(gateway), RunStep()])
+
+
+@dataclass(slots=True)
+class _Replay:
+    replayable: Replayable
+    route: TenantRoute
+    path: str  # the path the tenant saw
+
+
+class Replays:
+    """Replayable answers by (resource URL origin, path), kept for one directory snapshot:
+    a deploy, a price or plan change or a removal makes a new snapshot, and that empties them."""
+
+    __slots__ = ("_by_key", "_snapshot")
+    MAX = 4096  # resources (hosts x paths; record keys are paths): bounded, rebuilt on demand
+
+    def __init__(self) -> None:
+        self._by_key: dict[ReplayKey, _Replay] = {}
+        self._snapshot: Directory[Tenant] | None = None
+
+    def get(self, snapshot: Directory[Tenant], key: ReplayKey) -> _Replay | None:
+        if snapshot is not self._snapshot:
+            self._by_key, self._snapshot = {}, snapshot
+            return None
+        return self._by_key.get(key)
+
+    def clear(self) -> None:
+        self._by_key.clear()
+
+    def remember(self, call: GatewayCall) -> None:
+        """Keep the call's replayable answer, if its guard gave one and it succeeded."""
+        if call.replay is not None or call.replayable is None or call.reason is not None:
+            return
+        if call.directory is not self._snapshot:
+            return  # made under a snapshot that has since been replaced
+        if len(self._by_key) >= self.MAX:
+            self._by_key.clear()
+        self._by_key[call.replay_key] = _Replay(call.replayable, call.route, call.path)

@@ -1,0 +1,311 @@
+"""Channel (x402 `batch-settlement`) money in the books: vouchers, claims, settles.
+
+A channel payment moves no token when the call is served: the payer's deposit sits in the
+escrow and the voucher only raises what the receiver may claim. So the books follow the
+money in three steps, each posted exactly once:
+
+1. voucher accepted (the gateway, keyed on network + channel id + cumulative amount): the
+   tenant earns the increment now, as a receivable it cannot withdraw yet.
+   Custodial (paid to a platform treasury): debit `channels:<receiver>:unclaimed` the gross,
+   credit `tenant:<id>:receivable` gross minus fee, credit `fees:<id>` the fee (the fee is
+   taken here, at the rate then in force, as for `exact`). Direct (the creator's own
+   wallet): only the fee, owed by the creator, as for a direct `exact` settlement.
+2. claim (read from the escrow's `Claimed` log, keyed on its tx hash + log index): the
+   vouchers of that channel up to its new `totalClaimed` are collected: the gross moves from
+   `unclaimed` to `claimed`, and each tenant's net from `receivable` to `available`.
+3. settle (the escrow's token Transfer into the treasury, booked by `reconcile` on its tx
+   hash + log index): debit `treasury:<address>`, credit `channels:<treasury>:claimed`.
+
+`check_channels` is what `reconcile` asserts: for every channel, the vouchers the books
+marked claimed add up to the escrow's `totalClaimed`, to the unit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from claw402.clock import now
+from claw402.ledger import accounts
+from claw402.ledger.amounts import fee_bps, fee_of
+from claw402.ledger.book import Entry, credit, debit, post
+from claw402.ledger.db import insert_ignore
+from claw402.ledger.schema import channel_charges, ledger_transactions
+from claw402.ledger.settlements import is_direct
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+VOUCHER, VOUCHER_DIRECT = "channel_voucher", "channel_voucher_direct"
+CLAIM, SETTLE = "channel_claim", "channel_settle"
+_C = channel_charges.c
+_CLAIMED = "Claimed(bytes32,address,uint128,uint128)"
+
+
+@dataclass(frozen=True, slots=True)
+class Voucher:
+    """One accepted voucher: `cumulative` is its total, `amount` what this call added."""
+
+    network: str
+    channel_id: str
+    cumulative: int
+    amount: int
+    tenant_id: str
+    receiver: str
+    payer: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLog:
+    """The escrow's `Claimed(channelId, receiver, amount, totalClaimed)` log."""
+
+    tx_hash: str
+    log_index: int
+    block: int
+    channel_id: str
+    receiver: str
+    amount: int
+    total_claimed: int
+
+
+def voucher_key(network: str, channel_id: str, cumulative: int) -> str:
+    return f"voucher:{network}:{channel_id.lower()}:{cumulative}"
+
+
+def chain_key(network: str, tx_hash: str, log_index: int) -> str:
+    """The key `reconcile` gives any chain log's posting, so a claim is posted once."""
+    return f"chain:{network}:{tx_hash.lower()}:{log_index}"
+
+
+def book_voucher(conn: Connection, v: Voucher, *, bps: int | None = None) -> int | None:
+    """Post an accepted voucher once; the new transaction id, or None if already booked."""
+    rate = fee_bps() if bps is None else bps
+    direct = is_direct(conn, v.tenant_id, v.receiver)
+    fee = fee_of(v.amount, rate)
+    entries: list[Entry]
+    if direct:
+        kind = VOUCHER_DIRECT
+        entries = [
+            debit(accounts.fees_due(v.tenant_id), fee),
+            credit(accounts.fees(v.tenant_id), fee),
+        ]
+        entries = entries if fee else []
+    else:
+        kind = VOUCHER
+        entries = [debit(accounts.channel_unclaimed(v.receiver), v.amount)]
+        if v.amount - fee:
+            entries.append(credit(accounts.receivable(v.tenant_id), v.amount - fee))
+        if fee:
+            entries.append(credit(accounts.fees(v.tenant_id), fee))
+    posted = post(
+        conn,
+        key=voucher_key(v.network, v.channel_id, v.cumulative),
+        kind=kind,
+        entries=entries,
+        tenant_id=v.tenant_id,
+        network=v.network,
+        payer=v.payer,
+        gross=v.amount,
+        memo=f"channel {v.channel_id.lower()} to {v.cumulative}; fee {rate} bps",
+    )
+    if posted is not None:
+        conn.execute(
+            insert_ignore(conn, channel_charges),
+            {
+                "network": v.network,
+                "channel_id": v.channel_id.lower(),
+                "cumulative": v.cumulative,
+                "amount": v.amount,
+                "fee": fee,
+                "tenant_id": v.tenant_id,
+                "receiver": v.receiver.lower(),
+                "payer": v.payer.lower(),
+                "direct": int(direct),
+                "created_at": now(),
+            },
+        )
+    return posted
+
+
+def book_claim(conn: Connection, network: str, log: ClaimLog) -> int | None:
+    """Post what one `Claimed` log collected (once); None if it was booked already."""
+    key = chain_key(network, log.tx_hash, log.log_index)
+    channel = log.channel_id.lower()
+    rows = conn.execute(
+        select(_C.id, _C.amount, _C.fee, _C.tenant_id, _C.receiver, _C.direct).where(
+            _C.network == network,
+            _C.channel_id == channel,
+            _C.claim_key.is_(None),
+            _C.cumulative <= log.total_claimed,
+        )
+    ).all()
+    gross: dict[str, int] = defaultdict(int)
+    net: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if not row.direct:
+            gross[row.receiver] += row.amount
+            net[row.tenant_id] += row.amount - row.fee
+    entries: list[Entry] = []
+    for receiver, amount in sorted(gross.items()):
+        entries += [
+            debit(accounts.channel_claimed(receiver), amount),
+            credit(accounts.channel_unclaimed(receiver), amount),
+        ]
+    for tenant_id, amount in sorted(net.items()):
+        if amount:
+            entries += [
+                debit(accounts.receivable(tenant_id), amount),
+                credit(accounts.available(tenant_id), amount),
+            ]
+    posted = post(
+        conn,
+        key=key,
+        kind=CLAIM,
+        entries=entries,
+        network=network,
+        tx_hash=log.tx_hash,
+        log_index=log.log_index,
+        gross=log.amount,
+        memo=f"claim of channel {channel} to {log.total_claimed}",
+    )
+    if posted is not None and rows:
+        conn.execute(
+            update(channel_charges).where(_C.id.in_([row.id for row in rows])).values(claim_key=key)
+        )
+    return posted
+
+
+def settle_entries(treasury: str, amount: int) -> list[Entry]:
+    """The escrow paid the treasury what was claimed for it."""
+    return [
+        debit(accounts.treasury(treasury), amount),
+        credit(accounts.channel_claimed(treasury), amount),
+    ]
+
+
+def open_channels(conn: Connection, network: str) -> list[str]:
+    """Channels with vouchers the books have not seen claimed."""
+    return list(
+        conn.execute(
+            select(_C.channel_id)
+            .where(_C.network == network, _C.claim_key.is_(None))
+            .distinct()
+            .order_by(_C.channel_id)
+        ).scalars()
+    )
+
+
+def claimed_in_books(conn: Connection, network: str) -> dict[str, int]:
+    """Per channel, the highest voucher total the books marked claimed (0 if none)."""
+    rows = conn.execute(
+        select(_C.channel_id, func.max(_C.cumulative))
+        .where(_C.network == network, _C.claim_key.is_not(None))
+        .group_by(_C.channel_id)
+    ).all()
+    return {channel: int(total) for channel, total in rows}
+
+
+def charged_in_books(conn: Connection, network: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(_C.channel_id, func.max(_C.cumulative))
+        .where(_C.network == network)
+        .group_by(_C.channel_id)
+    ).all()
+    return {channel: int(total) for channel, total in rows}
+
+
+def earned(conn: Connection, tenant_id: str) -> int:
+    """Gross of every voucher this tenant served."""
+    t = ledger_transactions.c
+    return int(
+        conn.execute(
+            select(func.coalesce(func.sum(t.gross), 0)).where(
+                t.tenant_id == tenant_id, t.kind.in_([VOUCHER, VOUCHER_DIRECT])
+            )
+        ).scalar_one()
+    )
+
+
+# -- the chain side ----------------------------------------------------------------------------
+
+
+def claim_logs(w3: Web3, channel_ids: list[str], from_block: int = 0) -> list[ClaimLog]:
+    """The escrow's `Claimed` logs of these channels, oldest first."""
+    if not channel_ids:
+        return []
+    from eth_utils import keccak
+
+    contract = _escrow(w3)
+    event = contract.events.Claimed
+    topic = "0x" + keccak(text=_CLAIMED).hex()
+    found: list[ClaimLog] = []
+    for start in range(0, len(channel_ids), 100):
+        chunk = channel_ids[start : start + 100]
+        raw = w3.eth.get_logs(
+            {
+                "address": contract.address,
+                "fromBlock": from_block,
+                "toBlock": "latest",
+                "topics": [topic, chunk],
+            }
+        )
+        for entry in raw:
+            decoded: Any = event().process_log(entry)
+            found.append(
+                ClaimLog(
+                    tx_hash="0x" + bytes(entry["transactionHash"]).hex().removeprefix("0x"),
+                    log_index=int(entry["logIndex"]),
+                    block=int(entry["blockNumber"]),
+                    channel_id="0x" + bytes(decoded.args.channelId).hex(),
+                    receiver=str(decoded.args.receiver),
+                    amount=int(decoded.args.amount),
+                    total_claimed=int(decoded.args.totalClaimed),
+                )
+            )
+    return sorted(found, key=lambda log: (log.block, log.log_index))
+
+
+def onchain_claimed(w3: Web3, channel_id: str) -> int:
+    _, total = _escrow(w3).functions.channels(bytes.fromhex(channel_id[2:])).call()
+    return int(total)
+
+
+def sync_claims(engine: Engine, w3: Web3, network: str, from_block: int = 0) -> int:
+    """Book every `Claimed` log of a channel with unclaimed vouchers; returns how many posted."""
+    with engine.connect() as conn:
+        channels = open_channels(conn, network)
+    posted = 0
+    for log in claim_logs(w3, channels, from_block):
+        with engine.begin() as conn:
+            posted += book_claim(conn, network, log) is not None
+    return posted
+
+
+def check_channels(engine: Engine, w3: Web3, network: str) -> list[str]:
+    """Problems where the books' claimed vouchers differ from the escrow's `totalClaimed`."""
+    with engine.connect() as conn:
+        claimed = claimed_in_books(conn, network)
+        charged = charged_in_books(conn, network)
+    problems = []
+    for channel in sorted(charged):
+        chain_total = onchain_claimed(w3, channel)
+        books = claimed.get(channel, 0)
+        if chain_total != books:
+            problems.append(
+                f"channel {channel}: the escrow's totalClaimed is {chain_total}, "
+                f"the books' claimed vouchers add up to {books}"
+            )
+    return problems
+
+
+def _escrow(w3: Web3) -> Any:
+    """Our escrow's ABI (the SDK's lists only `Settled` among the events)."""
+    from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
+
+    from claw402.chain.artifacts import load_artifact
+
+    abi = load_artifact("BatchSettlement").abi
+    return w3.eth.contract(address=BATCH_SETTLEMENT_ADDRESS, abi=abi)

@@ -1,0 +1,207 @@
+"""One channel (`batch-settlement`) payment through verify, query and commit.
+
+Order (each step can end it; nothing after it runs): the header was decoded and the terms
+matched by the paywall, and the query's parameters checked (400 costs nothing) -> verify
+through the SDK's resource server: the scheme binds the channel id to its config, checks the
+voucher's cumulative amount against the stored state (a replayed, lower or higher voucher is
+a corrective 402 with `channelState`), verifies an EOA voucher locally while the mirrored
+on-chain state is fresh (else, and for every deposit, at the facilitator) and reserves the
+channel for this request (one request per channel at a time, across processes, through the
+storage's compare-and-swap) -> run the query, buffered -> not 200: the reservation is
+released, nothing charged -> commit: a voucher in the storage (no chain transaction), a
+deposit through the facilitator's /settle -> the voucher is booked as the tenant's revenue
+(`ledger.channels`, once per channel and cumulative amount) -> 200 with the data and
+`PAYMENT-RESPONSE`.
+
+A `refund` payload (the payer asking for its unspent deposit back) is the SDK's zero-charge
+request: verified, then settled by the facilitator with the claim of what was spent; it
+serves no data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from x402.http.utils import encode_payment_required_header
+from x402.schemas import PaymentPayload, ResourceInfo, SettleResponse
+from x402.schemas.errors import PaymentAbortedError
+
+from claw402.events.kinds import PAYMENT_FAILED, PAYMENT_SETTLED, PAYMENT_VERIFIED, PAYMENT_VOUCHER
+from claw402.ledger.channels import Voucher, book_voucher
+from claw402.payments import answers
+from claw402.payments.channels.terms import Receiver
+from claw402.payments.offer import EXPOSE_HEADERS, MIME_TYPE, Offer
+from claw402.tenant_api.answer import Answer, json_answer
+
+if TYPE_CHECKING:
+    from claw402.payments.paywall import Paywall
+    from claw402.tenant_api.call import Produce, TenantCall
+
+CUMULATIVE_MISMATCH = "invalid_batch_settlement_evm_cumulative_amount_mismatch"
+
+
+class ChannelAttempt:
+    def __init__(
+        self, paywall: Paywall, call: TenantCall, offer: Offer, payload: PaymentPayload
+    ) -> None:
+        assert offer.batch is not None
+        self.paywall = paywall
+        self.call = call
+        self.offer = offer
+        self.requirements = offer.batch
+        self.payload = payload
+        self.raw: dict[str, Any] = payload.payload
+        self.kind = str(self.raw["type"])
+        self.started = time.perf_counter()
+        config = self.raw["channelConfig"]
+        self.facts = {
+            "scheme": self.requirements.scheme,
+            "network": self.requirements.network,
+            "payer": config["payer"],
+            "amount": self.requirements.amount,
+            "payTo": self.requirements.pay_to,
+            "channel": str(self.raw["voucher"]["channelId"]).lower(),
+            "payload": self.kind,
+        }
+
+    async def run(self, produce: Produce) -> Answer:
+        channels = self.paywall.channels
+        try:
+            receiver = await run_in_threadpool(channels.receiver, self.requirements.pay_to)
+        except Exception as exc:  # the facilitator's /supported is needed once per receiver
+            return self._unavailable(exc)
+        try:
+            verified = await run_in_threadpool(
+                receiver.server.verify_payment, self.payload, self.requirements
+            )
+        except PaymentAbortedError as exc:
+            return self._refused(receiver, exc.reason)
+        except Exception as exc:  # the facilitator is down: nothing reserved, nothing charged
+            return self._unavailable(exc)
+        if not verified.is_valid:
+            return self._refused(receiver, verified.invalid_reason or "invalid_payment")
+        self._event(PAYMENT_VERIFIED, 200, started=self.started)
+        if self.kind == "refund":
+            return await self._refund(receiver)
+        try:
+            answer = await produce()
+        except BaseException:
+            await self._release(receiver)
+            raise
+        if answer.status_code != 200:
+            await self._release(receiver)
+            self._event(PAYMENT_FAILED, answer.status_code, "not_charged_query_failed")
+            return answer
+        return await self._commit(receiver, answer)
+
+    async def _settle(self, receiver: Receiver) -> SettleResponse | Answer:
+        """Commit the voucher (locally) or settle the deposit or refund (at the facilitator);
+        on any failure the reservation is released and the answer says why."""
+        try:
+            settled = await run_in_threadpool(
+                receiver.server.settle_payment, self.payload, self.requirements
+            )
+        except PaymentAbortedError as exc:
+            await self._release(receiver)
+            return self._refused(receiver, exc.reason)
+        except Exception as exc:  # a deposit or refund whose settle could not be sent
+            await self._release(receiver)
+            return self._unavailable(exc)
+        if not settled.success:
+            await self._release(receiver)
+            return self._refused(receiver, settled.error_reason or "settlement_failed")
+        return settled
+
+    async def _commit(self, receiver: Receiver, answer: Answer) -> Answer:
+        settled = await self._settle(receiver)
+        if isinstance(settled, Answer):
+            return settled
+        cumulative = _cumulative(settled)
+        await run_in_threadpool(self._book, cumulative)
+        extra = {"cumulative": cumulative}
+        if settled.transaction:
+            self._event(PAYMENT_SETTLED, 200, transaction=settled.transaction, **extra)
+        else:
+            self._event(PAYMENT_VOUCHER, 200, **extra)
+        answer.set_headers(answers.receipt_headers(settled, 2))
+        answer.set_headers(answers.EXPOSE)
+        return answer
+
+    def _book(self, cumulative: int) -> None:
+        r = self.requirements
+        voucher = Voucher(
+            network=r.network,
+            channel_id=self.facts["channel"],
+            cumulative=cumulative,
+            amount=int(r.amount),
+            tenant_id=self.call.tenant.tenant_id,
+            receiver=r.pay_to,
+            payer=self.facts["payer"],
+        )
+        with self.paywall.store.engine.begin() as conn:
+            book_voucher(conn, voucher)
+
+    async def _refund(self, receiver: Receiver) -> Answer:
+        settled = await self._settle(receiver)
+        if isinstance(settled, Answer):
+            return settled
+        self._event(PAYMENT_SETTLED, 200, transaction=settled.transaction, refund=True)
+        body = {"ok": True, "refunded": True, "channelId": self.facts["channel"]}
+        return json_answer(body, headers={**answers.receipt_headers(settled, 2), **answers.EXPOSE})
+
+    async def _release(self, receiver: Receiver) -> None:
+        """Free this request's reservation: nothing was charged, the payer may call again."""
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(receiver.scheme.clear_pending_request, self.payload)
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def _refused(self, receiver: Receiver, reason: str) -> Answer:
+        """402: the payment was refused and nothing charged (corrective for a stale voucher)."""
+        self._event(PAYMENT_FAILED, 402, reason)
+        required = receiver.server.create_payment_required_response(
+            [r.model_copy(deep=True) for r in self.offer.accepts],  # enriched in place
+            ResourceInfo(
+                url=self.call.resource_url, description=self.offer.description, mime_type=MIME_TYPE
+            ),
+            reason,  # the scheme adds channelState to a cumulative-mismatch 402
+            payment_payload=self.payload,
+        )
+        receiver.scheme.take_request_context(self.payload)  # no snapshot left behind
+        header = encode_payment_required_header(required)
+        detail = (
+            "this voucher does not continue the channel's state: sign the next one from the "
+            "channelState in PAYMENT-REQUIRED; nothing was charged"
+            if reason == CUMULATIVE_MISMATCH
+            else f"the channel payment was refused ({reason}); nothing was charged"
+        )
+        return answers.error_answer(
+            402,
+            "payment_invalid",
+            self.call.request_id,
+            detail,
+            headers={"PAYMENT-REQUIRED": header, "Access-Control-Expose-Headers": EXPOSE_HEADERS},
+            reason=reason,
+            x402Version=2,
+        )
+
+    def _unavailable(self, exc: Exception) -> Answer:
+        self._event(PAYMENT_FAILED, 503, "facilitator_unavailable", detail=str(exc)[:300])
+        return answers.error_answer(
+            503,
+            "facilitator_unavailable",
+            self.call.request_id,
+            "the payment facilitator cannot be reached; nothing was charged, retry later",
+            headers={"Retry-After": answers.RETRY_AFTER_SECONDS},
+        )
+
+    def _event(self, kind: str, status: int, reason: str | None = None, **details: Any) -> None:
+        self.paywall._event(kind, self.call, status, reason, **details, **self.facts)
+
+
+def _cumulative(settled: SettleResponse) -> int:
+    state = (settled.extra or {}).get("channelState") or {}
+    return int(state["chargedCumulativeAmount"])

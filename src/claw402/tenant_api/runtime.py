@@ -1,0 +1,137 @@
+"""One tenant's data API over its open dataset (the self-hosted twin of a tenant Worker).
+
+Paths are relative to the tenant root: `/v1/records`, `/v1/records/{key}`, `/v1/schema`,
+`/v1/openapi.json`, `/docs`, `/`. The call's limits (set by the limits step) cap the page
+size and the query's deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+
+from claw402.datasets.engine import Dataset, QueryTimeout
+from claw402.datasets.output import render
+from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
+from claw402.registry.models import Tenant
+from claw402.tenant_api.answer import Answer, error_answer, html_answer, json_answer
+from claw402.tenant_api.call import RECORDS, TenantCall, TenantFailure
+from claw402.tenant_api.documents import (
+    docs_page,
+    index_document,
+    openapi_document,
+    schema_document,
+)
+
+# cpuMs is CPU time at the edge; here it becomes a wall-clock deadline for the query, which also
+# counts time spent waiting for a core on a busy machine. The factor keeps a plan's budget from
+# tripping on scheduling noise while still stopping a runaway scan.
+WALL_CLOCK_FACTOR = 4
+
+
+class TenantRuntime:
+    def __init__(self, tenant: Tenant, dataset: Dataset) -> None:
+        assert tenant.dataset is not None
+        self.tenant = tenant
+        self.version = tenant.dataset
+        self.dataset = dataset
+        self._schema = json_answer(schema_document(tenant)).body  # the same bytes every call
+
+    def check(self, call: TenantCall) -> None:
+        """Before a guard: parse a records call's query, or keep its 400 in `call.invalid`."""
+        if call.path == RECORDS and call.query is None and call.invalid is None:
+            try:
+                call.query = self._query(call)
+            except InvalidQuery as exc:
+                call.invalid = error_answer(400, "invalid_query", call.request_id, exc.detail)
+
+    async def handle(self, call: TenantCall) -> Answer:
+        path = call.path
+        if call.method not in ("GET", "HEAD"):
+            allow = {"allow": "GET"}
+            return error_answer(405, "method_not_allowed", call.request_id, headers=allow)
+        if path == RECORDS:
+            self.check(call)
+            if call.invalid is not None:
+                return call.invalid
+            assert isinstance(call.query, Query)
+            return await self._records(call, call.query)
+        if path.startswith("/v1/records/"):
+            key = path[len("/v1/records/") :]  # the ASGI server decoded the path once
+            return await self._record(call, key)
+        return self._free(call, path)
+
+    def _free(self, call: TenantCall, path: str) -> Answer:
+        """The routes every caller may read unpaid: what the data is, and what it costs."""
+        if path == "/v1/schema":
+            return Answer(200, self._schema, media_type="application/json")
+        if path == "/v1/openapi.json":
+            return json_answer(openapi_document(self.tenant, call.root_url))
+        if path in ("/docs", "/docs/"):
+            return html_answer(docs_page(self.tenant, call.root_url))
+        if path == "/":
+            return json_answer(index_document(self.tenant, call.root_url))
+        return error_answer(404, "not_found", call.request_id, f"no route {path}")
+
+    def _query(self, call: TenantCall) -> Query:
+        """The call's parameters against the dataset's schema; raises `InvalidQuery`."""
+        return parse_query(
+            call.query_items(),
+            self.dataset.columns,
+            max_limit=call.page_cap,
+            version=str(self.version.version),
+            default_format=format_from_accept(call.headers.get("accept")),
+        )
+
+    async def _records(self, call: TenantCall, query: Query) -> Answer:
+        page = await self._read(call, lambda ms: self.dataset.records(query, timeout_ms=ms))
+        if isinstance(page, Answer):
+            return page
+        body, media_type = render(page, query.format)
+        return Answer(200, body, media_type=media_type)
+
+    async def _record(self, call: TenantCall, key: str) -> Answer:
+        if self.version.key is None:
+            return error_answer(
+                404, "record_not_found", call.request_id, "this dataset has no key column"
+            )
+        row = await self._read(call, lambda ms: self.dataset.record(key, timeout_ms=ms))
+        if isinstance(row, Answer):
+            return row
+        if row is None:
+            return error_answer(404, "record_not_found", call.request_id, f"no record {key!r}")
+        return json_answer({"ok": True, "item": row})
+
+    async def _read(self, call: TenantCall, read: Callable[[int], Any]) -> Any:
+        """`read(deadline_ms)` off the event loop; a query error or a timeout as its Answer."""
+        timeout_ms = self._timeout_ms(call)
+        try:
+            return await self._run(lambda: read(timeout_ms))
+        except InvalidQuery as exc:
+            return error_answer(400, "invalid_query", call.request_id, exc.detail)
+        except QueryTimeout:
+            return self._over_budget(call)
+
+    @staticmethod
+    def _timeout_ms(call: TenantCall) -> int:
+        return call.limits.cpu_ms * WALL_CLOCK_FACTOR
+
+    def _over_budget(self, call: TenantCall) -> Answer:
+        return error_answer(
+            503,
+            "tenant_limit_exceeded",
+            call.request_id,
+            f"the query ran over its {self._timeout_ms(call)} ms budget "
+            f"({call.limits.cpu_ms} cpuMs on the {call.route.plan} plan)",
+        )
+
+    @staticmethod
+    async def _run(fn: Callable[[], Any]) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(fn)
+        except (InvalidQuery, QueryTimeout):
+            raise
+        except Exception as exc:
+            raise TenantFailure(f"{type(exc).__name__}: {exc}") from exc
