@@ -40,7 +40,14 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "payments")]
 
-from bench_paid_call import child, paid_calls, rps, summary  # noqa: E402
+from bench_paid_call import (  # noqa: E402
+    child,
+    facilitator_env,
+    gateway_env,
+    paid_calls,
+    rps,
+    summary,
+)
 
 PRICE = 1_000  # $0.001
 PATH = "/data"
@@ -170,15 +177,7 @@ def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[s
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
     env = {
-        "CLAW402_HOME": str(home),
-        "CLAW402_DATABASE_URL": settings.database_url,
-        "CLAW402_ENV": "dev",
-        "CLAW402_NETWORK": chain.network,
-        "CLAW402_ASSET": chain.token,
-        "CLAW402_ASSET_NAME": chain.token_name,
-        "CLAW402_ASSET_VERSION": chain.token_version,
-        "CLAW402_FACILITATOR_URL": facilitator,
-        "CLAW402_TREASURY": chain.treasury.address,
+        **gateway_env(chain, settings, facilitator),
         "CLAW402_RPC_URL": chain.rpc_url,
         "BENCH_SERVER": "granian",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
@@ -213,18 +212,13 @@ def run(
     results: dict[str, Any] = {"server": target, "price_atomic": PRICE, "calls": calls}
     home = Path(tempfile.mkdtemp(prefix="claw402-bench-channels-"))
     try:
-        with start_dev_chain(payers=2) as chain:
-            env = {
-                "BENCH_RPC": chain.rpc_url,
-                "BENCH_NET": chain.network,
-                "BENCH_FAC_KEY": chain.facilitator.private_key,
-            }
-            with (
-                child("facilitator", env, "/health") as facilitator,
-                SERVERS[target](chain, facilitator, home) as (url, flush),
-            ):
-                results.update(measure(chain, url, flush, home, calls, payers, per_payer))
-                results["unpaid_402"] = rps(url, duration, connections, 402)
+        with (
+            start_dev_chain(payers=2) as chain,
+            child("facilitator", facilitator_env(chain), "/health") as facilitator,
+            SERVERS[target](chain, facilitator, home) as (url, flush),
+        ):
+            results.update(measure(chain, url, flush, home, calls, payers, per_payer))
+            results["unpaid_402"] = rps(url, duration, connections, 402)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     ratio = results["channels_sustained"]["calls_per_s"] / results["unpaid_402"]["rps"]
