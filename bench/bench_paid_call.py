@@ -199,10 +199,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def child(kind: str, env: dict[str, str], ready_path: str = "/") -> Iterator[str]:
+def child(
+    kind: str, env: dict[str, str], ready_path: str = "/", script: str = __file__
+) -> Iterator[str]:
+    """`script _serve KIND PORT` in a child process, until the block ends."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "_serve", kind, str(port)],
+        [sys.executable, script, "_serve", kind, str(port)],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), **env},
         stdin=subprocess.DEVNULL,
     )
@@ -336,6 +339,30 @@ async def _httpx_rps(url: str, duration: int, connections: int) -> float:
 # -- the run -------------------------------------------------------------------------------
 
 
+def facilitator_env(chain: Any) -> dict[str, str]:
+    """What the `facilitator` child needs."""
+    return {
+        "BENCH_RPC": chain.rpc_url,
+        "BENCH_NET": chain.network,
+        "BENCH_FAC_KEY": chain.facilitator.private_key,
+    }
+
+
+def gateway_env(chain: Any, settings: Any, facilitator: str) -> dict[str, str]:
+    """The `CLAW402_*` settings a gateway child pays with, on `chain` through `facilitator`."""
+    return {
+        "CLAW402_HOME": str(settings.home),
+        "CLAW402_DATABASE_URL": settings.database_url,
+        "CLAW402_ENV": "dev",
+        "CLAW402_NETWORK": chain.network,
+        "CLAW402_ASSET": chain.token,
+        "CLAW402_ASSET_NAME": chain.token_name,
+        "CLAW402_ASSET_VERSION": chain.token_version,
+        "CLAW402_FACILITATOR_URL": facilitator,
+        "CLAW402_TREASURY": chain.treasury.address,
+    }
+
+
 class EventCount:
     """Rows in the events table, polled until no gateway is writing any more."""
 
@@ -384,12 +411,7 @@ def run(
     home = Path(tempfile.mkdtemp(prefix="claw402-bench-"))
     try:
         with start_dev_chain(payers=2) as chain:
-            base_env = {
-                "BENCH_RPC": chain.rpc_url,
-                "BENCH_NET": chain.network,
-                "BENCH_FAC_KEY": chain.facilitator.private_key,
-                "BENCH_SERVER": server,
-            }
+            base_env = {**facilitator_env(chain), "BENCH_SERVER": server}
             with child("facilitator", base_env, "/health") as facilitator:
                 settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
                 registry = Registry.open(settings)
@@ -397,15 +419,7 @@ def run(
                 registry.close()
                 env = {
                     **base_env,
-                    "CLAW402_HOME": str(home),
-                    "CLAW402_DATABASE_URL": settings.database_url,
-                    "CLAW402_ENV": "dev",
-                    "CLAW402_NETWORK": chain.network,
-                    "CLAW402_ASSET": chain.token,
-                    "CLAW402_ASSET_NAME": chain.token_name,
-                    "CLAW402_ASSET_VERSION": chain.token_version,
-                    "CLAW402_FACILITATOR_URL": facilitator,
-                    "CLAW402_TREASURY": chain.treasury.address,
+                    **gateway_env(chain, settings, facilitator),
                     "BENCH_FAC": facilitator,
                     "BENCH_TOKEN_NAME": chain.token_name,
                     "BENCH_TOKEN_VERSION": chain.token_version,

@@ -118,7 +118,8 @@ def test_dev_deploy_call_and_ctrl_c(dev, tmp_path: Path) -> None:
     assert too_dear.returncode == 1 and json.loads(too_dear.stdout)["error"] == "price_too_high"
     assert (token.balance_of(payer["address"]), token.balance_of(treasury)) == before
 
-    paid = run("call", url, "--max-price", "0.01", "--asset", allow, env=elsewhere)
+    paid = run("call", url, "--max-price", "0.01", "--asset", allow, "--scheme", "exact",
+               env=elsewhere)  # fmt: skip
     assert paid.returncode == 0, paid.stderr
     # stdout is the data alone, as the API sent it (pipeable); the receipt goes to stderr.
     assert json.loads(paid.stdout)["items"] == [
@@ -160,7 +161,8 @@ def test_other_terminals_find_the_dev_stack_without_chain_flags(dev, tmp_path: P
     assert run("deploy", str(data), "--tenant", "acme", "--price", "0.001", env=env).returncode == 0
     payer = info["payers"][0]
     url = f"{info['gateway_url']}/t/acme/v1/records"
-    paid = run("call", url, env={**env, "CLAW402_PAYER_KEY": payer["private_key"]})  # no --asset
+    paying = {**env, "CLAW402_PAYER_KEY": payer["private_key"]}
+    paid = run("call", url, "--scheme", "exact", env=paying)  # no --asset
     assert paid.returncode == 0, paid.stderr
     assert "paid tx 0x" in paid.stderr
 
@@ -200,6 +202,45 @@ def test_other_terminals_find_the_dev_stack_without_chain_flags(dev, tmp_path: P
     assert json.loads(stopped.stdout)["error"] == "chain_not_configured"
 
 
+def test_dev_call_pays_through_a_channel_claim_settle_and_refund(dev, tmp_path: Path) -> None:
+    """The gateway offers a channel first: `call` deposits once, then signs vouchers (no
+    transaction); the operator claims and settles; the payer gets the rest back."""
+    info, env, _ = dev
+    w3 = connect(info["rpc_url"])
+    token = Token(w3, info["asset"])
+    data = tmp_path / "data.csv"
+    data.write_text("id,city\n1,Tokyo\n2,Paris\n")
+    assert run("deploy", str(data), "--tenant", "acme", "--price", "0.001", env=env).returncode == 0
+    payer, treasury = info["payers"][1], info["treasury_address"]
+    paying = {**env, "CLAW402_PAYER_KEY": payer["private_key"]}
+    url = f"{info['gateway_url']}/t/acme/v1/records"
+    start, height = token.balance_of(payer["address"]), w3.eth.block_number
+    held = token.balance_of(treasury)
+
+    receipts = []
+    for _ in range(3):  # each its own process: the channel lives in the home folder
+        paid = run("call", url, "--json", env=paying)  # no chain flags: the dev stack's
+        assert paid.returncode == 0, paid.stdout + paid.stderr
+        receipts.append(json.loads(paid.stdout)["channel"])
+    assert [r["kind"] for r in receipts] == ["deposit", "voucher", "voucher"]
+    assert [r["remaining"] for r in receipts] == [str(9 * PRICE), str(8 * PRICE), str(7 * PRICE)]
+    assert w3.eth.block_number == height + 1  # the deposit alone
+    assert token.balance_of(payer["address"]) == start - 10 * PRICE
+
+    claimed = run("channels", "claim", "--json", env=env)
+    assert claimed.returncode == 0, claimed.stdout + claimed.stderr
+    settled = run("channels", "settle", "--json", env=env)
+    assert settled.returncode == 0, settled.stdout + settled.stderr
+    assert token.balance_of(treasury) == held + 3 * PRICE
+
+    refunded = run("channels", "refund", "--url", url, "--json", env=paying)
+    assert refunded.returncode == 0, refunded.stdout + refunded.stderr
+    assert json.loads(refunded.stdout)["refunded"] == str(7 * PRICE)
+    assert token.balance_of(payer["address"]) == start - 3 * PRICE  # the three calls, exactly
+    again = json.loads(run("call", url, "--json", env=paying).stdout)["channel"]
+    assert again["kind"] == "deposit" and again["deposited"] == str(10 * PRICE)
+
+
 def test_facilitator_serve_on_the_dev_chain(dev) -> None:
     info, env, _ = dev
     signer = info["payers"][2]
@@ -237,6 +278,12 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "-> 200" in out and "Istanbul" in out
     assert "settlement tx 0x" in out
     assert "available $0.00095" in out
+    assert "deposit $0.2 in tx 0x" in out and "then 99 vouchers: 1 transaction(s) for 100" in out
+    assert "100 calls charged $0.1, $0.1 left in the channel" in out
+    assert "claim (402claw channels claim) 1 voucher(s) in tx 0x" in out
+    assert "settle (402claw channels settle) tx 0x" in out
+    assert "refund (402claw channels refund --url ...) $0.1 back in tx 0x" in out
+    assert "9. creator balance" in out and "earned $0.101" in out
 
 
 def test_dev_prints_one_whole_ready_line(tmp_path: Path) -> None:

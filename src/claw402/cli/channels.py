@@ -2,6 +2,7 @@
 
 `list` reads the shared channel storage; `claim`, `settle` and `refund` do by hand what the
 channel manager inside `402claw serve` does on its own (see `payments.channels.manager`).
+`refund --url` is the payer's side: this wallet's unspent deposit back from that API.
 The payment settings come from the `CLAW402_*` variables, else from a running `402claw dev`
 in the same home.
 """
@@ -16,6 +17,8 @@ import typer
 from claw402.cli.auth import ApiKey
 from claw402.cli.options import Home, Json, session
 from claw402.cli.output import console, emit_json, err_console, fail
+from claw402.cli.pay import KeyEnv, KeyFile, RpcUrl, channel_terms, payer_key
+from claw402.money import atomic_to_usd
 
 if TYPE_CHECKING:
     from claw402.payments.channels.manager import Round
@@ -140,16 +143,64 @@ def settle_command(api_key: ApiKey = None, home: Home = None, json: Json = False
 
 @app.command("refund")
 def refund_command(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Payer: a paid URL of the API; this wallet's unspent deposit comes back.",
+            show_default=False,
+        ),
+    ] = None,
     channel: Annotated[
         list[str] | None, typer.Option("--channel", help="Only this channel id (repeat).")
     ] = None,
+    key_env: KeyEnv = "CLAW402_PAYER_KEY",
+    key_file: KeyFile = None,
+    rpc_url: RpcUrl = None,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
 ) -> None:
-    """Return the unspent deposit of channels to their payers (what was spent is claimed)."""
+    """Return the unspent deposit of channels to their payers (what was spent is claimed).
+
+    With --url, the payer's side: ask that API to refund this wallet's channel (the SDK's
+    refund flow); the next call deposits anew.
+    """
+    if url is not None:
+        if channel:
+            fail("--url (payer) and --channel (operator) do not go together", as_json=json,
+                 code="invalid_argument")  # fmt: skip
+        _payer_refund(url, payer_key(key_env, key_file, json), rpc_url, home, json)
+        return
     from claw402.control import channels as ops
 
     with session(home, json) as (_, registry):
         done = ops.refund(registry.engine, api_key, _config(home, json), channel)
     _report(done, json, "refund")
+
+
+def _payer_refund(url: str, key: str, rpc_url: str | None, home: str | None, json: bool) -> None:
+    from claw402.payments.channel_payer import RefundFailed, refund  # the x402 SDK: slow import
+
+    terms = channel_terms(home, 0, None, rpc_url, json)
+    try:
+        done = refund(url, key, terms)
+    except RefundFailed as exc:
+        fail(str(exc), as_json=json, code="refund_failed")
+    if json:
+        emit_json(
+            {
+                "ok": True,
+                "channelId": done.channel_id,
+                "refunded": str(done.refunded),
+                "transaction": done.transaction,
+                "network": done.network,
+            }
+        )
+        return
+    console.print(
+        f"[green]refunded[/] ${atomic_to_usd(done.refunded)} from channel {done.channel_id} "
+        f"in tx {done.transaction} on {done.network}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -203,15 +203,67 @@ def _demo(stack: DevStack, settings: Any, price: str) -> None:
         f"{atomic_to_usd(after['treasury'])} USDC"
     )
     _show_earnings(stack, tenant.tenant_id)
+    _demo_channel(stack, settings, url, int(offer["amount"]), tenant.tenant_id)
 
 
-def _show_earnings(stack: DevStack, tenant_id: str) -> None:
+CHANNEL_CALLS = 100
+
+
+def _demo_channel(stack: DevStack, settings: Any, url: str, price: int, tenant_id: str) -> None:
+    """100 calls through one channel: one deposit, vouchers, one claim, one settle, a refund."""
+    import asyncio
+
+    from claw402.payments.channel_payer import CHANNELS_DIR, ChannelTerms, refund
+    from claw402.payments.client import pay_many_async
+
+    chain, payer = stack.chain, stack.chain.payers[-1]
+    deposit = 2 * CHANNEL_CALLS * price  # room for 200 calls: half comes back at the end
+    terms = ChannelTerms(settings.home / CHANNELS_DIR, deposit, deposit, chain.rpc_url)
+    start, height = chain.balance(payer.address), chain.web3().eth.block_number
+    paid = asyncio.run(
+        pay_many_async(url, payer.private_key, price, CHANNEL_CALLS,
+                       allowed_assets=[(chain.network, chain.token)], scheme="batch",
+                       channels=terms)
+    )  # fmt: skip
+    receipts = [p.channel for p in paid if p.channel is not None]
+    assert len(receipts) == CHANNEL_CALLS and all(p.response.status_code == 200 for p in paid)
+    first, last = receipts[0], receipts[-1]
+    deposit_tx = paid[0].settlement.transaction if paid[0].settlement else ""
+    vouchers = sum(r.kind == "voucher" for r in receipts)
+    console.print(
+        f"\n[bold]7. a channel[/] (402claw call --scheme batch, {CHANNEL_CALLS} times) from "
+        f"{payer.address}\n"
+        f"   deposit ${atomic_to_usd(first.deposited)} in tx {deposit_tx}, then {vouchers} "
+        f"vouchers: {chain.web3().eth.block_number - height} transaction(s) for "
+        f"{CHANNEL_CALLS} calls\n"
+        f"   {CHANNEL_CALLS} calls charged ${atomic_to_usd(last.charged_total)}, "
+        f"${atomic_to_usd(last.remaining)} left in the channel"
+    )
+    claimed, settled = stack.channels.claim(), stack.channels.settle()
+    for row in claimed.claims:
+        console.print(
+            f"[bold]8. claim[/] (402claw channels claim) {row['vouchers']} voucher(s) in tx "
+            f"{row['transaction']}"
+        )
+    for row in settled.settles:
+        console.print(f"   settle (402claw channels settle) tx {row['transaction']}")
+    _show_earnings(stack, tenant_id, step=9)
+    back = refund(url, payer.private_key, terms)
+    console.print(
+        f"[bold]10. refund[/] (402claw channels refund --url ...) ${atomic_to_usd(back.refunded)} "
+        f"back in tx {back.transaction}\n"
+        f"   payer {atomic_to_usd(start)} -> {atomic_to_usd(chain.balance(payer.address))} "
+        f"USDC: {CHANNEL_CALLS} calls at ${atomic_to_usd(price)}"
+    )
+
+
+def _show_earnings(stack: DevStack, tenant_id: str, step: int = 6) -> None:
     """The creator's balance from the double-entry ledger (posted with the settlement)."""
     from claw402.ledger.balances import balance as ledger_balance
 
     b = ledger_balance(stack.registry.engine, tenant_id)
     console.print(
-        f"[bold]6. creator balance[/] (402claw balance --tenant cities)\n"
+        f"[bold]{step}. creator balance[/] (402claw balance --tenant cities)\n"
         f"   earned ${atomic_to_usd(b.earned)}, platform fee ${atomic_to_usd(b.fees)} "
         f"({b.fee_bps / 100:g}%), pending withdrawals ${atomic_to_usd(b.pending)}, "
         f"available ${atomic_to_usd(b.available)}"

@@ -23,8 +23,6 @@ from claw402.payments.config import payment_config_from_env
 from claw402.payments.paywall import Paywall
 
 
-def paywall_from_env(
-    engine: Engine, environ: Mapping[str, str] | None = None
-) -> Paywall | None:
+def paywall_from_env(engine: Engine, environ: Mapping[str, str] | None = None) -> Paywall | None:
     config = payment_config_from_env(os.environ if environ is None else environ)
     return None if config is None else Paywall(config, engine)

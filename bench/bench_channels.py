@@ -1,0 +1,323 @@
+"""Paid calls through x402 `batch-settlement` channels against `exact`, side by side in one run.
+
+One anvil, 402claw's facilitator (a child process) and one paid server (a child process, on
+granian as `402claw serve` runs) offering a channel first and `exact` second at one price:
+`--server gateway` (the default) is the 402claw gateway serving a tenant (the sample cities,
+a one-row page), claims and settles done as `402claw channels claim|settle` do them;
+`--server sdk` is a server built from the x402 SDK's own parts
+(`tests/payments/channelserver.py`). Measured:
+- a paid call end to end with the official Python client (`x402HttpxClient`: request, 402,
+  sign, paid retry, 200), median and p99: through a channel (a voucher per call, the deposit
+  made before) against `exact` (one EIP-3009 settlement on chain per call);
+- on-chain transactions per 1,000 paid calls: one payer's 1,000 channel calls (its deposit,
+  then the receiver's claim and settle) against `exact` (counted over `--calls`, scaled);
+- sustained paid calls/s through channels from `--payers` payers, each sending its vouchers
+  in order on its own connection (signed beforehand: the server's rate, not the signer's),
+  against the unpaid 402 rate of the same server under wrk (2 threads, `--connections`).
+
+    python bench/bench_channels.py [--server gateway|sdk] [--calls 200] [--payers 20]
+                                    [--per-payer 500] [--duration 10] [--connections 50]
+                                    [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "payments")]
+
+from bench_paid_call import (  # noqa: E402
+    child,
+    facilitator_env,
+    gateway_env,
+    paid_calls,
+    rps,
+    summary,
+)
+
+PRICE = 1_000  # $0.001
+PATH = "/data"
+
+
+def app_from_env() -> Any:
+    """The channel server a child serves; granian's worker calls this factory."""
+    from channelserver import build_app, build_http
+    from x402.http import HTTPFacilitatorClientSync
+
+    from claw402.facilitator.client import facilitator_config
+    from claw402.gc_tuning import tune_gc
+
+    env = os.environ
+    facilitator = HTTPFacilitatorClientSync(facilitator_config(env["BENCH_FAC"]))
+    extra = {"name": env["BENCH_TOKEN_NAME"], "version": env["BENCH_TOKEN_VERSION"]}
+    http, _, manager = build_http(
+        facilitator, env["BENCH_NET"], env["BENCH_TOKEN"], extra, env["BENCH_PAYTO"], PRICE
+    )
+    tune_gc()
+    return build_app(http, manager)
+
+
+def serve_child(port: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        "bench_channels:app_from_env",
+        factory=True,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        log_level="warning",
+    ).serve()
+
+
+def client_for(key: str, chain: Any, scheme: str, home: Path, deposit_calls: int) -> Any:
+    from claw402.payments.channel_payer import ChannelTerms
+    from claw402.payments.client import payment_client
+
+    terms = ChannelTerms(
+        home, max_deposit_atomic=deposit_calls * PRICE, deposit_atomic=deposit_calls * PRICE
+    )
+    assets = [(chain.network, chain.token)]
+    return payment_client(key, PRICE, assets, scheme=scheme, channels=terms)  # type: ignore[arg-type]
+
+
+def presigned_vouchers(url: str, key: str, home: Path, count: int) -> list[str]:
+    """`count` voucher headers continuing this payer's channel, in the order they must go."""
+    from eth_account import Account
+    from x402.http.utils import decode_payment_required_header, encode_payment_signature_header
+    from x402.mechanisms.evm.batch_settlement.client import sign_voucher
+    from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
+    from x402.mechanisms.evm.signers import EthAccountSigner
+    from x402.schemas import PaymentPayload
+
+    from claw402.payments.channel_payer import channel_scheme, channel_storage
+
+    required = decode_payment_required_header(httpx.get(url).headers["payment-required"])
+    accepted = next(a for a in required.accepts if a.scheme == "batch-settlement")
+    from claw402.payments.channel_payer import ChannelTerms
+
+    config = channel_scheme(key, ChannelTerms(home, 0)).build_channel_config(accepted)
+    channel_id = compute_channel_id(config, accepted.network)
+    charged = int(channel_storage(home).get(channel_id.lower()).charged_cumulative_amount)  # type: ignore[union-attr]
+    signer = EthAccountSigner(Account.from_key(key))
+    headers = []
+    for n in range(1, count + 1):
+        voucher = sign_voucher(signer, channel_id, str(charged + n * PRICE), accepted.network)
+        raw = {"type": "voucher", "channelConfig": config.to_dict(), "voucher": voucher.to_dict()}
+        payload = PaymentPayload(
+            x402_version=2, payload=raw, accepted=accepted, resource=required.resource
+        )
+        headers.append(encode_payment_signature_header(payload))
+    return headers
+
+
+async def send_in_order(url: str, streams: list[list[str]]) -> tuple[int, float]:
+    """Each stream on its own connection, in order, all streams at once: (paid, seconds)."""
+
+    async def one(headers: list[str]) -> int:
+        paid = 0
+        async with httpx.AsyncClient(timeout=30) as http:
+            for header in headers:
+                response = await http.get(url, headers={"PAYMENT-SIGNATURE": header})
+                assert response.status_code == 200, (response.status_code, response.text[:300])
+                paid += 1
+        return paid
+
+    started = time.perf_counter()
+    done = await asyncio.gather(*(one(s) for s in streams))
+    return sum(done), time.perf_counter() - started
+
+
+@contextmanager
+def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+    """The SDK-parts server in a child: its paid URL and how to claim and settle."""
+    from eth_account import Account
+
+    env = {
+        "BENCH_FAC": facilitator,
+        "BENCH_NET": chain.network,
+        "BENCH_TOKEN": chain.token,
+        "BENCH_TOKEN_NAME": chain.token_name,
+        "BENCH_TOKEN_VERSION": chain.token_version,
+        "BENCH_PAYTO": Account.create().address,
+        "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path[:2], os.environ.get("PYTHONPATH")])),
+    }
+    with child("channels", env, PATH, script=__file__) as server:
+        yield server + PATH, lambda: httpx.post(server + "/_flush", timeout=120).json()
+
+
+@contextmanager
+def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+    """The 402claw gateway (as `402claw serve` builds it) in a child, a tenant offering a
+    channel and `exact`; claims and settles as `402claw channels claim|settle` do."""
+    from claw402.config import Settings
+    from claw402.payments.channels.manager import ChannelManager
+    from claw402.payments.channels.terms import ChannelSchemes
+    from claw402.payments.config import payment_config_from_env
+    from claw402.registry.deploy import DeployRequest, deploy
+    from claw402.registry.store import Registry
+    from claw402.samples import CITIES
+
+    settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
+    env = {
+        **gateway_env(chain, settings, facilitator),
+        "CLAW402_RPC_URL": chain.rpc_url,
+        "BENCH_SERVER": "granian",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+    }
+    config = payment_config_from_env(env)
+    assert config is not None
+    manager = ChannelManager(ChannelSchemes(config, registry.engine))
+
+    def flush() -> dict[str, Any]:
+        claimed, settled = manager.claim(), manager.settle()
+        return {
+            "claims": [row["transaction"] for row in claimed.claims],
+            "vouchers": sum(row["vouchers"] for row in claimed.claims),
+            "settle": [row["transaction"] for row in settled.settles],
+        }
+
+    try:
+        with child("gateway", env, "/healthz") as gateway:
+            yield f"{gateway}/t/bench/v1/records?_limit=1", flush
+    finally:
+        registry.close()
+
+
+SERVERS = {"sdk": sdk_server, "gateway": gateway_server}
+
+
+def run(
+    target: str, calls: int, payers: int, per_payer: int, duration: int, connections: int
+) -> dict[str, Any]:
+    from claw402.chain.devchain import start_dev_chain
+
+    results: dict[str, Any] = {"server": target, "price_atomic": PRICE, "calls": calls}
+    home = Path(tempfile.mkdtemp(prefix="claw402-bench-channels-"))
+    try:
+        with (
+            start_dev_chain(payers=2) as chain,
+            child("facilitator", facilitator_env(chain), "/health") as facilitator,
+            SERVERS[target](chain, facilitator, home) as (url, flush),
+        ):
+            results.update(measure(chain, url, flush, home, calls, payers, per_payer))
+            results["unpaid_402"] = rps(url, duration, connections, 402)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    ratio = results["channels_sustained"]["calls_per_s"] / results["unpaid_402"]["rps"]
+    results["sustained_over_402"] = round(ratio, 2)
+    return results
+
+
+def measure(
+    chain: Any, url: str, flush: Any, home: Path, calls: int, payers: int, per_payer: int
+) -> dict[str, Any]:
+    from claw402.chain.wallet import Wallet
+
+    w3, results = chain.web3(), {}
+    # 1,000 paid calls of one payer through a channel: latency and transactions.
+    start = w3.eth.block_number
+    client = client_for(chain.payers[0].private_key, chain, "batch", home / "p0", 1_000)
+    samples, _ = asyncio.run(paid_calls(url, client, 1_000))
+    flushed = flush()
+    results["channel"] = {
+        "paid_call": summary(samples[1:]),  # the first call is the deposit
+        "deposit_call_ms": round(samples[0], 2),
+        "tx_per_1000_calls": w3.eth.block_number - start,
+        "claim": flushed,
+    }
+    # exact on the same server: one settlement per call.
+    start = w3.eth.block_number
+    client = client_for(chain.payers[1].private_key, chain, "exact", home / "p1", 1)
+    samples, _ = asyncio.run(paid_calls(url, client, calls))
+    sent = w3.eth.block_number - start
+    results["exact"] = {
+        "paid_call": summary(samples),
+        "tx_per_1000_calls": round(sent * 1_000 / calls),
+    }
+    # Sustained rate: `payers` channels, vouchers in order on each connection.
+    wallets = [Wallet.create() for _ in range(payers)]
+    for wallet in wallets:
+        chain.fund(wallet.address, (per_payer + 10) * PRICE)
+    streams, start = [], w3.eth.block_number  # counted from the first deposit
+    for n, wallet in enumerate(wallets):
+        folder = home / f"w{n}"
+        opener = client_for(wallet.private_key, chain, "batch", folder, per_payer + 1)
+        asyncio.run(paid_calls(url, opener, 1))
+        streams.append(presigned_vouchers(url, wallet.private_key, folder, per_payer))
+    paid, seconds = asyncio.run(send_in_order(url, streams))
+    flushed = flush()
+    total = paid + payers  # the opening calls were paid too
+    results["channels_sustained"] = {
+        "payers": payers,
+        "paid_calls": paid,
+        "calls_per_s": round(paid / seconds),
+        "tx_per_1000_calls": round((w3.eth.block_number - start) * 1_000 / total, 2),
+        "claim": flushed,
+    }
+    return results
+
+
+def report(r: dict[str, Any]) -> str:
+    ch, ex, sus = r["channel"], r["exact"], r["channels_sustained"]
+    return "\n".join(
+        [
+            f"paid call, official Python client (median / p99 ms): channel "
+            f"{ch['paid_call']['median_ms']} / {ch['paid_call']['p99_ms']} "
+            f"(first call with deposit {ch['deposit_call_ms']}), exact "
+            f"{ex['paid_call']['median_ms']} / {ex['paid_call']['p99_ms']}",
+            f"on-chain transactions per 1,000 paid calls: channel {ch['tx_per_1000_calls']} "
+            f"(deposit + claim + settle), exact {ex['tx_per_1000_calls']}",
+            f"sustained through channels, {sus['payers']} payers: {sus['calls_per_s']} paid "
+            f"calls/s ({sus['tx_per_1000_calls']} tx per 1,000 calls); unpaid 402 under "
+            f"{r['unpaid_402']['tool']}: {r['unpaid_402']['rps']} req/s; "
+            f"ratio {r['sustained_over_402']}",
+        ]
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "_serve":
+        if sys.argv[2] == "channels":
+            serve_child(int(sys.argv[3]))
+        else:
+            from bench_paid_call import serve_child as serve_other
+
+            serve_other(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200, help="exact calls measured")
+    parser.add_argument("--payers", type=int, default=20)
+    parser.add_argument("--per-payer", type=int, default=500, help="vouchers per payer")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--server", choices=tuple(SERVERS), default="gateway", help="the server paid"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = run(
+        args.server, args.calls, args.payers, args.per_payer, args.duration, args.connections
+    )
+    print(json.dumps(results, indent=2) if args.json else report(results))
+
+
+if __name__ == "__main__":
+    main()
