@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Self
 
 
-class Stops:
+class Stops(ABC):
     """A part with `stop()`: `with part:` stops it at the end, whatever happened inside."""
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self
