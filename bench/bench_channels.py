@@ -46,6 +46,7 @@ from bench_paid_call import (  # noqa: E402
     gateway_env,
     paid_calls,
     rps,
+    serve_granian,
     summary,
 )
 
@@ -72,17 +73,7 @@ def app_from_env() -> Any:
 
 
 def serve_child(port: int) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    Granian(
-        "bench_channels:app_from_env",
-        factory=True,
-        address="127.0.0.1",
-        port=port,
-        interface=Interfaces.ASGI,
-        log_level="warning",
-    ).serve()
+    serve_granian("bench_channels:app_from_env", port)
 
 
 def client_for(key: str, chain: Any, scheme: str, home: Path, deposit_calls: int) -> Any:

@@ -171,17 +171,7 @@ def serve_child(kind: str, port: int) -> None:
         return
     os.environ["BENCH_KIND"] = kind
     if os.environ["BENCH_SERVER"] == "granian":  # as `402claw serve` runs it
-        from granian import Granian
-        from granian.constants import Interfaces
-
-        Granian(
-            "bench_paid_call:app_from_env",
-            factory=True,
-            address="127.0.0.1",
-            port=port,
-            interface=Interfaces.ASGI,
-            log_level="warning",
-        ).serve()
+        serve_granian("bench_paid_call:app_from_env", port)
         return
     import uvicorn
 
@@ -190,6 +180,21 @@ def serve_child(kind: str, port: int) -> None:
 
 
 # -- process plumbing ----------------------------------------------------------------------
+
+
+def serve_granian(factory: str, port: int) -> None:
+    """Serve the ASGI app `factory` ("module:function") on granian, as `402claw serve` does."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        factory,
+        factory=True,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        log_level="warning",
+    ).serve()
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import httpx
 from eth_account import Account
@@ -152,17 +152,19 @@ def payment_client(
     return client
 
 
+class PayOptions(TypedDict, total=False):
+    """`pay_many_async`'s keyword options, shared by the one-call forms (defaults there)."""
+
+    allowed_assets: Iterable[tuple[str, str]]
+    method: str
+    headers: Mapping[str, str] | None
+    timeout: float
+    scheme: Scheme
+    channels: ChannelTerms | None
+
+
 async def pay_and_fetch_async(
-    url: str,
-    private_key: str,
-    max_price_atomic: int,
-    *,
-    allowed_assets: Iterable[tuple[str, str]] = (),
-    method: str = "GET",
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-    scheme: Scheme = "auto",
-    channels: ChannelTerms | None = None,
+    url: str, private_key: str, max_price_atomic: int, **options: Unpack[PayOptions]
 ) -> PaidCall:
     """Request `url`; on a 402, pay (at most `max_price_atomic`) and return the paid answer.
 
@@ -170,19 +172,8 @@ async def pay_and_fetch_async(
     need a larger deposit than allowed, and the SDK's `PaymentError` when it cannot pay (no
     matching network or asset, a signing failure).
     """
-    paid = await pay_many_async(
-        url,
-        private_key,
-        max_price_atomic,
-        1,
-        allowed_assets=allowed_assets,
-        method=method,
-        headers=headers,
-        timeout=timeout,
-        scheme=scheme,
-        channels=channels,
-    )
-    return paid[0]
+    (paid,) = await pay_many_async(url, private_key, max_price_atomic, 1, **options)
+    return paid
 
 
 async def pay_many_async(
@@ -274,28 +265,7 @@ async def _offers(
 
 
 def pay_and_fetch(
-    url: str,
-    private_key: str,
-    max_price_atomic: int,
-    *,
-    allowed_assets: Iterable[tuple[str, str]] = (),
-    method: str = "GET",
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-    scheme: Scheme = "auto",
-    channels: ChannelTerms | None = None,
+    url: str, private_key: str, max_price_atomic: int, **options: Unpack[PayOptions]
 ) -> PaidCall:
     """Synchronous `pay_and_fetch_async`, for the CLI and scripts."""
-    return asyncio.run(
-        pay_and_fetch_async(
-            url,
-            private_key,
-            max_price_atomic,
-            allowed_assets=allowed_assets,
-            method=method,
-            headers=headers,
-            timeout=timeout,
-            scheme=scheme,
-            channels=channels,
-        )
-    )
+    return asyncio.run(pay_and_fetch_async(url, private_key, max_price_atomic, **options))
