@@ -28,9 +28,10 @@ from claw402.ledger.balances import balance, check_books
 from claw402.ledger.chain import TokenChain
 from claw402.ledger.reconcile import reconcile
 from claw402.ledger.schema import channel_charges
+from claw402.payments.channel_payer import ChannelTerms
 from claw402.payments.channels.manager import ChannelManager
 from claw402.payments.channels.terms import ChannelSchemes
-from claw402.payments.client import pay_and_fetch_async
+from claw402.payments.client import pay_and_fetch_async, pay_many_async
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.samples import CITIES
 
@@ -113,6 +114,22 @@ def test_a_channel_pays_for_the_rows_returned_and_exact_for_a_full_page(tmp_path
             for total, charge in zip(running, charges, strict=True)
         ]
 
+        # `402claw call`'s client (payments.client) reads the charge from the receipt.
+        calls = asyncio.run(
+            pay_many_async(
+                root + "v1/records?_limit=2",
+                stack.payer(usdc(1)).private_key,
+                PAGE,
+                2,
+                allowed_assets=[(stack.chain.network, stack.chain.token)],
+                scheme="batch",
+                channels=ChannelTerms(tmp_path / "payer-channels", max_deposit_atomic=usdc(1)),
+            )
+        )
+        receipts = [call.channel for call in calls]
+        assert [(r.charged, r.charged_total) for r in receipts if r] == [(100, 100), (100, 200)]
+        other_channels = 200
+
         # exact on the same route cannot be partial: a 3-row page moves a full page.
         exact_payer = stack.payer(usdc(1))
         paid = asyncio.run(
@@ -143,7 +160,8 @@ def test_a_channel_pays_for_the_rows_returned_and_exact_for_a_full_page(tmp_path
         assert int(escrow.call()[1]) == charged_total == sum(charges)
 
         earned = balance(stack.registry.engine, tenant.tenant_id)
-        fees = sum(fee_of(x, BPS) for x in charges) + fee_of(PAGE, BPS)
-        assert (earned.earned, earned.fees, earned.unclaimed) == (charged_total + PAGE, fees, 0)
-        assert earned.available == charged_total + PAGE - fees
+        fees = sum(fee_of(x, BPS) for x in [*charges, 100, 100, PAGE])
+        gross = charged_total + other_channels + PAGE
+        assert (earned.earned, earned.fees, earned.unclaimed) == (gross, fees, 0)
+        assert earned.available == gross - fees
         assert check_books(stack.registry.engine) == []
