@@ -34,6 +34,7 @@ from claw402.payments.channels.terms import ChannelSchemes
 from claw402.payments.client import pay_and_fetch_async, pay_many_async
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.samples import CITIES
+from jsclient import pay_with_js_client
 
 PER_ROW = 50  # $0.05 per 1,000 rows
 PAGE = 100 * PER_ROW  # the free plan's page cap is 100 rows: a full page is $0.005
@@ -128,7 +129,22 @@ def test_a_channel_pays_for_the_rows_returned_and_exact_for_a_full_page(tmp_path
         )
         receipts = [call.channel for call in calls]
         assert [(r.charged, r.charged_total) for r in receipts if r] == [(100, 100), (100, 200)]
-        other_channels = 200
+        # The official JavaScript client (@x402/evm batch-settlement) follows the same charges.
+        js_payer = stack.payer(usdc(1))
+        js = [
+            pay_with_js_client(
+                root + query, js_payer.private_key, stack.chain.network, stack.chain.token,
+                10 * PAGE, channels=tmp_path / "js-channels",
+            )
+            for query in ("v1/records?_limit=5", "v1/records?_limit=1")
+        ]  # fmt: skip
+        assert [r["status"] for r in js] == [200, 200]
+        assert [
+            (r["paymentResponse"]["extra"]["chargedAmount"],
+             r["paymentResponse"]["extra"]["channelState"]["chargedCumulativeAmount"])
+            for r in js
+        ] == [("250", "250"), ("50", "300")]  # fmt: skip
+        other_channels = 200 + 300
 
         # exact on the same route cannot be partial: a 3-row page moves a full page.
         exact_payer = stack.payer(usdc(1))
@@ -160,7 +176,7 @@ def test_a_channel_pays_for_the_rows_returned_and_exact_for_a_full_page(tmp_path
         assert int(escrow.call()[1]) == charged_total == sum(charges)
 
         earned = balance(stack.registry.engine, tenant.tenant_id)
-        fees = sum(fee_of(x, BPS) for x in [*charges, 100, 100, PAGE])
+        fees = sum(fee_of(x, BPS) for x in [*charges, 100, 100, 250, 50, PAGE])
         gross = charged_total + other_channels + PAGE
         assert (earned.earned, earned.fees, earned.unclaimed) == (gross, fees, 0)
         assert earned.available == gross - fees
