@@ -1,6 +1,6 @@
 """`402claw cloudflare build`: every Worker of the edge, written to a folder.
 
-    out/directory.json            the tenant directory (maps shape)
+    out/directory.json            the tenant directory (the shape the dispatcher was built with)
     out/dispatcher/               dispatcher.js, paywall.js, paths.js, rules.js, kinds.js,
                                   directory.js, payconfig.js, metadata.json
     out/tenants/<workerName>/     worker.js, query.js, grammar.js, engine.js, output.js, paths.js,
@@ -8,7 +8,8 @@
     out/build.json                what was built, sizes, and which tenants were refused and why
 
 A tenant whose Worker cannot be built (too large for the platform, no dataset, integers
-JavaScript cannot hold) is refused with its reason; the others are still built.
+JavaScript cannot hold) is refused with its reason; the others are still built. Priced tenants
+without payment settings refuse the whole build (`require_payments`): nothing is written.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from claw402.cloudflare.bundle import WorkerBundle
 from claw402.cloudflare.directory import export_directory
-from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
+from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher, require_payments
 from claw402.cloudflare.files import write_json
 from claw402.cloudflare.sizes import ScriptTooLarge, check_size
 from claw402.cloudflare.tenant import EdgeUnsupported, build_tenant
@@ -62,6 +63,7 @@ def build_all(
 ) -> BuildResult:
     started = time.perf_counter()
     options = options or DispatcherOptions()
+    require_payments(tenants, options.payment)
     dispatcher = build_dispatcher(tenants, options)
     check_size(dispatcher, workers_plan)
     result = BuildResult(out, dispatcher)

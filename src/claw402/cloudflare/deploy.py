@@ -17,7 +17,12 @@ from typing import Any, Literal
 
 from claw402.cloudflare import api
 from claw402.cloudflare.bundle import WorkerBundle
-from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher, check_secret_names
+from claw402.cloudflare.dispatcher import (
+    DispatcherOptions,
+    build_dispatcher,
+    check_secret_names,
+    require_payments,
+)
 from claw402.cloudflare.history import History, new_id, redact
 from claw402.cloudflare.sizes import ScriptSize, check_size
 from claw402.payments.config import payment_config_from_env
@@ -162,6 +167,7 @@ def plan_dispatcher(
     if options.dispatch_namespace != target.dispatch_namespace:
         raise DeployError("the dispatcher's namespace binding must name the target namespace")
     tenants = registry.list_tenants()
+    require_payments(tenants, options.payment)
     bundle = build_dispatcher(tenants, options)
     return DeployPlan(
         "dispatcher", target, bundle, check_size(bundle, workers_plan),
@@ -189,6 +195,7 @@ def plan_tenant(
             f"tenant {slug!r} is routed to the Worker {tenant.worker_name!r}; uploading it as "
             f"{script_name!r} would leave the dispatcher pointing elsewhere"
         )
+    require_payments([tenant], payment_config_from_env())
     if build is None:
         from claw402.cloudflare.tenant import build_tenant
 
@@ -214,34 +221,30 @@ def plan_rollback(
     target: api.Target,
     script_name: str,
     *,
+    kind: Kind = "dispatcher",
     to: str | None = None,
     secrets: Sequence[str] = (),
     workers_plan: str = "paid",
+    details: dict[str, Any] | None = None,
 ) -> DeployPlan:
-    entry = history.rollback_target("dispatcher", script_name, target.account_id, to)
+    """Re-upload an earlier succeeded upload of the script (`to`, else the previous good one:
+    see `History.rollback_target`)."""
+    namespace = target.dispatch_namespace if kind == "tenant" else None
+    entry = history.rollback_target(kind, script_name, target.account_id, to,
+                                    namespace=namespace)
     bundle = history.bundle(entry)
     return DeployPlan(
-        "dispatcher", target, bundle, check_size(bundle, workers_plan),
+        kind, target, bundle, check_size(bundle, workers_plan),
         secrets=tuple(check_secret_names(secrets)), action="rollback", rollback_of=entry["id"],
-        details={"restores": {"id": entry["id"], "at": entry["at"]}},
+        details={**(details or {}), "restores": {"id": entry["id"], "at": entry["at"]}},
     )
 
 
 # -- execution -------------------------------------------------------------------------------
 
 
-def execute(
-    plan: DeployPlan,
-    history: History,
-    environ: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Upload, then record the outcome. Raises `CloudflareApiError` (recorded) on failure."""
-    _checked_target(plan.target)
-    plan.target.token()  # no token: refuse before anything is recorded
-    values = read_secrets(plan.secrets, environ)
-    plan = without_applied_migration(plan)
-    history.store_modules(plan.bundle)
-    entry: dict[str, Any] = {
+def _entry(plan: DeployPlan) -> dict[str, Any]:
+    return {
         "id": new_id(plan.kind),
         "kind": plan.kind,
         "action": plan.action,
@@ -258,13 +261,32 @@ def execute(
         "size": plan.size.to_json(),
         **plan.details,
     }
+
+
+def execute(
+    plan: DeployPlan,
+    history: History,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Upload, then record the outcome. A refusal before any call (no account, token or secret
+    value) is a `DeployError` and records nothing; a failed call (the migration-tag read or
+    the upload) raises `CloudflareApiError` and is recorded as a failed entry."""
+    _checked_target(plan.target)
+    values = read_secrets(plan.secrets, environ)
+    try:
+        plan.target.token()
+    except api.CloudflareApiError as exc:
+        raise DeployError(f"{exc}; nothing was uploaded or recorded") from None
+    history.store_modules(plan.bundle)
     upload = api.upload_dispatcher if plan.kind == "dispatcher" else api.upload_tenant
     try:
+        plan = without_applied_migration(plan)
         result = upload(plan.target, plan.bundle, values)
     except api.CloudflareApiError as exc:
-        history.append({**entry, "status": "failed", "error": str(exc), "httpStatus": exc.status})
+        history.append({**_entry(plan), "status": "failed", "error": str(exc),
+                        "httpStatus": exc.status})
         raise
-    return history.append({**entry, "status": "succeeded", "error": None,
+    return history.append({**_entry(plan), "status": "succeeded", "error": None,
                            "result": {k: result[k] for k in ("id", "etag") if k in result}})
 
 

@@ -86,7 +86,9 @@ class LocalEdge(Stops):
     `secrets` gives each script's secret values by name (secret_text bindings need one).
     `namespace_binding=False` drops the dispatcher's DISPATCHER binding (a misconfiguration the
     dispatcher must answer with 500 dispatcher_binding_missing). `events_to_recorder` binds
-    EVENTS to the recorder so tests can read the lifecycle events.
+    EVENTS to the recorder so tests can read the lifecycle events. `json_modules=True` loads
+    `.json` modules as JSON (what wrangler and a hand-written workerd config do), not as text
+    (what the upload sends).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class LocalEdge(Stops):
         namespace_binding: bool = True,
         events_to_recorder: bool = True,
         start_timeout: float = 20.0,
+        json_modules: bool = False,
     ) -> None:
         self.dispatcher = dispatcher
         self.tenants = list(tenants)
@@ -105,6 +108,7 @@ class LocalEdge(Stops):
         self.namespace_binding = namespace_binding
         self.events_to_recorder = events_to_recorder
         self.start_timeout = start_timeout
+        self.json_modules = json_modules
         self.ports: dict[str, int] = {}
         self.startup_seconds: float | None = None
         self._dir: Path | None = None
@@ -164,6 +168,8 @@ class LocalEdge(Stops):
         modules = []
         for module in bundle.modules:
             kind = "esModule" if module.content_type == JS_MODULE else "text"
+            if self.json_modules and module.name.endswith(".json"):
+                kind = "json"
             ref = cfg.embed(module.content, ".js" if kind == "esModule" else ".txt")
             modules.append(f'(name = "{_safe(module.name, "module name")}", {kind} = {ref})')
         bindings = [self._binding(cfg, bundle, b) for b in bundle.metadata.get("bindings", [])]

@@ -77,17 +77,23 @@ def directory(registry: Registry, secret: str | None, shape: str = "maps") -> di
 
 
 def build(registry: Registry, secret: str | None, out: Path, *, dispatch_namespace: str,
-          events_url: str | None = None, workers_plan: str = "paid") -> BuildResult:
+          events_url: str | None = None, workers_plan: str = "paid",
+          directory_format: str = "maps") -> BuildResult:
     """Write the dispatcher and a Worker per visible tenant into `out` (see cloudflare.build)."""
     from claw402.cloudflare.build import build_all
+    from claw402.cloudflare.directory import FORMATS
     from claw402.cloudflare.dispatcher import DispatcherOptions
     from claw402.cloudflare.sizes import ScriptTooLarge
     from claw402.payments.config import PaymentConfigError, payment_config_from_env
 
     tenants = visible_tenants(registry, secret)
     try:
+        if directory_format not in FORMATS:
+            raise ValueError(f"unknown directory format {directory_format!r}: choose "
+                             f"{' or '.join(FORMATS)}")
         options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
-                                    payment=payment_config_from_env())
+                                    payment=payment_config_from_env(),
+                                    directory_format=directory_format)  # type: ignore[arg-type]
         return build_all(tenants, out, options, workers_plan=workers_plan)
     except (ScriptTooLarge, PaymentConfigError, ValueError) as exc:
         raise ControlError(str(exc), code="build_failed") from None
@@ -141,7 +147,7 @@ def _upload(registry: Registry, history: History, plan_fn: Callable[[], DeployPl
 def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None, to: Target,
                       *, script_name: str, events_url: str | None = None,
                       secrets: Sequence[str] = (), workers_plan: str = "paid",
-                      execute: bool = False) -> Upload:
+                      execute: bool = False, directory_format: str = "maps") -> Upload:
     """Upload the dispatch Worker with the current tenant directory (a plan unless `execute`);
     the edge paywall takes the gateway's payment settings from the environment."""
     from claw402.cloudflare.deploy import plan_dispatcher
@@ -154,7 +160,8 @@ def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None
     def plan() -> DeployPlan:
         options = DispatcherOptions(
             script_name=script_name, dispatch_namespace=to.dispatch_namespace,
-            events_url=events_url, payment=payment_config_from_env(), secrets=tuple(secrets))
+            events_url=events_url, payment=payment_config_from_env(), secrets=tuple(secrets),
+            directory_format=directory_format)  # type: ignore[arg-type]
         return plan_dispatcher(registry, to, options, workers_plan=workers_plan)
 
     return _upload(registry, History(settings.home), plan, execute, actor)
@@ -188,6 +195,25 @@ def rollback_dispatcher(registry: Registry, settings: Settings, secret: str | No
                    lambda: plan_rollback(history, to, script_name, to=entry_id,
                                          secrets=tuple(secrets), workers_plan=workers_plan),
                    execute, actor)
+
+
+def rollback_tenant(registry: Registry, settings: Settings, secret: str | None, slug: str,
+                    to: Target, *, entry_id: str | None = None, secrets: Sequence[str] = (),
+                    workers_plan: str = "paid", execute: bool = False) -> Upload:
+    """Re-upload an earlier copy of one tenant's Worker (its owner's `deploy` key or an
+    admin's): it serves only that tenant, unlike the dispatcher's directory."""
+    from claw402.cloudflare.deploy import plan_rollback
+    from claw402.cloudflare.history import History
+
+    tenant, actor = tenant_for(registry, secret, slug, _scope(execute))
+    history = History(settings.home)
+    return _upload(registry, history,
+                   lambda: plan_rollback(history, to, tenant.worker_name, kind="tenant",
+                                         to=entry_id, secrets=tuple(secrets),
+                                         workers_plan=workers_plan,
+                                         details={"tenant": {"slug": tenant.slug,
+                                                             "tenantId": tenant.tenant_id}}),
+                   execute, actor, tenant.tenant_id)
 
 
 def publish(registry: Registry, settings: Settings, actor: Actor, tenant: Tenant,

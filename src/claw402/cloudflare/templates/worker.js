@@ -3,6 +3,8 @@
 // prefix (x-claw402-path), says where the tenant's root is (x-claw402-root-url), runs the
 // paywall, and maps a throw here to 502 tenant_worker_failure.
 // Generated beside it: tenant.json (schema, OpenAPI, docs) and dataset.json (the columns).
+// 402claw uploads both as text modules, but wrangler and a workerd config with `json` modules
+// load a `.json` file as parsed JSON: the Worker takes either form.
 
 import CONFIG_TEXT from "./tenant.json";
 import DATASET_TEXT from "./dataset.json";
@@ -11,12 +13,13 @@ import { render, rowJson } from "./output.js";
 import { formatForAccept, InvalidQuery, parseQuery, pyRepr } from "./query.js";
 import { unquote } from "./paths.js";
 
-const CONFIG = JSON.parse(CONFIG_TEXT);
+const fromJson = (module) => (typeof module === "string" ? JSON.parse(module) : module);
+const CONFIG = fromJson(CONFIG_TEXT);
 // Parsed once per isolate, at startup (the platform's startup budget, not a request's CPU).
 let TABLE = null;
 let LOAD_ERROR = null;
 try {
-  TABLE = new Table(JSON.parse(DATASET_TEXT));
+  TABLE = new Table(fromJson(DATASET_TEXT));
 } catch (error) {
   LOAD_ERROR = error;
 }
