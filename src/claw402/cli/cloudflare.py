@@ -338,6 +338,9 @@ def register(app: typer.Typer) -> None:
     app.command("cloudflare-deploy-tenant")(deploy_tenant_command)
     app.command("cloudflare-rollback-dispatcher")(rollback_dispatcher_command)
     app.command("cloudflare-rollback-tenant")(rollback_tenant_command)
+    from claw402.cli import cloudflare_up  # beside this module: it reuses the options above
+
+    cloudflare_up.register(cloudflare_app)
 
 
 def show_published(steps: list[dict[str, Any]], execute_plan: bool, json: bool) -> None:

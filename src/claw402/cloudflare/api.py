@@ -85,7 +85,7 @@ def current_migration_tag(target: Target, script_name: str) -> str | None:
     Migrations run once per tag: an upload carrying a tag the script already has is refused,
     so the deploy asks first (as wrangler does).
     """
-    with _explained(target):
+    with explained(target):
         scripts = target.client().workers.scripts.list(account_id=target.account_id)
         for script in scripts:
             if script.id == script_name:
@@ -110,7 +110,7 @@ def upload_dispatcher(
     target: Target, bundle: WorkerBundle, secrets: Mapping[str, str]
 ) -> dict[str, Any]:
     """PUT /accounts/{a}/workers/scripts/{name}: the dispatch Worker is an ordinary Worker."""
-    with _explained(target):
+    with explained(target):
         result = target.client().workers.scripts.update(
             bundle.script_name,
             account_id=target.account_id,
@@ -124,7 +124,7 @@ def upload_tenant(
     target: Target, bundle: WorkerBundle, secrets: Mapping[str, str]
 ) -> dict[str, Any]:
     """PUT /accounts/{a}/workers/dispatch/namespaces/{ns}/scripts/{name}."""
-    with _explained(target):
+    with explained(target):
         result = target.client().workers_for_platforms.dispatch.namespaces.scripts.update(
             bundle.script_name,
             account_id=target.account_id,
@@ -136,7 +136,7 @@ def upload_tenant(
 
 
 @contextmanager
-def _explained(target: Target) -> Iterator[None]:
+def explained(target: Target) -> Iterator[None]:
     """Turn SDK exceptions into one error type whose message says what to do."""
     import cloudflare
 

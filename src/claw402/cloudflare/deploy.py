@@ -256,6 +256,7 @@ def _entry(plan: DeployPlan) -> dict[str, Any]:
         "call": {"method": "PUT", "path": plan.path, "sdk": plan.sdk_method},
         "at": datetime.now(UTC).isoformat(),
         "bundle": {**plan.bundle.describe(), "metadata": plan.bundle.metadata},
+        "digest": plan.bundle.content_digest,
         "metadata": plan.sent_metadata(),
         "secrets": list(plan.secrets),
         "size": plan.size.to_json(),

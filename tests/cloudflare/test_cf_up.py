@@ -1,0 +1,259 @@
+"""`402claw cloudflare up` and `cloudflare status` through the official SDK against a recording
+server that keeps an account's state (cfstate.py): every call `up` makes, idempotence, drift."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from cfapi import FakeCloudflare
+from cfhelpers import cli_app
+from cfstate import CloudflareState
+from typer.testing import CliRunner
+
+from claw402.cloudflare.history import History
+from claw402.registry.deploy import DeployRequest, deploy
+from claw402.samples import CITIES
+
+app = cli_app()
+ACCOUNT, ZONE = "acc1", "zone9"
+A = f"/client/v4/accounts/{ACCOUNT}"
+NS = f"{A}/workers/dispatch/namespaces"
+PAYMENT_VARS = (
+    "CLAW402_ENV",
+    "CLAW402_NETWORK",
+    "CLAW402_ASSET",
+    "CLAW402_FACILITATOR_URL",
+    "CLAW402_TREASURY",
+    "CLAW402_FACILITATOR_API_KEY",
+)
+
+
+@pytest.fixture
+def cf(monkeypatch) -> Iterator[tuple[FakeCloudflare, CloudflareState]]:
+    for name in PAYMENT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    state = CloudflareState()
+    with FakeCloudflare() as server:
+        server.responder = state
+        monkeypatch.setenv("CLOUDFLARE_BASE_URL", server.base_url)
+        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "tok")
+        monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", ACCOUNT)
+        monkeypatch.setenv("CLOUDFLARE_ZONE_ID", ZONE)
+        yield server, state
+
+
+def run(settings, *args: str, code: int = 0) -> dict:
+    result = CliRunner().invoke(app, ["cloudflare", *args, "--home", str(settings.home), "--json"])
+    assert result.exit_code == code, result.output
+    return json.loads(result.output)
+
+
+def cities(registry, settings, plan: str = "pro"):
+    return deploy(
+        registry,
+        settings,
+        DeployRequest(
+            source=CITIES,
+            slug="cities",
+            price="0",
+            key="id",
+            plan=plan,
+            hosts=["data.cities.example"],
+        ),
+    )
+
+
+def calls(server: FakeCloudflare, start: int = 0) -> list[str]:
+    return [f"{r.method} {r.path.split('?')[0]}" for r in server.requests[start:]]
+
+
+READS = [
+    f"GET {NS}/claw402",
+    f"GET {NS}/claw402/scripts/tenant-cities-worker",
+    f"GET {A}/workers/scripts",
+    f"GET {A}/workers/scripts/claw402-dispatcher/subdomain",
+    f"GET {A}/workers/subdomain",
+    f"GET /client/v4/zones/{ZONE}/workers/routes",
+    f"GET /client/v4/zones/{ZONE}/custom_hostnames",
+]
+
+
+def test_up_from_nothing_then_idempotent(cf, registry, settings):
+    server, state = cf
+    cities(registry, settings)
+    dry = run(settings, "up")
+    assert dry["executed"] is False
+    assert [(i["kind"], i["live"], i["action"]) for i in dry["items"]] == [
+        ("namespace", "missing", "create"),
+        ("tenant", "missing", "upload"),
+        ("dispatcher", "missing", "upload"),
+        ("workers.dev", "disabled", "enable"),
+        ("route", "missing", "create"),
+        ("hostname", "missing", "create"),
+    ]
+    # a missing namespace has no scripts and a missing dispatcher no subdomain: not asked
+    assert calls(server) == [READS[0], READS[2], READS[4], READS[5], READS[6]]
+
+    start = len(server.requests)
+    done = run(settings, "up", "--execute")
+    assert done["executed"] is True and done["changed"] == 6
+    assert calls(server, start) == [
+        READS[0],
+        READS[2],
+        READS[4],
+        READS[5],
+        READS[6],
+        f"POST {NS}",
+        f"PUT {NS}/claw402/scripts/tenant-cities-worker",
+        f"PUT {A}/workers/scripts/claw402-dispatcher",
+        f"POST {A}/workers/scripts/claw402-dispatcher/subdomain",
+        f"POST /client/v4/zones/{ZONE}/workers/routes",
+        f"POST /client/v4/zones/{ZONE}/custom_hostnames",
+    ]
+    writes = server.requests[start + 5 :]
+    assert json.loads(writes[0].body) == {"name": "claw402"}
+    assert json.loads(writes[3].body) == {"enabled": True, "previews_enabled": False}
+    assert json.loads(writes[4].body) == {"pattern": "*/*", "script": "claw402-dispatcher"}
+    assert json.loads(writes[5].body) == {
+        "hostname": "data.cities.example",
+        "ssl": {"method": "http", "type": "dv"},
+    }
+    assert all(r.headers["Authorization"] == "Bearer tok" for r in server.requests)
+    by_kind = {i["kind"]: i for i in done["items"]}
+    assert by_kind["workers.dev"]["url"] == "https://claw402-dispatcher.acme-co.workers.dev"
+    assert by_kind["hostname"]["found"]["verification"]["type"] == "txt"
+    assert [e["kind"] for e in History(settings.home).entries()] == ["tenant", "dispatcher"]
+    assert (
+        b"data.cities.example" in state.bundle("claw402-dispatcher").module("directory.js").content
+    )
+
+    start = len(server.requests)
+    again = run(settings, "up", "--execute")
+    assert again["changed"] == 0 and all(i["inSync"] for i in again["items"])
+    assert calls(server, start) == READS  # only reads the second time
+    status = run(settings, "status")
+    assert status["inSync"] is True and status["drift"] == 0
+
+
+def test_status_shows_drift_and_up_uploads_only_what_changed(cf, registry, settings):
+    server, state = cf
+    cities(registry, settings)
+    run(settings, "up", "--execute")
+    cities(registry, settings, plan="business")  # new limits: the tenant and the directory
+    status = run(settings, "status", code=1)
+    assert {i["kind"]: i["live"] for i in status["items"] if not i["inSync"]} == {
+        "tenant": "stale",
+        "dispatcher": "stale",
+    }
+
+    start = len(server.requests)
+    run(settings, "up", "--execute")
+    assert [c for c in calls(server, start) if not c.startswith("GET")] == [
+        f"PUT {NS}/claw402/scripts/tenant-cities-worker",
+        f"PUT {A}/workers/scripts/claw402-dispatcher",
+    ]
+
+    state.scripts[("claw402", "tenant-cities-worker")].etag = "edited-in-the-dashboard"
+    drifted = run(settings, "status", code=1)
+    (item,) = [i for i in drifted["items"] if not i["inSync"]]
+    assert (item["kind"], item["live"]) == ("tenant", "changed outside 402claw")
+
+
+def test_up_refuses_a_route_owned_by_another_worker(cf, registry, settings):
+    server, state = cf
+    cities(registry, settings)
+    state.routes[ZONE] = [{"id": "r1", "pattern": "*/*", "script": "someone-else"}]
+    refused = run(settings, "up", "--execute", code=1)
+    assert "already serves someone-else" in refused["detail"]
+    assert all(r.method == "GET" for r in server.requests)  # nothing changed
+
+
+def test_up_without_zone_serves_workers_dev_and_says_hosts_wait(
+    cf, registry, settings, monkeypatch
+):
+    server, _ = cf
+    monkeypatch.delenv("CLOUDFLARE_ZONE_ID")
+    cities(registry, settings)
+    done = run(settings, "up", "--execute")
+    hosts = [i for i in done["items"] if i["kind"] == "hostname"]
+    assert [(h["name"], h["live"], h["action"]) for h in hosts] == [
+        ("data.cities.example", "not attached (no zone)", None)
+    ]
+    assert not any("/zones/" in r.path for r in server.requests)
+
+
+def test_up_needs_account_and_token(cf, registry, settings, monkeypatch):
+    cities(registry, settings)
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")
+    no_token = run(settings, "up", code=1)
+    assert "no API token" in no_token["detail"] and "live state" in no_token["detail"]
+    monkeypatch.delenv("CLOUDFLARE_ACCOUNT_ID")
+    assert "account id is required" in run(settings, "status", code=1)["detail"]
+
+
+def test_what_up_uploaded_serves_free_402_and_paid_calls(cf, tmp_path, monkeypatch):
+    """The Workers `up` sent (as the account keeps them) run under workerd and take payments."""
+    from edgepay import MAX_TIMEOUT, EdgeClient
+    from x402.http.utils import decode_payment_response_header
+
+    from claw402.chain.devchain import start_dev_chain
+    from claw402.chain.wallet import Wallet
+    from claw402.cloudflare.workerd import LocalEdge
+    from claw402.config import Settings
+    from claw402.facilitator.server import background_server
+    from claw402.facilitator.settings import FacilitatorSettings
+    from claw402.registry.store import Registry
+
+    _, state = cf
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    with start_dev_chain(payers=1) as chain:
+        facilitator = FacilitatorSettings(
+            rpc_url=chain.rpc_url, private_key=chain.facilitator.private_key, network=chain.network
+        )
+        with background_server(facilitator) as server:
+            for name, value in {
+                "CLAW402_ENV": "dev",
+                "CLAW402_NETWORK": chain.network,
+                "CLAW402_ASSET": chain.token,
+                "CLAW402_ASSET_NAME": chain.token_name,
+                "CLAW402_ASSET_VERSION": chain.token_version,
+                "CLAW402_FACILITATOR_URL": server.url,
+                "CLAW402_TREASURY": chain.treasury.address,
+                "CLAW402_MAX_TIMEOUT_SECONDS": str(MAX_TIMEOUT),
+            }.items():
+                monkeypatch.setenv(name, value)
+            registry = Registry.open(settings)
+            creator = Wallet.create()
+            deploy(
+                registry,
+                settings,
+                DeployRequest(
+                    source=CITIES,
+                    slug="acme",
+                    price="0.005",
+                    key="id",
+                    hosts=["data.acme.test"],
+                    pay_to=creator.address,
+                ),
+            )
+            registry.close()
+            run(settings, "up", "--execute")
+            dispatcher = state.bundle("claw402-dispatcher")
+            assert dispatcher.metadata["migrations"]["new_tag"] == "claw402-claims-v1"
+            tenant = state.bundle("tenant-acme-worker", "claw402")
+            with LocalEdge(dispatcher, [tenant]) as running:
+                edge = EdgeClient(chain, running.url)
+                free = edge.get("/t/acme/v1/schema")
+                assert free.status_code == 200 and free.json()["price"] == "0.005"
+                unpaid = edge.get("/v1/records", headers={"host": "data.acme.test"})
+                assert unpaid.status_code == 402 and "payment-required" in unpaid.headers
+                payer = edge.payer()
+                paid = edge.get(
+                    "/v1/records/1", edge.sign(payer, "acme"), headers={"host": "data.acme.test"}
+                )
+                assert paid.status_code == 200, paid.text
+                assert paid.json()["item"]["id"] == 1
+                receipt = decode_payment_response_header(paid.headers["payment-response"])
+                assert receipt.success and chain.balance(creator.address) == 5_000
