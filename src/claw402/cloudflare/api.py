@@ -172,7 +172,8 @@ def explain(exc: cloudflare.CloudflareError, target: Target) -> CloudflareApiErr
                 "--api-token")
     elif status == 403:
         text = (f"the API token may not edit Workers on account {target.account_id} (403): it "
-                "needs the Workers Scripts Edit permission")
+                "needs the Workers Scripts Edit permission (and for `cloudflare up` with a zone, "
+                "Workers Routes Edit and SSL and Certificates Edit)")
     elif status == 404:
         text = (f"account {target.account_id} or dispatch namespace "
                 f"{target.dispatch_namespace!r} not found (404)")
