@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cfapi import Recorded, failure, success
 
@@ -49,6 +49,7 @@ class CloudflareState:
     scripts: dict[tuple[str | None, str], Script] = field(default_factory=dict)  # (ns, name)
     routes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # zone -> routes
     hostnames: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # zone -> host
+    buckets: dict[str, dict[str, bytes]] = field(default_factory=dict)  # R2: bucket -> objects
 
     def bundle(self, name: str, namespace: str | None = None) -> WorkerBundle:
         return self.scripts[(namespace, name)].bundle
@@ -56,7 +57,8 @@ class CloudflareState:
     def __call__(self, r: Recorded) -> Answer:
         url = urlsplit(r.path)
         path, query = url.path.removeprefix(ROOT), dict(parse_qsl(url.query))
-        body = json.loads(r.body) if r.body and not r.parts else {}
+        is_json = r.headers.get("Content-Type", "").startswith("application/json")
+        body = json.loads(r.body) if r.body and is_json else {}
         for pattern, handler in self._routes():
             match = re.fullmatch(pattern, f"{r.method} {path}")
             if match:
@@ -76,6 +78,9 @@ class CloudflareState:
             (rf"GET {scripts}/([^/]+)/subdomain", self._get_workers_dev),
             (rf"POST {scripts}/([^/]+)/subdomain", self._set_workers_dev),
             (r"GET /accounts/[^/]+/workers/subdomain", self._account_subdomain),
+            (r"GET /accounts/[^/]+/r2/buckets/([^/]+)", self._get_bucket),
+            (r"POST /accounts/[^/]+/r2/buckets", self._create_bucket),
+            (r"PUT /accounts/[^/]+/r2/buckets/([^/]+)/objects/([^/]+)", self._put_object),
             (r"GET /zones/([^/]+)/workers/routes", self._list_routes),
             (r"POST /zones/([^/]+)/workers/routes", self._create_route),
             (r"GET /zones/([^/]+)/custom_hostnames", self._list_hostnames),
@@ -147,6 +152,25 @@ class CloudflareState:
 
     def _account_subdomain(self, r: Recorded, q: dict, b: dict) -> Answer:
         return _ok({"subdomain": self.subdomain})
+
+    # -- R2 --------------------------------------------------------------------------------
+
+    def _get_bucket(self, r: Recorded, q: dict, b: dict, name: str) -> Answer:
+        if name not in self.buckets:
+            return _missing(f"bucket {name}")
+        return _ok({"name": name, "location": "WEUR"})
+
+    def _create_bucket(self, r: Recorded, q: dict, b: dict) -> Answer:
+        if b["name"] in self.buckets:
+            return failure(409, 10004, "the bucket already exists")
+        self.buckets[b["name"]] = {}
+        return _ok({"name": b["name"]})
+
+    def _put_object(self, r: Recorded, q: dict, b: dict, bucket: str, key: str) -> Answer:
+        if bucket not in self.buckets:
+            return _missing(f"bucket {bucket}")
+        self.buckets[bucket][unquote(key)] = r.body
+        return _ok({"key": unquote(key), "size": len(r.body), "etag": "o"})
 
     # -- zones -----------------------------------------------------------------------------
 

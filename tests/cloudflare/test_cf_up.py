@@ -257,3 +257,91 @@ def test_what_up_uploaded_serves_free_402_and_paid_calls(cf, tmp_path, monkeypat
                 assert paid.json()["item"]["id"] == 1
                 receipt = decode_payment_response_header(paid.headers["payment-response"])
                 assert receipt.success and chain.balance(creator.address) == 5_000
+
+
+def test_up_serves_a_dataset_too_large_to_embed_from_r2(cf, registry, settings, monkeypatch):
+    """Over the embedding limit: refused without a bucket; with one, its rows go to R2 before
+    its Worker, and what was uploaded answers under workerd."""
+    import httpx
+
+    from claw402.cloudflare import sizes
+    from claw402.cloudflare.workerd import LocalEdge
+
+    server, state = cf
+    monkeypatch.setattr(sizes, "MAX_EMBEDDED_DATA", 1024)
+    cities(registry, settings)
+    refused = run(settings, "up", code=1)
+    assert "cities" in refused["detail"] and "--r2-bucket" in refused["detail"]
+
+    start = len(server.requests)
+    done = run(settings, "up", "--execute", "--r2-bucket", "claw402-data")
+    writes = [c for c in calls(server, start) if not c.startswith("GET")]
+    assert writes[:2] == [f"POST {NS}", f"POST {A}/r2/buckets"]
+    (put_object,) = [w for w in writes if "/objects/" in w]
+    assert put_object.startswith(f"PUT {A}/r2/buckets/claw402-data/objects/claw402-")
+    assert writes.index(put_object) < writes.index(f"PUT {NS}/claw402/scripts/tenant-cities-worker")
+    tenant_item = next(i for i in done["items"] if i["kind"] == "tenant")
+    assert tenant_item["action"] == "upload"
+    tenant = state.bundle("tenant-cities-worker", "claw402")
+    assert {"type": "r2_bucket", "name": "DATA", "bucket_name": "claw402-data"} in (
+        tenant.metadata["bindings"]
+    )
+    manifest = json.loads(tenant.module("dataset.json").content)
+    assert manifest["rows"] == 50 and "data" not in manifest
+    (key,) = state.buckets["claw402-data"]
+    assert manifest["r2"]["chunks"][0]["key"] == key
+
+    with LocalEdge(
+        state.bundle("claw402-dispatcher"),
+        [tenant],
+        r2={"claw402-data": state.buckets["claw402-data"]},
+    ) as edge:
+        one = httpx.get(f"{edge.url}/v1/records/3", headers={"host": "data.cities.example"})
+        assert one.json()["item"]["city"] == "Shanghai"
+        page = httpx.get(
+            f"{edge.url}/t/cities/v1/records?_sort=-population&_limit=2&_fields=city,population"
+        ).json()
+        every = httpx.get(f"{edge.url}/t/cities/v1/records?_limit=50&_fields=population").json()
+        populations = sorted((r["population"] for r in every["items"]), reverse=True)
+        assert [r["population"] for r in page["items"]] == populations[:2] and page["next"]
+
+    start = len(server.requests)
+    again = run(settings, "up", "--execute", "--r2-bucket", "claw402-data")
+    assert again["changed"] == 0 and all(c.startswith("GET") for c in calls(server, start))
+
+
+def test_build_and_deploy_tenant_with_an_r2_bucket(cf, registry, settings, tmp_path, monkeypatch):
+    from claw402.cloudflare import sizes
+    from claw402.cloudflare.bundle import read_bundle
+
+    server, _ = cf
+    monkeypatch.setattr(sizes, "MAX_EMBEDDED_DATA", 1024)
+    cities(registry, settings)
+    out = tmp_path / "edge"
+    built = run(settings, "build", "--out", str(out), "--r2-bucket", "b1")
+    (stored,) = built["r2"]
+    assert stored["slug"] == "cities" and stored["objects"] == 1
+    manifest = json.loads((out / "tenants" / "tenant-cities-worker" / "dataset.json").read_text())
+    (chunk,) = manifest["r2"]["chunks"]
+    assert (out / "r2" / "b1" / chunk["key"]).stat().st_size == chunk["bytes"]
+    assert read_bundle(out / "tenants" / "tenant-cities-worker").metadata["bindings"] == [
+        {"type": "r2_bucket", "name": "DATA", "bucket_name": "b1"}
+    ]
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "cloudflare-deploy-tenant",
+            "cities",
+            "--r2-bucket",
+            "b1",
+            "--home",
+            str(settings.home),
+            "--json",
+        ],
+    )
+    plan = json.loads(result.output)["plan"]
+    objects, put = plan["calls"]
+    assert put["method"] == "PUT" and put["path"].endswith("/scripts/tenant-cities-worker")
+    assert objects["sdk"] == "client.r2.buckets.objects.upload" and objects["objects"] == 1
+    assert plan["tenant"]["r2"]["bucket"] == "b1" and server.requests == []

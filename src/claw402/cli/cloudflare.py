@@ -43,6 +43,13 @@ DirectoryFormat = Annotated[
 ]
 
 
+R2Bucket = Annotated[
+    str | None,
+    typer.Option("--r2-bucket", envvar="CLOUDFLARE_R2_BUCKET", show_default=False,
+                 help="R2 bucket for datasets too large to embed in a Worker (else refused)."),
+]
+
+
 class WorkersPlanName(enum.StrEnum):
     paid = "paid"
     free = "free"
@@ -97,6 +104,7 @@ def build_command(
         WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
     ] = WorkersPlanName.paid,
     directory_format: DirectoryFormat = DirectoryShape.maps,
+    r2_bucket: R2Bucket = None,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -111,7 +119,7 @@ def build_command(
     with session(home, json) as (_, registry):
         result = edge.build(registry, api_key, out, dispatch_namespace=dispatch_namespace,
                             events_url=events_url, workers_plan=workers_plan.value,
-                            directory_format=directory_format.value)
+                            directory_format=directory_format.value, r2_bucket=r2_bucket)
     if json:
         emit_json({"ok": not result.refused, **result.to_json()})
     else:
@@ -251,6 +259,7 @@ def deploy_tenant_command(
     ] = None,
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    r2_bucket: R2Bucket = None,
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -266,7 +275,8 @@ def deploy_tenant_command(
         upload = edge.deploy_tenant(
             registry, settings, api_key, slug,
             edge.target(account_id, api_token, dispatch_namespace), script_name=script_name,
-            secrets=secret or (), workers_plan=workers_plan.value, execute=execute_plan)
+            secrets=secret or (), workers_plan=workers_plan.value, execute=execute_plan,
+            r2_bucket=r2_bucket)
     _show(upload, json)
 
 

@@ -47,6 +47,16 @@ WorkersDev = Annotated[
         help="Serve the dispatcher on the account's workers.dev subdomain.",
     ),
 ]
+R2Bucket = Annotated[
+    str | None,
+    typer.Option(
+        "--r2-bucket",
+        envvar="CLOUDFLARE_R2_BUCKET",
+        show_default=False,
+        help="R2 bucket for datasets too large to embed in a Worker (created if "
+        "missing; else such tenants are refused).",
+    ),
+]
 EventsUrl = Annotated[
     str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
 ]
@@ -61,6 +71,7 @@ def _options(
     secret: list[str] | None,
     workers_plan: WorkersPlanName,
     directory_format: DirectoryShape,
+    r2_bucket: str | None,
 ) -> UpOptions:
     from claw402.cloudflare.up import UpOptions
 
@@ -73,6 +84,7 @@ def _options(
         secrets=tuple(secret or ()),
         workers_plan=workers_plan.value,
         directory_format=directory_format.value,
+        r2_bucket=r2_bucket,
     )
 
 
@@ -116,6 +128,7 @@ def up_command(
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     directory_format: DirectoryFormat = DirectoryShape.maps,
+    r2_bucket: R2Bucket = None,
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -129,7 +142,15 @@ def up_command(
     from claw402.control import edge
 
     options = _options(
-        script_name, zone_id, route, workers_dev, events_url, secret, workers_plan, directory_format
+        script_name,
+        zone_id,
+        route,
+        workers_dev,
+        events_url,
+        secret,
+        workers_plan,
+        directory_format,
+        r2_bucket,
     )
     with session(home, json) as (settings, registry):
         report = edge.up(
@@ -170,6 +191,7 @@ def status_command(
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     directory_format: DirectoryFormat = DirectoryShape.maps,
+    r2_bucket: R2Bucket = None,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -182,7 +204,15 @@ def status_command(
     from claw402.control import edge
 
     options = _options(
-        script_name, zone_id, route, workers_dev, events_url, secret, workers_plan, directory_format
+        script_name,
+        zone_id,
+        route,
+        workers_dev,
+        events_url,
+        secret,
+        workers_plan,
+        directory_format,
+        r2_bucket,
     )
     with session(home, json) as (settings, registry):
         items = edge.status(

@@ -75,6 +75,10 @@ def tenant_path(account_id: str, namespace: str, script_name: str) -> str:
     return f"/accounts/{account_id}/workers/dispatch/namespaces/{namespace}/scripts/{script_name}"
 
 
+def object_path(account_id: str, bucket: str, key: str) -> str:
+    return f"/accounts/{account_id}/r2/buckets/{bucket}/objects/{key}"
+
+
 def scripts_path(account_id: str) -> str:
     return f"/accounts/{account_id}/workers/scripts"
 

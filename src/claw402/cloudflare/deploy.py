@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from claw402.cloudflare import api
 from claw402.cloudflare.bundle import WorkerBundle
@@ -28,6 +28,9 @@ from claw402.cloudflare.sizes import ScriptSize, check_size
 from claw402.payments.config import payment_config_from_env
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
+
+if TYPE_CHECKING:
+    from claw402.cloudflare.storage import StoredData
 
 Kind = Literal["dispatcher", "tenant"]
 ACCOUNT_PLACEHOLDER = "<account-id>"
@@ -47,6 +50,7 @@ class DeployPlan:
     action: Literal["deploy", "rollback"] = "deploy"
     rollback_of: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # tenant / directory facts
+    stored: StoredData | None = None  # a tenant's rows in R2, uploaded before its Worker
 
     @property
     def path(self) -> str:
@@ -82,6 +86,13 @@ class DeployPlan:
             ] + [{"name": "metadata", "contentType": "application/json"}],
             "metadata": self.sent_metadata(),
         }
+        if self.stored is not None:
+            path = api.object_path(self.target.account_id, self.stored.bucket, "<key>")
+            objects = {"method": "PUT", "url": self.target.api_base + path, "path": path,
+                       "sdk": "client.r2.buckets.objects.upload",
+                       "objects": len(self.stored.objects), "bytes": self.stored.bytes,
+                       "why": "the dataset's chunks, before the Worker that reads them"}
+            return [objects, put]
         if not self.migrates:
             return [put]
         path = api.scripts_path(self.target.account_id)
@@ -186,7 +197,9 @@ def plan_tenant(
     secrets: Sequence[str] = (),
     workers_plan: str = "paid",
     build: Callable[[Tenant], WorkerBundle] | None = None,
+    r2_bucket: str | None = None,
 ) -> DeployPlan:
+    """One tenant's Worker; rows too large to embed go to `r2_bucket` (else it is refused)."""
     tenant = registry.get(slug)
     if tenant is None:
         raise DeployError(f"tenant {slug!r} not found")
@@ -196,11 +209,13 @@ def plan_tenant(
             f"{script_name!r} would leave the dispatcher pointing elsewhere"
         )
     require_payments([tenant], payment_config_from_env())
+    stored = None
     if build is None:
-        from claw402.cloudflare.tenant import build_tenant
+        from claw402.cloudflare.storage import edge_tenant
 
-        build = build_tenant
-    bundle = build(tenant)
+        bundle, stored = edge_tenant(tenant, r2_bucket)
+    else:
+        bundle = build(tenant)
     names = tuple(check_secret_names(secrets))
     if names:  # declared in the bundle so the Worker cannot run without them
         bindings = [*bundle.metadata.get("bindings", []),
@@ -212,7 +227,10 @@ def plan_tenant(
         "tenant", target, bundle, check_size(bundle, workers_plan), secrets=names,
         details={"tenant": {"slug": tenant.slug, "tenantId": tenant.tenant_id,
                             "datasetVersion": dataset.version if dataset else None,
-                            "rows": dataset.rows if dataset else None}},
+                            "rows": dataset.rows if dataset else None,
+                            "r2": ({"bucket": stored.bucket, "objects": len(stored.objects),
+                                    "bytes": stored.bytes} if stored else None)}},
+        stored=stored,
     )
 
 
@@ -281,6 +299,10 @@ def execute(
     history.store_modules(plan.bundle)
     upload = api.upload_dispatcher if plan.kind == "dispatcher" else api.upload_tenant
     try:
+        if plan.stored is not None:
+            from claw402.cloudflare.resources import upload_objects
+
+            upload_objects(plan.target, plan.stored.bucket, plan.stored.objects)
         plan = without_applied_migration(plan)
         result = upload(plan.target, plan.bundle, values)
     except api.CloudflareApiError as exc:

@@ -151,3 +151,26 @@ def create_custom_hostname(target: Target, zone_id: str, hostname: str) -> dict[
     if created is None:
         return {"hostname": hostname, "status": None, "sslStatus": None, "verification": None}
     return _hostname(created)
+
+
+def bucket_exists(target: Target, bucket: str) -> bool:
+    """GET /accounts/{a}/r2/buckets/{b}."""
+    client = target.client()
+    found = _or_none(target, lambda: client.r2.buckets.get(bucket, account_id=target.account_id))
+    return found is not None
+
+
+def create_bucket(target: Target, bucket: str) -> None:
+    """POST /accounts/{a}/r2/buckets {name}."""
+    with _calls(target):
+        target.client().r2.buckets.create(account_id=target.account_id, name=bucket)
+
+
+def upload_objects(target: Target, bucket: str, objects: dict[str, bytes]) -> None:
+    """PUT /accounts/{a}/r2/buckets/{b}/objects/{key}, one per object (each <= 300 MB)."""
+    with _calls(target):
+        client = target.client()
+        for key, content in objects.items():
+            client.r2.buckets.objects.upload(
+                key, content, account_id=target.account_id, bucket_name=bucket
+            )

@@ -11,7 +11,8 @@ R2 as chunks of at most `CHUNK_BYTES` of JSON each, in the embedded form, and th
 (`templates/stored.js`) runs the same engine over one chunk at a time (a few in memory).
 
 Object keys carry the tenant, the dataset version and the chunk's content hash: uploads never
-overwrite what a live (or rolled-back) Worker reads, and uploading again is harmless.
+overwrite what a live (or rolled-back) Worker reads, and uploading again is harmless. Keys have
+no `/`: the SDK's object upload percent-encodes it, which the R2 API does not accept.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def stored_tenant(
         count = len(part[0]) if part else 0
         body = orjson.dumps({"columns": version.columns, "rows": count, "data": part})
         key = (
-            f"claw402/{tenant.tenant_id}/v{version.version}/"
+            f"claw402-{tenant.tenant_id}-v{version.version}-"
             f"{hashlib.sha256(body).hexdigest()[:20]}.json"
         )
         stored.objects[key] = body

@@ -1,6 +1,7 @@
 """`402claw cloudflare up` and `cloudflare status`: from the registry to a reachable deployment.
 
-What the registry wants (`wanted`): the dispatch namespace, one user Worker per tenant, the
+What the registry wants (`wanted`): the dispatch namespace, the R2 bucket when a dataset is
+too large to embed (`storage`: its chunks go up with its Worker), one user Worker per tenant, the
 dispatcher with the current directory, the dispatcher on workers.dev (`/t/<slug>/...` works at
 once), and with a zone a `*/*` route to the dispatcher plus one Cloudflare for SaaS custom
 hostname per tenant host. What is live (`observe`) is read through the SDK; each item compares
@@ -51,6 +52,7 @@ class UpOptions:
     secrets: tuple[str, ...] = ()
     workers_plan: str = "paid"
     directory_format: str = "maps"
+    r2_bucket: str | None = None  # where rows too large to embed go
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Wanted:
 class Item:
     """One thing the deployment needs: what is live, and the call that fixes it (if any)."""
 
-    kind: str  # namespace, tenant, dispatcher, workers.dev, route, hostname
+    kind: str  # namespace, bucket, tenant, dispatcher, workers.dev, route, hostname
     name: str
     live: str
     action: str | None = None  # create, upload, enable; "refuse": up cannot proceed
@@ -101,7 +103,11 @@ def wanted(registry: Registry, target: api.Target, options: UpOptions) -> Wanted
     for tenant in tenants:
         try:
             result.tenants[tenant.slug] = plan_tenant(
-                registry, tenant.slug, target, workers_plan=options.workers_plan
+                registry,
+                tenant.slug,
+                target,
+                workers_plan=options.workers_plan,
+                r2_bucket=options.r2_bucket,
             )
         except (ScriptTooLarge, EdgeUnsupported) as exc:
             result.refused[tenant.slug] = str(exc)
@@ -154,6 +160,18 @@ def observe(history: History, target: api.Target, want: Wanted, options: UpOptio
             ),
         )
     )
+    if options.r2_bucket and any(p.stored for p in want.tenants.values()):
+        bucket = options.r2_bucket
+        has_bucket = resources.bucket_exists(target, bucket)
+        items.append(
+            Item(
+                "bucket",
+                bucket,
+                "present" if has_bucket else "missing",
+                None if has_bucket else "create",
+                _call("POST", target, f"/accounts/{a}/r2/buckets", "client.r2.buckets.create"),
+            )
+        )
     for slug, plan in sorted(want.tenants.items()):
         name = plan.bundle.script_name
         etag = resources.tenant_script_etag(target, name) if has_ns else None
@@ -277,6 +295,8 @@ def apply(
             continue
         if item.action == "create" and item.kind == "namespace":
             resources.create_namespace(target)
+        elif item.action == "create" and item.kind == "bucket":
+            resources.create_bucket(target, item.name)
         elif item.action == "upload":
             assert item.plan is not None
             entry = execute(item.plan, history)

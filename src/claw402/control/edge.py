@@ -79,7 +79,7 @@ def directory(registry: Registry, secret: str | None, shape: str = "maps") -> di
 
 def build(registry: Registry, secret: str | None, out: Path, *, dispatch_namespace: str,
           events_url: str | None = None, workers_plan: str = "paid",
-          directory_format: str = "maps") -> BuildResult:
+          directory_format: str = "maps", r2_bucket: str | None = None) -> BuildResult:
     """Write the dispatcher and a Worker per visible tenant into `out` (see cloudflare.build)."""
     from claw402.cloudflare.build import build_all
     from claw402.cloudflare.directory import FORMATS
@@ -95,7 +95,7 @@ def build(registry: Registry, secret: str | None, out: Path, *, dispatch_namespa
         options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
                                     payment=payment_config_from_env(),
                                     directory_format=directory_format)  # type: ignore[arg-type]
-        return build_all(tenants, out, options, workers_plan=workers_plan)
+        return build_all(tenants, out, options, workers_plan=workers_plan, r2_bucket=r2_bucket)
     except (ScriptTooLarge, PaymentConfigError, ValueError) as exc:
         raise ControlError(str(exc), code="build_failed") from None
 
@@ -170,7 +170,8 @@ def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None
 
 def deploy_tenant(registry: Registry, settings: Settings, secret: str | None, slug: str,
                   to: Target, *, script_name: str | None = None, secrets: Sequence[str] = (),
-                  workers_plan: str = "paid", execute: bool = False) -> Upload:
+                  workers_plan: str = "paid", execute: bool = False,
+                  r2_bucket: str | None = None) -> Upload:
     """Upload one tenant's Worker (its owner's or an admin's key; a plan unless `execute`)."""
     from claw402.cloudflare.deploy import plan_tenant
     from claw402.cloudflare.history import History
@@ -178,7 +179,8 @@ def deploy_tenant(registry: Registry, settings: Settings, secret: str | None, sl
     tenant, actor = tenant_for(registry, secret, slug, _scope(execute))
     return _upload(registry, History(settings.home),
                    lambda: plan_tenant(registry, slug, to, script_name=script_name,
-                                       secrets=tuple(secrets), workers_plan=workers_plan),
+                                       secrets=tuple(secrets), workers_plan=workers_plan,
+                                       r2_bucket=r2_bucket),
                    execute, actor, tenant.tenant_id)
 
 
