@@ -345,3 +345,33 @@ def test_build_and_deploy_tenant_with_an_r2_bucket(cf, registry, settings, tmp_p
     assert put["method"] == "PUT" and put["path"].endswith("/scripts/tenant-cities-worker")
     assert objects["sdk"] == "client.r2.buckets.objects.upload" and objects["objects"] == 1
     assert plan["tenant"]["r2"]["bucket"] == "b1" and server.requests == []
+
+
+def test_up_and_status_need_an_admin_key_and_audit_what_up_changed(cf, registry, settings):
+    from claw402.control import audit, keys
+
+    server, _ = cf
+    cities(registry, settings)
+    issued = {}
+    for user, scopes in (("root", ["admin"]), ("dev", ["deploy"])):
+        keys.create_user(registry.engine, user, "local")
+        issued[user] = keys.create_key(registry.engine, user, scopes, "local").secret
+    for command in (["up", "--execute"], ["up"], ["status"]):
+        refused = run(settings, *command, "--api-key", issued["dev"], code=1)
+        assert "admin" in refused["detail"]
+    assert server.requests == []
+    run(settings, "up", "--execute", "--api-key", issued["root"])
+    actions = [
+        (e.action, e.subject)
+        for e in audit.entries(registry.engine)
+        if e.action.startswith("cloudflare.")
+    ]
+    assert actions == [
+        ("cloudflare.configured", "namespace:claw402"),
+        ("cloudflare.deployed", "worker:tenant-cities-worker"),
+        ("cloudflare.deployed", "worker:claw402-dispatcher"),
+        ("cloudflare.configured", "workers.dev:claw402-dispatcher"),
+        ("cloudflare.configured", "route:*/*"),
+        ("cloudflare.configured", "hostname:data.cities.example"),
+    ]
+    assert audit.verify(registry.engine).ok
