@@ -28,8 +28,8 @@ from claw402.cloudflare.sizes import MiB, ScriptTooLarge
 from claw402.cloudflare.tenant import build_tenant, export_columns, tenant_bundle
 from claw402.registry.models import Tenant
 
-# 4 MiB of JSON parses to ~28 MB of heap (the 7x of sizes.py): four cached chunks fit the
-# 128 MB isolate beside the answers.
+# Parsed, a chunk costs ~7x its JSON in heap (sizes.py): stored.js keeps three, which leaves
+# room in the 128 MB isolate; chosen with bench/bench_edge_r2.py (docs/architecture.md).
 CHUNK_BYTES = 4 * MiB
 R2_BINDING = "DATA"
 

@@ -6,7 +6,10 @@
 import { Table } from "./engine.js";
 import { compareText, encodeCursor } from "./query.js";
 
-const CACHED_CHUNKS = 4; // ~28 MB of heap each at storage.CHUNK_BYTES
+// Parsed chunks kept per isolate: at storage.CHUNK_BYTES each costs ~7x its JSON in heap, so
+// three leave room in the 128 MB isolate for a parse in flight and the answer. A scan over
+// more chunks than this reads and parses them again (bench/bench_edge_r2.py).
+const CACHED_CHUNKS = 3;
 
 function compareKey(type, a, b) {
   if (a === null || b === null) return a === b ? 0 : a === null ? 1 : -1; // NULL is largest
