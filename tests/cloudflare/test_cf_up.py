@@ -375,3 +375,21 @@ def test_up_and_status_need_an_admin_key_and_audit_what_up_changed(cf, registry,
         ("cloudflare.configured", "hostname:data.cities.example"),
     ]
     assert audit.verify(registry.engine).ok
+
+
+def test_readable_output(cf, registry, settings):
+    """The Rich output of up and status (the path the payments dry run once crashed in)."""
+    cities(registry, settings)
+
+    def plain(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(app, ["cloudflare", *args, "--home", str(settings.home)])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    dry = plain("up")
+    assert "dry run: 6 change(s)" in dry and "namespace" in dry and "hostname" in dry
+    done = plain("up", "--execute")
+    assert "up: 6 change(s) made" in done
+    assert "https://claw402-dispatcher.acme-co.workers.dev/t/<slug>/v1/records" in done
+    assert "data.cities.example: CNAME it" in done and "_cf-custom-hostname" in done
+    assert "in sync" in plain("status")
