@@ -240,6 +240,8 @@ def test_what_up_uploaded_serves_free_402_and_paid_calls(cf, tmp_path, monkeypat
             )
             registry.close()
             run(settings, "up", "--execute")
+            # the migration tag is applied: the next up finds the dispatcher current
+            assert run(settings, "up", "--execute")["changed"] == 0
             dispatcher = state.bundle("claw402-dispatcher")
             assert dispatcher.metadata["migrations"]["new_tag"] == "claw402-claims-v1"
             tenant = state.bundle("tenant-acme-worker", "claw402")
