@@ -395,3 +395,26 @@ def test_readable_output(cf, registry, settings):
     assert "https://claw402-dispatcher.acme-co.workers.dev/t/<slug>/v1/records" in done
     assert "data.cities.example: CNAME it" in done and "_cf-custom-hostname" in done
     assert "in sync" in plain("status")
+
+
+def test_build_says_where_the_r2_chunks_are(registry, settings, tmp_path, monkeypatch):
+    from claw402.cloudflare import sizes
+
+    monkeypatch.setattr(sizes, "MAX_EMBEDDED_DATA", 1024)
+    cities(registry, settings)
+    out = tmp_path / "edge"
+    result = CliRunner().invoke(
+        app,
+        [
+            "cloudflare",
+            "build",
+            "--out",
+            str(out),
+            "--r2-bucket",
+            "b1",
+            "--home",
+            str(settings.home),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "cities: rows in R2 bucket b1 (1 chunk(s)" in result.output

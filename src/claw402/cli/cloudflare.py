@@ -130,6 +130,9 @@ def build_command(
         for slug, bundle in sorted(result.tenants.items()):
             console.print(f"  {slug}: {bundle.script_name} ({bundle.raw_size:,} bytes, "
                           f"{bundle.gzip_size:,} gzip)")
+        for slug, data in sorted(result.stored.items()):
+            console.print(f"  {slug}: rows in R2 bucket {data.bucket} ({len(data.objects)} "
+                          f"chunk(s), {data.bytes:,} bytes, in {out / 'r2' / data.bucket})")
         for slug, reason in sorted(result.refused.items()):
             console.print(f"  [red]refused[/] {slug}: {reason}", highlight=False)
     if result.refused:
