@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from x402.http.utils import encode_payment_required_header
 from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
@@ -54,6 +54,17 @@ _EXTENSIONS = {
         },
     }
 }
+
+
+class Discovery(Protocol):
+    """What the 402 tells discovery services about a tenant (`discovery.bazaar.TenantBazaar`):
+    the `resource`'s service metadata and the extensions of one resource URL."""
+
+    service_name: str
+    tags: list[str]
+    description: str
+
+    def extensions(self, resource_url: str) -> dict[str, Any]: ...
 
 
 # The batch-settlement terms a channel payment must have accepted as offered.
@@ -94,12 +105,14 @@ class Offer:
         description: str,
         batch: PaymentRequirements | None = None,
         exact: bool = True,
+        discovery: Discovery | None = None,
     ) -> None:
         self.tenant_id = tenant_id
+        self.discovery = discovery  # the Bazaar metadata of each 402, if discoverable
         self.batch = batch  # the batch-settlement terms, if this tenant offers channels
         self.exact = exact or batch is None  # never an offer with nothing to pay with
         self.amount = str(amount)
-        self.description = description
+        self.description = discovery.description if discovery is not None else description
         self.price_detail = (
             f"this call costs ${atomic_to_usd(amount)}: pay with x402 "
             "(the PAYMENT-REQUIRED header says how)"
@@ -129,13 +142,14 @@ class Offer:
         found = self._challenges.get(key)
         if found is not None:
             return found
+        resource = ResourceInfo(url=resource_url, description=self.description, mime_type=MIME_TYPE)
+        extensions = _EXTENSIONS
+        if self.discovery is not None:
+            resource.service_name = self.discovery.service_name
+            resource.tags = self.discovery.tags
+            extensions = {**_EXTENSIONS, **self.discovery.extensions(resource_url)}
         required = PaymentRequired(
-            error=error,
-            resource=ResourceInfo(
-                url=resource_url, description=self.description, mime_type=MIME_TYPE
-            ),
-            accepts=self.accepts,
-            extensions=_EXTENSIONS,
+            error=error, resource=resource, accepts=self.accepts, extensions=extensions
         )
         header = encode_payment_required_header(required)
         found = Challenge(
