@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from claw402.datasets.engine import open_dataset
+from claw402.discovery.manifest import Manifests, is_manifest_path
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
     CORRELATION_ID_RE,
@@ -94,6 +95,7 @@ class Gateway:
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
         self.steps = steps(self)
+        self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
 
     @property
     def public_url(self) -> str | None:
@@ -149,6 +151,10 @@ class Gateway:
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
+            return self._stamp(answer, request_id, None, correlation)
+
+        if is_manifest_path(path):
+            answer = self._manifest(scope, headers, path, request_id)
             return self._stamp(answer, request_id, None, correlation)
 
         call = GatewayCall(self.steps, scope, headers, request_id, correlation)
@@ -222,6 +228,18 @@ class Gateway:
         while len(self._runtimes) > MAX_RUNTIMES:
             self._runtimes.popitem(last=False)
         return runtime
+
+    def _manifest(
+        self, scope: Scope, headers: dict[str, str], path: str, request_id: str
+    ) -> Answer:
+        """`/.well-known/x402` of this host, or of the tenant under `/t/<slug>/`."""
+        if scope["method"] not in ("GET", "HEAD"):
+            return error_answer(405, "method_not_allowed", request_id, headers={"allow": "GET"})
+        host = headers.get("host") or None
+        directory = self.directory.current()
+        origin = self.origin(scope, host, directory)
+        answer = self.manifests.answer(directory, host, path, origin, headers.get("if-none-match"))
+        return answer or self.fail("tenant_not_found", request_id)
 
     async def _edge_events(self, request: Request, request_id: str) -> Answer:
         """Lifecycle events from the dispatch Worker (EVENTS_URL), into the same durable sink."""
