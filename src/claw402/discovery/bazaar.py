@@ -96,7 +96,7 @@ class TenantBazaar:
         )
         row = {c["name"]: _EXAMPLE_VALUES[c["type"]] for c in version.columns}
         page = _inline(schemas["Page"], record)
-        query = _query_schema(paths[RECORDS]["get"]["parameters"])
+        query = self.query_schema = _query_schema(paths[RECORDS]["get"]["parameters"])
         output = OutputConfig(example={"ok": True, "items": [row], "next": None}, schema=page)
         self._list = declare_discovery_extension(
             input={"_limit": 10}, input_schema=query, output=output

@@ -37,6 +37,7 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.mcp.server import McpEndpoints, mcp_suffix
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
@@ -96,6 +97,7 @@ class Gateway:
         self.replays = Replays()
         self.steps = steps(self)
         self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
+        self.mcp = McpEndpoints(self)  # `/mcp`, `/t/<slug>/mcp`: tenants as MCP tools
 
     @property
     def public_url(self) -> str | None:
@@ -114,6 +116,9 @@ class Gateway:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if "/mcp" in scope["path"] and mcp_suffix(scope["path"]) is not None:
+            await self.mcp(scope, receive, send)  # streams (SSE): not one Answer
             return
         answer = await self.dispatch(scope, receive)
         headers = answer.raw_headers
