@@ -15,7 +15,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from claw402.mcp.server import mcp_suffix
+from claw402.mcp.paths import mcp_suffix
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.samples import CITIES
 

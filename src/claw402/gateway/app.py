@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -37,9 +38,12 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
-from claw402.mcp.server import McpEndpoints, mcp_suffix
+from claw402.mcp.paths import mcp_suffix
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
+
+if TYPE_CHECKING:
+    from claw402.mcp.server import McpEndpoints
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
 from claw402.tenant_api.runtime import TenantRuntime
@@ -97,7 +101,16 @@ class Gateway:
         self.replays = Replays()
         self.steps = steps(self)
         self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
-        self.mcp = McpEndpoints(self)  # `/mcp`, `/t/<slug>/mcp`: tenants as MCP tools
+        self._mcp: McpEndpoints | None = None  # `/mcp`, `/t/<slug>/mcp`, built on first use
+
+    @property
+    def mcp(self) -> McpEndpoints:
+        """Tenants as MCP tools; the `mcp` SDK loads with the first MCP request."""
+        if self._mcp is None:
+            from claw402.mcp.server import McpEndpoints
+
+            self._mcp = McpEndpoints(self)
+        return self._mcp
 
     @property
     def public_url(self) -> str | None:

@@ -21,28 +21,14 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from starlette.types import Receive, Scope, Send
 
 from claw402.dispatch.naming import request_host
+from claw402.mcp.paths import MCP, MESSAGES, SSE, mcp_suffix
 from claw402.mcp.tools import Site, call_tool, tool_list
 from claw402.tenant_api.answer import error_answer
 
 if TYPE_CHECKING:
     from claw402.gateway.app import Gateway
 
-MCP = "/mcp"
-_SSE, _MESSAGES = "/sse", "/messages/"
-_MAX_SSE_SITES = 1024
-
-
-def mcp_suffix(path: str) -> tuple[str, str] | None:
-    """(prefix before `/mcp`, the rest from `/mcp` on) of an MCP path, else None."""
-    at = path.find(MCP)
-    if at < 0:
-        return None
-    prefix, rest = path[:at], path[at:]
-    if prefix and not (prefix.startswith("/t/") and prefix.count("/") == 2):
-        return None
-    if rest in (MCP, MCP + "/", MCP + _SSE) or rest.startswith(MCP + _MESSAGES):
-        return prefix, rest
-    return None
+_MAXSSE_SITES = 1024
 
 
 class McpEndpoints:
@@ -61,13 +47,13 @@ class McpEndpoints:
             answer = self.gateway.fail("tenant_not_found", "mcp")
             await _send(answer.status_code, answer.raw_headers, answer.body, send)
             return
-        if rest == MCP + _SSE:
+        if rest == MCP + SSE:
             transport = self._sse_transport(prefix)
             async with transport.connect_sse(scope, receive, send) as (read, write):
                 server = self._server(site)
                 await server.run(read, write, server.create_initialization_options())
             return
-        if rest.startswith(MCP + _MESSAGES):
+        if rest.startswith(MCP + MESSAGES):
             await self._sse_transport(prefix).handle_post_message(scope, receive, send)
             return
         await self._streamable(site, scope, receive, send)
@@ -89,9 +75,9 @@ class McpEndpoints:
     def _sse_transport(self, prefix: str) -> SseServerTransport:
         found = self._sse.get(prefix)
         if found is None:
-            if len(self._sse) >= _MAX_SSE_SITES:
+            if len(self._sse) >= _MAXSSE_SITES:
                 self._sse.clear()
-            found = self._sse[prefix] = SseServerTransport(prefix + MCP + _MESSAGES)
+            found = self._sse[prefix] = SseServerTransport(prefix + MCP + MESSAGES)
         return found
 
     def _server(self, site: Site) -> Server[Any, Any]:
