@@ -63,13 +63,16 @@ class McpEndpoints:
         host = headers.get(b"host", b"").decode("latin-1") or None
         directory = self.gateway.directory.current()
         name = request_host(host)
+        own_host = name is not None and name in directory.by_host
+        if prefix and own_host:
+            return None  # as over HTTP: a tenant's own host routes no `/t/<slug>`
         if prefix:
             slug = prefix[len("/t/") :]
             if slug not in directory.by_slug:
                 return None
             return Site(slug, prefix, dict(scope))
-        if name is not None and name in directory.by_host:
-            return Site(directory.by_host[name].route.slug, "", dict(scope))
+        if own_host:
+            return Site(directory.by_host[name].route.slug, "", dict(scope))  # type: ignore[index]
         return Site(None, "", dict(scope))
 
     def _sse_transport(self, prefix: str) -> SseServerTransport:
