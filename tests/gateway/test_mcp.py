@@ -89,10 +89,12 @@ def test_the_gateway_mcp_lists_every_tenant_and_a_host_its_own(tmp_path: Path) -
         own = asyncio.run(tools(f"{_base(client)}/mcp", {"host": "cities.test"}))
         missing = client.post("/t/nope/mcp", json={})
         crossed = client.post("/t/towns/mcp", json={}, headers={"host": "cities.test"})
+        stream = client.get("/mcp", headers={"accept": "text/event-stream"})  # nothing to push
     assert everyone == ["cities_query", "cities_schema", "towns_query", "towns_schema"]
     assert own == ["query", "schema"]
     assert missing.status_code == 404
     assert crossed.status_code == 404  # a tenant's own host routes no /t/<slug>, as over HTTP
+    assert stream.status_code == 405 and stream.headers["allow"] == "POST"
 
 
 def test_mcp_paths() -> None:

@@ -102,7 +102,7 @@ class McpEndpoints:
         return server
 
     async def _streamable(self, site: Site, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("POST", "GET", "DELETE"):
+        if scope["method"] != "POST":  # stateless: no session to delete, no stream to push on
             answer = error_answer(405, "method_not_allowed", "mcp", headers={"allow": "POST"})
             await _send(answer.status_code, answer.raw_headers, answer.body, send)
             return
