@@ -14,6 +14,8 @@ from gwpriced import priced_gateway
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from x402.extensions.bazaar import validate_discovery_extension
+from x402.extensions.bazaar.types import parse_discovery_extension
 
 from claw402.mcp.paths import mcp_suffix
 from claw402.registry.deploy import DeployRequest, deploy
@@ -58,7 +60,8 @@ def test_a_tenant_is_a_paid_query_tool_and_a_free_schema_tool(
             return {"tools": tools, "schema": schema, "unpaid": unpaid, "invalid": invalid}
 
     with priced_gateway(tmp_path) as (_settings, _registry, _app, client):
-        got = asyncio.run(session(f"{_base(client)}/t/cities/mcp"))
+        base = _base(client)
+        got = asyncio.run(session(f"{base}/t/cities/mcp"))
     assert set(got["tools"]) == {"query", "schema"}
     query = got["tools"]["query"].inputSchema
     assert query["type"] == "object" and query["additionalProperties"] is False
@@ -69,7 +72,12 @@ def test_a_tenant_is_a_paid_query_tool_and_a_free_schema_tool(
     assert unpaid.isError  # what the x402 MCP client pays
     required = unpaid.structuredContent
     assert required["x402Version"] == 2 and required["accepts"][-1]["amount"] == "1000"
-    assert required["resource"]["url"].endswith("/t/cities/v1/records")
+    assert required["resource"]["url"] == f"{base}/t/cities/mcp"  # the endpoint, for Bazaar
+    bazaar = required["extensions"]["bazaar"]
+    assert validate_discovery_extension(parse_discovery_extension(bazaar)).valid
+    assert (
+        bazaar["info"]["input"]["type"] == "mcp" and bazaar["info"]["input"]["toolName"] == "query"
+    )
     assert got["invalid"].isError and "validation" in got["invalid"].content[0].text.lower()
 
 

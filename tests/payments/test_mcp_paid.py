@@ -12,6 +12,8 @@ import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from paidstack import Stack
+from x402.extensions.bazaar import ListDiscoveryResourcesParams, with_bazaar
+from x402.http import FacilitatorConfig, HTTPFacilitatorClientSync
 from x402.mcp import MCP_PAYMENT_META_KEY, create_x402_mcp_client
 
 from claw402.chain.token import usdc
@@ -54,6 +56,12 @@ def test_a_query_tool_paid_with_the_sdks_mcp_client(stack: Stack, payer: Wallet)
             break
         time.sleep(0.05)
     assert {"payment_verified", "payment_settled", "dispatch_success"} <= set(kinds), kinds
+    # The facilitator catalogued the tool the payer used (Bazaar type `mcp`).
+    with with_bazaar(HTTPFacilitatorClientSync(FacilitatorConfig(url=stack.facilitator_url))) as c:
+        listed = c.extensions.bazaar.list_resources(ListDiscoveryResourcesParams(type="mcp"))
+    (tool,) = [i for i in listed.items if i.resource == f"{stack.url}/t/beta/mcp"]
+    assert tool.extensions["bazaar"]["info"]["input"]["toolName"] == "query"
+    assert tool.accepts[0]["payTo"] == stack.creator.address
 
 
 def test_an_mcp_payment_is_refused_like_an_http_one(stack: Stack, payer: Wallet) -> None:

@@ -23,9 +23,10 @@ from urllib.parse import urlencode
 
 import orjson
 from mcp import types
+from x402.extensions.bazaar import DeclareMcpDiscoveryConfig, declare_mcp_discovery_extension
 from x402.mcp import MCP_PAYMENT_META_KEY, MCP_PAYMENT_RESPONSE_META_KEY
 
-from claw402.discovery.bazaar import TenantBazaar
+from claw402.discovery.bazaar import MAX_DECLARATION, TenantBazaar
 from claw402.dispatch.routing import Directory
 from claw402.registry.models import Tenant
 from claw402.tenant_api.answer import Answer
@@ -57,7 +58,7 @@ def tool_list(site: Site, directory: Directory[Tenant]) -> list[types.Tool]:
     for prefix, tenant in site.tenants(directory):
         title = tenant.name or tenant.slug
         price = f"${tenant.price_usd} per call, paid with x402" if tenant.price_atomic else "free"
-        query = TenantBazaar(tenant).query_schema
+        query = _bazaar(tenant).query_schema
         tools.append(
             types.Tool(
                 name=prefix + QUERY,
@@ -88,10 +89,56 @@ async def call_tool(
 ) -> types.CallToolResult:
     for prefix, tenant in site.tenants(directory):
         if name == prefix + QUERY:
-            return await _call(site, tenant, dispatch, "/v1/records", arguments, meta)
+            result = await _call(site, tenant, dispatch, "/v1/records", arguments, meta)
+            if result.isError and isinstance(result.structuredContent, dict):
+                _as_mcp_resource(result, site, tenant, name)
+            return result
         if name == prefix + SCHEMA:
             return await _call(site, tenant, dispatch, "/v1/schema", {}, {})
     return _error(f"no tool {name!r} here")
+
+
+def _bazaar(tenant: Tenant) -> TenantBazaar:
+    key = (tenant.tenant_id, tenant.updated_at)
+    found = _DESCRIBED.get(key)
+    if found is None:
+        if len(_DESCRIBED) >= 1024:
+            _DESCRIBED.clear()
+        found = _DESCRIBED[key] = TenantBazaar(tenant)
+    return found
+
+
+_DESCRIBED: dict[tuple[str, object], TenantBazaar] = {}
+
+
+def _as_mcp_resource(result: types.CallToolResult, site: Site, tenant: Tenant, tool: str) -> None:
+    """A 402 met through MCP names the MCP endpoint and declares the tool (Bazaar type
+    `mcp`), so a facilitator catalogues the tool the payer used; the payment terms are the
+    HTTP route's, unchanged (the paywall never reads the payer's copy of `resource`)."""
+    required = result.structuredContent
+    assert required is not None
+    resource = required.get("resource")
+    if "accepts" not in required or not isinstance(resource, dict):
+        return
+    root = str(resource.get("url", "")).removesuffix("/v1/records")
+    if site.slug is None:
+        root = root.rpartition(f"/t/{tenant.slug}")[0]
+    described = _bazaar(tenant)
+    schema = {"type": "object", **described.query_schema}
+    if len(orjson.dumps(schema)) > MAX_DECLARATION // 2:  # echoed in the payment header too
+        schema = {"type": "object", "description": described.query_schema["description"]}
+    declared = declare_mcp_discovery_extension(
+        DeclareMcpDiscoveryConfig(
+            tool_name=tool,
+            input_schema=schema,
+            description=described.description,
+            transport="streamable-http",
+            example={"_limit": 10},
+        )
+    )
+    resource["url"] = root + "/mcp"
+    required["extensions"] = {**required.get("extensions", {}), **declared}
+    result.content = [types.TextContent(type="text", text=orjson.dumps(required).decode())]
 
 
 async def _call(
