@@ -240,7 +240,7 @@ def test_documents(runtime):
         "ok": True, "tenant": "cities", "name": "World cities",
         "description": "Fifty large cities", "columns": tenant.dataset.columns, "key": "id",
         "rows": 50, "version": tenant.dataset.version, "price": "0", "priceAtomic": "0",
-        "plan": "pro", "maxLimit": max_page_size("pro"),
+        "pricePer1kRows": None, "plan": "pro", "maxLimit": max_page_size("pro"),
     }
     root = f"{runtime.url}/t/cities"
     spec = runtime.get("/t/cities/v1/openapi.json").json()

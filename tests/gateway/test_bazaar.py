@@ -135,3 +135,14 @@ def test_a_wide_dataset_keeps_its_declaration_small(tmp_path: Path) -> None:
     query = bazaar["schema"]["properties"]["input"]["properties"]["queryParams"]
     assert "Filters AND together" in query["description"]
     assert bazaar["info"]["input"]["method"] == "GET"
+
+
+def test_a_tenant_priced_by_rows_says_what_each_scheme_pays(tmp_path: Path) -> None:
+    with priced_gateway(tmp_path, discovery=tenant_bazaar) as (settings, registry, _app, client):
+        request = DeployRequest(source=CITIES, slug="rows", price_per_1k_rows="0.05")
+        deploy(registry, settings, request)
+        required = _required(client.get("/t/rows/v1/records"))
+    description = required["resource"]["description"]
+    assert "$0.05 per 1,000 rows returned" in description and "exact payment" in description
+    assert required["accepts"][-1]["amount"] == "5000"  # a full page of 100 rows
+    _check(required["extensions"]["bazaar"])

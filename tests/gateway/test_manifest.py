@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 from gwpriced import ADDRESS, priced_gateway
 
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.samples import CITIES
-from conftest import Served
 
 
 def _accepts_of_402(client, path: str) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -24,6 +24,9 @@ def test_the_gateway_lists_every_priced_tenant_with_its_402_terms(tmp_path: Path
         deploy(registry, settings, DeployRequest(source=CITIES, slug="keyed", price="0.5",
                                                  key="id"))  # fmt: skip
         deploy(registry, settings, DeployRequest(source=CITIES, slug="free", price="0"))
+        rows = DeployRequest(source=CITIES, slug="rows", price_per_1k_rows="0.05")
+        deploy(registry, settings, rows)
+        rows_402 = client.get("/t/rows/v1/records")
         r = client.get("/.well-known/x402")
         assert r.status_code == 200, r.text
         accepts = _accepts_of_402(client, "/t/cities/v1/records")
@@ -40,7 +43,14 @@ def test_the_gateway_lists_every_priced_tenant_with_its_402_terms(tmp_path: Path
         f"{base}/t/cities/v1/records",
         f"{base}/t/keyed/v1/records",
         f"{base}/t/keyed/v1/records/:key",
-    ]  # `free` sells nothing
+        f"{base}/t/rows/v1/records",
+    ]  # `free` sells nothing; `rows` is priced by rows, at a full page's price
+    by_rows = manifest["resources"][3]
+    assert (
+        by_rows["accepts"]
+        == json.loads(base64.b64decode(rows_402.headers["payment-required"]))["accepts"]
+    )
+    assert "per 1,000 rows" in by_rows["description"]
     cities = manifest["resources"][0]
     assert cities["method"] == "GET" and cities["accepts"] == accepts  # the 402's own terms
     (exact,) = [a for a in cities["accepts"] if a["scheme"] == "exact"]
@@ -68,7 +78,7 @@ def test_a_tenant_manifest_by_its_host_and_by_its_path(tmp_path: Path) -> None:
     assert posted.status_code == 405
 
 
-def test_without_a_payment_network_the_entries_are_bare_pointers(served: Served) -> None:
+def test_without_a_payment_network_the_entries_are_bare_pointers(served: Any) -> None:
     served.deploy(slug="cities", price="0.25")
     manifest = served.client.get("/.well-known/x402").json()
     (item,) = manifest["resources"]

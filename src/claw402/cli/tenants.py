@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -11,6 +11,9 @@ from claw402.cli import cloudflare as cf
 from claw402.cli.auth import ApiKey
 from claw402.cli.options import Home, Json, session
 from claw402.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from claw402.registry.models import Tenant
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
 Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
@@ -27,6 +30,14 @@ def deploy_command(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug (a-z, 0-9, -).")],
     price: Annotated[
         str | None, typer.Option("--price", help="USD per paid call, e.g. 0.001 (0 = free).")
+    ] = None,
+    price_per_1k_rows: Annotated[
+        str | None,
+        typer.Option(
+            "--price-per-1k-rows",
+            help="USD per 1,000 rows returned, e.g. 0.01 (instead of --price): a 402 asks for "
+            "a full page's price; a channel pays for the rows returned, exact the full page.",
+        ),
     ] = None,
     plan: Annotated[
         str | None, typer.Option(help="free, pro, business, enterprise or quarantine.")
@@ -88,6 +99,7 @@ def deploy_command(
         source=path,
         slug=tenant,
         price=price,
+        price_per_1k_rows=price_per_1k_rows,
         plan=plan,
         hosts=host or None,
         pay_to=pay_to,
@@ -141,7 +153,7 @@ def deploy_command(
     if not json:
         console.print(
             f"[green]deployed[/] [bold]{result.slug}[/] v{ds.version}: {ds.rows:,} rows, "
-            f"{len(ds.columns)} columns, ${result.price_usd} per call ({result.plan} plan)"
+            f"{len(ds.columns)} columns, {price_text(result)} ({result.plan} plan)"
         )
         console.print(f"  records: /t/{result.slug}/v1/records   docs: /t/{result.slug}/docs")
         for h, status in result.host_status:
@@ -154,6 +166,14 @@ def deploy_command(
         if done.published is not None:
             out["publish"] = {"executed": execute_plan, "steps": done.published}
         emit_json(out)
+
+
+def price_text(tenant: Tenant) -> str:
+    """`$0.001 per call`, or `$0.01 per 1k rows (at most $0.001 a call)`."""
+    rows = tenant.rows_price_usd
+    if rows is None:
+        return f"${tenant.price_usd} per call"
+    return f"${rows} per 1k rows (at most ${tenant.price_usd} a call)"
 
 
 def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
@@ -176,7 +196,7 @@ def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) 
         table.add_row(
             t.slug,
             t.plan,
-            f"${t.price_usd}",
+            price_text(t),
             f"{ds.rows:,}" if ds else "-",
             str(ds.version) if ds else "-",
             ", ".join(t.hosts) or "-",
@@ -204,6 +224,7 @@ def show_command(slug: str, api_key: ApiKey = None, home: Home = None, json: Jso
         "workerName",
         "plan",
         "price",
+        "pricePer1kRows",
         "payTo",
         "name",
         "description",

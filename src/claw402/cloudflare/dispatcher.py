@@ -118,8 +118,7 @@ def payment_module(payment: PaymentConfig | None, tenants: Iterable[Tenant]) -> 
             "v1Names": sorted({payment.network, *([legacy] if legacy else [])}),
             # payments/paywall.Paywall.offer's description, per priced tenant
             "descriptions": {
-                t.tenant_id: t.description or f"{t.name or t.slug}: one API call"
-                for t in tenants if t.price_atomic > 0
+                t.tenant_id: t.offer_description for t in tenants if t.call_price_atomic > 0
             },
         }
     literal = json.dumps(json.dumps(settings, separators=(",", ":"), sort_keys=True))

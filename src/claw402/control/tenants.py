@@ -3,8 +3,9 @@
 `deploy`, `remove`, `visible`, `show` and `events` each authorise the actor behind an API key
 (scope `deploy` to change, `read` to see; ownership of an existing tenant), act through the
 registry, and write the audit entries: one for the deploy or removal, one each for a changed
-plan, price or pay-to, and one per custom host added (with the state it starts in: see
-`TenantChange.host_status`); a host refused is audited too, with nothing else written.
+plan, price, price per 1k rows or pay-to, and one per custom host added (with the state it
+starts in: see `TenantChange.host_status`); a host refused is audited too, with nothing else
+written.
 `deploy` with `publish` also uploads the tenant to the edge (`control.edge.publish`).
 """
 
@@ -29,7 +30,12 @@ if TYPE_CHECKING:
     from claw402.registry.deploy import DeployRequest
     from claw402.registry.store import Registry
 
-_WATCHED = (("plan", "plan"), ("price_atomic", "price"), ("pay_to", "pay_to"))
+_WATCHED = (
+    ("plan", "plan"),
+    ("price_atomic", "price"),
+    ("price_per_1k_rows_atomic", "price_per_1k_rows"),
+    ("pay_to", "pay_to"),
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ def _deploy_details(tenant: Tenant, created: bool) -> dict[str, Any]:
         "owner": tenant.owner,
         "plan": tenant.plan,
         "price": tenant.price_atomic,
+        "pricePer1kRows": tenant.price_per_1k_rows_atomic,
         "payTo": tenant.pay_to,
         "version": ds.version if ds else None,
         "rows": ds.rows if ds else None,

@@ -28,6 +28,8 @@ from x402.extensions.bazaar import (
     declare_discovery_extension,
 )
 
+from claw402.dispatch.plans import max_page_size
+from claw402.dispatch.pricing import rows_terms
 from claw402.registry.models import Tenant
 from claw402.tenant_api.documents import openapi_document
 
@@ -89,10 +91,13 @@ class TenantBazaar:
         self.service_name = printable(tenant.name or tenant.slug, _MAX_NAME) or tenant.slug
         self.tags = _tags(tenant.slug, [c["name"] for c in version.columns])
         columns = ", ".join(c["name"] for c in version.columns)
+        price = f"${tenant.price_usd} per call"
+        rate = tenant.price_per_1k_rows_atomic
+        if rate:  # priced by rows: the offer's own words on what each scheme pays
+            price = rows_terms(rate, max_page_size(tenant.plan))
         self.description = (
             f"{tenant.description or tenant.name or tenant.slug}: {version.rows} rows "
-            f"({columns}); filter, sort and page with query parameters; "
-            f"${tenant.price_usd} per call, paid with x402"
+            f"({columns}); filter, sort and page with query parameters; {price}, paid with x402"
         )
         row = {c["name"]: _EXAMPLE_VALUES[c["type"]] for c in version.columns}
         page = _inline(schemas["Page"], record)

@@ -116,7 +116,7 @@ class Manifests:
         updated = None
         for entry, root in entries:
             tenant = entry.tenant
-            if tenant.dataset is None or tenant.price_atomic <= 0:
+            if tenant.dataset is None or tenant.call_price_atomic <= 0:
                 continue  # nothing to sell: no data, or free data
             resources.extend(self._resources(tenant, root))
             if updated is None or tenant.updated_at > updated:

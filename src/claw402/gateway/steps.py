@@ -137,7 +137,7 @@ class GuardStep:
         replay = call.replay
         if replay is not None:
             return replay.replayable.answer(call.request_id, call.trail)
-        if call.tenant.price_atomic <= 0 or not paid_route(call.method, call.path):
+        if call.tenant.call_price_atomic <= 0 or not paid_route(call.method, call.path):
             return await call.next()
         call.runtime.check(call)  # an invalid query is known before any payment
         return await self.gateway.guard(call, call.next)

@@ -57,7 +57,12 @@ def tool_list(site: Site, directory: Directory[Tenant]) -> list[types.Tool]:
     tools = []
     for prefix, tenant in site.tenants(directory):
         title = tenant.name or tenant.slug
-        price = f"${tenant.price_usd} per call, paid with x402" if tenant.price_atomic else "free"
+        price = "free"
+        if tenant.rows_price_usd is not None:
+            price = f"${tenant.rows_price_usd} per 1,000 rows (a 402 asks for a full page's "
+            price += f"${tenant.price_usd}), paid with x402"
+        elif tenant.call_price_atomic:
+            price = f"${tenant.price_usd} per call, paid with x402"
         query = _bazaar(tenant).query_schema
         tools.append(
             types.Tool(

@@ -11,7 +11,9 @@ price and payTo still refuse each other's payments.
 A tenant offers up to two schemes at the same price (`tenant.schemes`): `batch-settlement`
 first (a channel: one deposit, then a signed voucher per call; its requirements come from
 `payments.channels.terms`), then `exact` (one EIP-3009 transfer per call). v1 payers only
-know `exact`, so the v1 `accepts` in the body lists `exact` alone.
+know `exact`, so the v1 `accepts` in the body lists `exact` alone. A tenant priced by rows
+offers a full page's price (`dispatch.pricing`): the most a channel is charged, and what an
+exact payment, which cannot be partial, always pays.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Offer:
         description: str,
         batch: PaymentRequirements | None = None,
         exact: bool = True,
+        rows_price: str | None = None,
         discovery: Discovery | None = None,
     ) -> None:
         self.tenant_id = tenant_id
@@ -113,9 +116,14 @@ class Offer:
         self.exact = exact or batch is None  # never an offer with nothing to pay with
         self.amount = str(amount)
         self.description = discovery.description if discovery is not None else description
+        costs = f"costs ${atomic_to_usd(amount)}"
+        if rows_price is not None:  # priced by rows: `amount` is a full page's price
+            costs = (
+                f"costs at most ${atomic_to_usd(amount)} (${rows_price} per 1,000 rows: a "
+                "channel pays for the rows returned, an exact payment the full page)"
+            )
         self.price_detail = (
-            f"this call costs ${atomic_to_usd(amount)}: pay with x402 "
-            "(the PAYMENT-REQUIRED header says how)"
+            f"this call {costs}: pay with x402 (the PAYMENT-REQUIRED header says how)"
         )
         self.requirements = PaymentRequirements(
             scheme=SCHEME,

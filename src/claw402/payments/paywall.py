@@ -109,22 +109,24 @@ class Paywall:
     def _priced(self, tenant: Tenant) -> _Priced:
         """The tenant's offer and unpaid answers, built once per tenant version."""
         channels = tenant.schemes != "exact" and self.channels.authorizer() is not None
-        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to, channels)
+        price = tenant.call_price_atomic  # a full page's, if priced by rows
+        key = (tenant.tenant_id, tenant.updated_at, price, tenant.pay_to, channels)
         found = self._priced_by_tenant.get(key)
         if found is None:
             if len(self._priced_by_tenant) > 10_000:
                 self._priced_by_tenant.clear()
             pay_to = tenant.pay_to or self.config.treasury
             extra = {**self.config.extra, "tenant": tenant.tenant_id}
-            batch = self.channels.requirements(tenant.price_atomic, pay_to, extra)
+            batch = self.channels.requirements(price, pay_to, extra)
             offer = Offer(
                 self.config,
                 tenant_id=tenant.tenant_id,
-                amount=tenant.price_atomic,
+                amount=price,
                 pay_to=pay_to,
-                description=tenant.description or f"{tenant.name or tenant.slug}: one API call",
+                description=tenant.offer_description,
                 batch=batch if channels else None,
                 exact=tenant.schemes != "batch",
+                rows_price=tenant.rows_price_usd,
                 discovery=self.discovery(tenant) if self.discovery and tenant.dataset else None,
             )
             found = self._priced_by_tenant[key] = _Priced(offer)

@@ -26,6 +26,7 @@ from claw402.dispatch.naming import (
     platform_hosts,
 )
 from claw402.dispatch.plans import check_plan
+from claw402.dispatch.pricing import parse_rows_price
 from claw402.money import usd_to_atomic
 from claw402.registry.models import HOST_OPEN, SCHEMES, Tenant
 from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
@@ -54,6 +55,7 @@ class DeployRequest:
     format: str | None = None  # what the file is, when its extension does not say
     allow_empty: bool = False  # deploy a dataset with no rows
     schemes: str | None = None  # exact, batch or both; None keeps the tenant's (new: both)
+    price_per_1k_rows: str | None = None  # USD per 1,000 rows; excludes `price`
 
 
 class HostRefused(RegistryError):
@@ -102,12 +104,7 @@ def build_spec(
             if request.hosts is not None
             else (existing.hosts if existing else ())
         )
-        if request.price is not None:
-            price = usd_to_atomic(request.price)
-        elif existing is not None:
-            price = existing.price_atomic
-        else:
-            raise RegistryError("--price is required for a new tenant (0 for a free API)")
+        price, per_1k_rows = _prices(request, existing)
     except InvalidHost as exc:
         raise HostRefused(str(exc), exc.host) from None
     except ValueError as exc:
@@ -123,6 +120,7 @@ def build_spec(
         worker_name=worker,
         plan=plan,
         price_atomic=price,
+        price_per_1k_rows_atomic=per_1k_rows,
         pay_to=pay_to or None,
         hosts=hosts,
         owner=request.owner or (existing.owner if existing else None),
@@ -135,6 +133,25 @@ def build_spec(
         else (existing and existing.description),
         host_status=request.host_status,
         schemes=_schemes(request.schemes, existing),
+    )
+
+
+def _prices(request: DeployRequest, existing: Tenant | None) -> tuple[int, int | None]:
+    """(price per call, price per 1k rows): a tenant is priced one way or the other; the one
+    a re-deploy names replaces the other, and one that names neither keeps the tenant's."""
+    if request.price is not None and request.price_per_1k_rows is not None:
+        raise RegistryError(
+            "--price and --price-per-1k-rows cannot be combined: a tenant is priced per call "
+            "or by the rows each call returns"
+        )
+    if request.price_per_1k_rows is not None:
+        return 0, parse_rows_price(request.price_per_1k_rows)
+    if request.price is not None:
+        return usd_to_atomic(request.price), None
+    if existing is not None:
+        return existing.price_atomic, existing.price_per_1k_rows_atomic
+    raise RegistryError(
+        "--price is required for a new tenant (0 for a free API), or --price-per-1k-rows"
     )
 
 

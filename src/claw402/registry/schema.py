@@ -26,7 +26,9 @@ tenants = Table(
     Column("worker_name", String(128), nullable=False),
     Column("owner", String(128), nullable=True),
     Column("plan", String(32), nullable=False),
-    Column("price_atomic", BigInteger, nullable=False),
+    Column("price_atomic", BigInteger, nullable=False),  # per call; 0 when priced by rows
+    # pricing by rows: atomic units per 1,000 rows returned, NULL if priced per call (0012)
+    Column("price_per_1k_rows_atomic", BigInteger, nullable=True),
     Column("pay_to", String(42), nullable=True),
     # which x402 schemes the 402 offers: "both" (batch-settlement first, then exact),
     # "exact" or "batch" (migration 0011)

@@ -39,6 +39,7 @@ class TenantSpec:
     description: str | None = None
     host_status: str = HOST_OPEN  # what a host this deploy adds starts as (kept ones keep theirs)
     schemes: str = "both"
+    price_per_1k_rows_atomic: int | None = None  # pricing by rows; price_atomic is then 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Registry:
             dataset=dataset,
             host_status=host_status,
             schemes=row["schemes"],
+            price_per_1k_rows_atomic=row["price_per_1k_rows_atomic"],
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -178,6 +180,7 @@ class Registry:
             "worker_name": spec.worker_name,
             "plan": spec.plan,
             "price_atomic": spec.price_atomic,
+            "price_per_1k_rows_atomic": spec.price_per_1k_rows_atomic,
             "pay_to": spec.pay_to,
             "schemes": spec.schemes,
             "cpu_ms": spec.cpu_ms,

@@ -13,6 +13,11 @@ deposit through the facilitator's /settle -> the voucher is booked as the tenant
 (`ledger.channels`, once per channel and cumulative amount) -> 200 with the data and
 `PAYMENT-RESPONSE`.
 
+A tenant priced by rows is charged less than the voucher's maximum: the rows the answer
+carries at its rate (`dispatch.pricing.rows_charge`), passed to the SDK's settle as the
+requirements' amount (the scheme's settlement override: it adds that amount to the channel's
+charged total, and the payer's next voucher continues from it).
+
 A `refund` payload (the payer asking for its unspent deposit back) is the SDK's zero-charge
 request: verified, then settled by the facilitator with the claim of what was spent; it
 serves no data.
@@ -29,6 +34,7 @@ from x402.http.utils import encode_payment_required_header
 from x402.schemas import PaymentPayload, ResourceInfo, SettleResponse
 from x402.schemas.errors import PaymentAbortedError
 
+from claw402.dispatch.pricing import rows_charge
 from claw402.events.kinds import PAYMENT_FAILED, PAYMENT_SETTLED, PAYMENT_VERIFIED, PAYMENT_VOUCHER
 from claw402.ledger.channels import Voucher, book_voucher
 from claw402.payments import answers
@@ -97,12 +103,18 @@ class ChannelAttempt:
             return answer
         return await self._commit(receiver, answer)
 
-    async def _settle(self, receiver: Receiver) -> SettleResponse | Answer:
-        """Commit the voucher (locally) or settle the deposit or refund (at the facilitator);
-        on any failure the reservation is released and the answer says why."""
+    async def _settle(
+        self, receiver: Receiver, charged: int | None = None
+    ) -> SettleResponse | Answer:
+        """Commit the voucher (locally) or settle the deposit or refund (at the facilitator),
+        charging `charged` (default: the offered amount); on any failure the reservation is
+        released and the answer says why."""
+        requirements = self.requirements
+        if charged is not None and str(charged) != requirements.amount:
+            requirements = requirements.model_copy(update={"amount": str(charged)})
         try:
             settled = await run_in_threadpool(
-                receiver.server.settle_payment, self.payload, self.requirements
+                receiver.server.settle_payment, self.payload, requirements
             )
         except PaymentAbortedError as exc:
             await self._release(receiver)
@@ -116,12 +128,13 @@ class ChannelAttempt:
         return settled
 
     async def _commit(self, receiver: Receiver, answer: Answer) -> Answer:
-        settled = await self._settle(receiver)
+        charged = self._charge(answer)
+        settled = await self._settle(receiver, charged)
         if isinstance(settled, Answer):
             return settled
         cumulative = _cumulative(settled)
-        await run_in_threadpool(self._book, cumulative)
-        extra = {"cumulative": cumulative}
+        await run_in_threadpool(self._book, cumulative, charged)
+        extra = {"cumulative": cumulative, "charged": charged}
         if settled.transaction:
             self._event(PAYMENT_SETTLED, 200, transaction=settled.transaction, **extra)
         else:
@@ -130,13 +143,22 @@ class ChannelAttempt:
         answer.set_headers(answers.EXPOSE)
         return answer
 
-    def _book(self, cumulative: int) -> None:
+    def _charge(self, answer: Answer) -> int:
+        """What this call costs: the rows returned at a row-priced tenant's rate (never above
+        the offered maximum the voucher authorized), else the offered price."""
+        offered = int(self.requirements.amount)
+        rate = self.call.tenant.price_per_1k_rows_atomic
+        if not rate or answer.rows is None:
+            return offered
+        return min(offered, rows_charge(rate, answer.rows))
+
+    def _book(self, cumulative: int, charged: int) -> None:
         r = self.requirements
         voucher = Voucher(
             network=r.network,
             channel_id=self.facts["channel"],
             cumulative=cumulative,
-            amount=int(r.amount),
+            amount=charged,
             tenant_id=self.call.tenant.tenant_id,
             receiver=r.pay_to,
             payer=self.facts["payer"],
