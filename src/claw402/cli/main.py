@@ -17,6 +17,7 @@ from claw402.cli import (
     cloudflare,
     facilitator,
     hosts,
+    mcp_stdio,
     money,
     pay,
     serve,
@@ -65,6 +66,7 @@ app.command("serve")(serve.serve_command)
 app.command("dev")(stack.dev_command)
 app.command("demo")(stack.demo_command)
 app.command("call")(pay.call_command)
+app.command("mcp")(mcp_stdio.mcp_command)
 app.add_typer(facilitator.app, name="facilitator")
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(channels.app, name="channels")

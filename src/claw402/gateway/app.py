@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from claw402.datasets.engine import open_dataset
+from claw402.discovery.manifest import Manifests, is_manifest_path
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
     CORRELATION_ID_RE,
@@ -36,8 +38,12 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.mcp.paths import mcp_suffix
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
+
+if TYPE_CHECKING:
+    from claw402.mcp.server import McpEndpoints
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
 from claw402.tenant_api.runtime import TenantRuntime
@@ -94,6 +100,17 @@ class Gateway:
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
         self.steps = steps(self)
+        self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
+        self._mcp: McpEndpoints | None = None  # `/mcp`, `/t/<slug>/mcp`, built on first use
+
+    @property
+    def mcp(self) -> McpEndpoints:
+        """Tenants as MCP tools; the `mcp` SDK loads with the first MCP request."""
+        if self._mcp is None:
+            from claw402.mcp.server import McpEndpoints
+
+            self._mcp = McpEndpoints(self)
+        return self._mcp
 
     @property
     def public_url(self) -> str | None:
@@ -112,6 +129,9 @@ class Gateway:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if "/mcp" in scope["path"] and mcp_suffix(scope["path"]) is not None:
+            await self.mcp(scope, receive, send)  # streams (SSE): not one Answer
             return
         answer = await self.dispatch(scope, receive)
         headers = answer.raw_headers
@@ -149,6 +169,10 @@ class Gateway:
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
+            return self._stamp(answer, request_id, None, correlation)
+
+        if is_manifest_path(path):
+            answer = self._manifest(scope, headers, path, request_id)
             return self._stamp(answer, request_id, None, correlation)
 
         call = GatewayCall(self.steps, scope, headers, request_id, correlation)
@@ -222,6 +246,18 @@ class Gateway:
         while len(self._runtimes) > MAX_RUNTIMES:
             self._runtimes.popitem(last=False)
         return runtime
+
+    def _manifest(
+        self, scope: Scope, headers: dict[str, str], path: str, request_id: str
+    ) -> Answer:
+        """`/.well-known/x402` of this host, or of the tenant under `/t/<slug>/`."""
+        if scope["method"] not in ("GET", "HEAD"):
+            return error_answer(405, "method_not_allowed", request_id, headers={"allow": "GET"})
+        host = headers.get("host") or None
+        directory = self.directory.current()
+        origin = self.origin(scope, host, directory)
+        answer = self.manifests.answer(directory, host, path, origin, headers.get("if-none-match"))
+        return answer or self.fail("tenant_not_found", request_id)
 
     async def _edge_events(self, request: Request, request_id: str) -> Answer:
         """Lifecycle events from the dispatch Worker (EVENTS_URL), into the same durable sink."""

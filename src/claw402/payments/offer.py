@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from x402.http.utils import encode_payment_required_header
 from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
@@ -56,6 +56,17 @@ _EXTENSIONS = {
         },
     }
 }
+
+
+class Discovery(Protocol):
+    """What the 402 tells discovery services about a tenant (`discovery.bazaar.TenantBazaar`):
+    the `resource`'s service metadata and the extensions of one resource URL."""
+
+    service_name: str
+    tags: list[str]
+    description: str
+
+    def extensions(self, resource_url: str) -> dict[str, Any]: ...
 
 
 # The batch-settlement terms a channel payment must have accepted as offered.
@@ -97,12 +108,14 @@ class Offer:
         batch: PaymentRequirements | None = None,
         exact: bool = True,
         rows_price: str | None = None,
+        discovery: Discovery | None = None,
     ) -> None:
         self.tenant_id = tenant_id
+        self.discovery = discovery  # the Bazaar metadata of each 402, if discoverable
         self.batch = batch  # the batch-settlement terms, if this tenant offers channels
         self.exact = exact or batch is None  # never an offer with nothing to pay with
         self.amount = str(amount)
-        self.description = description
+        self.description = discovery.description if discovery is not None else description
         costs = f"costs ${atomic_to_usd(amount)}"
         if rows_price is not None:  # priced by rows: `amount` is a full page's price
             costs = (
@@ -137,13 +150,14 @@ class Offer:
         found = self._challenges.get(key)
         if found is not None:
             return found
+        resource = ResourceInfo(url=resource_url, description=self.description, mime_type=MIME_TYPE)
+        extensions = _EXTENSIONS
+        if self.discovery is not None:
+            resource.service_name = self.discovery.service_name
+            resource.tags = self.discovery.tags
+            extensions = {**_EXTENSIONS, **self.discovery.extensions(resource_url)}
         required = PaymentRequired(
-            error=error,
-            resource=ResourceInfo(
-                url=resource_url, description=self.description, mime_type=MIME_TYPE
-            ),
-            accepts=self.accepts,
-            extensions=_EXTENSIONS,
+            error=error, resource=resource, accepts=self.accepts, extensions=extensions
         )
         header = encode_payment_required_header(required)
         found = Challenge(

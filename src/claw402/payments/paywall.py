@@ -23,6 +23,7 @@ the same decode, match and query check.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -45,7 +46,7 @@ from claw402.payments.channels.terms import ChannelSchemes
 from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import FacilitatorClient
-from claw402.payments.offer import Mismatch, Offer
+from claw402.payments.offer import Discovery, Mismatch, Offer
 from claw402.payments.onchain import ChainLookup
 from claw402.payments.store import PaymentStore
 from claw402.registry.models import Tenant
@@ -82,8 +83,12 @@ class Paywall:
         *,
         facilitator: FacilitatorClient | None = None,
         chain: ChainLookup | None = None,
+        discovery: Callable[[Tenant], Discovery] | None = None,
     ) -> None:
+        """`discovery`: a tenant's Bazaar metadata for its 402s (`discovery.bazaar.tenant_bazaar`,
+        given by whoever composes the gateway: payments knows nothing of datasets)."""
         self.config = config
+        self.discovery = discovery
         self.store = PaymentStore(engine)
         if chain is None and config.rpc_url:
             chain = ChainLookup(config.rpc_url, config.asset)
@@ -122,6 +127,7 @@ class Paywall:
                 batch=batch if channels else None,
                 exact=tenant.schemes != "batch",
                 rows_price=tenant.rows_price_usd,
+                discovery=self.discovery(tenant) if self.discovery and tenant.dataset else None,
             )
             found = self._priced_by_tenant[key] = _Priced(offer)
         return found
