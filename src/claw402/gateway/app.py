@@ -36,6 +36,8 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.limits.limiter import Limiter
+from claw402.limits.policy import Policy, policy_for
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
@@ -78,9 +80,12 @@ class Gateway:
         events_token: str | None = None,
         public_url: str | None = None,
         reserved_hosts: Iterable[str] = (),
+        limiter: Limiter | bool | None = True,
     ) -> None:
         """`public_url`: the gateway's address as callers see it (`402claw serve
-        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`."""
+        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`.
+        `limiter`: True builds one from the environment (`Limiter.from_env`), False or None
+        runs without limits."""
         self.registry = registry
         self.public_url = public_url
         self.directory = LiveDirectory(
@@ -93,6 +98,9 @@ class Gateway:
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
+        self.limiter = Limiter.from_env(registry.engine) if limiter is True else limiter or None
+        self._policies: dict[str, Policy] = {}
+        self._policy_snapshot: Directory[Tenant] | None = None
         self.steps = steps(self)
 
     @property
@@ -131,6 +139,8 @@ class Gateway:
                     await aclose()
                 self.sink.close()
                 self.directory.close()
+                if self.limiter is not None:
+                    self.limiter.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -203,6 +213,15 @@ class Gateway:
             if len(self._origins) >= 1024:
                 self._origins.clear()
             found = self._origins[key] = _local_origin(scope, host)
+        return found
+
+    def policy(self, directory: Directory[Tenant], route: TenantRoute) -> Policy:
+        """The limits of `route`'s tenant in `directory`, built once per snapshot."""
+        if directory is not self._policy_snapshot:
+            self._policies, self._policy_snapshot = {}, directory
+        found = self._policies.get(route.slug)
+        if found is None:
+            found = self._policies[route.slug] = policy_for(directory.by_slug[route.slug].tenant)
         return found
 
     def runtime(self, tenant: Tenant) -> TenantRuntime:

@@ -113,15 +113,24 @@ class ResolveStep:
 
 
 class LimitsStep:
-    """The plan's limits for this call: the query's deadline and the page-size cap."""
+    """The plan's limits for this call (the query's deadline, the page-size cap), then the
+    caller's rate and the tenant's quotas and spend cap (`claw402.limits`), replays included."""
 
     name = "limits"
 
-    async def __call__(self, call: TenantCall) -> Answer:
+    def __init__(self, gateway: Gateway | None = None) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
         route = call.route
         call.limits = route.limits
         call.page_cap = max_page_size(route.plan)
-        return await call.next()
+        gateway = self.gateway
+        if gateway is None or gateway.limiter is None:
+            return await call.next()
+        policy = gateway.policy(call.directory, route)
+        client = call.scope.get("client")
+        return await gateway.limiter.run(call, policy, client[0] if client else None, call.next)
 
 
 class GuardStep:
@@ -153,7 +162,7 @@ class RunStep:
 
 
 def steps(gateway: Gateway) -> Pipeline:
-    return Pipeline([ResolveStep(gateway), LimitsStep(), GuardStep(gateway), RunStep()])
+    return Pipeline([ResolveStep(gateway), LimitsStep(gateway), GuardStep(gateway), RunStep()])
 
 
 @dataclass(slots=True)

@@ -76,6 +76,29 @@ class DatasetVersion:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """The creator's limits on a tenant (`deploy --rate/--quota-*/--spend-cap-day`) and, while
+    quarantined, the plan `unquarantine` restores."""
+
+    rate: str | None = None  # "N/s", "N/m" or "N/h"; None: the plan's
+    quota_day: int | None = None  # successful calls a UTC day
+    quota_month: int | None = None  # successful calls a UTC month
+    spend_cap_day: int | None = None  # atomic units paid a UTC day
+    plan_before_quarantine: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "quotaDay": self.quota_day,
+            "quotaMonth": self.quota_month,
+            "spendCapDay": atomic_to_usd(self.spend_cap_day) if self.spend_cap_day else None,
+            "quarantinedFrom": self.plan_before_quarantine,
+        }
+
+
+NO_CONTROLS = Controls()
+
 SCHEMES = ("both", "exact", "batch")  # `deploy --schemes`: x402 exact, batch-settlement, both
 
 
@@ -99,6 +122,7 @@ class Tenant:
     # The registry's (host, status) pairs; a host it does not list routes (a hand-built Tenant).
     host_status: tuple[tuple[str, str], ...] = ()
     schemes: str = "both"  # SCHEMES: what its 402 offers (channels, exact, or both)
+    controls: Controls = field(default_factory=lambda: NO_CONTROLS)
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -143,6 +167,7 @@ class Tenant:
             "priceAtomic": str(self.price_atomic),
             "payTo": self.pay_to,
             "schemes": self.schemes,
+            "controls": self.controls.to_json(),
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

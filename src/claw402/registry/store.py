@@ -14,7 +14,14 @@ from claw402.clock import aware as _aware
 from claw402.clock import now as _now
 from claw402.config import Settings
 from claw402.registry.db import make_engine, migrate
-from claw402.registry.models import HOST_OPEN, DatasetVersion, HostClaim, Tenant
+from claw402.registry.models import (
+    HOST_OPEN,
+    NO_CONTROLS,
+    Controls,
+    DatasetVersion,
+    HostClaim,
+    Tenant,
+)
 from claw402.registry.schema import dataset_versions, registry_state, tenant_hosts, tenants
 
 
@@ -39,6 +46,7 @@ class TenantSpec:
     description: str | None = None
     host_status: str = HOST_OPEN  # what a host this deploy adds starts as (kept ones keep theirs)
     schemes: str = "both"
+    controls: Controls = NO_CONTROLS
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,13 @@ class Registry:
             dataset=dataset,
             host_status=host_status,
             schemes=row["schemes"],
+            controls=Controls(
+                row["rate"],
+                row["quota_day"],
+                row["quota_month"],
+                row["spend_cap_day"],
+                row["plan_before_quarantine"],
+            ),
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -184,6 +199,11 @@ class Registry:
             "sub_requests": spec.sub_requests,
             "name": spec.name,
             "description": spec.description,
+            "rate": spec.controls.rate,
+            "quota_day": spec.controls.quota_day,
+            "quota_month": spec.controls.quota_month,
+            "spend_cap_day": spec.controls.spend_cap_day,
+            "plan_before_quarantine": spec.controls.plan_before_quarantine,
             "updated_at": now,
         }
         existing = conn.execute(
