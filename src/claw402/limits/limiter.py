@@ -25,7 +25,8 @@ from claw402.tenant_api.answer import Answer, error_answer
 from claw402.tenant_api.call import TenantCall, paid_route
 
 Produce = Callable[[], Awaitable[Answer]]
-SERVED = frozenset({200, 202})  # 202: a settlement may have been broadcast; keep it counted
+# Only a 200 counts: a 202 (pending, "do not pay again") is answered again, 200 once paid.
+SERVED = frozenset({200})
 
 
 class Limiter:
