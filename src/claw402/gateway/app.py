@@ -8,6 +8,7 @@ so no router sits on the hot path. Stamps `x-request-id`/`x-tenant-id` and logs 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -37,6 +38,7 @@ from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
 from claw402.limits.limiter import Limiter
+from claw402.limits.notify import REDIS_URL_ENV, RegistryListener, prefix
 from claw402.limits.policy import Policy, policy_for
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
@@ -101,6 +103,7 @@ class Gateway:
         self.limiter = Limiter.from_env(registry.engine) if limiter is True else limiter or None
         self._policies: dict[str, Policy] = {}
         self._policy_snapshot: Directory[Tenant] | None = None
+        self._listener: RegistryListener | None = None
         self.steps = steps(self)
 
     @property
@@ -132,6 +135,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._listen()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 aclose = getattr(self.guard, "aclose", None)
@@ -141,6 +145,8 @@ class Gateway:
                 self.directory.close()
                 if self.limiter is not None:
                     self.limiter.close()
+                if self._listener is not None:
+                    self._listener.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -214,6 +220,19 @@ class Gateway:
                 self._origins.clear()
             found = self._origins[key] = _local_origin(scope, host)
         return found
+
+    def _listen(self) -> None:
+        """With Redis, registry changes arrive by pub/sub: the per-request generation check
+        becomes a once-a-second safety net, back to every request while unsubscribed."""
+        url = os.environ.get(REDIS_URL_ENV)
+        if not url or self._listener is not None:
+            return
+        live = self.directory
+
+        def state(subscribed: bool) -> None:
+            live.set_interval(1.0 if subscribed else LiveDirectory.MIN_INTERVAL)
+
+        self._listener = RegistryListener(url, prefix(), live.expire, state).start()
 
     def policy(self, directory: Directory[Tenant], route: TenantRoute) -> Policy:
         """The limits of `route`'s tenant in `directory`, built once per snapshot."""

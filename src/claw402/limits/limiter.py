@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from claw402.clock import now as utc_now
 from claw402.limits.caller import Callers, parse_proxies, payer
 from claw402.limits.counters import CountersDown, Hit, MemoryCounters, RateCounters, RedisCounters
+from claw402.limits.notify import REDIS_URL_ENV, prefix
 from claw402.limits.policy import Policy, state_header
 from claw402.limits.usage import SPEND_DAY, Refused, UsageBooks, slots
 from claw402.payments.codec import payment_header
@@ -45,10 +46,13 @@ class Limiter:
         self._exhausted: set[tuple[str, str, str]] = set()  # (tenant, counter, window) known full
 
     @classmethod
-    def from_env(cls, engine: Engine, redis_prefix: str = "claw402:") -> Limiter:
-        """Redis counters when `CLAW402_REDIS_URL` is set, else this process's own."""
-        url = os.environ.get("CLAW402_REDIS_URL")
-        rates: RateCounters = RedisCounters(url, prefix=redis_prefix) if url else MemoryCounters()
+    def from_env(cls, engine: Engine) -> Limiter | None:
+        """Redis counters when `CLAW402_REDIS_URL` is set (keys under `CLAW402_REDIS_PREFIX`),
+        else this process's own; None (no limits) when `CLAW402_LIMITS=off` (benchmarks)."""
+        if os.environ.get("CLAW402_LIMITS", "on").lower() == "off":
+            return None
+        url = os.environ.get(REDIS_URL_ENV)
+        rates: RateCounters = RedisCounters(url, prefix=prefix()) if url else MemoryCounters()
         callers = Callers(parse_proxies(os.environ.get("CLAW402_TRUSTED_PROXIES")))
         return cls(rates, UsageBooks(engine), callers)
 

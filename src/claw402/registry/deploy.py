@@ -102,6 +102,8 @@ def build_spec(
     try:
         slug = check_slug(request.slug)
         plan = check_plan(request.plan or (existing.plan if existing else "free"))
+        if existing and existing.controls.plan_before_quarantine and plan != existing.plan:
+            raise RegistryError(f"tenant {slug!r} is quarantined: an admin must unquarantine it")
         hosts = (
             tuple(sorted({normalize_host(h, reserved) for h in request.hosts}))
             if request.hosts is not None

@@ -312,6 +312,29 @@ class Registry:
             cls._bump(conn)
         return bool(changed)
 
+    @classmethod
+    def set_quarantine(cls, conn: Connection, slug: str, on: bool) -> tuple[str, str, str] | None:
+        """Put `slug` on the quarantine plan (keeping its plan to restore) or back, in the
+        caller's transaction; (tenant id, plan before, plan after), None if already so."""
+        row = conn.execute(
+            select(tenants.c.tenant_id, tenants.c.plan, tenants.c.plan_before_quarantine)
+            .where(tenants.c.slug == slug)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise RegistryError(f"tenant {slug!r} not found")
+        tenant_id, plan, kept = row
+        if on == (kept is not None):
+            return None
+        after, values = ("quarantine", {"plan_before_quarantine": plan}) if on else (kept, {})
+        conn.execute(
+            update(tenants)
+            .where(tenants.c.tenant_id == tenant_id)
+            .values(plan=after, updated_at=_now(), **({"plan_before_quarantine": None} | values))
+        )
+        cls._bump(conn)
+        return tenant_id, plan, after
+
     def remove(self, slug: str) -> Tenant:
         tenant = self.get(slug)
         if tenant is None:
