@@ -37,6 +37,7 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.limits.junk import JunkCounter
 from claw402.limits.limiter import Limiter
 from claw402.limits.notify import REDIS_URL_ENV, RegistryListener, prefix
 from claw402.limits.policy import Policy, policy_for
@@ -104,6 +105,7 @@ class Gateway:
         self._policies: dict[str, Policy] = {}
         self._policy_snapshot: Directory[Tenant] | None = None
         self._listener: RegistryListener | None = None
+        self.junk = JunkCounter(registry.engine)
         self.steps = steps(self)
 
     @property
@@ -147,6 +149,7 @@ class Gateway:
                     self.limiter.close()
                 if self._listener is not None:
                     self._listener.stop()
+                self.junk.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

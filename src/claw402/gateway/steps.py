@@ -86,12 +86,13 @@ class ResolveStep:
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
             directory = call.directory = gateway.directory.current(force=True)
             resolution = directory.resolve(host, path)
-        if resolution is None:
-            call.trail.append(
-                compact(ev.DISPATCH_FAILURE, call.request_id, None, status=404,
-                        reason="tenant_not_found", correlation_id=call.correlation,
-                        path=path, steps=call.steps_passed)
-            )  # fmt: skip
+        if resolution is None:  # junk: counted, and only a sample gets an event row
+            if gateway.junk.count("tenant_not_found", host, path):
+                call.trail.append(
+                    compact(ev.DISPATCH_FAILURE, call.request_id, None, status=404,
+                            reason="tenant_not_found", correlation_id=call.correlation,
+                            path=path, steps=call.steps_passed)
+                )  # fmt: skip
             return gateway.fail("tenant_not_found", call.request_id)
         entry = resolution.entry
         call.route, call.tenant, call.path = entry.route, entry.tenant, resolution.path
