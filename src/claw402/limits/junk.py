@@ -22,9 +22,15 @@ EVENTS_PER_MINUTE = 5  # misses a minute that still get their own event row
 
 class JunkCounter:
     def __init__(
-        self, engine: Engine, *, interval: float = 2.0, clock: Callable[[], datetime] = utc_now
+        self,
+        engine: Engine,
+        *,
+        interval: float = 2.0,
+        events_per_minute: int = EVENTS_PER_MINUTE,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.engine = engine
+        self.events_per_minute = events_per_minute
         self._interval = interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -46,7 +52,7 @@ class JunkCounter:
                 samples.append(f"{host or ''}{path[:200]}")
             if label not in self._evented:
                 self._evented = {label: 0}
-            sampled = self._evented[label] < EVENTS_PER_MINUTE
+            sampled = self._evented[label] < self.events_per_minute
             if sampled:
                 self._evented[label] += 1
             if self._thread is None:
