@@ -87,6 +87,6 @@ def test_deploy_keeps_limits_and_refuses_bad_ones_changing_nothing(tmp_path: Pat
             source=CITIES, slug="cities", rate="0", quota_day=0, spend_cap_day="0"))  # fmt: skip
         assert (cleared.controls.rate, cleared.controls.quota_day) == (None, None)
         assert (cleared.controls.quota_month, cleared.controls.spend_cap_day) == (100, None)
-        assert policy_for(cleared).rate == Rate(100, 1)  # the free plan's default
+        assert policy_for(cleared).rate == Rate(300, 1)  # the free plan's default
     finally:
         registry.close()

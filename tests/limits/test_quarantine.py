@@ -73,4 +73,4 @@ def test_a_running_gateway_applies_the_quarantine_at_once(tmp_path: Path) -> Non
         assert answers[0].headers["ratelimit-policy"] == '"rate";q=1;w=1'
         assert 429 in [a.status_code for a in answers]  # the quarantine plan's 1/s
         unquarantine(registry, None, "acme")
-        assert client.get("/t/acme/v1/schema").headers["ratelimit-policy"] == '"rate";q=100;w=1'
+        assert client.get("/t/acme/v1/schema").headers["ratelimit-policy"] == '"rate";q=300;w=1'

@@ -28,11 +28,13 @@ class Rate:
         return f"{self.limit}/{unit}"
 
 
-# Plan defaults per caller; the quarantine plan's holds whatever `--rate` says.
+# Plan defaults per caller (above what one sequential paying client reaches through a
+# channel, so a paying agent is never throttled by default); the quarantine plan's holds
+# whatever `--rate` says.
 PLAN_RATES: dict[str, Rate] = {
-    "free": Rate(100, 1),
-    "pro": Rate(500, 1),
-    "business": Rate(2000, 1),
+    "free": Rate(300, 1),
+    "pro": Rate(1000, 1),
+    "business": Rate(3000, 1),
     "enterprise": Rate(10000, 1),
     "quarantine": Rate(1, 1),
 }
