@@ -43,7 +43,8 @@ class Limiter:
         self.books = books
         self.callers = callers or Callers()
         self._clock = clock
-        self._exhausted: set[tuple[str, str, str]] = set()  # (tenant, counter, window) known full
+        # (tenant, counter, window, limit) known full: a raised limit is a new key
+        self._exhausted: set[tuple[str, str, str, int]] = set()
 
     @classmethod
     def from_env(cls, engine: Engine) -> Limiter | None:
@@ -115,14 +116,14 @@ class Limiter:
             )  # fmt: skip
         if len(self._exhausted) > 10_000:
             self._exhausted.clear()
-        self._exhausted.add((policy.tenant_id, slot.counter, slot.window))
+        self._exhausted.add((policy.tenant_id, slot.counter, slot.window, slot.limit))
         return self._quota_answer(call.request_id, slot.counter, slot.limit, slot.reset)
 
     def _known_full(self, request_id: str, policy: Policy) -> Answer | None:
         if not self._exhausted:
             return None
         for slot in slots(policy, self._clock()):
-            if (policy.tenant_id, slot.counter, slot.window) in self._exhausted:
+            if (policy.tenant_id, slot.counter, slot.window, slot.limit) in self._exhausted:
                 return self._quota_answer(request_id, slot.counter, slot.limit, slot.reset)
         return None
 
