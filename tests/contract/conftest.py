@@ -91,7 +91,10 @@ def contract_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract
 
 def _gateway(home: ContractHome) -> Iterator[Runtime]:
     sink = EventSink.in_process(home.registry.engine, interval=0.02)
-    gateway = Gateway(home.registry, sink=sink)
+    # Rates, quotas and caps are not in the dispatch Worker yet (issue 22): compared without
+    # them, or the quarantine plan's 1/s would refuse this suite's bursts on one runtime only.
+    gateway = Gateway(home.registry, sink=sink, limiter=None)
+    gateway.junk.events_per_minute = 10**9  # every miss's event, as the Worker sends them
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         yield Runtime("gateway", server.url, home.registry, home.tenants, client,
                       lambda: EventStore(home.registry.engine).read_events(limit=10_000))

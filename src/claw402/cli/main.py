@@ -17,6 +17,7 @@ from claw402.cli import (
     cloudflare,
     facilitator,
     hosts,
+    limits,
     mcp_stdio,
     money,
     pay,
@@ -62,6 +63,8 @@ app.command("list")(tenants.list_command)
 app.command("show")(tenants.show_command)
 app.command("remove")(tenants.remove_command)
 app.command("events")(tenants.events_command)
+app.command("quarantine")(limits.quarantine_command)
+app.command("unquarantine")(limits.unquarantine_command)
 app.command("serve")(serve.serve_command)
 app.command("dev")(stack.dev_command)
 app.command("demo")(stack.demo_command)

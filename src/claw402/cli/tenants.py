@@ -74,6 +74,20 @@ def deploy_command(
             "default), exact or batch. A re-deploy without it keeps the tenant's.",
         ),
     ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", help="Calls per caller, e.g. 10/s, 600/m, 5000/h (0: the plan's)."),
+    ] = None,
+    quota_day: Annotated[
+        int | None, typer.Option("--quota-day", help="Served calls a UTC day (0: no quota).")
+    ] = None,
+    quota_month: Annotated[
+        int | None, typer.Option("--quota-month", help="Served calls a UTC month (0: no quota).")
+    ] = None,
+    spend_cap_day: Annotated[
+        str | None,
+        typer.Option("--spend-cap-day", help="USD callers may pay a UTC day (0: no cap)."),
+    ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -111,6 +125,10 @@ def deploy_command(
         format=data_format,
         allow_empty=allow_empty,
         schemes=schemes,
+        rate=rate,
+        quota_day=quota_day,
+        quota_month=quota_month,
+        spend_cap_day=spend_cap_day,
     )
     publish = None
     if publish_edge:

@@ -22,6 +22,7 @@ from claw402.control.authz import Actor, authorize, event_tenants, readable, req
 from claw402.control.errors import ControlError
 from claw402.control.keys import DEPLOY, READ
 from claw402.events.store import EventStore
+from claw402.limits.notify import announce
 from claw402.registry.models import HOST_APPROVED, HOST_OPEN, HOST_UNVERIFIED, Tenant
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ def deploy(
     except (RegistryError, IngestError) as exc:
         raise ControlError(str(exc), code="deploy_failed") from None
     change.deployed(after)
+    announce(f"tenant:{after.slug}")  # every replica reloads now (Redis), not at its next check
     if publish is None:
         return Deployed(after)
     from claw402.control.edge import publish as publish_edge
@@ -225,4 +227,5 @@ def remove(registry: Registry, settings: Settings, secret: str | None, slug: str
     except RegistryError as exc:
         raise ControlError(str(exc), code="tenant_not_found") from None
     change.removed(tenant)
+    announce(f"tenant:{slug}")
     return tenant

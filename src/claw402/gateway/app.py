@@ -8,6 +8,7 @@ so no router sits on the hot path. Stamps `x-request-id`/`x-tenant-id` and logs 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -38,15 +39,19 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.limits.junk import JunkCounter
+from claw402.limits.limiter import Limiter
+from claw402.limits.notify import REDIS_URL_ENV, RegistryListener, prefix
+from claw402.limits.policy import Policy, policy_for
 from claw402.mcp.paths import mcp_suffix
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
-
-if TYPE_CHECKING:
-    from claw402.mcp.server import McpEndpoints
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
 from claw402.tenant_api.runtime import TenantRuntime
+
+if TYPE_CHECKING:
+    from claw402.mcp.server import McpEndpoints
 
 # Request ids: a random per-process prefix plus a counter. Unique like uuid4, without a
 # getrandom() call per request.
@@ -84,9 +89,12 @@ class Gateway:
         events_token: str | None = None,
         public_url: str | None = None,
         reserved_hosts: Iterable[str] = (),
+        limiter: Limiter | bool | None = True,
     ) -> None:
         """`public_url`: the gateway's address as callers see it (`402claw serve
-        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`."""
+        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`.
+        `limiter`: True builds one from the environment (`Limiter.from_env`), False or None
+        runs without limits."""
         self.registry = registry
         self.public_url = public_url
         self.directory = LiveDirectory(
@@ -99,6 +107,11 @@ class Gateway:
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
+        self.limiter = Limiter.from_env(registry.engine) if limiter is True else limiter or None
+        self._policies: dict[str, Policy] = {}
+        self._policy_snapshot: Directory[Tenant] | None = None
+        self._listener: RegistryListener | None = None
+        self.junk = JunkCounter(registry.engine)
         self.steps = steps(self)
         self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
         self._mcp: McpEndpoints | None = None  # `/mcp`, `/t/<slug>/mcp`, built on first use
@@ -144,6 +157,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._listen()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 aclose = getattr(self.guard, "aclose", None)
@@ -151,6 +165,11 @@ class Gateway:
                     await aclose()
                 self.sink.close()
                 self.directory.close()
+                if self.limiter is not None:
+                    self.limiter.close()
+                if self._listener is not None:
+                    self._listener.stop()
+                self.junk.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -227,6 +246,28 @@ class Gateway:
             if len(self._origins) >= 1024:
                 self._origins.clear()
             found = self._origins[key] = _local_origin(scope, host)
+        return found
+
+    def _listen(self) -> None:
+        """With Redis, registry changes arrive by pub/sub: the per-request generation check
+        becomes a once-a-second safety net, back to every request while unsubscribed."""
+        url = os.environ.get(REDIS_URL_ENV)
+        if not url or self._listener is not None:
+            return
+        live = self.directory
+
+        def state(subscribed: bool) -> None:
+            live.set_interval(1.0 if subscribed else LiveDirectory.MIN_INTERVAL)
+
+        self._listener = RegistryListener(url, prefix(), live.expire, state).start()
+
+    def policy(self, directory: Directory[Tenant], route: TenantRoute) -> Policy:
+        """The limits of `route`'s tenant in `directory`, built once per snapshot."""
+        if directory is not self._policy_snapshot:
+            self._policies, self._policy_snapshot = {}, directory
+        found = self._policies.get(route.slug)
+        if found is None:
+            found = self._policies[route.slug] = policy_for(directory.by_slug[route.slug].tenant)
         return found
 
     def runtime(self, tenant: Tenant) -> TenantRuntime:

@@ -11,7 +11,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from claw402.config import Settings
@@ -28,7 +28,7 @@ from claw402.dispatch.naming import (
 from claw402.dispatch.plans import check_plan
 from claw402.dispatch.pricing import parse_rows_price
 from claw402.money import usd_to_atomic
-from claw402.registry.models import HOST_OPEN, SCHEMES, Tenant
+from claw402.registry.models import HOST_OPEN, SCHEMES, Controls, Tenant
 from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
 
 KEEP_VERSIONS = 2  # the live one and the one before it (still open in running gateways)
@@ -56,6 +56,11 @@ class DeployRequest:
     allow_empty: bool = False  # deploy a dataset with no rows
     schemes: str | None = None  # exact, batch or both; None keeps the tenant's (new: both)
     price_per_1k_rows: str | None = None  # USD per 1,000 rows; excludes `price`
+    # Limits (claw402.limits): None keeps the tenant's; 0 (or "0") removes one.
+    rate: str | None = None  # "N/s", "N/m", "N/h"
+    quota_day: int | None = None
+    quota_month: int | None = None
+    spend_cap_day: str | None = None  # USD
 
 
 class HostRefused(RegistryError):
@@ -99,6 +104,8 @@ def build_spec(
     try:
         slug = check_slug(request.slug)
         plan = check_plan(request.plan or (existing.plan if existing else "free"))
+        if existing and existing.controls.plan_before_quarantine and plan != existing.plan:
+            raise RegistryError(f"tenant {slug!r} is quarantined: an admin must unquarantine it")
         hosts = (
             tuple(sorted({normalize_host(h, reserved) for h in request.hosts}))
             if request.hosts is not None
@@ -133,6 +140,7 @@ def build_spec(
         else (existing and existing.description),
         host_status=request.host_status,
         schemes=_schemes(request.schemes, existing),
+        controls=_controls(request, existing),
     )
 
 
@@ -153,6 +161,30 @@ def _prices(request: DeployRequest, existing: Tenant | None) -> tuple[int, int |
     raise RegistryError(
         "--price is required for a new tenant (0 for a free API), or --price-per-1k-rows"
     )
+def _controls(request: DeployRequest, existing: Tenant | None) -> Controls:
+    """The request's limits over the tenant's; refused before anything is ingested."""
+    from claw402.limits.policy import InvalidLimit, check_count, parse_rate
+
+    kept = existing.controls if existing else Controls()
+    try:
+        rate = kept.rate
+        if request.rate is not None:
+            rate = None if request.rate.strip() == "0" else str(parse_rate(request.rate))
+        day = kept.quota_day if request.quota_day is None else request.quota_day or None
+        month = kept.quota_month if request.quota_month is None else request.quota_month or None
+        cap = kept.spend_cap_day
+        if request.spend_cap_day is not None:
+            cap = (
+                usd_to_atomic(request.spend_cap_day, field="--spend-cap-day", maximum=10**15)
+                or None
+            )
+        check_count(day, "--quota-day")
+        check_count(month, "--quota-month")
+        if cap is not None and cap < 0:
+            raise InvalidLimit("--spend-cap-day must not be negative")
+    except ValueError as exc:  # InvalidLimit, and usd_to_atomic's own errors
+        raise RegistryError(str(exc)) from None
+    return replace(kept, rate=rate, quota_day=day, quota_month=month, spend_cap_day=cap)
 
 
 def _schemes(wanted: str | None, existing: Tenant | None) -> str:

@@ -77,6 +77,29 @@ class DatasetVersion:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """The creator's limits on a tenant (`deploy --rate/--quota-*/--spend-cap-day`) and, while
+    quarantined, the plan `unquarantine` restores."""
+
+    rate: str | None = None  # "N/s", "N/m" or "N/h"; None: the plan's
+    quota_day: int | None = None  # successful calls a UTC day
+    quota_month: int | None = None  # successful calls a UTC month
+    spend_cap_day: int | None = None  # atomic units paid a UTC day
+    plan_before_quarantine: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "quotaDay": self.quota_day,
+            "quotaMonth": self.quota_month,
+            "spendCapDay": atomic_to_usd(self.spend_cap_day) if self.spend_cap_day else None,
+            "quarantinedFrom": self.plan_before_quarantine,
+        }
+
+
+NO_CONTROLS = Controls()
+
 SCHEMES = ("both", "exact", "batch")  # `deploy --schemes`: x402 exact, batch-settlement, both
 
 
@@ -103,6 +126,7 @@ class Tenant:
     # Pricing by rows (`deploy --price-per-1k-rows`, migration 0012): atomic units per 1,000
     # rows returned; `price_atomic` is then 0 and a call is advertised at a full page's price.
     price_per_1k_rows_atomic: int | None = None
+    controls: Controls = field(default_factory=lambda: NO_CONTROLS)
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -173,6 +197,7 @@ class Tenant:
             ),
             "payTo": self.pay_to,
             "schemes": self.schemes,
+            "controls": self.controls.to_json(),
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

@@ -35,6 +35,12 @@ tenants = Table(
     Column("schemes", String(8), nullable=False, server_default="both"),
     Column("cpu_ms", Integer, nullable=True),
     Column("sub_requests", Integer, nullable=True),
+    # the creator's controls (migration 0013): "N/s" rate, calls a day/month, atomic USD a day
+    Column("rate", String(16), nullable=True),
+    Column("quota_day", BigInteger, nullable=True),
+    Column("quota_month", BigInteger, nullable=True),
+    Column("spend_cap_day", BigInteger, nullable=True),
+    Column("plan_before_quarantine", String(32), nullable=True),  # what unquarantine restores
     Column("name", String(200), nullable=True),
     Column("description", Text, nullable=True),
     Column("current_version", Integer, nullable=True),
