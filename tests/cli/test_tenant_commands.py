@@ -213,7 +213,7 @@ def test_schemes_are_stored_and_kept_by_a_redeploy(home):
     assert run(*deploy, "--schemes", "exact")["tenant"]["schemes"] == "exact"
 
 
-def test_pricing_by_rows_is_stored_shown_and_switched(home):
+def test_pricing_by_rows_is_stored_shown_and_switched(home, monkeypatch):
     deploy = ("deploy", str(CITIES), "--tenant", "acme", "--home", home)
     first = run(*deploy, "--price-per-1k-rows", "0.05", "--plan", "pro")["tenant"]
     # A pro page is 1,000 rows: a call is advertised at a full page, $0.05.
@@ -233,5 +233,8 @@ def test_pricing_by_rows_is_stored_shown_and_switched(home):
     assert (flat["pricePer1kRows"], flat["priceAtomic"]) == (None, "2000")
     back = run(*deploy, "--price-per-1k-rows", "0.01")["tenant"]
     assert (back["pricePer1kRows"], back["priceAtomic"]) == ("0.01", "1000")
-    human = runner.invoke(app, ["list", "--home", home], env={"COLUMNS": "200"})
+    from claw402.cli.output import console
+
+    monkeypatch.setattr(console, "width", 200)  # the console's width is fixed at its first use
+    human = runner.invoke(app, ["list", "--home", home])
     assert "$0.01 per 1k rows (at most $0.001 a call)" in human.stdout

@@ -129,6 +129,9 @@ def test_refused_hosts_are_audited_and_change_nothing(home):
 def test_reads_show_a_creator_only_their_tenants(home, tmp_path, monkeypatch):
     for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL"):
         monkeypatch.delenv(name, raising=False)  # the build's edge paywall reads them
+    # A priced tenant is built for the edge only with payment settings (Base Sepolia here).
+    monkeypatch.setenv("CLAW402_ENV", "test")
+    monkeypatch.setenv("CLAW402_TREASURY", "0x" + "7" * 40)
     settings, registry = home
     engine = registry.engine
     tenants.deploy(registry, settings, None, DeployRequest(source=CITIES, slug="legacy",
