@@ -51,6 +51,9 @@ __all__ = ["DATA_FILE", "FORMATS", "IngestError", "IngestResult", "detect_format
 
 DATA_FILE = DUCKDB_FILE
 _DISABLED_COMPRESSION = "fsst,dictionary,dict_fsst"
+# DuckDB's own limit is 80% of the machine: a 10M-row ingest peaked at 1.4 GB RSS. Under this
+# it spills to the scratch folder (bench/bench_ingest.py).
+INGEST_MEMORY = "600MB"
 
 Progress = Callable[[int, int], None]
 
@@ -163,6 +166,7 @@ def _connection(scratch: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory='{sql_text(scratch)}'")
+        con.execute(f"SET memory_limit='{INGEST_MEMORY}'")
         con.execute(f"SET disabled_compression_methods='{_DISABLED_COMPRESSION}'")
         con.execute("SET preserve_insertion_order=true")
         con.execute("SET enable_progress_bar=true")
