@@ -18,6 +18,7 @@ Why this shape (numbers: docs/architecture.md and bench/bench_engine.py):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import shutil
@@ -69,6 +70,8 @@ class Engine:
     ) -> None:
         self._own_temp = temp_directory is None
         self._temp = temp_directory or private_temp_directory()
+        if self._own_temp:  # the process's engine is seldom closed: its folder goes at exit
+            atexit.register(shutil.rmtree, self._temp, True)
         self._con = duckdb.connect(
             ":memory:",
             config={"memory_limit": memory_limit, "threads": threads, "temp_directory": self._temp},
