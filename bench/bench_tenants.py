@@ -11,7 +11,8 @@ process; `--open-datasets` / `--cache-rows` set the worker's budget through the 
 touches every tenant once, then times repeat calls of `/t/<slug>/v1/records` sequentially over
 one keep-alive connection: blocks of 200 calls cycling over 10 tenants and blocks of 200 over
 all of them in random order take turns, so both see the same machine load. Prints medians and
-the worker's RssAnon after 10 tenants and after all of them.
+the worker's RssAnon after 10 tenants and after all of them. `--layouts` compares opening one
+version stored either way (20, 1,000, 10,000 rows).
 """
 
 from __future__ import annotations
@@ -115,6 +116,50 @@ def duckdb_layout_bytes() -> int:
         return disk(Path(scratch) / "v")[0]
 
 
+def layouts(sizes: tuple[int, ...] = (20, 1000, 10_000), rounds: int = 30) -> None:
+    """Attach + first page of one version, both layouts side by side, in turns on one engine
+    that keeps one open (so every call attaches): what a tenant costs when it is not open;
+    and each layout's disk."""
+    from claw402.datasets.engine import Engine
+    from claw402.datasets.ingest import ingest
+    from claw402.datasets.query import parse_query
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for rows in sizes:
+            source = Path(scratch) / f"{rows}.csv"
+            rnd = random.Random(rows)
+            source.write_text(
+                "id,name,price\n"
+                + "".join(
+                    f"{i},name {rnd.randrange(10**6)},{rnd.random():.4f}\n" for i in range(rows)
+                )
+            )
+            results = {
+                layout: ingest(
+                    source, Path(scratch) / f"{rows}-{layout}", key="id", compact_rows=limit
+                )
+                for layout, limit in (("parquet", rows), ("duckdb", 0))
+            }
+            times: dict[str, list[float]] = {k: [] for k in results}
+            engine = Engine(cache_rows=0, max_open=1)  # each open detaches the other
+            handles = {k: engine.open(r.path, r.columns, key="id") for k, r in results.items()}
+            query = parse_query([], results["duckdb"].columns, max_limit=100)
+            for _ in range(rounds):
+                for layout, handle in handles.items():
+                    started = time.perf_counter()
+                    handle.records(query)
+                    times[layout].append((time.perf_counter() - started) * 1000)
+            engine.close()
+            print(
+                f"{rows:>6} rows: open + first page "
+                + ", ".join(
+                    f"{k} {statistics.median(v):.2f} ms "
+                    f"({disk(results[k].path.parent)[0] // 1024} KB)"
+                    for k, v in times.items()
+                )
+            )
+
+
 def descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
@@ -161,9 +206,13 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--open-datasets", type=int)
     parser.add_argument("--cache-rows", type=int)
+    parser.add_argument("--layouts", action="store_true", help="only compare the layouts")
     parser.add_argument("--deployed", type=int, default=100, help="tenants deployed for real")
     parser.add_argument("--blocks", type=int, default=10, help="blocks of 200 calls per side")
     args = parser.parse_args()
+    if args.layouts:
+        layouts()
+        return
     home = DATA / f"tenants-{args.tenants}"
     per_deploy = deploy_all(home, args.tenants, args.deployed)
     if per_deploy:
