@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,9 @@ def test_the_engine_honours_its_budget(tmp_path):
         engine.close()
     private = Engine()
     folder = private._temp
+    assert not os.path.exists(folder)  # made by DuckDB only when it spills
+    os.makedirs(folder)
+    (Path(folder) / "spilled.block").write_bytes(b"x")
     private.close()
     assert not os.path.exists(folder)  # its own spill folder goes with it
 

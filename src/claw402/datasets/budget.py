@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -104,6 +105,7 @@ class Budget:
 
 
 def private_temp_directory() -> str:
-    """A new spill folder for one engine (removed when it closes): DuckDB's default for an
-    in-memory database is `.tmp` in the working directory, shared by every worker there."""
-    return tempfile.mkdtemp(prefix="claw402-duckdb-")
+    """A spill folder of one engine's own (removed when it closes), made by DuckDB only if it
+    spills: DuckDB's default for an in-memory database is `.tmp` in the working directory,
+    shared by every worker started there."""
+    return os.path.join(tempfile.gettempdir(), f"claw402-duckdb-{os.getpid()}-{uuid.uuid4().hex}")
