@@ -12,6 +12,7 @@ from claw402.datasets.engine import Engine
 from claw402.datasets.ingest import DATA_FILE, IngestError, ingest
 from claw402.datasets.query import parse_query
 from claw402.datasets.schema import Column, normalise_names
+from claw402.datasets.storage import COMPACT_FILE
 
 
 def rows_of(result) -> list[dict]:
@@ -29,7 +30,7 @@ def types(result) -> dict[str, str]:
 
 def test_csv_types_order_and_result(tmp_path, cities):
     assert cities.format == "csv" and cities.rows == 7 and cities.key == "id"
-    assert cities.path == tmp_path / "v1" / DATA_FILE
+    assert cities.path == tmp_path / "v1" / COMPACT_FILE  # 7 rows: stored compactly
     assert cities.bytes == (tmp_path / "cities.csv").stat().st_size
     assert types(cities) == {
         "id": "integer", "city": "string", "country": "string", "population": "integer",
@@ -42,9 +43,23 @@ def test_csv_types_order_and_result(tmp_path, cities):
         "capital": False, "founded": None, "updated": "2024-01-03T11:30:00.250000",
     }
     assert items[0]["founded"] == "1147-10-25"
-    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == [
+    assert [p.name for p in (tmp_path / "v1").iterdir()] == [COMPACT_FILE]
+    full = ingest(tmp_path / "cities.csv", tmp_path / "v2", key="id", compact_rows=6)
+    assert full.path == tmp_path / "v2" / DATA_FILE
+    assert sorted(p.name for p in (tmp_path / "v2").iterdir()) == [
         DATA_FILE, "search-0.txt", "search-1.txt", "search.idx"
     ]
+    assert rows_of(full) == items  # the same rows, whatever the layout
+    assert (tmp_path / "v1" / COMPACT_FILE).stat().st_size < 8192
+
+
+def test_a_new_ingest_replaces_the_other_layout(tmp_path, cities):
+    again = ingest(tmp_path / "cities.csv", tmp_path / "v1", key="id", compact_rows=0)
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir())[0] == DATA_FILE
+    assert not (tmp_path / "v1" / COMPACT_FILE).exists()
+    assert len(rows_of(again)) == 7
+    ingest(tmp_path / "cities.csv", tmp_path / "v1", key="id")
+    assert [p.name for p in (tmp_path / "v1").iterdir()] == [COMPACT_FILE]
 
 
 def test_dialects_bom_and_encodings(tmp_path):

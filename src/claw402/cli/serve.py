@@ -35,6 +35,22 @@ def serve_command(
         ),
     ] = None,
     home: Home = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory per worker for every dataset it serves, e.g. 256MB (default "
+            "192MB; else CLAW402_MEMORY_LIMIT): past it, sorts spill to disk.",
+        ),
+    ] = None,
+    open_datasets: Annotated[
+        int | None,
+        typer.Option(
+            "--open-datasets",
+            help="Dataset versions a worker keeps attached, least recently used detached "
+            "first (default 64; else CLAW402_OPEN_DATASETS).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help=f"Server log level: {', '.join(LOG_LEVELS)}.")] = (
         "warning"
     ),
@@ -60,6 +76,7 @@ def serve_command(
         except InvalidName as exc:
             raise typer.BadParameter(str(exc), param_hint="--public-url") from None
         os.environ["CLAW402_PUBLIC_URL"] = public_url  # the worker builds its app from the env
+    _engine_budget(memory_limit, open_datasets)
     settings = load_settings(home)
     try:  # fail here with a message, not as a worker's traceback; migrate once, up front
         payments = payment_config_from_env(os.environ)
@@ -87,6 +104,22 @@ def serve_command(
         if manager is not None:
             manager.stop()
         registry.close()
+
+
+def _engine_budget(memory_limit: str | None, open_datasets: int | None) -> None:
+    """Check the datasets budget here, and hand it to the workers through the environment."""
+    from claw402.datasets.budget import ENV_MEMORY, ENV_OPEN, Budget
+
+    if memory_limit is not None:
+        os.environ[ENV_MEMORY] = memory_limit
+    if open_datasets is not None:
+        if open_datasets <= 0:
+            raise typer.BadParameter("must be a positive integer", param_hint="--open-datasets")
+        os.environ[ENV_OPEN] = str(open_datasets)
+    try:
+        Budget.from_env(os.environ)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--memory-limit") from None
 
 
 def _serve(host: str, port: int, log_level: str) -> None:

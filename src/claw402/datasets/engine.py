@@ -1,10 +1,11 @@
 """Run validated queries on ingested datasets: one shared DuckDB instance, files attached on use.
 
 Why this shape (numbers: docs/architecture.md and bench/bench_engine.py):
-- One in-memory DuckDB instance for the whole process; each dataset file is ATTACHed read-only
-  under an alias and detached when it falls out of a bounded LRU. All datasets share one buffer
-  pool (`memory_limit`) and one thread pool (`threads`), so thousands of tenants cost what their
-  hot blocks cost, and opening is an ATTACH.
+- One in-memory DuckDB instance for the whole process; each dataset version is ATTACHed under
+  an alias (storage.py: a DuckDB file read-only, a small Parquet version loaded in memory) and
+  detached when it falls out of a bounded LRU (`max_open`). All datasets share one buffer pool
+  (`memory_limit`), one thread pool (`threads`) and one spill folder: the process's budget
+  (budget.py) holds however many datasets and tenants it serves.
 - One cursor per call (a DuckDB connection on the shared instance): calls run concurrently
   from a thread pool, and a watchdog thread (watchdog.py) interrupts a call past its deadline.
 - The SQL comes from sql.py; pages of an immutable version are cached by (version, query) up
@@ -17,8 +18,10 @@ Why this shape (numbers: docs/architecture.md and bench/bench_engine.py):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from claw402.datasets.budget import Budget, private_temp_directory
 from claw402.datasets.cursor import encode_cursor
 from claw402.datasets.pages import Page, PageCache
 from claw402.datasets.query import After, InvalidQuery, Query
@@ -40,10 +44,10 @@ from claw402.datasets.sql import (
     select_list,
     where_clause,
 )
+from claw402.datasets.storage import TABLE, attach
 from claw402.datasets.values import convert
 from claw402.datasets.watchdog import Watchdog
 
-TABLE = "data"
 # Past this many candidate rows, DuckDB's own scan is as cheap as fetching them by rowid.
 MAX_CANDIDATES = 2000
 
@@ -58,13 +62,19 @@ class Engine:
     def __init__(
         self,
         *,
-        memory_limit: str = "1GB",
-        threads: int = 2,
-        max_open: int = 64,
-        cache_rows: int = 20_000,
+        memory_limit: str = Budget.memory_limit,
+        threads: int = Budget.threads,
+        max_open: int = Budget.max_open,
+        cache_rows: int = Budget.cache_rows,
+        temp_directory: str | None = None,
     ) -> None:
+        self._own_temp = temp_directory is None
+        self._temp = temp_directory or private_temp_directory()
+        if self._own_temp:  # the process's engine is seldom closed: its folder goes at exit
+            atexit.register(shutil.rmtree, self._temp, True)
         self._con = duckdb.connect(
-            ":memory:", config={"memory_limit": memory_limit, "threads": threads}
+            ":memory:",
+            config={"memory_limit": memory_limit, "threads": threads, "temp_directory": self._temp},
         )
         self._lock = threading.Lock()
         self._attached: OrderedDict[str, _Attached] = OrderedDict()
@@ -101,6 +111,8 @@ class Engine:
         with self._lock:
             self._attached.clear()
             self._con.close()
+        if self._own_temp:
+            shutil.rmtree(self._temp, ignore_errors=True)
 
     # -- used by Dataset --------------------------------------------------------------------
 
@@ -140,11 +152,7 @@ class Engine:
             entry = self._attached.get(path)
             if entry is None:
                 alias = self._aliases[path]
-                literal = path.replace("'", "''")
-                try:
-                    self._con.execute(f"ATTACH '{literal}' AS {alias} (READ_ONLY)")
-                except duckdb.IOException as exc:
-                    raise FileNotFoundError(f"cannot open dataset file {path}: {exc}") from None
+                attach(self._con, path, alias)
                 entry = self._attached[path] = _Attached(alias)
             else:
                 self._attached.move_to_end(path)
@@ -164,11 +172,12 @@ _default_lock = threading.Lock()
 
 
 def default_engine() -> Engine:
-    """The process-wide engine `open_dataset` uses, created on first use."""
+    """The process-wide engine `open_dataset` uses, created on first use with the budget the
+    environment sets (`Budget.from_env`: `402claw serve --memory-limit/--open-datasets`)."""
     global _default_engine
     with _default_lock:
         if _default_engine is None:
-            _default_engine = Engine()
+            _default_engine = Engine(**Budget.from_env().engine_options())  # type: ignore[arg-type]
         return _default_engine
 
 

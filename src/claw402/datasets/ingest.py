@@ -1,4 +1,7 @@
-"""Ingest: a CSV, JSON array, NDJSON or Parquet file -> one immutable DuckDB file per version.
+"""Ingest: a CSV, JSON array, NDJSON or Parquet file -> one immutable file per version.
+
+A version of at most `storage.COMPACT_ROWS` rows is written as `data.parquet` (a few KB, no
+search files: storage.py); a larger one as below.
 
 Layout of `<dest_dir>/data.duckdb` (chosen by measurement; see bench/bench_engine.py):
 table `data` holds the columns under their normalised names and logical types, in source
@@ -42,11 +45,15 @@ from claw402.datasets.sources import (
     plan,
     sql_text,
 )
+from claw402.datasets.storage import COMPACT_FILE, COMPACT_ROWS, DUCKDB_FILE, write_compact
 
 __all__ = ["DATA_FILE", "FORMATS", "IngestError", "IngestResult", "detect_format", "ingest"]
 
-DATA_FILE = "data.duckdb"
+DATA_FILE = DUCKDB_FILE
 _DISABLED_COMPRESSION = "fsst,dictionary,dict_fsst"
+# DuckDB's own limit is 80% of the machine: a 10M-row ingest peaked at 1.4 GB RSS. Under this
+# it spills to the scratch folder (bench/bench_ingest.py).
+INGEST_MEMORY = "600MB"
 
 Progress = Callable[[int, int], None]
 
@@ -70,8 +77,10 @@ def ingest(
     key: str | None = None,
     allow_empty: bool = False,
     progress: Progress | None = None,
+    compact_rows: int = COMPACT_ROWS,
 ) -> IngestResult:
-    """Convert `source` into `dest_dir/data.duckdb`; on failure leave nothing in dest_dir.
+    """Convert `source` into `dest_dir/data.duckdb`, or `data.parquet` when it has at most
+    `compact_rows` rows; on failure leave nothing in dest_dir.
 
     `fmt` says what the file is when its extension does not; a file with no rows is refused
     unless `allow_empty` (an API over nothing is a mistake more often than a wish).
@@ -88,6 +97,7 @@ def ingest(
     temp = dest_dir / f".ingest-{token}.duckdb"
     scratch = dest_dir / f".ingest-{token}.tmp"
     final = dest_dir / DATA_FILE
+    compact = dest_dir / f".ingest-{token}.parquet"
     try:
         with _connection(scratch) as con:
             con.execute(f"ATTACH '{sql_text(temp)}' AS out")
@@ -116,19 +126,27 @@ def ingest(
                     f"{source.name} has no rows ({len(columns)} columns): pass --allow-empty "
                     "to deploy an empty dataset"
                 )
-            strings = [c.name for c in columns if c.type == "string"]
-            written = search.write(con, "out.data", strings, dest_dir, f".ingest-{token}.")
-            con.execute("CHECKPOINT out")
+            written: list[Path] = []
+            if rows <= compact_rows:
+                write_compact(con, "out.data", compact)
+                final = dest_dir / COMPACT_FILE
+            else:
+                strings = [c.name for c in columns if c.type == "string"]
+                written = search.write(con, "out.data", strings, dest_dir, f".ingest-{token}.")
+                con.execute("CHECKPOINT out")
             con.execute("DETACH out")
         for path in search.files(dest_dir):  # an earlier ingest's, if any: not of this data
             path.unlink()
         for path in written:  # the index last: it names the text files
             os.replace(path, dest_dir / path.name.removeprefix(f".ingest-{token}."))
-        os.replace(temp, final)
+        os.replace(compact if final.name == COMPACT_FILE else temp, final)
+        for other in (DUCKDB_FILE, COMPACT_FILE):  # an earlier ingest's other layout, if any
+            if other != final.name:
+                (dest_dir / other).unlink(missing_ok=True)
     except duckdb.Error as exc:  # not the source's fault (disk full, ...): still an IngestError
         raise IngestError(f"{source.name}: {first_line(str(exc))}") from exc
     finally:
-        for leftover in (temp, Path(f"{temp}.wal"), *dest_dir.glob(f".ingest-{token}.*")):
+        for leftover in (temp, Path(f"{temp}.wal"), compact, *dest_dir.glob(f".ingest-{token}.*")):
             if leftover != scratch:
                 leftover.unlink(missing_ok=True)
         if not final.exists():  # search files without their data file are of no use
@@ -148,6 +166,7 @@ def _connection(scratch: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory='{sql_text(scratch)}'")
+        con.execute(f"SET memory_limit='{INGEST_MEMORY}'")
         con.execute(f"SET disabled_compression_methods='{_DISABLED_COMPRESSION}'")
         con.execute("SET preserve_insertion_order=true")
         con.execute("SET enable_progress_bar=true")
