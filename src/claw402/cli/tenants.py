@@ -63,6 +63,14 @@ def deploy_command(
             "default), exact or batch. A re-deploy without it keeps the tenant's.",
         ),
     ] = None,
+    listed: Annotated[
+        bool | None,
+        typer.Option(
+            "--listed/--unlisted",
+            help="Show the tenant in the gateway's public catalogue (GET /) or keep it out. "
+            "A new tenant is listed; a re-deploy without either keeps the tenant's choice.",
+        ),
+    ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -99,6 +107,7 @@ def deploy_command(
         format=data_format,
         allow_empty=allow_empty,
         schemes=schemes,
+        listed=listed,
     )
     publish = None
     if publish_edge:

@@ -34,12 +34,14 @@ from claw402.events.compact import compact
 from claw402.events.edge import InvalidEvents, authorized, ingest
 from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
+from claw402.gateway.catalogue import Catalogue
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
+from claw402.tenant_api.manners import preflight, with_cors
 from claw402.tenant_api.runtime import TenantRuntime
 
 # Request ids: a random per-process prefix plus a counter. Unique like uuid4, without a
@@ -93,6 +95,7 @@ class Gateway:
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
+        self.catalogue = Catalogue()
         self.steps = steps(self)
 
     @property
@@ -147,6 +150,15 @@ class Gateway:
         path: str = scope["path"]
         if path == "/healthz":
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
+        if scope["method"] == "OPTIONS":  # a browser's CORS preflight, before any tenant step
+            return self._stamp(preflight(), request_id, None, correlation)
+        if path == "/" and scope["method"] in ("GET", "HEAD"):
+            host = headers.get("host")
+            directory = self.directory.current()
+            if request_host(host) not in directory.by_host:  # a tenant's host: its own page
+                origin = self.origin(scope, host, directory)
+                answer = self.catalogue.answer(directory, origin, headers, scope["query_string"])
+                return self._stamp(answer, request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
             return self._stamp(answer, request_id, None, correlation)
@@ -249,6 +261,7 @@ class Gateway:
     def _stamp(
         response: Answer, request_id: str, route: TenantRoute | None, correlation: str | None
     ) -> Answer:
+        with_cors(response)
         # Appended raw: no answer of ours sets these, so no MutableHeaders scan is needed.
         response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
         if route is not None:

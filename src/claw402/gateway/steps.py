@@ -20,6 +20,7 @@ from claw402.events.compact import compact
 from claw402.registry.models import Tenant
 from claw402.tenant_api.answer import Answer
 from claw402.tenant_api.call import Pipeline, Replayable, TenantCall, paid_route
+from claw402.tenant_api.manners import no_store
 from claw402.tenant_api.runtime import TenantRuntime
 
 if TYPE_CHECKING:
@@ -136,11 +137,12 @@ class GuardStep:
     async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
         replay = call.replay
         if replay is not None:
-            return replay.replayable.answer(call.request_id, call.trail)
+            return no_store(replay.replayable.answer(call.request_id, call.trail))
         if call.tenant.price_atomic <= 0 or not paid_route(call.method, call.path):
             return await call.next()
         call.runtime.check(call)  # an invalid query is known before any payment
-        return await self.gateway.guard(call, call.next)
+        # A 402, a paid answer or a payment error: for this caller and this payment only.
+        return no_store(await self.gateway.guard(call, call.next))
 
 
 class RunStep:

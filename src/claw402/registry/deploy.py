@@ -54,6 +54,7 @@ class DeployRequest:
     format: str | None = None  # what the file is, when its extension does not say
     allow_empty: bool = False  # deploy a dataset with no rows
     schemes: str | None = None  # exact, batch or both; None keeps the tenant's (new: both)
+    listed: bool | None = None  # in the public catalogue; None keeps the tenant's (new: yes)
 
 
 class HostRefused(RegistryError):
@@ -135,6 +136,7 @@ def build_spec(
         else (existing and existing.description),
         host_status=request.host_status,
         schemes=_schemes(request.schemes, existing),
+        listed=(existing is None or existing.listed) if request.listed is None else request.listed,
     )
 
 

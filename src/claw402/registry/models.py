@@ -99,6 +99,7 @@ class Tenant:
     # The registry's (host, status) pairs; a host it does not list routes (a hand-built Tenant).
     host_status: tuple[tuple[str, str], ...] = ()
     schemes: str = "both"  # SCHEMES: what its 402 offers (channels, exact, or both)
+    listed: bool = True  # in the gateway's public catalogue
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -143,6 +144,7 @@ class Tenant:
             "priceAtomic": str(self.price_atomic),
             "payTo": self.pay_to,
             "schemes": self.schemes,
+            "listed": self.listed,
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

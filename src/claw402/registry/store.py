@@ -39,6 +39,7 @@ class TenantSpec:
     description: str | None = None
     host_status: str = HOST_OPEN  # what a host this deploy adds starts as (kept ones keep theirs)
     schemes: str = "both"
+    listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Registry:
             dataset=dataset,
             host_status=host_status,
             schemes=row["schemes"],
+            listed=bool(row["listed"]),
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -180,6 +182,7 @@ class Registry:
             "price_atomic": spec.price_atomic,
             "pay_to": spec.pay_to,
             "schemes": spec.schemes,
+            "listed": spec.listed,
             "cpu_ms": spec.cpu_ms,
             "sub_requests": spec.sub_requests,
             "name": spec.name,
