@@ -34,9 +34,10 @@ from claw402.events.compact import compact
 from claw402.events.edge import InvalidEvents, authorized, ingest
 from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
-from claw402.gateway.catalogue import Catalogue
+from claw402.gateway.catalogue import Catalogue, paywall_asset
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.pages.paywall import ASSET_PREFIX
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
@@ -150,6 +151,8 @@ class Gateway:
         path: str = scope["path"]
         if path == "/healthz":
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
+        if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
+            return self._stamp(paywall_asset(path, request_id), request_id, None, correlation)
         if scope["method"] == "OPTIONS":  # a browser's CORS preflight, before any tenant step
             return self._stamp(preflight(), request_id, None, correlation)
         if path == "/" and scope["method"] in ("GET", "HEAD"):

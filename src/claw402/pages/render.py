@@ -144,7 +144,7 @@ def tenant_html(
 def prefers_html(accept: str | None) -> bool:
     """Whether an Accept header asks for a page rather than data: `text/html` named with a
     weight at least that of `application/json` (a browser's navigation, not an API client)."""
-    if not accept:
+    if not accept or "html" not in accept.lower():  # API clients: no parse on the 402 path
         return False
     weights: dict[str, float] = {}
     for part in accept.split(","):

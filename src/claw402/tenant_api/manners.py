@@ -34,17 +34,20 @@ _NO_STORE = (b"cache-control", NO_STORE.encode())
 
 
 def with_cors(answer: Answer) -> Answer:
-    """`answer` with the CORS headers (a paywall's narrower expose list replaced)."""
+    """`answer` with the CORS headers (a paywall's narrower expose list replaced). In place,
+    like the gateway's other stamps: it runs on every request, replayed 402s included."""
     headers = answer.raw_headers
-    if any(name == _EXPOSE for name, _ in headers):
-        headers = [h for h in headers if h[0] != _EXPOSE]
-    answer.raw_headers = [*headers, *CORS_HEADERS]
+    for i, (name, _) in enumerate(headers):
+        if name == _EXPOSE:
+            del headers[i]
+            break
+    headers += CORS_HEADERS
     return answer
 
 
 def no_store(answer: Answer) -> Answer:
-    """`answer` marked for no cache: a 402 or a paid answer (never shared lists mutated)."""
-    answer.raw_headers = [*answer.raw_headers, _NO_STORE]
+    """`answer` marked for no cache: a 402 or a paid answer."""
+    answer.raw_headers.append(_NO_STORE)
     return answer
 
 
