@@ -19,9 +19,10 @@ def facet_sql(table: str, column: str, types: dict[str, str], where: str) -> str
     """The `FACET_SIZE` most frequent values of `column`, ties by value (NULL last)."""
     col = sql_ident(column)
     return (
-        f"SELECT {select_list([column], types)}, count(*) AS n FROM {table}"
+        # No alias: a column may be called anything, `n` included.
+        f"SELECT {select_list([column], types)}, count(*) FROM {table}"
         f"{' WHERE ' + where if where else ''} GROUP BY {col} "
-        f"ORDER BY n DESC, {col} ASC NULLS LAST LIMIT {FACET_SIZE}"
+        f"ORDER BY count(*) DESC, {col} ASC NULLS LAST LIMIT {FACET_SIZE}"
     )
 
 
