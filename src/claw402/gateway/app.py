@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -152,7 +153,8 @@ class Gateway:
         if path == "/healthz":
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
         if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
-            return self._stamp(paywall_asset(path, request_id), request_id, None, correlation)
+            answer = await anyio.to_thread.run_sync(paywall_asset, path, request_id)
+            return self._stamp(answer, request_id, None, correlation)
         if scope["method"] == "OPTIONS":  # a browser's CORS preflight, before any tenant step
             return self._stamp(preflight(), request_id, None, correlation)
         if path == "/" and scope["method"] in ("GET", "HEAD"):

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
+
 from claw402.dispatch.plans import max_page_size
 from claw402.dispatch.routing import Directory, TenantRoute
 from claw402.events import kinds as ev
@@ -148,7 +150,8 @@ class GuardStep:
             call.runtime.check(call)  # an invalid query is known before any payment
             answer = await self.gateway.guard(call, call.next)
         if answer.status_code == 402 and prefers_html(call.headers.get("accept")):
-            answer = paywall_page(answer)
+            # Off the event loop: the first page runs node to load the package (seconds).
+            answer = await anyio.to_thread.run_sync(paywall_page, answer)
         # A 402, a paid answer or a payment error: for this caller and this payment only.
         return no_store(answer)
 
