@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a checkout on a new machine: a virtualenv with pinned Python packages, and the
-# Node-side tools (anvil, solc, workerd, the official x402 JS client) from package-lock.json.
+# Node-side tools (anvil, solc, workerd, the official x402 JS client, the x402 paywall page,
+# axe-core) from package-lock.json, and Chromium for the browser tests.
 # Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,13 @@ PYTHON="${PYTHON:-python3}"
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm not found: installing Node.js from the distribution" >&2
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  # The browser tests (tests/gateway/test_browser.py) drive Debian's Chromium with Playwright;
+  # Playwright's own browser download cannot work here.
+  echo "chromium not found: installing it from the distribution" >&2
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -27,6 +27,7 @@ from claw402.cloudflare.tenant import build_tenant
 from claw402.cloudflare.workerd import LocalEdge
 from claw402.config import Settings
 from claw402.datasets.engine import Dataset, Engine
+from claw402.datasets.facets import summary
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, format_from_accept, parse_query
 from claw402.datasets.schema import Column
@@ -82,7 +83,8 @@ class Served:
         try:
             query = parse_query(params, self.columns, max_limit=max_page_size(self.tenant.plan),
                                 version=str(version.version), default_format=accepted)
-            body, media_type = render(self.dataset.records(query), query.format)
+            extras = summary(self.dataset, query)
+            body, media_type = render(self.dataset.records(query), query.format, extras)
         except InvalidQuery as exc:
             return 400, "application/json", exc.detail.encode()
         return 200, media_type, body
@@ -174,6 +176,14 @@ FIXED = [
     [("id__in", ",".join(str(i) for i in range(1001)))],
     [("id", "65")],
     [("id__gte", str(i)) for i in range(65)],
+    [("_count", "exact")],
+    [("_count", "exact"), ("name__icontains", "o"), ("_limit", "2")],
+    *([("_facet", c), ("_count", "exact")] for c in
+      ("id", "name", "score", "active", "day", "at", "n", "tag")),
+    [("_facet", "tag"), ("_facet", "active"), ("_q", "o"), ("score__gt", "0")],
+    [("_facet", "name"), ("name__contains", "zzz")],
+    [("_count", "EXACT")],
+    [("_facet", "tag"), ("_format", "ndjson")],
 ]
 
 
@@ -234,6 +244,8 @@ CONTROL = st.one_of(
     st.tuples(st.just("_limit"), st.sampled_from(["1", "2", "5", "50", "0", "x"])),
     st.tuples(st.just("_q"), VALUES),
     st.tuples(st.just("_format"), st.sampled_from(["json", "csv", "ndjson"])),
+    st.tuples(st.just("_count"), st.sampled_from(["exact", "x"])),
+    st.tuples(st.just("_facet"), st.sampled_from([*COLUMN_NAMES, "nope"])),
 )
 
 

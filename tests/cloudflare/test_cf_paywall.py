@@ -22,6 +22,7 @@ from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
 from claw402.cloudflare.tenant import build_tenant
 from claw402.cloudflare.workerd import LocalEdge
 from claw402.payments.offer import Offer
+from claw402.tenant_api.manners import EXPOSE_HEADERS
 from jsclient import pay_with_js_client
 
 PAGE = "/t/alpha/v1/records?_limit=2"
@@ -47,8 +48,8 @@ def test_challenge_matches_the_gateway_offer(edge):
     resource = f"{edge.url}/t/alpha/v1/records"
     challenge = offer.challenge(resource, "payment_required")
     assert r.headers["payment-required"] == challenge.header
-    assert r.headers["access-control-expose-headers"] == (
-        "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE")
+    assert r.headers["access-control-expose-headers"] == EXPOSE_HEADERS  # tenant_api.manners
+    assert r.headers["cache-control"] == "no-store"
     body = r.json()
     assert body["error"] == "payment_required" and body["x402Version"] == 1
     assert body["accepts"] == challenge.accepts_v1

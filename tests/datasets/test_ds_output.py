@@ -90,6 +90,9 @@ def test_openapi_document():
     assert params["_fields"]["schema"]["items"]["enum"] == [c.name for c in COLUMNS]
     assert params["_format"]["schema"]["enum"] == ["json", "csv", "ndjson"]
     assert {"_limit", "_cursor", "_q"} <= set(params)
+    assert params["_count"]["schema"] == {"enum": ["exact"]}
+    assert params["_facet"]["explode"] is True  # repeated: _facet=a&_facet=b
+    assert params["_facet"]["schema"]["maxItems"] == 5
     assert "402" in get["responses"] and "400" in get["responses"]
     key = spec["paths"]["/v1/records/{key}"]["get"]
     assert key["parameters"][0]["schema"]["type"] == "integer" and "402" in key["responses"]
@@ -124,3 +127,10 @@ def test_docs_page_is_self_contained():
 def test_schema_document():
     assert schema_document(COLUMNS[:1], key="id", rows=3) == {
         "ok": True, "columns": [{"name": "id", "type": "integer"}], "key": "id", "rows": 3}
+
+
+def test_render_puts_count_and_facets_after_next():
+    page = Page(("a",), ((1,),), None)
+    body, _ = render(page, "json", {"count": 7, "facets": {"a": [{"value": 1, "count": 7}]}})
+    assert body == (b'{"ok":true,"items":[{"a":1}],"next":null,"count":7,'
+                    b'"facets":{"a":[{"value":1,"count":7}]}}')

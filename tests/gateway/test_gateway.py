@@ -59,7 +59,7 @@ def test_pagination_walks_every_row_once(served):
 
 def test_unknown_tenants(served):
     served.deploy(slug="cities", price="0")
-    for path in ("/t/nobody/v1/records", "/t/../x", "/t/%2e%2e/v1/records", "/v1/records", "/"):
+    for path in ("/t/nobody/v1/records", "/t/../x", "/t/%2e%2e/v1/records", "/v1/records"):
         r = served.client.get(path)
         assert r.status_code == 404, path
         body = r.json()

@@ -119,6 +119,8 @@ def test_official_python_client_pays_through_the_path(stack: Stack, payer: Walle
     r = call.response
     assert r.status_code == 200, r.text
     assert [item["city"] for item in r.json()["items"]] == ["Tokyo", "Osaka", "Nagoya"]
+    assert r.headers["cache-control"] == "no-store"  # a paid answer is this payer's only
+    assert "PAYMENT-RESPONSE" in r.headers["access-control-expose-headers"]
     assert call.paid and call.settlement is not None
     settlement = call.settlement
     assert settlement.network == stack.chain.network

@@ -87,6 +87,13 @@ def deploy_command(
     spend_cap_day: Annotated[
         str | None,
         typer.Option("--spend-cap-day", help="USD callers may pay a UTC day (0: no cap)."),
+    listed: Annotated[
+        bool | None,
+        typer.Option(
+            "--listed/--unlisted",
+            help="Show the tenant in the gateway's public catalogue (GET /) or keep it out. "
+            "A new tenant is listed; a re-deploy without either keeps the tenant's choice.",
+        ),
     ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
@@ -129,6 +136,7 @@ def deploy_command(
         quota_day=quota_day,
         quota_month=quota_month,
         spend_cap_day=spend_cap_day,
+        listed=listed,
     )
     publish = None
     if publish_edge:

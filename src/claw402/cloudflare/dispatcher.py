@@ -30,6 +30,7 @@ from claw402.events.kinds import BY_NAME
 from claw402.payments.config import PaymentConfig
 from claw402.payments.schema import CLAIMED, PENDING, SETTLED
 from claw402.registry.models import Tenant
+from claw402.tenant_api import manners
 
 DEFAULT_SCRIPT_NAME = "claw402-dispatcher"
 DEFAULT_NAMESPACE = "claw402"
@@ -67,18 +68,28 @@ def rules_values() -> dict[str, Any]:
         "REQUEST_ID_RE": CORRELATION_ID_RE.pattern,
         "STATUS": STATUS,
         "CLAIM_STATUS": {"CLAIMED": CLAIMED, "PENDING": PENDING, "SETTLED": SETTLED},
+        "MANNERS": {
+            "allowOrigin": manners.ALLOW_ORIGIN,
+            "exposeHeaders": manners.EXPOSE_HEADERS,
+            "allowMethods": manners.ALLOW_METHODS,
+            "allowHeaders": manners.ALLOW_HEADERS,
+            "maxAge": manners.PREFLIGHT_MAX_AGE,
+            "noStore": manners.NO_STORE,
+        },
     }
 
 
 def rules_module() -> Module:
     values = rules_values()
     text = (
-        "// Generated from claw402.dispatch (naming, errors) and payments.schema: do not edit.\n"
+        "// Generated from claw402.dispatch (naming, errors), payments.schema and "
+        "tenant_api.manners: do not edit.\n"
         f"export const SLUG_RE = new RegExp({json.dumps(values['SLUG_RE'])});\n"
         f"export const RESERVED_SLUGS = new Set({json.dumps(values['RESERVED_SLUGS'])});\n"
         f"export const REQUEST_ID_RE = new RegExp({json.dumps(values['REQUEST_ID_RE'])});\n"
         f"export const STATUS = Object.freeze({json.dumps(values['STATUS'])});\n"
         f"export const CLAIM_STATUS = Object.freeze({json.dumps(values['CLAIM_STATUS'])});\n"
+        f"export const MANNERS = Object.freeze({json.dumps(values['MANNERS'])});\n"
     )
     return Module("rules.js", text.encode())
 

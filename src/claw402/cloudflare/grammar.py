@@ -28,6 +28,7 @@ def grammar_values() -> dict[str, object]:
         "OPERATORS": list(query.OPERATORS),
         "TEXT_OPERATORS": sorted(query.TEXT_OPERATORS),
         "CONTROL_PARAMS": list(query.CONTROL_PARAMS),
+        "REPEATABLE_PARAMS": list(query.REPEATABLE_PARAMS),
         "MEDIA_TYPES": query.MEDIA_TYPES,
         "MEDIA_TYPE": MEDIA_TYPE,
         "BOOLS": values.BOOLS,
@@ -38,6 +39,8 @@ def grammar_values() -> dict[str, object]:
         "MAX_IN_VALUES": query.MAX_IN_VALUES,
         "MAX_VALUE_CHARS": query.MAX_VALUE_CHARS,
         "MAX_Q_CHARS": query.MAX_Q_CHARS,
+        "MAX_FACETS": query.MAX_FACETS,
+        "FACET_SIZE": query.FACET_SIZE,
         "MAX_CURSOR_CHARS": cursor.MAX_CURSOR_CHARS,
     }
 

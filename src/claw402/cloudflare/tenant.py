@@ -22,8 +22,15 @@ from claw402.datasets.engine import Engine
 from claw402.datasets.query import Query
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import max_page_size
+from claw402.pages.render import SAMPLE_ROWS
 from claw402.registry.models import Tenant
-from claw402.tenant_api.documents import index_document, openapi_document, schema_document
+from claw402.tenant_api.documents import (
+    index_document,
+    openapi_document,
+    schema_document,
+    tenant_page,
+)
+from claw402.tenant_api.manners import DOCUMENT_CACHE
 
 # Where the tenant's public root goes in the generated documents; replaced per request.
 ROOT_PLACEHOLDER = "https://claw402-tenant-root.invalid"
@@ -69,10 +76,12 @@ def export_columns(tenant: Tenant, *, embedded: bool = True) -> tuple[list[list[
     return data, len(page.rows)
 
 
-def tenant_config(tenant: Tenant) -> dict[str, Any]:
+def tenant_config(tenant: Tenant, data: list[list[Any]] | None = None) -> dict[str, Any]:
+    """The Worker's documents; `data` (the exported columns) gives the page its sample rows."""
     v = tenant.dataset
     assert v is not None
     spec = openapi_document(tenant, ROOT_PLACEHOLDER)
+    samples = list(zip(*(column[:SAMPLE_ROWS] for column in data or []), strict=True))
     return {
         "slug": tenant.slug,
         "tenantId": tenant.tenant_id,
@@ -85,6 +94,8 @@ def tenant_config(tenant: Tenant) -> dict[str, Any]:
         "openapiJson": orjson.dumps(spec).decode(),
         "docsHtml": docs_html(spec),
         "indexJson": orjson.dumps(index_document(tenant, ROOT_PLACEHOLDER)).decode(),
+        "documentCache": DOCUMENT_CACHE,
+        "pageHtml": tenant_page(tenant, ROOT_PLACEHOLDER, samples),
     }
 
 
@@ -100,7 +111,7 @@ def tenant_bundle(tenant: Tenant, dataset: bytes,
     modules = (
         *(Module(name, template(name)) for name in TEMPLATES),
         grammar_module(),
-        Module("tenant.json", orjson.dumps(tenant_config(tenant))),
+        Module("tenant.json", orjson.dumps(tenant_config(tenant, data))),
         Module("dataset.json", dataset),
     )
     metadata = {

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from claw402.datasets.query import FORMATS, MAX_Q_CHARS
+from claw402.datasets.query import FACET_SIZE, FORMATS, MAX_FACETS, MAX_Q_CHARS
 from claw402.datasets.schema import Column
 
 _VALUE_SCHEMA: dict[str, dict[str, Any]] = {
@@ -175,6 +175,22 @@ def openapi(
                             "type": ["string", "null"],
                             "description": "Pass as `_cursor` for the next page; null at the end",
                         },
+                        "count": {
+                            "type": "integer",
+                            "description": "With `_count=exact`: every matching row",
+                        },
+                        "facets": {
+                            "type": "object",
+                            "description": "With `_facet`: per column, its top values",
+                            "additionalProperties": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["value", "count"],
+                                    "properties": {"value": {}, "count": {"type": "integer"}},
+                                },
+                            },
+                        },
                     },
                 },
                 "Schema": {
@@ -269,6 +285,16 @@ def _control_params(names: list[str], max_limit: int) -> list[dict[str, Any]]:
                      {"type": "string", "maxLength": MAX_Q_CHARS}),
         _query_param("_format", "Response format (the Accept header works too)",
                      {"enum": list(FORMATS), "default": "json"}),
+        _query_param("_count", "`exact`: add `count`, every row the filters and `_q` match "
+                     "(json only)", {"enum": ["exact"]}),
+        {
+            **_query_param("_facet", f"Add `facets`: each column's {FACET_SIZE} most frequent "
+                           "values among the matching rows, with counts (repeat it; json only)",
+                           {"type": "array", "items": {"enum": names}, "uniqueItems": True,
+                            "maxItems": MAX_FACETS}),
+            "style": "form",
+            "explode": True,
+        },
     ]
 
 

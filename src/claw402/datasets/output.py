@@ -29,10 +29,10 @@ MEDIA_TYPE: dict[str, str] = {
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def render(page: Page, fmt: Format) -> tuple[bytes, str]:
-    """The body and its media type."""
+def render(page: Page, fmt: Format, extras: dict[str, object] | None = None) -> tuple[bytes, str]:
+    """The body and its media type; `extras` (`count`, `facets`) follow `next` in JSON."""
     if fmt == "json":
-        body = orjson.dumps({"ok": True, "items": page.items, "next": page.next})
+        body = orjson.dumps({"ok": True, "items": page.items, "next": page.next, **(extras or {})})
     elif fmt == "ndjson":
         body = b"".join(orjson.dumps(item) + b"\n" for item in page.items)
     elif fmt == "csv":

@@ -40,6 +40,11 @@ Control parameters, each at most once:
     _cursor=c    continue after the page that returned `next: c`; opaque.
     _q=text      case-insensitive substring found in any string column; empty means no search.
     _format=f    json | csv | ndjson; without it the caller's default (from Accept) or json.
+    _count=exact the JSON answer adds `count`: every row matching the filters and `_q`.
+    _facet=col   repeatable (each column once, at most 5): the JSON answer adds `facets`,
+                 `{col: [{"value": v, "count": n}, ...]}`, the 10 most frequent values of
+                 the matching rows (NULL included), most frequent first, ties by value
+                 ascending (NULL last). `_count` and `_facet` need the json format.
 
 Anything else -- an unknown column, operator or control parameter, a value of the wrong type,
 a text operator on a non-string column -- is `InvalidQuery` with a sentence for a person.
@@ -76,7 +81,8 @@ OPERATORS = (
     "eq", "ne", "gt", "gte", "lt", "lte", "contains", "icontains", "startswith", "in", "isnull"
 )
 TEXT_OPERATORS = frozenset({"contains", "icontains", "startswith"})
-CONTROL_PARAMS = ("_sort", "_fields", "_limit", "_cursor", "_q", "_format")
+CONTROL_PARAMS = ("_sort", "_fields", "_limit", "_cursor", "_q", "_format", "_count", "_facet")
+REPEATABLE_PARAMS = ("_facet",)
 MEDIA_TYPES: dict[str, Format] = {
     "application/json": "json",
     "text/csv": "csv",
@@ -90,6 +96,8 @@ MAX_FILTERS = 64
 MAX_IN_VALUES = 1000
 MAX_VALUE_CHARS = 10_000
 MAX_Q_CHARS = 500
+MAX_FACETS = 5
+FACET_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,8 @@ class Query:
     after: After | None = None
     version: str = ""
     binding: str = '["","","",[]]'  # see the module docstring; keys the cursor check
+    count: bool = False  # `_count=exact`
+    facets: tuple[str, ...] = ()  # `_facet=col`, in request order
 
 
 def parse_query(
@@ -140,6 +150,7 @@ def parse_query(
     control: dict[str, str] = {}
     filters: list[Filter] = []
     filter_pairs: list[tuple[str, str]] = []
+    facet_names: list[str] = []
     for name, raw in params:
         if not isinstance(name, str) or not isinstance(raw, str):
             raise InvalidQuery("parameter names and values must be text")
@@ -151,6 +162,9 @@ def parse_query(
                     f"unknown parameter {name!r}; control parameters are "
                     + ", ".join(CONTROL_PARAMS)
                 )
+            if name in REPEATABLE_PARAMS:
+                facet_names.append(raw)
+                continue
             if name in control:
                 raise InvalidQuery(f"{name} given more than once")
             control[name] = raw
@@ -177,10 +191,13 @@ def parse_query(
     if "_cursor" in control:
         sorted_by = [by_name[k.column] for k in sort]
         after = After(*decode_cursor(control["_cursor"], binding, sorted_by))
+    count, facets = _parse_count(control.get("_count")), _parse_facets(facet_names, by_name)
+    if (count or facets) and fmt != "json":
+        raise InvalidQuery(f"_count and _facet need the json format, not {fmt}")
     return Query(
         filters=tuple(filters), sort=sort, fields=fields, limit=limit, q=q,
         format=fmt,  # type: ignore[arg-type]
-        after=after, version=version, binding=binding,
+        after=after, version=version, binding=binding, count=count, facets=facets,
     )
 
 
@@ -291,6 +308,23 @@ def _parse_limit(raw: str | None, max_limit: int, default_limit: int) -> int:
         raise InvalidQuery(f"_limit must be at least 1, not {raw[:50]!r}")
     return min(limit, max_limit)
 
+
+
+def _parse_count(raw: str | None) -> bool:
+    if raw is not None and raw != "exact":
+        raise InvalidQuery(f"_count takes exact, not {raw[:50]!r}")
+    return raw is not None
+
+
+def _parse_facets(names: list[str], by_name: dict[str, Column]) -> tuple[str, ...]:
+    if len(names) > MAX_FACETS:
+        raise InvalidQuery(f"too many _facet: at most {MAX_FACETS}")
+    for name in names:
+        if name not in by_name:
+            raise InvalidQuery(f"_facet: unknown column {name!r}; columns are {_names(by_name)}")
+    if len(set(names)) != len(names):
+        raise InvalidQuery("_facet lists a column twice")
+    return tuple(names)
 
 
 def _names(by_name: dict[str, Column]) -> str:

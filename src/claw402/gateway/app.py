@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -37,6 +38,7 @@ from claw402.events.compact import compact
 from claw402.events.edge import InvalidEvents, authorized, ingest
 from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
+from claw402.gateway.catalogue import Catalogue, paywall_asset
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
 from claw402.limits.junk import JunkCounter
@@ -44,10 +46,12 @@ from claw402.limits.limiter import Limiter
 from claw402.limits.notify import REDIS_URL_ENV, RegistryListener, prefix
 from claw402.limits.policy import Policy, policy_for
 from claw402.mcp.paths import mcp_suffix
+from claw402.pages.paywall import ASSET_PREFIX
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
+from claw402.tenant_api.manners import preflight, with_cors
 from claw402.tenant_api.runtime import TenantRuntime
 
 if TYPE_CHECKING:
@@ -112,6 +116,7 @@ class Gateway:
         self._policy_snapshot: Directory[Tenant] | None = None
         self._listener: RegistryListener | None = None
         self.junk = JunkCounter(registry.engine)
+        self.catalogue = Catalogue()
         self.steps = steps(self)
         self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
         self._mcp: McpEndpoints | None = None  # `/mcp`, `/t/<slug>/mcp`, built on first use
@@ -186,6 +191,18 @@ class Gateway:
         path: str = scope["path"]
         if path == "/healthz":
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
+        if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
+            answer = await anyio.to_thread.run_sync(paywall_asset, path, request_id)
+            return self._stamp(answer, request_id, None, correlation)
+        if scope["method"] == "OPTIONS":  # a browser's CORS preflight, before any tenant step
+            return self._stamp(preflight(), request_id, None, correlation)
+        if path == "/" and scope["method"] in ("GET", "HEAD"):
+            host = headers.get("host")
+            directory = self.directory.current()
+            if request_host(host) not in directory.by_host:  # a tenant's host: its own page
+                origin = self.origin(scope, host, directory)
+                answer = self.catalogue.answer(directory, origin, headers, scope["query_string"])
+                return self._stamp(answer, request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
             return self._stamp(answer, request_id, None, correlation)
@@ -326,6 +343,7 @@ class Gateway:
     def _stamp(
         response: Answer, request_id: str, route: TenantRoute | None, correlation: str | None
     ) -> Answer:
+        with_cors(response)
         # Appended raw: no answer of ours sets these, so no MutableHeaders scan is needed.
         response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
         if route is not None:

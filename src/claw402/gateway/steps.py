@@ -10,16 +10,22 @@ the guard.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import anyio.to_thread
 
 from claw402.dispatch.plans import max_page_size
 from claw402.dispatch.routing import Directory, TenantRoute
 from claw402.events import kinds as ev
 from claw402.events.compact import compact
+from claw402.pages.paywall import PaywallUnavailable, paywall_html
+from claw402.pages.render import prefers_html
 from claw402.registry.models import Tenant
 from claw402.tenant_api.answer import Answer
 from claw402.tenant_api.call import Pipeline, Replayable, TenantCall, paid_route
+from claw402.tenant_api.manners import no_store
 from claw402.tenant_api.runtime import TenantRuntime
 
 if TYPE_CHECKING:
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
     from claw402.gateway.app import Gateway
 
 ReplayKey = tuple[str, str]  # (resource URL origin, path)
+log = logging.getLogger(__name__)
 
 
 class GatewayCall(TenantCall):
@@ -146,11 +153,17 @@ class GuardStep:
     async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
         replay = call.replay
         if replay is not None:
-            return replay.replayable.answer(call.request_id, call.trail)
-        if call.tenant.call_price_atomic <= 0 or not paid_route(call.method, call.path):
+            answer = replay.replayable.answer(call.request_id, call.trail)
+        elif call.tenant.call_price_atomic <= 0 or not paid_route(call.method, call.path):
             return await call.next()
-        call.runtime.check(call)  # an invalid query is known before any payment
-        return await self.gateway.guard(call, call.next)
+        else:
+            call.runtime.check(call)  # an invalid query is known before any payment
+            answer = await self.gateway.guard(call, call.next)
+        if answer.status_code == 402 and prefers_html(call.headers.get("accept")):
+            # Off the event loop: the first page runs node to load the package (seconds).
+            answer = await anyio.to_thread.run_sync(paywall_page, answer)
+        # A 402, a paid answer or a payment error: for this caller and this payment only.
+        return no_store(answer)
 
 
 class RunStep:
@@ -160,6 +173,21 @@ class RunStep:
 
     async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
         return await call.runtime.handle(call)
+
+
+def paywall_page(answer: Answer) -> Answer:
+    """A 402 for a browser: the x402 paywall page, its `PAYMENT-REQUIRED` header kept."""
+    header = answer.header("payment-required")
+    try:
+        page = paywall_html(header) if header else None
+    except PaywallUnavailable as exc:
+        log.warning("paywall page unavailable, answering JSON: %s", exc)
+        return answer
+    if page is None:
+        return answer
+    headers = [h for h in answer.raw_headers if h[0] not in (b"content-type", b"vary")]
+    return Answer(402, page.encode(), {"Vary": "Accept"}, media_type="text/html",
+                  raw_headers=headers)  # fmt: skip
 
 
 def steps(gateway: Gateway) -> Pipeline:

@@ -61,6 +61,7 @@ class DeployRequest:
     quota_day: int | None = None
     quota_month: int | None = None
     spend_cap_day: str | None = None  # USD
+    listed: bool | None = None  # in the public catalogue; None keeps the tenant's (new: yes)
 
 
 class HostRefused(RegistryError):
@@ -141,6 +142,7 @@ def build_spec(
         host_status=request.host_status,
         schemes=_schemes(request.schemes, existing),
         controls=_controls(request, existing),
+        listed=(existing is None or existing.listed) if request.listed is None else request.listed,
     )
 
 

@@ -127,6 +127,7 @@ class Tenant:
     # rows returned; `price_atomic` is then 0 and a call is advertised at a full page's price.
     price_per_1k_rows_atomic: int | None = None
     controls: Controls = field(default_factory=lambda: NO_CONTROLS)
+    listed: bool = True  # in the gateway's public catalogue
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -198,6 +199,7 @@ class Tenant:
             "payTo": self.pay_to,
             "schemes": self.schemes,
             "controls": self.controls.to_json(),
+            "listed": self.listed,
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

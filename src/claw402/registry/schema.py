@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData()
@@ -33,6 +35,8 @@ tenants = Table(
     # which x402 schemes the 402 offers: "both" (batch-settlement first, then exact),
     # "exact" or "batch" (migration 0011)
     Column("schemes", String(8), nullable=False, server_default="both"),
+    # shown in the gateway's public catalogue (`GET /`); `deploy --unlisted` hides it (0015)
+    Column("listed", Boolean, nullable=False, server_default=true()),
     Column("cpu_ms", Integer, nullable=True),
     Column("sub_requests", Integer, nullable=True),
     # the creator's controls (migration 0013): "N/s" rate, calls a day/month, atomic USD a day

@@ -48,6 +48,7 @@ class TenantSpec:
     schemes: str = "both"
     price_per_1k_rows_atomic: int | None = None  # pricing by rows; price_atomic is then 0
     controls: Controls = NO_CONTROLS
+    listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Registry:
                 row["spend_cap_day"],
                 row["plan_before_quarantine"],
             ),
+            listed=bool(row["listed"]),
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -198,6 +200,7 @@ class Registry:
             "price_per_1k_rows_atomic": spec.price_per_1k_rows_atomic,
             "pay_to": spec.pay_to,
             "schemes": spec.schemes,
+            "listed": spec.listed,
             "cpu_ms": spec.cpu_ms,
             "sub_requests": spec.sub_requests,
             "name": spec.name,

@@ -6,6 +6,7 @@ generator renders them once with a placeholder where the tenant's public root go
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from claw402.datasets.docs_page import docs_html
@@ -13,6 +14,7 @@ from claw402.datasets.openapi import openapi
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import max_page_size
 from claw402.dispatch.pricing import rows_terms
+from claw402.pages.render import tenant_html
 from claw402.registry.models import Tenant
 
 LINKS = (
@@ -73,6 +75,11 @@ def openapi_document(tenant: Tenant, root_url: str) -> dict[str, Any]:
 def docs_page(tenant: Tenant, root_url: str) -> str:
     """`GET /docs`: the OpenAPI document as a page for people."""
     return docs_html(openapi_document(tenant, root_url))
+
+
+def tenant_page(tenant: Tenant, root_url: str, samples: Sequence[Sequence[object]]) -> str:
+    """`GET /` for a browser: schema, sample rows, price and copy-ready calls."""
+    return tenant_html(tenant, root_url, samples)
 
 
 def index_document(tenant: Tenant, root_url: str) -> dict[str, Any]:

@@ -13,9 +13,11 @@ from typing import Any
 import anyio.to_thread
 
 from claw402.datasets.engine import Dataset, QueryTimeout
+from claw402.datasets.facets import summary
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
 from claw402.dispatch.errors import STATUS
+from claw402.pages.render import SAMPLE_ROWS, prefers_html
 from claw402.registry.models import Tenant
 from claw402.tenant_api.answer import Answer, error_answer, html_answer, json_answer
 from claw402.tenant_api.call import RECORDS, TenantCall, TenantFailure
@@ -24,7 +26,9 @@ from claw402.tenant_api.documents import (
     index_document,
     openapi_document,
     schema_document,
+    tenant_page,
 )
+from claw402.tenant_api.manners import cacheable
 
 # cpuMs is CPU time at the edge; here it becomes a wall-clock deadline for the query, which also
 # counts time spent waiting for a core on a busy machine. The factor keeps a plan's budget from
@@ -39,6 +43,7 @@ class TenantRuntime:
         self.version = tenant.dataset
         self.dataset = dataset
         self._schema = json_answer(schema_document(tenant)).body  # the same bytes every call
+        self._samples: tuple[tuple[object, ...], ...] | None = None  # the page's first rows
 
     def check(self, call: TenantCall) -> None:
         """Before a guard: parse a records call's query, or keep its 400 in `call.invalid`."""
@@ -62,7 +67,15 @@ class TenantRuntime:
         if path.startswith("/v1/records/"):
             key = path[len("/v1/records/") :]  # the ASGI server decoded the path once
             return await self._record(call, key)
-        return self._free(call, path)
+        if path == "/" and prefers_html(call.headers.get("accept")):
+            answer = await self._page(call)
+        else:
+            answer = self._free(call, path)
+        if path == "/":
+            answer.set_headers({"Vary": "Accept"})
+        if answer.status_code != 200:
+            return answer
+        return cacheable(answer, call.headers.get("if-none-match"))
 
     def _free(self, call: TenantCall, path: str) -> Answer:
         """The routes every caller may read unpaid: what the data is, and what it costs."""
@@ -75,6 +88,16 @@ class TenantRuntime:
         if path == "/":
             return json_answer(index_document(self.tenant, call.root_url))
         return error_answer(404, "not_found", call.request_id, f"no route {path}")
+
+    async def _page(self, call: TenantCall) -> Answer:
+        """`GET /` for a browser: the tenant's page, with its first rows (free, read once)."""
+        if self._samples is None:
+            first = Query(limit=SAMPLE_ROWS)
+            page = await self._read(call, lambda ms: self.dataset.records(first, timeout_ms=ms))
+            if isinstance(page, Answer):
+                return page
+            self._samples = page.rows
+        return html_answer(tenant_page(self.tenant, call.root_url, self._samples))
 
     def _query(self, call: TenantCall) -> Query:
         """The call's parameters against the dataset's schema; raises `InvalidQuery`."""
@@ -90,7 +113,12 @@ class TenantRuntime:
         page = await self._read(call, lambda ms: self.dataset.records(query, timeout_ms=ms))
         if isinstance(page, Answer):
             return page
-        body, media_type = render(page, query.format)
+        extras = None
+        if query.count or query.facets:
+            extras = await self._read(call, lambda ms: summary(self.dataset, query, ms))
+            if isinstance(extras, Answer):
+                return extras
+        body, media_type = render(page, query.format, extras)
         return Answer(200, body, media_type=media_type, rows=len(page.rows))
 
     async def _record(self, call: TenantCall, key: str) -> Answer:

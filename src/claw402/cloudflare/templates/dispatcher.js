@@ -7,7 +7,7 @@
 // Plain ES module, no dependencies. Generated files beside it: directory.js, rules.js, kinds.js.
 
 import DIRECTORY from "./directory.js";
-import { RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE, STATUS } from "./rules.js";
+import { MANNERS, RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE, STATUS } from "./rules.js";
 import { DISPATCH_FAILURE, DISPATCH_START, DISPATCH_SUCCESS } from "./kinds.js";
 import { guard } from "./paywall.js";
 
@@ -116,6 +116,9 @@ function sendEvents(env, ctx, events) {
 
 function stamp(response, requestId, tenant, correlationId) {
   const out = new Response(response.body, response);
+  // tenant_api/manners.py: any origin may call, and a browser sees the x402 headers.
+  out.headers.set("access-control-allow-origin", MANNERS.allowOrigin);
+  out.headers.set("access-control-expose-headers", MANNERS.exposeHeaders);
   out.headers.set("x-request-id", requestId);
   if (tenant) out.headers.set("x-tenant-id", tenant.tenantId);
   else out.headers.delete("x-tenant-id");
@@ -197,10 +200,27 @@ async function limitsStep(call) {
   return next(call);
 }
 
-// A priced tenant's paid routes go through the paywall, which runs the rest once paid.
+// A priced tenant's paid routes go through the paywall, which runs the rest once paid. Its
+// answer (a 402, paid data, a payment error) is for this caller and payment only: no-store.
 async function guardStep(call) {
   const paid = Number(call.tenant.priceAtomic || 0) > 0 && PAID(call.path, call.request.method);
-  return paid ? guard(call, () => next(call)) : next(call);
+  if (!paid) return next(call);
+  const answer = await guard(call, () => next(call));
+  const out = new Response(answer.body, answer);
+  out.headers.set("cache-control", MANNERS.noStore);
+  return out;
+}
+
+// A browser's CORS preflight, answered before any tenant step.
+function preflight() {
+  return new Response(null, {
+    status: 204,
+    headers: {
+      "access-control-allow-methods": MANNERS.allowMethods,
+      "access-control-allow-headers": MANNERS.allowHeaders,
+      "access-control-max-age": MANNERS.maxAge,
+    },
+  });
 }
 
 // The tenant's user Worker answers, buffered whole (like the gateway) so a paywall can settle
@@ -235,6 +255,7 @@ export default {
     const url = new URL(request.url);
     const fullPath = unquote(url.pathname);
     if (fullPath === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
+    if (request.method === "OPTIONS") return stamp(preflight(), requestId, null, correlationId);
 
     const events = [];
     // What every step and the paywall see of the request.

@@ -4,6 +4,7 @@
 // Values are in the gateway's output form: dates "YYYY-MM-DD", timestamps
 // "YYYY-MM-DDTHH:MM:SS[.ffffff]".
 
+import { FACET_SIZE } from "./grammar.js";
 import { compareText, convert, encodeCursor, InvalidQuery } from "./query.js";
 
 // Unicode simple lowercase (DuckDB's lower()): toLowerCase is the full mapping, which differs
@@ -121,10 +122,46 @@ export class Table {
     };
   }
 
-  async records(query) {
+  // The rows the filters and _q keep, as a test of a row number.
+  matcher(query) {
     const tests = query.filters.map((f) => this.predicate(f));
     if (query.q) tests.push(this.search(query.q));
-    const matches = (i) => tests.every((test) => test(i));
+    return (i) => tests.every((test) => test(i));
+  }
+
+  // datasets/facets.py: {count} and {facets: {col: [{value, count}]}} over every matching row
+  // (the cursor ignored); the FACET_SIZE most frequent values, ties by value, NULL last.
+  summary(query) {
+    const extras = {};
+    if (!query.count && query.facets.length === 0) return extras;
+    const matches = this.matcher(query);
+    const rows = [];
+    for (let i = 0; i < this.count; i++) if (matches(i)) rows.push(i);
+    if (query.count) extras.count = rows.length;
+    if (query.facets.length) {
+      extras.facets = {};
+      for (const name of query.facets) {
+        const { type, index } = this.byName.get(name);
+        const keys = this.values(name);
+        const found = new Map(); // compared value -> [output value, count]
+        for (const i of rows) {
+          const seen = found.get(keys[i]);
+          if (seen) seen[1] += 1;
+          else found.set(keys[i], [this.data[index][i], 1, keys[i]]);
+        }
+        const top = [...found.values()].sort((a, b) => {
+          if (a[1] !== b[1]) return b[1] - a[1];
+          if (a[2] === null || b[2] === null) return a[2] === b[2] ? 0 : a[2] === null ? 1 : -1;
+          return compareValues(type, a[2], b[2]);
+        });
+        extras.facets[name] = { type, top: top.slice(0, FACET_SIZE).map(([value, count]) => ({ value, count })) };
+      }
+    }
+    return extras;
+  }
+
+  async records(query) {
+    const matches = this.matcher(query);
     const want = query.limit + 1;
     let rows;
     if (query.sort.length === 0) {

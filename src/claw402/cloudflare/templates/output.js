@@ -50,13 +50,25 @@ function csvRow(cells) {
   return cells.map(csvField).join(",");
 }
 
-// {columns, types, rows, next} -> {body, contentType}
-export function render(page, format) {
+// Table.summary's {count, facets} as the JSON members that follow "next".
+function extrasJson(extras) {
+  let text = "";
+  if (extras.count !== undefined) text += `,"count":${extras.count}`;
+  if (extras.facets !== undefined) {
+    const members = Object.entries(extras.facets).map(([name, { type, top }]) =>
+      `${JSON.stringify(name)}:[${top.map((f) => `{"value":${valueJson(f.value, type)},"count":${f.count}}`).join(",")}]`);
+    text += `,"facets":{${members.join(",")}}`;
+  }
+  return text;
+}
+
+// {columns, types, rows, next} (and the summary's extras) -> {body, contentType}
+export function render(page, format, extras = {}) {
   const { columns, types, rows } = page;
   let body;
   if (format === "json") {
     const items = rows.map((row) => rowJson(columns, types, row)).join(",");
-    body = `{"ok":true,"items":[${items}],"next":${page.next === null ? "null" : JSON.stringify(page.next)}}`;
+    body = `{"ok":true,"items":[${items}],"next":${page.next === null ? "null" : JSON.stringify(page.next)}${extrasJson(extras)}}`;
   } else if (format === "ndjson") {
     body = rows.map((row) => rowJson(columns, types, row) + "\n").join("");
   } else {

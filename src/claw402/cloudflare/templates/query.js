@@ -5,7 +5,7 @@
 
 import {
   B64URL_RE, BOOLS, CONTROL_PARAMS, DEFAULT_LIMIT, FORMATS, INT64_MAX, INT64_MIN, INT_RE,
-  MAX_CURSOR_CHARS, MAX_FILTERS, MAX_IN_VALUES, MAX_Q_CHARS, MAX_VALUE_CHARS, MEDIA_TYPES,
+  MAX_CURSOR_CHARS, MAX_FACETS, MAX_FILTERS, REPEATABLE_PARAMS, MAX_IN_VALUES, MAX_Q_CHARS, MAX_VALUE_CHARS, MEDIA_TYPES,
   NUM_RE, OPERATORS, TEXT_OPERATORS, TYPE_ARTICLES, TYPE_EXPECTED,
 } from "./grammar.js";
 
@@ -207,6 +207,20 @@ function parseFields(raw, byName) {
   return fields;
 }
 
+function parseCount(raw) {
+  if (raw !== undefined && raw !== "exact") throw new InvalidQuery(`_count takes exact, not ${pyRepr(head(raw, 50))}`);
+  return raw !== undefined;
+}
+
+function parseFacets(facets, byName) {
+  if (facets.length > MAX_FACETS) throw new InvalidQuery(`too many _facet: at most ${MAX_FACETS}`);
+  for (const name of facets) {
+    if (!byName.has(name)) throw new InvalidQuery(`_facet: unknown column ${pyRepr(name)}; columns are ${names(byName)}`);
+  }
+  if (new Set(facets).size !== facets.length) throw new InvalidQuery("_facet lists a column twice");
+  return facets;
+}
+
 function parseLimit(raw, maxLimit, defaultLimit) {
   if (raw === undefined) return Math.max(1, Math.min(defaultLimit, maxLimit));
   const digits = raw.replace(/^0+/, "") || "0";
@@ -309,12 +323,17 @@ export async function parseQuery(params, columns, { maxLimit, defaultLimit = DEF
   const control = new Map();
   const filters = [];
   const pairs = [];
+  const facetNames = [];
   for (const [name, raw] of params) {
     checkText(name, "a parameter name");
     checkText(raw, `the value of ${pyRepr(name)}`);
     if (name.startsWith("_")) {
       if (!CONTROL_PARAMS.includes(name)) {
         throw new InvalidQuery(`unknown parameter ${pyRepr(name)}; control parameters are ${CONTROL_PARAMS.join(", ")}`);
+      }
+      if (REPEATABLE_PARAMS.includes(name)) {
+        facetNames.push(raw);
+        continue;
       }
       if (control.has(name)) throw new InvalidQuery(`${name} given more than once`);
       control.set(name, raw);
@@ -338,7 +357,12 @@ export async function parseQuery(params, columns, { maxLimit, defaultLimit = DEF
   if (!FORMATS.includes(format)) throw new InvalidQuery(`unknown _format ${pyRepr(format)}; use one of ${FORMATS.join(", ")}`);
   const bindingText = binding(version, control.get("_sort") ?? "", q ?? "", pairs);
   const after = control.has("_cursor") ? await decodeCursor(control.get("_cursor"), bindingText, sort, byName) : null;
-  return { filters, sort, fields, limit, q, format, after, binding: bindingText };
+  const count = parseCount(control.get("_count"));
+  const facets = parseFacets(facetNames, byName);
+  if ((count || facets.length) && format !== "json") {
+    throw new InvalidQuery(`_count and _facet need the json format, not ${format}`);
+  }
+  return { filters, sort, fields, limit, q, format, after, binding: bindingText, count, facets };
 }
 
 // format_from_accept: the format an Accept header asks for; null when it names none we serve.

@@ -54,6 +54,7 @@ function tenantPath(request, url) {
 async function records(request, url, requestId) {
   let query;
   let page;
+  let extras;
   try {
     query = await parseQuery([...url.searchParams], CONFIG.columns, {
       maxLimit: CONFIG.maxLimit,
@@ -62,12 +63,63 @@ async function records(request, url, requestId) {
       defaultFormat: formatForAccept(request.headers.get("accept")),
     });
     page = await TABLE.records(query);
+    extras = TABLE.summary(query);
   } catch (failure) {
     if (failure instanceof InvalidQuery) return error(400, "invalid_query", requestId, failure.detail);
     throw failure;
   }
-  const { body, contentType } = render(page, query.format);
+  const { body, contentType } = render(page, query.format, extras);
   return new Response(body, { headers: { "content-type": contentType } });
+}
+
+// tenant_api/manners.py: a free document's ETag (the first 16 bytes of its SHA-256, hex) and
+// Cache-Control; a 304 when the caller already has it. Tags are kept per text.
+const TAGS = new Map();
+
+async function etag(text) {
+  let tag = TAGS.get(text);
+  if (tag === undefined) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+    tag = `"${[...digest.slice(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
+    if (TAGS.size > 64) TAGS.clear();
+    TAGS.set(text, tag);
+  }
+  return tag;
+}
+
+function matches(ifNoneMatch, tag) {
+  if (!ifNoneMatch) return false;
+  return ifNoneMatch.split(",").some((item) => {
+    const t = item.trim();
+    return t === "*" || (t.startsWith("W/") ? t.slice(2) : t) === tag;
+  });
+}
+
+// pages/render.prefers_html: a browser's navigation (text/html weighed at least as JSON).
+function prefersHtml(accept) {
+  if (!accept) return false;
+  const weights = new Map();
+  for (const part of accept.split(",")) {
+    const [media, ...options] = part.split(";").map((p) => p.trim());
+    let weight = 1.0;
+    for (const option of options) {
+      const at = option.indexOf("=");
+      const key = (at < 0 ? option : option.slice(0, at)).trim().toLowerCase();
+      if (key === "q") {
+        const value = Number((at < 0 ? "" : option.slice(at + 1)).trim());
+        weight = Number.isNaN(value) || (at < 0) ? 0 : value;
+      }
+    }
+    if (!weights.has(media.toLowerCase())) weights.set(media.toLowerCase(), weight);
+  }
+  const html = weights.get("text/html") ?? 0;
+  return html > 0 && html >= (weights.get("application/json") ?? 0);
+}
+
+async function cacheable(text, contentType, ifNoneMatch) {
+  const headers = { etag: await etag(text), "cache-control": CONFIG.documentCache };
+  if (matches(ifNoneMatch, headers.etag)) return new Response(null, { status: 304, headers });
+  return new Response(text, { headers: { "content-type": contentType, ...headers } });
 }
 
 async function record(path, requestId) {
@@ -93,12 +145,19 @@ export default {
     }
     if (path === "/v1/records") return records(request, url, requestId);
     if (path.startsWith("/v1/records/")) return record(path, requestId);
-    if (path === "/v1/schema") return json(CONFIG.schemaJson);
-    if (path === "/v1/openapi.json") return json(withRoot(CONFIG.openapiJson, root));
+    const inm = request.headers.get("if-none-match");
+    if (path === "/v1/schema") return cacheable(CONFIG.schemaJson, "application/json", inm);
+    if (path === "/v1/openapi.json") return cacheable(withRoot(CONFIG.openapiJson, root), "application/json", inm);
     if (path === "/docs" || path === "/docs/") {
-      return new Response(withRoot(CONFIG.docsHtml, root), { headers: { "content-type": "text/html; charset=utf-8" } });
+      return cacheable(withRoot(CONFIG.docsHtml, root), "text/html; charset=utf-8", inm);
     }
-    if (path === "/") return json(withRoot(CONFIG.indexJson, root));
+    if (path === "/") {
+      const answer = prefersHtml(request.headers.get("accept"))
+        ? await cacheable(withRoot(CONFIG.pageHtml, root), "text/html; charset=utf-8", inm)
+        : await cacheable(withRoot(CONFIG.indexJson, root), "application/json", inm);
+      answer.headers.set("vary", "Accept");
+      return answer;
+    }
     return error(404, "not_found", requestId, `no route ${path}`);
   },
 };
