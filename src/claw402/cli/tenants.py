@@ -87,6 +87,7 @@ def deploy_command(
     spend_cap_day: Annotated[
         str | None,
         typer.Option("--spend-cap-day", help="USD callers may pay a UTC day (0: no cap)."),
+    ] = None,
     listed: Annotated[
         bool | None,
         typer.Option(

@@ -73,7 +73,7 @@ def stored_tenant(
         "r2": {"binding": R2_BINDING, "chunks": chunks},
     }
     binding = {"type": "r2_bucket", "name": R2_BINDING, "bucket_name": bucket}
-    return tenant_bundle(tenant, orjson.dumps(manifest), [binding]), stored
+    return tenant_bundle(tenant, orjson.dumps(manifest), data, [binding]), stored
 
 
 def edge_tenant(

@@ -105,9 +105,10 @@ def tenant_tags(tenant: Tenant) -> list[str]:
             f"plan-{tenant.plan}", f"dataset-v{version}"]
 
 
-def tenant_bundle(tenant: Tenant, dataset: bytes,
+def tenant_bundle(tenant: Tenant, dataset: bytes, data: list[list[Any]],
                   bindings: list[dict[str, Any]] | None = None) -> WorkerBundle:
-    """The user Worker around one `dataset.json`: the rows themselves, or an R2 manifest."""
+    """The user Worker around one `dataset.json`: the rows themselves, or an R2 manifest;
+    `data` (the exported columns) gives the tenant page its sample rows."""
     modules = (
         *(Module(name, template(name)) for name in TEMPLATES),
         grammar_module(),
@@ -130,4 +131,4 @@ def build_tenant(tenant: Tenant) -> WorkerBundle:
     assert tenant.dataset is not None
     dataset = orjson.dumps({"columns": tenant.dataset.columns, "rows": rows, "data": data})
     check_embedded_data(tenant.slug, len(dataset), rows)
-    return tenant_bundle(tenant, dataset)
+    return tenant_bundle(tenant, dataset, data)
