@@ -227,9 +227,10 @@ class Dataset:
         store = self._engine._rows.get(self.path, self.columns)
         if store is None:
             return None
-        text = self._engine._text_index(self.path) if indexed.searches(query) else None
+        if not indexed.searches(query):
+            return indexed.answer(store, None, query)
         with _search_deadline(timeout_ms) as deadline:
-            return indexed.answer(store, text, query, deadline)
+            return indexed.answer(store, self._engine._text_index(self.path), query, deadline)
 
     def record(self, key_value: str, *, timeout_ms: int | None = None) -> dict[str, object] | None:
         """The row whose key is `key_value` (text, as in a URL); None when there is none,
