@@ -152,7 +152,9 @@ def test_the_store_is_built_once_in_the_background(tmp_path: Path) -> None:
     source = tmp_path / "t.csv"
     source.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(50)))
     result = ingest(source, tmp_path / "v1")
-    stores = RowStores()
+    assert RowStores().get(str(result.path), result.columns) is None  # too small: DuckDB's
+    assert not (result.path.parent / FOLDER).exists()
+    stores = RowStores(min_bytes=0)
     assert stores.get(str(result.path), result.columns) is None  # building, in a child
     deadline = time.monotonic() + 30
     while (store := stores.get(str(result.path), result.columns)) is None:

@@ -44,6 +44,7 @@ FOLDER = "rows"
 _FORMAT = 1
 _FETCH = 65_536
 NUMERIC = {"integer": "q", "number": "d"}
+MIN_BYTES = 4 << 20  # data files below this (some 100k rows) are left to DuckDB
 
 
 class FlatColumn:
@@ -206,7 +207,10 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[Column]
 class RowStores:
     """Open stores by data file, built in the background on first want; bounded."""
 
-    def __init__(self, max_open: int = 256) -> None:
+    def __init__(self, max_open: int = 256, min_bytes: int = MIN_BYTES) -> None:
+        """`min_bytes`: smaller data files get no store (DuckDB answers them in about a
+        millisecond, and thousands of tiny tenants would each cost a build and its files)."""
+        self._min_bytes = min_bytes
         self._open: dict[str, RowStore] = {}
         self._retry: dict[str, float] = {}  # not before (monotonic time)
         self._building: set[str] = set()
@@ -226,6 +230,13 @@ class RowStores:
                 self._open[data_file] = store
                 return store
             if data_file in self._building:
+                return None
+            try:
+                small = os.path.getsize(data_file) < self._min_bytes
+            except OSError:
+                small = True
+            if small:
+                self._retry[data_file] = float("inf")
                 return None
             self._building.add(data_file)
             self._retry[data_file] = float("inf")
