@@ -171,4 +171,17 @@ def test_a_damaged_store_is_ignored(tmp_path: Path) -> None:
     result = ingest(source, tmp_path / "v1")
     assert build(result.path, result.columns)
     (result.path.parent / FOLDER / "offsets.i64").write_bytes(b"\0" * 8)
-    assert RowStore.open(result.path.parent) is None
+    assert RowStore.open(result.path) is None
+
+
+def test_a_store_of_another_data_file_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+    source = tmp_path / "t.csv"
+    source.write_text("a\n1\n2\n")
+    result = ingest(source, tmp_path / "v1")
+    assert build(result.path, result.columns)
+    source.write_text("a\n7\n8\n9\n")  # another ingest into the same folder
+    again = ingest(source, tmp_path / "v1")
+    assert RowStore.open(again.path) is None
+    assert build(again.path, again.columns)
+    store = RowStore.open(again.path)
+    assert store is not None and store.rows == 3 and store.row(0) == b'{"a":7}'

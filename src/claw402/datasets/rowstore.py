@@ -80,12 +80,13 @@ class RowStore:
         return self.data[self.offsets[i] : self.offsets[i + 1] - 1]
 
     @classmethod
-    def open(cls, directory: Path) -> RowStore | None:
-        """The store in `directory/rows`; None when there is none or it does not hold."""
-        folder = directory / FOLDER
+    def open(cls, data_file: Path) -> RowStore | None:
+        """The store beside `data_file`; None when there is none, it does not hold, or it was
+        built from another file (an earlier ingest into the same folder)."""
+        folder = data_file.parent / FOLDER
         try:
             meta = orjson.loads((folder / "meta.json").read_bytes())
-            if meta.get("format") != _FORMAT:
+            if meta.get("format") != _FORMAT or meta.get("of") != _identity(data_file):
                 return None
             rows = int(meta["rows"])
             maps: list[mmap.mmap] = []
@@ -123,6 +124,11 @@ def _view(path: Path, code: str, maps: list[mmap.mmap]) -> memoryview:
     return memoryview(data).cast(code) if data else memoryview(array(code))
 
 
+def _identity(data_file: Path) -> list[int]:
+    found = os.stat(data_file)
+    return [found.st_size, found.st_mtime_ns, found.st_ino]
+
+
 def build(data_file: Path, columns: Sequence[Column], table: str = "data") -> bool:
     """Write `rows/` beside `data_file` (a version's DuckDB file); False when another process
     is building it or it exists. Raises on a file it cannot read or write."""
@@ -133,15 +139,16 @@ def build(data_file: Path, columns: Sequence[Column], table: str = "data") -> bo
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        if (directory / FOLDER / "meta.json").exists():
+        if RowStore.open(data_file) is not None:
             return False
+        shutil.rmtree(directory / FOLDER, ignore_errors=True)  # not of this file, or damaged
         tmp = directory / f".{FOLDER}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
             con = duckdb.connect(str(data_file), read_only=True, config={"threads": 1})
             try:
-                _write(con, table, columns, tmp)
+                _write(con, table, columns, tmp, _identity(data_file))
             finally:
                 con.close()
             tmp.rename(directory / FOLDER)
@@ -151,7 +158,7 @@ def build(data_file: Path, columns: Sequence[Column], table: str = "data") -> bo
 
 
 def _write(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[Column],
-           folder: Path) -> None:  # fmt: skip
+           folder: Path, of: list[int]) -> None:  # fmt: skip
     names = [c.name for c in columns]
     types = {c.name: c.type for c in columns}
     numeric = [(i, c) for i, c in enumerate(columns) if c.type in NUMERIC]
@@ -181,7 +188,8 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[Column]
                         continue
                     flat[i].extend(values)
     (folder / "offsets.i64").write_bytes(offsets.tobytes())
-    meta: dict[str, object] = {"format": _FORMAT, "rows": len(offsets) - 1, "columns": {}}
+    meta: dict[str, object] = {"format": _FORMAT, "of": of, "rows": len(offsets) - 1,
+                               "columns": {}}  # fmt: skip
     for i, column in numeric:
         if not usable[i]:
             continue
@@ -222,7 +230,7 @@ class RowStores:
         store = self._open.get(data_file)
         if store is not None or time.monotonic() < self._retry.get(data_file, 0.0):
             return store
-        store = RowStore.open(Path(data_file).parent)
+        store = RowStore.open(Path(data_file))
         with self._lock:
             if store is not None:
                 if len(self._open) >= self._max_open:
@@ -272,7 +280,7 @@ def main() -> None:
     exit status 3 when another process is building it."""
     data_file, columns = orjson.loads(sys.stdin.buffer.read())
     built = build(Path(data_file), [Column.from_dict(c) for c in columns])
-    sys.exit(0 if built or RowStore.open(Path(data_file).parent) else 3)
+    sys.exit(0 if built or RowStore.open(Path(data_file)) else 3)
 
 
 if __name__ == "__main__":
