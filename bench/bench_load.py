@@ -27,6 +27,7 @@ import http.client
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -225,50 +226,62 @@ def main() -> None:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="402claw-load-"))
     env = {**os.environ, "CLAW402_HOME": str(home)}
     env.pop("CLAW402_DATABASE_URL", None)
-    if not args.home:
-        print(f"402claw deploy: {deploy(source, home, env):.1f} s", flush=True)
-    db = DATA / f"bench-{args.rows}.db"
-    all_kinds = kinds(args.rows, db.stem)
-    chosen = {k: v for k, v in all_kinds.items() if not args.only or k in args.only}
     work = Path(tempfile.mkdtemp(prefix="402claw-load-paths-"))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        if not args.home:
+            print(f"402claw deploy: {deploy(source, home, env):.1f} s", flush=True)
+        db = DATA / f"bench-{args.rows}.db"
+        all_kinds = kinds(args.rows, db.stem)
+        chosen = {k: v for k, v in all_kinds.items() if not args.only or k in args.only}
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    p_ours, p_hello, p_ds = free_port(), free_port(), free_port()
-    ours, hello, ds = (f"http://127.0.0.1:{p}" for p in (p_ours, p_hello, p_ds))
-    serve = [str(BIN / "402claw"), "serve", "--port", str(p_ours), "--workers", str(args.workers)]
-    hello_cmd = [sys.executable, "-c", f"import bench_load; bench_load.serve_hello({p_hello}, "
-                 f"{args.workers})"]  # fmt: skip
-    hello_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    with (
-        server(serve, ours + "/healthz", env),
-        server(hello_cmd, hello + "/", hello_env),
-        _datasette(args, db, source, p_ds),
-    ):
-        targets = {"402claw": ours} | ({} if args.no_datasette else {"datasette": ds})
-        _row_store(home, ours)
-        load: dict[str, dict[str, list[float]]] = {}
-        print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, {args.workers} workers",
-              flush=True)  # fmt: skip
-        for name, url in (
-            ("hello-world", hello + "/"),
-            ("/v1/schema", ours + "/t/bench/v1/schema"),
+        p_ours, p_hello, p_ds = free_port(), free_port(), free_port()
+        ours, hello, ds = (f"http://127.0.0.1:{p}" for p in (p_ours, p_hello, p_ds))
+        serve = [
+            str(BIN / "402claw"),
+            "serve",
+            "--port",
+            str(p_ours),
+            "--workers",
+            str(args.workers),
+        ]
+        hello_cmd = [sys.executable, "-c", f"import bench_load; bench_load.serve_hello({p_hello}, "
+                     f"{args.workers})"]  # fmt: skip
+        hello_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+        with (
+            server(serve, ours + "/healthz", env),
+            server(hello_cmd, hello + "/", hello_env),
+            _datasette(args, db, source, p_ds),
         ):
-            result = wrk(url, None, args.duration, args.connections)
-            print(f"  {name:<24} {result['rps']:>9.0f} req/s", flush=True)
-        for kind in [k for k in LOAD_KINDS if k in chosen]:
-            files = {side: path_file(work, f"{kind}-{side}", chosen[kind][i], args.paths)
-                     for i, side in enumerate(("402claw", "datasette"))}  # fmt: skip
-            load[kind] = {side: [] for side in targets}
-            for _ in range(args.rounds):
-                for side, url in targets.items():
-                    seconds = args.duration if side == "402claw" else args.ds_duration
-                    result = wrk(url, files[side], seconds, args.connections)
-                    load[kind][side].append(result["rps"])
-                    flag = f"  ({result['non2xx']:.0f} non-2xx!)" if result["non2xx"] else ""
-                    print(f"  {kind:<24} {side:<10} {result['rps']:>9.0f} req/s  "
-                          f"p50 {result['p50_ms']:.1f} ms{flag}", flush=True)  # fmt: skip
-        sequential = _sequential(targets, chosen, args.requests)
-    _report(load, sequential, args)
+            targets = {"402claw": ours} | ({} if args.no_datasette else {"datasette": ds})
+            _row_store(home, ours)
+            load: dict[str, dict[str, list[float]]] = {}
+            print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, {args.workers} workers",
+                  flush=True)  # fmt: skip
+            for name, url in (
+                ("hello-world", hello + "/"),
+                ("/v1/schema", ours + "/t/bench/v1/schema"),
+            ):
+                result = wrk(url, None, args.duration, args.connections)
+                print(f"  {name:<24} {result['rps']:>9.0f} req/s", flush=True)
+            for kind in [k for k in LOAD_KINDS if k in chosen]:
+                files = {side: path_file(work, f"{kind}-{side}", chosen[kind][i], args.paths)
+                         for i, side in enumerate(("402claw", "datasette"))}  # fmt: skip
+                load[kind] = {side: [] for side in targets}
+                for _ in range(args.rounds):
+                    for side, url in targets.items():
+                        seconds = args.duration if side == "402claw" else args.ds_duration
+                        result = wrk(url, files[side], seconds, args.connections)
+                        load[kind][side].append(result["rps"])
+                        flag = f"  ({result['non2xx']:.0f} non-2xx!)" if result["non2xx"] else ""
+                        print(f"  {kind:<24} {side:<10} {result['rps']:>9.0f} req/s  "
+                              f"p50 {result['p50_ms']:.1f} ms{flag}", flush=True)  # fmt: skip
+            sequential = _sequential(targets, chosen, args.requests)
+        _report(load, sequential, args)
+    finally:  # the deployed copy and the URL files: hundreds of MB per million rows
+        shutil.rmtree(work, ignore_errors=True)
+        if not args.home:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _row_store(home: Path, url: str, timeout: float = 600) -> None:
