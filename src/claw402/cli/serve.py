@@ -2,9 +2,11 @@
 
 granian parses and writes HTTP in Rust, off the Python thread: on the 402 challenge path it
 serves ~1.7x what uvicorn does with the same app (bench/bench_paid_call.py --server). Its
-worker is a child process that imports the app factory, so everything the gateway needs
-travels through the environment. The channel manager (claims and settles of batch-settlement
-vouchers) runs on a thread of this parent process: one per `serve`, whatever the workers.
+workers (`--workers`, one per core by default: one Python process holds one core) are child
+processes that import the app factory and share the listening socket, so everything the
+gateway needs travels through the environment. What must happen once per `serve` happens here,
+before they start: the migration, the reconcile at start, and the channel manager (claims and
+settles of batch-settlement vouchers) on a thread of this process, whatever the workers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import typer
 from claw402.cli.options import Home
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# Seconds a stopping worker gets to finish (its event writer drains within 10): a worker that
+# does not stop is killed, so serve itself always exits.
+KILL_AFTER = 20
 
 
 def serve_command(
@@ -54,6 +59,10 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help=f"Server log level: {', '.join(LOG_LEVELS)}.")] = (
         "warning"
     ),
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default: the number of cores).", min=1, max=256),
+    ] = None,
 ) -> None:
     """Serve every tenant from one process; deploys and removals are live without a restart.
 
@@ -91,15 +100,18 @@ def serve_command(
         port = _free_port(host)
     os.environ["CLAW402_HOME"] = str(settings.home)
     shown = f" (public URL {public_url})" if public_url else ""
-    typer.echo(f"402claw gateway on http://{host}:{port}{shown}", err=True)
+    workers = workers or os.cpu_count() or 1
+    typer.echo(f"402claw gateway on http://{host}:{port}{shown}, {workers} workers", err=True)
     manager = None
-    if payments is not None:  # one channel manager per `serve`, beside granian's workers
+    if payments is not None:  # once per `serve`, beside granian's workers
+        from claw402.ledger.startup import reconcile_from_env
         from claw402.payments.channels.manager import ChannelManager
         from claw402.payments.channels.terms import ChannelSchemes
 
+        reconcile_from_env(registry.engine, token=payments.asset, treasury=payments.treasury)
         manager = ChannelManager(ChannelSchemes(payments, registry.engine)).start()
     try:
-        _serve(host, port, log_level)
+        _serve(host, port, log_level, workers)
     finally:
         if manager is not None:
             manager.stop()
@@ -122,7 +134,7 @@ def _engine_budget(memory_limit: str | None, open_datasets: int | None) -> None:
         raise typer.BadParameter(str(exc), param_hint="--memory-limit") from None
 
 
-def _serve(host: str, port: int, log_level: str) -> None:
+def _serve(host: str, port: int, log_level: str, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
@@ -133,6 +145,8 @@ def _serve(host: str, port: int, log_level: str) -> None:
         address=host,
         port=port,
         interface=Interfaces.ASGI,
+        workers=workers,
+        workers_kill_timeout=KILL_AFTER,
         loop=Loops.auto,  # uvloop where installed
         log_level=LogLevels(log_level),
         log_access=False,

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import duckdb
 
+from claw402.datasets import indexed
 from claw402.datasets.budget import Budget, private_temp_directory
 from claw402.datasets.cursor import encode_cursor
 from claw402.datasets.pages import Page, PageCache
 from claw402.datasets.query import After, InvalidQuery, Query
+from claw402.datasets.rowstore import RowStores
 from claw402.datasets.schema import Column, sql_ident
 from claw402.datasets.search import TextIndex, searchable
 from claw402.datasets.sql import (
@@ -83,6 +85,7 @@ class Engine:
         self._max_open = max_open
         self._cache = PageCache(cache_rows)
         self._watchdog = Watchdog()
+        self._rows = RowStores()  # rendered rows and flat columns per version (indexed.py)
 
     def open(
         self,
@@ -224,6 +227,21 @@ class Dataset:
             page = self._page(query, timeout_ms)
             self._engine._cache.put(cache_key, page)
         return page
+
+    def page_json(
+        self, query: Query, *, timeout_ms: int | None = None
+    ) -> tuple[bytes, int] | None:
+        """The page's JSON body and row count from the version's row store (indexed.py),
+        without DuckDB; None when `records` must answer. Bounded work unless `indexed.searches(query)`."""
+        if query.after is not None and self.version not in (None, query.version):
+            raise InvalidQuery("invalid _cursor: it belongs to another dataset version")
+        store = self._engine._rows.get(self.path, self.columns)
+        if store is None:
+            return None
+        if not indexed.searches(query):
+            return indexed.answer(store, None, query)
+        with _search_deadline(timeout_ms) as deadline:
+            return indexed.answer(store, self._engine._text_index(self.path), query, deadline)
 
     def record(self, key_value: str, *, timeout_ms: int | None = None) -> dict[str, object] | None:
         """The row whose key is `key_value` (text, as in a URL); None when there is none,

@@ -22,12 +22,15 @@ from claw402.payments.env import paywall_from_env
 from claw402.registry.store import Registry
 
 
-def build_app(settings: Settings) -> Gateway:
-    """Raises `PaymentConfigError` at start when the payment environment is half-configured."""
+def build_app(settings: Settings, *, reconcile: bool = True) -> Gateway:
+    """Raises `PaymentConfigError` at start when the payment environment is half-configured.
+
+    `reconcile`: settle the books with the chain first (needs CLAW402_RPC_URL); `402claw
+    serve` does it once before its workers start, not once per worker."""
     registry = Registry.open(settings)
     sink = EventSink.in_child(registry.engine)
     paywall = paywall_from_env(registry.engine, discovery=tenant_bazaar)
-    if paywall is not None:  # settle the books with the chain first (needs CLAW402_RPC_URL)
+    if paywall is not None and reconcile:
         from claw402.ledger.startup import reconcile_from_env
 
         reconcile_from_env(
@@ -45,14 +48,33 @@ def build_app(settings: Settings) -> Gateway:
 
 def app_from_env() -> Gateway:
     """The factory `402claw serve` hands granian: each worker process builds its own gateway
-    from `CLAW402_HOME` / `CLAW402_DATABASE_URL` and the payment variables."""
-    die_with_parent()
-    app = build_app(load_settings())
+    from `CLAW402_HOME` / `CLAW402_DATABASE_URL` and the payment variables.
+
+    Per worker: the directory snapshot and its replay memo (each polls the registry's
+    generation, so a deploy reaches every worker), the open datasets, and the event sink with
+    its own writer child (a request's events are written by the worker that served it, once).
+    Once per `serve`, in its parent: the migration, the reconcile at start, the channel
+    manager."""
+    starting_up()
+    app = build_app(load_settings(), reconcile=False)
     tune_gc()
     return app
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def starting_up() -> None:
+    """Signals while the worker builds its app, before granian installs its own handlers.
+
+    A forked worker inherits the serve process's handlers, which only set a flag in the
+    parent's memory: a SIGTERM from a serve stopped while this worker starts would be lost,
+    and serve would wait for it forever. Until granian takes over, SIGTERM ends the worker
+    (it has served nothing yet) and SIGINT (a terminal's Ctrl-C, sent to the whole group) is
+    left to serve, which stops its workers itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 def die_with_parent() -> None:

@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.facets import summary
+from claw402.datasets.indexed import searches
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
 from claw402.dispatch.errors import STATUS
@@ -110,6 +111,19 @@ class TenantRuntime:
         )
 
     async def _records(self, call: TenantCall, query: Query) -> Answer:
+        body: tuple[bytes, int] | Answer | None
+        if searches(query):  # may scan the search files: a thread, with the query's deadline
+            body = await self._read(call, lambda ms: self.dataset.page_json(query, timeout_ms=ms))
+        else:  # bounded work: on the event loop, no thread hop
+            try:
+                body = self.dataset.page_json(query)
+            except InvalidQuery as exc:
+                return error_answer(400, "invalid_query", call.request_id, exc.detail)
+        if isinstance(body, Answer):
+            return body
+        if body is not None:
+            data, rows = body
+            return Answer(200, data, media_type="application/json", rows=rows)
         page = await self._read(call, lambda ms: self.dataset.records(query, timeout_ms=ms))
         if isinstance(page, Answer):
             return page
