@@ -232,7 +232,8 @@ class Dataset:
         self, query: Query, *, timeout_ms: int | None = None
     ) -> tuple[bytes, int] | None:
         """The page's JSON body and row count from the version's row store (indexed.py),
-        without DuckDB; None when `records` must answer. Bounded work unless `indexed.searches(query)`."""
+        without DuckDB; None when `records` must answer. Bounded work unless
+        `indexed.searches(query)`."""
         if query.after is not None and self.version not in (None, query.version):
             raise InvalidQuery("invalid _cursor: it belongs to another dataset version")
         store = self._engine._rows.get(self.path, self.columns)
