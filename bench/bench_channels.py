@@ -117,6 +117,18 @@ def presigned_vouchers(url: str, key: str, home: Path, count: int) -> list[str]:
     return headers
 
 
+async def timed_in_order(url: str, headers: list[str | None]) -> list[float]:
+    """Each request alone on one connection (None: unpaid), its latency in ms."""
+    samples = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for header in headers:
+            started = time.perf_counter()
+            response = await http.get(url, headers={"PAYMENT-SIGNATURE": header} if header else {})
+            samples.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == (200 if header else 402), response.text[:300]
+    return samples
+
+
 async def send_in_order(url: str, streams: list[list[str]]) -> tuple[int, float]:
     """Each stream on its own connection, in order, all streams at once: (paid, seconds)."""
 
@@ -135,7 +147,7 @@ async def send_in_order(url: str, streams: list[list[str]]) -> tuple[int, float]
 
 
 @contextmanager
-def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any, None]]:
     """The SDK-parts server in a child: its paid URL and how to claim and settle."""
     from eth_account import Account
 
@@ -149,13 +161,14 @@ def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, 
         "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path[:2], os.environ.get("PYTHONPATH")])),
     }
     with child("channels", env, PATH, script=__file__) as server:
-        yield server + PATH, lambda: httpx.post(server + "/_flush", timeout=120).json()
+        yield server + PATH, lambda: httpx.post(server + "/_flush", timeout=120).json(), None
 
 
 @contextmanager
-def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any, str]]:
     """The 402claw gateway (as `402claw serve` builds it) in a child, a tenant offering a
-    channel and `exact`; claims and settles as `402claw channels claim|settle` do."""
+    channel and `exact`; claims and settles as `402claw channels claim|settle` do. Also the
+    same data and query served free: the ceiling of any paid call's rate."""
     from claw402.config import Settings
     from claw402.payments.channels.manager import ChannelManager
     from claw402.payments.channels.terms import ChannelSchemes
@@ -167,6 +180,7 @@ def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[s
     settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="free", price="0"))
     env = {
         **gateway_env(chain, settings, facilitator),
         "CLAW402_RPC_URL": chain.rpc_url,
@@ -187,7 +201,8 @@ def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[s
 
     try:
         with child("gateway", env, "/healthz") as gateway:
-            yield f"{gateway}/t/bench/v1/records?_limit=1", flush
+            query = "/v1/records?_limit=1"
+            yield f"{gateway}/t/bench{query}", flush, f"{gateway}/t/free{query}"
     finally:
         registry.close()
 
@@ -206,10 +221,12 @@ def run(
         with (
             start_dev_chain(payers=2) as chain,
             child("facilitator", facilitator_env(chain), "/health") as facilitator,
-            SERVERS[target](chain, facilitator, home) as (url, flush),
+            SERVERS[target](chain, facilitator, home) as (url, flush, free),
         ):
             results.update(measure(chain, url, flush, home, calls, payers, per_payer))
             results["unpaid_402"] = rps(url, duration, connections, 402)
+            if free is not None:
+                results["free_query"] = rps(free, duration, connections, 200)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     ratio = results["channels_sustained"]["calls_per_s"] / results["unpaid_402"]["rps"]
@@ -243,6 +260,17 @@ def measure(
         "paid_call": summary(samples),
         "tx_per_1000_calls": round(sent * 1_000 / calls),
     }
+    # Where a channel call's time goes: the 402 round trip and the paid request alone
+    # (vouchers signed beforehand); the rest of `paid_call` is the client's own work.
+    wallet = Wallet.create()
+    chain.fund(wallet.address, 300 * PRICE)
+    opener = client_for(wallet.private_key, chain, "batch", home / "parts", 250)
+    asyncio.run(paid_calls(url, opener, 1))
+    vouchers = presigned_vouchers(url, wallet.private_key, home / "parts", 200)
+    results["parts"] = {
+        "unpaid_402": summary(asyncio.run(timed_in_order(url, [None] * 200))),
+        "presigned_voucher": summary(asyncio.run(timed_in_order(url, list(vouchers)))),
+    }
     # Sustained rate: `payers` channels, vouchers in order on each connection.
     wallets = [Wallet.create() for _ in range(payers)]
     for wallet in wallets:
@@ -274,12 +302,20 @@ def report(r: dict[str, Any]) -> str:
             f"{ch['paid_call']['median_ms']} / {ch['paid_call']['p99_ms']} "
             f"(first call with deposit {ch['deposit_call_ms']}), exact "
             f"{ex['paid_call']['median_ms']} / {ex['paid_call']['p99_ms']}",
+            f"of which (medians, ms): the unpaid 402 round trip "
+            f"{r['parts']['unpaid_402']['median_ms']}, a presigned voucher request "
+            f"{r['parts']['presigned_voucher']['median_ms']}; the rest is the client",
             f"on-chain transactions per 1,000 paid calls: channel {ch['tx_per_1000_calls']} "
             f"(deposit + claim + settle), exact {ex['tx_per_1000_calls']}",
             f"sustained through channels, {sus['payers']} payers: {sus['calls_per_s']} paid "
             f"calls/s ({sus['tx_per_1000_calls']} tx per 1,000 calls); unpaid 402 under "
             f"{r['unpaid_402']['tool']}: {r['unpaid_402']['rps']} req/s; "
             f"ratio {r['sustained_over_402']}",
+            *(
+                [f"the same query served free under wrk: {r['free_query']['rps']} req/s"]
+                if "free_query" in r
+                else []
+            ),
         ]
     )
 
