@@ -293,4 +293,4 @@ def test_on_the_gateway_vouchers_take_the_lane_and_each_is_booked_once(stack) ->
             if verified or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert verified and verified[0].get("lane") is True, found
+        assert verified and verified[0]["details"].get("lane") is True, found

@@ -81,10 +81,15 @@ def chain_key(network: str, tx_hash: str, log_index: int) -> str:
     return f"chain:{network}:{tx_hash.lower()}:{log_index}"
 
 
-def book_voucher(conn: Connection, v: Voucher, *, bps: int | None = None) -> int | None:
-    """Post an accepted voucher once; the new transaction id, or None if already booked."""
+def book_voucher(
+    conn: Connection, v: Voucher, *, bps: int | None = None, direct: bool | None = None
+) -> int | None:
+    """Post an accepted voucher once; the new transaction id, or None if already booked.
+
+    `direct` (paid to the tenant's own wallet) is looked up unless the caller knows it."""
     rate = fee_bps() if bps is None else bps
-    direct = is_direct(conn, v.tenant_id, v.receiver)
+    if direct is None:
+        direct = is_direct(conn, v.tenant_id, v.receiver)
     fee = fee_of(v.amount, rate)
     entries: list[Entry]
     if direct:

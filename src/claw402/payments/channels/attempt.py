@@ -228,7 +228,8 @@ class ChannelAttempt:
             receiver=r.pay_to,
             payer=self.facts["payer"],
         )
-        book_voucher(conn, voucher)
+        own = self.call.tenant.pay_to  # the tenant version this call was priced for
+        book_voucher(conn, voucher, direct=bool(own) and own.lower() == r.pay_to.lower())
 
     async def _refund(self, receiver: Receiver) -> Answer:
         settled = await self._settle(receiver, book=False)
