@@ -8,10 +8,11 @@ the same path end to end under wrk; this one isolates what the gateway adds and,
 resource's replayable 402 (as repeated unpaid calls are); `--guarded` empties that memo before
 each call, so each one resolves, routes and asks the paywall (as a first call does). `--no-sink`
 drops the events instead of writing them, leaving the request path's own CPU (steadier on
-a busy machine).
+a busy machine). The 402s carry the Bazaar extension as `serve` builds them; `--no-discovery`
+leaves it out, to compare.
 
     python bench/bench_challenge_inprocess.py [--requests 40000] [--guarded] [--no-gc-tuning]
-                                               [--no-sink] [--profile]
+                                               [--no-sink] [--no-discovery] [--profile]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from claw402.config import Settings
+from claw402.discovery.bazaar import tenant_bazaar
 from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway
 from claw402.gc_tuning import tune_gc
@@ -52,7 +54,7 @@ SCOPE: dict[str, Any] = {
 }
 
 
-def build(home: Path) -> tuple[Gateway, EventSink]:
+def build(home: Path, discovery: bool = True) -> tuple[Gateway, EventSink]:
     settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
@@ -65,7 +67,8 @@ def build(home: Path) -> tuple[Gateway, EventSink]:
         facilitator_url="http://127.0.0.1:9",  # never called on this path
         treasury=ADDRESS,
     )
-    return Gateway(registry, guard=Paywall(config, registry.engine), sink=sink), sink
+    paywall = Paywall(config, registry.engine, discovery=tenant_bazaar if discovery else None)
+    return Gateway(registry, guard=paywall, sink=sink), sink
 
 
 async def requests(gateway: Gateway, n: int, guarded: bool = False) -> set[int]:
@@ -92,9 +95,10 @@ def main() -> None:
     parser.add_argument("--no-gc-tuning", action="store_true", help="skip tune_gc()")
     parser.add_argument("--profile", action="store_true", help="cProfile a second pass")
     parser.add_argument("--no-sink", action="store_true", help="drop events, write none")
+    parser.add_argument("--no-discovery", action="store_true", help="402s without Bazaar")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="claw402-bench-") as scratch:
-        gateway, sink = build(Path(scratch))
+        gateway, sink = build(Path(scratch), discovery=not args.no_discovery)
         if args.no_sink:
             sink.emit = lambda trail: None  # type: ignore[method-assign]
         asyncio.run(requests(gateway, 1000))  # warm: offer, encoded challenge, dataset handle
@@ -109,6 +113,7 @@ def main() -> None:
             f"(CPU incl. the event writer: {cpu / args.requests * 1e6:.1f} µs), "
             f"{'guarded' if args.guarded else 'replayed'}, "
             f"{'no event sink, ' if args.no_sink else ''}"
+            f"{'no Bazaar, ' if args.no_discovery else ''}"
             f"GC tuning {'off' if args.no_gc_tuning else 'on'}"
         )
         if args.profile:

@@ -12,6 +12,7 @@ from typing import Any
 
 from claw402.chain.devchain import DevChain, start_dev_chain
 from claw402.config import Settings
+from claw402.discovery.bazaar import tenant_bazaar
 from claw402.events.sink import EventSink
 from claw402.facilitator.server import background_server
 from claw402.facilitator.settings import FacilitatorSettings
@@ -116,7 +117,7 @@ def start_dev_stack(
         )
         sink = EventSink.in_process(registry.engine)
         started.append(sink)
-        paywall = Paywall(payments, registry.engine)
+        paywall = Paywall(payments, registry.engine, discovery=tenant_bazaar)
         gateway_app = Gateway(registry, guard=paywall, sink=sink)
         gateway = ServerThread(gateway_app, host=host, port=gateway_port).start()
         started.append(gateway)

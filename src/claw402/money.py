@@ -9,7 +9,9 @@ UNIT = 10**DECIMALS
 MAX_PRICE_ATOMIC = 1_000 * UNIT  # a call priced above $1,000 is a typo, not a business
 
 
-def usd_to_atomic(value: str | int | Decimal, *, field: str = "price") -> int:
+def usd_to_atomic(
+    value: str | int | Decimal, *, field: str = "price", maximum: int = MAX_PRICE_ATOMIC
+) -> int:
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
@@ -19,8 +21,8 @@ def usd_to_atomic(value: str | int | Decimal, *, field: str = "price") -> int:
     atomic = amount * UNIT
     if atomic != atomic.to_integral_value():
         raise ValueError(f"{field} {value!r} has more than {DECIMALS} decimals (USDC's precision)")
-    if atomic > MAX_PRICE_ATOMIC:
-        raise ValueError(f"{field} {value!r} is above the ${MAX_PRICE_ATOMIC // UNIT} maximum")
+    if atomic > maximum:
+        raise ValueError(f"{field} {value!r} is above the ${maximum // UNIT} maximum")
     return int(atomic)
 
 

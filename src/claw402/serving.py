@@ -18,9 +18,12 @@ from claw402.lifecycle import Stops
 
 class ServerThread(Stops):
     def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback
+        # peer as the client; the gateway decides that (CLAW402_TRUSTED_PROXIES).
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="auto"
-        )
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="auto",
+            proxy_headers=False,
+        )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, name="claw402-server", daemon=True)

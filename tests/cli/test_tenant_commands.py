@@ -80,6 +80,12 @@ def test_deploy_list_show_remove(home):
         (["--tenant", "ok", "--price", "1", "--cpu-ms", "0"], "positive"),
         (["--tenant", "ok", "--price", "1", "--key", "nope"], "nope"),
         (["--tenant", "ok", "--price", "1", "--schemes", "lightning"], "--schemes"),
+        (["--tenant", "ok", "--price", "1", "--price-per-1k-rows", "0.01"], "cannot be combined"),
+        (["--tenant", "ok", "--price-per-1k-rows", "0"], "must be positive"),
+        (["--tenant", "ok", "--price-per-1k-rows", "-1"], "non-negative"),
+        (["--tenant", "ok", "--price-per-1k-rows", "0.0000001"], "decimals"),
+        (["--tenant", "ok", "--price-per-1k-rows", "100.01"], "maximum"),
+        (["--tenant", "ok", "--price-per-1k-rows", "ten"], "not a number"),
     ],
 )
 def test_bad_deploys_change_nothing(home, args, message):
@@ -205,3 +211,27 @@ def test_schemes_are_stored_and_kept_by_a_redeploy(home):
     assert run(*deploy, "--schemes", "batch")["tenant"]["schemes"] == "batch"
     assert run(*deploy)["tenant"]["schemes"] == "batch"
     assert run(*deploy, "--schemes", "exact")["tenant"]["schemes"] == "exact"
+
+
+def test_pricing_by_rows_is_stored_shown_and_switched(home):
+    deploy = ("deploy", str(CITIES), "--tenant", "acme", "--home", home)
+    first = run(*deploy, "--price-per-1k-rows", "0.05", "--plan", "pro")["tenant"]
+    # A pro page is 1,000 rows: a call is advertised at a full page, $0.05.
+    assert (first["pricePer1kRows"], first["pricePer1kRowsAtomic"]) == ("0.05", "50000")
+    assert (first["price"], first["priceAtomic"]) == ("0.05", "50000")
+    assert run("show", "acme", "--home", home)["tenant"]["pricePer1kRows"] == "0.05"
+    (listed,) = run("list", "--home", home)["tenants"]
+    assert listed["pricePer1kRows"] == "0.05"
+    # A re-deploy that names no price keeps it; the plan's page cap moves the maximum.
+    kept = run(*deploy, "--plan", "free")["tenant"]
+    assert (kept["pricePer1kRows"], kept["priceAtomic"]) == ("0.05", "5000")
+    # A bad rate changes nothing.
+    assert run(*deploy, "--price-per-1k-rows", "0", ok=False)["error"] == "deploy_failed"
+    assert run("show", "acme", "--home", home)["tenant"]["dataset"]["version"] == 2
+    # --price switches to a price per call, and back.
+    flat = run(*deploy, "--price", "0.002")["tenant"]
+    assert (flat["pricePer1kRows"], flat["priceAtomic"]) == (None, "2000")
+    back = run(*deploy, "--price-per-1k-rows", "0.01")["tenant"]
+    assert (back["pricePer1kRows"], back["priceAtomic"]) == ("0.01", "1000")
+    human = runner.invoke(app, ["list", "--home", home], env={"COLUMNS": "200"})
+    assert "$0.01 per 1k rows (at most $0.001 a call)" in human.stdout

@@ -1,7 +1,8 @@
 """A local stand-in for api.cloudflare.com that records every request (the SDK's `base_url`).
 
-Answers come from a queue (status, body, headers) and default to Cloudflare's success
-envelope; multipart bodies are parsed so tests can assert each part and the metadata.
+Answers come from a queue (status, body, headers), else from `responder` (a function of the
+recorded request: cfstate.py keeps an account's state), else Cloudflare's success envelope;
+multipart bodies are parsed so tests can assert each part and the metadata.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -71,6 +73,8 @@ class FakeCloudflare:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.answers: deque[tuple[int, dict[str, Any], dict[str, str]]] = deque()
+        self.responder: Callable[[Recorded], tuple[int, dict[str, Any], dict[str, str]]] | None
+        self.responder = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,9 +82,14 @@ class FakeCloudflare:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 ctype = self.headers.get("content-type", "")
                 parts = parse_multipart(ctype, body) if ctype.startswith("multipart/") else []
-                fake.requests.append(Recorded(self.command, self.path, dict(self.headers), body,
-                                              parts))
-                status, payload, headers = fake.answers.popleft() if fake.answers else success()
+                recorded = Recorded(self.command, self.path, dict(self.headers), body, parts)
+                fake.requests.append(recorded)
+                if fake.answers:
+                    status, payload, headers = fake.answers.popleft()
+                elif fake.responder is not None:
+                    status, payload, headers = fake.responder(recorded)
+                else:
+                    status, payload, headers = success()
                 out = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -111,7 +111,8 @@ def payment_config(chain: DevChain, facilitator_url: str) -> PaymentConfig:
 
 @contextmanager
 def paid_edge(home: Path) -> Iterator[PaidEdge]:
-    """Tenants: `alpha` ($0.01, treasury), `beta` ($0.02, paid to a creator), `free` ($0)."""
+    """Tenants: `alpha` ($0.01, treasury), `beta` ($0.02, paid to a creator), `free` ($0),
+    `rows` ($0.05 per 1,000 rows: a full free-plan page of 100 rows is $0.005)."""
     with start_dev_chain(payers=1) as chain:
         facilitator = FacilitatorSettings(rpc_url=chain.rpc_url,
                                           private_key=chain.facilitator.private_key,
@@ -123,7 +124,8 @@ def paid_edge(home: Path) -> Iterator[PaidEdge]:
             tenants = {}
             for slug, price, extra in (("alpha", "0.01", {"key": "id"}),
                                        ("beta", "0.02", {"pay_to": creator.address}),
-                                       ("free", "0", {})):
+                                       ("free", "0", {}),
+                                       ("rows", None, {"price_per_1k_rows": "0.05"})):
                 request = DeployRequest(source=CITIES, slug=slug, price=price, **extra)
                 tenants[slug] = deploy(registry, settings, request)
             config = payment_config(chain, server.url)

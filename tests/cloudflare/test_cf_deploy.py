@@ -129,13 +129,14 @@ def test_rollback_reuploads_the_previous_copy(run, fake, registry):
     assert restored.metadata == fake.requests[0].metadata
     assert done["action"] == "rollback" and done["rollbackOf"] == first["id"]
 
-    # Rolling back again goes to the other version; --to picks any succeeded upload.
+    # Rolling back again moves further back (never back to `second`: no ping-pong); nothing is
+    # older than `first`. --to picks any succeeded upload.
     again = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
-                "--dispatch-namespace", "prod-ns")["plan"]
-    assert again["rollbackOf"] == second["id"]
+                "--dispatch-namespace", "prod-ns", ok=False)
+    assert "nothing to roll back to" in again["detail"]
     explicit = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
-                   "--dispatch-namespace", "prod-ns", "--to", first["id"])["plan"]
-    assert explicit["rollbackOf"] == first["id"]
+                   "--dispatch-namespace", "prod-ns", "--to", second["id"])["plan"]
+    assert explicit["rollbackOf"] == second["id"]
     missing = run("cloudflare-rollback-dispatcher", "--account-id", "acc123", "--to", "nope",
                   ok=False)
     assert missing["error"] == "deploy_refused" and "no deploy 'nope'" in missing["detail"]

@@ -31,6 +31,8 @@ def test_maps_and_registry_shapes(registry):
         "limits": {"cpuMs": 200, "subRequests": 50, "cpu_ms": 200, "subrequests": 50},
         "price": "0.0015",
         "priceAtomic": "1500",
+        "pricePer1kRows": None,
+        "pricePer1kRowsAtomic": None,
         "payTo": "0x" + "ab" * 20,
         "hosts": ["api.acme.com", "data.acme.com"],
     }

@@ -214,3 +214,38 @@ def test_facilitator_down_is_503_and_charges_nothing(edge):
         assert r.status_code == 503 and r.json()["error"] == "facilitator_unavailable"
         assert r.headers["retry-after"] == "2"
     assert edge.get(PAGE, payment).status_code == 200  # nothing was charged or claimed there
+
+
+def test_a_row_priced_tenant_is_paid_the_full_page_at_the_edge(edge):
+    """The edge takes exact only, which cannot be partial: a row-priced tenant's 402 asks for
+    a full page (the gateway's offer, byte for byte) and a 2-row page moves exactly that; a
+    payment of the 2 rows' price alone is refused and moves nothing."""
+    tenant = edge.tenants["rows"]
+    assert tenant.call_price_atomic == 5_000 and tenant.price_per_1k_rows_atomic == 50_000
+    path = "/t/rows/v1/records?_limit=2"
+    r = edge.get(path)
+    assert r.status_code == 402
+    offer = Offer(edge.config, tenant_id=tenant.tenant_id, amount=5_000,
+                  pay_to=edge.config.treasury, description=tenant.offer_description)
+    resource = f"{edge.url}/t/rows/v1/records"
+    assert r.headers["payment-required"] == offer.challenge(resource, "payment_required").header
+    assert "an exact payment cannot be partial" in tenant.offer_description
+    assert r.json()["detail"] == (
+        f"{resource} costs at most $0.005 per call ($0.05 per 1,000 rows; an exact payment "
+        "cannot be partial and pays the full page): pay with x402 (the PAYMENT-REQUIRED header "
+        "says how)")
+
+    payer = edge.payer()
+    before = edge.chain.balance(edge.config.treasury)
+    short = edge.sign(payer, "rows", value=100, accepted={"amount": "100"})
+    refused = edge.get(path, short)
+    assert refused.status_code == 402 and refused.json()["reason"] == "amount_mismatch"
+    assert edge.chain.balance(edge.config.treasury) == before
+
+    paid = edge.get(path, edge.sign(payer, "rows"), headers={"x-request-id": "rows-1"})
+    assert paid.status_code == 200, paid.text
+    assert len(paid.json()["items"]) == 2
+    assert edge.chain.balance(edge.config.treasury) - before == 5_000
+    settled = next(e for e in edge.edge.records("events") if e["type"] == "payment_settled"
+                   and e.get("correlationId") == "rows-1")
+    assert settled["details"]["amount"] == "5000"

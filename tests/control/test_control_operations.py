@@ -162,3 +162,24 @@ def test_reads_show_a_creator_only_their_tenants(home, tmp_path, monkeypatch):
     assert sorted(built.tenants) == ["acme"]
     assert sorted(edge.build(registry, admin, tmp_path / "all",
                              dispatch_namespace="ns").tenants) == ["acme", "legacy"]
+
+
+def test_switching_to_pricing_by_rows_is_audited(home):
+    settings, registry = home
+    request = DeployRequest(source=CITIES, slug="rowed", price="0.01")
+    tenants.deploy(registry, settings, None, request)
+    rows = DeployRequest(source=CITIES, slug="rowed", price_per_1k_rows="0.05")
+    after = tenants.deploy(registry, settings, None, rows).tenant
+    assert (after.price_atomic, after.price_per_1k_rows_atomic) == (0, 50_000)
+    changes = {
+        e.action: e.details
+        for e in audit.entries(registry.engine, limit=100)
+        if e.action.endswith("_changed")
+    }
+    assert changes == {
+        "tenant.price_changed": {"from": 10_000, "to": 0},
+        "tenant.price_per_1k_rows_changed": {"from": None, "to": 50_000},
+    }
+    refused("deploy_failed", tenants.deploy, registry, settings, None,
+            DeployRequest(source=CITIES, slug="rowed", price="0.01", price_per_1k_rows="0.05"))
+    assert registry.get("rowed").price_per_1k_rows_atomic == 50_000  # nothing changed

@@ -91,6 +91,8 @@ def test_directory_entry_shape():
         "limits": {"cpuMs": 200, "subRequests": 50, "cpu_ms": 200, "subrequests": 50},
         "price": "0.001",
         "priceAtomic": "1000",
+        "pricePer1kRows": None,
+        "pricePer1kRowsAtomic": None,
         "payTo": None,
         "hosts": ["api.acme.com"],
     }

@@ -24,10 +24,11 @@ ADDRESS = "0x" + "11" * 20
 
 @contextmanager
 def priced_gateway(
-    tmp_path: Path, **gateway: object
+    tmp_path: Path, discovery: Any = None, **gateway: object
 ) -> Iterator[tuple[Settings, Registry, Gateway, httpx.Client]]:
-    """A paywalled gateway (`gateway`: more Gateway arguments) serving a priced `cities` with
-    the host `cities.test`. No facilitator: no call may get as far as verifying a payment."""
+    """A paywalled gateway (`gateway`: more Gateway arguments; `discovery`: the paywall's)
+    serving a priced `cities` with the host `cities.test`. No facilitator: no call may get as
+    far as verifying a payment."""
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     config = PaymentConfig(
@@ -40,7 +41,7 @@ def priced_gateway(
     )
     app = Gateway(
         registry,
-        guard=Paywall(config, registry.engine),
+        guard=Paywall(config, registry.engine, discovery=discovery),
         sink=EventSink.in_process(registry.engine, interval=0.02),
         **gateway,  # type: ignore[arg-type]
     )

@@ -36,6 +36,20 @@ class DirectoryShape(enum.StrEnum):
     registry = "registry"
 
 
+DirectoryFormat = Annotated[
+    DirectoryShape,
+    typer.Option("--directory-format",
+                 help="The dispatcher's directory: maps (byHost/bySlug) or registry (tenants[])."),
+]
+
+
+R2Bucket = Annotated[
+    str | None,
+    typer.Option("--r2-bucket", envvar="CLOUDFLARE_R2_BUCKET", show_default=False,
+                 help="R2 bucket for datasets too large to embed in a Worker (else refused)."),
+]
+
+
 class WorkersPlanName(enum.StrEnum):
     paid = "paid"
     free = "free"
@@ -89,6 +103,8 @@ def build_command(
     workers_plan: Annotated[
         WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
     ] = WorkersPlanName.paid,
+    directory_format: DirectoryFormat = DirectoryShape.maps,
+    r2_bucket: R2Bucket = None,
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -102,7 +118,8 @@ def build_command(
 
     with session(home, json) as (_, registry):
         result = edge.build(registry, api_key, out, dispatch_namespace=dispatch_namespace,
-                            events_url=events_url, workers_plan=workers_plan.value)
+                            events_url=events_url, workers_plan=workers_plan.value,
+                            directory_format=directory_format.value, r2_bucket=r2_bucket)
     if json:
         emit_json({"ok": not result.refused, **result.to_json()})
     else:
@@ -113,6 +130,9 @@ def build_command(
         for slug, bundle in sorted(result.tenants.items()):
             console.print(f"  {slug}: {bundle.script_name} ({bundle.raw_size:,} bytes, "
                           f"{bundle.gzip_size:,} gzip)")
+        for slug, data in sorted(result.stored.items()):
+            console.print(f"  {slug}: rows in R2 bucket {data.bucket} ({len(data.objects)} "
+                          f"chunk(s), {data.bytes:,} bytes, in {out / 'r2' / data.bucket})")
         for slug, reason in sorted(result.refused.items()):
             console.print(f"  [red]refused[/] {slug}: {reason}", highlight=False)
     if result.refused:
@@ -181,7 +201,9 @@ def _show_plan(plan: DeployPlan, json: bool) -> None:
                   "(add --execute to make these calls)")
     for call in data["calls"]:
         console.print(f"  {call['method']} {call['url']}   [dim]{call['sdk']}[/]")
-        for part in call["multipart"]:
+        if call.get("why"):
+            console.print(f"    [dim]{call['why']}[/]")
+        for part in call.get("multipart", ()):  # a GET (the migration tag check) has none
             extra = f", {part['bytes']:,} bytes" if "bytes" in part else ""
             console.print(f"    part {part.get('filename', part['name'])} ({part['contentType']}"
                           f"{extra})")
@@ -208,6 +230,7 @@ def deploy_dispatcher_command(
     ] = None,
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    directory_format: DirectoryFormat = DirectoryShape.maps,
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -224,7 +247,8 @@ def deploy_dispatcher_command(
         upload = edge.deploy_dispatcher(
             registry, settings, api_key, edge.target(account_id, api_token, dispatch_namespace),
             script_name=script_name, events_url=events_url, secrets=secret or (),
-            workers_plan=workers_plan.value, execute=execute_plan)
+            workers_plan=workers_plan.value, execute=execute_plan,
+            directory_format=directory_format.value)
     _show(upload, json)
 
 
@@ -238,6 +262,7 @@ def deploy_tenant_command(
     ] = None,
     secret: Secrets = None,
     workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    r2_bucket: R2Bucket = None,
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -253,13 +278,15 @@ def deploy_tenant_command(
         upload = edge.deploy_tenant(
             registry, settings, api_key, slug,
             edge.target(account_id, api_token, dispatch_namespace), script_name=script_name,
-            secrets=secret or (), workers_plan=workers_plan.value, execute=execute_plan)
+            secrets=secret or (), workers_plan=workers_plan.value, execute=execute_plan,
+            r2_bucket=r2_bucket)
     _show(upload, json)
 
 
 def rollback_dispatcher_command(
     to: Annotated[
-        str | None, typer.Option("--to", help="History id to restore (default: the previous).")
+        str | None, typer.Option("--to", help="History id to restore (default: the previous good "
+                                               "one; run again to keep moving back).")
     ] = None,
     account_id: AccountId = None,
     api_token: ApiToken = None,
@@ -286,6 +313,36 @@ def rollback_dispatcher_command(
     _show(upload, json)
 
 
+def rollback_tenant_command(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="History id to restore (default: the previous good "
+                                               "one; run again to keep moving back).")
+    ] = None,
+    account_id: AccountId = None,
+    api_token: ApiToken = None,
+    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    secret: Secrets = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    execute_plan: Execute = False,
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Re-upload an earlier copy of one tenant's Worker from the history (dry run by default).
+
+    Needs the `deploy` scope and ownership of the tenant (or an admin key).
+    """
+    from claw402.control import edge
+
+    with session(home, json) as (settings, registry):
+        upload = edge.rollback_tenant(
+            registry, settings, api_key, slug,
+            edge.target(account_id, api_token, dispatch_namespace), entry_id=to,
+            secrets=secret or (), workers_plan=workers_plan.value, execute=execute_plan)
+    _show(upload, json)
+
+
 def register(app: typer.Typer) -> None:
     """Add the Cloudflare commands to the `402claw` app."""
     app.command("export-tenant-directory")(export_tenant_directory_command)
@@ -293,6 +350,10 @@ def register(app: typer.Typer) -> None:
     app.command("cloudflare-deploy-dispatcher")(deploy_dispatcher_command)
     app.command("cloudflare-deploy-tenant")(deploy_tenant_command)
     app.command("cloudflare-rollback-dispatcher")(rollback_dispatcher_command)
+    app.command("cloudflare-rollback-tenant")(rollback_tenant_command)
+    from claw402.cli import cloudflare_up  # beside this module: it reuses the options above
+
+    cloudflare_up.register(cloudflare_app)
 
 
 def show_published(steps: list[dict[str, Any]], execute_plan: bool, json: bool) -> None:

@@ -17,6 +17,8 @@ from claw402.cli import (
     cloudflare,
     facilitator,
     hosts,
+    limits,
+    mcp_stdio,
     money,
     pay,
     serve,
@@ -61,10 +63,13 @@ app.command("list")(tenants.list_command)
 app.command("show")(tenants.show_command)
 app.command("remove")(tenants.remove_command)
 app.command("events")(tenants.events_command)
+app.command("quarantine")(limits.quarantine_command)
+app.command("unquarantine")(limits.unquarantine_command)
 app.command("serve")(serve.serve_command)
 app.command("dev")(stack.dev_command)
 app.command("demo")(stack.demo_command)
 app.command("call")(pay.call_command)
+app.command("mcp")(mcp_stdio.mcp_command)
 app.add_typer(facilitator.app, name="facilitator")
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(channels.app, name="channels")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -11,6 +11,9 @@ from claw402.cli import cloudflare as cf
 from claw402.cli.auth import ApiKey
 from claw402.cli.options import Home, Json, session
 from claw402.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from claw402.registry.models import Tenant
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast for a bar
 Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
@@ -27,6 +30,14 @@ def deploy_command(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug (a-z, 0-9, -).")],
     price: Annotated[
         str | None, typer.Option("--price", help="USD per paid call, e.g. 0.001 (0 = free).")
+    ] = None,
+    price_per_1k_rows: Annotated[
+        str | None,
+        typer.Option(
+            "--price-per-1k-rows",
+            help="USD per 1,000 rows returned, e.g. 0.01 (instead of --price): a 402 asks for "
+            "a full page's price; a channel pays for the rows returned, exact the full page.",
+        ),
     ] = None,
     plan: Annotated[
         str | None, typer.Option(help="free, pro, business, enterprise or quarantine.")
@@ -63,6 +74,20 @@ def deploy_command(
             "default), exact or batch. A re-deploy without it keeps the tenant's.",
         ),
     ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", help="Calls per caller, e.g. 10/s, 600/m, 5000/h (0: the plan's)."),
+    ] = None,
+    quota_day: Annotated[
+        int | None, typer.Option("--quota-day", help="Served calls a UTC day (0: no quota).")
+    ] = None,
+    quota_month: Annotated[
+        int | None, typer.Option("--quota-month", help="Served calls a UTC month (0: no quota).")
+    ] = None,
+    spend_cap_day: Annotated[
+        str | None,
+        typer.Option("--spend-cap-day", help="USD callers may pay a UTC day (0: no cap)."),
+    ] = None,
     publish_edge: Annotated[
         bool, typer.Option("--publish", help="Also publish the tenant to Cloudflare (a plan).")
     ] = False,
@@ -88,6 +113,7 @@ def deploy_command(
         source=path,
         slug=tenant,
         price=price,
+        price_per_1k_rows=price_per_1k_rows,
         plan=plan,
         hosts=host or None,
         pay_to=pay_to,
@@ -99,6 +125,10 @@ def deploy_command(
         format=data_format,
         allow_empty=allow_empty,
         schemes=schemes,
+        rate=rate,
+        quota_day=quota_day,
+        quota_month=quota_month,
+        spend_cap_day=spend_cap_day,
     )
     publish = None
     if publish_edge:
@@ -141,7 +171,7 @@ def deploy_command(
     if not json:
         console.print(
             f"[green]deployed[/] [bold]{result.slug}[/] v{ds.version}: {ds.rows:,} rows, "
-            f"{len(ds.columns)} columns, ${result.price_usd} per call ({result.plan} plan)"
+            f"{len(ds.columns)} columns, {price_text(result)} ({result.plan} plan)"
         )
         console.print(f"  records: /t/{result.slug}/v1/records   docs: /t/{result.slug}/docs")
         for h, status in result.host_status:
@@ -154,6 +184,14 @@ def deploy_command(
         if done.published is not None:
             out["publish"] = {"executed": execute_plan, "steps": done.published}
         emit_json(out)
+
+
+def price_text(tenant: Tenant) -> str:
+    """`$0.001 per call`, or `$0.01 per 1k rows (at most $0.001 a call)`."""
+    rows = tenant.rows_price_usd
+    if rows is None:
+        return f"${tenant.price_usd} per call"
+    return f"${rows} per 1k rows (at most ${tenant.price_usd} a call)"
 
 
 def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) -> None:
@@ -176,7 +214,7 @@ def list_command(api_key: ApiKey = None, home: Home = None, json: Json = False) 
         table.add_row(
             t.slug,
             t.plan,
-            f"${t.price_usd}",
+            price_text(t),
             f"{ds.rows:,}" if ds else "-",
             str(ds.version) if ds else "-",
             ", ".join(t.hosts) or "-",
@@ -204,6 +242,7 @@ def show_command(slug: str, api_key: ApiKey = None, home: Home = None, json: Jso
         "workerName",
         "plan",
         "price",
+        "pricePer1kRows",
         "payTo",
         "name",
         "description",

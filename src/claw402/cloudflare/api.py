@@ -75,6 +75,10 @@ def tenant_path(account_id: str, namespace: str, script_name: str) -> str:
     return f"/accounts/{account_id}/workers/dispatch/namespaces/{namespace}/scripts/{script_name}"
 
 
+def object_path(account_id: str, bucket: str, key: str) -> str:
+    return f"/accounts/{account_id}/r2/buckets/{bucket}/objects/{key}"
+
+
 def scripts_path(account_id: str) -> str:
     return f"/accounts/{account_id}/workers/scripts"
 
@@ -85,7 +89,7 @@ def current_migration_tag(target: Target, script_name: str) -> str | None:
     Migrations run once per tag: an upload carrying a tag the script already has is refused,
     so the deploy asks first (as wrangler does).
     """
-    with _explained(target):
+    with explained(target):
         scripts = target.client().workers.scripts.list(account_id=target.account_id)
         for script in scripts:
             if script.id == script_name:
@@ -110,7 +114,7 @@ def upload_dispatcher(
     target: Target, bundle: WorkerBundle, secrets: Mapping[str, str]
 ) -> dict[str, Any]:
     """PUT /accounts/{a}/workers/scripts/{name}: the dispatch Worker is an ordinary Worker."""
-    with _explained(target):
+    with explained(target):
         result = target.client().workers.scripts.update(
             bundle.script_name,
             account_id=target.account_id,
@@ -124,7 +128,7 @@ def upload_tenant(
     target: Target, bundle: WorkerBundle, secrets: Mapping[str, str]
 ) -> dict[str, Any]:
     """PUT /accounts/{a}/workers/dispatch/namespaces/{ns}/scripts/{name}."""
-    with _explained(target):
+    with explained(target):
         result = target.client().workers_for_platforms.dispatch.namespaces.scripts.update(
             bundle.script_name,
             account_id=target.account_id,
@@ -136,7 +140,7 @@ def upload_tenant(
 
 
 @contextmanager
-def _explained(target: Target) -> Iterator[None]:
+def explained(target: Target) -> Iterator[None]:
     """Turn SDK exceptions into one error type whose message says what to do."""
     import cloudflare
 
@@ -172,7 +176,8 @@ def explain(exc: cloudflare.CloudflareError, target: Target) -> CloudflareApiErr
                 "--api-token")
     elif status == 403:
         text = (f"the API token may not edit Workers on account {target.account_id} (403): it "
-                "needs the Workers Scripts Edit permission")
+                "needs the Workers Scripts Edit permission (and for `cloudflare up` with a zone, "
+                "Workers Routes Edit and SSL and Certificates Edit)")
     elif status == 404:
         text = (f"account {target.account_id} or dispatch namespace "
                 f"{target.dispatch_namespace!r} not found (404)")

@@ -79,6 +79,13 @@ class WorkerBundle:
         return hashlib.sha256(payload).hexdigest()
 
     @property
+    def content_digest(self) -> str:
+        """The digest without the Durable Object `migrations` (sent only until applied), so
+        a script's first upload and its later ones compare equal when nothing else changed."""
+        metadata = {k: v for k, v in self.metadata.items() if k != "migrations"}
+        return WorkerBundle(self.script_name, self.modules, metadata).digest
+
+    @property
     def raw_size(self) -> int:
         return sum(len(m.content) for m in self.modules)
 

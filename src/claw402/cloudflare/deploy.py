@@ -13,16 +13,24 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from claw402.cloudflare import api
 from claw402.cloudflare.bundle import WorkerBundle
-from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher, check_secret_names
+from claw402.cloudflare.dispatcher import (
+    DispatcherOptions,
+    build_dispatcher,
+    check_secret_names,
+    require_payments,
+)
 from claw402.cloudflare.history import History, new_id, redact
 from claw402.cloudflare.sizes import ScriptSize, check_size
 from claw402.payments.config import payment_config_from_env
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
+
+if TYPE_CHECKING:
+    from claw402.cloudflare.storage import StoredData
 
 Kind = Literal["dispatcher", "tenant"]
 ACCOUNT_PLACEHOLDER = "<account-id>"
@@ -42,6 +50,7 @@ class DeployPlan:
     action: Literal["deploy", "rollback"] = "deploy"
     rollback_of: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # tenant / directory facts
+    stored: StoredData | None = None  # a tenant's rows in R2, uploaded before its Worker
 
     @property
     def path(self) -> str:
@@ -77,6 +86,13 @@ class DeployPlan:
             ] + [{"name": "metadata", "contentType": "application/json"}],
             "metadata": self.sent_metadata(),
         }
+        if self.stored is not None:
+            path = api.object_path(self.target.account_id, self.stored.bucket, "<key>")
+            objects = {"method": "PUT", "url": self.target.api_base + path, "path": path,
+                       "sdk": "client.r2.buckets.objects.upload",
+                       "objects": len(self.stored.objects), "bytes": self.stored.bytes,
+                       "why": "the dataset's chunks, before the Worker that reads them"}
+            return [objects, put]
         if not self.migrates:
             return [put]
         path = api.scripts_path(self.target.account_id)
@@ -162,6 +178,7 @@ def plan_dispatcher(
     if options.dispatch_namespace != target.dispatch_namespace:
         raise DeployError("the dispatcher's namespace binding must name the target namespace")
     tenants = registry.list_tenants()
+    require_payments(tenants, options.payment)
     bundle = build_dispatcher(tenants, options)
     return DeployPlan(
         "dispatcher", target, bundle, check_size(bundle, workers_plan),
@@ -180,7 +197,9 @@ def plan_tenant(
     secrets: Sequence[str] = (),
     workers_plan: str = "paid",
     build: Callable[[Tenant], WorkerBundle] | None = None,
+    r2_bucket: str | None = None,
 ) -> DeployPlan:
+    """One tenant's Worker; rows too large to embed go to `r2_bucket` (else it is refused)."""
     tenant = registry.get(slug)
     if tenant is None:
         raise DeployError(f"tenant {slug!r} not found")
@@ -189,11 +208,14 @@ def plan_tenant(
             f"tenant {slug!r} is routed to the Worker {tenant.worker_name!r}; uploading it as "
             f"{script_name!r} would leave the dispatcher pointing elsewhere"
         )
+    require_payments([tenant], payment_config_from_env())
+    stored = None
     if build is None:
-        from claw402.cloudflare.tenant import build_tenant
+        from claw402.cloudflare.storage import edge_tenant
 
-        build = build_tenant
-    bundle = build(tenant)
+        bundle, stored = edge_tenant(tenant, r2_bucket)
+    else:
+        bundle = build(tenant)
     names = tuple(check_secret_names(secrets))
     if names:  # declared in the bundle so the Worker cannot run without them
         bindings = [*bundle.metadata.get("bindings", []),
@@ -205,7 +227,10 @@ def plan_tenant(
         "tenant", target, bundle, check_size(bundle, workers_plan), secrets=names,
         details={"tenant": {"slug": tenant.slug, "tenantId": tenant.tenant_id,
                             "datasetVersion": dataset.version if dataset else None,
-                            "rows": dataset.rows if dataset else None}},
+                            "rows": dataset.rows if dataset else None,
+                            "r2": ({"bucket": stored.bucket, "objects": len(stored.objects),
+                                    "bytes": stored.bytes} if stored else None)}},
+        stored=stored,
     )
 
 
@@ -214,34 +239,30 @@ def plan_rollback(
     target: api.Target,
     script_name: str,
     *,
+    kind: Kind = "dispatcher",
     to: str | None = None,
     secrets: Sequence[str] = (),
     workers_plan: str = "paid",
+    details: dict[str, Any] | None = None,
 ) -> DeployPlan:
-    entry = history.rollback_target("dispatcher", script_name, target.account_id, to)
+    """Re-upload an earlier succeeded upload of the script (`to`, else the previous good one:
+    see `History.rollback_target`)."""
+    namespace = target.dispatch_namespace if kind == "tenant" else None
+    entry = history.rollback_target(kind, script_name, target.account_id, to,
+                                    namespace=namespace)
     bundle = history.bundle(entry)
     return DeployPlan(
-        "dispatcher", target, bundle, check_size(bundle, workers_plan),
+        kind, target, bundle, check_size(bundle, workers_plan),
         secrets=tuple(check_secret_names(secrets)), action="rollback", rollback_of=entry["id"],
-        details={"restores": {"id": entry["id"], "at": entry["at"]}},
+        details={**(details or {}), "restores": {"id": entry["id"], "at": entry["at"]}},
     )
 
 
 # -- execution -------------------------------------------------------------------------------
 
 
-def execute(
-    plan: DeployPlan,
-    history: History,
-    environ: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Upload, then record the outcome. Raises `CloudflareApiError` (recorded) on failure."""
-    _checked_target(plan.target)
-    plan.target.token()  # no token: refuse before anything is recorded
-    values = read_secrets(plan.secrets, environ)
-    plan = without_applied_migration(plan)
-    history.store_modules(plan.bundle)
-    entry: dict[str, Any] = {
+def _entry(plan: DeployPlan) -> dict[str, Any]:
+    return {
         "id": new_id(plan.kind),
         "kind": plan.kind,
         "action": plan.action,
@@ -253,18 +274,42 @@ def execute(
         "call": {"method": "PUT", "path": plan.path, "sdk": plan.sdk_method},
         "at": datetime.now(UTC).isoformat(),
         "bundle": {**plan.bundle.describe(), "metadata": plan.bundle.metadata},
+        "digest": plan.bundle.content_digest,
         "metadata": plan.sent_metadata(),
         "secrets": list(plan.secrets),
         "size": plan.size.to_json(),
         **plan.details,
     }
+
+
+def execute(
+    plan: DeployPlan,
+    history: History,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Upload, then record the outcome. A refusal before any call (no account, token or secret
+    value) is a `DeployError` and records nothing; a failed call (the migration-tag read or
+    the upload) raises `CloudflareApiError` and is recorded as a failed entry."""
+    _checked_target(plan.target)
+    values = read_secrets(plan.secrets, environ)
+    try:
+        plan.target.token()
+    except api.CloudflareApiError as exc:
+        raise DeployError(f"{exc}; nothing was uploaded or recorded") from None
+    history.store_modules(plan.bundle)
     upload = api.upload_dispatcher if plan.kind == "dispatcher" else api.upload_tenant
     try:
+        if plan.stored is not None:
+            from claw402.cloudflare.resources import upload_objects
+
+            upload_objects(plan.target, plan.stored.bucket, plan.stored.objects)
+        plan = without_applied_migration(plan)
         result = upload(plan.target, plan.bundle, values)
     except api.CloudflareApiError as exc:
-        history.append({**entry, "status": "failed", "error": str(exc), "httpStatus": exc.status})
+        history.append({**_entry(plan), "status": "failed", "error": str(exc),
+                        "httpStatus": exc.status})
         raise
-    return history.append({**entry, "status": "succeeded", "error": None,
+    return history.append({**_entry(plan), "status": "succeeded", "error": None,
                            "result": {k: result[k] for k in ("id", "etag") if k in result}})
 
 

@@ -118,8 +118,7 @@ def payment_module(payment: PaymentConfig | None, tenants: Iterable[Tenant]) -> 
             "v1Names": sorted({payment.network, *([legacy] if legacy else [])}),
             # payments/paywall.Paywall.offer's description, per priced tenant
             "descriptions": {
-                t.tenant_id: t.description or f"{t.name or t.slug}: one API call"
-                for t in tenants if t.price_atomic > 0
+                t.tenant_id: t.offer_description for t in tenants if t.call_price_atomic > 0
             },
         }
     literal = json.dumps(json.dumps(settings, separators=(",", ":"), sort_keys=True))
@@ -175,3 +174,23 @@ def build_dispatcher(
         # As on a first upload; api.upload_dispatcher drops it once the script carries the tag.
         metadata["migrations"] = {"new_tag": CLAIMS_MIGRATION, "new_sqlite_classes": [CLAIMS_CLASS]}
     return WorkerBundle(options.script_name, modules, metadata)
+
+
+PAYMENT_VARIABLES = ("CLAW402_ENV (dev, test or main) and CLAW402_TREASURY, or CLAW402_NETWORK, "
+                     "CLAW402_ASSET, CLAW402_FACILITATOR_URL and CLAW402_TREASURY")
+
+
+class PaymentsRequired(ValueError):
+    """Priced tenants with no payment settings: at the edge they would answer 402 without a
+    `PAYMENT-REQUIRED` header, so nobody could pay; nothing is built or uploaded."""
+
+
+def require_payments(tenants: Iterable[Tenant], payment: PaymentConfig | None) -> None:
+    if payment is not None:
+        return
+    priced = sorted(t.slug for t in tenants if t.price_atomic > 0)
+    if priced:
+        raise PaymentsRequired(
+            f"priced tenant(s) {', '.join(priced)} cannot be served at the edge without payment "
+            f"settings (callers would get a 402 they cannot pay): set {PAYMENT_VARIABLES}"
+        )

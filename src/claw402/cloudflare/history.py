@@ -99,18 +99,24 @@ class History:
         metadata = {k: v for k, v in entry["metadata"].items() if k != "keep_bindings"}
         return WorkerBundle(entry["scriptName"], tuple(modules), metadata)
 
-    def succeeded(self, kind: str, script_name: str, account_id: str) -> list[dict[str, Any]]:
+    def succeeded(self, kind: str, script_name: str, account_id: str,
+                  namespace: str | None = None) -> list[dict[str, Any]]:
         return [
             e for e in self.entries()
             if e["kind"] == kind and e["scriptName"] == script_name
             and e["accountId"] == account_id and e["status"] == "succeeded"
+            and (namespace is None or e.get("dispatchNamespace") == namespace)
         ]
 
     def rollback_target(
-        self, kind: str, script_name: str, account_id: str, to: str | None = None
+        self, kind: str, script_name: str, account_id: str, to: str | None = None,
+        *, namespace: str | None = None,
     ) -> dict[str, Any]:
-        """`to`, or else the latest earlier upload whose content differs from the live one."""
-        done = self.succeeded(kind, script_name, account_id)
+        """`to`, or else the previous good upload: the latest succeeded one before the live
+        one's place in the history whose content differs. A rollback's place is the place of
+        the upload it restored, so rolling back again keeps moving back (A <- B <- C: C, then
+        B, then A), never between the last two."""
+        done = self.succeeded(kind, script_name, account_id, namespace)
         if to is not None:
             entry = self.get(to)
             if entry not in done:
@@ -122,8 +128,16 @@ class History:
         if not done:
             raise HistoryError(f"no executed deploy of {script_name!r} on account {account_id}")
         live = done[-1]
-        for entry in reversed(done[:-1]):
+        index = {e["id"]: i for i, e in enumerate(done)}
+        place = len(done) - 1
+        seen: set[str] = set()
+        restored = live.get("rollbackOf")
+        while restored in index and restored not in seen:  # a rollback of a rollback: follow
+            seen.add(restored)
+            place = index[restored]
+            restored = done[place].get("rollbackOf")
+        for entry in reversed(done[:place]):
             if entry["bundle"]["sha256"] != live["bundle"]["sha256"]:
                 return entry
-        raise HistoryError(f"{script_name!r} has no earlier upload that differs from the live one "
-                           f"({live['id']})")
+        raise HistoryError(f"{script_name!r} has no earlier upload than {done[place]['id']} that "
+                           f"differs from the live one ({live['id']}): nothing to roll back to")

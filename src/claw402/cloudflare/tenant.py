@@ -27,7 +27,7 @@ from claw402.tenant_api.documents import index_document, openapi_document, schem
 
 # Where the tenant's public root goes in the generated documents; replaced per request.
 ROOT_PLACEHOLDER = "https://claw402-tenant-root.invalid"
-TEMPLATES = ("worker.js", "query.js", "engine.js", "output.js", "paths.js")
+TEMPLATES = ("worker.js", "query.js", "engine.js", "stored.js", "output.js", "paths.js")
 MAX_SAFE_INTEGER = 2**53 - 1  # what a JavaScript number holds exactly
 # A source this many times the embedding limit cannot fit: refuse before exporting it.
 _SOURCE_FACTOR = 4
@@ -37,12 +37,13 @@ class EdgeUnsupported(ValueError):
     """The tenant cannot be served by a user Worker; the message says why and what to do."""
 
 
-def export_columns(tenant: Tenant) -> tuple[list[list[Any]], int]:
-    """Every row of the tenant's current dataset version, as one list of values per column."""
+def export_columns(tenant: Tenant, *, embedded: bool = True) -> tuple[list[list[Any]], int]:
+    """Every row of the tenant's current dataset version, as one list of values per column
+    (`embedded=False`: for R2, where the source size is no reason to refuse)."""
     version = tenant.dataset
     if version is None:
         raise EdgeUnsupported(f"tenant {tenant.slug!r} has no dataset deployed")
-    if version.bytes > _SOURCE_FACTOR * MAX_EMBEDDED_DATA:
+    if embedded and version.bytes > _SOURCE_FACTOR * MAX_EMBEDDED_DATA:
         raise ScriptTooLarge(
             f"tenant {tenant.slug!r}: its source file is {mib(version.bytes)}, far above the "
             f"{mib(MAX_EMBEDDED_DATA)} of data a user Worker can embed (a Workers isolate has "
@@ -93,12 +94,9 @@ def tenant_tags(tenant: Tenant) -> list[str]:
             f"plan-{tenant.plan}", f"dataset-v{version}"]
 
 
-def build_tenant(tenant: Tenant) -> WorkerBundle:
-    """The user Worker of one tenant; refused (ScriptTooLarge) when its data cannot fit."""
-    data, rows = export_columns(tenant)
-    assert tenant.dataset is not None
-    dataset = orjson.dumps({"columns": tenant.dataset.columns, "rows": rows, "data": data})
-    check_embedded_data(tenant.slug, len(dataset), rows)
+def tenant_bundle(tenant: Tenant, dataset: bytes,
+                  bindings: list[dict[str, Any]] | None = None) -> WorkerBundle:
+    """The user Worker around one `dataset.json`: the rows themselves, or an R2 manifest."""
     modules = (
         *(Module(name, template(name)) for name in TEMPLATES),
         grammar_module(),
@@ -108,7 +106,17 @@ def build_tenant(tenant: Tenant) -> WorkerBundle:
     metadata = {
         "main_module": "worker.js",
         "compatibility_date": COMPATIBILITY_DATE,
-        "bindings": [],
+        "bindings": bindings or [],
         "tags": tenant_tags(tenant),
     }
     return WorkerBundle(tenant.worker_name, modules, metadata)
+
+
+def build_tenant(tenant: Tenant) -> WorkerBundle:
+    """The user Worker of one tenant, its rows embedded; refused (ScriptTooLarge) when they
+    cannot fit (`cloudflare.storage` serves those from R2)."""
+    data, rows = export_columns(tenant)
+    assert tenant.dataset is not None
+    dataset = orjson.dumps({"columns": tenant.dataset.columns, "rows": rows, "data": data})
+    check_embedded_data(tenant.slug, len(dataset), rows)
+    return tenant_bundle(tenant, dataset)

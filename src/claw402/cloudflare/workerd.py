@@ -39,6 +39,7 @@ from claw402.lifecycle import Stops, terminate
 from claw402.nodetools import binary
 
 SHIM_MODULE = "claw402:namespace-shim"
+R2_SHIM_MODULE = "claw402:r2-shim"
 RECORDER_BINDING = "__claw402_recorder"
 RECORDER_SERVICE = "claw402-recorder"
 DISPATCHER_SERVICE = "claw402-dispatcher"
@@ -86,7 +87,11 @@ class LocalEdge(Stops):
     `secrets` gives each script's secret values by name (secret_text bindings need one).
     `namespace_binding=False` drops the dispatcher's DISPATCHER binding (a misconfiguration the
     dispatcher must answer with 500 dispatcher_binding_missing). `events_to_recorder` binds
-    EVENTS to the recorder so tests can read the lifecycle events.
+    EVENTS to the recorder so tests can read the lifecycle events. `json_modules=True` loads
+    `.json` modules as JSON (what wrangler and a hand-written workerd config do), not as text
+    (what the upload sends). `r2` gives R2 buckets' objects (bucket -> key -> bytes): written
+    to a folder that a workerd disk service serves, read through templates/r2_shim.js by
+    `r2_bucket` bindings.
     """
 
     def __init__(
@@ -98,6 +103,8 @@ class LocalEdge(Stops):
         namespace_binding: bool = True,
         events_to_recorder: bool = True,
         start_timeout: float = 20.0,
+        json_modules: bool = False,
+        r2: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.tenants = list(tenants)
@@ -105,6 +112,8 @@ class LocalEdge(Stops):
         self.namespace_binding = namespace_binding
         self.events_to_recorder = events_to_recorder
         self.start_timeout = start_timeout
+        self.json_modules = json_modules
+        self.r2 = {bucket: dict(objects) for bucket, objects in (r2 or {}).items()}
         self.ports: dict[str, int] = {}
         self.startup_seconds: float | None = None
         self._dir: Path | None = None
@@ -135,7 +144,18 @@ class LocalEdge(Stops):
         front = (
             DISPATCHER_SERVICE if self.dispatcher else _service_name(self.tenants[0].script_name)
         )
+        for bucket, objects in self.r2.items():
+            bucket_dir = (folder / "r2" / _safe(bucket, "bucket")).resolve()
+            for key, content in objects.items():
+                path = (bucket_dir / key).resolve()
+                if not path.is_relative_to(bucket_dir):
+                    raise WorkerdError(f"R2 key {key!r} leaves its bucket")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            cfg.services.append(f'(name = "r2:{bucket}", disk = (path = "{bucket_dir}", '
+                                "writable = false))")
         shim = cfg.embed(template("namespace_shim.js"), ".js")
+        r2_shim = cfg.embed(template("r2_shim.js"), ".js")
         text = "\n".join(
             [
                 'using Workerd = import "/workerd/workerd.capnp";',
@@ -149,6 +169,7 @@ class LocalEdge(Stops):
                 f'service = "{RECORDER_SERVICE}"),',
                 "  ],",
                 f'  extensions = [(modules = [(name = "{SHIM_MODULE}", esModule = {shim}, '
+                f'internal = true), (name = "{R2_SHIM_MODULE}", esModule = {r2_shim}, '
                 "internal = true)])],",
                 ");",
                 "",
@@ -164,6 +185,8 @@ class LocalEdge(Stops):
         modules = []
         for module in bundle.modules:
             kind = "esModule" if module.content_type == JS_MODULE else "text"
+            if self.json_modules and module.name.endswith(".json"):
+                kind = "json"
             ref = cfg.embed(module.content, ".js" if kind == "esModule" else ".txt")
             modules.append(f'(name = "{_safe(module.name, "module name")}", {kind} = {ref})')
         bindings = [self._binding(cfg, bundle, b) for b in bundle.metadata.get("bindings", [])]
@@ -225,6 +248,12 @@ class LocalEdge(Stops):
                 f'(name = "{name}", wrapped = (moduleName = "{SHIM_MODULE}", '
                 f'innerBindings = [{", ".join(inner)}]))'
             )
+        if kind == "r2_bucket":
+            bucket = _safe(str(spec["bucket_name"]), "bucket")
+            if bucket not in self.r2:
+                raise WorkerdError(f"{bundle.script_name}: no objects given for R2 bucket {bucket}")
+            return (f'(name = "{name}", wrapped = (moduleName = "{R2_SHIM_MODULE}", '
+                    f'innerBindings = [(name = "disk", service = "r2:{bucket}")]))')
         raise WorkerdError(f"{bundle.script_name}: binding type {kind!r} has no local equivalent")
 
     # -- process -----------------------------------------------------------------------

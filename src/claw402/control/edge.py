@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from claw402.cloudflare.build import BuildResult
     from claw402.cloudflare.deploy import DeployPlan
     from claw402.cloudflare.history import History
+    from claw402.cloudflare.up import Item, UpOptions
     from claw402.config import Settings
     from claw402.registry.models import Tenant
     from claw402.registry.store import Registry
@@ -77,18 +78,24 @@ def directory(registry: Registry, secret: str | None, shape: str = "maps") -> di
 
 
 def build(registry: Registry, secret: str | None, out: Path, *, dispatch_namespace: str,
-          events_url: str | None = None, workers_plan: str = "paid") -> BuildResult:
+          events_url: str | None = None, workers_plan: str = "paid",
+          directory_format: str = "maps", r2_bucket: str | None = None) -> BuildResult:
     """Write the dispatcher and a Worker per visible tenant into `out` (see cloudflare.build)."""
     from claw402.cloudflare.build import build_all
+    from claw402.cloudflare.directory import FORMATS
     from claw402.cloudflare.dispatcher import DispatcherOptions
     from claw402.cloudflare.sizes import ScriptTooLarge
     from claw402.payments.config import PaymentConfigError, payment_config_from_env
 
     tenants = visible_tenants(registry, secret)
     try:
+        if directory_format not in FORMATS:
+            raise ValueError(f"unknown directory format {directory_format!r}: choose "
+                             f"{' or '.join(FORMATS)}")
         options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
-                                    payment=payment_config_from_env())
-        return build_all(tenants, out, options, workers_plan=workers_plan)
+                                    payment=payment_config_from_env(),
+                                    directory_format=directory_format)  # type: ignore[arg-type]
+        return build_all(tenants, out, options, workers_plan=workers_plan, r2_bucket=r2_bucket)
     except (ScriptTooLarge, PaymentConfigError, ValueError) as exc:
         raise ControlError(str(exc), code="build_failed") from None
 
@@ -141,7 +148,7 @@ def _upload(registry: Registry, history: History, plan_fn: Callable[[], DeployPl
 def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None, to: Target,
                       *, script_name: str, events_url: str | None = None,
                       secrets: Sequence[str] = (), workers_plan: str = "paid",
-                      execute: bool = False) -> Upload:
+                      execute: bool = False, directory_format: str = "maps") -> Upload:
     """Upload the dispatch Worker with the current tenant directory (a plan unless `execute`);
     the edge paywall takes the gateway's payment settings from the environment."""
     from claw402.cloudflare.deploy import plan_dispatcher
@@ -154,7 +161,8 @@ def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None
     def plan() -> DeployPlan:
         options = DispatcherOptions(
             script_name=script_name, dispatch_namespace=to.dispatch_namespace,
-            events_url=events_url, payment=payment_config_from_env(), secrets=tuple(secrets))
+            events_url=events_url, payment=payment_config_from_env(), secrets=tuple(secrets),
+            directory_format=directory_format)  # type: ignore[arg-type]
         return plan_dispatcher(registry, to, options, workers_plan=workers_plan)
 
     return _upload(registry, History(settings.home), plan, execute, actor)
@@ -162,7 +170,8 @@ def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None
 
 def deploy_tenant(registry: Registry, settings: Settings, secret: str | None, slug: str,
                   to: Target, *, script_name: str | None = None, secrets: Sequence[str] = (),
-                  workers_plan: str = "paid", execute: bool = False) -> Upload:
+                  workers_plan: str = "paid", execute: bool = False,
+                  r2_bucket: str | None = None) -> Upload:
     """Upload one tenant's Worker (its owner's or an admin's key; a plan unless `execute`)."""
     from claw402.cloudflare.deploy import plan_tenant
     from claw402.cloudflare.history import History
@@ -170,7 +179,8 @@ def deploy_tenant(registry: Registry, settings: Settings, secret: str | None, sl
     tenant, actor = tenant_for(registry, secret, slug, _scope(execute))
     return _upload(registry, History(settings.home),
                    lambda: plan_tenant(registry, slug, to, script_name=script_name,
-                                       secrets=tuple(secrets), workers_plan=workers_plan),
+                                       secrets=tuple(secrets), workers_plan=workers_plan,
+                                       r2_bucket=r2_bucket),
                    execute, actor, tenant.tenant_id)
 
 
@@ -188,6 +198,25 @@ def rollback_dispatcher(registry: Registry, settings: Settings, secret: str | No
                    lambda: plan_rollback(history, to, script_name, to=entry_id,
                                          secrets=tuple(secrets), workers_plan=workers_plan),
                    execute, actor)
+
+
+def rollback_tenant(registry: Registry, settings: Settings, secret: str | None, slug: str,
+                    to: Target, *, entry_id: str | None = None, secrets: Sequence[str] = (),
+                    workers_plan: str = "paid", execute: bool = False) -> Upload:
+    """Re-upload an earlier copy of one tenant's Worker (its owner's `deploy` key or an
+    admin's): it serves only that tenant, unlike the dispatcher's directory."""
+    from claw402.cloudflare.deploy import plan_rollback
+    from claw402.cloudflare.history import History
+
+    tenant, actor = tenant_for(registry, secret, slug, _scope(execute))
+    history = History(settings.home)
+    return _upload(registry, history,
+                   lambda: plan_rollback(history, to, tenant.worker_name, kind="tenant",
+                                         to=entry_id, secrets=tuple(secrets),
+                                         workers_plan=workers_plan,
+                                         details={"tenant": {"slug": tenant.slug,
+                                                             "tenantId": tenant.tenant_id}}),
+                   execute, actor, tenant.tenant_id)
 
 
 def publish(registry: Registry, settings: Settings, actor: Actor, tenant: Tenant,
@@ -215,3 +244,92 @@ def publish(registry: Registry, settings: Settings, actor: Actor, tenant: Tenant
     except CloudflareApiError as exc:
         raise ControlError(f"{deployed}: {exc} (recorded in {history.path})",
                            code="cloudflare_api_error") from None
+
+
+@dataclass(frozen=True, slots=True)
+class UpReport:
+    """`up`'s items (what is live, what it did or would do) and whether it executed."""
+
+    items: list[dict[str, Any]]
+    executed: bool
+    changed: int
+    history: Path
+
+
+def _edge_state(registry: Registry, settings: Settings, to: Target,
+                options: UpOptions) -> tuple[History, list[Item]]:
+    from claw402.cloudflare.history import History
+    from claw402.cloudflare.up import observe, wanted
+
+    history = History(settings.home)
+    return history, observe(history, to, wanted(registry, to, options), options)
+
+
+def up(registry: Registry, settings: Settings, secret: str | None, to: Target,
+       options: UpOptions, *, execute: bool = False) -> UpReport:
+    """Bring the edge to what the registry wants (`admin`: it covers every tenant and the
+    dispatcher); a dry run reads the live state and lists the calls it would make."""
+    from claw402.cloudflare.api import CloudflareApiError
+    from claw402.cloudflare.deploy import DeployError
+    from claw402.cloudflare.history import HistoryError
+    from claw402.cloudflare.sizes import ScriptTooLarge
+    from claw402.cloudflare.up import UpRefused, apply, refusals
+
+    actor = authorize(registry.engine, secret, ADMIN)
+
+    def changed(item: Item, entry: dict[str, Any] | None) -> None:
+        if entry is not None:
+            tenant = entry.get("tenant") or {}
+            _audited(registry, actor, entry, tenant.get("tenantId"))
+            return
+        audit.record(registry.engine, actor.label, "cloudflare.configured",
+                     subject=f"{item.kind}:{item.name}",
+                     details={"action": item.action, "accountId": to.account_id,
+                              "zoneId": options.zone_id, "was": item.live})
+
+    history = None
+    try:
+        _checked(to)
+        history, items = _edge_state(registry, settings, to, options)
+        if not execute:
+            if refusals(items):
+                raise UpRefused("up would refuse: " + "; ".join(refusals(items)))
+            return UpReport([i.to_json() for i in items], False, 0, history.path)
+        done = apply(items, history, to, options, changed)
+    except (DeployError, UpRefused, HistoryError, ScriptTooLarge, ValueError) as exc:
+        raise ControlError(str(exc), code="up_refused") from None
+    except CloudflareApiError as exc:
+        where = f" (uploads are recorded in {history.path})" if history else ""
+        raise ControlError(f"{exc}{where}; run `cloudflare up` again to finish",
+                           code="cloudflare_api_error") from None
+    return UpReport([i.to_json() for i in items], True, len(done), history.path)
+
+
+def status(registry: Registry, settings: Settings, secret: str | None, to: Target,
+           options: UpOptions) -> list[dict[str, Any]]:
+    """What is live against what the registry wants (GETs only; `admin`, like `up`)."""
+    from claw402.cloudflare.api import CloudflareApiError
+    from claw402.cloudflare.deploy import DeployError
+    from claw402.cloudflare.sizes import ScriptTooLarge
+
+    authorize(registry.engine, secret, ADMIN)
+    try:
+        _checked(to)
+        return [i.to_json() for i in _edge_state(registry, settings, to, options)[1]]
+    except (DeployError, ScriptTooLarge, ValueError) as exc:
+        raise ControlError(str(exc), code="status_refused") from None
+    except CloudflareApiError as exc:
+        raise ControlError(str(exc), code="cloudflare_api_error") from None
+
+
+def _checked(to: Target) -> None:
+    """`up` and `status` read the live state first: they need the account and the token."""
+    from claw402.cloudflare.deploy import ACCOUNT_PLACEHOLDER, DeployError
+
+    if to.account_id == ACCOUNT_PLACEHOLDER:
+        raise DeployError("an account id is required: pass --account-id or set "
+                          "CLOUDFLARE_ACCOUNT_ID")
+    try:
+        to.token()
+    except RuntimeError as exc:
+        raise DeployError(f"{exc} (the live state is read before anything is planned)") from None

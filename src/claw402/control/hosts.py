@@ -21,6 +21,7 @@ from claw402.control import audit
 from claw402.control.authz import Actor, authorize, may_read, require_owner
 from claw402.control.errors import ControlError
 from claw402.control.keys import ADMIN, DEPLOY, READ
+from claw402.limits.notify import announce
 from claw402.registry.models import HOST_APPROVED, HOST_VERIFIED, HostClaim
 from claw402.registry.store import Registry
 
@@ -98,6 +99,7 @@ def _mark(registry: Registry, claim: HostClaim, actor: Actor, status: str, actio
         audit.append(conn, actor.label, action, tenant_id=claim.tenant_id,
                      subject=f"host:{claim.host}",
                      details={"tenant": claim.slug, **details})  # fmt: skip
+    announce(f"host:{claim.host}")
     return ClaimOutcome(registry.host_claims(host=claim.host)[0], True, ())
 
 

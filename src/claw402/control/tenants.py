@@ -3,8 +3,9 @@
 `deploy`, `remove`, `visible`, `show` and `events` each authorise the actor behind an API key
 (scope `deploy` to change, `read` to see; ownership of an existing tenant), act through the
 registry, and write the audit entries: one for the deploy or removal, one each for a changed
-plan, price or pay-to, and one per custom host added (with the state it starts in: see
-`TenantChange.host_status`); a host refused is audited too, with nothing else written.
+plan, price, price per 1k rows or pay-to, and one per custom host added (with the state it
+starts in: see `TenantChange.host_status`); a host refused is audited too, with nothing else
+written.
 `deploy` with `publish` also uploads the tenant to the edge (`control.edge.publish`).
 """
 
@@ -21,6 +22,7 @@ from claw402.control.authz import Actor, authorize, event_tenants, readable, req
 from claw402.control.errors import ControlError
 from claw402.control.keys import DEPLOY, READ
 from claw402.events.store import EventStore
+from claw402.limits.notify import announce
 from claw402.registry.models import HOST_APPROVED, HOST_OPEN, HOST_UNVERIFIED, Tenant
 
 if TYPE_CHECKING:
@@ -29,7 +31,12 @@ if TYPE_CHECKING:
     from claw402.registry.deploy import DeployRequest
     from claw402.registry.store import Registry
 
-_WATCHED = (("plan", "plan"), ("price_atomic", "price"), ("pay_to", "pay_to"))
+_WATCHED = (
+    ("plan", "plan"),
+    ("price_atomic", "price"),
+    ("price_per_1k_rows_atomic", "price_per_1k_rows"),
+    ("pay_to", "pay_to"),
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ def _deploy_details(tenant: Tenant, created: bool) -> dict[str, Any]:
         "owner": tenant.owner,
         "plan": tenant.plan,
         "price": tenant.price_atomic,
+        "pricePer1kRows": tenant.price_per_1k_rows_atomic,
         "payTo": tenant.pay_to,
         "version": ds.version if ds else None,
         "rows": ds.rows if ds else None,
@@ -200,6 +208,7 @@ def deploy(
     except (RegistryError, IngestError) as exc:
         raise ControlError(str(exc), code="deploy_failed") from None
     change.deployed(after)
+    announce(f"tenant:{after.slug}")  # every replica reloads now (Redis), not at its next check
     if publish is None:
         return Deployed(after)
     from claw402.control.edge import publish as publish_edge
@@ -218,4 +227,5 @@ def remove(registry: Registry, settings: Settings, secret: str | None, slug: str
     except RegistryError as exc:
         raise ControlError(str(exc), code="tenant_not_found") from None
     change.removed(tenant)
+    announce(f"tenant:{slug}")
     return tenant

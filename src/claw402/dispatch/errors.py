@@ -7,6 +7,10 @@ STATUS = {
     "dispatcher_binding_missing": 500,
     "tenant_worker_failure": 502,
     "tenant_limit_exceeded": 503,  # the tenant ran over its plan's limits
+    "rate_limited": 429,  # one caller over its rate (`claw402.limits`)
+    "usage_quota_exceeded": 429,  # the tenant's day or month quota is used up
+    "cap_exceeded": 402,  # the tenant's daily spend cap: refused before any settlement
+    "limits_unavailable": 503,  # shared counters (Redis) down: paid routes fail closed
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from claw402.dispatch.naming import request_host
 from claw402.dispatch.plans import Limits, effective_limits
+from claw402.money import atomic_to_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +20,13 @@ class TenantRoute:
     worker_name: str
     plan: str
     limits: Limits
-    price_atomic: int = 0
+    price_atomic: int = 0  # what one call is advertised at (a full page if priced by rows)
     pay_to: str | None = None
     hosts: tuple[str, ...] = ()
+    price_per_1k_rows_atomic: int | None = None  # pricing by rows (`dispatch.pricing`)
 
     def directory_entry(self, price_usd: str) -> dict[str, Any]:
+        rate = self.price_per_1k_rows_atomic
         return {
             "tenantId": self.tenant_id,
             "slug": self.slug,
@@ -32,6 +35,9 @@ class TenantRoute:
             "limits": self.limits.payload(),
             "price": price_usd,
             "priceAtomic": str(self.price_atomic),
+            # pricing by rows: `priceAtomic` is then a full page's price (`dispatch.pricing`)
+            "pricePer1kRows": atomic_to_usd(rate) if rate else None,
+            "pricePer1kRowsAtomic": str(rate) if rate else None,
             "payTo": self.pay_to,
             "hosts": list(self.hosts),
         }
@@ -106,6 +112,7 @@ def route_for(
     price_atomic: int = 0,
     pay_to: str | None = None,
     hosts: Iterable[str] = (),
+    price_per_1k_rows_atomic: int | None = None,
 ) -> TenantRoute:
     return TenantRoute(
         tenant_id=tenant_id,
@@ -116,4 +123,5 @@ def route_for(
         price_atomic=price_atomic,
         pay_to=pay_to,
         hosts=tuple(sorted(hosts)),
+        price_per_1k_rows_atomic=price_per_1k_rows_atomic,
     )

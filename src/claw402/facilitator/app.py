@@ -4,6 +4,8 @@
 - `POST /verify`   -> `VerifyResponse`, 200 even when the payment is invalid
 - `POST /settle`   -> `SettleResponse`, 200 even when settlement fails
 - `GET /health`    -> liveness, never behind the API key
+- `GET /discovery/resources`, `GET /discovery/search` -> the Bazaar catalogue of the
+  resources paid through here (`catalogue`), public like the 402s it was learnt from
 
 Only an unreadable request is a 4xx (`{"error": code, "message": why}`): the SDK client
 raises on any non-200, and a bad payment is an answer, not an error. With an API key set,
@@ -26,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from x402.schemas import PaymentPayload, PaymentRequirements
 
+from claw402.facilitator.catalogue import BadQuery
 from claw402.facilitator.protocol import BadRequest, parse_request
 from claw402.facilitator.service import FacilitatorService, RpcUnavailable
 from claw402.facilitator.settings import FacilitatorSettings
@@ -95,8 +98,19 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "network": service.network, "signer": service.address})
 
+    async def discovery(request: Request) -> Response:
+        params = dict(request.query_params)
+        try:
+            if request.url.path.endswith("/search"):
+                return JSONResponse(service.catalogue.search(params))
+            return JSONResponse(service.catalogue.list(params))
+        except BadQuery as exc:
+            return _error(400, "invalid_query", str(exc))
+
     return Starlette(
         routes=[
+            Route("/discovery/resources", discovery, methods=["GET"]),
+            Route("/discovery/search", discovery, methods=["GET"]),
             Route("/supported", supported, methods=["GET"]),
             Route("/verify", verify, methods=["POST"]),
             Route("/settle", settle, methods=["POST"]),

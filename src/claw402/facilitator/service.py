@@ -10,7 +10,9 @@ public facilitator needs on top:
 - one settle at a time per authorization (an `exact` payment or a channel deposit): two
   concurrent settles of the same payload would both pass simulation and both broadcast; the
   second is refused at once instead;
-- a batch-settlement payload the SDK cannot parse is an invalid payment, not a 500.
+- a batch-settlement payload the SDK cannot parse is an invalid payment, not a 500;
+- the Bazaar: a payment that verifies or settles catalogues the resource its 402 declared
+  (`catalogue.Catalogue`, listed at `GET /discovery/resources`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from x402 import x402FacilitatorSync
+from x402.extensions.bazaar import BAZAAR
 from x402.mechanisms.evm.batch_settlement.authorizer_signer import LocalAuthorizerSigner
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
@@ -40,6 +43,7 @@ from x402.schemas import (
     VerifyResponse,
 )
 
+from claw402.facilitator.catalogue import Catalogue
 from claw402.facilitator.protocol import (
     batch_payload_problem,
     check_evm_requirements,
@@ -104,7 +108,9 @@ class FacilitatorService:
             x402FacilitatorSync()
             .register([settings.network], scheme)
             .register([settings.network], batch)
+            .register_extension(BAZAAR)
         )
+        self.catalogue = Catalogue()
         self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -130,6 +136,8 @@ class FacilitatorService:
         result = self._sdk.verify(payload, requirements)
         if not result.is_valid:
             self._raise_if_rpc_down(result.invalid_reason, result.invalid_message)
+        else:
+            self._catalogue(payload, requirements)
         return result
 
     def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
@@ -147,6 +155,8 @@ class FacilitatorService:
             result = self._sdk.settle(payload, requirements)
         if not result.success and not result.transaction:
             self._raise_if_rpc_down(result.error_reason, result.error_message)
+        if result.success:
+            self._catalogue(payload, requirements)
         logger.info(
             "settle %s payer=%s amount=%s tx=%s reason=%s in %.1f ms",
             "ok" if result.success else "failed",
@@ -157,6 +167,13 @@ class FacilitatorService:
             (time.perf_counter() - started) * 1000,
         )
         return result
+
+    def _catalogue(self, payload: PaymentPayload, requirements: PaymentRequirements) -> None:
+        """A discovery declaration never fails the payment it came with."""
+        try:
+            self.catalogue.learn(payload, requirements)
+        except Exception:
+            logger.exception("could not catalogue %s", payload.resource)
 
     def _precheck(
         self, payload: PaymentPayload, requirements: PaymentRequirements

@@ -8,10 +8,12 @@ so no router sits on the hot path. Stamps `x-request-id`/`x-tenant-id` and logs 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from claw402.datasets.engine import open_dataset
+from claw402.discovery.manifest import Manifests, is_manifest_path
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
     CORRELATION_ID_RE,
@@ -36,11 +39,19 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.steps import GatewayCall, Replays, steps
+from claw402.limits.junk import JunkCounter
+from claw402.limits.limiter import Limiter
+from claw402.limits.notify import REDIS_URL_ENV, RegistryListener, prefix
+from claw402.limits.policy import Policy, policy_for
+from claw402.mcp.paths import mcp_suffix
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.tenant_api.answer import Answer, error_answer, json_answer
 from claw402.tenant_api.call import Guard, Produce, TenantCall, TenantFailure
 from claw402.tenant_api.runtime import TenantRuntime
+
+if TYPE_CHECKING:
+    from claw402.mcp.server import McpEndpoints
 
 # Request ids: a random per-process prefix plus a counter. Unique like uuid4, without a
 # getrandom() call per request.
@@ -78,9 +89,12 @@ class Gateway:
         events_token: str | None = None,
         public_url: str | None = None,
         reserved_hosts: Iterable[str] = (),
+        limiter: Limiter | bool | None = True,
     ) -> None:
         """`public_url`: the gateway's address as callers see it (`402claw serve
-        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`."""
+        --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`.
+        `limiter`: True builds one from the environment (`Limiter.from_env`), False or None
+        runs without limits."""
         self.registry = registry
         self.public_url = public_url
         self.directory = LiveDirectory(
@@ -93,7 +107,23 @@ class Gateway:
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
+        self.limiter = Limiter.from_env(registry.engine) if limiter is True else limiter or None
+        self._policies: dict[str, Policy] = {}
+        self._policy_snapshot: Directory[Tenant] | None = None
+        self._listener: RegistryListener | None = None
+        self.junk = JunkCounter(registry.engine)
         self.steps = steps(self)
+        self.manifests = Manifests(getattr(guard, "offer", None))  # `/.well-known/x402`
+        self._mcp: McpEndpoints | None = None  # `/mcp`, `/t/<slug>/mcp`, built on first use
+
+    @property
+    def mcp(self) -> McpEndpoints:
+        """Tenants as MCP tools; the `mcp` SDK loads with the first MCP request."""
+        if self._mcp is None:
+            from claw402.mcp.server import McpEndpoints
+
+            self._mcp = McpEndpoints(self)
+        return self._mcp
 
     @property
     def public_url(self) -> str | None:
@@ -113,6 +143,9 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
+        if "/mcp" in scope["path"] and mcp_suffix(scope["path"]) is not None:
+            await self.mcp(scope, receive, send)  # streams (SSE): not one Answer
+            return
         answer = await self.dispatch(scope, receive)
         headers = answer.raw_headers
         headers.append((b"content-length", str(len(answer.body)).encode()))
@@ -124,6 +157,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._listen()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 aclose = getattr(self.guard, "aclose", None)
@@ -131,6 +165,11 @@ class Gateway:
                     await aclose()
                 self.sink.close()
                 self.directory.close()
+                if self.limiter is not None:
+                    self.limiter.close()
+                if self._listener is not None:
+                    self._listener.stop()
+                self.junk.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -149,6 +188,10 @@ class Gateway:
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
         if path == EDGE_EVENTS_PATH and self.events_token:
             answer = await self._edge_events(Request(scope, receive), request_id)
+            return self._stamp(answer, request_id, None, correlation)
+
+        if is_manifest_path(path):
+            answer = self._manifest(scope, headers, path, request_id)
             return self._stamp(answer, request_id, None, correlation)
 
         call = GatewayCall(self.steps, scope, headers, request_id, correlation)
@@ -205,6 +248,28 @@ class Gateway:
             found = self._origins[key] = _local_origin(scope, host)
         return found
 
+    def _listen(self) -> None:
+        """With Redis, registry changes arrive by pub/sub: the per-request generation check
+        becomes a once-a-second safety net, back to every request while unsubscribed."""
+        url = os.environ.get(REDIS_URL_ENV)
+        if not url or self._listener is not None:
+            return
+        live = self.directory
+
+        def state(subscribed: bool) -> None:
+            live.set_interval(1.0 if subscribed else LiveDirectory.MIN_INTERVAL)
+
+        self._listener = RegistryListener(url, prefix(), live.expire, state).start()
+
+    def policy(self, directory: Directory[Tenant], route: TenantRoute) -> Policy:
+        """The limits of `route`'s tenant in `directory`, built once per snapshot."""
+        if directory is not self._policy_snapshot:
+            self._policies, self._policy_snapshot = {}, directory
+        found = self._policies.get(route.slug)
+        if found is None:
+            found = self._policies[route.slug] = policy_for(directory.by_slug[route.slug].tenant)
+        return found
+
     def runtime(self, tenant: Tenant) -> TenantRuntime:
         ds = tenant.dataset
         assert ds is not None
@@ -222,6 +287,18 @@ class Gateway:
         while len(self._runtimes) > MAX_RUNTIMES:
             self._runtimes.popitem(last=False)
         return runtime
+
+    def _manifest(
+        self, scope: Scope, headers: dict[str, str], path: str, request_id: str
+    ) -> Answer:
+        """`/.well-known/x402` of this host, or of the tenant under `/t/<slug>/`."""
+        if scope["method"] not in ("GET", "HEAD"):
+            return error_answer(405, "method_not_allowed", request_id, headers={"allow": "GET"})
+        host = headers.get("host") or None
+        directory = self.directory.current()
+        origin = self.origin(scope, host, directory)
+        answer = self.manifests.answer(directory, host, path, origin, headers.get("if-none-match"))
+        return answer or self.fail("tenant_not_found", request_id)
 
     async def _edge_events(self, request: Request, request_id: str) -> Answer:
         """Lifecycle events from the dispatch Worker (EVENTS_URL), into the same durable sink."""

@@ -25,11 +25,13 @@ _GENERATION_SQL = "SELECT generation FROM registry_state WHERE id = 1"
 
 
 class LiveDirectory:
+    MIN_INTERVAL = 0.01
+
     def __init__(
         self,
         registry: Registry,
         *,
-        min_interval: float = 0.01,
+        min_interval: float = MIN_INTERVAL,
         reserved_hosts: Iterable[str] = (),
     ) -> None:
         self._registry = registry
@@ -48,6 +50,14 @@ class LiveDirectory:
             if self._read_generation() != self._generation:
                 self._reload()
         return self._directory
+
+    def expire(self) -> None:
+        """Check the generation on the next request (a replica heard of a change)."""
+        self._checked = float("-inf")
+
+    def set_interval(self, seconds: float) -> None:
+        """How often the generation is checked (longer while pub/sub announces changes)."""
+        self._min_interval = seconds
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from claw402.config import Settings, load_settings
+from claw402.discovery.bazaar import tenant_bazaar
 from claw402.events.sink import EventSink
 from claw402.gateway.app import Gateway, unpriced_guard
 from claw402.gc_tuning import tune_gc
@@ -25,7 +26,7 @@ def build_app(settings: Settings) -> Gateway:
     """Raises `PaymentConfigError` at start when the payment environment is half-configured."""
     registry = Registry.open(settings)
     sink = EventSink.in_child(registry.engine)
-    paywall = paywall_from_env(registry.engine)
+    paywall = paywall_from_env(registry.engine, discovery=tenant_bazaar)
     if paywall is not None:  # settle the books with the chain first (needs CLAW402_RPC_URL)
         from claw402.ledger.startup import reconcile_from_env
 

@@ -86,12 +86,13 @@ class ResolveStep:
         if resolution is None:  # maybe deployed a moment ago: look once more, uncached
             directory = call.directory = gateway.directory.current(force=True)
             resolution = directory.resolve(host, path)
-        if resolution is None:
-            call.trail.append(
-                compact(ev.DISPATCH_FAILURE, call.request_id, None, status=404,
-                        reason="tenant_not_found", correlation_id=call.correlation,
-                        path=path, steps=call.steps_passed)
-            )  # fmt: skip
+        if resolution is None:  # junk: counted, and only a sample gets an event row
+            if gateway.junk.count("tenant_not_found", host, path):
+                call.trail.append(
+                    compact(ev.DISPATCH_FAILURE, call.request_id, None, status=404,
+                            reason="tenant_not_found", correlation_id=call.correlation,
+                            path=path, steps=call.steps_passed)
+                )  # fmt: skip
             return gateway.fail("tenant_not_found", call.request_id)
         entry = resolution.entry
         call.route, call.tenant, call.path = entry.route, entry.tenant, resolution.path
@@ -113,15 +114,24 @@ class ResolveStep:
 
 
 class LimitsStep:
-    """The plan's limits for this call: the query's deadline and the page-size cap."""
+    """The plan's limits for this call (the query's deadline, the page-size cap), then the
+    caller's rate and the tenant's quotas and spend cap (`claw402.limits`), replays included."""
 
     name = "limits"
 
-    async def __call__(self, call: TenantCall) -> Answer:
+    def __init__(self, gateway: Gateway | None = None) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, call: GatewayCall) -> Answer:  # type: ignore[override]
         route = call.route
         call.limits = route.limits
         call.page_cap = max_page_size(route.plan)
-        return await call.next()
+        gateway = self.gateway
+        if gateway is None or gateway.limiter is None:
+            return await call.next()
+        policy = gateway.policy(call.directory, route)
+        client = call.scope.get("client")
+        return await gateway.limiter.run(call, policy, client[0] if client else None, call.next)
 
 
 class GuardStep:
@@ -137,7 +147,7 @@ class GuardStep:
         replay = call.replay
         if replay is not None:
             return replay.replayable.answer(call.request_id, call.trail)
-        if call.tenant.price_atomic <= 0 or not paid_route(call.method, call.path):
+        if call.tenant.call_price_atomic <= 0 or not paid_route(call.method, call.path):
             return await call.next()
         call.runtime.check(call)  # an invalid query is known before any payment
         return await self.gateway.guard(call, call.next)
@@ -153,7 +163,7 @@ class RunStep:
 
 
 def steps(gateway: Gateway) -> Pipeline:
-    return Pipeline([ResolveStep(gateway), LimitsStep(), GuardStep(gateway), RunStep()])
+    return Pipeline([ResolveStep(gateway), LimitsStep(gateway), GuardStep(gateway), RunStep()])
 
 
 @dataclass(slots=True)

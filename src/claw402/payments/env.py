@@ -15,14 +15,21 @@ pay. A half-configured environment raises `PaymentConfigError` naming the variab
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import Engine
 
 from claw402.payments.config import payment_config_from_env
+from claw402.payments.offer import Discovery
 from claw402.payments.paywall import Paywall
+from claw402.registry.models import Tenant
 
 
-def paywall_from_env(engine: Engine, environ: Mapping[str, str] | None = None) -> Paywall | None:
+def paywall_from_env(
+    engine: Engine,
+    environ: Mapping[str, str] | None = None,
+    *,
+    discovery: Callable[[Tenant], Discovery] | None = None,
+) -> Paywall | None:
     config = payment_config_from_env(os.environ if environ is None else environ)
-    return None if config is None else Paywall(config, engine)
+    return None if config is None else Paywall(config, engine, discovery=discovery)

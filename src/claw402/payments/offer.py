@@ -11,14 +11,16 @@ price and payTo still refuse each other's payments.
 A tenant offers up to two schemes at the same price (`tenant.schemes`): `batch-settlement`
 first (a channel: one deposit, then a signed voucher per call; its requirements come from
 `payments.channels.terms`), then `exact` (one EIP-3009 transfer per call). v1 payers only
-know `exact`, so the v1 `accepts` in the body lists `exact` alone.
+know `exact`, so the v1 `accepts` in the body lists `exact` alone. A tenant priced by rows
+offers a full page's price (`dispatch.pricing`): the most a channel is charged, and what an
+exact payment, which cannot be partial, always pays.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from x402.http.utils import encode_payment_required_header
 from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
@@ -54,6 +56,17 @@ _EXTENSIONS = {
         },
     }
 }
+
+
+class Discovery(Protocol):
+    """What the 402 tells discovery services about a tenant (`discovery.bazaar.TenantBazaar`):
+    the `resource`'s service metadata and the extensions of one resource URL."""
+
+    service_name: str
+    tags: list[str]
+    description: str
+
+    def extensions(self, resource_url: str) -> dict[str, Any]: ...
 
 
 # The batch-settlement terms a channel payment must have accepted as offered.
@@ -94,15 +107,23 @@ class Offer:
         description: str,
         batch: PaymentRequirements | None = None,
         exact: bool = True,
+        rows_price: str | None = None,
+        discovery: Discovery | None = None,
     ) -> None:
         self.tenant_id = tenant_id
+        self.discovery = discovery  # the Bazaar metadata of each 402, if discoverable
         self.batch = batch  # the batch-settlement terms, if this tenant offers channels
         self.exact = exact or batch is None  # never an offer with nothing to pay with
         self.amount = str(amount)
-        self.description = description
+        self.description = discovery.description if discovery is not None else description
+        costs = f"costs ${atomic_to_usd(amount)}"
+        if rows_price is not None:  # priced by rows: `amount` is a full page's price
+            costs = (
+                f"costs at most ${atomic_to_usd(amount)} (${rows_price} per 1,000 rows: a "
+                "channel pays for the rows returned, an exact payment the full page)"
+            )
         self.price_detail = (
-            f"this call costs ${atomic_to_usd(amount)}: pay with x402 "
-            "(the PAYMENT-REQUIRED header says how)"
+            f"this call {costs}: pay with x402 (the PAYMENT-REQUIRED header says how)"
         )
         self.requirements = PaymentRequirements(
             scheme=SCHEME,
@@ -129,13 +150,14 @@ class Offer:
         found = self._challenges.get(key)
         if found is not None:
             return found
+        resource = ResourceInfo(url=resource_url, description=self.description, mime_type=MIME_TYPE)
+        extensions = _EXTENSIONS
+        if self.discovery is not None:
+            resource.service_name = self.discovery.service_name
+            resource.tags = self.discovery.tags
+            extensions = {**_EXTENSIONS, **self.discovery.extensions(resource_url)}
         required = PaymentRequired(
-            error=error,
-            resource=ResourceInfo(
-                url=resource_url, description=self.description, mime_type=MIME_TYPE
-            ),
-            accepts=self.accepts,
-            extensions=_EXTENSIONS,
+            error=error, resource=resource, accepts=self.accepts, extensions=extensions
         )
         header = encode_payment_required_header(required)
         found = Challenge(

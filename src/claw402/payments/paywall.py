@@ -23,6 +23,7 @@ the same decode, match and query check.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -45,7 +46,7 @@ from claw402.payments.channels.terms import ChannelSchemes
 from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import FacilitatorClient
-from claw402.payments.offer import Mismatch, Offer
+from claw402.payments.offer import Discovery, Mismatch, Offer
 from claw402.payments.onchain import ChainLookup
 from claw402.payments.store import PaymentStore
 from claw402.registry.models import Tenant
@@ -82,8 +83,12 @@ class Paywall:
         *,
         facilitator: FacilitatorClient | None = None,
         chain: ChainLookup | None = None,
+        discovery: Callable[[Tenant], Discovery] | None = None,
     ) -> None:
+        """`discovery`: a tenant's Bazaar metadata for its 402s (`discovery.bazaar.tenant_bazaar`,
+        given by whoever composes the gateway: payments knows nothing of datasets)."""
         self.config = config
+        self.discovery = discovery
         self.store = PaymentStore(engine)
         if chain is None and config.rpc_url:
             chain = ChainLookup(config.rpc_url, config.asset)
@@ -104,22 +109,25 @@ class Paywall:
     def _priced(self, tenant: Tenant) -> _Priced:
         """The tenant's offer and unpaid answers, built once per tenant version."""
         channels = tenant.schemes != "exact" and self.channels.authorizer() is not None
-        key = (tenant.tenant_id, tenant.updated_at, tenant.price_atomic, tenant.pay_to, channels)
+        price = tenant.call_price_atomic  # a full page's, if priced by rows
+        key = (tenant.tenant_id, tenant.updated_at, price, tenant.pay_to, channels)
         found = self._priced_by_tenant.get(key)
         if found is None:
             if len(self._priced_by_tenant) > 10_000:
                 self._priced_by_tenant.clear()
             pay_to = tenant.pay_to or self.config.treasury
             extra = {**self.config.extra, "tenant": tenant.tenant_id}
-            batch = self.channels.requirements(tenant.price_atomic, pay_to, extra)
+            batch = self.channels.requirements(price, pay_to, extra)
             offer = Offer(
                 self.config,
                 tenant_id=tenant.tenant_id,
-                amount=tenant.price_atomic,
+                amount=price,
                 pay_to=pay_to,
-                description=tenant.description or f"{tenant.name or tenant.slug}: one API call",
+                description=tenant.offer_description,
                 batch=batch if channels else None,
                 exact=tenant.schemes != "batch",
+                rows_price=tenant.rows_price_usd,
+                discovery=self.discovery(tenant) if self.discovery and tenant.dataset else None,
             )
             found = self._priced_by_tenant[key] = _Priced(offer)
         return found

@@ -11,7 +11,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from claw402.config import Settings
@@ -26,8 +26,9 @@ from claw402.dispatch.naming import (
     platform_hosts,
 )
 from claw402.dispatch.plans import check_plan
+from claw402.dispatch.pricing import parse_rows_price
 from claw402.money import usd_to_atomic
-from claw402.registry.models import HOST_OPEN, SCHEMES, Tenant
+from claw402.registry.models import HOST_OPEN, SCHEMES, Controls, Tenant
 from claw402.registry.store import NewVersion, Registry, RegistryError, TenantSpec
 
 KEEP_VERSIONS = 2  # the live one and the one before it (still open in running gateways)
@@ -54,6 +55,12 @@ class DeployRequest:
     format: str | None = None  # what the file is, when its extension does not say
     allow_empty: bool = False  # deploy a dataset with no rows
     schemes: str | None = None  # exact, batch or both; None keeps the tenant's (new: both)
+    price_per_1k_rows: str | None = None  # USD per 1,000 rows; excludes `price`
+    # Limits (claw402.limits): None keeps the tenant's; 0 (or "0") removes one.
+    rate: str | None = None  # "N/s", "N/m", "N/h"
+    quota_day: int | None = None
+    quota_month: int | None = None
+    spend_cap_day: str | None = None  # USD
 
 
 class HostRefused(RegistryError):
@@ -97,17 +104,14 @@ def build_spec(
     try:
         slug = check_slug(request.slug)
         plan = check_plan(request.plan or (existing.plan if existing else "free"))
+        if existing and existing.controls.plan_before_quarantine and plan != existing.plan:
+            raise RegistryError(f"tenant {slug!r} is quarantined: an admin must unquarantine it")
         hosts = (
             tuple(sorted({normalize_host(h, reserved) for h in request.hosts}))
             if request.hosts is not None
             else (existing.hosts if existing else ())
         )
-        if request.price is not None:
-            price = usd_to_atomic(request.price)
-        elif existing is not None:
-            price = existing.price_atomic
-        else:
-            raise RegistryError("--price is required for a new tenant (0 for a free API)")
+        price, per_1k_rows = _prices(request, existing)
     except InvalidHost as exc:
         raise HostRefused(str(exc), exc.host) from None
     except ValueError as exc:
@@ -123,6 +127,7 @@ def build_spec(
         worker_name=worker,
         plan=plan,
         price_atomic=price,
+        price_per_1k_rows_atomic=per_1k_rows,
         pay_to=pay_to or None,
         hosts=hosts,
         owner=request.owner or (existing.owner if existing else None),
@@ -135,7 +140,51 @@ def build_spec(
         else (existing and existing.description),
         host_status=request.host_status,
         schemes=_schemes(request.schemes, existing),
+        controls=_controls(request, existing),
     )
+
+
+def _prices(request: DeployRequest, existing: Tenant | None) -> tuple[int, int | None]:
+    """(price per call, price per 1k rows): a tenant is priced one way or the other; the one
+    a re-deploy names replaces the other, and one that names neither keeps the tenant's."""
+    if request.price is not None and request.price_per_1k_rows is not None:
+        raise RegistryError(
+            "--price and --price-per-1k-rows cannot be combined: a tenant is priced per call "
+            "or by the rows each call returns"
+        )
+    if request.price_per_1k_rows is not None:
+        return 0, parse_rows_price(request.price_per_1k_rows)
+    if request.price is not None:
+        return usd_to_atomic(request.price), None
+    if existing is not None:
+        return existing.price_atomic, existing.price_per_1k_rows_atomic
+    raise RegistryError(
+        "--price is required for a new tenant (0 for a free API), or --price-per-1k-rows"
+    )
+def _controls(request: DeployRequest, existing: Tenant | None) -> Controls:
+    """The request's limits over the tenant's; refused before anything is ingested."""
+    from claw402.limits.policy import InvalidLimit, check_count, parse_rate
+
+    kept = existing.controls if existing else Controls()
+    try:
+        rate = kept.rate
+        if request.rate is not None:
+            rate = None if request.rate.strip() == "0" else str(parse_rate(request.rate))
+        day = kept.quota_day if request.quota_day is None else request.quota_day or None
+        month = kept.quota_month if request.quota_month is None else request.quota_month or None
+        cap = kept.spend_cap_day
+        if request.spend_cap_day is not None:
+            cap = (
+                usd_to_atomic(request.spend_cap_day, field="--spend-cap-day", maximum=10**15)
+                or None
+            )
+        check_count(day, "--quota-day")
+        check_count(month, "--quota-month")
+        if cap is not None and cap < 0:
+            raise InvalidLimit("--spend-cap-day must not be negative")
+    except ValueError as exc:  # InvalidLimit, and usd_to_atomic's own errors
+        raise RegistryError(str(exc)) from None
+    return replace(kept, rate=rate, quota_day=day, quota_month=month, spend_cap_day=cap)
 
 
 def _schemes(wanted: str | None, existing: Tenant | None) -> str:

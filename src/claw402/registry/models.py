@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from claw402.dispatch.plans import Limits, effective_limits
+from claw402.dispatch.plans import Limits, effective_limits, max_page_size
+from claw402.dispatch.pricing import page_price, rows_terms
 from claw402.dispatch.routing import DirectoryEntry, TenantRoute, route_for
 from claw402.money import atomic_to_usd
 
@@ -76,6 +77,29 @@ class DatasetVersion:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """The creator's limits on a tenant (`deploy --rate/--quota-*/--spend-cap-day`) and, while
+    quarantined, the plan `unquarantine` restores."""
+
+    rate: str | None = None  # "N/s", "N/m" or "N/h"; None: the plan's
+    quota_day: int | None = None  # successful calls a UTC day
+    quota_month: int | None = None  # successful calls a UTC month
+    spend_cap_day: int | None = None  # atomic units paid a UTC day
+    plan_before_quarantine: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "quotaDay": self.quota_day,
+            "quotaMonth": self.quota_month,
+            "spendCapDay": atomic_to_usd(self.spend_cap_day) if self.spend_cap_day else None,
+            "quarantinedFrom": self.plan_before_quarantine,
+        }
+
+
+NO_CONTROLS = Controls()
+
 SCHEMES = ("both", "exact", "batch")  # `deploy --schemes`: x402 exact, batch-settlement, both
 
 
@@ -99,6 +123,10 @@ class Tenant:
     # The registry's (host, status) pairs; a host it does not list routes (a hand-built Tenant).
     host_status: tuple[tuple[str, str], ...] = ()
     schemes: str = "both"  # SCHEMES: what its 402 offers (channels, exact, or both)
+    # Pricing by rows (`deploy --price-per-1k-rows`, migration 0012): atomic units per 1,000
+    # rows returned; `price_atomic` is then 0 and a call is advertised at a full page's price.
+    price_per_1k_rows_atomic: int | None = None
+    controls: Controls = field(default_factory=lambda: NO_CONTROLS)
 
     @property
     def routable_hosts(self) -> tuple[str, ...]:
@@ -106,8 +134,29 @@ class Tenant:
         return tuple(h for h in self.hosts if states.get(h, HOST_OPEN) in ROUTABLE_HOST_STATES)
 
     @property
+    def call_price_atomic(self) -> int:
+        """What one paid call is advertised at (a 402's amount): the flat price, or for a
+        row-priced tenant the price of a full page on its plan (`dispatch.pricing`)."""
+        if self.price_per_1k_rows_atomic:
+            return page_price(self.price_per_1k_rows_atomic, max_page_size(self.plan))
+        return self.price_atomic
+
+    @property
     def price_usd(self) -> str:
-        return atomic_to_usd(self.price_atomic)
+        return atomic_to_usd(self.call_price_atomic)
+
+    @property
+    def rows_price_usd(self) -> str | None:
+        rate = self.price_per_1k_rows_atomic
+        return atomic_to_usd(rate) if rate else None
+
+    @property
+    def offer_description(self) -> str:
+        """The 402's description, the same in both runtimes; a row-priced one says what a
+        channel and an exact payment are charged."""
+        base = self.description or f"{self.name or self.slug}: one API call"
+        rate = self.price_per_1k_rows_atomic
+        return f"{base} ({rows_terms(rate, max_page_size(self.plan))})" if rate else base
 
     @property
     def limits(self) -> Limits:
@@ -121,7 +170,8 @@ class Tenant:
             plan=self.plan,
             cpu_ms=self.cpu_ms,
             sub_requests=self.sub_requests,
-            price_atomic=self.price_atomic,
+            price_atomic=self.call_price_atomic,
+            price_per_1k_rows_atomic=self.price_per_1k_rows_atomic,
             pay_to=self.pay_to,
             hosts=self.routable_hosts,
         )
@@ -140,9 +190,14 @@ class Tenant:
             "limits": self.limits.payload(),
             "overrides": {"cpuMs": self.cpu_ms, "subRequests": self.sub_requests},
             "price": self.price_usd,
-            "priceAtomic": str(self.price_atomic),
+            "priceAtomic": str(self.call_price_atomic),
+            "pricePer1kRows": self.rows_price_usd,
+            "pricePer1kRowsAtomic": (
+                str(self.price_per_1k_rows_atomic) if self.price_per_1k_rows_atomic else None
+            ),
             "payTo": self.pay_to,
             "schemes": self.schemes,
+            "controls": self.controls.to_json(),
             "hosts": list(self.hosts),
             "hostStatus": {h: dict(self.host_status).get(h, HOST_OPEN) for h in self.hosts},
             "name": self.name,

@@ -26,13 +26,21 @@ tenants = Table(
     Column("worker_name", String(128), nullable=False),
     Column("owner", String(128), nullable=True),
     Column("plan", String(32), nullable=False),
-    Column("price_atomic", BigInteger, nullable=False),
+    Column("price_atomic", BigInteger, nullable=False),  # per call; 0 when priced by rows
+    # pricing by rows: atomic units per 1,000 rows returned, NULL if priced per call (0012)
+    Column("price_per_1k_rows_atomic", BigInteger, nullable=True),
     Column("pay_to", String(42), nullable=True),
     # which x402 schemes the 402 offers: "both" (batch-settlement first, then exact),
     # "exact" or "batch" (migration 0011)
     Column("schemes", String(8), nullable=False, server_default="both"),
     Column("cpu_ms", Integer, nullable=True),
     Column("sub_requests", Integer, nullable=True),
+    # the creator's controls (migration 0013): "N/s" rate, calls a day/month, atomic USD a day
+    Column("rate", String(16), nullable=True),
+    Column("quota_day", BigInteger, nullable=True),
+    Column("quota_month", BigInteger, nullable=True),
+    Column("spend_cap_day", BigInteger, nullable=True),
+    Column("plan_before_quarantine", String(32), nullable=True),  # what unquarantine restores
     Column("name", String(200), nullable=True),
     Column("description", Text, nullable=True),
     Column("current_version", Integer, nullable=True),

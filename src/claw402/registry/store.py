@@ -14,7 +14,14 @@ from claw402.clock import aware as _aware
 from claw402.clock import now as _now
 from claw402.config import Settings
 from claw402.registry.db import make_engine, migrate
-from claw402.registry.models import HOST_OPEN, DatasetVersion, HostClaim, Tenant
+from claw402.registry.models import (
+    HOST_OPEN,
+    NO_CONTROLS,
+    Controls,
+    DatasetVersion,
+    HostClaim,
+    Tenant,
+)
 from claw402.registry.schema import dataset_versions, registry_state, tenant_hosts, tenants
 
 
@@ -39,6 +46,8 @@ class TenantSpec:
     description: str | None = None
     host_status: str = HOST_OPEN  # what a host this deploy adds starts as (kept ones keep theirs)
     schemes: str = "both"
+    price_per_1k_rows_atomic: int | None = None  # pricing by rows; price_atomic is then 0
+    controls: Controls = NO_CONTROLS
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,14 @@ class Registry:
             dataset=dataset,
             host_status=host_status,
             schemes=row["schemes"],
+            price_per_1k_rows_atomic=row["price_per_1k_rows_atomic"],
+            controls=Controls(
+                row["rate"],
+                row["quota_day"],
+                row["quota_month"],
+                row["spend_cap_day"],
+                row["plan_before_quarantine"],
+            ),
         )
 
     def versions(self, slug: str) -> list[DatasetVersion]:
@@ -178,12 +195,18 @@ class Registry:
             "worker_name": spec.worker_name,
             "plan": spec.plan,
             "price_atomic": spec.price_atomic,
+            "price_per_1k_rows_atomic": spec.price_per_1k_rows_atomic,
             "pay_to": spec.pay_to,
             "schemes": spec.schemes,
             "cpu_ms": spec.cpu_ms,
             "sub_requests": spec.sub_requests,
             "name": spec.name,
             "description": spec.description,
+            "rate": spec.controls.rate,
+            "quota_day": spec.controls.quota_day,
+            "quota_month": spec.controls.quota_month,
+            "spend_cap_day": spec.controls.spend_cap_day,
+            "plan_before_quarantine": spec.controls.plan_before_quarantine,
             "updated_at": now,
         }
         existing = conn.execute(
@@ -291,6 +314,29 @@ class Registry:
         if changed:
             cls._bump(conn)
         return bool(changed)
+
+    @classmethod
+    def set_quarantine(cls, conn: Connection, slug: str, on: bool) -> tuple[str, str, str] | None:
+        """Put `slug` on the quarantine plan (keeping its plan to restore) or back, in the
+        caller's transaction; (tenant id, plan before, plan after), None if already so."""
+        row = conn.execute(
+            select(tenants.c.tenant_id, tenants.c.plan, tenants.c.plan_before_quarantine)
+            .where(tenants.c.slug == slug)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise RegistryError(f"tenant {slug!r} not found")
+        tenant_id, plan, kept = row
+        if on == (kept is not None):
+            return None
+        after, values = ("quarantine", {"plan_before_quarantine": plan}) if on else (kept, {})
+        conn.execute(
+            update(tenants)
+            .where(tenants.c.tenant_id == tenant_id)
+            .values(plan=after, updated_at=_now(), **({"plan_before_quarantine": None} | values))
+        )
+        cls._bump(conn)
+        return tenant_id, plan, after
 
     def remove(self, slug: str) -> Tenant:
         tenant = self.get(slug)

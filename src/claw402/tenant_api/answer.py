@@ -18,9 +18,10 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 class Answer:
     """Status, headers and body of one answer; the body is whole (buffered) so a guard can
-    decide to settle before a byte leaves."""
+    decide to settle before a byte leaves. `rows` is how many data rows it carries (a page's
+    or a record's), so a guard can charge by rows; None for any other answer."""
 
-    __slots__ = ("body", "raw_headers", "status_code")
+    __slots__ = ("body", "raw_headers", "rows", "status_code")
 
     def __init__(
         self,
@@ -30,9 +31,11 @@ class Answer:
         *,
         media_type: str | None = None,
         raw_headers: RawHeaders | None = None,
+        rows: int | None = None,
     ) -> None:
         self.status_code = status_code
         self.body = body
+        self.rows = rows
         self.raw_headers: RawHeaders = [] if raw_headers is None else raw_headers
         if headers:
             self.set_headers(headers)
@@ -46,6 +49,7 @@ class Answer:
         """An answer from already-encoded parts (a prepared 402), without `__init__`'s work."""
         answer = cls.__new__(cls)
         answer.status_code, answer.body, answer.raw_headers = status_code, body, raw_headers
+        answer.rows = None
         return answer
 
     def header(self, name: str) -> str | None:

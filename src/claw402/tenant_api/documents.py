@@ -12,6 +12,7 @@ from claw402.datasets.docs_page import docs_html
 from claw402.datasets.openapi import openapi
 from claw402.datasets.schema import Column
 from claw402.dispatch.plans import max_page_size
+from claw402.dispatch.pricing import rows_terms
 from claw402.registry.models import Tenant
 
 LINKS = (
@@ -36,10 +37,21 @@ def schema_document(tenant: Tenant) -> dict[str, Any]:
         "rows": v.rows,
         "version": v.version,
         "price": tenant.price_usd,
-        "priceAtomic": str(tenant.price_atomic),
+        "priceAtomic": str(tenant.call_price_atomic),  # a full page's, if priced by rows
+        "pricePer1kRows": tenant.rows_price_usd,
         "plan": tenant.plan,
         "maxLimit": max_page_size(tenant.plan),
     }
+
+
+def _described(tenant: Tenant) -> str:
+    base = tenant.description or f"Data API of {tenant.slug}"
+    rate = tenant.price_per_1k_rows_atomic
+    return (
+        f"{base}\n\nPriced by rows: {rows_terms(rate, max_page_size(tenant.plan))}."
+        if rate
+        else base
+    )
 
 
 def openapi_document(tenant: Tenant, root_url: str) -> dict[str, Any]:
@@ -49,7 +61,7 @@ def openapi_document(tenant: Tenant, root_url: str) -> dict[str, Any]:
     return openapi(
         [Column.from_dict(c) for c in v.columns],
         title=tenant.name or tenant.slug,
-        description=tenant.description or f"Data API of {tenant.slug}",
+        description=_described(tenant),
         version=str(v.version),
         price_usd=tenant.price_usd,
         key=v.key,

@@ -91,7 +91,7 @@ class TenantRuntime:
         if isinstance(page, Answer):
             return page
         body, media_type = render(page, query.format)
-        return Answer(200, body, media_type=media_type)
+        return Answer(200, body, media_type=media_type, rows=len(page.rows))
 
     async def _record(self, call: TenantCall, key: str) -> Answer:
         if self.version.key is None:
@@ -103,7 +103,9 @@ class TenantRuntime:
             return row
         if row is None:
             return error_answer(404, "record_not_found", call.request_id, f"no record {key!r}")
-        return json_answer({"ok": True, "item": row})
+        answer = json_answer({"ok": True, "item": row})
+        answer.rows = 1
+        return answer
 
     async def _read(self, call: TenantCall, read: Callable[[int], Any]) -> Any:
         """`read(deadline_ms)` off the event loop; a query error or a timeout as its Answer."""

@@ -395,9 +395,18 @@ function claims(env, name) {
 
 // -- the guard -------------------------------------------------------------------------------
 
+// A tenant priced by rows (dispatch/pricing.py) has a full page's price as its priceAtomic. The
+// edge offers exact only, and an exact transfer cannot be partial: it pays that maximum,
+// as at the gateway (only a batch-settlement channel, at the gateway, pays by rows returned).
+function costs(tenant) {
+  if (!tenant.pricePer1kRows) return `costs $${tenant.price} per call`;
+  return `costs at most $${tenant.price} per call ($${tenant.pricePer1kRows} per 1,000 rows; ` +
+    "an exact payment cannot be partial and pays the full page)";
+}
+
 function unpriced(call) {
   return jsonAnswer(402, "payment_required", call.requestId,
-    `${call.resourceUrl} costs $${call.tenant.price} per call; this dispatcher has no payment ` +
+    `${call.resourceUrl} ${costs(call.tenant)}; this dispatcher has no payment ` +
     "network configured (build it with CLAW402_ENV or CLAW402_FACILITATOR_URL set)");
 }
 
@@ -413,7 +422,7 @@ export async function guard(call, produce) {
   if (header === null) {
     call.emit(PAYMENT_CHALLENGE, 402);
     return challengeAnswer(call, terms, "payment_required",
-      `${call.resourceUrl} costs $${tenant.price} per call: pay with x402 (the PAYMENT-REQUIRED header says how)`);
+      `${call.resourceUrl} ${costs(tenant)}: pay with x402 (the PAYMENT-REQUIRED header says how)`);
   }
   let payment;
   let payload;

@@ -3,20 +3,28 @@
 // prefix (x-claw402-path), says where the tenant's root is (x-claw402-root-url), runs the
 // paywall, and maps a throw here to 502 tenant_worker_failure.
 // Generated beside it: tenant.json (schema, OpenAPI, docs) and dataset.json (the columns).
+// 402claw uploads both as text modules, but wrangler and a workerd config with `json` modules
+// load a `.json` file as parsed JSON: the Worker takes either form.
 
 import CONFIG_TEXT from "./tenant.json";
 import DATASET_TEXT from "./dataset.json";
 import { Table } from "./engine.js";
+import { StoredTable } from "./stored.js";
 import { render, rowJson } from "./output.js";
 import { formatForAccept, InvalidQuery, parseQuery, pyRepr } from "./query.js";
 import { unquote } from "./paths.js";
 
-const CONFIG = JSON.parse(CONFIG_TEXT);
+const fromJson = (module) => (typeof module === "string" ? JSON.parse(module) : module);
+const CONFIG = fromJson(CONFIG_TEXT);
 // Parsed once per isolate, at startup (the platform's startup budget, not a request's CPU).
+// A dataset too large to embed is an R2 manifest (stored.js), opened on the first request
+// (bindings come with it).
+let DATASET = null;
 let TABLE = null;
 let LOAD_ERROR = null;
 try {
-  TABLE = new Table(JSON.parse(DATASET_TEXT));
+  DATASET = fromJson(DATASET_TEXT);
+  if (!DATASET.r2) TABLE = new Table(DATASET);
 } catch (error) {
   LOAD_ERROR = error;
 }
@@ -62,10 +70,10 @@ async function records(request, url, requestId) {
   return new Response(body, { headers: { "content-type": contentType } });
 }
 
-function record(path, requestId) {
+async function record(path, requestId) {
   if (CONFIG.key === null) return error(404, "record_not_found", requestId, "this dataset has no key column");
   const key = path.slice("/v1/records/".length); // the path is decoded once, already
-  const row = TABLE.record(CONFIG.key, key);
+  const row = await TABLE.record(CONFIG.key, key);
   if (row === null) return error(404, "record_not_found", requestId, `no record ${pyRepr(key)}`);
   const names = CONFIG.columns.map((c) => c.name);
   const types = CONFIG.columns.map((c) => c.type);
@@ -73,8 +81,9 @@ function record(path, requestId) {
 }
 
 export default {
-  async fetch(request) {
+  async fetch(request, env) {
     if (LOAD_ERROR !== null) throw new Error(`dataset unreadable: ${LOAD_ERROR.message}`);
+    if (TABLE === null) TABLE = new StoredTable(DATASET, env[DATASET.r2.binding]);
     const url = new URL(request.url);
     const requestId = request.headers.get("x-request-id") || crypto.randomUUID().replaceAll("-", "");
     const root = request.headers.get("x-claw402-root-url") || url.origin;

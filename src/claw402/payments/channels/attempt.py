@@ -21,6 +21,11 @@ transaction as the channel's update (`SqlChannelStorage.booking`) -> 200 with th
 `PAYMENT-RESPONSE`.
 A booking that fails rolls the channel back: 503, nothing charged.
 
+A tenant priced by rows is charged less than the voucher's maximum: the rows the answer
+carries at its rate (`dispatch.pricing.rows_charge`), added to the channel's charged total
+by the lane's commit, or passed to the SDK's settle as the requirements' amount (the
+scheme's settlement override); the payer's next voucher continues from it.
+
 A `refund` payload (the payer asking for its unspent deposit back) is the SDK's zero-charge
 request: verified, then settled by the facilitator with the claim of what was spent; it
 serves no data.
@@ -37,9 +42,10 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from x402.http.utils import encode_payment_required_header
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
-from x402.schemas import PaymentPayload, ResourceInfo, SettleResponse
+from x402.schemas import PaymentPayload, PaymentRequirements, ResourceInfo, SettleResponse
 from x402.schemas.errors import PaymentAbortedError
 
+from claw402.dispatch.pricing import rows_charge
 from claw402.events.kinds import PAYMENT_FAILED, PAYMENT_SETTLED, PAYMENT_VERIFIED, PAYMENT_VOUCHER
 from claw402.ledger.channels import Voucher, book_voucher
 from claw402.payments import answers
@@ -109,8 +115,11 @@ class ChannelAttempt:
         if answer.status_code != 200:
             self._event(PAYMENT_FAILED, answer.status_code, "not_charged_query_failed")
             return answer
+        charged = self._charge(answer)
         try:
-            won = await receiver.lane.commit(ticket, self.raw, self.requirements, self._book)
+            won = await receiver.lane.commit(
+                ticket, self.raw, self.requirements, self._book, charged
+            )
         except Exception as exc:
             return self._not_recorded(exc)
         if won is None:  # the channel moved under us: the SDK path has the last word
@@ -133,9 +142,9 @@ class ChannelAttempt:
             transaction="",
             network=self.requirements.network,
             amount="",
-            extra={"channelState": state, "chargedAmount": self.requirements.amount},
+            extra={"channelState": state, "chargedAmount": str(charged)},
         )
-        return self._served(settled, answer)
+        return self._served(settled, answer, charged)
 
     async def _verified(self, receiver: Receiver, produce: Produce) -> Answer:
         """The SDK path: verify and reserve, query, then commit and book (or release)."""
@@ -163,12 +172,18 @@ class ChannelAttempt:
             return answer
         return await self._commit(receiver, answer)
 
-    async def _settle(self, receiver: Receiver, *, book: bool) -> SettleResponse | Answer:
+    async def _settle(
+        self, receiver: Receiver, *, book: bool, charged: int | None = None
+    ) -> SettleResponse | Answer:
         """Commit the voucher (locally) or settle the deposit or refund (at the facilitator),
-        booking what it charged in the channel update's transaction; on any failure the
-        reservation is released and the answer says why."""
+        charging `charged` (default: the offered amount) and booking it in the channel
+        update's transaction; on any failure the reservation is released and the answer
+        says why."""
+        requirements = self.requirements
+        if charged is not None and str(charged) != requirements.amount:
+            requirements = requirements.model_copy(update={"amount": str(charged)})
         try:
-            settled = await run_in_threadpool(self._settle_booked, receiver, book)
+            settled = await run_in_threadpool(self._settle_booked, receiver, requirements, book)
         except BookingFailed as exc:
             await self._release(receiver)
             return self._not_recorded(exc)
@@ -183,9 +198,11 @@ class ChannelAttempt:
             return self._refused(receiver, settled.error_reason or "settlement_failed")
         return settled
 
-    def _settle_booked(self, receiver: Receiver, book: bool) -> SettleResponse:
+    def _settle_booked(
+        self, receiver: Receiver, requirements: PaymentRequirements, book: bool
+    ) -> SettleResponse:
         if not book:
-            return receiver.server.settle_payment(self.payload, self.requirements)
+            return receiver.server.settle_payment(self.payload, requirements)
 
         def booked(conn: Connection, before: Channel | None, after: Channel) -> None:
             try:
@@ -194,16 +211,17 @@ class ChannelAttempt:
                 raise BookingFailed(f"the voucher could not be booked: {exc}") from exc
 
         with receiver.storage.booking(booked):
-            return receiver.server.settle_payment(self.payload, self.requirements)
+            return receiver.server.settle_payment(self.payload, requirements)
 
     async def _commit(self, receiver: Receiver, answer: Answer) -> Answer:
-        settled = await self._settle(receiver, book=True)
+        charged = self._charge(answer)
+        settled = await self._settle(receiver, book=True, charged=charged)
         if isinstance(settled, Answer):
             return settled
-        return self._served(settled, answer)
+        return self._served(settled, answer, charged)
 
-    def _served(self, settled: SettleResponse, answer: Answer) -> Answer:
-        extra = {"cumulative": _cumulative(settled)}
+    def _served(self, settled: SettleResponse, answer: Answer, charged: int) -> Answer:
+        extra = {"cumulative": _cumulative(settled), "charged": charged}
         if settled.transaction:
             self._event(PAYMENT_SETTLED, 200, transaction=settled.transaction, **extra)
         else:
@@ -211,6 +229,15 @@ class ChannelAttempt:
         answer.set_headers(answers.receipt_headers(settled, 2))
         answer.set_headers(answers.EXPOSE)
         return answer
+
+    def _charge(self, answer: Answer) -> int:
+        """What this call costs: the rows returned at a row-priced tenant's rate (never above
+        the offered maximum the voucher authorized), else the offered price."""
+        offered = int(self.requirements.amount)
+        rate = self.call.tenant.price_per_1k_rows_atomic
+        if not rate or answer.rows is None:
+            return offered
+        return min(offered, rows_charge(rate, answer.rows))
 
     def _book(self, conn: Connection, before: Channel | None, after: Channel) -> None:
         """Book what this update charged (nothing, if it charged nothing), in its transaction."""

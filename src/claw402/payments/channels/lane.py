@@ -106,6 +106,13 @@ def voucher_signer_of(separator: bytes, channel_id: str, amount: int, signature:
     return keccak(public.format(compressed=False)[1:])[-20:]
 
 
+def _charging(ticket: Ticket, charge: int) -> Ticket:
+    """The ticket charging `charge` instead of the offered amount (the voucher's maximum)."""
+    after = ticket.after.copy()
+    after.charged_cumulative_amount = str(int(ticket.before.charged_cumulative_amount) + charge)
+    return Ticket(ticket.key, ticket.version, ticket.before, after)
+
+
 def _address(value: Any) -> bytes:
     text = str(value)
     if len(text) != 42 or not text.startswith("0x"):
@@ -157,11 +164,15 @@ class VoucherLane:
         raw: dict[str, Any],
         requirements: PaymentRequirements,
         book: Book,
+        charge: int | None = None,
     ) -> Ticket | None:
-        """Store the voucher and book it in one transaction: the ticket that committed, or
+        """Store the voucher and book it in one transaction, charging `charge` (default: the
+        offered amount; less for a tenant priced by rows): the ticket that committed, or
         None if the channel moved so that the voucher no longer continues it (nothing
         written). A booking failure raises, and nothing is written either."""
         current: Ticket | None = ticket
+        if charge is not None:
+            current = _charging(ticket, charge)
         for _ in range(_RETRIES):
             if current is None:
                 return None
@@ -182,6 +193,8 @@ class VoucherLane:
                 self._remember(attempt.key, attempt.after, attempt.version + 1)
                 return attempt
             current = await self._reread(attempt.key, raw, requirements)  # it moved
+            if current is not None and charge is not None:
+                current = _charging(current, charge)
         return None
 
     # -- internals ---------------------------------------------------------------------------

@@ -1,0 +1,238 @@
+"""`402claw cloudflare up` and `cloudflare status`: the whole edge from the registry, and its
+drift. The rules live in `claw402.control.edge` (`up`, `status`) and `claw402.cloudflare.up`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from claw402.cli.auth import ApiKey
+from claw402.cli.cloudflare import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_SCRIPT_NAME,
+    AccountId,
+    ApiToken,
+    DirectoryFormat,
+    DirectoryShape,
+    DispatcherName,
+    Execute,
+    Namespace,
+    Secrets,
+    WorkersPlanName,
+    WorkersPlanOption,
+)
+from claw402.cli.options import Home, Json, session
+from claw402.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from claw402.cloudflare.up import UpOptions
+
+ZoneId = Annotated[
+    str | None,
+    typer.Option(
+        "--zone-id",
+        envvar="CLOUDFLARE_ZONE_ID",
+        show_default=False,
+        help="The SaaS zone: a */* route to the dispatcher and one custom hostname per "
+        "tenant host (else CLOUDFLARE_ZONE_ID; without it only workers.dev).",
+    ),
+]
+Route = Annotated[str, typer.Option("--route", help="Route pattern on the zone.")]
+WorkersDev = Annotated[
+    bool,
+    typer.Option(
+        "--workers-dev/--no-workers-dev",
+        help="Serve the dispatcher on the account's workers.dev subdomain.",
+    ),
+]
+R2Bucket = Annotated[
+    str | None,
+    typer.Option(
+        "--r2-bucket",
+        envvar="CLOUDFLARE_R2_BUCKET",
+        show_default=False,
+        help="R2 bucket for datasets too large to embed in a Worker (created if "
+        "missing; else such tenants are refused).",
+    ),
+]
+EventsUrl = Annotated[
+    str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
+]
+
+
+def _options(
+    script_name: str,
+    zone_id: str | None,
+    route: str,
+    workers_dev: bool,
+    events_url: str | None,
+    secret: list[str] | None,
+    workers_plan: WorkersPlanName,
+    directory_format: DirectoryShape,
+    r2_bucket: str | None,
+) -> UpOptions:
+    from claw402.cloudflare.up import UpOptions
+
+    return UpOptions(
+        script_name=script_name,
+        zone_id=zone_id,
+        route=route,
+        workers_dev=workers_dev,
+        events_url=events_url,
+        secrets=tuple(secret or ()),
+        workers_plan=workers_plan.value,
+        directory_format=directory_format.value,
+        r2_bucket=r2_bucket,
+    )
+
+
+def _table(items: list[dict[str, Any]], title: str) -> None:
+    from rich.table import Table
+
+    table = Table("kind", "name", "live", "action", title=title)
+    for item in items:
+        action = item["action"] or "[green]in sync[/]"
+        table.add_row(item["kind"], item["name"], item["live"], action)
+    console.print(table)
+
+
+def _after(items: list[dict[str, Any]]) -> None:
+    """Where callers reach the deployment, and what the operator still has to do."""
+    for item in items:
+        if item["kind"] == "workers.dev" and item.get("url"):
+            console.print(f"  dispatcher: {item['url']}/t/<slug>/v1/records")
+        if item["kind"] == "hostname" and item.get("found"):
+            found = item["found"]
+            console.print(
+                f"  {item['name']}: CNAME it to the zone's fallback origin; status "
+                f"{found.get('status')}, certificate {found.get('sslStatus')}"
+            )
+            if found.get("verification"):
+                v = found["verification"]
+                console.print(
+                    f"    ownership: {v.get('type')} record {v.get('name')} = {v.get('value')}"
+                )
+
+
+def up_command(
+    account_id: AccountId = None,
+    api_token: ApiToken = None,
+    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    zone_id: ZoneId = None,
+    route: Route = "*/*",
+    workers_dev: WorkersDev = True,
+    script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
+    events_url: EventsUrl = None,
+    secret: Secrets = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    directory_format: DirectoryFormat = DirectoryShape.maps,
+    r2_bucket: R2Bucket = None,
+    execute_plan: Execute = False,
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """Registry -> reachable edge: namespace, changed tenant Workers, dispatcher, workers.dev,
+    zone route, custom hostnames. Reads the live state first; changes only with --execute.
+
+    Idempotent: a second run finds everything in sync. Needs an `admin` key (once keys exist).
+    """
+    from claw402.control import edge
+
+    options = _options(
+        script_name,
+        zone_id,
+        route,
+        workers_dev,
+        events_url,
+        secret,
+        workers_plan,
+        directory_format,
+        r2_bucket,
+    )
+    with session(home, json) as (settings, registry):
+        report = edge.up(
+            registry,
+            settings,
+            api_key,
+            edge.target(account_id, api_token, dispatch_namespace),
+            options,
+            execute=execute_plan,
+        )
+    if json:
+        emit_json(
+            {
+                "ok": True,
+                "executed": report.executed,
+                "changed": report.changed,
+                "items": report.items,
+            }
+        )
+        return
+    todo = sum(1 for i in report.items if i["action"])
+    if not report.executed:
+        _table(report.items, f"dry run: {todo} change(s) (add --execute to make them)")
+        return
+    _table(report.items, f"up: {report.changed} change(s) made")
+    _after(report.items)
+
+
+def status_command(
+    account_id: AccountId = None,
+    api_token: ApiToken = None,
+    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    zone_id: ZoneId = None,
+    route: Route = "*/*",
+    workers_dev: WorkersDev = True,
+    script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
+    events_url: EventsUrl = None,
+    secret: Secrets = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    directory_format: DirectoryFormat = DirectoryShape.maps,
+    r2_bucket: R2Bucket = None,
+    api_key: ApiKey = None,
+    home: Home = None,
+    json: Json = False,
+) -> None:
+    """What is live on Cloudflare against what the registry wants (drift); reads only.
+
+    Pass the options `up` was run with (the wanted dispatcher depends on them). Exits 1 when
+    anything drifted.
+    """
+    from claw402.control import edge
+
+    options = _options(
+        script_name,
+        zone_id,
+        route,
+        workers_dev,
+        events_url,
+        secret,
+        workers_plan,
+        directory_format,
+        r2_bucket,
+    )
+    with session(home, json) as (settings, registry):
+        items = edge.status(
+            registry,
+            settings,
+            api_key,
+            edge.target(account_id, api_token, dispatch_namespace),
+            options,
+        )
+    drift = [i for i in items if i["action"]]
+    if json:
+        emit_json({"ok": not drift, "inSync": not drift, "drift": len(drift), "items": items})
+    else:
+        _table(items, "in sync" if not drift else f"{len(drift)} item(s) drifted")
+    if drift:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `up` and `status` to the `cloudflare` group (once, however often it is called)."""
+    if not any(c.name == "up" for c in app.registered_commands):
+        app.command("up")(up_command)
+        app.command("status")(status_command)
