@@ -87,16 +87,17 @@ def client_for(key: str, chain: Any, scheme: str, home: Path, deposit_calls: int
     return payment_client(key, PRICE, assets, scheme=scheme, channels=terms)  # type: ignore[arg-type]
 
 
-def presigned_vouchers(url: str, key: str, home: Path, count: int) -> list[str]:
-    """`count` voucher headers continuing this payer's channel, in the order they must go."""
+def presigned_vouchers(url: str, key: str, home: Path, count: int, skip: int = 0) -> list[str]:
+    """`count` voucher headers continuing this payer's channel (after `skip` vouchers sent
+    without its client), in the order they must go."""
     from eth_account import Account
     from x402.http.utils import decode_payment_required_header, encode_payment_signature_header
     from x402.mechanisms.evm.batch_settlement.client import sign_voucher
     from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
-    from x402.mechanisms.evm.signers import EthAccountSigner
     from x402.schemas import PaymentPayload
 
     from claw402.payments.channel_payer import channel_scheme, channel_storage
+    from claw402.payments.voucher_signer import VoucherSigner
 
     required = decode_payment_required_header(httpx.get(url).headers["payment-required"])
     accepted = next(a for a in required.accepts if a.scheme == "batch-settlement")
@@ -105,9 +106,9 @@ def presigned_vouchers(url: str, key: str, home: Path, count: int) -> list[str]:
     config = channel_scheme(key, ChannelTerms(home, 0)).build_channel_config(accepted)
     channel_id = compute_channel_id(config, accepted.network)
     charged = int(channel_storage(home).get(channel_id.lower()).charged_cumulative_amount)  # type: ignore[union-attr]
-    signer = EthAccountSigner(Account.from_key(key))
+    signer = VoucherSigner(Account.from_key(key))  # eth_account's signature, byte for byte
     headers = []
-    for n in range(1, count + 1):
+    for n in range(skip + 1, skip + count + 1):
         voucher = sign_voucher(signer, channel_id, str(charged + n * PRICE), accepted.network)
         raw = {"type": "voucher", "channelConfig": config.to_dict(), "voucher": voucher.to_dict()}
         payload = PaymentPayload(
@@ -117,14 +118,74 @@ def presigned_vouchers(url: str, key: str, home: Path, count: int) -> list[str]:
     return headers
 
 
-async def send_in_order(url: str, streams: list[list[str]]) -> tuple[int, float]:
-    """Each stream on its own connection, in order, all streams at once: (paid, seconds)."""
+WRK_SCRIPT = """
+local count = 0
+function setup(thread)
+  thread:set("id", count)
+  count = count + 1
+end
+function init(args)
+  vouchers = {}
+  for line in io.lines(args[1] .. "/" .. id .. ".txt") do vouchers[#vouchers + 1] = line end
+  n = 0
+end
+function request()
+  n = math.min(n + 1, #vouchers)
+  return wrk.format("GET", nil, {["PAYMENT-SIGNATURE"] = vouchers[n]})
+end
+"""
 
-    async def one(headers: list[str]) -> int:
+
+def wrk_in_order(url: str, streams: list[list[str]], duration: int) -> dict[str, Any]:
+    """The streams under wrk: one thread and one connection per stream, so each channel's
+    vouchers go in order, one at a time. Paid = requests - non-2xx (a stream that ran out
+    repeats its last voucher, refused)."""
+    import re
+    import subprocess
+
+    folder = Path(tempfile.mkdtemp(prefix="claw402-bench-wrk-"))
+    try:
+        for n, stream in enumerate(streams):
+            (folder / f"{n}.txt").write_text("\n".join(stream) + "\n")
+        (folder / "in_order.lua").write_text(WRK_SCRIPT)
+        out = subprocess.run(
+            ["wrk", f"-t{len(streams)}", f"-c{len(streams)}", f"-d{duration}s",
+             "-s", str(folder / "in_order.lua"), url, "--", str(folder)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    done = re.search(r"(\d+) requests in ([0-9.]+)(m?s)", out)
+    assert done is not None, out
+    seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    paid = int(done.group(1)) - (int(refused.group(1)) if refused else 0)
+    rate = round(paid / seconds)
+    return {"paid_calls": paid, "calls_per_s": rate, "ran_out": refused is not None}
+
+
+async def timed_in_order(url: str, headers: list[str | None]) -> list[float]:
+    """Each request alone on one connection (None: unpaid), its latency in ms."""
+    samples = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for header in headers:
+            started = time.perf_counter()
+            response = await http.get(url, headers={"PAYMENT-SIGNATURE": header} if header else {})
+            samples.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == (200 if header else 402), response.text[:300]
+    return samples
+
+
+async def send_in_order(url: str, streams: list[list[str | None]]) -> tuple[int, float]:
+    """Each stream on its own connection, in order, all streams at once: (200s, seconds).
+    A None header sends the request unpaid (a free route)."""
+
+    async def one(headers: list[str | None]) -> int:
         paid = 0
         async with httpx.AsyncClient(timeout=30) as http:
             for header in headers:
-                response = await http.get(url, headers={"PAYMENT-SIGNATURE": header})
+                sent = {"PAYMENT-SIGNATURE": header} if header else {}
+                response = await http.get(url, headers=sent)
                 assert response.status_code == 200, (response.status_code, response.text[:300])
                 paid += 1
         return paid
@@ -135,7 +196,7 @@ async def send_in_order(url: str, streams: list[list[str]]) -> tuple[int, float]
 
 
 @contextmanager
-def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any, None]]:
     """The SDK-parts server in a child: its paid URL and how to claim and settle."""
     from eth_account import Account
 
@@ -149,13 +210,14 @@ def sdk_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, 
         "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path[:2], os.environ.get("PYTHONPATH")])),
     }
     with child("channels", env, PATH, script=__file__) as server:
-        yield server + PATH, lambda: httpx.post(server + "/_flush", timeout=120).json()
+        yield server + PATH, lambda: httpx.post(server + "/_flush", timeout=120).json(), None
 
 
 @contextmanager
-def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any]]:
+def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[str, Any, str]]:
     """The 402claw gateway (as `402claw serve` builds it) in a child, a tenant offering a
-    channel and `exact`; claims and settles as `402claw channels claim|settle` do."""
+    channel and `exact`; claims and settles as `402claw channels claim|settle` do. Also the
+    same data and query served free: the ceiling of any paid call's rate."""
     from claw402.config import Settings
     from claw402.payments.channels.manager import ChannelManager
     from claw402.payments.channels.terms import ChannelSchemes
@@ -167,6 +229,7 @@ def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[s
     settings = Settings(home, f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     deploy(registry, settings, DeployRequest(source=CITIES, slug="bench", price="0.001"))
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="free", price="0"))
     env = {
         **gateway_env(chain, settings, facilitator),
         "CLAW402_RPC_URL": chain.rpc_url,
@@ -187,7 +250,8 @@ def gateway_server(chain: Any, facilitator: str, home: Path) -> Iterator[tuple[s
 
     try:
         with child("gateway", env, "/healthz") as gateway:
-            yield f"{gateway}/t/bench/v1/records?_limit=1", flush
+            query = "/v1/records?_limit=1"
+            yield f"{gateway}/t/bench{query}", flush, f"{gateway}/t/free{query}"
     finally:
         registry.close()
 
@@ -196,7 +260,13 @@ SERVERS = {"sdk": sdk_server, "gateway": gateway_server}
 
 
 def run(
-    target: str, calls: int, payers: int, per_payer: int, duration: int, connections: int
+    target: str,
+    calls: int,
+    payers: int,
+    per_payer: int,
+    duration: int,
+    connections: int,
+    wrk_per_payer: int = 0,
 ) -> dict[str, Any]:
     from claw402.chain.devchain import start_dev_chain
 
@@ -206,10 +276,18 @@ def run(
         with (
             start_dev_chain(payers=2) as chain,
             child("facilitator", facilitator_env(chain), "/health") as facilitator,
-            SERVERS[target](chain, facilitator, home) as (url, flush),
+            SERVERS[target](chain, facilitator, home) as (url, flush, free),
         ):
-            results.update(measure(chain, url, flush, home, calls, payers, per_payer))
+            results.update(
+                measure(chain, url, flush, home, calls, payers, per_payer, wrk_per_payer, duration)
+            )
             results["unpaid_402"] = rps(url, duration, connections, 402)
+            if free is not None:
+                results["free_query"] = rps(free, duration, connections, 200)
+                # the sustained test's own client (httpx, one process) on the free route:
+                # the most that client can measure, whatever the server
+                done, seconds = asyncio.run(send_in_order(free, [[None] * per_payer] * payers))
+                results["free_same_client"] = round(done / seconds)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     ratio = results["channels_sustained"]["calls_per_s"] / results["unpaid_402"]["rps"]
@@ -218,7 +296,15 @@ def run(
 
 
 def measure(
-    chain: Any, url: str, flush: Any, home: Path, calls: int, payers: int, per_payer: int
+    chain: Any,
+    url: str,
+    flush: Any,
+    home: Path,
+    calls: int,
+    payers: int,
+    per_payer: int,
+    wrk_per_payer: int = 0,
+    duration: int = 5,
 ) -> dict[str, Any]:
     from claw402.chain.wallet import Wallet
 
@@ -243,23 +329,44 @@ def measure(
         "paid_call": summary(samples),
         "tx_per_1000_calls": round(sent * 1_000 / calls),
     }
+    # Where a channel call's time goes: the 402 round trip and the paid request alone
+    # (vouchers signed beforehand); the rest of `paid_call` is the client's own work.
+    wallet = Wallet.create()
+    chain.fund(wallet.address, 300 * PRICE)
+    opener = client_for(wallet.private_key, chain, "batch", home / "parts", 250)
+    asyncio.run(paid_calls(url, opener, 1))
+    vouchers = presigned_vouchers(url, wallet.private_key, home / "parts", 200)
+    results["parts"] = {
+        "unpaid_402": summary(asyncio.run(timed_in_order(url, [None] * 200))),
+        "presigned_voucher": summary(asyncio.run(timed_in_order(url, list(vouchers)))),
+    }
     # Sustained rate: `payers` channels, vouchers in order on each connection.
     wallets = [Wallet.create() for _ in range(payers)]
     for wallet in wallets:
-        chain.fund(wallet.address, (per_payer + 10) * PRICE)
+        chain.fund(wallet.address, (per_payer + wrk_per_payer + 10) * PRICE)
     streams, start = [], w3.eth.block_number  # counted from the first deposit
     for n, wallet in enumerate(wallets):
         folder = home / f"w{n}"
-        opener = client_for(wallet.private_key, chain, "batch", folder, per_payer + 1)
+        opener = client_for(
+            wallet.private_key, chain, "batch", folder, per_payer + wrk_per_payer + 1
+        )
         asyncio.run(paid_calls(url, opener, 1))
         streams.append(presigned_vouchers(url, wallet.private_key, folder, per_payer))
     paid, seconds = asyncio.run(send_in_order(url, streams))
+    rate = round(paid / seconds)
+    if wrk_per_payer:  # the same channels, continued, under wrk (a client that is not the limit)
+        more = [
+            presigned_vouchers(url, w.private_key, home / f"w{n}", wrk_per_payer, per_payer)
+            for n, w in enumerate(wallets)
+        ]
+        results["channels_sustained_wrk"] = wrk_in_order(url, more, duration)
+        paid += results["channels_sustained_wrk"]["paid_calls"]
     flushed = flush()
     total = paid + payers  # the opening calls were paid too
     results["channels_sustained"] = {
         "payers": payers,
         "paid_calls": paid,
-        "calls_per_s": round(paid / seconds),
+        "calls_per_s": rate,
         "tx_per_1000_calls": round((w3.eth.block_number - start) * 1_000 / total, 2),
         "claim": flushed,
     }
@@ -274,12 +381,33 @@ def report(r: dict[str, Any]) -> str:
             f"{ch['paid_call']['median_ms']} / {ch['paid_call']['p99_ms']} "
             f"(first call with deposit {ch['deposit_call_ms']}), exact "
             f"{ex['paid_call']['median_ms']} / {ex['paid_call']['p99_ms']}",
+            f"of which (medians, ms): the unpaid 402 round trip "
+            f"{r['parts']['unpaid_402']['median_ms']}, a presigned voucher request "
+            f"{r['parts']['presigned_voucher']['median_ms']}; the rest is the client",
             f"on-chain transactions per 1,000 paid calls: channel {ch['tx_per_1000_calls']} "
             f"(deposit + claim + settle), exact {ex['tx_per_1000_calls']}",
             f"sustained through channels, {sus['payers']} payers: {sus['calls_per_s']} paid "
             f"calls/s ({sus['tx_per_1000_calls']} tx per 1,000 calls); unpaid 402 under "
             f"{r['unpaid_402']['tool']}: {r['unpaid_402']['rps']} req/s; "
             f"ratio {r['sustained_over_402']}",
+            *(
+                [
+                    f"the same query served free: {r['free_query']['rps']} req/s under wrk, "
+                    f"{r['free_same_client']} req/s from the sustained test's httpx client"
+                ]
+                if "free_query" in r
+                else []
+            ),
+            *(
+                [
+                    f"sustained through channels under wrk (one connection per payer, "
+                    f"vouchers in order): {r['channels_sustained_wrk']['calls_per_s']} paid "
+                    f"calls/s; over the 402 rate: "
+                    f"{r['channels_sustained_wrk']['calls_per_s'] / r['unpaid_402']['rps']:.2f}"
+                ]
+                if "channels_sustained_wrk" in r
+                else []
+            ),
         ]
     )
 
@@ -302,10 +430,19 @@ def main() -> None:
     parser.add_argument(
         "--server", choices=tuple(SERVERS), default="gateway", help="the server paid"
     )
+    parser.add_argument(
+        "--wrk-per-payer", type=int, default=0, help="more vouchers per payer, sent under wrk"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = run(
-        args.server, args.calls, args.payers, args.per_payer, args.duration, args.connections
+        args.server,
+        args.calls,
+        args.payers,
+        args.per_payer,
+        args.duration,
+        args.connections,
+        args.wrk_per_payer,
     )
     print(json.dumps(results, indent=2) if args.json else report(results))
 

@@ -216,7 +216,7 @@ def child(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"{kind} server exited with {proc.returncode}")

@@ -43,6 +43,7 @@ VOUCHER, VOUCHER_DIRECT = "channel_voucher", "channel_voucher_direct"
 CLAIM, SETTLE = "channel_claim", "channel_settle"
 _C = channel_charges.c
 _CLAIMED = "Claimed(bytes32,address,uint128,uint128)"
+_WITHDRAW_INITIATED = "WithdrawInitiated(bytes32,uint128,uint40)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +81,15 @@ def chain_key(network: str, tx_hash: str, log_index: int) -> str:
     return f"chain:{network}:{tx_hash.lower()}:{log_index}"
 
 
-def book_voucher(conn: Connection, v: Voucher, *, bps: int | None = None) -> int | None:
-    """Post an accepted voucher once; the new transaction id, or None if already booked."""
+def book_voucher(
+    conn: Connection, v: Voucher, *, bps: int | None = None, direct: bool | None = None
+) -> int | None:
+    """Post an accepted voucher once; the new transaction id, or None if already booked.
+
+    `direct` (paid to the tenant's own wallet) is looked up unless the caller knows it."""
     rate = fee_bps() if bps is None else bps
-    direct = is_direct(conn, v.tenant_id, v.receiver)
+    if direct is None:
+        direct = is_direct(conn, v.tenant_id, v.receiver)
     fee = fee_of(v.amount, rate)
     entries: list[Entry]
     if direct:
@@ -266,6 +272,25 @@ def claim_logs(w3: Web3, channel_ids: list[str], from_block: int = 0) -> list[Cl
                 )
             )
     return sorted(found, key=lambda log: (log.block, log.log_index))
+
+
+def withdrawals_initiated(
+    w3: Web3, channel_ids: list[str], from_block: int, to_block: int
+) -> set[str]:
+    """Which of these channels had a `WithdrawInitiated` log in the block range (lowercase)."""
+    from eth_utils import keccak
+
+    address = _escrow(w3).address
+    topic = "0x" + keccak(text=_WITHDRAW_INITIATED).hex()
+    found: set[str] = set()
+    for start in range(0, len(channel_ids), 100):
+        chunk = [c.lower() for c in channel_ids[start : start + 100]]
+        raw = w3.eth.get_logs(
+            {"address": address, "fromBlock": from_block, "toBlock": to_block,
+             "topics": [topic, chunk]}
+        )  # fmt: skip
+        found |= {"0x" + bytes(entry["topics"][1]).hex().removeprefix("0x") for entry in raw}
+    return found
 
 
 def onchain_claimed(w3: Web3, channel_id: str) -> int:

@@ -62,8 +62,10 @@ class PaymentConfig:
 
     Channels (batch-settlement): `channel_withdraw_delay` (`CLAW402_CHANNEL_WITHDRAW_DELAY`)
     is the withdrawal delay new channels must name; the channel manager claims every
-    `channel_claim_seconds` (at most a third of that delay, so every voucher is claimed
-    before a payer's timed withdrawal can end) and settles every `channel_settle_seconds`.
+    `channel_claim_seconds` and settles every `channel_settle_seconds`. With an `rpc_url` it
+    also watches the escrow for timed withdrawals and claims those channels at once; without
+    one, the claim interval must be at most a third of the delay, so every voucher is
+    claimed before a payer's timed withdrawal can end.
     """
 
     network: str
@@ -124,9 +126,11 @@ class PaymentConfig:
         problems = []
         if not 900 <= self.channel_withdraw_delay <= 30 * 86_400:
             problems.append("CLAW402_CHANNEL_WITHDRAW_DELAY must be between 900 and 2592000 s")
-        if not 0 < self.channel_claim_seconds <= self.channel_withdraw_delay / 3:
+        longest = 30 * 86_400 if self.rpc_url else self.channel_withdraw_delay / 3
+        if not 0 < self.channel_claim_seconds <= longest:
             problems.append(
-                "CLAW402_CHANNEL_CLAIM_SECONDS must be positive and at most a third of "
+                "CLAW402_CHANNEL_CLAIM_SECONDS must be positive and, without CLAW402_RPC_URL "
+                "(which lets the manager watch withdrawals), at most a third of "
                 "CLAW402_CHANNEL_WITHDRAW_DELAY (claims must land before a withdrawal ends)"
             )
         if not 0 < self.channel_settle_seconds <= 30 * 86_400:

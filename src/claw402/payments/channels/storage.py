@@ -10,6 +10,12 @@ processes on one PostgreSQL or one SQLite file never lose an update, and the SDK
 
 A new row's version starts at a random number, so a channel deleted and created again
 between our read and our write cannot be mistaken for the row we read (no ABA).
+
+A voucher's commit and its booking in the ledger are one transaction: `booking(hook)` makes
+the `update_channel` calls of this thread (the SDK's commit, inside `settle_payment`) run
+`hook(conn, before, after)` in the compare-and-swap's own transaction, and `swap` is the
+same compare-and-swap inside a caller's transaction (the voucher lane's group commit). So a
+crash or a failed booking never leaves a voucher accepted but unbooked, nor the reverse.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import (
@@ -49,7 +57,11 @@ from claw402.payments.channels.schema import (
     payment_channels,
 )
 
-__all__ = ["ChannelUpdateConflict", "SqlChannelStorage", "channels_query"]
+__all__ = ["BookingHook", "ChannelUpdateConflict", "SqlChannelStorage", "channels_query"]
+
+# Called in the transaction of a write that changed the channel: (conn, before, after).
+BookingHook = Callable[[Connection, Channel | None, Channel], None]
+_BOOKING: ContextVar[BookingHook | None] = ContextVar("claw402_channel_booking", default=None)
 
 _C = payment_channels.c
 _INT64_MAX = 2**63 - 1
@@ -212,10 +224,15 @@ class SqlChannelStorage:
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, channel_id: str) -> Channel | None:
+        found = self.read(channel_id)
+        return found[0] if found is not None else None
+
+    def read(self, channel_id: str) -> tuple[Channel, int] | None:
+        """The channel and its row version (what `swap` compares), or None."""
         key = normalize_channel_id(channel_id)
         with self._autocommit.connect() as conn:
             row = conn.execute(_SELECT_ONE, {"_key": key}).mappings().first()
-        return _channel(row) if row is not None else None
+        return (_channel(row), row["version"]) if row is not None else None
 
     def list(self) -> list[Channel]:
         """This storage's channels (its receiver's, if scoped) in channel-id order."""
@@ -230,6 +247,25 @@ class SqlChannelStorage:
             return [_channel(row) for row in conn.execute(query).mappings()]
 
     # -- the compare-and-swap ----------------------------------------------------------------
+
+    @contextmanager
+    def booking(self, hook: BookingHook) -> Iterator[None]:
+        """Within this block (this thread or task), a write that stores a channel also runs
+        `hook` in its transaction; if the hook raises, the write is rolled back."""
+        token = _BOOKING.set(hook)
+        try:
+            yield
+        finally:
+            _BOOKING.reset(token)
+
+    def swap(self, conn: Connection, channel: Channel, version: int) -> bool:
+        """Store `channel` over the row at `version`, in the caller's transaction: False (and
+        nothing written) if the row is no longer at that version."""
+        key = normalize_channel_id(channel.channel_id)
+        values = _row_values(key, channel, self._amount_max)
+        values["updated_at"] = _now()
+        values["version"] = version + 1
+        return _write(conn, _UPDATE, {**values, "_key": key, "_version": version})
 
     def update_channel(self, channel_id: str, update: ChannelUpdate) -> ChannelUpdateResult:
         """Apply `update` atomically: `updated`, `unchanged` or `deleted`, as the SDK's storages.
@@ -262,17 +298,37 @@ class SqlChannelStorage:
                 if row is None:
                     values["created_at"] = values["updated_at"]
                     values["version"] = random.randint(1, _FIRST_VERSION_MAX)
-                    written = _write(conn, _INSERT, values)
+                    statement, params = _INSERT, values
                 else:
                     values["version"] = row["version"] + 1
-                    written = _write(
-                        conn, _UPDATE, {**values, "_key": key, "_version": row["version"]}
-                    )
+                    params = {**values, "_key": key, "_version": row["version"]}
+                    statement = _UPDATE
+                hook = _BOOKING.get()
+                if hook is None:
+                    written = _write(conn, statement, params)
+                else:
+                    written = self._write_and_book(statement, params, hook, current, next_ch)
                 if written:
                     return ChannelUpdateResult(channel=next_ch.copy(), status="updated")
         raise ChannelUpdateConflict(
             f"channel {key}: lost {self.max_attempts} concurrent updates in a row; try again"
         )
+
+    def _write_and_book(
+        self,
+        statement: Executable,
+        params: dict[str, Any],
+        hook: BookingHook,
+        before: Channel | None,
+        after: Channel,
+    ) -> bool:
+        """The compare-and-swap write and the booking hook, committed together or not at all."""
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            if not _write(conn, statement, params):
+                transaction.rollback()  # a lost insert may have aborted it (PostgreSQL)
+                return False
+            hook(conn, before, after)
+        return True
 
 
 # Built once: statements whose values are all bound parameters compile once per engine.
@@ -284,7 +340,8 @@ _DELETE = delete(payment_channels).where(*_WHERE_VERSION)
 
 
 def _write(conn: Connection, statement: Executable, params: dict[str, Any]) -> bool:
-    """Run one compare-and-swap write (autocommitted): False if the row was not as read."""
+    """Run one compare-and-swap write (autocommitted, or in the caller's transaction): False
+    if the row was not as read."""
     try:
         done = conn.execute(statement, params)
     except IntegrityError:  # an insert beaten by a concurrent insert of the same channel

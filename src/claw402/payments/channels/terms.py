@@ -34,6 +34,7 @@ from x402.mechanisms.evm.batch_settlement.server import (
 from x402.schemas import PaymentRequirements, SupportedKind
 
 from claw402.facilitator.client import facilitator_config
+from claw402.payments.channels.lane import VoucherLane
 from claw402.payments.channels.storage import SqlChannelStorage
 from claw402.payments.codec import CHANNEL_SCHEME
 from claw402.payments.config import PaymentConfig
@@ -43,12 +44,14 @@ _RETRY_SECONDS = 5.0
 
 @dataclass
 class Receiver:
-    """One payTo's scheme, the resource server running its hooks, and its channel manager."""
+    """One payTo's scheme, the resource server running its hooks, its channel manager, and
+    the fast lane for vouchers on its fresh channels."""
 
     address: str
     scheme: BatchSettlementEvmScheme
     server: x402ResourceServerSync
     manager: BatchSettlementChannelManagerSync
+    lane: VoucherLane
 
     @property
     def storage(self) -> SqlChannelStorage:
@@ -139,6 +142,10 @@ class ChannelSchemes:
 
     # -- receivers ---------------------------------------------------------------------------
 
+    def built(self, address: str) -> Receiver | None:
+        """The receiver for `address` if it was built already (no I/O: for the event loop)."""
+        return self._receivers.get(address.lower())
+
     def receiver(self, address: str) -> Receiver:
         """The receiver for `address`; its server is initialized (one `/supported` call)."""
         key = address.lower()
@@ -161,7 +168,11 @@ class ChannelSchemes:
                         network=self.config.network,
                     )
                 )
-                found = self._receivers[key] = Receiver(address, scheme, server, manager)
+                storage = scheme.get_storage()
+                assert isinstance(storage, SqlChannelStorage)
+                lane = VoucherLane(storage, self.config.network, scheme.get_onchain_state_ttl_ms())
+                found = Receiver(address, scheme, server, manager, lane)
+                self._receivers[key] = found
         return found
 
     def _scheme(self, address: str) -> BatchSettlementEvmScheme:

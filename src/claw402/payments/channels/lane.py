@@ -1,0 +1,266 @@
+"""`VoucherLane`: a voucher on a known, fresh EOA channel, accepted without the SDK's round trips.
+
+The SDK's server scheme makes three durable writes per voucher (its reservation in verify,
+its commit in settle, then our booking) and verifies the signature through eth_account. For
+the common case (a voucher continuing a channel this gateway already stores, whose mirrored
+on-chain state is fresh, signed by an EOA) the lane does the same checks itself and writes
+once:
+
+- requests for one channel are serialized in this process by an asyncio lock, in place of
+  the SDK's durable reservation;
+- the channel is read from a per-process copy (kept after each of our commits; re-read from
+  the database whenever the voucher does not continue it, so another process's commits are
+  seen before anything is refused);
+- the checks are the SDK's local verification: the config as stored (bound to the channel id
+  when it was created), the receiver's terms, the cumulative amount (previous + price), the
+  deposit (not above the balance, above what was claimed) and the EIP-712 signature,
+  recovered with coincurve (low-s only, as the escrow's ECDSA requires);
+- after the query succeeded, the commit is one compare-and-swap on the row version plus the
+  ledger booking in one transaction (`GroupCommit`, shared with concurrent vouchers). If
+  the row moved (another gateway process, a claim), it is re-read and the checks rerun: the
+  version is what makes two processes never accept the same cumulative amount twice.
+
+Anything the lane does not accept (an unknown or stale channel, a wrong amount, a bad
+signature, a smart-wallet payer, a busy channel) goes through the SDK path, which refuses
+with the SDK's reasons and corrective 402s, or verifies at the facilitator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import coincurve
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+from sqlalchemy import Connection
+from x402.mechanisms.evm.batch_settlement.constants import VOUCHER_TYPES
+from x402.mechanisms.evm.batch_settlement.server.storage import Channel
+from x402.mechanisms.evm.batch_settlement.utils import (
+    get_batch_settlement_eip712_domain,
+    normalize_channel_id,
+)
+from x402.mechanisms.evm.utils import get_evm_chain_id
+from x402.schemas import PaymentRequirements
+
+from claw402.payments.channels.commits import GroupCommit
+from claw402.payments.channels.storage import SqlChannelStorage
+
+__all__ = ["Ticket", "VoucherLane", "voucher_signer_of"]
+
+_VOUCHER_TYPEHASH = keccak(text="Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
+_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
+_MAX_KNOWN = 100_000
+_RETRIES = 3
+
+Book = Callable[[Connection, Channel, Channel], None]
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A voucher the lane accepts, if the row is still at `version` when it commits."""
+
+    key: str
+    version: int
+    before: Channel
+    after: Channel
+
+
+def voucher_separator(chain_id: int) -> bytes:
+    """The escrow's EIP-712 domain separator on one chain (eth_account computes it once)."""
+    message = {"channelId": bytes(32), "maxClaimableAmount": 0}
+    domain = get_batch_settlement_eip712_domain(chain_id)
+    signable = encode_typed_data(
+        domain_data=domain, message_types=VOUCHER_TYPES, message_data=message
+    )
+    return bytes(signable.header)
+
+
+def voucher_signer_of(separator: bytes, channel_id: str, amount: int, signature: str) -> bytes:
+    """The 20-byte address that signed this voucher, or b"" if the signature is not a
+    canonical 65-byte low-s ECDSA signature."""
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+        channel = bytes.fromhex(channel_id.removeprefix("0x"))
+    except (ValueError, AttributeError):
+        return b""
+    if len(raw) != 65 or raw[64] not in (27, 28) or len(channel) != 32:
+        return b""
+    s = int.from_bytes(raw[32:64], "big")
+    if not 0 < s <= _HALF_N or not 0 <= amount < 2**128:
+        return b""
+    body = keccak(_VOUCHER_TYPEHASH + channel + amount.to_bytes(32, "big"))
+    digest = keccak(b"\x19\x01" + separator + body)
+    try:
+        public = coincurve.PublicKey.from_signature_and_message(
+            raw[:64] + bytes([raw[64] - 27]), digest, hasher=None
+        )
+    except Exception:  # r out of range, no point on the curve: not a signature
+        return b""
+    return keccak(public.format(compressed=False)[1:])[-20:]
+
+
+def _charging(ticket: Ticket, charge: int) -> Ticket:
+    """The ticket charging `charge` instead of the offered amount (the voucher's maximum)."""
+    after = ticket.after.copy()
+    after.charged_cumulative_amount = str(int(ticket.before.charged_cumulative_amount) + charge)
+    return Ticket(ticket.key, ticket.version, ticket.before, after)
+
+
+def _address(value: Any) -> bytes:
+    text = str(value)
+    if len(text) != 42 or not text.startswith("0x"):
+        raise ValueError(text)
+    return bytes.fromhex(text[2:])
+
+
+class VoucherLane:
+    """One receiver's fast voucher path; one per event loop (its locks are asyncio's)."""
+
+    def __init__(self, storage: SqlChannelStorage, network: str, ttl_ms: int) -> None:
+        self.storage = storage
+        self.ttl_ms = ttl_ms
+        self.separator = voucher_separator(get_evm_chain_id(network))
+        self.commits = GroupCommit(storage.engine)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._known: dict[str, tuple[Channel, int]] = {}
+
+    @asynccontextmanager
+    async def serialized(self, channel_id: str) -> AsyncIterator[None]:
+        """One request of this channel at a time in this process (every payload kind)."""
+        key = channel_id.lower()
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            yield
+
+    def forget(self, channel_id: str) -> None:
+        """Drop the copy (the SDK path wrote the row)."""
+        self._known.pop(channel_id.lower(), None)
+
+    async def admit(self, raw: dict[str, Any], requirements: PaymentRequirements) -> Ticket | None:
+        """A ticket if the lane accepts this voucher, else None (the SDK path decides)."""
+        try:
+            key = normalize_channel_id(str(raw["voucher"]["channelId"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        known = self._known.get(key)
+        if known is not None:
+            ticket = self._check(key, raw, requirements, *known)
+            if ticket is not None:
+                return ticket
+        return await self._reread(key, raw, requirements)
+
+    async def commit(
+        self,
+        ticket: Ticket,
+        raw: dict[str, Any],
+        requirements: PaymentRequirements,
+        book: Book,
+        charge: int | None = None,
+    ) -> Ticket | None:
+        """Store the voucher and book it in one transaction, charging `charge` (default: the
+        offered amount; less for a tenant priced by rows): the ticket that committed, or
+        None if the channel moved so that the voucher no longer continues it (nothing
+        written). A booking failure raises, and nothing is written either."""
+        current: Ticket | None = ticket
+        if charge is not None:
+            current = _charging(ticket, charge)
+        for _ in range(_RETRIES):
+            if current is None:
+                return None
+            attempt = current
+
+            def work(conn: Connection, t: Ticket = attempt) -> bool:
+                if not self.storage.swap(conn, t.after, t.version):
+                    return False
+                book(conn, t.before, t.after)
+                return True
+
+            try:
+                won = await self.commits.commit(work)
+            except BaseException:
+                self.forget(attempt.key)
+                raise
+            if won:
+                self._remember(attempt.key, attempt.after, attempt.version + 1)
+                return attempt
+            current = await self._reread(attempt.key, raw, requirements)  # it moved
+            if current is not None and charge is not None:
+                current = _charging(current, charge)
+        return None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _reread(
+        self, key: str, raw: dict[str, Any], requirements: PaymentRequirements
+    ) -> Ticket | None:
+        found = await anyio.to_thread.run_sync(self.storage.read, key)
+        if found is None:
+            self._known.pop(key, None)
+            return None
+        self._remember(key, *found)
+        return self._check(key, raw, requirements, *found)
+
+    def _remember(self, key: str, channel: Channel, version: int) -> None:
+        if len(self._known) >= _MAX_KNOWN:
+            self._known.clear()
+        self._known[key] = (channel, version)
+
+    def _check(
+        self,
+        key: str,
+        raw: dict[str, Any],
+        requirements: PaymentRequirements,
+        channel: Channel,
+        version: int,
+    ) -> Ticket | None:
+        now = int(time.time() * 1000)
+        pending = channel.pending_request
+        if pending is not None and pending.expires_at > now:
+            return None  # the SDK path holds it (a deposit, a refund)
+        synced = channel.onchain_synced_at
+        if synced is None or now - synced > self.ttl_ms:
+            return None
+        config = raw.get("channelConfig")
+        stored = channel.channel_config
+        if not isinstance(config, dict) or config != stored.to_dict():
+            return None
+        extra = requirements.extra or {}
+        try:
+            terms_match = (
+                _address(stored.receiver) == _address(requirements.pay_to)
+                and _address(stored.receiver_authorizer)
+                == _address(extra.get("receiverAuthorizer"))
+                and _address(stored.token) == _address(requirements.asset)
+                and stored.withdraw_delay == int(extra.get("withdrawDelay", -1))
+            )
+            authorizer = _address(stored.payer_authorizer)
+            voucher = raw["voucher"]
+            amount = int(str(voucher["maxClaimableAmount"]))
+            charged = int(channel.charged_cumulative_amount) + int(requirements.amount)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not terms_match or authorizer == bytes(20) or amount != charged:
+            return None
+        if amount > int(channel.balance) or amount <= int(channel.total_claimed):
+            return None
+        signature = voucher.get("signature")
+        if not isinstance(signature, str):
+            return None
+        if voucher_signer_of(self.separator, key, amount, signature) != authorizer:
+            return None
+        after = channel.copy()
+        after.charged_cumulative_amount = str(charged)
+        after.signed_max_claimable = str(amount)
+        after.signature = signature
+        after.last_request_timestamp = now
+        after.pending_request = None
+        return Ticket(key, version, channel, after)

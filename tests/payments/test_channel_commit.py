@@ -1,0 +1,296 @@
+"""A voucher's channel update and its booking are one transaction, on SQLite and PostgreSQL:
+through the SDK's commit (`SqlChannelStorage.booking`) and through the voucher lane's group
+commit (`VoucherLane.commit`). A failed booking leaves the channel as it was; a lost
+compare-and-swap books nothing. Also the lane's own checks: the signature it recovers is
+eth_account's, and it accepts only what continues the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from eth_account import Account
+from sqlalchemy import Connection
+from test_channel_store import NETWORK, PRICE, RECEIVER, RECEIVER_AUTHORIZER, TOKEN, WITHDRAW_DELAY
+from x402.mechanisms.evm.batch_settlement.client.voucher import sign_voucher
+from x402.mechanisms.evm.batch_settlement.server.storage import Channel
+from x402.mechanisms.evm.batch_settlement.types import ChannelConfig
+from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
+from x402.mechanisms.evm.signers import EthAccountSigner
+from x402.schemas import PaymentRequirements
+
+from claw402.ledger.channels import Voucher, book_voucher
+from claw402.ledger.schema import channel_charges, ledger_transactions
+from claw402.payments.channels.lane import VoucherLane, voucher_signer_of
+from claw402.payments.channels.storage import SqlChannelStorage
+
+REQUIREMENTS = PaymentRequirements(
+    scheme="batch-settlement",
+    network=NETWORK,
+    asset=TOKEN,
+    amount=str(PRICE),
+    pay_to=RECEIVER,
+    max_timeout_seconds=60,
+    extra={"receiverAuthorizer": RECEIVER_AUTHORIZER, "withdrawDelay": WITHDRAW_DELAY},
+)
+
+
+class Refused(RuntimeError):
+    pass
+
+
+def _opened(storage: SqlChannelStorage, charged: int = PRICE) -> tuple[Any, Channel]:
+    """A payer and its funded channel, stored as a deposit leaves it (fresh on-chain state)."""
+    account = Account.create()
+    config = ChannelConfig(
+        payer=account.address,
+        payer_authorizer=account.address,
+        receiver=RECEIVER,
+        receiver_authorizer=RECEIVER_AUTHORIZER,
+        token=TOKEN,
+        withdraw_delay=WITHDRAW_DELAY,
+        salt="0x" + secrets.token_hex(32),
+    )
+    channel = Channel(
+        channel_id=compute_channel_id(config, NETWORK),
+        channel_config=config,
+        charged_cumulative_amount=str(charged),
+        signed_max_claimable=str(charged),
+        signature="0x",
+        balance=str(100 * PRICE),
+        total_claimed="0",
+        withdraw_requested_at=0,
+        refund_nonce=0,
+        onchain_synced_at=_now_ms(),
+        last_request_timestamp=_now_ms(),
+    )
+    assert storage.update_channel(channel.channel_id, lambda _: channel).status == "updated"
+    return account, channel
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _voucher(account: Any, channel: Channel, amount: int) -> dict[str, Any]:
+    signed = sign_voucher(EthAccountSigner(account), channel.channel_id, str(amount), NETWORK)
+    return {
+        "type": "voucher",
+        "channelConfig": channel.channel_config.to_dict(),
+        "voucher": signed.to_dict(),
+    }
+
+
+def _book(conn: Connection, before: Channel | None, after: Channel) -> None:
+    cumulative = int(after.charged_cumulative_amount)
+    amount = cumulative - int(before.charged_cumulative_amount if before else 0)
+    voucher = Voucher(
+        NETWORK, after.channel_id, cumulative, amount, "t1", RECEIVER, "0x" + "1" * 40
+    )
+    book_voucher(conn, voucher)
+
+
+def _refuse(conn: Connection, before: Channel | None, after: Channel) -> None:
+    _book(conn, before, after)  # written, then refused: the whole transaction must go
+    raise Refused("the ledger said no")
+
+
+def _books(storage: SqlChannelStorage) -> tuple[int, int]:
+    with storage.engine.connect() as conn:
+        charges = conn.execute(sa.select(sa.func.count()).select_from(channel_charges))
+        postings = conn.execute(sa.select(sa.func.count()).select_from(ledger_transactions))
+        return charges.scalar_one(), postings.scalar_one()
+
+
+def _advanced(channel: Channel) -> Any:
+    def update(current: Channel | None) -> Channel | None:
+        assert current is not None
+        moved = current.copy()
+        moved.charged_cumulative_amount = str(int(current.charged_cumulative_amount) + PRICE)
+        return moved
+
+    return update
+
+
+def test_the_sdk_commit_and_its_booking_commit_together(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    _, channel = _opened(storage)
+    start = storage.read(channel.channel_id)
+    with pytest.raises(Refused), storage.booking(_refuse):
+        storage.update_channel(channel.channel_id, _advanced(channel))
+    assert storage.read(channel.channel_id) == start  # the channel did not move
+    assert _books(storage) == (0, 0)  # and nothing was booked
+    with storage.booking(_book):
+        assert storage.update_channel(channel.channel_id, _advanced(channel)).status == "updated"
+    found = storage.get(channel.channel_id)
+    assert found is not None and found.charged_cumulative_amount == str(2 * PRICE)
+    assert _books(storage) == (1, 1)
+    storage.update_channel(channel.channel_id, _advanced(channel))  # outside: no booking
+    assert _books(storage) == (1, 1)
+
+
+def test_a_lost_compare_and_swap_books_nothing(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    _, channel = _opened(storage)
+    found = storage.read(channel.channel_id)
+    assert found is not None
+    stored, version = found
+    storage.update_channel(channel.channel_id, _advanced(channel))  # someone else moved it
+    moved = stored.copy()
+    moved.charged_cumulative_amount = str(2 * PRICE)
+    with engine.begin() as conn:
+        assert not storage.swap(conn, moved, version)  # at the old version: refused
+    assert _books(storage) == (0, 0)
+
+
+def test_the_lane_commits_the_voucher_and_its_booking_together(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    account, channel = _opened(storage)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    raw = _voucher(account, channel, 2 * PRICE)
+
+    async def scenario() -> None:
+        ticket = await lane.admit(raw, REQUIREMENTS)
+        assert ticket is not None
+        with pytest.raises(Refused):
+            await lane.commit(ticket, raw, REQUIREMENTS, _refuse)
+        stored = storage.get(channel.channel_id)
+        assert stored is not None and stored.charged_cumulative_amount == str(PRICE)
+        assert _books(storage) == (0, 0)
+        ticket = await lane.admit(raw, REQUIREMENTS)
+        assert ticket is not None
+        assert await lane.commit(ticket, raw, REQUIREMENTS, _book) is not None
+        stored = storage.get(channel.channel_id)
+        assert stored is not None and stored.charged_cumulative_amount == str(2 * PRICE)
+        assert _books(storage) == (1, 1)
+        assert await lane.admit(raw, REQUIREMENTS) is None  # replayed: not the lane's to accept
+
+    asyncio.run(scenario())
+
+
+def test_the_lane_rereads_a_channel_that_moved_and_never_accepts_twice(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    account, channel = _opened(storage)
+    mine = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    other = VoucherLane(storage, NETWORK, ttl_ms=60_000)  # another gateway process
+    raw = _voucher(account, channel, 2 * PRICE)
+
+    async def scenario() -> None:
+        ticket, theirs = await mine.admit(raw, REQUIREMENTS), await other.admit(raw, REQUIREMENTS)
+        assert ticket is not None and theirs is not None
+        assert await other.commit(theirs, raw, REQUIREMENTS, _book) is not None
+        assert await mine.commit(ticket, raw, REQUIREMENTS, _book) is None  # the same amount
+        assert _books(storage) == (1, 1)
+        following = _voucher(account, channel, 3 * PRICE)
+        ticket = await mine.admit(following, REQUIREMENTS)  # stale copy: re-read, accepted
+        assert ticket is not None and ticket.before.charged_cumulative_amount == str(2 * PRICE)
+        # a claim moves the row without touching the charged amount: the commit re-checks
+        storage.update_channel(channel.channel_id, _claimed)
+        assert await mine.commit(ticket, following, REQUIREMENTS, _book) is not None
+        stored = storage.get(channel.channel_id)
+        assert stored is not None
+        assert (stored.charged_cumulative_amount, stored.total_claimed) == (
+            str(3 * PRICE),
+            str(PRICE),
+        )
+        assert _books(storage) == (2, 2)
+
+    asyncio.run(scenario())
+
+
+def _claimed(current: Channel | None) -> Channel | None:
+    assert current is not None
+    moved = current.copy()
+    moved.total_claimed = str(PRICE)
+    return moved
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_lane_accepts_only_what_continues_the_channel(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    account, channel = _opened(storage)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    good = _voucher(account, channel, 2 * PRICE)
+    forged = _voucher(Account.create(), channel, 2 * PRICE)
+    other_terms = REQUIREMENTS.model_copy(update={"pay_to": "0x" + "22" * 20})
+    above = _voucher(account, channel, 3 * PRICE)
+    past_deposit = REQUIREMENTS.model_copy(update={"amount": str(100 * PRICE)})
+    high_s = dict(good, voucher=dict(good["voucher"], signature=_high_s(good)))
+    cases = [
+        (forged, REQUIREMENTS),
+        (above, REQUIREMENTS),
+        (good, other_terms),
+        (_voucher(account, channel, 101 * PRICE), past_deposit),
+        (high_s, REQUIREMENTS),
+    ]
+
+    async def scenario() -> None:
+        for raw, terms in cases:
+            assert await lane.admit(raw, terms) is None
+        assert await lane.admit(good, REQUIREMENTS) is not None
+        stale = VoucherLane(storage, NETWORK, ttl_ms=0)  # on-chain state too old
+        storage.update_channel(channel.channel_id, _synced_long_ago)
+        assert await stale.admit(good, REQUIREMENTS) is None
+
+    asyncio.run(scenario())
+
+
+def _synced_long_ago(current: Channel | None) -> Channel | None:
+    assert current is not None
+    moved = current.copy()
+    moved.onchain_synced_at = _now_ms() - 10_000
+    return moved
+
+
+def _high_s(raw: dict[str, Any]) -> str:
+    """The same signature with s mirrored (valid for ecrecover, refused by OpenZeppelin)."""
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    sig = bytes.fromhex(raw["voucher"]["signature"][2:])
+    s = n - int.from_bytes(sig[32:64], "big")
+    return "0x" + (sig[:32] + s.to_bytes(32, "big") + bytes([55 - sig[64]])).hex()
+
+
+def test_the_recovered_signer_is_eth_accounts() -> None:
+    from claw402.payments.channels.lane import voucher_separator
+
+    separator = voucher_separator(84532)
+    for _ in range(5):
+        account = Account.create()
+        channel_id = "0x" + secrets.token_hex(32)
+        amount = secrets.randbelow(2**128)
+        signed = sign_voucher(EthAccountSigner(account), channel_id, str(amount), NETWORK)
+        signer = voucher_signer_of(separator, channel_id, amount, signed.signature)
+        assert signer == bytes.fromhex(account.address[2:])
+        assert voucher_signer_of(separator, channel_id, amount + 1, signed.signature) != signer
+    assert voucher_signer_of(separator, channel_id, amount, "0x1234") == b""
+
+
+def test_on_the_gateway_vouchers_take_the_lane_and_each_is_booked_once(stack) -> None:
+    import time
+
+    from test_channels_paywall import _charges, _opened, _url
+
+    from claw402.events.store import EventStore
+
+    tenant, payer, _, channel_id = _opened(stack, calls=2)  # a deposit, then a voucher
+    answers = [payer.call(_url(stack, tenant))[0] for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [c["cumulative"] for c in _charges(stack, channel_id)] == [
+        n * PRICE for n in range(1, 6)
+    ]
+    store, deadline = EventStore(stack.registry.engine), time.monotonic() + 5
+    for answer in answers:
+        request_id = answer.headers["x-request-id"]
+        while True:
+            found = store.read_events(request_id=request_id)
+            verified = [e for e in found if e["type"] == "payment_verified"]
+            if verified or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert verified and verified[0]["details"].get("lane") is True, found
