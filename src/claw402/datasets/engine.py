@@ -13,7 +13,7 @@ Why this shape (numbers: docs/architecture.md and bench/bench_engine.py):
 - Substring filters and `_q` with a needle the search files answer (search.py) first get
   their candidate rows from those files, then DuckDB checks every filter on those rows only
   and fetches them by rowid, which beats its own `contains` over every row. When the search is
-  the whole query (`_exact_search`), DuckDB only fetches the rows.
+  the whole query (`exact_search`), DuckDB only fetches the rows.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from claw402.datasets.pages import Page, PageCache
 from claw402.datasets.query import After, InvalidQuery, Query
 from claw402.datasets.rowstore import RowStores
 from claw402.datasets.schema import Column, sql_ident
-from claw402.datasets.search import TextIndex, searchable
+from claw402.datasets.search import TextIndex, exact_search, search_plan
 from claw402.datasets.sql import (
     candidate_page_sql,
     candidate_rows,
@@ -228,9 +228,7 @@ class Dataset:
             self._engine._cache.put(cache_key, page)
         return page
 
-    def page_json(
-        self, query: Query, *, timeout_ms: int | None = None
-    ) -> tuple[bytes, int] | None:
+    def page_json(self, query: Query, *, timeout_ms: int | None = None) -> tuple[bytes, int] | None:
         """The page's JSON body and row count from the version's row store (indexed.py),
         without DuckDB; None when `records` must answer. Bounded work unless
         `indexed.searches(query)`."""
@@ -279,16 +277,19 @@ class Dataset:
         with _search_deadline(timeout_ms) as deadline:
             if query.sort:  # every candidate is needed to sort them
                 candidates = self._candidates(query, deadline)
-                rows = None if candidates is None else (
-                    self._fetch(query, candidates, [*names, *extra], timeout_ms)
-                    if candidates else []
+                rows = (
+                    None
+                    if candidates is None
+                    else (
+                        self._fetch(query, candidates, [*names, *extra], timeout_ms)
+                        if candidates
+                        else []
+                    )
                 )
             else:
                 rows = self._stream(query, [*names, *extra], timeout_ms, deadline)
         if rows is None:
-            sql, params = page_sql(
-                query, self._table, [*names, *extra], self._types, self.columns
-            )
+            sql, params = page_sql(query, self._table, [*names, *extra], self._types, self.columns)
             rows = self._engine._run(self.path, sql, params, timeout_ms)
         next_cursor = None
         if len(rows) > query.limit:
@@ -317,7 +318,7 @@ class Dataset:
         checks: list[tuple[str, str]],
         timeout_ms: int | None,
     ) -> list[tuple[object, ...]]:
-        """Candidates that are the answer (`_exact_search`), fetched by rowid alone: no filter
+        """Candidates that are the answer (`exact_search`), fetched by rowid alone: no filter
         in the SQL for DuckDB to check again (2.4 against 1.7 ms for 101 rows of 8 columns);
         a case-sensitive `contains` is checked here, on the fetched values."""
         extra = [column for column, _ in checks if column not in names]
@@ -343,7 +344,7 @@ class Dataset:
         Candidates are read lazily from the cursor on, in chunks of about a page (doubling
         while the filters turn them down), so the scan stops once the page is full. Past
         `MAX_CANDIDATES` turned down, DuckDB scans the rest."""
-        search = self._search_plan(query)
+        search = search_plan(query)
         index = search and self._engine._text_index(self.path)
         if not search or index is None:
             return None
@@ -351,7 +352,7 @@ class Dataset:
         found = index.iter_rows(search[0], search[1], start=start, deadline=deadline)
         if found is None:
             return None
-        checks = _exact_search(query, search[0])
+        checks = exact_search(query, search[0])
         rows: list[tuple[object, ...]] = []
         size, tried = query.limit + 1, 0
         while len(rows) <= query.limit:
@@ -374,40 +375,11 @@ class Dataset:
     def _candidates(self, query: Query, deadline: float | None = None) -> list[int] | None:
         """All rows that may match the query's substring filters, from the search files: None
         when they cannot tell (no files, no usable needle, more than `MAX_CANDIDATES`)."""
-        search = self._search_plan(query)
+        search = search_plan(query)
         index = search and self._engine._text_index(self.path)
         if not search or index is None:
             return None
         return index.rows(search[0], search[1], limit=MAX_CANDIDATES, deadline=deadline)
-
-    @staticmethod
-    def _search_plan(query: Query) -> tuple[str | None, str] | None:
-        """The (column, needle) the search files can narrow the rows by, if any: one filter is
-        enough. A column's own filter (one file to scan, not all) first, the longest needle
-        first."""
-        options: list[tuple[bool, int, str | None, str]] = []
-        for f in query.filters:
-            if f.op in ("contains", "icontains") and (needle := searchable(f.value)):  # type: ignore[arg-type]
-                options.append((True, len(needle), f.column, needle))
-        if query.q and (needle := searchable(query.q)):
-            options.append((False, len(needle), None, needle))
-        if not options:
-            return None
-        _, _, column, needle = max(options, key=lambda o: (o[0], o[1]))
-        return column, needle
-
-
-def _exact_search(query: Query, column: str | None) -> list[tuple[str, str]] | None:
-    """Whether the search files' rows for (`column`, needle) are the query's answer: the
-    case-sensitive `(column, value)` checks left to make on them, or None when other filters
-    must be checked too. `_q` and `__icontains` with a searchable needle are exact (see
-    search.py); `__contains` is exact up to case."""
-    if column is None:  # `_q` was chosen: no column filter can narrow it
-        return [] if not query.filters else None
-    if query.q or len(query.filters) != 1:
-        return None
-    only = query.filters[0]  # the filter `_search_plan` chose: contains or icontains
-    return [(only.column, str(only.value))] if only.op == "contains" else []
 
 
 @contextlib.contextmanager
@@ -420,8 +392,15 @@ def _search_deadline(timeout_ms: int | None) -> Iterator[float | None]:
 
 
 def _query_key(query: Query) -> tuple[object, ...]:
-    return (query.filters, query.sort, query.fields, query.limit, query.q, query.after,
-            query.binding if query.after else None)
+    return (
+        query.filters,
+        query.sort,
+        query.fields,
+        query.limit,
+        query.q,
+        query.after,
+        query.binding if query.after else None,
+    )
 
 
 @dataclass

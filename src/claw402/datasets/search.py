@@ -27,12 +27,16 @@ import time
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import orjson
 import stringzilla
 
 from claw402.datasets.schema import sql_ident
+
+if TYPE_CHECKING:
+    from claw402.datasets.query import Query
 
 INDEX_FILE = "search.idx"
 BLOCK = 1024
@@ -54,7 +58,10 @@ def files(directory: Path) -> list[Path]:
 
 
 def write(
-    con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], directory: Path,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    directory: Path,
     prefix: str = "",
 ) -> list[Path]:
     """Write the search files for `table`'s string `columns` into `directory`, their names
@@ -121,7 +128,8 @@ class TextIndex:
                 size, starts = entry["bytes"], entry["starts"]
                 text = (
                     stringzilla.Str(stringzilla.File(str(directory / entry["file"])))
-                    if size else stringzilla.Str("")
+                    if size
+                    else stringzilla.Str("")
                 )
                 if len(text) != size or (size and not starts):
                     return None
@@ -218,3 +226,32 @@ class _Column:
                 raise TimeoutError("substring search ran past its deadline")
             start = end
         return -1
+
+
+def search_plan(query: Query) -> tuple[str | None, str] | None:
+    """The (column, needle) the search files can narrow the rows by, if any: one filter is
+    enough. A column's own filter (one file to scan, not all) first, the longest needle
+    first."""
+    options: list[tuple[bool, int, str | None, str]] = []
+    for f in query.filters:
+        if f.op in ("contains", "icontains") and (needle := searchable(f.value)):  # type: ignore[arg-type]
+            options.append((True, len(needle), f.column, needle))
+    if query.q and (needle := searchable(query.q)):
+        options.append((False, len(needle), None, needle))
+    if not options:
+        return None
+    _, _, column, needle = max(options, key=lambda o: (o[0], o[1]))
+    return column, needle
+
+
+def exact_search(query: Query, column: str | None) -> list[tuple[str, str]] | None:
+    """Whether the search files' rows for (`column`, needle) are the query's answer: the
+    case-sensitive `(column, value)` checks left to make on them, or None when other filters
+    must be checked too. `_q` and `__icontains` with a searchable needle are exact (see
+    `searchable`); `__contains` is exact up to case."""
+    if column is None:  # `_q` was chosen: no column filter can narrow it
+        return [] if not query.filters else None
+    if query.q or len(query.filters) != 1:
+        return None
+    only = query.filters[0]  # the filter `search_plan` chose: contains or icontains
+    return [(only.column, str(only.value))] if only.op == "contains" else []
