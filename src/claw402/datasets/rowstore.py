@@ -38,6 +38,7 @@ import orjson
 
 from claw402.datasets.schema import Column, sql_ident
 from claw402.datasets.sql import select_list
+from claw402.datasets.storage import attach
 
 log = logging.getLogger("claw402.datasets")
 FOLDER = "rows"
@@ -130,8 +131,8 @@ def _identity(data_file: Path) -> list[int]:
 
 
 def build(data_file: Path, columns: Sequence[Column], table: str = "data") -> bool:
-    """Write `rows/` beside `data_file` (a version's DuckDB file); False when another process
-    is building it or it exists. Raises on a file it cannot read or write."""
+    """Write `rows/` beside `data_file` (a version's DuckDB or Parquet file); False when
+    another process is building it or it exists. Raises on a file it cannot read or write."""
     directory = data_file.parent
     lock_path = directory / ".rows.lock"
     with lock_path.open("a") as lock:
@@ -146,9 +147,10 @@ def build(data_file: Path, columns: Sequence[Column], table: str = "data") -> bo
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            con = duckdb.connect(str(data_file), read_only=True, config={"threads": 1})
+            con = duckdb.connect(config={"threads": 1})
             try:
-                _write(con, table, columns, tmp, _identity(data_file))
+                attach(con, str(data_file), "version")  # either layout (storage.py)
+                _write(con, f"version.main.{table}", columns, tmp, _identity(data_file))
             finally:
                 con.close()
             tmp.rename(directory / FOLDER)

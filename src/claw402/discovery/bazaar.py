@@ -43,7 +43,7 @@ GRAMMAR = (
     "Filters AND together: col=v, col__ne|gt|gte|lt|lte=v, col__contains|icontains|"
     "startswith=text (text columns), col__in=a,b,c, col__isnull=true|false. "
     "_sort=a,-b; _fields=a,b; _limit=n; _q=text (any text column); _format=json|csv|ndjson; "
-    "follow `next` with _cursor to page."
+    "_count=exact; _facet=col (repeatable, a column); follow `next` with _cursor to page."
 )
 _EXAMPLE_VALUES: dict[str, Any] = {
     "integer": 1,
@@ -100,7 +100,9 @@ class TenantBazaar:
             f"({columns}); filter, sort and page with query parameters; {price}, paid with x402"
         )
         row = {c["name"]: _EXAMPLE_VALUES[c["type"]] for c in version.columns}
-        page = _inline(schemas["Page"], record)
+        page = _lean(_inline(schemas["Page"], record))
+        for extra in ("count", "facets"):  # only when asked for (GRAMMAR says how): space
+            page.get("properties", {}).pop(extra, None)
         query = self.query_schema = _query_schema(paths[RECORDS]["get"]["parameters"])
         output = OutputConfig(example={"ok": True, "items": [row], "next": None}, schema=page)
         self._list = declare_discovery_extension(
@@ -180,7 +182,14 @@ def _query_schema(parameters: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         name = p["name"]
         if name.startswith("_"):
-            properties[name] = p["schema"]
+            schema = p["schema"]
+            if name == "_facet":  # the columns are in the patterns already: not again here
+                schema = {**schema, "items": {"type": "string"}}
+            elif name == "_sort":  # `col` or `-col`: one pattern, not every name twice
+                columns = [v for v in schema["items"]["enum"] if not v.startswith("-")]
+                pattern = f"^-?({_alternation(columns)})$"
+                schema = {**schema, "items": {"type": "string", "pattern": pattern}}
+            properties[name] = schema
             continue
         column, _, op = name.partition("__")
         key = json.dumps(p["schema"], sort_keys=True)
@@ -192,14 +201,18 @@ def _query_schema(parameters: list[dict[str, Any]]) -> dict[str, Any]:
         for column, ops in by_column.items():
             by_ops.setdefault(tuple(ops), []).append(column)
         for ops, columns in by_ops.items():
-            names = "|".join(_REGEX_SPECIAL.sub(r"\\\g<0>", c) for c in columns)
-            patterns[f"^({names})({'|'.join(ops)})$"] = schema
+            patterns[f"^({_alternation(columns)})({'|'.join(ops)})$"] = schema
     return {
         "description": GRAMMAR,
         "properties": properties,
         "patternProperties": patterns,
         "additionalProperties": False,
     }
+
+
+def _alternation(names: list[str]) -> str:
+    """`a|b|c` matching exactly these names (regex characters in them escaped)."""
+    return "|".join(_REGEX_SPECIAL.sub(r"\\\g<0>", n) for n in names)
 
 
 def _inline(schema: Any, record: dict[str, Any]) -> Any:
@@ -210,6 +223,16 @@ def _inline(schema: Any, record: dict[str, Any]) -> Any:
         return {k: _inline(v, record) for k, v in schema.items()}
     if isinstance(schema, list):
         return [_inline(v, record) for v in schema]
+    return schema
+
+
+def _lean(schema: Any) -> Any:
+    """`schema` without its prose: the page's shape is what a buyer's tool reads, and the
+    declaration is echoed in every payment header (see MAX_DECLARATION)."""
+    if isinstance(schema, dict):
+        return {k: _lean(v) for k, v in schema.items() if k != "description"}
+    if isinstance(schema, list):
+        return [_lean(v) for v in schema]
     return schema
 
 

@@ -31,7 +31,7 @@ class BadQuery(ValueError):
     """A listing or search parameter out of range: 400, with this sentence."""
 
 
-class Catalogue:
+class DiscoveryCatalogue:
     """Thread-safe: the facilitator's verify and settle run in worker threads."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:

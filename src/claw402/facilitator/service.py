@@ -12,7 +12,7 @@ public facilitator needs on top:
   second is refused at once instead;
 - a batch-settlement payload the SDK cannot parse is an invalid payment, not a 500;
 - the Bazaar: a payment that verifies or settles catalogues the resource its 402 declared
-  (`catalogue.Catalogue`, listed at `GET /discovery/resources`).
+  (`catalogue.DiscoveryCatalogue`, listed at `GET /discovery/resources`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from x402.schemas import (
     VerifyResponse,
 )
 
-from claw402.facilitator.catalogue import Catalogue
+from claw402.facilitator.catalogue import DiscoveryCatalogue
 from claw402.facilitator.protocol import (
     batch_payload_problem,
     check_evm_requirements,
@@ -110,7 +110,7 @@ class FacilitatorService:
             .register([settings.network], batch)
             .register_extension(BAZAAR)
         )
-        self.catalogue = Catalogue()
+        self.catalogue = DiscoveryCatalogue()
         self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
