@@ -132,32 +132,27 @@ export class Table {
   // datasets/facets.py: {count} and {facets: {col: [{value, count}]}} over every matching row
   // (the cursor ignored); the FACET_SIZE most frequent values, ties by value, NULL last.
   summary(query) {
-    const extras = {};
-    if (!query.count && query.facets.length === 0) return extras;
+    if (!query.count && query.facets.length === 0) return {};
+    return rankSummary(this.tally(query), query, this.byName);
+  }
+
+  // What `summary` counts, before ranking: the matching rows and, per facet, compared value ->
+  // [output value, count, compared value]; tallies of several tables add up (stored.js).
+  tally(query, into = emptyTally(query)) {
     const matches = this.matcher(query);
     const rows = [];
     for (let i = 0; i < this.count; i++) if (matches(i)) rows.push(i);
-    if (query.count) extras.count = rows.length;
-    if (query.facets.length) {
-      extras.facets = {};
-      for (const name of query.facets) {
-        const { type, index } = this.byName.get(name);
-        const keys = this.values(name);
-        const found = new Map(); // compared value -> [output value, count]
-        for (const i of rows) {
-          const seen = found.get(keys[i]);
-          if (seen) seen[1] += 1;
-          else found.set(keys[i], [this.data[index][i], 1, keys[i]]);
-        }
-        const top = [...found.values()].sort((a, b) => {
-          if (a[1] !== b[1]) return b[1] - a[1];
-          if (a[2] === null || b[2] === null) return a[2] === b[2] ? 0 : a[2] === null ? 1 : -1;
-          return compareValues(type, a[2], b[2]);
-        });
-        extras.facets[name] = { type, top: top.slice(0, FACET_SIZE).map(([value, count]) => ({ value, count })) };
+    into.count += rows.length;
+    for (const [name, found] of into.facets) {
+      const { index } = this.byName.get(name);
+      const keys = this.values(name);
+      for (const i of rows) {
+        const seen = found.get(keys[i]);
+        if (seen) seen[1] += 1;
+        else found.set(keys[i], [this.data[index][i], 1, keys[i]]);
       }
     }
-    return extras;
+    return into;
   }
 
   async records(query) {
@@ -240,4 +235,27 @@ function topN(count, matches, compare, n) {
     }
   }
   return heap.sort(compare);
+}
+
+export function emptyTally(query) {
+  return { count: 0, facets: new Map(query.facets.map((name) => [name, new Map()])) };
+}
+
+// A tally (Table.tally) as the answer's extras: the count if asked, each facet's top values.
+export function rankSummary(tally, query, byName) {
+  const extras = {};
+  if (query.count) extras.count = tally.count;
+  if (query.facets.length) {
+    extras.facets = {};
+    for (const [name, found] of tally.facets) {
+      const { type } = byName.get(name);
+      const top = [...found.values()].sort((a, b) => {
+        if (a[1] !== b[1]) return b[1] - a[1];
+        if (a[2] === null || b[2] === null) return a[2] === b[2] ? 0 : a[2] === null ? 1 : -1;
+        return compareValues(type, a[2], b[2]);
+      });
+      extras.facets[name] = { type, top: top.slice(0, FACET_SIZE).map(([value, count]) => ({ value, count })) };
+    }
+  }
+  return extras;
 }

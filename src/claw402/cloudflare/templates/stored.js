@@ -3,7 +3,7 @@
 // time. Answers and cursors are the embedded Worker's: row numbers are global (a chunk's
 // offset + its row), a sorted page merges each chunk's best rows under the same order.
 
-import { Table } from "./engine.js";
+import { emptyTally, rankSummary, Table } from "./engine.js";
 import { compareText, encodeCursor } from "./query.js";
 
 // Parsed chunks kept per isolate: at storage.CHUNK_BYTES each costs ~7x its JSON in heap, so
@@ -114,6 +114,14 @@ export class StoredTable {
       next = await encodeCursor(query.binding, last.raw, last.rowid, floats);
     }
     return { columns: names, types: names.map((n) => this.byName.get(n).type), rows: picks.map((p) => p.row), next };
+  }
+
+  // `_count` and `_facet` over every chunk: the chunks' tallies added, then ranked once.
+  async summary(query) {
+    if (!query.count && query.facets.length === 0) return {};
+    const tally = emptyTally(query);
+    for (let n = 0; n < this.chunks.length; n++) (await this.chunk(n)).tally(query, tally);
+    return rankSummary(tally, query, this.byName);
   }
 
   // The row whose key is `text`, looked for chunk by chunk; null when none.

@@ -63,7 +63,7 @@ async function records(request, url, requestId) {
       defaultFormat: formatForAccept(request.headers.get("accept")),
     });
     page = await TABLE.records(query);
-    extras = TABLE.summary(query);
+    extras = await TABLE.summary(query);
   } catch (failure) {
     if (failure instanceof InvalidQuery) return error(400, "invalid_query", requestId, failure.detail);
     throw failure;
