@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "payments")]
 
 from bench_paid_call import (  # noqa: E402
+
     child,
     facilitator_env,
     gateway_env,
@@ -49,6 +50,10 @@ from bench_paid_call import (  # noqa: E402
     serve_granian,
     summary,
 )
+
+# One load generator is one caller: the per-caller rate limit would answer it 429. The limits
+# cost is measured by bench_limits.py; here the paths are measured without them.
+os.environ.setdefault("CLAW402_LIMITS", "off")
 
 PRICE = 1_000  # $0.001
 PATH = "/data"

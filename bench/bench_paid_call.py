@@ -52,6 +52,10 @@ from typing import Any
 
 import httpx
 
+# One load generator is one caller: the per-caller rate limit would answer it 429. The limits
+# cost is measured by bench_limits.py; here the paths are measured without them.
+os.environ.setdefault("CLAW402_LIMITS", "off")
+
 BENCH_DEPS = os.environ.get("CLAW402_BENCH_DEPS", str(Path.home() / ".cache/claw402-bench-deps"))
 PRICE = "0.001"
 SLUG = "bench"
