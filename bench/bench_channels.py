@@ -41,7 +41,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "payments")]
 
 from bench_paid_call import (  # noqa: E402
-
     child,
     facilitator_env,
     gateway_env,
