@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from claw402.config import Settings
 from claw402.events.schema import events
@@ -40,12 +41,15 @@ def home(tmp_path: Path) -> Iterator[tuple[Settings, Registry]]:
 
 
 @contextmanager
-def serve(settings: Settings, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serve(
+    settings: Settings, *args: str, env_extra: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     with socket.socket() as sock:  # a free port, as tests/conftest.py's free_port finds one
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAW402_")}
     env.update(CLAW402_HOME=str(settings.home), CLAW402_DATABASE_URL=settings.database_url)
+    env.update(env_extra or {})
     with running([CLI, "serve", "--port", str(port), *args], env=env, stdin=subprocess.DEVNULL,
                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -135,3 +139,25 @@ def test_killed_serve_leaves_no_worker(home) -> None:
             time.sleep(0.1)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz", timeout=1)
+
+
+def test_metrics_add_up_every_worker_and_take_a_token(home) -> None:
+    settings, _ = home
+    token = {"CLAW402_METRICS_TOKEN": "s3cret"}
+    with serve(settings, "--workers", "2", env_extra=token) as (url, _):
+        served = spread(f"{url}/t/cities/v1/records?_limit=1", 60)
+        assert len(workers_of(served)) == 2  # both workers counted some
+        assert {r.status_code for r in spread(f"{url}/t/nobody/v1/records", 5)} == {404}
+        refused = httpx.get(f"{url}/metrics")
+        page = httpx.get(f"{url}/metrics", headers={"authorization": "Bearer s3cret"})
+    assert refused.status_code == 401 and refused.json()["error"] == "metrics_token_required"
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(page.text)
+        for s in family.samples
+    }
+    assert samples[("claw402_requests_total", (("status", "200"), ("tenant", "cities")))] == 60
+    assert samples[("claw402_requests_total", (("status", "404"), ("tenant", "-")))] == 5
+    assert samples[("claw402_request_duration_seconds_count", ())] == 65
+

@@ -12,7 +12,9 @@ settles of batch-settlement vouchers) on a thread of this process, whatever the 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from typing import Annotated
 
 import typer
@@ -110,12 +112,26 @@ def serve_command(
 
         reconcile_from_env(registry.engine, token=payments.asset, treasury=payments.treasury)
         manager = ChannelManager(ChannelSchemes(payments, registry.engine)).start()
+    metrics_dir = _metrics_dir(workers)
     try:
         _serve(host, port, log_level, workers)
     finally:
         if manager is not None:
             manager.stop()
         registry.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several workers, a private folder where each writes its `/metrics` values
+    (prometheus_client's multiprocess mode), so any worker's page adds them all up. Set
+    before a worker imports prometheus_client, which reads it once."""
+    if workers < 2:
+        return None
+    folder = tempfile.mkdtemp(prefix="claw402-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # not imported from gateway.metrics: see above
+    return folder
 
 
 def _engine_budget(memory_limit: str | None, open_datasets: int | None) -> None:

@@ -53,6 +53,11 @@ class EventSink:
         """
         self._pending.append(trail)
 
+    @property
+    def backlog(self) -> int:
+        """Trails queued and not yet handed to the writer."""
+        return len(self._pending)
+
     @classmethod
     def in_process(cls, engine: Engine, **options: Any) -> EventSink:
         """A sink writing to `engine`'s events table from its own thread."""

@@ -40,6 +40,8 @@ from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
 from claw402.gateway.catalogue import Catalogue, paywall_asset
 from claw402.gateway.directory import LiveDirectory
+from claw402.gateway.metrics import PATH as METRICS_PATH
+from claw402.gateway.metrics import GatewayMetrics
 from claw402.gateway.steps import GatewayCall, Replays, steps
 from claw402.limits.junk import JunkCounter
 from claw402.limits.limiter import Limiter
@@ -108,6 +110,7 @@ class Gateway:
         self.guard = guard
         self.event_store = EventStore(registry.engine)
         self.sink = sink or EventSink(self.event_store.write_compact_trails)
+        self.metrics = GatewayMetrics()  # `/metrics`
         self.events_token = events_token
         self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self.replays = Replays()
@@ -191,6 +194,9 @@ class Gateway:
         path: str = scope["path"]
         if path == "/healthz":
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
+        if path == METRICS_PATH:
+            answer = self.metrics.answer(headers.get("authorization"), request_id)
+            return self._stamp(answer, request_id, None, correlation)
         if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
             answer = await anyio.to_thread.run_sync(paywall_asset, path, request_id)
             return self._stamp(answer, request_id, None, correlation)
@@ -227,6 +233,7 @@ class Gateway:
                     call.reason = f"{type(exc).__name__}: {exc}"
                     answer = self.fail("tenant_worker_failure", request_id)
             if not call.in_tenant:
+                self._observe(call, answer, started)
                 return self._stamp(answer, request_id, None, correlation)
             if call.reason is None and answer.status_code >= 500:
                 call.reason = _error_code(answer)  # the tenant or its paywall could not serve
@@ -239,9 +246,15 @@ class Gateway:
         finally:
             if call.trail:
                 self.sink.emit(call.trail)
+        self._observe(call, answer, started)
         if call.replayable is not None and call.replay is None:
             self.replays.remember(call)
         return self._stamp(answer, request_id, call.route, correlation)
+
+    def _observe(self, call: GatewayCall, answer: Answer, started: float) -> None:
+        seconds = time.perf_counter() - started
+        route = call.route if call.in_tenant else None  # unset before a tenant is resolved
+        self.metrics.observe(route, answer.status_code, seconds, call.trail, self.sink.backlog)
 
     def origin(self, scope: Scope, host: str | None, directory: Directory[Tenant]) -> str:
         """`scheme://host[:port][/prefix]` of the request's resource URLs, never a Host header
@@ -257,7 +270,9 @@ class Gateway:
             return f"{scope.get('scheme', 'http')}://{name}{scope.get('root_path', '')}"
         if self._public_url is not None:
             return self._public_url
-        key = (scope.get("scheme", "http"), scope.get("root_path", ""), host, scope.get("server"))
+        server = scope.get("server")  # a tuple, or a list under some servers (unhashable)
+        key = (scope.get("scheme", "http"), scope.get("root_path", ""), host,
+               tuple(server) if server else None)  # fmt: skip
         found = self._origins.get(key)
         if found is None:
             if len(self._origins) >= 1024:
