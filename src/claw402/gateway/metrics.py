@@ -49,6 +49,8 @@ _OUTCOMES = {
     ev.PAYMENT_FAILED: "failed",
 }
 _KIND, _DURATION_MS, _DETAILS = 0, 8, 10
+_CHILDREN = 4096  # cached (tenant, status) counters
+_BACKLOG_EVERY = 64  # requests between backlog gauge updates while it is not empty
 
 
 class GatewayMetrics:
@@ -58,6 +60,9 @@ class GatewayMetrics:
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.registry = CollectorRegistry()
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self._children: dict[tuple[str, int], tuple[Counter, Counter | None]] = {}
+        self._seen = 0
+        self._backlog = 0
         r = self.registry
         self.requests = Counter(
             "claw402_requests", "Tenant requests answered", ["tenant", "status"], registry=r
@@ -98,10 +103,17 @@ class GatewayMetrics:
     ) -> None:
         """Count one tenant request as it ends (unknown tenants too, as `-`)."""
         tenant = route.slug if route is not None else UNKNOWN
-        self.requests.labels(tenant, str(status)).inc()
+        key = (tenant, status)
+        counters = self._children.get(key)
+        if counters is None:  # `labels()` costs more than the increment: once per pair
+            if len(self._children) >= _CHILDREN:
+                self._children.clear()
+            challenge = self.challenges.labels(tenant) if status == 402 else None
+            counters = self._children[key] = (self.requests.labels(tenant, str(status)), challenge)
+        counters[0].inc()
+        if counters[1] is not None:
+            counters[1].inc()
         self.latency.observe(seconds)
-        if status == 402:
-            self.challenges.labels(tenant).inc()
         for event in trail:
             outcome = _OUTCOMES.get(event[_KIND])
             if outcome is None:
@@ -111,7 +123,10 @@ class GatewayMetrics:
             self.payments.labels(tenant, scheme, outcome).inc()
             if outcome in ("settled", "voucher") and event[_DURATION_MS] is not None:
                 self.settle.observe(event[_DURATION_MS] / 1000)
-        self.backlog.set(backlog)
+        self._seen += 1
+        if backlog != self._backlog and (backlog == 0 or self._seen % _BACKLOG_EVERY == 0):
+            self._backlog = backlog  # a gauge write costs a lock: only when it moved
+            self.backlog.set(backlog)
 
     def answer(self, authorization: str | None, request_id: str) -> Answer:
         """The page, or 401 without the token when one is set."""
