@@ -124,8 +124,9 @@ class GatewayMetrics:
             if outcome in ("settled", "voucher") and event[_DURATION_MS] is not None:
                 self.settle.observe(event[_DURATION_MS] / 1000)
         self._seen += 1
-        if backlog != self._backlog and (backlog == 0 or self._seen % _BACKLOG_EVERY == 0):
-            self._backlog = backlog  # a gauge write costs a lock: only when it moved
+        moved = backlog != self._backlog
+        if moved and (0 in (backlog, self._backlog) or self._seen % _BACKLOG_EVERY == 0):
+            self._backlog = backlog  # a gauge write costs a lock: when it starts or stops
             self.backlog.set(backlog)
 
     def answer(self, authorization: str | None, request_id: str) -> Answer:
