@@ -67,7 +67,7 @@ def test_one_payment_to_two_gateways_at_once_is_honoured_and_counted_once(
     stack: Stack, payer: Wallet
 ) -> None:
     tenant = _tenant(stack, "quota-twice", quota_day=5)
-    other = stack.serve(stack.paywall)  # a second gateway on the same database
+    other = stack.serve(stack.paywall_with())  # a second gateway: its own paywall, same database
     header = encode(stack.sign(payer, "quota-twice"))
     before = stack.balance(payer.address)
     with ThreadPoolExecutor(2) as pool:
