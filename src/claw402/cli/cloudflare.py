@@ -283,11 +283,15 @@ def deploy_tenant_command(
     _show(upload, json)
 
 
+RollbackTo = Annotated[
+    str | None,
+    typer.Option("--to", help="History id to restore (default: the previous good one; run "
+                 "again to keep moving back)."),
+]  # fmt: skip
+
+
 def rollback_dispatcher_command(
-    to: Annotated[
-        str | None, typer.Option("--to", help="History id to restore (default: the previous good "
-                                               "one; run again to keep moving back).")
-    ] = None,
+    to: RollbackTo = None,
     account_id: AccountId = None,
     api_token: ApiToken = None,
     dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
@@ -315,10 +319,7 @@ def rollback_dispatcher_command(
 
 def rollback_tenant_command(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="History id to restore (default: the previous good "
-                                               "one; run again to keep moving back).")
-    ] = None,
+    to: RollbackTo = None,
     account_id: AccountId = None,
     api_token: ApiToken = None,
     dispatch_namespace: Namespace = DEFAULT_NAMESPACE,

@@ -201,16 +201,11 @@ def parse_query(
     )
 
 
-def format_from_accept(accept: str | None) -> Format | None:
-    """The format an Accept header asks for; None when it names none we serve (caller: 406).
-
-    An absent or empty header, `*/*` and `application/*` mean json. The highest q wins; ties go
-    to the first listed.
-    """
-    if not accept or not accept.strip():
-        return "json"
-    best: tuple[float, int, Format] | None = None
-    for index, part in enumerate(accept.split(",")):
+def accept_weights(accept: str) -> list[tuple[str, float]]:
+    """An Accept header's media types, lowercased, with their q weights, in the order given
+    (an unreadable q counts as 0: not acceptable)."""
+    found = []
+    for part in accept.split(","):
         media, *options = (p.strip() for p in part.split(";"))
         weight = 1.0
         for option in options:
@@ -220,7 +215,20 @@ def format_from_accept(accept: str | None) -> Format | None:
                     weight = float(value)
                 except ValueError:
                     weight = 0.0
-        media = media.lower()
+        found.append((media.lower(), weight))
+    return found
+
+
+def format_from_accept(accept: str | None) -> Format | None:
+    """The format an Accept header asks for; None when it names none we serve (caller: 406).
+
+    An absent or empty header, `*/*` and `application/*` mean json. The highest q wins; ties go
+    to the first listed.
+    """
+    if not accept or not accept.strip():
+        return "json"
+    best: tuple[float, int, Format] | None = None
+    for index, (media, weight) in enumerate(accept_weights(accept)):
         fmt = MEDIA_TYPES.get(media) or ("json" if media in ("*/*", "application/*") else None)
         if fmt is None or not weight > 0:
             continue

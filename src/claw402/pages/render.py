@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from claw402.datasets.query import accept_weights
 from claw402.registry.models import Tenant
 
 SAMPLE_ROWS = 5
@@ -147,17 +148,8 @@ def prefers_html(accept: str | None) -> bool:
     if not accept or "html" not in accept.lower():  # API clients: no parse on the 402 path
         return False
     weights: dict[str, float] = {}
-    for part in accept.split(","):
-        media, *options = (p.strip() for p in part.split(";"))
-        weight = 1.0
-        for option in options:
-            key, _, value = option.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        weights.setdefault(media.lower(), weight)
+    for media, weight in accept_weights(accept):
+        weights.setdefault(media, weight)
     html = weights.get("text/html", 0.0)
     return html > 0 and html >= weights.get("application/json", 0.0)
 
