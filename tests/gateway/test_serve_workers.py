@@ -63,6 +63,12 @@ def serve(
                 pass
             assert time.monotonic() < deadline, "402claw serve did not start"
             time.sleep(0.05)
+        if "--workers" in args:  # /healthz answers once one worker is up; wait for them all
+            wanted = int(args[args.index("--workers") + 1])
+            while len(workers_of(spread(f"{url}/healthz", 16))) < wanted:
+                assert proc.poll() is None, proc.communicate()[0]
+                assert time.monotonic() < deadline, "not every worker of 402claw serve started"
+                time.sleep(0.1)
         yield url, proc
 
 
