@@ -179,7 +179,7 @@ def test_serve_public_url_roots_every_resource_url(tmp_path: Path) -> None:
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, "402claw serve exited"
             with contextlib.suppress(httpx.TransportError):
