@@ -87,12 +87,9 @@ def test_a_tenant_root_is_a_page_for_a_browser(runtime):
     assert again.status_code == 304
 
 
-def test_the_host_root_is_the_catalogue_on_the_gateway_only(runtime):
-    """A known difference, kept visible: the edge has no catalogue (its `/` is no tenant's)."""
+def test_the_host_root_is_the_catalogue(runtime):
+    """Both runtimes: the edge's is rendered at build time (tests/contract/test_pages.py)."""
     r = runtime.get("/")
-    if runtime.name == "gateway":
-        assert r.status_code == 200
-        assert {t["slug"] for t in r.json()["tenants"]} == set(runtime.tenants)
-    else:
-        assert r.status_code == 404 and r.json()["error"] == "tenant_not_found"
+    assert r.status_code == 200
+    assert {t["slug"] for t in r.json()["tenants"]} == set(runtime.tenants)
     assert r.headers["access-control-allow-origin"] == "*"

@@ -23,6 +23,7 @@ from typing import Any
 
 from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
 from claw402.cloudflare.directory import DirectoryFormat, export_directory
+from claw402.cloudflare.pages import page_modules
 from claw402.cloudflare.workerd import template
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import CORRELATION_ID_RE, RESERVED_SLUGS, SLUG_RE
@@ -174,6 +175,7 @@ def build_dispatcher(
         kinds_module(),
         directory_module(directory),
         payment_module(options.payment, tenants),
+        *page_modules(tenants, options.payment),  # the catalogue and the paywall page
     )
     metadata: dict[str, Any] = {
         "main_module": "dispatcher.js",

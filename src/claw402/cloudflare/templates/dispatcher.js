@@ -10,6 +10,7 @@ import DIRECTORY from "./directory.js";
 import { MANNERS, RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE, STATUS } from "./rules.js";
 import { DISPATCH_FAILURE, DISPATCH_START, DISPATCH_SUCCESS } from "./kinds.js";
 import { guard } from "./paywall.js";
+import { peoplePage } from "./pages.js";
 
 export { PaymentClaims } from "./paywall.js";
 import { encodePath, unquote } from "./paths.js";
@@ -256,6 +257,9 @@ export default {
     const fullPath = unquote(url.pathname);
     if (fullPath === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
     if (request.method === "OPTIONS") return stamp(preflight(), requestId, null, correlationId);
+    // The catalogue on this host's `/` and the paywall page's script (pages.js), as the gateway.
+    const page = await peoplePage(request, url, fullPath, requestId, (h) => byHost.has(requestHost(h)));
+    if (page !== null) return stamp(page, requestId, null, correlationId);
 
     const events = [];
     // What every step and the paywall see of the request.

@@ -16,6 +16,7 @@
 import { DurableObject } from "cloudflare:workers";
 import PAY from "./payconfig.js";
 import { CLAIM_STATUS } from "./rules.js";
+import { paywallPage, pyJson } from "./pages.js";
 import {
   PAYMENT_CHALLENGE, PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_REPLAYED, PAYMENT_SETTLED, PAYMENT_VERIFIED,
 } from "./kinds.js";
@@ -80,19 +81,6 @@ function b64encode(text) {
   let binary = "";
   for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
   return btoa(binary);
-}
-
-// Python's json.dumps (", " and ": ", non-ASCII escaped): the SDK's PAYMENT-RESPONSE encoding.
-function pyJson(value) {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return `[${value.map(pyJson).join(", ")}]`;
-  if (typeof value === "object") {
-    return `{${Object.entries(value).map(([k, v]) => `${pyJson(k)}: ${pyJson(v)}`).join(", ")}}`;
-  }
-  if (typeof value === "string") {
-    return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
-  }
-  return JSON.stringify(value);
 }
 
 function receiptHeaders(settlement, version) {
@@ -410,8 +398,13 @@ function unpriced(call) {
     "network configured (build it with CLAW402_ENV or CLAW402_FACILITATOR_URL set)");
 }
 
-// call: {request, env, tenant, requestId, resourceUrl, emit(kind, status, reason, details)}
+// call: {request, env, tenant, requestId, resourceUrl, emit(kind, status, reason, details)}.
+// A browser's 402 is the x402 paywall page (pages.js), an API client's the JSON challenge.
 export async function guard(call, produce) {
+  return paywallPage(call.request, call.tenant, await pay(call, produce));
+}
+
+async function pay(call, produce) {
   if (PAY === null) return unpriced(call);
   if (!call.env.CLAIMS) {
     return jsonAnswer(500, "dispatcher_binding_missing", call.requestId, "the paywall has no CLAIMS Durable Object binding");
