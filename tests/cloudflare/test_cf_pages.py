@@ -1,0 +1,75 @@
+"""The dispatcher's pages for people as modules (`cloudflare/pages.py`): what is shipped with and
+without payment settings, that it fits Cloudflare's script limits, and that a priced tenant
+adds only its own small part of the page (the page's style sheet is stored once)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
+from claw402.cloudflare.pages import ORIGIN_PLACEHOLDER, SCRIPT_MODULE
+from claw402.cloudflare.sizes import MiB, check_size
+from claw402.config import Settings
+from claw402.pages.paywall import assets
+from claw402.payments.config import PaymentConfig
+from claw402.registry.deploy import DeployRequest, deploy
+from claw402.registry.models import Tenant
+from claw402.registry.store import Registry
+from claw402.samples import CITIES
+
+ADDRESS = "0x" + "11" * 20
+CONFIG = PaymentConfig(
+    network="eip155:31337",
+    asset=ADDRESS,
+    asset_name="USD Coin",
+    asset_version="2",
+    facilitator_url="http://127.0.0.1:9",
+    treasury=ADDRESS,
+)
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> list[Tenant]:
+    home: Path = tmp_path_factory.mktemp("pages")
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'registry.sqlite3'}")
+    registry = Registry.open(settings)
+    try:
+        return [
+            deploy(registry, settings, DeployRequest(source=CITIES, slug=f"c{i}", price=f"0.00{i}",
+                                                     description=f"Cities, take {i}"))
+            for i in range(1, 6)
+        ]  # fmt: skip
+    finally:
+        registry.close()
+
+
+def test_without_payments_no_page_script_is_shipped(tenants):
+    bundle = build_dispatcher(tenants)
+    names = {m.name for m in bundle.modules}
+    assert {"pages.js", "catalogue.js", "paywallpage.js"} <= names and SCRIPT_MODULE not in names
+    assert bundle.module("paywallpage.js").content.endswith(b"export default null;\n")
+    catalogue = bundle.module("catalogue.js").content.decode()
+    assert ORIGIN_PLACEHOLDER in catalogue and "Cities, take 5" in catalogue
+
+
+def test_with_payments_the_script_ships_and_fits_the_free_plan(tenants):
+    bundle = build_dispatcher(tenants, DispatcherOptions(payment=CONFIG))
+    script = bundle.module(SCRIPT_MODULE)
+    assert script.content == assets().script and script.content_type == "text/plain"
+    size = check_size(bundle, "free")  # raises ScriptTooLarge past 3 MiB compressed
+    assert size.gzip < 1 * MiB, size
+    pages = bundle.module("paywallpage.js").content.decode()
+    assert assets().script_name in pages and "Cities, take 3" in pages
+
+
+def test_a_priced_tenant_adds_a_small_part_of_the_page(tenants):
+    def pages_gzip(count: int) -> int:
+        bundle = build_dispatcher(tenants[:count], DispatcherOptions(payment=CONFIG))
+        return len(gzip.compress(bundle.module("paywallpage.js").content))
+
+    one, five = pages_gzip(1), pages_gzip(5)
+    assert one > 1000  # the shared style sheet and markup
+    assert (five - one) / 4 < 600, (one, five)  # per tenant: its offer and terms only
