@@ -8,7 +8,10 @@ import gzip
 from pathlib import Path
 
 import pytest
+from cfapi import FakeCloudflare
+from typer.testing import CliRunner
 
+from claw402.cli.main import app
 from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
 from claw402.cloudflare.pages import ORIGIN_PLACEHOLDER, SCRIPT_MODULE
 from claw402.cloudflare.sizes import MiB, check_size
@@ -73,3 +76,27 @@ def test_a_priced_tenant_adds_a_small_part_of_the_page(tenants):
     one, five = pages_gzip(1), pages_gzip(5)
     assert one > 1000  # the shared style sheet and markup
     assert (five - one) / 4 < 600, (one, five)  # per tenant: its offer and terms only
+
+
+def test_each_directory_publish_refreshes_the_catalogue(tmp_path, monkeypatch):
+    """`402claw deploy --publish`: the dispatcher uploaded with a tenant lists it at `/`."""
+    home = tmp_path / "home"
+    for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL",
+                 "CLAW402_DATABASE_URL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    with FakeCloudflare() as fake:
+        monkeypatch.setenv("CLOUDFLARE_BASE_URL", fake.base_url)
+        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "test-token")
+        listed = []
+        for slug, description in (("cities", "First cities"), ("towns", "Then towns")):
+            args = ["deploy", str(CITIES), "--tenant", slug, "--price", "0", "--description",
+                    description, "--publish", "--execute", "--account-id", "acc1",
+                    "--dispatch-namespace", "ns1", "--home", str(home), "--json"]  # fmt: skip
+            done = runner.invoke(app, args)
+            assert done.exit_code == 0, done.output
+            dispatcher = fake.requests[-1]
+            assert dispatcher.path.endswith("/scripts/claw402-dispatcher")
+            listed.append(dispatcher.part("catalogue.js").content.decode())
+        assert "First cities" in listed[0] and "Then towns" not in listed[0]
+        assert "First cities" in listed[1] and "Then towns" in listed[1]
