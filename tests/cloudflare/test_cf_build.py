@@ -45,8 +45,8 @@ def test_build_writes_runnable_folders(cities, settings, tmp_path):
     assert report["ok"] is True and report["refused"] == []
     assert [t["slug"] for t in report["tenants"]] == ["cities"]
     assert sorted(p.name for p in (out / "tenants" / "tenant-cities-worker").iterdir()) == [
-        "dataset.json", "engine.js", "grammar.js", "metadata.json", "output.js", "paths.js",
-        "query.js", "stored.js", "tenant.json", "worker.js"]
+        "dataset.json", "engine.js", "grammar.js", "manners.js", "metadata.json", "output.js",
+        "paths.js", "query.js", "stored.js", "tenant.json", "worker.js"]
     meta = json.loads((out / "tenants" / "tenant-cities-worker" / "metadata.json").read_text())
     assert meta["main_module"] == "worker.js" and meta["compatibility_date"] == "2026-11-01"
     assert meta["bindings"] == [] and 0 < len(meta["tags"]) <= 8

@@ -55,7 +55,7 @@ def test_dry_run_plans_without_calling(run, fake, registry, settings):
     assert call["sdk"] == "client.workers.scripts.update"
     assert [p.get("filename") for p in call["multipart"]] == [
         "dispatcher.js", "paywall.js", "paths.js", "rules.js", "kinds.js", "directory.js",
-        "payconfig.js", "pages.js", "catalogue.js", "paywallpage.js", None]
+        "payconfig.js", "pages.js", "manners.js", "catalogue.js", "paywallpage.js", None]
     assert plan["secrets"] == ["EVENTS_TOKEN"]
     assert {"type": "secret_text", "name": "EVENTS_TOKEN"} in plan["bindings"]
     assert {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod-ns"} in plan[
@@ -85,6 +85,7 @@ def test_execute_uploads_and_records(run, fake, registry, settings):
         ("files", "directory.js", "application/javascript+module"),
         ("files", "payconfig.js", "application/javascript+module"),
         ("files", "pages.js", "application/javascript+module"),
+        ("files", "manners.js", "application/javascript+module"),
         ("files", "catalogue.js", "application/javascript+module"),
         ("files", "paywallpage.js", "application/javascript+module"),
         ("metadata", None, "application/json"),

@@ -16,7 +16,7 @@ from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
 from claw402.cloudflare.pages import ORIGIN_PLACEHOLDER, SCRIPT_MODULE
 from claw402.cloudflare.sizes import MiB, check_size
 from claw402.config import Settings
-from claw402.pages.paywall import assets
+from claw402.pages.paywall import PaywallUnavailable, assets
 from claw402.payments.config import PaymentConfig
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.registry.models import Tenant
@@ -100,3 +100,14 @@ def test_each_directory_publish_refreshes_the_catalogue(tmp_path, monkeypatch):
             listed.append(dispatcher.part("catalogue.js").content.decode())
         assert "First cities" in listed[0] and "Then towns" not in listed[0]
         assert "First cities" in listed[1] and "Then towns" in listed[1]
+
+
+def test_without_the_npm_package_browsers_keep_the_json_402(tenants, monkeypatch, caplog):
+    def unavailable() -> None:
+        raise PaywallUnavailable("cannot run the paywall package: node missing")
+
+    monkeypatch.setattr("claw402.cloudflare.pages.assets", unavailable)
+    bundle = build_dispatcher(tenants, DispatcherOptions(payment=CONFIG))
+    assert bundle.module("paywallpage.js").content.endswith(b"export default null;\n")
+    assert SCRIPT_MODULE not in {m.name for m in bundle.modules}
+    assert "browsers get the JSON 402: cannot run the paywall package" in caplog.text

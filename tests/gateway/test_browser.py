@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from gwpriced import priced_gateway
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -49,8 +50,39 @@ def screenshot(page: Page, shots: Path, name: str) -> None:
 def axe_violations(page: Page) -> list[dict]:
     page.add_script_tag(path=str(node_modules() / "axe-core" / "axe.min.js"))
     result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "nodes": [n["html"] for n in v["nodes"]]}
-            for v in result["violations"]]
+    return [{"id": v["id"], "nodes": [n["html"] for n in v["nodes"]]} for v in result["violations"]]
+
+
+def check_paywall_page(browser: Browser, shots: Path, url: str, api: httpx.Response,
+                       description: str, name: str) -> list[str]:  # fmt: skip
+    """Open a paid `url` ($0.001 on the dev chain) in Chromium: the paywall page with its
+    amount, network and resource, its script from `url`'s origin; the scripts' URLs."""
+    origin = url[: url.index("/t/")]
+    resource = url.split("?")[0]
+    page = browser.new_page()
+    loaded: list[str] = []
+    page.on("requestfinished", lambda request: loaded.append(request.url))
+    answer = page.goto(url)
+    assert answer is not None and answer.status == 402
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["payment-required"] == api.headers["payment-required"]
+    page.get_by_text("Payment Required").first.wait_for(timeout=30_000)
+    card = page.inner_text("#root")
+    assert "$0.001" in card and description in card
+    terms = page.inner_text("section[aria-label='What this payment buys']")
+    assert "0.001 USD Coin per call" in terms
+    assert "eip155:31337" in terms and resource in terms
+    assert page.evaluate("() => window.x402.amount") == 0.001
+    assert page.evaluate("() => window.x402.currentUrl") == resource
+    assert page.evaluate("() => window.x402.paymentRequired.accepts[0].network") == ("eip155:31337")
+    scripts = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")
+    assert scripts and all(s.startswith(f"{origin}/_claw402/paywall/") for s in scripts)
+    assert any(u.startswith(f"{origin}/_claw402/paywall/") for u in loaded)  # no CDN
+    assert all(u.startswith(origin) for u in loaded), loaded
+    screenshot(page, shots, name)
+    page.close()
+    return scripts
 
 
 def test_the_paywall_page_shows_amount_network_and_resource(browser, shots, tmp_path):
@@ -63,37 +95,20 @@ def test_the_paywall_page_shows_amount_network_and_resource(browser, shots, tmp_
         exact = next(a for a in required["accepts"] if a["scheme"] == "exact")
         assert exact["amount"] == "1000"  # $0.001 in 6-decimal units
 
-        page = browser.new_page()
-        loaded: list[str] = []
-        page.on("requestfinished", lambda request: loaded.append(request.url))
-        answer = page.goto(url)
-        assert answer is not None and answer.status == 402
-        assert answer.headers["content-type"].startswith("text/html")
-        assert answer.headers["cache-control"] == "no-store"
-        assert answer.headers["payment-required"] == api.headers["payment-required"]
-        page.get_by_text("Payment Required").first.wait_for(timeout=20_000)
-        card = page.inner_text("#root")
-        assert "$0.001" in card and "cities: one API call" in card
-        terms = page.inner_text("section[aria-label='What this payment buys']")
-        assert "0.001 USD Coin per call" in terms
-        assert "eip155:31337" in terms and f"{origin}/t/cities/v1/records" in terms
-        assert page.evaluate("() => window.x402.amount") == 0.001
-        assert page.evaluate("() => window.x402.paymentRequired.accepts[0].network") == (
-            "eip155:31337")
-        scripts = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")
-        assert scripts and all(s.startswith(f"{origin}/_claw402/paywall/") for s in scripts)
-        assert any(u.startswith(f"{origin}/_claw402/paywall/") for u in loaded)  # no CDN
-        screenshot(page, shots, "paywall")
-        page.close()
-
+        scripts = check_paywall_page(browser, shots, url, api, "cities: one API call", "paywall")
         asset = client.get(scripts[0].removeprefix(origin))
         assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
         assert client.get("/_claw402/paywall/nope.js").status_code == 404
 
 
 def test_the_catalogue_and_a_tenant_page_pass_axe_and_the_keyboard(browser, shots, served):
-    served.deploy(slug="cities", price="0.0025", key="id", name="World cities",
-                  description="Fifty large cities of the world")
+    served.deploy(
+        slug="cities",
+        price="0.0025",
+        key="id",
+        name="World cities",
+        description="Fifty large cities of the world",
+    )
     served.deploy(slug="free-cities", price="0")
     origin = str(served.client.base_url).rstrip("/")
     page = browser.new_page()
@@ -111,11 +126,15 @@ def test_the_catalogue_and_a_tenant_page_pass_axe_and_the_keyboard(browser, shot
         reached = set()
         for _ in range(60):
             page.keyboard.press("Tab")
-            reached.add(page.evaluate(
-                "() => document.activeElement.getAttribute('href') "
-                "|| document.activeElement.getAttribute('aria-labelledby')"))
-        links = set(page.eval_on_selector_all(
-            "main a", "els => els.map(e => e.getAttribute('href'))"))
+            reached.add(
+                page.evaluate(
+                    "() => document.activeElement.getAttribute('href') "
+                    "|| document.activeElement.getAttribute('aria-labelledby')"
+                )
+            )
+        links = set(
+            page.eval_on_selector_all("main a", "els => els.map(e => e.getAttribute('href'))")
+        )
         assert links <= reached, links - reached
         screenshot(page, shots, name)
     assert "World cities" in page.inner_text("h1")

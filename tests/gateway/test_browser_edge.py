@@ -13,7 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_browser import axe_violations, browser, screenshot, shots  # noqa: F401 (fixtures)
+from test_browser import (  # noqa: F401 (browser and shots are fixtures)
+    axe_violations,
+    browser,
+    check_paywall_page,
+    screenshot,
+    shots,
+)
 
 from claw402.cloudflare.dispatcher import DispatcherOptions, build_dispatcher
 from claw402.cloudflare.tenant import build_tenant
@@ -60,29 +66,10 @@ def test_the_edge_paywall_page_shows_amount_network_and_resource(browser, shots,
     required = json.loads(base64.b64decode(api.headers["payment-required"]))
     assert required["accepts"][0]["amount"] == "1000"  # $0.001 in 6-decimal units
 
-    page = browser.new_page()
-    loaded: list[str] = []
-    page.on("requestfinished", lambda request: loaded.append(request.url))
-    answer = page.goto(url)
-    assert answer is not None and answer.status == 402
-    assert answer.headers["content-type"].startswith("text/html")
-    assert answer.headers["cache-control"] == "no-store"
-    assert answer.headers["payment-required"] == api.headers["payment-required"]
-    page.get_by_text("Payment Required").first.wait_for(timeout=30_000)
-    card = page.inner_text("#root")
-    assert "$0.001" in card and "World cities: one API call" in card
-    terms = page.inner_text("section[aria-label='What this payment buys']")
-    assert "0.001 USD Coin per call" in terms
-    assert "eip155:31337" in terms and f"{origin}/t/cities/v1/records" in terms
-    assert page.evaluate("() => window.x402.amount") == 0.001
-    assert page.evaluate("() => window.x402.currentUrl") == f"{origin}/t/cities/v1/records"
-    assert page.evaluate("() => window.x402.paymentRequired.accepts[0].network") == ("eip155:31337")
-    scripts = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")
-    assert scripts and all(s.startswith(f"{origin}/_claw402/paywall/") for s in scripts)
-    assert any(u.startswith(f"{origin}/_claw402/paywall/") for u in loaded)  # no CDN
-    assert all(u.startswith(origin) for u in loaded), loaded
-    screenshot(page, shots, "edge-paywall")
-    page.close()
+    scripts = check_paywall_page(browser, shots, url, api, "World cities: one API call",
+                                 "edge-paywall")  # fmt: skip
+    asset = edge.get(scripts[0].removeprefix(origin))
+    assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
 
 
 def test_the_edge_catalogue_passes_axe(browser, shots, edge):  # noqa: F811

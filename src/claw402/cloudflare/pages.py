@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,11 +26,13 @@ from jinja2.utils import htmlsafe_json_dumps
 from claw402.cloudflare.bundle import Module
 from claw402.cloudflare.directory import directory_entry
 from claw402.cloudflare.workerd import template
-from claw402.pages.paywall import ASSET_PREFIX, assets, paywall_html
+from claw402.pages.paywall import ASSET_PREFIX, PaywallUnavailable, assets, paywall_html
 from claw402.pages.render import catalogue, catalogue_html
 from claw402.payments.config import PaymentConfig
 from claw402.registry.models import Tenant
+from claw402.tenant_api.manners import DOCUMENT_CACHE
 
+log = logging.getLogger(__name__)
 ORIGIN_PLACEHOLDER = "https://claw402-dispatcher-origin.invalid"
 _RESOURCE = "https://claw402-resource.invalid/claw402-resource"  # survives both escapings
 SCRIPT_MODULE = "paywall-app.txt"
@@ -91,16 +94,22 @@ def page_parts(tenant: Tenant, payment: PaymentConfig, literals: _Literals) -> l
 
 def paywall_modules(tenants: Iterable[Tenant], payment: PaymentConfig | None) -> list[Module]:
     """`paywallpage.js` (null without payment settings or an EVM network: no page, the JSON
-    402 stays) and, with pages, the script they load."""
+    402 stays) and, with pages, the script they load. Without the npm package (or node) the
+    edge answers browsers with the JSON 402, as the gateway does, and says so in the log."""
+    none = [Module("paywallpage.js", b"// Generated: no paywall page.\nexport default null;\n")]
     if payment is None or not payment.network.startswith("eip155:"):
-        return [Module("paywallpage.js", b"// Generated: no paywall page.\nexport default null;\n")]
+        return none
+    try:
+        found = assets()
+    except PaywallUnavailable as exc:
+        log.warning("no paywall page at the edge, browsers get the JSON 402: %s", exc)
+        return none
     literals = _Literals()
     pages = {
         t.tenant_id: page_parts(t, payment, literals)
         for t in sorted(tenants, key=lambda t: t.slug)
         if int(directory_entry(t)["priceAtomic"]) > 0
     }
-    found = assets()
     data = {"path": ASSET_PREFIX + found.script_name, "literals": literals.texts, "pages": pages}
     literal = json.dumps(json.dumps(data, separators=(",", ":")))
     text = (
@@ -116,6 +125,7 @@ def catalogue_module(tenants: Iterable[Tenant]) -> Module:
     entries = catalogue(tenants, ORIGIN_PLACEHOLDER)
     data = {
         "origin": ORIGIN_PLACEHOLDER,
+        "cacheControl": DOCUMENT_CACHE,
         "html": catalogue_html(entries, ORIGIN_PLACEHOLDER + "/"),
         "json": orjson.dumps({"ok": True, "tenants": entries}).decode(),
     }
@@ -130,5 +140,6 @@ def catalogue_module(tenants: Iterable[Tenant]) -> Module:
 def page_modules(tenants: Iterable[Tenant], payment: PaymentConfig | None) -> list[Module]:
     """Every module `templates/pages.js` imports, itself included."""
     tenants = list(tenants)
-    return [Module("pages.js", template("pages.js")), catalogue_module(tenants),
+    return [Module("pages.js", template("pages.js")), Module("manners.js", template("manners.js")),
+            catalogue_module(tenants),
             *paywall_modules(tenants, payment)]  # fmt: skip

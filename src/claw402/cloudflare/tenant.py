@@ -34,7 +34,8 @@ from claw402.tenant_api.manners import DOCUMENT_CACHE
 
 # Where the tenant's public root goes in the generated documents; replaced per request.
 ROOT_PLACEHOLDER = "https://claw402-tenant-root.invalid"
-TEMPLATES = ("worker.js", "query.js", "engine.js", "stored.js", "output.js", "paths.js")
+TEMPLATES = ("worker.js", "query.js", "engine.js", "stored.js", "output.js", "paths.js",
+             "manners.js")  # fmt: skip
 MAX_SAFE_INTEGER = 2**53 - 1  # what a JavaScript number holds exactly
 # A source this many times the embedding limit cannot fit: refuse before exporting it.
 _SOURCE_FACTOR = 4

@@ -7,45 +7,10 @@
 
 import CATALOGUE from "./catalogue.js";
 import PAYWALL from "./paywallpage.js";
+import { etag, matches, prefersHtml } from "./manners.js";
 
 const ASSET_PREFIX = "/_claw402/paywall/";
-const DOCUMENT_CACHE = "public, max-age=60"; // tenant_api/manners.DOCUMENT_CACHE
 const IMMUTABLE = "public, max-age=31536000, immutable";
-
-// pages/render.prefers_html: a browser's navigation (text/html weighed at least as JSON).
-export function prefersHtml(accept) {
-  if (!accept || !accept.toLowerCase().includes("html")) return false;
-  const weights = new Map();
-  for (const part of accept.split(",")) {
-    const [media, ...options] = part.split(";").map((p) => p.trim());
-    let weight = 1.0;
-    for (const option of options) {
-      const at = option.indexOf("=");
-      const key = (at < 0 ? option : option.slice(0, at)).trim().toLowerCase();
-      if (key === "q") {
-        const value = Number((at < 0 ? "" : option.slice(at + 1)).trim());
-        weight = Number.isNaN(value) || at < 0 ? 0 : value;
-      }
-    }
-    if (!weights.has(media.toLowerCase())) weights.set(media.toLowerCase(), weight);
-  }
-  const html = weights.get("text/html") ?? 0;
-  return html > 0 && html >= (weights.get("application/json") ?? 0);
-}
-
-// tenant_api/manners.etag and matches: the first 16 bytes of the body's SHA-256.
-async function etag(text) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return `"${[...digest.slice(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
-}
-
-function matches(ifNoneMatch, tag) {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.split(",").some((item) => {
-    const t = item.trim();
-    return t === "*" || (t.startsWith("W/") ? t.slice(2) : t) === tag;
-  });
-}
 
 function notFound(path, requestId) {
   const body = { ok: false, error: "not_found", requestId, detail: `no asset ${path}` };
@@ -65,7 +30,7 @@ async function catalogue(request, url) {
     BODIES.set(key, kept);
   }
   const [body, tag] = kept;
-  const headers = { etag: tag, "cache-control": DOCUMENT_CACHE, vary: "Accept" };
+  const headers = { etag: tag, "cache-control": CATALOGUE.cacheControl, vary: "Accept" };
   if (matches(request.headers.get("if-none-match"), tag)) return new Response(null, { status: 304, headers });
   const type = html ? "text/html; charset=utf-8" : "application/json";
   return new Response(body, { headers: { "content-type": type, ...headers } });

@@ -13,6 +13,7 @@ import { StoredTable } from "./stored.js";
 import { render, rowJson } from "./output.js";
 import { formatForAccept, InvalidQuery, parseQuery, pyRepr } from "./query.js";
 import { unquote } from "./paths.js";
+import { etag, matches, prefersHtml } from "./manners.js";
 
 const fromJson = (module) => (typeof module === "string" ? JSON.parse(module) : module);
 const CONFIG = fromJson(CONFIG_TEXT);
@@ -70,50 +71,6 @@ async function records(request, url, requestId) {
   }
   const { body, contentType } = render(page, query.format, extras);
   return new Response(body, { headers: { "content-type": contentType } });
-}
-
-// tenant_api/manners.py: a free document's ETag (the first 16 bytes of its SHA-256, hex) and
-// Cache-Control; a 304 when the caller already has it. Tags are kept per text.
-const TAGS = new Map();
-
-async function etag(text) {
-  let tag = TAGS.get(text);
-  if (tag === undefined) {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-    tag = `"${[...digest.slice(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
-    if (TAGS.size > 64) TAGS.clear();
-    TAGS.set(text, tag);
-  }
-  return tag;
-}
-
-function matches(ifNoneMatch, tag) {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.split(",").some((item) => {
-    const t = item.trim();
-    return t === "*" || (t.startsWith("W/") ? t.slice(2) : t) === tag;
-  });
-}
-
-// pages/render.prefers_html: a browser's navigation (text/html weighed at least as JSON).
-function prefersHtml(accept) {
-  if (!accept) return false;
-  const weights = new Map();
-  for (const part of accept.split(",")) {
-    const [media, ...options] = part.split(";").map((p) => p.trim());
-    let weight = 1.0;
-    for (const option of options) {
-      const at = option.indexOf("=");
-      const key = (at < 0 ? option : option.slice(0, at)).trim().toLowerCase();
-      if (key === "q") {
-        const value = Number((at < 0 ? "" : option.slice(at + 1)).trim());
-        weight = Number.isNaN(value) || (at < 0) ? 0 : value;
-      }
-    }
-    if (!weights.has(media.toLowerCase())) weights.set(media.toLowerCase(), weight);
-  }
-  const html = weights.get("text/html") ?? 0;
-  return html > 0 && html >= (weights.get("application/json") ?? 0);
 }
 
 async function cacheable(text, contentType, ifNoneMatch) {
