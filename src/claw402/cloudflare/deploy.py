@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from claw402.cloudflare import api
 from claw402.cloudflare.bundle import WorkerBundle
 from claw402.cloudflare.dispatcher import (
+    MIGRATIONS,
     DispatcherOptions,
+    UnknownMigrationTag,
     build_dispatcher,
     check_secret_names,
+    migration_from,
     require_payments,
 )
 from claw402.cloudflare.history import History, new_id, redact
@@ -132,17 +135,24 @@ def _payment_facts(options: DispatcherOptions) -> dict[str, Any] | None:
 
 
 def without_applied_migration(plan: DeployPlan) -> DeployPlan:
-    """The plan as it must be sent: `migrations` dropped once the script carries the tag."""
+    """The plan as it must be sent: the Durable Object `migrations` the live script still needs
+    (`dispatcher.migration_from` its tag): all of them for a new script, the steps after an
+    older 402claw tag, none once it carries the latest."""
     if not plan.migrates:
         return plan
-    wanted = plan.bundle.metadata["migrations"]["new_tag"]
     current = api.current_migration_tag(plan.target, plan.bundle.script_name)
-    if current is None:
-        return plan
-    if current != wanted:
+    try:
+        needed = migration_from(current)
+    except UnknownMigrationTag:
+        known = [tag for tag, _ in MIGRATIONS]
         raise DeployError(f"{plan.bundle.script_name} carries Durable Object migration tag "
-                          f"{current!r}, not {wanted!r}: it was deployed by something else")
+                          f"{current!r}, not one of {known!r}: it was deployed by something "
+                          "else") from None  # fmt: skip
+    if needed == plan.bundle.metadata["migrations"]:
+        return plan
     metadata = {k: v for k, v in plan.bundle.metadata.items() if k != "migrations"}
+    if needed is not None:
+        metadata["migrations"] = needed
     bundle = WorkerBundle(plan.bundle.script_name, plan.bundle.modules, metadata)
     return replace(plan, bundle=bundle)
 
