@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from cfapi import FakeCloudflare, failure
-from cfstate import CloudflareState, Script
 from cfhelpers import add_tenant, cli_app
+from cfstate import CloudflareState, Script
 from typer.testing import CliRunner
 
 from claw402.cloudflare.bundle import Module, WorkerBundle
