@@ -205,6 +205,9 @@ def test_quota_of_n_allows_exactly_n_paid_calls(limited):
     wallet = payer(limited.paying)
     chain = limited.paying.chain
     assert limited.get("/t/quota/v1/records").status_code == 402  # a bare 402 takes nothing
+    failed = limited.pay("/t/quota/v1/records?nope=1", wallet)  # paid, but the query fails
+    assert failed.response.status_code == 400 and not failed.paid  # takes nothing either
+    assert chain.balance(wallet.address) == usdc(1)
     for _ in range(2):
         paid = limited.pay("/t/quota/v1/records?_limit=1", wallet)
         assert paid.response.status_code == 200 and paid.paid, paid.response.text
