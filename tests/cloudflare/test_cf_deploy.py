@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from cfapi import FakeCloudflare, failure
@@ -11,7 +12,20 @@ from cfhelpers import add_tenant, cli_app
 from cfstate import CloudflareState, Script
 from typer.testing import CliRunner
 
+from claw402.cloudflare.api import Target
 from claw402.cloudflare.bundle import Module, WorkerBundle
+from claw402.cloudflare.deploy import (
+    DeployError,
+    execute,
+    plan_dispatcher,
+    without_applied_migration,
+)
+from claw402.cloudflare.dispatcher import (
+    DispatcherOptions,
+    MigrationBehind,
+    UnknownMigrationTag,
+    migration_from,
+)
 from claw402.cloudflare.history import HISTORY_FILE, History
 
 app = cli_app()
@@ -324,3 +338,46 @@ def test_the_fake_refuses_what_cloudflare_refuses(run, fake, registry):
     missing = run(*deploy_args("--execute"), ok=False)
     assert "no migration creates class CallerRate" in missing["detail"]
     assert state.scripts == {}
+
+
+def test_migration_from_each_tag():
+    v1, v2 = "claw402-claims-v1", "claw402-limits-v2"
+    every = ["PaymentClaims", "CallerRate", "TenantBooks"]
+    assert migration_from(None) == {"new_tag": v2, "new_sqlite_classes": every}
+    assert migration_from(v1) == {"old_tag": v1, "new_tag": v2,
+                                  "steps": [{"new_sqlite_classes": every[1:]}]}
+    assert migration_from(v2) is None
+    # an older copy (a rollback) brings the script to its own tag, never past it
+    assert migration_from(None, v1) == {"new_tag": v1, "new_sqlite_classes": every[:1]}
+    assert migration_from(None, None) is None and migration_from(v1, v1) is None
+    for current, wanted in ((v2, v1), (v1, None)):
+        with pytest.raises(MigrationBehind):
+            migration_from(current, wanted)
+    with pytest.raises(UnknownMigrationTag):
+        migration_from("someone-else")
+
+
+@pytest.mark.parametrize("old_migrations", [
+    {"new_tag": "claw402-claims-v1", "new_sqlite_classes": ["PaymentClaims"]},  # before limits
+    None,  # before any Durable Object
+])  # fmt: skip
+def test_a_rollback_past_a_migration_is_refused_before_any_upload(fake, registry, settings,
+                                                                   old_migrations):  # fmt: skip
+    """Sending a copy without the limits' classes over a script that has them would drop
+    them: Cloudflare refuses that without a deletion migration, so the deploy says so first."""
+    state = CloudflareState()
+    fake.responder = state
+    add_tenant(registry, "acme")
+    target = Target("acc123", "prod-ns", api_token="tok", base_url=fake.base_url)
+    plan = plan_dispatcher(registry, target, DispatcherOptions(dispatch_namespace="prod-ns"))
+    execute(plan, History(settings.home))
+    assert state.scripts[(None, "claw402-dispatcher")].migration_tag == "claw402-limits-v2"
+    metadata = {k: v for k, v in plan.bundle.metadata.items() if k != "migrations"}
+    if old_migrations is not None:
+        metadata["migrations"] = old_migrations
+    old = replace(plan, bundle=WorkerBundle(plan.bundle.script_name, plan.bundle.modules, metadata),
+                  action="rollback")  # fmt: skip
+    sent = len(fake.requests)
+    with pytest.raises(DeployError, match="roll back to a copy built at 'claw402-limits-v2'"):
+        without_applied_migration(old)
+    assert [r.method for r in fake.requests[sent:]] == ["GET"]  # read the tag, upload nothing

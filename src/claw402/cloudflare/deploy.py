@@ -20,6 +20,7 @@ from claw402.cloudflare.bundle import WorkerBundle
 from claw402.cloudflare.dispatcher import (
     MIGRATIONS,
     DispatcherOptions,
+    MigrationBehind,
     UnknownMigrationTag,
     build_dispatcher,
     check_secret_names,
@@ -74,7 +75,9 @@ class DeployPlan:
 
     @property
     def migrates(self) -> bool:
-        return self.kind == "dispatcher" and "migrations" in self.bundle.metadata
+        """A dispatcher's upload reads the live migration tag first (even an old copy without
+        Durable Objects: it must not be sent over a script that has some)."""
+        return self.kind == "dispatcher"
 
     def calls(self) -> list[dict[str, Any]]:
         put = {
@@ -136,24 +139,33 @@ def _payment_facts(options: DispatcherOptions) -> dict[str, Any] | None:
 
 def without_applied_migration(plan: DeployPlan) -> DeployPlan:
     """The plan as it must be sent: the Durable Object `migrations` the live script still needs
-    (`dispatcher.migration_from` its tag): all of them for a new script, the steps after an
-    older 402claw tag, none once it carries the latest."""
+    (`dispatcher.migration_from` its tag up to the bundle's): all of them for a new script, the
+    steps after an older 402claw tag, none once it carries the bundle's. A bundle older than the
+    live tag (a rollback past a migration) is refused before any upload."""
     if not plan.migrates:
         return plan
-    current = api.current_migration_tag(plan.target, plan.bundle.script_name)
+    name = plan.bundle.script_name
+    built = plan.bundle.metadata.get("migrations")
+    own = built["new_tag"] if built else None
+    current = api.current_migration_tag(plan.target, name)
+    known = [tag for tag, _ in MIGRATIONS]
     try:
-        needed = migration_from(current)
-    except UnknownMigrationTag:
-        known = [tag for tag, _ in MIGRATIONS]
-        raise DeployError(f"{plan.bundle.script_name} carries Durable Object migration tag "
-                          f"{current!r}, not one of {known!r}: it was deployed by something "
-                          "else") from None  # fmt: skip
-    if needed == plan.bundle.metadata["migrations"]:
+        needed = migration_from(current, own)
+    except UnknownMigrationTag as exc:
+        raise DeployError(f"{name} carries Durable Object migration tag {current!r} (or this "
+                          f"copy {own!r}), not one of {known!r}: it was deployed by something "
+                          f"else ({exc})") from None  # fmt: skip
+    except MigrationBehind:
+        raise DeployError(f"{name} carries Durable Object migration tag {current!r}; this copy "
+                          f"was built at {own!r} and lacks classes the script has (Cloudflare "
+                          "refuses to drop them without a deletion migration): roll back to a "
+                          f"copy built at {current!r}") from None  # fmt: skip
+    if needed == built:
         return plan
     metadata = {k: v for k, v in plan.bundle.metadata.items() if k != "migrations"}
     if needed is not None:
         metadata["migrations"] = needed
-    bundle = WorkerBundle(plan.bundle.script_name, plan.bundle.modules, metadata)
+    bundle = WorkerBundle(name, plan.bundle.modules, metadata)
     return replace(plan, bundle=bundle)
 
 

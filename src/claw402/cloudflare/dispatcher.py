@@ -153,21 +153,33 @@ class UnknownMigrationTag(ValueError):
     """The live script carries a Durable Object migration tag 402claw never wrote."""
 
 
-def migration_from(current: str | None) -> dict[str, Any] | None:
-    """The `migrations` an upload sends to a script carrying tag `current`: every class for a
-    new script (or one without a tag), the steps after `current` for an older tag (with
-    `old_tag`, so Cloudflare refuses it if the script moved meanwhile), None when current."""
+class MigrationBehind(ValueError):
+    """The upload predates the live script's tag: it would drop Durable Object classes the
+    script has, which Cloudflare refuses without a deletion migration."""
+
+
+def migration_from(
+    current: str | None, wanted: str | None = MIGRATION_TAG
+) -> dict[str, Any] | None:
+    """The `migrations` an upload built at tag `wanted` (None: no Durable Object) sends to a
+    script carrying tag `current`: every class up to `wanted` for a new script (or one without
+    a tag), the steps after `current` for an older tag (with `old_tag`, so Cloudflare refuses
+    it if the script moved meanwhile), None when it is at `wanted`."""
     tags = [tag for tag, _ in MIGRATIONS]
-    if current == MIGRATION_TAG:
+    for tag in (current, wanted):
+        if tag is not None and tag not in tags:
+            raise UnknownMigrationTag(tag)
+    have = -1 if current is None else tags.index(current)
+    upto = -1 if wanted is None else tags.index(wanted)
+    if have > upto:
+        raise MigrationBehind(current)
+    if have == upto:
         return None
     if current is None:
-        classes = [c for _, added in MIGRATIONS for c in added]
-        return {"new_tag": MIGRATION_TAG, "new_sqlite_classes": classes}
-    if current not in tags:
-        raise UnknownMigrationTag(current)
-    later = MIGRATIONS[tags.index(current) + 1 :]
-    steps = [{"new_sqlite_classes": list(added)} for _, added in later]
-    return {"old_tag": current, "new_tag": MIGRATION_TAG, "steps": steps}
+        classes = [c for _, added in MIGRATIONS[: upto + 1] for c in added]
+        return {"new_tag": wanted, "new_sqlite_classes": classes}
+    steps = [{"new_sqlite_classes": list(added)} for _, added in MIGRATIONS[have + 1 : upto + 1]]
+    return {"old_tag": current, "new_tag": wanted, "steps": steps}
 
 
 def check_secret_names(names: Iterable[str]) -> list[str]:
