@@ -88,6 +88,10 @@ class FakeCloudflare:
                     status, payload, headers = fake.answers.popleft()
                 elif fake.responder is not None:
                     status, payload, headers = fake.responder(recorded)
+                elif self.command == "GET" and self.path.split("?")[0].endswith("/workers/scripts"):
+                    # the account's scripts: none yet (what a migration-tag read sees first)
+                    status, payload, headers = 200, {"success": True, "errors": [],
+                                                     "messages": [], "result": []}, {}
                 else:
                     status, payload, headers = success()
                 out = json.dumps(payload).encode()

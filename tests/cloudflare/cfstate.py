@@ -3,7 +3,9 @@ and `cloudflare status` make: dispatch namespaces, scripts (in a namespace or no
 content etags, workers.dev subdomains, zone routes and custom hostnames.
 
 It answers as the API does where the SDK and the deploy depend on it: 404 for what does not
-exist, a namespace must exist before a script is uploaded into it, the success envelope.
+exist, a namespace must exist before a script is uploaded into it, the success envelope, and
+Durable Object migrations: a `migrations` whose `old_tag` is not the script's tag is refused,
+and so is a binding to a class of the script that no migration created.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ class Script:
     etag: str
     migration_tag: str | None = None
     workers_dev: bool = False
+    classes: tuple[str, ...] = ()  # Durable Object classes its migrations created
+
+
+def _migrated(migrations: dict[str, Any]) -> list[str]:
+    """The classes a migration (the single form or `steps`) creates."""
+    steps = migrations.get("steps") or [migrations]
+    kinds = ("new_classes", "new_sqlite_classes")
+    return [c for step in steps for kind in kinds for c in step.get(kind, [])]
 
 
 @dataclass
@@ -106,11 +116,19 @@ class CloudflareState:
         bundle = WorkerBundle(name, modules, metadata)
         etag = hashlib.sha256(bundle.digest.encode()).hexdigest()
         old = self.scripts.get((namespace, name))
-        tag = (metadata.get("migrations") or {}).get("new_tag") or (old and old.migration_tag)
-        if old and tag != old.migration_tag and "migrations" in metadata and old.migration_tag:
-            return failure(400, 10074, "migration tag precondition failed")
+        current = old.migration_tag if old else None
+        classes = old.classes if old else ()
+        migrations = metadata.get("migrations")
+        if migrations:
+            if migrations.get("old_tag") != current:
+                return failure(400, 10079, "migration tag precondition failed")
+            current, classes = migrations["new_tag"], (*classes, *_migrated(migrations))
+        for binding in metadata.get("bindings", []):
+            own = binding["type"] == "durable_object_namespace" and not binding.get("script_name")
+            if own and binding["class_name"] not in classes:
+                return failure(400, 10061, f"no migration creates class {binding['class_name']}")
         self.scripts[(namespace, name)] = Script(
-            bundle, etag, tag or None, bool(old and old.workers_dev)
+            bundle, etag, current, bool(old and old.workers_dev), classes
         )
         return _ok({"id": name, "etag": etag})
 

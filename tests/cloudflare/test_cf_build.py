@@ -52,8 +52,12 @@ def test_build_writes_runnable_folders(cities, settings, tmp_path):
     assert meta["bindings"] == [] and 0 < len(meta["tags"]) <= 8
     assert f"tenant-{cities.tenant_id}" in meta["tags"]
     dmeta = json.loads((out / "dispatcher" / "metadata.json").read_text())
-    assert dmeta["bindings"] == [{"type": "dispatch_namespace", "name": "DISPATCHER",
-                                  "namespace": "prod"}]
+    assert dmeta["bindings"] == [
+        {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod"},
+        {"type": "durable_object_namespace", "name": "RATES", "class_name": "CallerRate"},
+        {"type": "durable_object_namespace", "name": "BOOKS", "class_name": "TenantBooks"},
+    ]
+    assert dmeta["migrations"]["new_tag"] == "claw402-limits-v2"
     assert json.loads((out / "directory.json").read_text())["byHost"]["cities.example"][
         "slug"] == "cities"
     assert json.loads((out / "build.json").read_text())["tenants"][0]["bytes"] > 0
@@ -136,8 +140,8 @@ def test_publish_uploads_tenant_then_dispatcher(cities, registry, settings):
         entries = publish_tenant(registry, history, "cities", target)
         assert [e["kind"] for e in entries] == ["tenant", "dispatcher"]
         assert [r.path.rsplit("/", 1)[-1] for r in fake.requests] == [
-            "tenant-cities-worker", "claw402-dispatcher"]
-        assert b"cities.example" in fake.requests[1].part("directory.js").content
+            "tenant-cities-worker", "scripts", "claw402-dispatcher"]  # GET: its migration tag
+        assert b"cities.example" in fake.requests[2].part("directory.js").content
         assert [e["id"] for e in history.entries()] == [e["id"] for e in entries]
 
 

@@ -132,7 +132,7 @@ def test_dispatcher_rollback_moves_back_through_history(fake, registry, settings
     for slug in ("a1", "b2", "c3"):  # three uploads, each with one more tenant
         add_tenant(registry, slug)
         ids.append(run(settings, *DISPATCHER, "--execute")["deploy"]["id"])
-    uploads = [_directory(r) for r in fake.requests]
+    uploads = [_directory(r) for r in fake.requests if r.method == "PUT"]
     rollback = ("cloudflare-rollback-dispatcher", "--account-id", "acc1", "--execute")
     first = run(settings, *rollback)["deploy"]
     assert first["rollbackOf"] == ids[1] and _directory(fake.requests[-1]) == uploads[1]

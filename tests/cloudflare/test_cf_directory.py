@@ -8,6 +8,8 @@ from cfhelpers import add_tenant, cli_app
 from typer.testing import CliRunner
 
 from claw402.cloudflare.directory import export_directory
+from claw402.limits.policy import PLAN_RATES, policy_for
+from claw402.registry.models import Controls
 
 app = cli_app()
 
@@ -35,11 +37,33 @@ def test_maps_and_registry_shapes(registry):
         "pricePer1kRowsAtomic": None,
         "payTo": "0x" + "ab" * 20,
         "hosts": ["api.acme.com", "data.acme.com"],
+        "controls": {"rate": {"limit": 1000, "window": 1, "text": "1000/s"},  # pro's default
+                     "policyHeader": '"rate";q=1000;w=1', "quotaDay": None, "quotaMonth": None,
+                     "spendCapDay": None, "priceAtomic": 1500, "books": False},
     }
     assert maps["bySlug"]["beta"]["limits"]["cpuMs"] == 75  # override wins over the plan
 
     flat = export_directory(tenants, "registry")
     assert flat == {"tenants": [maps["bySlug"]["acme"], maps["bySlug"]["beta"]]}
+
+
+def test_controls_are_the_gateway_policy(registry):
+    """What the edge's limits step reads is `limits.policy.policy_for`, not a copy of it."""
+    controls = Controls(rate="12/m", quota_day=5, quota_month=90, spend_cap_day=20_000)
+    add_tenant(registry, "capped", price_atomic=2500, controls=controls)
+    add_tenant(registry, "held", plan="quarantine", controls=Controls(rate="500/s"))
+    (capped, held) = registry.list_tenants()
+    entries = export_directory([capped, held])["bySlug"]
+    policy = policy_for(capped)
+    assert entries["capped"]["controls"] == {
+        "rate": {"limit": 12, "window": 60, "text": "12/m"},
+        "policyHeader": policy.policy_header.decode(), "quotaDay": 5, "quotaMonth": 90,
+        "spendCapDay": 20_000, "priceAtomic": 2500, "books": True,
+    }
+    assert policy.policy_header == b'"rate";q=12;w=60'
+    # the quarantine plan's rate holds whatever --rate says
+    assert entries["held"]["controls"]["rate"] == {"limit": PLAN_RATES["quarantine"].limit,
+                                                   "window": 1, "text": "1/s"}
 
 
 def test_empty_registry(registry):

@@ -122,8 +122,9 @@ def test_platform_limit_is_503(client):
 
 
 def test_limits_passed_per_plan_and_override(client, edge):
-    for path in ("/t/acme/", "/t/beta/", "/t/crash/", "/t/slow/"):
-        client.get(path)
+    # Each from its own client address: the quarantine plan allows one call a second a caller.
+    for i, path in enumerate(("/t/acme/", "/t/beta/", "/t/crash/", "/t/slow/")):
+        client.get(path, headers={"cf-connecting-ip": f"198.51.100.{i + 1}"})
     got = {d["name"]: d["options"]["limits"] for d in edge.records("dispatches")}
     assert got == {
         "tenant-acme-worker": {"cpuMs": 200, "subRequests": 50},  # pro

@@ -37,6 +37,7 @@ def test_deploy_publish_dry_run_then_execute(tmp_path, monkeypatch):
         api = "/client/v4/accounts/acc1/workers"
         assert paths == [
             ("PUT", f"{api}/dispatch/namespaces/ns1/scripts/tenant-cities-worker"),
+            ("GET", f"{api}/scripts"),  # the dispatcher's migration tag
             ("PUT", f"{api}/scripts/claw402-dispatcher"),
         ]
         tenant_upload = fake.requests[0]

@@ -107,12 +107,13 @@ def test_up_from_nothing_then_idempotent(cf, registry, settings):
         READS[6],
         f"POST {NS}",
         f"PUT {NS}/claw402/scripts/tenant-cities-worker",
+        f"GET {A}/workers/scripts",  # the dispatcher's migration tag: what its PUT must carry
         f"PUT {A}/workers/scripts/claw402-dispatcher",
         f"POST {A}/workers/scripts/claw402-dispatcher/subdomain",
         f"POST /client/v4/zones/{ZONE}/workers/routes",
         f"POST /client/v4/zones/{ZONE}/custom_hostnames",
     ]
-    writes = server.requests[start + 5 :]
+    writes = [r for r in server.requests[start + 5 :] if r.method != "GET"]
     assert json.loads(writes[0].body) == {"name": "claw402"}
     assert json.loads(writes[3].body) == {"enabled": True, "previews_enabled": False}
     assert json.loads(writes[4].body) == {"pattern": "*/*", "script": "claw402-dispatcher"}
@@ -243,7 +244,7 @@ def test_what_up_uploaded_serves_free_402_and_paid_calls(cf, tmp_path, monkeypat
             # the migration tag is applied: the next up finds the dispatcher current
             assert run(settings, "up", "--execute")["changed"] == 0
             dispatcher = state.bundle("claw402-dispatcher")
-            assert dispatcher.metadata["migrations"]["new_tag"] == "claw402-claims-v1"
+            assert dispatcher.metadata["migrations"]["new_tag"] == "claw402-limits-v2"
             tenant = state.bundle("tenant-acme-worker", "claw402")
             with LocalEdge(dispatcher, [tenant]) as running:
                 edge = EdgeClient(chain, running.url)

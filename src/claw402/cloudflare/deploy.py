@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from claw402.cloudflare import api
 from claw402.cloudflare.bundle import WorkerBundle
 from claw402.cloudflare.dispatcher import (
+    MIGRATIONS,
     DispatcherOptions,
+    MigrationBehind,
+    UnknownMigrationTag,
     build_dispatcher,
     check_secret_names,
+    migration_from,
     require_payments,
 )
 from claw402.cloudflare.history import History, new_id, redact
@@ -71,7 +75,9 @@ class DeployPlan:
 
     @property
     def migrates(self) -> bool:
-        return self.kind == "dispatcher" and "migrations" in self.bundle.metadata
+        """A dispatcher's upload reads the live migration tag first (even an old copy without
+        Durable Objects: it must not be sent over a script that has some)."""
+        return self.kind == "dispatcher"
 
     def calls(self) -> list[dict[str, Any]]:
         put = {
@@ -132,18 +138,34 @@ def _payment_facts(options: DispatcherOptions) -> dict[str, Any] | None:
 
 
 def without_applied_migration(plan: DeployPlan) -> DeployPlan:
-    """The plan as it must be sent: `migrations` dropped once the script carries the tag."""
+    """The plan as it must be sent: the Durable Object `migrations` the live script still needs
+    (`dispatcher.migration_from` its tag up to the bundle's): all of them for a new script, the
+    steps after an older 402claw tag, none once it carries the bundle's. A bundle older than the
+    live tag (a rollback past a migration) is refused before any upload."""
     if not plan.migrates:
         return plan
-    wanted = plan.bundle.metadata["migrations"]["new_tag"]
-    current = api.current_migration_tag(plan.target, plan.bundle.script_name)
-    if current is None:
+    name = plan.bundle.script_name
+    built = plan.bundle.metadata.get("migrations")
+    own = built["new_tag"] if built else None
+    current = api.current_migration_tag(plan.target, name)
+    known = [tag for tag, _ in MIGRATIONS]
+    try:
+        needed = migration_from(current, own)
+    except UnknownMigrationTag as exc:
+        raise DeployError(f"{name} carries Durable Object migration tag {current!r} (or this "
+                          f"copy {own!r}), not one of {known!r}: it was deployed by something "
+                          f"else ({exc})") from None  # fmt: skip
+    except MigrationBehind:
+        raise DeployError(f"{name} carries Durable Object migration tag {current!r}; this copy "
+                          f"was built at {own!r} and lacks classes the script has (Cloudflare "
+                          "refuses to drop them without a deletion migration): roll back to a "
+                          f"copy built at {current!r}") from None  # fmt: skip
+    if needed == built:
         return plan
-    if current != wanted:
-        raise DeployError(f"{plan.bundle.script_name} carries Durable Object migration tag "
-                          f"{current!r}, not {wanted!r}: it was deployed by something else")
     metadata = {k: v for k, v in plan.bundle.metadata.items() if k != "migrations"}
-    bundle = WorkerBundle(plan.bundle.script_name, plan.bundle.modules, metadata)
+    if needed is not None:
+        metadata["migrations"] = needed
+    bundle = WorkerBundle(name, plan.bundle.modules, metadata)
     return replace(plan, bundle=bundle)
 
 

@@ -2,7 +2,8 @@
 
 Two shapes, both accepted by the generated dispatcher: `maps` (`byHost`/`bySlug`, what the
 Worker looks up per request) and `registry` (`tenants`, a flat list easier to diff and audit).
-Entries come from `TenantRoute.directory_entry`, the same record the gateway routes with.
+Entries come from `TenantRoute.directory_entry`, the same record the gateway routes with, plus
+`controls`: the rate, quotas and spend cap the gateway's limiter applies (`limits.edge`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from claw402.limits.edge import edge_controls
 from claw402.registry.models import Tenant
 
 DirectoryFormat = Literal["maps", "registry"]
@@ -17,7 +19,8 @@ FORMATS: tuple[DirectoryFormat, ...] = ("maps", "registry")
 
 
 def directory_entry(tenant: Tenant) -> dict[str, Any]:
-    return tenant.route().directory_entry(tenant.price_usd)
+    entry = tenant.route().directory_entry(tenant.price_usd)
+    return {**entry, "controls": edge_controls(tenant)}
 
 
 def export_directory(

@@ -10,7 +10,11 @@ none themselves. `payconfig.js` carries the
 payment settings the gateway reads from `CLAW402_*` (network, token and its EIP-712 domain,
 facilitator, treasury, timeouts) and each priced tenant's offer description; the facilitator's
 API key travels as a secret. With payments on, the Worker gets a `PaymentClaims` Durable Object
-(binding `CLAIMS`) for nonce claims.
+(binding `CLAIMS`) for nonce claims; always, `CallerRate` (`RATES`, one per tenant and caller)
+and `TenantBooks` (`BOOKS`, one per tenant) for the limits (`templates/limits.js`, fed by each
+directory entry's `controls`). `MIGRATIONS` lists the Durable Object migration tags in order,
+each with the classes it added: `migration_from(tag)` is what an upload to a script carrying
+`tag` must send.
 """
 
 from __future__ import annotations
@@ -38,7 +42,15 @@ DEFAULT_NAMESPACE = "claw402"
 DISPATCHER_BINDING = "DISPATCHER"
 CLAIMS_BINDING = "CLAIMS"
 CLAIMS_CLASS = "PaymentClaims"
-CLAIMS_MIGRATION = "claw402-claims-v1"
+RATES_BINDING, RATES_CLASS = "RATES", "CallerRate"
+BOOKS_BINDING, BOOKS_CLASS = "BOOKS", "TenantBooks"
+# Durable Object migration tags, oldest first, each with the classes it added. A new class is
+# a new tag at the end; a script at any earlier tag is moved forward by one `steps` migration.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("claw402-claims-v1", (CLAIMS_CLASS,)),
+    ("claw402-limits-v2", (RATES_CLASS, BOOKS_CLASS)),
+)
+MIGRATION_TAG = MIGRATIONS[-1][0]
 FACILITATOR_KEY_SECRET = "CLAW402_FACILITATOR_API_KEY"  # the gateway's variable, same name
 _BINDING_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
@@ -138,6 +150,39 @@ def payment_module(payment: PaymentConfig | None, tenants: Iterable[Tenant]) -> 
     return Module("payconfig.js", text.encode())
 
 
+class UnknownMigrationTag(ValueError):
+    """The live script carries a Durable Object migration tag 402claw never wrote."""
+
+
+class MigrationBehind(ValueError):
+    """The upload predates the live script's tag: it would drop Durable Object classes the
+    script has, which Cloudflare refuses without a deletion migration."""
+
+
+def migration_from(
+    current: str | None, wanted: str | None = MIGRATION_TAG
+) -> dict[str, Any] | None:
+    """The `migrations` an upload built at tag `wanted` (None: no Durable Object) sends to a
+    script carrying tag `current`: every class up to `wanted` for a new script (or one without
+    a tag), the steps after `current` for an older tag (with `old_tag`, so Cloudflare refuses
+    it if the script moved meanwhile), None when it is at `wanted`."""
+    tags = [tag for tag, _ in MIGRATIONS]
+    for tag in (current, wanted):
+        if tag is not None and tag not in tags:
+            raise UnknownMigrationTag(tag)
+    have = -1 if current is None else tags.index(current)
+    upto = -1 if wanted is None else tags.index(wanted)
+    if have > upto:
+        raise MigrationBehind(current)
+    if have == upto:
+        return None
+    if current is None:
+        classes = [c for _, added in MIGRATIONS[: upto + 1] for c in added]
+        return {"new_tag": wanted, "new_sqlite_classes": classes}
+    steps = [{"new_sqlite_classes": list(added)} for _, added in MIGRATIONS[have + 1 : upto + 1]]
+    return {"old_tag": current, "new_tag": wanted, "steps": steps}
+
+
 def check_secret_names(names: Iterable[str]) -> list[str]:
     result = []
     for name in names:
@@ -157,6 +202,9 @@ def dispatcher_bindings(options: DispatcherOptions) -> list[dict[str, Any]]:
     if options.payment is not None:
         bindings.append({"type": "durable_object_namespace", "name": CLAIMS_BINDING,
                          "class_name": CLAIMS_CLASS})
+    for name, class_name in ((RATES_BINDING, RATES_CLASS), (BOOKS_BINDING, BOOKS_CLASS)):
+        bindings.append({"type": "durable_object_namespace", "name": name,
+                         "class_name": class_name})  # fmt: skip
     bindings += [{"type": "secret_text", "name": n} for n in options.all_secrets]
     return bindings
 
@@ -170,6 +218,7 @@ def build_dispatcher(
     modules = (
         Module("dispatcher.js", template("dispatcher.js")),
         Module("paywall.js", template("paywall.js")),
+        Module("limits.js", template("limits.js")),
         Module("paths.js", template("paths.js")),
         rules_module(),
         kinds_module(),
@@ -182,10 +231,10 @@ def build_dispatcher(
         "compatibility_date": COMPATIBILITY_DATE,
         "bindings": dispatcher_bindings(options),
         "tags": ["claw402", "claw402-dispatcher", f"namespace-{options.dispatch_namespace}"],
+        # As on a first upload; deploy.without_applied_migration sends what the live script
+        # still needs (the steps after its tag, or nothing).
+        "migrations": migration_from(None),
     }
-    if options.payment is not None:
-        # As on a first upload; api.upload_dispatcher drops it once the script carries the tag.
-        metadata["migrations"] = {"new_tag": CLAIMS_MIGRATION, "new_sqlite_classes": [CLAIMS_CLASS]}
     return WorkerBundle(options.script_name, modules, metadata)
 
 

@@ -11,8 +11,10 @@ import { MANNERS, RESERVED_SLUGS, SLUG_RE, REQUEST_ID_RE, STATUS } from "./rules
 import { DISPATCH_FAILURE, DISPATCH_START, DISPATCH_SUCCESS } from "./kinds.js";
 import { guard } from "./paywall.js";
 import { peoplePage } from "./pages.js";
+import { limit } from "./limits.js";
 
 export { PaymentClaims } from "./paywall.js";
+export { CallerRate, TenantBooks } from "./limits.js";
 import { encodePath, unquote } from "./paths.js";
 
 // What the platform throws from a user Worker that ran over its custom limits.
@@ -195,10 +197,13 @@ async function resolveStep(call) {
   return next(call);
 }
 
-// The plan's limits, passed to the dispatch namespace with the call.
+// The plan's limits, passed to the dispatch namespace with the call; then the caller's rate
+// and the tenant's quotas and spend cap (limits.js), before the paywall sees the call.
 async function limitsStep(call) {
   call.limits = { cpuMs: call.tenant.limits.cpuMs, subRequests: call.tenant.limits.subRequests };
-  return next(call);
+  const records = PAID(call.path, call.request.method);
+  const paid = records && Number(call.tenant.priceAtomic || 0) > 0;
+  return limit(call, { records, paid }, () => next(call));
 }
 
 // A priced tenant's paid routes go through the paywall, which runs the rest once paid. Its
