@@ -176,6 +176,10 @@ async def _call(
         "query_string": urlencode(_query_items(arguments)).encode(),
         "headers": headers,
     }
+    if payment is not None:  # paid through the SDK's MCP payment wrapper (`mcp.paid`)
+        from claw402.mcp.paid import ATTEMPT_EXTENSION, McpAttempt
+
+        scope["extensions"] = {ATTEMPT_EXTENSION: McpAttempt}
     answer = await dispatch(scope, _no_body)
     return _result(answer)
 

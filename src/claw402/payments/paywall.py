@@ -157,7 +157,8 @@ class Paywall:
             return call.invalid
         if offer.batch is not None and payment.scheme == offer.batch.scheme:
             return await ChannelAttempt(self, call, offer, payload).run(produce)
-        return await Attempt(self, call, offer, payment, payload).run(produce)
+        kind = _attempt_kind(call)
+        return await kind(self, call, offer, payment, payload).run(produce)
 
     def _challenge(
         self, call: TenantCall, offer: Offer, code: str, detail: str, **fields: Any
@@ -189,6 +190,15 @@ class Paywall:
                 **details,
             )
         )
+
+
+def _attempt_kind(call: TenantCall) -> type[Attempt]:
+    """The `Attempt` a transport embedding the gateway asked for in its ASGI scope's
+    extensions (`claw402.attempt`: the MCP endpoint's runs the SDK's MCP payment wrapper);
+    never settable by a caller, whose scope extensions are the server's."""
+    scope = getattr(call, "scope", None) or {}
+    kind = scope.get("extensions", {}).get("claw402.attempt")
+    return kind if isinstance(kind, type) and issubclass(kind, Attempt) else Attempt
 
 
 class _Priced:
