@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from paidstack import Stack, nonce_of
+from paidstack import Stack, free_port, nonce_of
 from x402.mcp import MCP_PAYMENT_META_KEY, MCP_PAYMENT_RESPONSE_META_KEY, create_x402_mcp_client
 
 from claw402.chain.eip3009 import sign_cancel
@@ -24,6 +25,7 @@ from claw402.chain.wallet import Wallet
 from claw402.events.store import EventStore
 from claw402.mcp import paid
 from claw402.payments.client import payment_client
+from claw402.payments.schema import payment_claims
 from claw402.registry.deploy import DeployRequest, deploy
 from claw402.samples import CITIES
 
@@ -97,10 +99,6 @@ def test_a_failed_query_charges_nothing(
 
 
 def _all_claims(stack: Stack) -> list[dict[str, Any]]:
-    import sqlalchemy as sa
-
-    from claw402.payments.schema import payment_claims
-
     with stack.registry.engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.select(payment_claims)).mappings()]
 
@@ -151,3 +149,38 @@ def test_a_refused_settlement_gets_no_data_and_a_failed_receipt(
     assert "Tokyo" not in str(result.content)
     assert stack.balance(payer.address) == usdc(1)
     assert stack.released(nonce_of(payment)) == 1
+
+
+def test_facilitator_down_is_unavailable_and_the_payment_stays_usable(
+    stack: Stack, payer: Wallet, wrapped: list[object]
+) -> None:
+    dead = stack.serve(stack.paywall_with(facilitator_url=f"http://127.0.0.1:{free_port()}"))
+    payment = stack.sign(payer, "alpha")
+    down = asyncio.run(_by_hand(f"{dead}/t/alpha/mcp", payment))
+    assert down.isError and down.structuredContent["error"] == "facilitator_unavailable"
+    assert wrapped
+    assert stack.released(nonce_of(payment)) == 0  # the facilitator's fault: not counted
+    paid_ = asyncio.run(_by_hand(f"{stack.url}/t/alpha/mcp", payment))
+    assert not paid_.isError and paid_.meta[MCP_PAYMENT_RESPONSE_META_KEY]["success"]
+    assert stack.balance(payer.address) == usdc(1) - stack.tenants["alpha"].price_atomic
+
+
+def test_one_payment_sent_ten_times_at_once_is_paid_and_served_once(
+    stack: Stack, payer: Wallet, wrapped: list[object]
+) -> None:
+    payment = stack.sign(payer, "gamma")
+
+    async def all_at_once() -> list[Any]:
+        url = f"{stack.url}/t/gamma/mcp"
+        return list(await asyncio.gather(*(_by_hand(url, payment) for _ in range(10))))
+
+    results = asyncio.run(all_at_once())
+    served = [r for r in results if not r.isError]
+    assert len(served) == 1, [r.structuredContent for r in results]
+    receipt = served[0].meta[MCP_PAYMENT_RESPONSE_META_KEY]
+    assert receipt["success"] and receipt["transaction"]
+    refused = {r.structuredContent["error"] for r in results if r.isError}
+    assert refused <= {"payment_replayed", "payment_pending"}, refused
+    assert stack.balance(payer.address) == usdc(1) - stack.tenants["gamma"].price_atomic
+    (booked,) = stack.payments(receipt["transaction"])
+    assert booked["amount_atomic"] == stack.tenants["gamma"].price_atomic

@@ -100,6 +100,7 @@ class McpAttempt(Attempt):
     _settlement: SettleResponse | None = None  # the receipt, once booked
     _settling = False  # a settle was asked for: from here money may have moved
     _produced: Answer | None = None  # the query's answer
+    _recovered = False  # settlement refused, yet the chain shows the transfer: booked from it
 
     async def _pay(self, produce: Produce) -> Answer:
         async def query(args: dict[str, Any], context: MCPToolContext) -> MCPToolResult:
@@ -132,7 +133,8 @@ class McpAttempt(Attempt):
         produced = self._produced
         if self._settlement is not None and produced is not None:
             assert result.meta and result.meta[MCP_PAYMENT_RESPONSE_META_KEY]["success"]
-            return await self._receipted(produced, self._settlement)
+            reason = "recovered_from_chain" if self._recovered else None
+            return await self._receipted(produced, self._settlement, reason=reason)
         await self._release(failed=True)  # whatever stopped it, no money moved
         if produced is not None and produced.status_code != 200:
             return produced
@@ -231,7 +233,7 @@ class McpAttempt(Attempt):
                     self.call.resource_url,
                     self.payment.digest,
                 )
-                self.claim_id = None
+                self.claim_id, self._recovered = None, True
                 await run_in_threadpool(self.store.mark_served, claim_id)
                 self._settlement = SettleResponse(
                     success=True,
