@@ -69,10 +69,17 @@ ATTEMPT_EXTENSION = "claw402.attempt"
 
 class _Facilitator:
     """The paywall's facilitator client as the SDK's resource server calls it. What it
-    supports is the paywall's own terms (no `/supported` round trip per call)."""
+    supports is the paywall's own terms (no `/supported` round trip per call).
+
+    `settle_error` keeps what a settle raised: the SDK's `settle_payment` lets an exception
+    from the facilitator call escape without its `on_settle_failure` hooks (only a refused
+    settlement reaches them), and its wrapper then answers "settlement failed" (a 402) even
+    when the settlement may have been broadcast; the attempt reads the error here instead.
+    """
 
     def __init__(self, client: FacilitatorClient, requirements: PaymentRequirements) -> None:
         self._client = client
+        self.settle_error: Exception | None = None
         kind = SupportedKind(
             x402_version=2, scheme=requirements.scheme, network=requirements.network
         )
@@ -89,7 +96,11 @@ class _Facilitator:
     async def settle(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> SettleResponse:
-        return await self._client.settle(payload, requirements)
+        try:
+            return await self._client.settle(payload, requirements)
+        except Exception as exc:
+            self.settle_error = exc
+            raise
 
 
 class McpAttempt(Attempt):
@@ -114,7 +125,8 @@ class McpAttempt(Attempt):
         config = PaymentWrapperConfig(
             accepts=[r], resource=ResourceInfo(url=self.call.resource_url)
         )
-        paid = create_payment_wrapper(self._server(), config)(query)
+        facilitator = _Facilitator(self.paywall.facilitator, r)
+        paid = create_payment_wrapper(self._server(facilitator), config)(query)
         meta = {MCP_PAYMENT_META_KEY: self.payload.model_dump(by_alias=True, exclude_none=True)}
         try:
             result = await paid({}, {"_meta": meta, "toolName": "query"})
@@ -128,6 +140,8 @@ class McpAttempt(Attempt):
             with anyio.CancelScope(shield=True):
                 await self._mark_pending(self.tx_hash)
             raise
+        if self._answer is None and self._settling and self.claim_id is not None:
+            self._answer = await self._unsettled(facilitator.settle_error)
         if self._answer is not None:
             return self._answer
         produced = self._produced
@@ -140,9 +154,18 @@ class McpAttempt(Attempt):
             return produced
         return self._required(result)
 
-    def _server(self) -> x402ResourceServer:
+    async def _unsettled(self, error: Exception | None) -> Answer:
+        """A settle asked for, neither booked nor refused: unreachable before sending (503,
+        released), else its outcome is unknown (202, the claim kept pending)."""
+        if isinstance(error, FacilitatorUnavailable):
+            await self._release()
+            return self._unavailable(error)
+        tx_hash = error.tx_hash if isinstance(error, SettlementUnknown) else None
+        return await self._left_pending(tx_hash, str(error or "settlement outcome unknown"))
+
+    def _server(self, facilitator: _Facilitator) -> x402ResourceServer:
         r = self.offer.requirements
-        server = x402ResourceServer(_Facilitator(self.paywall.facilitator, r))
+        server = x402ResourceServer(facilitator)
         server.register(r.network, ExactEvmServerScheme())
         server.on_after_verify(self._verified)
         server.on_verify_failure(self._verify_failed)
@@ -209,13 +232,10 @@ class McpAttempt(Attempt):
         )  # fmt: skip
 
     async def _settle_failed(self, context: SettleFailureContext) -> RecoveredSettleResult | None:
+        """A refused settlement (an exception from the facilitator call is `_unsettled`'s)."""
         error = context.error
-        if isinstance(error, FacilitatorUnavailable):
-            await self._release()
-            self._answer = self._unavailable(error)
-            return None
-        if isinstance(error, SettlementUnknown):
-            self._answer = await self._left_pending(error.tx_hash, str(error))
+        if isinstance(error, FacilitatorUnavailable | SettlementUnknown):
+            self._answer = await self._unsettled(error)
             return None
         reason = str(error) or "settlement_failed"
         if self.paywall.chain is not None:  # refused, yet the authorization may have been used
