@@ -140,7 +140,8 @@ class McpAttempt(Attempt):
             with anyio.CancelScope(shield=True):
                 await self._mark_pending(self.tx_hash)
             raise
-        if self._answer is None and self._settling and self.claim_id is not None:
+        unsettled = self._settlement is None and self.claim_id is not None
+        if self._answer is None and self._settling and unsettled:
             self._answer = await self._unsettled(facilitator.settle_error)
         if self._answer is not None:
             return self._answer
