@@ -12,8 +12,10 @@ retry of a pending payment), then the SDK's wrapper around the query, with an
              handler: the query (the tenant runtime, buffered)
                     -> not 200: on_verified_payment_canceled: claim released, nothing charged
              settle -> on_after_settle: booked in the ledger with the claim, in one transaction
-                    -> on_settle_failure: settlement unknown -> claim kept `pending` (202 "do
-                       not pay again"); refused -> the chain asked, as over HTTP, else released
+                    -> on_settle_failure: refused -> the chain asked, as over HTTP, else released
+                    -> raised (the SDK runs no hook for it, see `_Facilitator`): unreachable ->
+                       released, 503; else the outcome is unknown -> claim kept `pending` (202
+                       "do not pay again"), never the wrapper's "settlement failed" 402
 
 The wrapper's result (its 402 `PaymentRequired`, or the data with the receipt in
 `_meta["x402/payment-response"]`) becomes the paywall's answer, which the MCP layer maps back.
