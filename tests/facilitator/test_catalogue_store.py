@@ -75,7 +75,7 @@ def test_entries_outlive_the_engine_and_merge_per_resource(database_url: str) ->
 
 
 def test_the_least_recently_paid_go_first_past_the_bound(database_url: str) -> None:
-    catalogue = DiscoveryCatalogue(open_catalogue_db(database_url), max_entries=2)
+    catalogue = DiscoveryCatalogue(open_catalogue_db(database_url), 2, refresh_seconds=0)
     for host in ("a", "b", "c"):
         catalogue.learn(*_paid(f"https://{host}.test/mcp", "query", "0x" + "22" * 20))
     catalogue.learn(*_paid("https://b.test/mcp", "query", "0x" + "22" * 20))  # b paid again
@@ -92,4 +92,21 @@ def test_a_payment_without_a_declaration_is_not_catalogued(database_url: str) ->
     payload, terms = _paid("https://a.test/mcp", "query", "0x" + "22" * 20)
     assert not catalogue.learn(payload.model_copy(update={"extensions": None}), terms)
     assert len(catalogue) == 0
+    catalogue.engine.dispose()
+
+
+def test_the_same_declaration_is_stored_once_a_minute(database_url: str) -> None:
+    """A paid API's every verify and settle declares the same: validated and written once."""
+    catalogue = DiscoveryCatalogue(open_catalogue_db(database_url))
+    payee = "0x" + "22" * 20
+    assert catalogue.learn(*_paid("https://a.test/mcp", "query", payee))
+    catalogue.learn(*_paid("https://b.test/mcp", "query", payee))
+    assert catalogue.learn(*_paid("https://a.test/mcp", "query", payee))  # within the minute
+    assert [i["resource"] for i in catalogue.list({})["items"]] == [
+        "https://b.test/mcp",
+        "https://a.test/mcp",
+    ]
+    catalogue.learn(*_paid("https://a.test/mcp", "query", payee, amount="5"))  # new terms
+    (first, _) = catalogue.list({})["items"]
+    assert first["resource"] == "https://a.test/mcp" and first["accepts"][0]["amount"] == "5"
     catalogue.engine.dispose()

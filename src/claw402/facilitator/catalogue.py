@@ -14,6 +14,7 @@ terms merged, bounded in number (the least recently paid go first).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -32,6 +33,7 @@ from claw402.facilitator.catalogue_store import bazaar_resources, open_catalogue
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_ENTRIES = 10_000
+REFRESH_SECONDS = 60.0
 _FILTERS = ("type", "payTo", "scheme", "network", "extensions")
 logger = logging.getLogger("claw402.facilitator")
 
@@ -47,10 +49,20 @@ class DiscoveryCatalogue:
     in-memory one, for facilitators embedded in tests and the local stack.
     """
 
-    def __init__(self, engine: Engine | None = None, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        max_entries: int = MAX_ENTRIES,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
+        """`refresh_seconds`: a payment declaring what was learnt from the same declaration
+        and terms less than this ago is not validated and stored again (a paid API's every
+        verify and settle would otherwise run the SDK's JSON Schema validation and a write)."""
         self.engine = engine if engine is not None else open_catalogue_db(None)
         self._max = max_entries
+        self._refresh = refresh_seconds
         self._lock = threading.Lock()
+        self._learnt: dict[bytes, tuple[float, bool]] = {}  # declaration digest -> when, kept
 
     def __len__(self) -> int:
         with self.engine.connect() as conn:
@@ -60,6 +72,21 @@ class DiscoveryCatalogue:
 
     def learn(self, payload: PaymentPayload, requirements: PaymentRequirements) -> bool:
         """Catalogue the resource a good payment was for; False when it declares none."""
+        digest = hashlib.sha256(
+            payload.model_dump_json(include={"resource", "extensions"}).encode()
+            + requirements.model_dump_json().encode()
+        ).digest()
+        now = time.monotonic()
+        seen = self._learnt.get(digest)
+        if seen is not None and now - seen[0] < self._refresh:
+            return seen[1]
+        kept = self._learn(payload, requirements)
+        if len(self._learnt) >= MAX_ENTRIES:
+            self._learnt.clear()
+        self._learnt[digest] = (now, kept)
+        return kept
+
+    def _learn(self, payload: PaymentPayload, requirements: PaymentRequirements) -> bool:
         found = extract_discovery_info(payload, requirements)
         if found is None:
             return False
