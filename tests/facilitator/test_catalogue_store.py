@@ -3,6 +3,8 @@ new engine (a restarted facilitator), merged per resource, bounded, filtered and
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import sqlalchemy as sa
 from x402.extensions.bazaar import DeclareMcpDiscoveryConfig, declare_mcp_discovery_extension
@@ -110,3 +112,20 @@ def test_the_same_declaration_is_stored_once_a_minute(database_url: str) -> None
     (first, _) = catalogue.list({})["items"]
     assert first["resource"] == "https://a.test/mcp" and first["accepts"][0]["amount"] == "5"
     catalogue.engine.dispose()
+
+
+def test_two_facilitators_on_one_database_keep_one_row_with_every_payee(database_url: str) -> None:
+    """Facilitators sharing the database (two engines) catalogue at once: one row per
+    resource, every payee's terms merged, none lost to a race."""
+    shared = [DiscoveryCatalogue(open_catalogue_db(database_url), refresh_seconds=0) for _ in "ab"]
+    payees = ["0x" + f"{n:040x}" for n in range(1, 9)]
+
+    def learn(n: int) -> None:
+        shared[n % 2].learn(*_paid("https://a.test/mcp", "query", payees[n]))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(learn, range(8)))
+    (item,) = shared[0].list({})["items"]
+    assert sorted(t["payTo"] for t in item["accepts"]) == sorted(payees)
+    for catalogue in shared:
+        catalogue.engine.dispose()

@@ -45,8 +45,8 @@ class BadQuery(ValueError):
 class DiscoveryCatalogue:
     """Thread-safe: the facilitator's verify and settle run in worker threads.
 
-    `engine`: the catalogue's database (`catalogue_store.open_catalogue_db`); by default an
-    in-memory one, for facilitators embedded in tests and the local stack.
+    `engine`: the catalogue's database (`catalogue_store.open_catalogue_db`); by default a
+    throwaway one, for facilitators embedded in tests and the local stack.
     """
 
     def __init__(
@@ -118,7 +118,11 @@ class DiscoveryCatalogue:
         table = bazaar_resources
         key = (table.c.resource == entry["resource"]) & (table.c.tool == tool)
         with self.engine.begin() as conn:
-            earlier = conn.execute(sa.select(table.c.body).where(key)).scalar()
+            # Read and write as one writer, so facilitators sharing the database merge terms
+            # without a lost update: SQLite's write lock taken up front, PostgreSQL's row lock.
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            earlier = conn.execute(sa.select(table.c.body).where(key).with_for_update()).scalar()
             if earlier is not None:
                 offered = entry["accepts"][0]
                 kept = _body(earlier).get("accepts") or []

@@ -12,12 +12,14 @@ SQLite (a file in the facilitator's home by default) or PostgreSQL by URL, SQLAl
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
-from sqlalchemy.pool import StaticPool
 
 from claw402.registry.db import make_engine
 
@@ -62,14 +64,15 @@ def default_database_url(home: Path) -> str:
 
 
 def open_catalogue_db(url: str | None) -> Engine:
-    """The catalogue's engine, its schema created or checked. `None`: an in-memory database
-    (one process, gone at exit), for embedded facilitators that need no memory of their own."""
+    """The catalogue's engine, its schema created or checked. `None`: a throwaway database
+    (a SQLite file in a temporary folder removed at exit), for embedded facilitators that
+    need no memory of their own; a file rather than `:memory:`, whose one connection shared
+    by threads would let one thread's pool reset roll back another's write."""
     if url is None:
-        engine = sa.create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-    else:
-        engine = make_engine(url)  # the registry's: WAL and a busy timeout for SQLite, psycopg
+        folder = tempfile.mkdtemp(prefix="claw402-facilitator-")
+        atexit.register(shutil.rmtree, folder, True)
+        url = default_database_url(Path(folder))
+    engine = make_engine(url)  # the registry's: WAL and a busy timeout for SQLite, psycopg
     try:
         with engine.begin() as conn:
             metadata.create_all(conn, tables=[facilitator_meta])

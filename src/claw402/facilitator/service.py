@@ -13,7 +13,7 @@ public facilitator needs on top:
 - a batch-settlement payload the SDK cannot parse is an invalid payment, not a 500;
 - the Bazaar: a payment that verifies or settles catalogues the resource its 402 declared
   (`catalogue.DiscoveryCatalogue`, listed at `GET /discovery/resources`), kept in the
-  facilitator's own database (`settings.database_url`; none: in memory).
+  facilitator's own database (`settings.database_url`; none: a throwaway one).
 """
 
 from __future__ import annotations

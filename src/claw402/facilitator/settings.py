@@ -25,7 +25,7 @@ class FacilitatorSettings:
     yet (web3 would sleep 100 ms); `confirmation_timeout` bounds the wait before settle
     answers `settlement_pending` with the transaction hash. `database_url` is where the
     Bazaar catalogue is kept (SQLAlchemy URL; `402claw facilitator serve` defaults it to a
-    SQLite file in the home); None keeps it in memory, for embedded facilitators.
+    SQLite file in the home); None: a throwaway one, for embedded facilitators.
     """
 
     rpc_url: str
