@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
+from claw402.cli.options import Home
 from claw402.cli.output import fail
 
 DEFAULT_PORT = 4020
@@ -33,11 +35,28 @@ def serve_command(
             "(default: the gas-paying key).",
         ),
     ] = None,
+    home: Home = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Where the Bazaar discovery catalogue is kept (SQLAlchemy URL, e.g. "
+            "postgresql://...; env CLAW402_FACILITATOR_DATABASE_URL; default: "
+            "facilitator.sqlite3 in the home).",
+        ),
+    ] = None,
 ) -> None:
     """Verify and settle x402 `exact` and `batch-settlement` payments on one chain."""
+    from claw402.config import resolve_home
+    from claw402.facilitator.catalogue_store import (
+        DATABASE_URL_ENV,
+        CatalogueSchemaError,
+        default_database_url,
+    )
     from claw402.facilitator.server import serve  # the x402 SDK and web3: slow imports
     from claw402.facilitator.settings import FacilitatorSettings, SettingsError
 
+    url = database_url or os.environ.get(DATABASE_URL_ENV) or None
     try:
         settings = FacilitatorSettings.from_env(
             rpc_url=rpc_url,
@@ -45,7 +64,8 @@ def serve_command(
             network=network,
             api_key_env=api_key_env,
             authorizer_key_env=authorizer_key_env,
+            database_url=url or default_database_url(resolve_home(home)),
         )
         serve(settings, host, port)
-    except SettingsError as exc:
+    except (SettingsError, CatalogueSchemaError) as exc:
         fail(str(exc))

@@ -101,9 +101,9 @@ def create_app(
     async def discovery(request: Request) -> Response:
         params = dict(request.query_params)
         try:
-            if request.url.path.endswith("/search"):
-                return JSONResponse(service.catalogue.search(params))
-            return JSONResponse(service.catalogue.list(params))
+            catalogue = service.catalogue  # reads its database: off the event loop
+            read = catalogue.search if request.url.path.endswith("/search") else catalogue.list
+            return JSONResponse(await run_in_threadpool(read, params))
         except BadQuery as exc:
             return _error(400, "invalid_query", str(exc))
 

@@ -12,7 +12,8 @@ public facilitator needs on top:
   second is refused at once instead;
 - a batch-settlement payload the SDK cannot parse is an invalid payment, not a 500;
 - the Bazaar: a payment that verifies or settles catalogues the resource its 402 declared
-  (`catalogue.DiscoveryCatalogue`, listed at `GET /discovery/resources`).
+  (`catalogue.DiscoveryCatalogue`, listed at `GET /discovery/resources`), kept in the
+  facilitator's own database (`settings.database_url`; none: a throwaway one).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from x402.schemas import (
 )
 
 from claw402.facilitator.catalogue import DiscoveryCatalogue
+from claw402.facilitator.catalogue_store import open_catalogue_db
 from claw402.facilitator.protocol import (
     batch_payload_problem,
     check_evm_requirements,
@@ -110,7 +112,7 @@ class FacilitatorService:
             .register([settings.network], batch)
             .register_extension(BAZAAR)
         )
-        self.catalogue = DiscoveryCatalogue()
+        self.catalogue = DiscoveryCatalogue(open_catalogue_db(settings.database_url))
         self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 

@@ -23,7 +23,9 @@ class FacilitatorSettings:
     `receiverAuthorizer` (advertised in /supported); without it the gas-paying key does.
     `receipt_poll_interval` is how often settle asks the RPC for a receipt that is not ready
     yet (web3 would sleep 100 ms); `confirmation_timeout` bounds the wait before settle
-    answers `settlement_pending` with the transaction hash.
+    answers `settlement_pending` with the transaction hash. `database_url` is where the
+    Bazaar catalogue is kept (SQLAlchemy URL; `402claw facilitator serve` defaults it to a
+    SQLite file in the home); None: a throwaway one, for embedded facilitators.
     """
 
     rpc_url: str
@@ -34,6 +36,7 @@ class FacilitatorSettings:
     receipt_poll_interval: float = 0.005
     confirmation_timeout: float = 30.0
     max_body_bytes: int = 64 * 1024
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
 
     def __post_init__(self) -> None:
         if not _NETWORK.match(self.network):
@@ -48,6 +51,11 @@ class FacilitatorSettings:
             raise SettingsError("authorizer key must be 32 bytes of hex (64 hex digits)")
         if not self.rpc_url.startswith(("http://", "https://")):
             raise SettingsError(f"rpc_url must be an http(s) URL, got {self.rpc_url!r}")
+        if self.database_url is not None and "://" not in self.database_url:
+            raise SettingsError(
+                f"database URL must be a SQLAlchemy URL like sqlite:///path or "
+                f"postgresql+psycopg://..., got {self.database_url!r}"
+            )
         if self.api_key is not None and not self.api_key.strip():
             raise SettingsError("api_key, when given, must not be empty")
 
@@ -66,6 +74,7 @@ class FacilitatorSettings:
         network: str,
         api_key_env: str | None = None,
         authorizer_key_env: str | None = None,
+        database_url: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> FacilitatorSettings:
         """Read secrets from named environment variables, never from the command line."""
@@ -89,4 +98,5 @@ class FacilitatorSettings:
             network=network,
             api_key=api_key,
             authorizer_private_key=authorizer_key,
+            database_url=database_url,
         )

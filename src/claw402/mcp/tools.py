@@ -7,7 +7,9 @@ A site is what an MCP endpoint serves: one tenant (its own host's `/mcp`, or
 A `query` call is turned into the HTTP request it stands for (`GET <root>/v1/records?...`
 with the payment of `_meta["x402/payment"]` as `PAYMENT-SIGNATURE`) and dispatched through
 the gateway itself, so it passes the same steps, paywall, ledger booking and events as an
-HTTP call: nothing about payment is decided here. The answer maps back as the x402 MCP
+HTTP call: nothing about payment is decided here. A paid call asks the paywall (in its ASGI
+scope's extensions) to verify, query and settle through the x402 SDK's MCP payment wrapper
+(`mcp.paid`). The answer maps back as the x402 MCP
 transport says: a 402 is an error result whose `structuredContent` is the `PaymentRequired`
 (what the SDK's x402 MCP client pays), a paid answer carries the settlement in
 `_meta["x402/payment-response"]`.
@@ -176,6 +178,10 @@ async def _call(
         "query_string": urlencode(_query_items(arguments)).encode(),
         "headers": headers,
     }
+    if payment is not None:  # paid through the SDK's MCP payment wrapper (`mcp.paid`)
+        from claw402.mcp.paid import ATTEMPT_EXTENSION, McpAttempt
+
+        scope["extensions"] = {ATTEMPT_EXTENSION: McpAttempt}
     answer = await dispatch(scope, _no_body)
     return _result(answer)
 

@@ -17,7 +17,9 @@ if it was paid, a 402 to pay again if it never can be, the same authorization se
 after `pending_retry_seconds` if it still can be, else 202 "do not pay again".
 
 A `batch-settlement` (channel) payment goes to `payments.channels.attempt` instead, after
-the same decode, match and query check.
+the same decode, match and query check. An `exact` payment that came by MCP runs as the
+`Attempt` subclass its transport asked for in the ASGI scope (`mcp.paid.McpAttempt`: the same
+order, verify to settle inside the x402 SDK's MCP payment wrapper).
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ class Paywall:
             return call.invalid
         if offer.batch is not None and payment.scheme == offer.batch.scheme:
             return await ChannelAttempt(self, call, offer, payload).run(produce)
-        return await Attempt(self, call, offer, payment, payload).run(produce)
+        kind = _attempt_kind(call)
+        return await kind(self, call, offer, payment, payload).run(produce)
 
     def _challenge(
         self, call: TenantCall, offer: Offer, code: str, detail: str, **fields: Any
@@ -189,6 +192,15 @@ class Paywall:
                 **details,
             )
         )
+
+
+def _attempt_kind(call: TenantCall) -> type[Attempt]:
+    """The `Attempt` a transport embedding the gateway asked for in its ASGI scope's
+    extensions (`claw402.attempt`: the MCP endpoint's runs the SDK's MCP payment wrapper);
+    never settable by a caller, whose scope extensions are the server's."""
+    scope = getattr(call, "scope", None) or {}
+    kind = (scope.get("extensions") or {}).get("claw402.attempt")  # granian may give None
+    return kind if isinstance(kind, type) and issubclass(kind, Attempt) else Attempt
 
 
 class _Priced:
