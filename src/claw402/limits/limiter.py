@@ -16,10 +16,11 @@ from anyio import to_thread
 from sqlalchemy import Engine
 
 from claw402.clock import now as utc_now
-from claw402.limits.caller import Callers, parse_proxies, payer
+from claw402.limits.caller import Callers, parse_proxies
 from claw402.limits.counters import CountersDown, Hit, MemoryCounters, RateCounters, RedisCounters
 from claw402.limits.notify import REDIS_URL_ENV, prefix
 from claw402.limits.policy import Policy, state_header
+from claw402.limits.signer import proven_payer
 from claw402.limits.usage import SPEND_DAY, Refused, UsageBooks, slots
 from claw402.payments.codec import payment_header
 from claw402.tenant_api.answer import Answer, error_answer
@@ -67,7 +68,11 @@ class Limiter:
         records = paid_route(call.method, call.path)
         paid = records and call.route.price_atomic > 0
         header = payment_header(call.headers) if paid else None
-        who = (payer(header) if header else None) or "a:" + self.callers.client(peer, call.headers)
+        # A wallet is the caller only once its signature is proven: a header naming another
+        # wallet must not spend that wallet's budget.
+        who = (proven_payer(header) if header else None) or "a:" + self.callers.client(
+            peer, call.headers
+        )
         try:
             hit: Hit | None = self.rates.hit(f"{policy.tenant_id}:{who}", policy.rate.limit,
                                              policy.rate.window)  # fmt: skip
