@@ -70,12 +70,12 @@ class Limiter:
         header = payment_header(call.headers) if paid else None
         # A wallet is the caller only once its signature is proven: a header naming another
         # wallet must not spend that wallet's budget.
-        who = (proven_payer(header) if header else None) or "a:" + self.callers.client(
-            peer, call.headers
-        )
+        who = proven_payer(header) if header else None
+        if who is None:
+            who = "a:" + self.callers.client(peer, call.headers)
+        rate = policy.rate
         try:
-            hit: Hit | None = self.rates.hit(f"{policy.tenant_id}:{who}", policy.rate.limit,
-                                             policy.rate.window)  # fmt: skip
+            hit: Hit | None = self.rates.hit(f"{policy.tenant_id}:{who}", rate.limit, rate.window)
         except CountersDown as exc:
             if paid:  # fail closed: nothing verified, nothing charged, nothing served unpaid
                 return error_answer(503, "limits_unavailable", call.request_id, str(exc),
@@ -88,7 +88,7 @@ class Limiter:
                 headers={"retry-after": str(hit.reset)},
             )  # fmt: skip
             return _stamp(answer, policy, hit)
-        if not (records and policy.books and self.books is not None):
+        if not records or not policy.books or self.books is None:
             return _stamp(await rest(), policy, hit)
         if paid and header is None:  # a bare 402 takes nothing; refused only when known full
             full = self._known_full(call.request_id, policy)
