@@ -6,7 +6,10 @@ dropped afterwards) and one dev chain with 402claw's facilitator:
 - `off`: one gateway with `CLAW402_LIMITS=off`;
 - `on`: one gateway with the limits on (rate counters in memory);
 - `replicas`: two gateways with the limits on, their counters in a private redis-server,
-  behind a small asyncio round-robin TCP balancer (a child of this script).
+  behind a small asyncio round-robin TCP balancer (a child of this script);
+- `replicas_off`: the same two-replica setup with `CLAW402_LIMITS=off` (its yardstick);
+- with `--compare-src DIR`, `off_base` and `on_base`: `off` and `on` on another checkout's
+  `src` (e.g. `git archive <commit> src | tar -x -C /tmp/base`), a before/after in one run.
 Tenants: `free` (price 0, `--rate` high enough never to refuse: the counting is measured)
 and `bench` ($0.001, the same rate plus `--quota-day` and `--spend-cap-day`, so every paid
 call also takes and keeps its slots in the usage books).
@@ -15,9 +18,13 @@ Measured per configuration, the configurations alternated round by round (this m
 shared: compare the ratios of one run, not numbers across runs):
 - the free query (`/t/free/v1/records?_limit=1`) and the 402 path (`/t/bench/v1/records`, no
   payment) under wrk (2 threads, `--connections`, `--duration` s): requests/s and p99;
-- a paid request (a payload signed beforehand, sent once), sequentially: median and p99.
+- a paid request (a payload signed beforehand, sent once), sequentially: median and p99,
+  `--calls` per configuration split over the same alternating rounds.
+The machine's load average is noted at every round: the ratios on/off (and replicas against
+replicas_off) are the result, each configuration's numbers alone are not.
 
     python bench/bench_limits.py [--duration 5] [--connections 32] [--rounds 2] [--calls 60]
+                                 [--compare-src DIR]
     python bench/bench_limits.py --inprocess 5000   # the limits step's own CPU, no server
 """
 
@@ -173,7 +180,9 @@ def pg_schema() -> Iterator[str]:
         admin.dispose()
 
 
-def run(duration: int, connections: int, rounds: int, calls: int) -> dict[str, Any]:
+def run(
+    duration: int, connections: int, rounds: int, calls: int, compare_src: str | None = None
+) -> dict[str, Any]:
     from claw402.chain.devchain import start_dev_chain
     from claw402.config import Settings
     from claw402.registry.deploy import DeployRequest, deploy
@@ -184,7 +193,7 @@ def run(duration: int, connections: int, rounds: int, calls: int) -> dict[str, A
     results: dict[str, Any] = {"duration": duration, "connections": connections,
                                "rounds": rounds, "calls": calls}  # fmt: skip
     try:
-        with start_dev_chain(payers=3) as chain, pg_schema() as database_url, ExitStack() as up:
+        with start_dev_chain(payers=6) as chain, pg_schema() as database_url, ExitStack() as up:
             base = {**bp.facilitator_env(chain), "BENCH_SERVER": "granian"}
             facilitator = up.enter_context(child("facilitator", base, "/health"))
             settings = Settings(home, database_url)
@@ -202,17 +211,30 @@ def run(duration: int, connections: int, rounds: int, calls: int) -> dict[str, A
                 "off": up.enter_context(child("gateway", off, "/healthz")),
                 "on": up.enter_context(child("gateway", env, "/healthz")),
             }
+            if compare_src:  # the same two on another checkout's code
+                path = {"PYTHONPATH": f"{Path(__file__).parent}:{Path(compare_src).resolve()}"}
+                for name, config in (("off_base", off), ("on_base", env)):
+                    urls[name] = up.enter_context(child("gateway", {**config, **path}, "/healthz"))
             shared = {**env, "CLAW402_REDIS_URL": redis_url,
                       "CLAW402_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}:"}  # fmt: skip
-            backends = [up.enter_context(child("gateway", shared, "/healthz"))
-                        for _ in range(2)]  # fmt: skip
-            ports = ",".join(u.rsplit(":", 1)[1] for u in backends)
-            urls["replicas"] = up.enter_context(
-                child("lb", {**base, "BENCH_BACKENDS": ports}, "/healthz")
-            )
+            for name, replica_env in (("replicas", shared), ("replicas_off", off)):
+                backends = [up.enter_context(child("gateway", replica_env, "/healthz"))
+                            for _ in range(2)]  # fmt: skip
+                ports = ",".join(u.rsplit(":", 1)[1] for u in backends)
+                urls[name] = up.enter_context(
+                    child("lb", {**base, "BENCH_BACKENDS": ports}, "/healthz")
+                )
             samples: dict[str, dict[str, list[dict[str, Any]]]] = {
                 name: {"free": [], "challenge": []} for name in urls
             }
+            clients = {
+                name: bp.payment_client(chain.payers[index].private_key, chain.network, chain.token)
+                for index, name in enumerate(urls)
+            }
+            paid: dict[str, list[float]] = {name: [] for name in urls}
+            for name, url in urls.items():  # warm up
+                asyncio.run(bp.paid_requests(f"{url}/t/bench/v1/records", clients[name], 3))
+            results["load"] = [os.getloadavg()]
             for _ in range(rounds):
                 for name, url in urls.items():
                     samples[name]["free"].append(
@@ -221,11 +243,12 @@ def run(duration: int, connections: int, rounds: int, calls: int) -> dict[str, A
                     samples[name]["challenge"].append(
                         wrk(f"{url}/t/bench/v1/records", duration, connections, 402)
                     )
-            for index, (name, url) in enumerate(urls.items()):
-                client = bp.payment_client(chain.payers[index].private_key, chain.network,
-                                           chain.token)  # fmt: skip
-                asyncio.run(bp.paid_requests(f"{url}/t/bench/v1/records", client, 5))  # warm up
-                paid = asyncio.run(bp.paid_requests(f"{url}/t/bench/v1/records", client, calls))
+                    each = max(1, calls // rounds)
+                    paid[name] += asyncio.run(
+                        bp.paid_requests(f"{url}/t/bench/v1/records", clients[name], each)
+                    )
+                results["load"].append(os.getloadavg())
+            for name in urls:
                 results[name] = {
                     kind: {"rps": round(statistics.median(s["rps"] for s in runs)),
                            "p99_ms": round(statistics.median(s["p99_ms"] for s in runs), 2),
@@ -233,7 +256,7 @@ def run(duration: int, connections: int, rounds: int, calls: int) -> dict[str, A
                            "non_2xx": sum(s["non_2xx"] for s in runs)}
                     for kind, runs in samples[name].items()
                 }  # fmt: skip
-                results[name]["paid_request"] = bp.summary(paid)
+                results[name]["paid_request"] = bp.summary(paid[name])
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return results
@@ -311,22 +334,31 @@ def inprocess(requests: int, repeats: int) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = ["config     free req/s (p99 ms)   402 req/s (p99 ms)   paid median / p99 ms"]
-    for name in ("off", "on", "replicas"):
+    lines = ["config        free req/s (p99 ms)   402 req/s (p99 ms)   paid median / p99 ms"]
+    for name in ("off", "on", "replicas_off", "replicas", "off_base", "on_base"):
+        if name not in results:
+            continue
         r = results[name]
         lines.append(
-            f"{name:<10} {r['free']['rps']:>8} ({r['free']['p99_ms']:>6})     "
+            f"{name:<13} {r['free']['rps']:>8} ({r['free']['p99_ms']:>6})     "
             f"{r['challenge']['rps']:>8} ({r['challenge']['p99_ms']:>6})     "
             f"{r['paid_request']['median_ms']:>6} / {r['paid_request']['p99_ms']}"
         )
-    off, on = results["off"], results["on"]
-    lines.append(
-        "limits on / off: free {:.2f}, 402 {:.2f}, paid median {:.2f}".format(
-            on["free"]["rps"] / off["free"]["rps"],
-            on["challenge"]["rps"] / off["challenge"]["rps"],
-            on["paid_request"]["median_ms"] / off["paid_request"]["median_ms"],
+    pairs = (("one process", "on", "off"), ("two replicas", "replicas", "replicas_off"),
+             ("one process, --compare-src", "on_base", "off_base"))  # fmt: skip
+    for label, on_name, off_name in pairs:
+        if on_name not in results:
+            continue
+        off, on = results[off_name], results[on_name]
+        lines.append(
+            f"limits on / off, {label}: req/s free {on['free']['rps'] / off['free']['rps']:.2f}, "
+            f"402 {on['challenge']['rps'] / off['challenge']['rps']:.2f}; p99 free "
+            f"{on['free']['p99_ms'] / off['free']['p99_ms']:.2f}, 402 "
+            f"{on['challenge']['p99_ms'] / off['challenge']['p99_ms']:.2f}; paid median "
+            f"{on['paid_request']['median_ms'] / off['paid_request']['median_ms']:.2f}"
         )
-    )
+    loads = ", ".join(str(tuple(round(x, 1) for x in load)) for load in results["load"])
+    lines.append(f"load average (1, 5, 15 min) at the start and after each round: {loads}")
     return "\n".join(lines)
 
 
@@ -337,13 +369,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compare-src", help="also off/on on this checkout's src folder")
     parser.add_argument("--inprocess", type=int, metavar="N", default=0,
                         help="instead: N in-process calls per run, limits off vs on")  # fmt: skip
     args = parser.parse_args()
     if args.inprocess:
         print(json.dumps(inprocess(args.inprocess, 5), indent=2))
         return
-    results = run(args.duration, args.connections, args.rounds, args.calls)
+    results = run(args.duration, args.connections, args.rounds, args.calls, args.compare_src)
     print(json.dumps(results, indent=2) if args.json else report(results))
 
 

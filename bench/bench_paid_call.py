@@ -20,6 +20,9 @@ Measured:
   A gateway's rate counts the time its event sink needs after the run to write the backlog
   (requests / (run + drain)): a rate that leaves events unwritten is not sustainable.
 Every server process gets the same GC tuning as `402claw serve` (`tune_gc`).
+`--compare-src DIR` adds `gateway_base`: the same gateway on another checkout's `src` (e.g.
+`git archive <commit> src | tar -x -C /tmp/base`), its 402 path measured in the same rounds,
+for a before/after of one run. The machine's load average is noted before and after.
 
 The SDK middleware needs `fastapi` (and `jsonschema`, which `x402.extensions` imports). They
 are not project dependencies: install them outside the project's venv, e.g.
@@ -29,6 +32,7 @@ folder (or `$CLAW402_BENCH_DEPS`) to `sys.path`. Without them the `sdk` column i
 
     python bench/bench_paid_call.py [--calls 200] [--duration 10] [--connections 50]
                                      [--rounds 3] [--server granian|uvicorn] [--json]
+                                     [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -408,7 +412,12 @@ def median_rps(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(
-    calls: int, duration: int, connections: int, rounds: int = 3, server: str = "granian"
+    calls: int,
+    duration: int,
+    connections: int,
+    rounds: int = 3,
+    server: str = "granian",
+    compare_src: str | None = None,
 ) -> dict[str, Any]:
     from claw402.chain.devchain import start_dev_chain
     from claw402.config import Settings
@@ -416,7 +425,8 @@ def run(
     from claw402.registry.store import Registry
     from claw402.samples import CITIES
 
-    results: dict[str, Any] = {"calls": calls, "price": PRICE, "server": server}
+    results: dict[str, Any] = {"calls": calls, "price": PRICE, "server": server,
+                               "load_before": os.getloadavg()}  # fmt: skip
     home = Path(tempfile.mkdtemp(prefix="claw402-bench-"))
     try:
         with start_dev_chain(payers=2) as chain:
@@ -437,6 +447,7 @@ def run(
                     child("gateway", env, "/healthz") as gateway,
                     child("gateway-static402", env, "/healthz") as static,
                     child("hello", env) as hello,
+                    ExitStack() as extra,
                 ):
                     url = f"{gateway}/t/{SLUG}/v1/records"
                     page = home / "page.json"
@@ -454,6 +465,12 @@ def run(
                         "gateway_static_402": (f"{static}/t/{SLUG}/v1/records", 402),
                         "hello": (hello, 200),
                     }
+                    if compare_src:  # the same gateway on another checkout's code
+                        path = f"{Path(__file__).parent}:{Path(compare_src).resolve()}"
+                        base = extra.enter_context(
+                            child("gateway", {**env, "PYTHONPATH": path}, "/healthz")
+                        )
+                        targets["gateway_base"] = (f"{base}/t/{SLUG}/v1/records", 402)
                     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
                     events = EventCount(settings.database_url)
                     for _ in range(rounds):
@@ -474,6 +491,7 @@ def run(
                     for name, samples in runs.items():
                         key = "rps" if name == "hello" else "challenge"
                         results.setdefault(name, {})[key] = median_rps(samples)
+                    results["load_after_rounds"] = os.getloadavg()
                 results["sdk"] = _sdk(env, page, chain, calls, duration, connections)
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -534,6 +552,15 @@ def report(results: dict[str, Any]) -> str:
     lines.append(
         f"gateway challenge / hello-world (medians): {ratio:.2f}; round by round: {paired}"
     )
+    if "gateway_base" in results:
+        base = results["gateway_base"]["challenge"]
+        lines.append(
+            f"gateway_base (--compare-src) 402 challenge {base['rps']} req/s {base['runs']}, "
+            f"/ hello {base['rps'] / hello['rps']:.2f}; gateway / gateway_base "
+            f"{gateway['rps'] / base['rps']:.2f}"
+        )
+    load = results.get("load_before"), results.get("load_after_rounds")
+    lines.append(f"load average (1, 5, 15 min) before: {load[0]}, after the rounds: {load[1]}")
     return "\n".join(lines)
 
 
@@ -548,8 +575,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server, alternated")
     parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compare-src", help="also a gateway on this checkout's src folder")
     args = parser.parse_args()
-    results = run(args.calls, args.duration, args.connections, args.rounds, args.server)
+    results = run(args.calls, args.duration, args.connections, args.rounds, args.server,
+                  args.compare_src)  # fmt: skip
     print(json.dumps(results, indent=2) if args.json else report(results))
 
 

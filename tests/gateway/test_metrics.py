@@ -4,18 +4,20 @@ tests/gateway/test_serve_workers.py.)"""
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from claw402.dispatch.routing import route_for
 from claw402.events import kinds as ev
 from claw402.events.compact import compact
-from claw402.gateway.metrics import GatewayMetrics
+from claw402.gateway.metrics import FLUSH_SECONDS, GatewayMetrics
 
 ROUTE = route_for(tenant_id="t1", slug="acme", worker_name="w", plan="free")
 
 
 def _samples(metrics: GatewayMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    page = metrics.answer(None, "r")
+    page = asyncio.run(metrics.answer(None, "r"))
     assert page.status_code == 200
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -60,7 +62,34 @@ def test_payments_are_counted_by_scheme_and_outcome() -> None:
 
 def test_a_token_guards_the_page() -> None:
     metrics = GatewayMetrics(token="s3cret")
-    assert metrics.answer(None, "r").status_code == 401
-    assert metrics.answer("Bearer wrong", "r").status_code == 401
-    page = metrics.answer("Bearer s3cret", "r")
+    assert asyncio.run(metrics.answer(None, "r")).status_code == 401
+    assert asyncio.run(metrics.answer("Bearer wrong", "r")).status_code == 401
+    page = asyncio.run(metrics.answer("Bearer s3cret", "r"))
     assert page.status_code == 200 and b"claw402_requests_total" in page.body
+
+
+def test_counts_reach_the_values_within_a_flush_interval_and_at_every_scrape() -> None:
+    """Counted in plain ints on the request path; the timer folds them in without a scrape."""
+    metrics = GatewayMetrics(token=None)
+    requests = metrics.requests.labels("acme", "402")
+
+    async def traffic() -> tuple[float, float]:
+        for seconds in (0.0001, 0.003, 0.2):
+            metrics.observe(ROUTE, 402, seconds, [], backlog=0)
+        before = requests._value.get()
+        await asyncio.sleep(FLUSH_SECONDS + 0.5)
+        return before, requests._value.get()
+
+    assert asyncio.run(traffic()) == (0, 3)
+    got = _samples(metrics)
+    latency = "claw402_request_duration_seconds"
+    assert got[(latency + "_count", ())] == 3
+    assert got[(latency + "_bucket", (("le", "0.0005"),))] == 1
+    assert got[(latency + "_bucket", (("le", "0.005"),))] == 2
+    assert got[(latency + "_bucket", (("le", "0.25"),))] == 3
+    assert abs(got[(latency + "_sum", ())] - 0.2031) < 1e-9
+    assert got[("claw402_payment_challenges_total", (("tenant", "acme"),))] == 3
+    metrics.observe(ROUTE, 402, 0.001, [], backlog=0)  # no timer here: the scrape flushes
+    assert (
+        _samples(metrics)[("claw402_requests_total", (("status", "402"), ("tenant", "acme")))] == 4
+    )

@@ -47,6 +47,11 @@ def without_timing(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k not in ("id", "ts", "requestId", "durationMs")}
 
 
+def _fixed_headers(answer) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    varying = {"x-request-id", "content-length", "date", "ratelimit"}
+    return sorted((k, v) for k, v in answer.headers.multi_items() if k not in varying)
+
+
 def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
     _, registry, gateway, client = priced
     guarded = count_guarded(gateway)
@@ -65,6 +70,11 @@ def test_a_replayed_challenge_is_the_guarded_one(priced) -> None:
         assert r.headers["x-tenant-id"] == first.headers["x-tenant-id"]
         assert {**r.json(), "requestId": "-"} == {**first.json(), "requestId": "-"}
         assert int(r.headers["content-length"]) == len(r.content)
+        # Every header but the per-request ones is the guarded answer's, stamped once.
+        assert _fixed_headers(r) == _fixed_headers(first)
+        assert r.headers.get_list("cache-control") == ["no-store"]
+        assert r.headers.get_list("access-control-allow-origin") == ["*"]
+        assert len(r.headers.get_list("access-control-expose-headers")) == 1
     by_request = trails(registry, ids)
     full = by_request[ids[0]]
     assert {e["correlationId"] for e in full} == {"agent-run"}
@@ -140,10 +150,14 @@ def test_a_replay_keeps_the_scheme_the_caller_used(priced) -> None:
             urls.append(required.resource.url)  # type: ignore[union-attr]
         return urls
 
-    assert asyncio.run(resources()) == [
-        "http://cities.test/v1/records",
-        "https://cities.test/v1/records",
-    ] * 2
+    assert (
+        asyncio.run(resources())
+        == [
+            "http://cities.test/v1/records",
+            "https://cities.test/v1/records",
+        ]
+        * 2
+    )
 
 
 def test_without_a_host_header_the_resource_is_the_servers_address(priced) -> None:
@@ -169,7 +183,11 @@ def test_without_a_host_header_the_resource_is_the_servers_address(priced) -> No
     async def both_twice() -> list[str]:
         return [await resource(s) for s in [("127.0.0.2", 80), ("127.0.0.3", 8402)] * 2]
 
-    assert asyncio.run(both_twice()) == [
-        "http://127.0.0.2:80/t/cities/v1/records",
-        "http://127.0.0.3:8402/t/cities/v1/records",
-    ] * 2
+    assert (
+        asyncio.run(both_twice())
+        == [
+            "http://127.0.0.2:80/t/cities/v1/records",
+            "http://127.0.0.3:8402/t/cities/v1/records",
+        ]
+        * 2
+    )

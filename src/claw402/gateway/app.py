@@ -171,6 +171,7 @@ class Gateway:
                 aclose = getattr(self.guard, "aclose", None)
                 if aclose is not None:
                     await aclose()
+                self.metrics.flush()
                 self.sink.close()
                 self.directory.close()
                 if self.limiter is not None:
@@ -195,7 +196,7 @@ class Gateway:
         if path == "/healthz":
             return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
         if path == METRICS_PATH:
-            answer = self.metrics.answer(headers.get("authorization"), request_id)
+            answer = await self.metrics.answer(headers.get("authorization"), request_id)
             return self._stamp(answer, request_id, None, correlation)
         if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
             answer = await anyio.to_thread.run_sync(paywall_asset, path, request_id)
@@ -249,7 +250,7 @@ class Gateway:
         self._observe(call, answer, started)
         if call.replayable is not None and call.replay is None:
             self.replays.remember(call)
-        return self._stamp(answer, request_id, call.route, correlation)
+        return self._stamp(answer, request_id, call.route, correlation, cors=not call.stamped)
 
     def _observe(self, call: GatewayCall, answer: Answer, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -356,9 +357,14 @@ class Gateway:
 
     @staticmethod
     def _stamp(
-        response: Answer, request_id: str, route: TenantRoute | None, correlation: str | None
+        response: Answer,
+        request_id: str,
+        route: TenantRoute | None,
+        correlation: str | None,
+        cors: bool = True,
     ) -> Answer:
-        with_cors(response)
+        if cors:
+            with_cors(response)
         # Appended raw: no answer of ours sets these, so no MutableHeaders scan is needed.
         response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
         if route is not None:

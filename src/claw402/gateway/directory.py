@@ -97,9 +97,7 @@ class LiveDirectory:
         generation, tenants = self._registry.snapshot()
         with self._lock:
             if generation != self._generation:
-                self._directory = Directory(
-                    (t.entry() for t in tenants), skip_host=self._refused
-                )
+                self._directory = Directory((t.entry() for t in tenants), skip_host=self._refused)
                 self._generation = generation
 
     def _refused(self, host: str) -> bool:

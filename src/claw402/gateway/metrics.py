@@ -15,8 +15,12 @@ gateway should set it: the page names every tenant).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
+import time
+from bisect import bisect_left
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -49,18 +53,36 @@ _OUTCOMES = {
     ev.PAYMENT_FAILED: "failed",
 }
 _KIND, _DURATION_MS, _DETAILS = 0, 8, 10
-_CHILDREN = 4096  # cached (tenant, status) counters
+FLUSH_SECONDS = 1.0  # how long a count may wait in plain ints before it reaches the page
+_FLAG = "claw402-unflushed-"  # + pid-instance: a worker holding counts not yet in the shared files
 _BACKLOG_EVERY = 64  # requests between backlog gauge updates while it is not empty
 
 
 class GatewayMetrics:
-    """One gateway's metrics; a registry of its own, so tests may build many gateways."""
+    """One gateway's metrics; a registry of its own, so tests may build many gateways.
+
+    A request's counts go to plain ints first, folded into prometheus-client's values by
+    `flush`: within `FLUSH_SECONDS` (a timer on the event loop), before every scrape and at
+    shutdown. Its values take a lock per change (a file write per change in multiprocess
+    mode), which would be most of a replayed 402's cost if paid per request. In multiprocess
+    mode a worker holding unflushed counts says so with a flag file in the shared folder, and
+    a scrape waits for the other workers' flags to clear, so the page is exact once traffic
+    stops.
+    """
 
     def __init__(self, token: str | None = None) -> None:
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.registry = CollectorRegistry()
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
-        self._children: dict[tuple[str, int], tuple[Counter, Counter | None]] = {}
+        folder = os.environ.get(MULTIPROC_ENV)
+        self.multiprocess = bool(folder)
+        self._folder = Path(folder) if folder else None
+        # `<pid>-<instance>`: a test may build several gateways in one process.
+        name = f"{_FLAG}{os.getpid()}-{id(self):x}"
+        self._flag = self._folder / name if self._folder else None
+        self._counts: dict[tuple[str, int], int] = {}  # unflushed, by (tenant, status)
+        self._latency = [0] * (len(_BUCKETS) + 1)  # unflushed, by bucket (the last: +Inf)
+        self._latency_sum = 0.0
+        self._pending = False
         self._seen = 0
         self._backlog = 0
         r = self.registry
@@ -103,18 +125,13 @@ class GatewayMetrics:
     ) -> None:
         """Count one tenant request as it ends (unknown tenants too, as `-`)."""
         tenant = route.slug if route is not None else UNKNOWN
-        key = (tenant, status)
-        counters = self._children.get(key)
-        if counters is None:  # `labels()` costs more than the increment: once per pair
-            if len(self._children) >= _CHILDREN:
-                self._children.clear()
-            challenge = self.challenges.labels(tenant) if status == 402 else None
-            counters = self._children[key] = (self.requests.labels(tenant, str(status)), challenge)
-        counters[0].inc()
-        if counters[1] is not None:
-            counters[1].inc()
-        self.latency.observe(seconds)
-        for event in trail:
+        if not self._pending:
+            self._arm()
+        counts, key = self._counts, (tenant, status)
+        counts[key] = counts.get(key, 0) + 1
+        self._latency[bisect_left(_BUCKETS, seconds)] += 1
+        self._latency_sum += seconds
+        for event in trail:  # payments: a paid call's few events, counted as they come
             outcome = _OUTCOMES.get(event[_KIND])
             if outcome is None:
                 continue
@@ -129,16 +146,68 @@ class GatewayMetrics:
             self._backlog = backlog  # a gauge write costs a lock: when it starts or stops
             self.backlog.set(backlog)
 
-    def answer(self, authorization: str | None, request_id: str) -> Answer:
+    def _arm(self) -> None:
+        """The first count since a flush: flag it, and flush within `FLUSH_SECONDS`."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # counted outside an event loop: the next scrape flushes it
+            return
+        self._pending = True
+        if self._flag is not None:
+            self._flag.touch()
+        loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Fold the unflushed counts into prometheus-client's values (then clear the flag)."""
+        self._pending = False
+        counts, self._counts = self._counts, {}
+        for (tenant, status), n in counts.items():
+            self.requests.labels(tenant, str(status)).inc(n)
+            if status == 402:
+                self.challenges.labels(tenant).inc(n)
+        latency, self._latency = self._latency, [0] * (len(_BUCKETS) + 1)
+        if any(latency):
+            # The histogram's own bucket values: `observe` per request is what this avoids.
+            for i, n in enumerate(latency):
+                if n:
+                    self.latency._buckets[i].inc(n)
+            self.latency._sum.inc(self._latency_sum)
+            self._latency_sum = 0.0
+        if self._flag is not None:
+            self._flag.unlink(missing_ok=True)
+
+    async def answer(self, authorization: str | None, request_id: str) -> Answer:
         """The page, or 401 without the token when one is set."""
         if self.token is not None:
             given = (authorization or "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return error_answer(401, "metrics_token_required", request_id,
                                     f"send Authorization: Bearer <{TOKEN_ENV}>")  # fmt: skip
+        self.flush()
         registry = self.registry
         if self.multiprocess:  # every worker's values, added up
+            await self._others_flushed()
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return Answer(200, generate_latest(registry), {"Cache-Control": "no-store"},
                       media_type=CONTENT_TYPE_LATEST)  # fmt: skip
+
+    async def _others_flushed(self) -> None:
+        """Wait (at most a flush interval and a half) for the other live workers' flags."""
+        assert self._folder is not None
+        deadline = time.monotonic() + FLUSH_SECONDS * 1.5
+        while time.monotonic() < deadline:
+            if not any(_alive(flag) for flag in self._folder.glob(_FLAG + "*")):
+                return
+            await asyncio.sleep(0.02)
+
+
+def _alive(flag: Path) -> bool:
+    """Whether the worker that left `flag` still runs (a dead one's counts are gone anyway)."""
+    try:
+        os.kill(int(flag.name.removeprefix(_FLAG).split("-")[0]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

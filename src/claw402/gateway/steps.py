@@ -23,9 +23,9 @@ from claw402.events.compact import compact
 from claw402.pages.paywall import PaywallUnavailable, paywall_html
 from claw402.pages.render import prefers_html
 from claw402.registry.models import Tenant
-from claw402.tenant_api.answer import Answer
+from claw402.tenant_api.answer import Answer, RawHeaders
 from claw402.tenant_api.call import Pipeline, Replayable, TenantCall, paid_route
-from claw402.tenant_api.manners import no_store
+from claw402.tenant_api.manners import no_store, with_cors
 from claw402.tenant_api.runtime import TenantRuntime
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class GatewayCall(TenantCall):
     """A call with what the gateway's steps keep between them."""
 
     __slots__ = ("correlation", "directory", "in_tenant", "reason", "replay", "replay_key",
-                 "runtime", "scope")  # fmt: skip
+                 "runtime", "scope", "stamped")  # fmt: skip
     directory: Directory[Tenant]
     replay_key: ReplayKey
     runtime: TenantRuntime
@@ -64,6 +64,7 @@ class GatewayCall(TenantCall):
         self.in_tenant = False  # resolved: a dispatch_start is in the trail
         self.replay: _Replay | None = None
         self.reason: str | None = None  # why the tenant failed, for the last event
+        self.stamped = False  # the answer already has the CORS headers (a replayed 402)
 
 
 class ResolveStep:
@@ -154,6 +155,8 @@ class GuardStep:
         replay = call.replay
         if replay is not None:
             answer = replay.replayable.answer(call.request_id, call.trail)
+            if not prefers_html(call.headers.get("accept")):
+                return replay.stamp(answer, call)
         elif call.tenant.call_price_atomic <= 0 or not paid_route(call.method, call.path):
             return await call.next()
         else:
@@ -199,6 +202,17 @@ class _Replay:
     replayable: Replayable
     route: TenantRoute
     path: str  # the path the tenant saw
+    headers: RawHeaders | None = None  # the replayed answer's, stamped once
+
+    def stamp(self, answer: Answer, call: GatewayCall) -> Answer:
+        """`answer` with the headers every answer to this resource gets (`no-store`, CORS),
+        made on the first replay and copied after: a replayable's headers never change."""
+        if self.headers is None:
+            self.headers = with_cors(no_store(answer)).raw_headers.copy()
+        else:
+            answer.raw_headers = self.headers.copy()
+        call.stamped = True
+        return answer
 
 
 class Replays:

@@ -1,15 +1,14 @@
-"""Who a call counts against: the paying wallet when a payment header decodes, else the
-client's address. `X-Forwarded-For` counts only when the peer is a trusted proxy
-(`CLAW402_TRUSTED_PROXIES`: addresses or CIDR blocks), and then its rightmost address that
-is not itself a trusted proxy is the client (anything left of it a caller could have forged)."""
+"""Who a call counts against: the paying wallet when a payment header proves it (its
+signature recovers to it: `limits/signer.py`), else the client's address. `X-Forwarded-For`
+counts only when the peer is a trusted proxy (`CLAW402_TRUSTED_PROXIES`: addresses or CIDR
+blocks), and then its rightmost address that is not itself a trusted proxy is the client
+(anything left of it a caller could have forged)."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-
-from claw402.payments.codec import InvalidPayment, decode_payment
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,15 +66,3 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def payer(header: str) -> str | None:
-    """The wallet (or, for a channel voucher, the channel) a payment header speaks for; None
-    when it does not decode (the paywall then answers 400 itself)."""
-    try:
-        payment = decode_payment(header)
-    except InvalidPayment:
-        return None
-    if "authorization" in payment.inner:
-        return "w:" + payment.payer.lower()
-    return "w:" + str(payment.inner["channelConfig"]["payer"]).lower()

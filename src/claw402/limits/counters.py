@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from claw402.limits.windows import fixed
 
@@ -16,8 +15,9 @@ class CountersDown(RuntimeError):
     """The shared counters cannot be reached: paid routes fail closed, free ones go on."""
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
+    """One call's take from its window (a tuple: made on every limited request)."""
+
     allowed: bool
     remaining: int
     reset: int  # seconds until the window ends
@@ -40,7 +40,10 @@ class MemoryCounters:
         self._lock = threading.Lock()
 
     def hit(self, key: str, limit: int, window: int) -> Hit:
-        index, reset = fixed(self._clock(), window)  # type: ignore[operator]
+        now: float = self._clock()  # type: ignore[operator]
+        index = int(now // window)  # `windows.fixed`, inline: this runs on every request
+        reset = (index + 1) * window - now
+        reset = int(reset) + 1 if reset > int(reset) or reset < 1 else int(reset)
         with self._lock:
             slot = self._counts.get(key)
             if slot is None or slot[0] != index:
@@ -50,7 +53,8 @@ class MemoryCounters:
             if slot[1] >= limit:
                 return Hit(False, 0, reset)
             slot[1] += 1
-            return Hit(True, limit - slot[1], reset)
+            # `Hit(...)` without its Python `__new__`: this runs on every limited request.
+            return tuple.__new__(Hit, (True, limit - slot[1], reset))
 
     def _prune(self) -> None:
         now = self._clock()  # type: ignore[operator]

@@ -16,10 +16,11 @@ from anyio import to_thread
 from sqlalchemy import Engine
 
 from claw402.clock import now as utc_now
-from claw402.limits.caller import Callers, parse_proxies, payer
+from claw402.limits.caller import Callers, parse_proxies
 from claw402.limits.counters import CountersDown, Hit, MemoryCounters, RateCounters, RedisCounters
 from claw402.limits.notify import REDIS_URL_ENV, prefix
 from claw402.limits.policy import Policy, state_header
+from claw402.limits.signer import proven_payer
 from claw402.limits.usage import SPEND_DAY, Refused, UsageBooks, slots
 from claw402.payments.codec import payment_header
 from claw402.tenant_api.answer import Answer, error_answer
@@ -67,10 +68,14 @@ class Limiter:
         records = paid_route(call.method, call.path)
         paid = records and call.route.price_atomic > 0
         header = payment_header(call.headers) if paid else None
-        who = (payer(header) if header else None) or "a:" + self.callers.client(peer, call.headers)
+        # A wallet is the caller only once its signature is proven: a header naming another
+        # wallet must not spend that wallet's budget.
+        who = proven_payer(header) if header else None
+        if who is None:
+            who = "a:" + self.callers.client(peer, call.headers)
+        rate = policy.rate
         try:
-            hit: Hit | None = self.rates.hit(f"{policy.tenant_id}:{who}", policy.rate.limit,
-                                             policy.rate.window)  # fmt: skip
+            hit: Hit | None = self.rates.hit(f"{policy.tenant_id}:{who}", rate.limit, rate.window)
         except CountersDown as exc:
             if paid:  # fail closed: nothing verified, nothing charged, nothing served unpaid
                 return error_answer(503, "limits_unavailable", call.request_id, str(exc),
@@ -83,7 +88,7 @@ class Limiter:
                 headers={"retry-after": str(hit.reset)},
             )  # fmt: skip
             return _stamp(answer, policy, hit)
-        if not (records and policy.books and self.books is not None):
+        if not records or not policy.books or self.books is None:
             return _stamp(await rest(), policy, hit)
         if paid and header is None:  # a bare 402 takes nothing; refused only when known full
             full = self._known_full(call.request_id, policy)

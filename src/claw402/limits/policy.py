@@ -65,11 +65,7 @@ class Policy:
     spend_cap_day: int | None  # atomic units
     price_atomic: int
     policy_header: bytes  # `RateLimit-Policy`, built once per snapshot
-
-    @property
-    def books(self) -> bool:
-        """Whether a call needs the usage books (a quota or a spend cap)."""
-        return bool(self.quota_day or self.quota_month or self.spend_cap_day)
+    books: bool  # whether a call needs the usage books (a quota or a spend cap)
 
 
 def policy_for(tenant: Tenant) -> Policy:
@@ -86,6 +82,7 @@ def policy_for(tenant: Tenant) -> Policy:
         spend_cap_day=controls.spend_cap_day,
         price_atomic=tenant.price_atomic,
         policy_header=policy_header(rate),
+        books=bool(controls.quota_day or controls.quota_month or controls.spend_cap_day),
     )
 
 
@@ -96,4 +93,4 @@ def policy_header(rate: Rate) -> bytes:
 
 def state_header(remaining: int, reset: int) -> bytes:
     """The `RateLimit` field: `"<name>";r=<remaining>;t=<seconds until reset>`."""
-    return f'"rate";r={remaining};t={reset}'.encode()
+    return b'"rate";r=%d;t=%d' % (remaining, reset)
