@@ -115,3 +115,25 @@ def test_spend_cap_refuses_before_the_paywall(tmp_path: Path) -> None:
         assert len(guarded) == 3  # the paywall never saw it: nothing verified, nothing charged
         # A bare request still gets the guard's challenge: the cap takes nothing from it.
         assert client.get("/t/capped/v1/records").status_code == 402 and len(guarded) == 4
+
+
+
+def test_spend_cap_counts_a_row_priced_call_at_its_full_page(tmp_path: Path) -> None:
+    guarded: list[int] = []
+
+    async def guard(call, produce):  # type: ignore[no-untyped-def]
+        guarded.append(1)
+        return error_answer(402, "payment_required", call.request_id)
+
+    with open_gateway(tmp_path, guard=guard) as (settings, registry, gateway, client):
+        gateway.limiter = limiter(registry)
+        made = deploy(registry, settings, DeployRequest(
+            source=CITIES, slug="rows", price_per_1k_rows="1", spend_cap_day="0.05"))  # fmt: skip
+        policy = gateway.policy(gateway.directory.current(), made.route())
+        page = made.call_price_atomic  # what the 402 advertises and a payer authorises
+        assert page > 50_000 and policy.price_atomic == page
+        assert [(s.counter, s.amount) for s in slots(policy, now())] == [("spend_day", page)]
+        # A full page would pass the $0.05 cap: refused before the paywall, nothing charged.
+        refused = client.get("/t/rows/v1/records", headers={"payment-signature": "x"})
+        assert refused.status_code == 402 and refused.json()["error"] == "cap_exceeded"
+        assert guarded == []

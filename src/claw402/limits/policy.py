@@ -80,7 +80,8 @@ def policy_for(tenant: Tenant) -> Policy:
         quota_day=controls.quota_day,
         quota_month=controls.quota_month,
         spend_cap_day=controls.spend_cap_day,
-        price_atomic=tenant.price_atomic,
+        # What a call may take: a row-priced call is advertised (and capped) at a full page.
+        price_atomic=tenant.call_price_atomic,
         policy_header=policy_header(rate),
         books=bool(controls.quota_day or controls.quota_month or controls.spend_cap_day),
     )
