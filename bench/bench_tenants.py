@@ -5,14 +5,15 @@
 
 Deploys `--tenants` free tenants of 20 rows each into a home under bench/data/ (reused on the
 next run; the first `--deployed` for real, the others clones of a deployed version, see
-`deploy_all`), reports the disk they take (allocated blocks and bytes,
-beside one 20-row version written as a DuckDB file), serves them with `402claw serve` (its own
-process; `--open-datasets` / `--page-cache` (bytes) / `--cache-rows` set the worker's budget through the environment),
-touches every tenant once, then times repeat calls of `/t/<slug>/v1/records` sequentially over
-one keep-alive connection: blocks of 200 calls cycling over 10 tenants and blocks of 200 over
-all of them in random order take turns, so both see the same machine load. Prints medians and
-the worker's RssAnon after 10 tenants and after all of them. `--layouts` compares opening one
-version stored either way (20, 1,000, 10,000 rows).
+`deploy_all`), reports the disk they take (allocated blocks and bytes, beside one 20-row
+version written as a DuckDB file), serves them with `402claw serve` (its own process;
+`--open-datasets` / `--page-cache` (bytes) / `--cache-rows` set the worker's budget through
+the environment), touches every tenant once, then times repeat calls of
+`/t/<slug>/v1/records` sequentially over one keep-alive connection: blocks of 200 calls
+cycling over 10 tenants and blocks of 200 over all of them in random order take turns, so
+both see the same machine load. Prints medians and the worker's RssAnon after 10 tenants and
+after all of them. `--layouts` compares opening one version stored either way (20, 1,000,
+10,000 rows).
 """
 
 from __future__ import annotations
