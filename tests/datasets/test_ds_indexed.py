@@ -90,6 +90,11 @@ ANSWERED = [
     [("_q", "n1"), ("price__lt", "10")],
     [("id__gt", "100000")],
     [("price", "1000")],
+    [("day", "2024-01-03")],  # a date column is laid flat too (as ordinals)
+    [("day__gte", "2024-01-10"), ("day__lt", "2024-01-12"), ("_sort", "-price")],
+    [("price__gte", "20"), ("price__lt", "40"), ("_sort", "-day"), ("_limit", "30")],
+    [("_sort", "day"), ("_limit", "300")],  # runs of equal dates: the cursor's row decides
+    [("_sort", "-day"), ("qty", "7"), ("_limit", "20")],
 ]
 
 
@@ -109,7 +114,6 @@ LEFT_TO_DUCKDB = [
     [("price__ne", "3")],
     [("_sort", "qty,price")],
     [("note__contains", "é")],  # not a needle the search files take
-    [("day", "2024-01-03")],
     [("_count", "exact")],  # the total and the facets come from DuckDB
     [("_facet", "qty")],
 ]
@@ -129,14 +133,15 @@ def test_random_queries_agree(dataset: Dataset, mixed: IngestResult) -> None:
     for _ in range(120):
         params: list[tuple[str, str]] = []
         for _ in range(rnd.randrange(3)):
-            column = rnd.choice(["id", "price", "qty"])
+            column = rnd.choice(["id", "price", "qty", "day"])
             value = {"id": rnd.randrange(6100), "price": rnd.randrange(400) / 4,
-                     "qty": rnd.randrange(30)}[column]  # fmt: skip
+                     "qty": rnd.randrange(30),
+                     "day": f"2024-01-{rnd.randrange(1, 29):02d}"}[column]  # fmt: skip
             params.append((f"{column}{rnd.choice(ops)}", str(value)))
         if rnd.random() < 0.3:
             params.append(("note__contains", rnd.choice(WORDS)))
         if rnd.random() < 0.5:
-            params.append(("_sort", rnd.choice(["price", "-price", "qty", "-qty", "-id"])))
+            params.append(("_sort", rnd.choice(["price", "-price", "qty", "-qty", "-id", "-day"])))
         params.append(("_limit", str(rnd.choice([1, 3, 25, 200]))))
         answered += _walk(dataset, mixed, params) > 0
     assert answered > 60  # most of them were answered from the store
