@@ -1,5 +1,5 @@
-"""`serve --memory-limit/--open-datasets/--page-cache`: refused before anything starts when they make no
-sense; otherwise handed to the workers through the environment (datasets/budget.py)."""
+"""`serve --memory-limit/--open-datasets/--page-cache`: refused before anything starts when
+they make no sense; otherwise handed to the workers through the environment (datasets/budget.py)."""
 
 from __future__ import annotations
 
