@@ -1,13 +1,14 @@
 """Pages answered from a version's row store (rowstore.py) and search files, without DuckDB.
 
 A query qualifies when its page is JSON of every column, its filters compare flat numeric
-or date columns (`eq`, `gt`, `gte`, `lt`, `lte`) or look for a substring the search files answer
-(`contains`, `icontains`, `_q`), and it sorts by at most one flat column. The rows come from
-the cheapest source: a row range (a sorted key's range, or no filter), the rows of one
-column's value range read from its sorted index, the search files' matches, or the sort
-column's index in order; the other filters are checked row by row. Past `CAP` rows checked,
-or for anything else, `answer` returns None and DuckDB answers: the result is the same, this
-is only faster (a 100-row keyset page: microseconds against milliseconds of DuckDB CPU).
+or date columns (`eq`, `gt`, `gte`, `lt`, `lte`) or look for a substring the search files
+answer (`contains`, `icontains`, `_q`), and it sorts by at most one flat column. The rows
+come from the cheapest source: a row range (a sorted key's range, or no filter), the rows of
+one column's value range read from its sorted index (one value's rows are in row order
+there), the search files' matches, or the sort column's index in order; the other filters
+are checked row by row. Past `CAP` rows checked, or for anything else, `answer` returns None
+and DuckDB answers: the result is the same, this is only faster (a 100-row keyset page:
+microseconds against milliseconds of DuckDB CPU).
 """
 
 from __future__ import annotations
@@ -144,12 +145,19 @@ def _row_order_page(
     want = query.limit + 1
     lo, hi = start, store.rows
     small: list[int] | None = None
+    single: memoryview | None = None  # the rows of one value: in row order in `perm`
     for name, (plo, phi) in plan.ranges.items():
         flat = store.columns[name]
         if flat.monotonic:  # a sorted key: its value range is a row range
             lo, hi = max(lo, plo), min(hi, phi)
         elif phi - plo <= SMALL and (small is None or phi - plo < len(small)):
             small = sorted(flat.perm[plo:phi])  # type: ignore[index]
+        elif (
+            plo < phi
+            and flat.sorted[plo] == flat.sorted[phi - 1]
+            and (single is None or phi - plo < len(single))
+        ):
+            single = flat.perm[plo:phi]  # type: ignore[index]
     if lo >= hi or any(a >= b for a, b in plan.ranges.values()):
         return _rows(store, [])
     fewest = min(hi - lo, len(small) if small is not None else hi - lo)
@@ -163,6 +171,13 @@ def _row_order_page(
         chunks = iter(lambda: list(itertools.islice(matches, 64)), [])
     elif small is not None and len(small) < hi - lo:
         chunks = [[r for r in small if lo <= r < hi]]
+    elif single is not None and small is None and len(single) < hi - lo:
+        rows_of = single  # an equality matching many rows: read them from the cursor on
+        first = bisect_left(rows_of, lo)  # type: ignore[call-overload]
+        chunks = (
+            [r for r in rows_of[a : a + _CHUNK].tolist() if r < hi]
+            for a in range(first, len(rows_of), _CHUNK)
+        )
     elif plan.text is None and all(store.columns[n].monotonic for n in plan.ranges):
         end = min(hi, lo + want)  # every row in the range matches: one slice
         return (lambda n: store.slice(lo, min(end, lo + n))), list(range(lo, end)), None
