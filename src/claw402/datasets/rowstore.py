@@ -43,7 +43,7 @@ from claw402.datasets.storage import attach
 
 log = logging.getLogger("claw402.datasets")
 FOLDER = "rows"
-_FORMAT = 1
+_FORMAT = 2  # 2: date columns laid flat (a format-1 store is rebuilt)
 _FETCH = 65_536
 NUMERIC = {"integer": "q", "number": "d", "date": "q"}
 MIN_BYTES = 4 << 20  # data files below this (some 100k rows) are left to DuckDB
