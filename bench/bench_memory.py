@@ -56,6 +56,7 @@ def child(folder: Path, rows: int, budget: str, datasets: int, queries: int) -> 
     from claw402.datasets.ingest import IngestResult  # noqa: F401  (imports as the gateway)
     from claw402.datasets.output import render
     from claw402.datasets.query import parse_query
+
     columns = source_columns(folder)
     start_anon = anon_mb()
     engine = Engine(**{**Budget(memory_limit=budget).engine_options(), "cache_rows": 0})
