@@ -71,14 +71,14 @@ def sqlite_copy(source: Path, target: Path) -> None:
     tmp = target.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     con = sqlite3.connect(tmp)
-    con.execute(
-        "CREATE TABLE data (id INTEGER PRIMARY KEY, name TEXT, city TEXT, category TEXT, "
-        "price REAL, quantity INTEGER, created TEXT, description TEXT)"
-    )
+    types = {"id": "INTEGER PRIMARY KEY", "price": "REAL", "quantity": "INTEGER",
+             "zip": "INTEGER"}  # fmt: skip
     with source.open() as fh:
         rows = csv.reader(fh)
-        next(rows)
-        con.executemany("INSERT INTO data VALUES (?,?,?,?,?,?,?,?)", rows)
+        header = next(rows)
+        columns = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in header)
+        con.execute(f"CREATE TABLE data ({columns})")
+        con.executemany(f"INSERT INTO data VALUES ({','.join('?' * len(header))})", rows)
     con.commit()
     con.close()
     tmp.replace(target)

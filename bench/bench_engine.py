@@ -29,6 +29,7 @@ from claw402.datasets.output import render
 from claw402.datasets.query import parse_query
 
 DATA = Path(__file__).parent / "data"
+ZIPS = 7_200  # distinct values of the `zip` column
 FIRST = ["Ada", "Bob", "Chen", "Dana", "Eve", "Femi", "Gus", "Hana", "Ivan", "Jia", "Kofi",
          "Lena", "Mateo", "Nora", "Omar", "Pia", "Quinn", "Ravi", "Sara", "Tomas", "Uma", "Vera",
          "Wen", "Xavi", "Yara", "Zane"]
@@ -47,14 +48,15 @@ WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 
 
 def generate(path: Path, rows: int, seed: int = 402) -> None:
-    """id, name, city, category, price, quantity, created, description: ~100 bytes a row."""
+    """id, name, city, category, price, quantity, created, description, zip: ~105 bytes a
+    row; zip: an integer with 7,200 distinct values (the issue's equality column)."""
     rnd = random.Random(seed)
     start = date(2015, 1, 1)
     days = [(start + timedelta(days=d)).isoformat() for d in range(3650)]
     names = [f"{f} {la}" for f in FIRST for la in LAST]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as fh:
-        fh.write("id,name,city,category,price,quantity,created,description\n")
+        fh.write("id,name,city,category,price,quantity,created,description,zip\n")
         for base in range(0, rows, 10_000):
             n = min(10_000, rows - base)
             pick = rnd.choices
@@ -62,10 +64,11 @@ def generate(path: Path, rows: int, seed: int = 402) -> None:
                 range(base + 1, base + n + 1), pick(names, k=n), pick(CITIES, k=n),
                 pick(CATEGORIES, k=n), (rnd.random() * 1000 for _ in range(n)),
                 (rnd.randint(0, 500) for _ in range(n)), pick(days, k=n),
-                (" ".join(pick(WORDS, k=7)) for _ in range(n)), strict=True,
+                (" ".join(pick(WORDS, k=7)) for _ in range(n)),
+                (10_000 + rnd.randrange(ZIPS) for _ in range(n)), strict=True,
             )
-            fh.write("".join(f"{i},{nm},{c},{cat},{p:.2f},{q},{d},{t}\n"
-                             for i, nm, c, cat, p, q, d, t in lines))
+            fh.write("".join(f"{i},{nm},{c},{cat},{p:.2f},{q},{d},{t},{z}\n"
+                             for i, nm, c, cat, p, q, d, t, z in lines))
     tmp.replace(path)
 
 

@@ -43,7 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_data_api import Client, datasette_bin, free_port, measure, sqlite_copy, wait_ready
-from bench_engine import DATA, WORDS, generate
+from bench_engine import DATA, WORDS, ZIPS, generate
 
 # One load generator is one caller: the per-caller rate limit would answer it 429. The limits
 # cost is measured by bench_limits.py; here the paths are measured without them.
@@ -87,6 +87,9 @@ def kinds(rows: int, db: str) -> dict[str, Kind]:
     def low(r: random.Random) -> float:
         return r.randrange(95_000) / 100
 
+    def zipcode(r: random.Random) -> str:
+        return f"zip={10_000 + r.randrange(ZIPS)}"
+
     def keyset(r: random.Random) -> str:
         return f"id__gt={r.randrange(rows - 100)}"
 
@@ -100,6 +103,7 @@ def kinds(rows: int, db: str) -> dict[str, Kind]:
     return {
         "keyset page (id__gt)": both(keyset, keyset),
         "equality (unindexed)": both(lambda r: f"price={price(r)}", lambda r: f"price={price(r)}"),
+        "equality, 7,200 values": both(zipcode, zipcode),
         "range + sort": both(
             lambda r: "price__gte={}&price__lt={}&_sort=-quantity".format(*ranged(r)),
             lambda r: "price__gte={}&price__lt={}&_sort_desc=quantity".format(*ranged(r)),
@@ -113,7 +117,12 @@ def kinds(rows: int, db: str) -> dict[str, Kind]:
     }
 
 
-LOAD_KINDS = ("keyset page (id__gt)", "equality (unindexed)", "range + sort")
+LOAD_KINDS = (
+    "keyset page (id__gt)",
+    "equality (unindexed)",
+    "equality, 7,200 values",
+    "range + sort",
+)
 
 
 def path_file(folder: Path, name: str, make: Callable[[random.Random], str], n: int) -> Path:
@@ -224,7 +233,7 @@ def main() -> None:
     args = parser.parse_args()
 
     DATA.mkdir(exist_ok=True)
-    source = DATA / f"bench-{args.rows}.csv"
+    source = DATA / f"load-{args.rows}.csv"  # with `zip` (older bench-*.csv lack it)
     if not source.exists():
         generate(source, args.rows)
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="402claw-load-"))
@@ -234,7 +243,7 @@ def main() -> None:
     try:
         if not args.home:
             print(f"402claw deploy: {deploy(source, home, env):.1f} s", flush=True)
-        db = DATA / f"bench-{args.rows}.db"
+        db = source.with_suffix(".db")
         all_kinds = kinds(args.rows, db.stem)
         chosen = {k: v for k, v in all_kinds.items() if not args.only or k in args.only}
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

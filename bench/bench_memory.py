@@ -8,7 +8,9 @@ For each budget a fresh child process opens `--datasets` copies of the ingested 
 with `Engine(**Budget(memory_limit=...).engine_options())` and the page cache off, runs
 `--queries` mixed queries (first page, keyset page, equality on unindexed columns, range +
 sort, `_q`, `__contains`, a rare value, a sort of everything, record by key; values varied per
-call) spread over the datasets, and reports each kind's median and the process's RssAnon
+call) spread over the datasets, each answered as the gateway does (the row store's `page_json`,
+else DuckDB's `records`; the row store is built up front and hard-linked with the data, the
+share it answered in parentheses), and reports each kind's median and the process's RssAnon
 (/proc/self/status: DuckDB's buffer pool and everything Python holds; the search files are
 memory-mapped, file-backed, not anonymous) after them.
 """
@@ -36,27 +38,26 @@ def anon_mb() -> float:
     return float("nan")
 
 
+TYPES = {"id": "integer", "price": "number", "quantity": "integer", "zip": "integer",
+         "created": "date"}  # fmt: skip
+
+
+def source_columns(folder: Path) -> list:
+    """The bench CSV's columns (bench_engine.generate), as the ingest typed them."""
+    from claw402.datasets.schema import Column
+
+    header = (folder / "columns.txt").read_text().split(",")
+    return [Column(n, TYPES.get(n, "string")) for n in header]  # type: ignore[arg-type]
+
+
 def child(folder: Path, rows: int, budget: str, datasets: int, queries: int) -> None:
     from claw402.datasets.budget import Budget
     from claw402.datasets.engine import Engine
     from claw402.datasets.ingest import IngestResult  # noqa: F401  (imports as the gateway)
     from claw402.datasets.output import render
     from claw402.datasets.query import parse_query
-    from claw402.datasets.schema import Column
 
-    columns = [
-        Column(n, t)
-        for n, t in [
-            ("id", "integer"),
-            ("name", "string"),
-            ("city", "string"),
-            ("category", "string"),
-            ("price", "number"),
-            ("quantity", "integer"),
-            ("created", "date"),
-            ("description", "string"),
-        ]
-    ]
+    columns = source_columns(folder)
     start_anon = anon_mb()
     engine = Engine(**{**Budget(memory_limit=budget).engine_options(), "cache_rows": 0})
     handles = [
@@ -76,6 +77,7 @@ def child(folder: Path, rows: int, budget: str, datasets: int, queries: int) -> 
         "equality, unindexed": lambda i: (
             [("city", CITIES[i % 100])] if i % 2 else [("quantity", str(i % 501))]
         ),
+        "equality, 7,200 values": lambda i: [("zip", str(10_000 + rnd.randrange(7_200)))],
         "range + sort": lambda i: [
             ("price__gte", f"{i % 900}.5"),
             ("price__lt", f"{i % 900 + 50}.5"),
@@ -86,7 +88,10 @@ def child(folder: Path, rows: int, budget: str, datasets: int, queries: int) -> 
         "rare value (full scan)": lambda i: [("price", f"{rnd.random() * 1000:.2f}")],
         "sort everything": lambda i: [("_sort", "name" if i % 2 else "-price")],
     }
+    if "zip" not in {c.name for c in columns}:
+        del kinds["equality, 7,200 values"]
     times: dict[str, list[float]] = defaultdict(list)
+    stored: dict[str, int] = defaultdict(int)  # answered by the row store (indexed.py)
     names = [*kinds, "record(key)"]
     for i in range(queries):
         kind = names[i % len(names)]
@@ -95,11 +100,18 @@ def child(folder: Path, rows: int, budget: str, datasets: int, queries: int) -> 
         if kind == "record(key)":
             dataset.record(str(rnd.randrange(1, rows + 1)))
         else:
-            query = parse_query(kinds[kind](i), columns, max_limit=1000, version=dataset.version)
-            render(dataset.records(query, timeout_ms=30_000), "json")
+            made = kinds[kind](i // len(names))  # the kind's own call number: both halves
+            query = parse_query(made, columns, max_limit=1000, version=dataset.version)
+            if dataset.page_json(query, timeout_ms=30_000) is not None:  # as the gateway does
+                stored[kind] += 1
+            else:
+                render(dataset.records(query, timeout_ms=30_000), "json")
         times[kind].append((time.perf_counter() - started) * 1000)
     after = anon_mb()
-    medians = " ".join(f"{k}={statistics.median(v):.1f}" for k, v in times.items())
+    medians = " ".join(
+        f"{k.replace(' ', '_')}={statistics.median(v):.1f}({100 * stored[k] // len(v)}%)"
+        for k, v in times.items()
+    )
     print(f"{start_anon:.0f} {after:.0f} {medians}")
     engine.close()
 
@@ -117,19 +129,31 @@ def main() -> None:
         child(Path(args.child[0]), args.rows, args.child[1], args.datasets, args.queries)
         return
     from claw402.datasets.ingest import ingest
+    from claw402.datasets.rowstore import RowStore, build
 
     source = DATA / f"bench-{args.rows}.csv"
     if not source.exists():
         DATA.mkdir(exist_ok=True)
         generate(source, args.rows)
     if not (folder / "copy-0" / "data.duckdb").exists():
-        ingest(source, folder / "copy-0", key="id")
-    for i in range(1, args.datasets):  # another version of the same bytes: a hard link each
+        started = time.perf_counter()
+        result = ingest(source, folder / "copy-0", key="id")
+        (folder / "columns.txt").write_text(",".join(c.name for c in result.columns))
+        print(f"ingested in {time.perf_counter() - started:.0f} s", flush=True)
+    data = folder / "copy-0" / "data.duckdb"
+    if RowStore.open(data) is None:  # what the gateway builds in the background on first use
+        started = time.perf_counter()
+        build(data, source_columns(folder))
+        print(f"row store built in {time.perf_counter() - started:.0f} s", flush=True)
+    for i in range(1, args.datasets):  # another version of the same bytes: hard links
         copy = folder / f"copy-{i}"
-        copy.mkdir(exist_ok=True)
-        for path in (folder / "copy-0").iterdir():
-            if not (copy / path.name).exists():
-                os.link(path, copy / path.name)
+        for path in (folder / "copy-0").rglob("*"):
+            target = copy / path.relative_to(folder / "copy-0")
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
     print(
         f"{args.rows:,} rows x {args.datasets} datasets, {args.queries} mixed queries, "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"

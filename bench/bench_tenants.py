@@ -1,18 +1,19 @@
 """Many small tenants on one gateway: disk per dataset, latency spread over all, memory.
 
     python bench/bench_tenants.py                          # 10,000 tenants of 20 rows
-    python bench/bench_tenants.py --tenants 1000 --open-datasets 64 --cache-rows 20000
+    python bench/bench_tenants.py --tenants 1000 --open-datasets 64 --page-cache 32MB
 
 Deploys `--tenants` free tenants of 20 rows each into a home under bench/data/ (reused on the
 next run; the first `--deployed` for real, the others clones of a deployed version, see
-`deploy_all`), reports the disk they take (allocated blocks and bytes,
-beside one 20-row version written as a DuckDB file), serves them with `402claw serve` (its own
-process; `--open-datasets` / `--cache-rows` set the worker's budget through the environment),
-touches every tenant once, then times repeat calls of `/t/<slug>/v1/records` sequentially over
-one keep-alive connection: blocks of 200 calls cycling over 10 tenants and blocks of 200 over
-all of them in random order take turns, so both see the same machine load. Prints medians and
-the worker's RssAnon after 10 tenants and after all of them. `--layouts` compares opening one
-version stored either way (20, 1,000, 10,000 rows).
+`deploy_all`), reports the disk they take (allocated blocks and bytes, beside one 20-row
+version written as a DuckDB file), serves them with `402claw serve` (its own process;
+`--open-datasets` / `--page-cache` (bytes) / `--cache-rows` set the worker's budget through
+the environment), touches every tenant once, then times repeat calls of
+`/t/<slug>/v1/records` sequentially over one keep-alive connection: blocks of 200 calls
+cycling over 10 tenants and blocks of 200 over all of them in random order take turns, so
+both see the same machine load. Prints medians and the worker's RssAnon after 10 tenants and
+after all of them. `--layouts` compares opening one version stored either way (20, 1,000,
+10,000 rows).
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--open-datasets", type=int)
+    parser.add_argument("--page-cache", help="the worker's answers cache, e.g. 32MB")
     parser.add_argument("--cache-rows", type=int)
     parser.add_argument("--layouts", action="store_true", help="only compare the layouts")
     parser.add_argument("--deployed", type=int, default=100, help="tenants deployed for real")
@@ -234,6 +236,8 @@ def main() -> None:
     env.pop("CLAW402_DATABASE_URL", None)
     if args.open_datasets:
         env["CLAW402_OPEN_DATASETS"] = str(args.open_datasets)
+    if args.page_cache:
+        env["CLAW402_PAGE_CACHE"] = args.page_cache
     if args.cache_rows is not None:
         env["CLAW402_PAGE_CACHE_ROWS"] = str(args.cache_rows)
     port = free_port()

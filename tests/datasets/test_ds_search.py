@@ -206,16 +206,18 @@ def test_matches_across_chunk_edges(big: IngestResult, monkeypatch: pytest.Monke
     assert index.rows("title", "charlie delta", limit=ROWS) == expected != []
 
 
-@pytest.mark.parametrize("window", [1, 1000, 1024])
+@pytest.mark.parametrize(("first", "window"), [(1, 1), (1, 1000), (1024, 1024), (3, 4096)])
 def test_any_column_search_by_windows(
-    big: IngestResult, monkeypatch: pytest.MonkeyPatch, window: int
+    big: IngestResult, monkeypatch: pytest.MonkeyPatch, first: int, window: int
 ) -> None:
-    """`_q` reads every column a window of rows at a time; the rows found do not change."""
+    """`_q` reads every column a window of rows at a time (growing from `FIRST_WINDOW` to
+    `WINDOW`); the rows found do not change."""
     index = search.TextIndex.open(big.path.parent)
     assert index is not None
     needles = ["alpha", "needle", "n3", "o g", "nothing"]
     expected = {n: index.rows(None, n, limit=ROWS) for n in needles}
     monkeypatch.setattr(search, "WINDOW", window)
+    monkeypatch.setattr(search, "FIRST_WINDOW", first)
     for n in needles:
         assert index.rows(None, n, limit=ROWS) == expected[n], n
         found = index.iter_rows(None, n, start=777)

@@ -58,6 +58,14 @@ def serve_command(
             "first (default 64; else CLAW402_OPEN_DATASETS).",
         ),
     ] = None,
+    page_cache: Annotated[
+        str | None,
+        typer.Option(
+            "--page-cache",
+            help="Memory per worker for answered pages of every tenant, least recently used "
+            "dropped first, e.g. 64MB (default 32MB; else CLAW402_PAGE_CACHE).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help=f"Server log level: {', '.join(LOG_LEVELS)}.")] = (
         "warning"
     ),
@@ -87,7 +95,7 @@ def serve_command(
         except InvalidName as exc:
             raise typer.BadParameter(str(exc), param_hint="--public-url") from None
         os.environ["CLAW402_PUBLIC_URL"] = public_url  # the worker builds its app from the env
-    _engine_budget(memory_limit, open_datasets)
+    _engine_budget(memory_limit, open_datasets, page_cache)
     settings = load_settings(home)
     try:  # fail here with a message, not as a worker's traceback; migrate once, up front
         payments = payment_config_from_env(os.environ)
@@ -134,9 +142,11 @@ def _metrics_dir(workers: int) -> str | None:
     return folder
 
 
-def _engine_budget(memory_limit: str | None, open_datasets: int | None) -> None:
+def _engine_budget(
+    memory_limit: str | None, open_datasets: int | None, page_cache: str | None = None
+) -> None:
     """Check the datasets budget here, and hand it to the workers through the environment."""
-    from claw402.datasets.budget import ENV_MEMORY, ENV_OPEN, Budget
+    from claw402.datasets.budget import ENV_CACHE, ENV_MEMORY, ENV_OPEN, Budget, parse_size
 
     if memory_limit is not None:
         os.environ[ENV_MEMORY] = memory_limit
@@ -144,6 +154,12 @@ def _engine_budget(memory_limit: str | None, open_datasets: int | None) -> None:
         if open_datasets <= 0:
             raise typer.BadParameter("must be a positive integer", param_hint="--open-datasets")
         os.environ[ENV_OPEN] = str(open_datasets)
+    if page_cache is not None:
+        try:
+            parse_size(page_cache)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--page-cache") from None
+        os.environ[ENV_CACHE] = page_cache
     try:
         Budget.from_env(os.environ)
     except ValueError as exc:

@@ -3,9 +3,10 @@
 Why a budget: a gateway worker holds one engine for every tenant, so what it may hold must not
 grow with the data or with the tenants touched. DuckDB's buffer pool keeps blocks it read up
 to `memory_limit` (by default 80% of the machine: a 10M-row dataset kept ~1.1 GB), spills
-sorts to `temp_directory` past it, and `max_open` bounds the datasets attached at once (the
-small ones live in memory while attached). `402claw serve` passes its options to granian's
-workers through the environment, so `from_env` is where a worker reads them.
+sorts to `temp_directory` past it, `max_open` bounds the datasets attached at once (the
+small ones live in memory while attached) and `cache_bytes` the answers kept (pages.py).
+`402claw serve` passes its options to granian's workers through the environment, so
+`from_env` is where a worker reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 ENV_MEMORY = "CLAW402_MEMORY_LIMIT"
 ENV_OPEN = "CLAW402_OPEN_DATASETS"
 ENV_THREADS = "CLAW402_ENGINE_THREADS"
+ENV_CACHE = "CLAW402_PAGE_CACHE"
 ENV_CACHE_ROWS = "CLAW402_PAGE_CACHE_ROWS"
 ENV_TEMP = "CLAW402_ENGINE_TEMP"
 
@@ -65,7 +67,8 @@ class Budget:
     memory_limit: str = "192MB"
     threads: int = 2
     max_open: int = 64
-    cache_rows: int = 20_000
+    cache_bytes: str = "32MB"  # cached answers (pages.py): one 20-row page for each of 10,000
+    cache_rows: int | None = None  # an extra bound in rows; 0: no cache
     temp_directory: str | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -74,7 +77,8 @@ class Budget:
         for name in ("threads", "max_open"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer")
-        if self.cache_rows < 0:
+        parse_size(self.cache_bytes)
+        if self.cache_rows is not None and self.cache_rows < 0:
             raise ValueError("cache_rows must not be negative")
 
     @classmethod
@@ -88,6 +92,9 @@ class Budget:
             given["max_open"] = _positive(value, ENV_OPEN)
         if value := environ.get(ENV_THREADS):
             given["threads"] = _positive(value, ENV_THREADS)
+        if value := environ.get(ENV_CACHE):
+            parse_size(value)
+            given["cache_bytes"] = value
         if value := environ.get(ENV_CACHE_ROWS):
             given["cache_rows"] = 0 if value.strip() == "0" else _positive(value, ENV_CACHE_ROWS)
         if value := environ.get(ENV_TEMP):
@@ -99,6 +106,7 @@ class Budget:
             "memory_limit": self.memory_limit,
             "threads": self.threads,
             "max_open": self.max_open,
+            "cache_bytes": self.cache_bytes,
             "cache_rows": self.cache_rows,
             "temp_directory": self.temp_directory,
         }

@@ -8,8 +8,9 @@ Why this shape (numbers: docs/architecture.md and bench/bench_engine.py):
   (budget.py) holds however many datasets and tenants it serves.
 - One cursor per call (a DuckDB connection on the shared instance): calls run concurrently
   from a thread pool, and a watchdog thread (watchdog.py) interrupts a call past its deadline.
-- The SQL comes from sql.py; pages of an immutable version are cached by (version, query) up
-  to `cache_rows` rows (pages.py).
+- The SQL comes from sql.py; answers of an immutable version are cached by (version, query)
+  up to `cache_bytes` (pages.py): a JSON page as its body, which `page_json` then serves
+  without a thread or DuckDB, however many small tenants (no row store) are served.
 - Substring filters and `_q` with a needle the search files answer (search.py) first get
   their candidate rows from those files, then DuckDB checks every filter on those rows only
   and fetches them by rowid, which beats its own `contains` over every row. When the search is
@@ -22,6 +23,7 @@ import atexit
 import contextlib
 import itertools
 import shutil
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -32,9 +34,10 @@ from pathlib import Path
 import duckdb
 
 from claw402.datasets import indexed
-from claw402.datasets.budget import Budget, private_temp_directory
+from claw402.datasets.budget import Budget, parse_size, private_temp_directory
 from claw402.datasets.cursor import encode_cursor
-from claw402.datasets.pages import Page, PageCache
+from claw402.datasets.output import render
+from claw402.datasets.pages import Page, PageCache, page_from_json, page_size, query_key
 from claw402.datasets.query import After, InvalidQuery, Query
 from claw402.datasets.rowstore import RowStores
 from claw402.datasets.schema import Column, sql_ident
@@ -67,7 +70,8 @@ class Engine:
         memory_limit: str = Budget.memory_limit,
         threads: int = Budget.threads,
         max_open: int = Budget.max_open,
-        cache_rows: int = Budget.cache_rows,
+        cache_bytes: int | str = Budget.cache_bytes,
+        cache_rows: int | None = Budget.cache_rows,
         temp_directory: str | None = None,
     ) -> None:
         self._own_temp = temp_directory is None
@@ -83,7 +87,9 @@ class Engine:
         self._aliases: dict[str, str] = {}  # path -> alias, stable across detach and re-attach
         self._ids = itertools.count(1)
         self._max_open = max_open
-        self._cache = PageCache(cache_rows)
+        if isinstance(cache_bytes, str):
+            cache_bytes = parse_size(cache_bytes)
+        self._cache = PageCache(cache_bytes, cache_rows)  # 0 for either: no cache
         self._watchdog = Watchdog()
         self._rows = RowStores()  # rendered rows and flat columns per version (indexed.py)
 
@@ -221,19 +227,31 @@ class Dataset:
         """One page of rows matching `query`, and the cursor of the next page (None at the end)."""
         if query.after is not None and self.version not in (None, query.version):
             raise InvalidQuery("invalid _cursor: it belongs to another dataset version")
-        cache_key = (self.path, _query_key(query))
-        page = self._engine._cache.get(cache_key)
-        if page is None:
-            page = self._page(query, timeout_ms)
-            self._engine._cache.put(cache_key, page)
+        cache, cache_key = self._engine._cache, (self.path, query_key(query))
+        found = cache.get(cache_key)
+        if isinstance(found, Page):
+            return found
+        if isinstance(found, tuple):  # a JSON body (below)
+            names = tuple(query.fields or (c.name for c in self.columns))
+            return page_from_json(names, found[0])
+        page = self._page(query, timeout_ms)
+        if query.format == "json":  # what page_json serves next time, in fewer bytes
+            body = render(page, "json")[0]
+            cache.put(cache_key, (body, len(page.rows)), sys.getsizeof(body) + 64, len(page.rows))
+        else:
+            cache.put(cache_key, page, page_size(page), len(page.rows))
         return page
 
     def page_json(self, query: Query, *, timeout_ms: int | None = None) -> tuple[bytes, int] | None:
-        """The page's JSON body and row count from the version's row store (indexed.py),
-        without DuckDB; None when `records` must answer. Bounded work unless
+        """The page's JSON body and row count from the answers cache or the version's row
+        store (indexed.py), without DuckDB; None when `records` must answer. Bounded work unless
         `indexed.searches(query)`."""
         if query.after is not None and self.version not in (None, query.version):
             raise InvalidQuery("invalid _cursor: it belongs to another dataset version")
+        if query.format == "json" and not (query.count or query.facets):
+            found = self._engine._cache.get((self.path, query_key(query)))
+            if isinstance(found, tuple):  # a body `records` rendered
+                return found  # type: ignore[return-value]
         store = self._engine._rows.get(self.path, self.columns)
         if store is None:
             return None
@@ -389,18 +407,6 @@ def _search_deadline(timeout_ms: int | None) -> Iterator[float | None]:
         yield time.monotonic() + timeout_ms / 1000 if timeout_ms else None
     except TimeoutError:
         raise QueryTimeout(f"query interrupted after {timeout_ms} ms") from None
-
-
-def _query_key(query: Query) -> tuple[object, ...]:
-    return (
-        query.filters,
-        query.sort,
-        query.fields,
-        query.limit,
-        query.q,
-        query.after,
-        query.binding if query.after else None,
-    )
 
 
 @dataclass

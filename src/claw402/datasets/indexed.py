@@ -1,13 +1,14 @@
 """Pages answered from a version's row store (rowstore.py) and search files, without DuckDB.
 
 A query qualifies when its page is JSON of every column, its filters compare flat numeric
-columns (`eq`, `gt`, `gte`, `lt`, `lte`) or look for a substring the search files answer
-(`contains`, `icontains`, `_q`), and it sorts by at most one flat column. The rows come from
-the cheapest source: a row range (a sorted key's range, or no filter), the rows of one
-column's value range read from its sorted index, the search files' matches, or the sort
-column's index in order; the other filters are checked row by row. Past `CAP` rows checked,
-or for anything else, `answer` returns None and DuckDB answers: the result is the same, this
-is only faster (a 100-row keyset page: microseconds against milliseconds of DuckDB CPU).
+or date columns (`eq`, `gt`, `gte`, `lt`, `lte`) or look for a substring the search files
+answer (`contains`, `icontains`, `_q`), and it sorts by at most one flat column. The rows
+come from the cheapest source: a row range (a sorted key's range, or no filter), the rows of
+one column's value range read from its sorted index (one value's rows are in row order
+there), the search files' matches, or the sort column's index in order; the other filters
+are checked row by row. Past `CAP` rows checked, or for anything else, `answer` returns None
+and DuckDB answers: the result is the same, this is only faster (a 100-row keyset page:
+microseconds against milliseconds of DuckDB CPU).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _plan(store: RowStore, text: TextIndex | None, query: Query) -> _Plan | None
         flat = store.columns.get(f.column)
         if f.op in _COMPARE and flat is not None:
             lo, hi = plan.ranges.get(f.column, (0, store.rows))
-            flo, fhi = _positions(flat, f.op, f.value)
+            flo, fhi = _positions(flat, f.op, flat.stored(f.value))
             plan.ranges[f.column] = (max(lo, flo), min(hi, fhi))
         elif f.op in ("contains", "icontains") and text is not None:
             needle = searchable(f.value)  # type: ignore[arg-type]
@@ -144,12 +145,19 @@ def _row_order_page(
     want = query.limit + 1
     lo, hi = start, store.rows
     small: list[int] | None = None
+    single: memoryview | None = None  # the rows of one value: in row order in `perm`
     for name, (plo, phi) in plan.ranges.items():
         flat = store.columns[name]
         if flat.monotonic:  # a sorted key: its value range is a row range
             lo, hi = max(lo, plo), min(hi, phi)
         elif phi - plo <= SMALL and (small is None or phi - plo < len(small)):
             small = sorted(flat.perm[plo:phi])  # type: ignore[index]
+        elif (
+            plo < phi
+            and flat.sorted[plo] == flat.sorted[phi - 1]
+            and (single is None or phi - plo < len(single))
+        ):
+            single = flat.perm[plo:phi]  # type: ignore[index]
     if lo >= hi or any(a >= b for a, b in plan.ranges.values()):
         return _rows(store, [])
     fewest = min(hi - lo, len(small) if small is not None else hi - lo)
@@ -163,6 +171,13 @@ def _row_order_page(
         chunks = iter(lambda: list(itertools.islice(matches, 64)), [])
     elif small is not None and len(small) < hi - lo:
         chunks = [[r for r in small if lo <= r < hi]]
+    elif single is not None and small is None and len(single) < hi - lo:
+        rows_of = single  # an equality matching many rows: read them from the cursor on
+        first = bisect_left(rows_of, lo)  # type: ignore[call-overload]
+        chunks = (
+            [r for r in rows_of[a : a + _CHUNK].tolist() if r < hi]
+            for a in range(first, len(rows_of), _CHUNK)
+        )
     elif plan.text is None and all(store.columns[n].monotonic for n in plan.ranges):
         end = min(hi, lo + want)  # every row in the range matches: one slice
         return (lambda n: store.slice(lo, min(end, lo + n))), list(range(lo, end)), None
@@ -207,6 +222,7 @@ def _sorted_page(store: RowStore, plan: _Plan, query: Query) -> Found | None:
     after = query.after
     if after is not None and (after.values[0] is None or isinstance(after.values[0], bool)):
         return None
+    mark_value = flat.stored(after.values[0]) if after is not None else None
     want = query.limit + 1
     best = min(plan.ranges.items(), key=lambda kv: kv[1][1] - kv[1][0], default=None)
     if best is not None and best[1][1] - best[1][0] <= SMALL:  # few rows: sort them here
@@ -216,13 +232,12 @@ def _sorted_page(store: RowStore, plan: _Plan, query: Query) -> Found | None:
         sign = -1 if key.descending else 1
         order = sorted(_passing(pool, plan), key=lambda r: (sign * values[r], r))  # type: ignore[operator]
         if after is not None:
-            mark = (sign * after.values[0], after.rowid)  # type: ignore[operator]
+            mark = (sign * mark_value, after.rowid)  # type: ignore[operator]
             order = [r for r in order if (sign * values[r], r) > mark]  # type: ignore[operator]
-        return _rows(store, order[:want], values.__getitem__)
-    ordered = _in_order(flat, key.descending, after.values[0] if after else None,
-                        after.rowid if after else -1)  # fmt: skip
+        return _rows(store, order[:want], flat.shown)
+    ordered = _in_order(flat, key.descending, mark_value, after.rowid if after else -1)
     rows = _take(ordered, plan, want)
-    return None if rows is None else _rows(store, rows, values.__getitem__)
+    return None if rows is None else _rows(store, rows, flat.shown)
 
 
 def _in_order(flat: FlatColumn, descending: bool, value: object, after: int) -> Iterator[list[int]]:

@@ -8,10 +8,10 @@ slices (`indexed.py` answers from here). Built beside the version's files, in `r
 - `rows.json`: every row's JSON object as the page renders it (`output.render`), each
   followed by `,`, in row order; `offsets.i64`: where row i starts (n + 1 entries), so rows
   lo..hi are one slice;
-- per integer or number column without NULL or NaN: `col-<n>.bin`, its values in row order
-  (int64 or float64), and unless they never decrease (a sorted key: its rows for a range are
-  a row range), `perm-<n>.bin`, the row numbers in (value, row) order, and `sorted-<n>.bin`,
-  the values in that order;
+- per integer, number or date column without NULL or NaN: `col-<n>.bin`, its values in row
+  order (int64, float64, or a date's proleptic Gregorian ordinal as int64), and unless they
+  never decrease (a sorted key: its rows for a range are a row range), `perm-<n>.bin`, the
+  row numbers in (value, row) order, and `sorted-<n>.bin`, the values in that order;
 - `meta.json`, written last, naming them.
 
 The files are written under a temporary name and renamed: a reader sees all of them or
@@ -31,6 +31,7 @@ import threading
 import time
 from array import array
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -42,22 +43,33 @@ from claw402.datasets.storage import attach
 
 log = logging.getLogger("claw402.datasets")
 FOLDER = "rows"
-_FORMAT = 1
+_FORMAT = 2  # 2: date columns laid flat (a format-1 store is rebuilt)
 _FETCH = 65_536
-NUMERIC = {"integer": "q", "number": "d"}
+NUMERIC = {"integer": "q", "number": "d", "date": "q"}
 MIN_BYTES = 4 << 20  # data files below this (some 100k rows) are left to DuckDB
 
 
 class FlatColumn:
-    """One numeric column: values by row, and (unless `monotonic`) rows and values sorted."""
+    """One numeric column: values by row, and (unless `monotonic`) rows and values sorted.
+    A date column holds ordinals: `stored` turns a query's value into one, `shown` one back
+    into the page's (and a cursor's) ISO text."""
 
-    __slots__ = ("monotonic", "perm", "sorted", "values")
+    __slots__ = ("dates", "monotonic", "perm", "sorted", "values")
 
-    def __init__(self, values: memoryview, perm: memoryview | None, ordered: memoryview | None):
+    def __init__(self, values: memoryview, perm: memoryview | None, ordered: memoryview | None,
+                 dates: bool = False) -> None:  # fmt: skip
         self.values = values
         self.monotonic = perm is None
         self.perm = perm  # row numbers in (value, row) order
         self.sorted = values if ordered is None else ordered  # values in that order
+        self.dates = dates
+
+    def stored(self, value: object) -> object:
+        return value.toordinal() if self.dates else value  # type: ignore[attr-defined]
+
+    def shown(self, row: int) -> object:
+        value = self.values[row]
+        return date.fromordinal(value).isoformat() if self.dates else value
 
 
 class RowStore:
@@ -105,7 +117,7 @@ class RowStore:
                     ordered = _view(folder / f"sorted-{n}.bin", code, maps)
                 if len(values) != rows or (perm is not None and len(perm) != rows):
                     return None
-                columns[name] = FlatColumn(values, perm, ordered)
+                columns[name] = FlatColumn(values, perm, ordered, entry.get("dates", False))
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return cls(rows, data, offsets, columns, maps)
@@ -188,6 +200,12 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[Column]
                     if any(v is None or v != v for v in values):
                         usable[i] = False
                         continue
+                    if types[names[i]] == "date":  # ISO text (select_list), years 1-9999
+                        try:
+                            values = [date.fromisoformat(v).toordinal() for v in values]
+                        except (TypeError, ValueError):
+                            usable[i] = False
+                            continue
                     flat[i].extend(values)
     (folder / "offsets.i64").write_bytes(offsets.tobytes())
     meta: dict[str, object] = {"format": _FORMAT, "of": of, "rows": len(offsets) - 1,
@@ -209,7 +227,8 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[Column]
                 ordered.extend(values[j] for j in perm[start:])
             (folder / f"perm-{i}.bin").write_bytes(perm.tobytes())
             (folder / f"sorted-{i}.bin").write_bytes(ordered.tobytes())
-        entry = {"n": i, "code": values.typecode, "monotonic": monotonic}
+        entry = {"n": i, "code": values.typecode, "monotonic": monotonic,
+                 "dates": column.type == "date"}  # fmt: skip
         meta["columns"][column.name] = entry  # type: ignore[index]
     (folder / "meta.json").write_bytes(orjson.dumps(meta))
 

@@ -42,7 +42,8 @@ INDEX_FILE = "search.idx"
 BLOCK = 1024
 CHUNK = 1 << 24  # bytes scanned between deadline checks
 _FORMAT = 3
-WINDOW = 256 * BLOCK  # rows `_q` searches in every column before it moves on
+WINDOW = 256 * BLOCK  # rows `_q` searches in every column before it moves on (at most)
+FIRST_WINDOW = 4 * BLOCK
 
 
 def searchable(needle: str) -> str | None:
@@ -163,15 +164,17 @@ class TextIndex:
         return self._any_column(needle, start, deadline)
 
     def _any_column(self, needle: str, start: int, deadline: float | None) -> Iterator[int]:
-        """Every column, `WINDOW` rows at a time: a needle frequent in one column fills a page
-        from the first window, without reading the other columns to their end first."""
-        low = start
+        """Every column, a window of rows at a time: a needle frequent in one column fills a
+        page from the first windows, without reading the other columns to their end first.
+        Windows start at `FIRST_WINDOW` rows and double up to `WINDOW`: a page of a common
+        needle then reads the other columns for a few thousand rows, not `WINDOW`."""
+        low, size = start, FIRST_WINDOW
         while low < self._rows:
-            high = min(self._rows, (low // WINDOW + 1) * WINDOW)
+            high = min(self._rows, (low // size + 1) * size)  # a block boundary: cheap offset
             parts = [c.iter_rows(needle, low, deadline, stop=high) for c in self._columns.values()]
             for row, _ in itertools.groupby(heapq.merge(*parts)):
                 yield row
-            low = high
+            low, size = high, min(WINDOW, size * 2)
 
 
 class _Column:
