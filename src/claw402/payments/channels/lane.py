@@ -16,9 +16,10 @@ once:
   deposit (not above the balance, above what was claimed) and the EIP-712 signature,
   recovered with coincurve (low-s only, as the escrow's ECDSA requires);
 - after the query succeeded, the commit is one compare-and-swap on the row version plus the
-  ledger booking in one transaction (`GroupCommit`, shared with concurrent vouchers). If
-  the row moved (another gateway process, a claim), it is re-read and the checks rerun: the
-  version is what makes two processes never accept the same cumulative amount twice.
+  ledger booking in one transaction (`GroupCommit`, shared with concurrent vouchers: the
+  group's rows go in one UPDATE and one INSERT per ledger table). If the row moved (another
+  gateway process, a claim), it is re-read and the checks rerun: the version is what makes
+  two processes never accept the same cumulative amount twice.
 
 Anything the lane does not accept (an unknown or stale channel, a wrong amount, a bad
 signature, a smart-wallet payer, a busy channel) goes through the SDK path, which refuses
@@ -30,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,8 @@ from x402.mechanisms.evm.batch_settlement.utils import (
 from x402.mechanisms.evm.utils import get_evm_chain_id
 from x402.schemas import PaymentRequirements
 
-from claw402.payments.channels.commits import GroupCommit
+from claw402.ledger.channels import Voucher, book_vouchers
+from claw402.payments.channels.commits import GroupCommit, Regroup
 from claw402.payments.channels.storage import SqlChannelStorage
 
 __all__ = ["Ticket", "VoucherLane", "voucher_signer_of"]
@@ -59,7 +61,9 @@ _HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 
 _MAX_KNOWN = 100_000
 _RETRIES = 3
 
-Book = Callable[[Connection, Channel, Channel], None]
+# What to book for a voucher taking the channel from `before` to `after`: the voucher and
+# whether it was paid to the tenant's own wallet (direct), or None to book nothing.
+Book = Callable[[Channel, Channel], tuple[Voucher, bool] | None]
 
 
 @dataclass(slots=True)
@@ -70,6 +74,12 @@ class Ticket:
     version: int
     before: Channel
     after: Channel
+
+
+@dataclass(slots=True)
+class _Write:
+    ticket: Ticket
+    book: Book
 
 
 def voucher_separator(chain_id: int) -> bytes:
@@ -127,7 +137,7 @@ class VoucherLane:
         self.storage = storage
         self.ttl_ms = ttl_ms
         self.separator = voucher_separator(get_evm_chain_id(network))
-        self.commits = GroupCommit(storage.engine)
+        self.commits: GroupCommit[_Write] = GroupCommit(storage.engine, self._apply)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._known: dict[str, tuple[Channel, int]] = {}
 
@@ -177,15 +187,8 @@ class VoucherLane:
             if current is None:
                 return None
             attempt = current
-
-            def work(conn: Connection, t: Ticket = attempt) -> bool:
-                if not self.storage.swap(conn, t.after, t.version):
-                    return False
-                book(conn, t.before, t.after)
-                return True
-
             try:
-                won = await self.commits.commit(work)
+                won = await self.commits.commit(_Write(attempt, book))
             except BaseException:
                 self.forget(attempt.key)
                 raise
@@ -208,6 +211,18 @@ class VoucherLane:
             return None
         self._remember(key, *found)
         return self._check(key, raw, requirements, *found)
+
+    def _apply(self, conn: Connection, writes: Sequence[_Write]) -> list[bool]:
+        """A group's vouchers stored (one compare-and-swap statement) and booked (one
+        statement per ledger table), in the group commit's transaction."""
+        stored = [(w.ticket.after, w.ticket.version) for w in writes]
+        if not self.storage.store_vouchers(conn, stored):
+            if len(writes) == 1:
+                return [False]  # it moved: nothing written
+            raise Regroup("a channel of the group moved")  # find which, each alone
+        bookings = [w.book(w.ticket.before, w.ticket.after) for w in writes]
+        book_vouchers(conn, [b for b in bookings if b is not None])
+        return [True] * len(writes)
 
     def _remember(self, key: str, channel: Channel, version: int) -> None:
         if len(self._known) >= _MAX_KNOWN:
