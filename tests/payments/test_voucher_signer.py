@@ -42,3 +42,13 @@ def test_other_messages_and_the_rpc_signer_go_through_eth_account() -> None:
 def test_an_amount_past_uint128_is_refused() -> None:
     with pytest.raises(ValueError, match="uint128"):
         sign_voucher(VoucherSigner(Account.create()), "0x" + "00" * 32, 2**128, "eip155:1")
+
+
+def test_the_fast_keccak_is_eth_utils_keccak() -> None:
+    from eth_utils import keccak
+
+    from claw402.payments.channels.digest import keccak256
+
+    for size in (0, 1, 32, 64, 135, 136, 137, 500):
+        data = secrets.token_bytes(size)
+        assert keccak256(data) == keccak(data)

@@ -38,10 +38,7 @@ from typing import Any
 
 import anyio
 import coincurve
-from eth_account.messages import encode_typed_data
-from eth_utils import keccak
 from sqlalchemy import Connection
-from x402.mechanisms.evm.batch_settlement.constants import VOUCHER_TYPES
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 from x402.mechanisms.evm.batch_settlement.utils import (
     get_batch_settlement_eip712_domain,
@@ -52,11 +49,12 @@ from x402.schemas import PaymentRequirements
 
 from claw402.ledger.channels import Voucher, book_vouchers
 from claw402.payments.channels.commits import GroupCommit, Regroup
+from claw402.payments.channels.digest import keccak256, voucher_digest
+from claw402.payments.channels.digest import voucher_separator as separator_of
 from claw402.payments.channels.storage import SqlChannelStorage
 
 __all__ = ["Ticket", "VoucherLane", "voucher_signer_of"]
 
-_VOUCHER_TYPEHASH = keccak(text="Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
 _HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 _MAX_KNOWN = 100_000
 _RETRIES = 3
@@ -84,12 +82,7 @@ class _Write:
 
 def voucher_separator(chain_id: int) -> bytes:
     """The escrow's EIP-712 domain separator on one chain (eth_account computes it once)."""
-    message = {"channelId": bytes(32), "maxClaimableAmount": 0}
-    domain = get_batch_settlement_eip712_domain(chain_id)
-    signable = encode_typed_data(
-        domain_data=domain, message_types=VOUCHER_TYPES, message_data=message
-    )
-    return bytes(signable.header)
+    return separator_of(get_batch_settlement_eip712_domain(chain_id))
 
 
 def voucher_signer_of(separator: bytes, channel_id: str, amount: int, signature: str) -> bytes:
@@ -105,15 +98,14 @@ def voucher_signer_of(separator: bytes, channel_id: str, amount: int, signature:
     s = int.from_bytes(raw[32:64], "big")
     if not 0 < s <= _HALF_N or not 0 <= amount < 2**128:
         return b""
-    body = keccak(_VOUCHER_TYPEHASH + channel + amount.to_bytes(32, "big"))
-    digest = keccak(b"\x19\x01" + separator + body)
+    digest = voucher_digest(separator, channel, amount)
     try:
         public = coincurve.PublicKey.from_signature_and_message(
             raw[:64] + bytes([raw[64] - 27]), digest, hasher=None
         )
     except Exception:  # r out of range, no point on the curve: not a signature
         return b""
-    return keccak(public.format(compressed=False)[1:])[-20:]
+    return keccak256(public.format(compressed=False)[1:])[-20:]
 
 
 def _charging(ticket: Ticket, charge: int) -> Ticket:
