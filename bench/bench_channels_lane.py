@@ -32,7 +32,7 @@ from x402.schemas import PaymentRequirements
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_channel_store import database
-from claw402.ledger.channels import Voucher
+from claw402.ledger.channels import Voucher, book_voucher
 from claw402.payments.channels.lane import VoucherLane
 from claw402.payments.channels.storage import SqlChannelStorage
 from claw402.payments.voucher_signer import VoucherSigner
@@ -78,12 +78,18 @@ def opened(storage: SqlChannelStorage, count: int) -> list[tuple[Any, Channel]]:
     return found
 
 
-def book(before: Channel, after: Channel) -> tuple[Voucher, bool]:
-    """What `ChannelAttempt._voucher` books for a treasury-paid tenant."""
+def book(*args: Any) -> tuple[Voucher, bool] | None:
+    """What `ChannelAttempt._voucher` books for a treasury-paid tenant: `(before, after)`,
+    or, for the lane before group booking (to compare), `(conn, before, after)`, booked."""
+    before, after = args[-2:]
     cumulative = int(after.charged_cumulative_amount)
     amount = cumulative - int(before.charged_cumulative_amount)
     payer = "0x" + "1" * 40
-    return Voucher(NETWORK, after.channel_id, cumulative, amount, "t1", RECEIVER, payer), False
+    voucher = Voucher(NETWORK, after.channel_id, cumulative, amount, "t1", RECEIVER, payer)
+    if len(args) == 3:
+        book_voucher(args[0], voucher, bps=500, direct=False)
+        return None
+    return voucher, False
 
 
 def vouchers(channels: list[tuple[Any, Channel]], rounds: int) -> list[list[dict[str, Any]]]:

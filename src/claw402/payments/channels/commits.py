@@ -13,15 +13,19 @@ overhead, not the database, is most of a voucher's cost). If `apply` raises, the
 transaction is rolled back and each item of the group is applied again in a transaction of
 its own, so a failure (or a lost compare-and-swap that `apply` reports by raising
 `Regroup`) is only its own request's.
+
+Groups are written one at a time, so each instance has one thread of its own for them:
+handing a group to it is a plain executor call, without the capacity limiter and context
+lookups of a shared worker pool on every group.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-import anyio
 from sqlalchemy import Connection, Engine
 
 T = TypeVar("T")
@@ -45,6 +49,7 @@ class GroupCommit(Generic[T]):
         self.most = most
         self._queue: list[tuple[T, asyncio.Future[bool]]] = []
         self._drain: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claw402-commit")
         self.transactions = 0  # committed so far (a gauge: writes per transaction)
 
     async def commit(self, item: T) -> bool:
@@ -55,14 +60,19 @@ class GroupCommit(Generic[T]):
             self._drain = asyncio.get_running_loop().create_task(self._run())
         return await future
 
+    def close(self) -> None:
+        """Let the commit thread end once the group it may be writing is done."""
+        self._thread.shutdown(wait=False)
+
     async def _run(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self.most], self._queue[self.most :]
                 try:
-                    outcomes = await anyio.to_thread.run_sync(
-                        self._transaction, [item for item, _ in batch]
+                    written = asyncio.get_running_loop().run_in_executor(
+                        self._thread, self._transaction, [item for item, _ in batch]
                     )
+                    outcomes = await asyncio.shield(written)
                 except BaseException as exc:  # the thread could not run: fail this group
                     outcomes = [exc] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
