@@ -131,11 +131,14 @@ end
 function init(args)
   vouchers = {}
   for line in io.lines(args[1] .. "/" .. id .. ".txt") do vouchers[#vouchers + 1] = line end
-  n = 0
+  n = 1
 end
+-- the next voucher once an answer came: wrk may build a request it never sends
 function request()
-  n = math.min(n + 1, #vouchers)
-  return wrk.format("GET", nil, {["PAYMENT-SIGNATURE"] = vouchers[n]})
+  return wrk.format("GET", nil, {["PAYMENT-SIGNATURE"] = vouchers[math.min(n, #vouchers)]})
+end
+function response(status, headers, body)
+  n = n + 1
 end
 """
 
@@ -143,7 +146,9 @@ end
 def wrk_in_order(url: str, streams: list[list[str]], duration: int) -> dict[str, Any]:
     """The streams under wrk: one thread and one connection per stream, so each channel's
     vouchers go in order, one at a time. Paid = requests - non-2xx (a stream that ran out
-    repeats its last voucher, refused)."""
+    repeats its last voucher, refused). wrk's timeout is long: a request it gave up on would
+    be sent again as the next voucher, out of order, and refused with the rest of its
+    stream."""
     import re
     import subprocess
 
@@ -153,7 +158,7 @@ def wrk_in_order(url: str, streams: list[list[str]], duration: int) -> dict[str,
             (folder / f"{n}.txt").write_text("\n".join(stream) + "\n")
         (folder / "in_order.lua").write_text(WRK_SCRIPT)
         out = subprocess.run(
-            ["wrk", f"-t{len(streams)}", f"-c{len(streams)}", f"-d{duration}s",
+            ["wrk", f"-t{len(streams)}", f"-c{len(streams)}", f"-d{duration}s", "--timeout", "30s",
              "-s", str(folder / "in_order.lua"), url, "--", str(folder)],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip

@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 
 from claw402.ledger import accounts, check_books
 from claw402.ledger.amounts import fee_bps, fee_of, parse_usd
-from claw402.ledger.book import Entry, UnbalancedTransaction, check_balanced, credit, debit, post
+from claw402.ledger.book import (
+    Entry,
+    Posting,
+    UnbalancedTransaction,
+    check_balanced,
+    credit,
+    debit,
+    post,
+    post_many,
+)
 from claw402.ledger.settlements import entries_for
 
 T = "treasury:0x" + "ab" * 20
@@ -24,6 +33,33 @@ def test_post_once_per_key(engine):
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from ledger_postings")).scalar() == 2
     assert check_books(engine) == []
+
+
+def test_many_at_once_post_each_once_as_one_by_one_would(engine):
+    def entries(amount: int) -> list[Entry]:
+        return [debit(T, amount), credit(accounts.PLATFORM_EQUITY, amount)]
+
+    with engine.begin() as conn:
+        early = post(conn, key="b", kind="test", entries=entries(2))
+        many = [Posting(key, "test", entries(n), gross=n) for n, key in enumerate("abcad", 1)]
+        ids = post_many(conn, many)
+    assert early is not None
+    assert ids[1] is None and ids[3] is None  # posted before; repeated within the list
+    assert len({ids[0], ids[2], ids[4]} - {None}) == 3
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select t.key, t.gross, sum(abs(p.amount)) from ledger_transactions t "
+                "join ledger_postings p on p.transaction_id = t.id group by t.key, t.gross "
+                "order by t.key"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [("a", 1, 2), ("b", None, 4), ("c", 3, 6), ("d", 5, 10)]
+    assert check_books(engine) == []
+    with pytest.raises(UnbalancedTransaction), engine.begin() as conn:  # one bad: none written
+        post_many(conn, [Posting("e", "test", entries(1)), Posting("f", "test", [debit(T, 1)])])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from ledger_transactions")).scalar() == 4
 
 
 def test_same_chain_log_posts_once_whatever_the_key(engine):

@@ -8,6 +8,7 @@ eth_account's, and it accepts only what continues the channel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from typing import Any
 
@@ -23,6 +24,7 @@ from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequirements
 
+from claw402.ledger.book import UnbalancedTransaction
 from claw402.ledger.channels import Voucher, book_voucher
 from claw402.ledger.schema import channel_charges, ledger_transactions
 from claw402.payments.channels.lane import VoucherLane, voucher_signer_of
@@ -101,6 +103,20 @@ def _refuse(conn: Connection, before: Channel | None, after: Channel) -> None:
     raise Refused("the ledger said no")
 
 
+def _lane_book(before: Channel, after: Channel) -> tuple[Voucher, bool]:
+    """What the lane books (the attempt's `_voucher`): a treasury-paid voucher."""
+    cumulative = int(after.charged_cumulative_amount)
+    amount = cumulative - int(before.charged_cumulative_amount)
+    payer = "0x" + "1" * 40
+    return Voucher(NETWORK, after.channel_id, cumulative, amount, "t1", RECEIVER, payer), False
+
+
+def _lane_refuse(before: Channel, after: Channel) -> tuple[Voucher, bool]:
+    """A voucher the ledger refuses (a zero posting), once the channel's row was written."""
+    voucher, direct = _lane_book(before, after)
+    return dataclasses.replace(voucher, amount=0), direct
+
+
 def _books(storage: SqlChannelStorage) -> tuple[int, int]:
     with storage.engine.connect() as conn:
         charges = conn.execute(sa.select(sa.func.count()).select_from(channel_charges))
@@ -158,14 +174,14 @@ def test_the_lane_commits_the_voucher_and_its_booking_together(engine) -> None:
     async def scenario() -> None:
         ticket = await lane.admit(raw, REQUIREMENTS)
         assert ticket is not None
-        with pytest.raises(Refused):
-            await lane.commit(ticket, raw, REQUIREMENTS, _refuse)
+        with pytest.raises(UnbalancedTransaction):
+            await lane.commit(ticket, raw, REQUIREMENTS, _lane_refuse)
         stored = storage.get(channel.channel_id)
         assert stored is not None and stored.charged_cumulative_amount == str(PRICE)
         assert _books(storage) == (0, 0)
         ticket = await lane.admit(raw, REQUIREMENTS)
         assert ticket is not None
-        assert await lane.commit(ticket, raw, REQUIREMENTS, _book) is not None
+        assert await lane.commit(ticket, raw, REQUIREMENTS, _lane_book) is not None
         stored = storage.get(channel.channel_id)
         assert stored is not None and stored.charged_cumulative_amount == str(2 * PRICE)
         assert _books(storage) == (1, 1)
@@ -184,15 +200,15 @@ def test_the_lane_rereads_a_channel_that_moved_and_never_accepts_twice(engine) -
     async def scenario() -> None:
         ticket, theirs = await mine.admit(raw, REQUIREMENTS), await other.admit(raw, REQUIREMENTS)
         assert ticket is not None and theirs is not None
-        assert await other.commit(theirs, raw, REQUIREMENTS, _book) is not None
-        assert await mine.commit(ticket, raw, REQUIREMENTS, _book) is None  # the same amount
+        assert await other.commit(theirs, raw, REQUIREMENTS, _lane_book) is not None
+        assert await mine.commit(ticket, raw, REQUIREMENTS, _lane_book) is None  # the same amount
         assert _books(storage) == (1, 1)
         following = _voucher(account, channel, 3 * PRICE)
         ticket = await mine.admit(following, REQUIREMENTS)  # stale copy: re-read, accepted
         assert ticket is not None and ticket.before.charged_cumulative_amount == str(2 * PRICE)
         # a claim moves the row without touching the charged amount: the commit re-checks
         storage.update_channel(channel.channel_id, _claimed)
-        assert await mine.commit(ticket, following, REQUIREMENTS, _book) is not None
+        assert await mine.commit(ticket, following, REQUIREMENTS, _lane_book) is not None
         stored = storage.get(channel.channel_id)
         assert stored is not None
         assert (stored.charged_cumulative_amount, stored.total_claimed) == (
@@ -294,3 +310,58 @@ def test_on_the_gateway_vouchers_take_the_lane_and_each_is_booked_once(stack) ->
                 break
             time.sleep(0.05)
         assert verified and verified[0]["details"].get("lane") is True, found
+
+
+def test_a_group_of_vouchers_is_one_transaction(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    opened = [_opened(storage) for _ in range(3)]
+    raws = [_voucher(account, channel, 2 * PRICE) for account, channel in opened]
+
+    async def scenario() -> list[Any]:
+        tickets = [await lane.admit(raw, REQUIREMENTS) for raw in raws]
+        return await asyncio.gather(
+            *(
+                lane.commit(t, raw, REQUIREMENTS, _lane_book)  # type: ignore[arg-type]
+                for t, raw in zip(tickets, raws, strict=True)
+            )
+        )
+
+    assert all(done is not None for done in asyncio.run(scenario()))
+    assert lane.commits.transactions == 1
+    assert _books(storage) == (3, 3)
+    for _, channel in opened:
+        stored = storage.get(channel.channel_id)
+        assert stored is not None and stored.charged_cumulative_amount == str(2 * PRICE)
+
+
+def test_in_a_group_a_moved_channel_or_a_refused_booking_is_only_its_own(engine) -> None:
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    opened = [_opened(storage) for _ in range(4)]
+    raws = [_voucher(account, channel, 2 * PRICE) for account, channel in opened]
+    books = [_lane_book, _lane_book, _lane_refuse, _lane_book]
+
+    async def scenario() -> list[Any]:
+        tickets = [await lane.admit(raw, REQUIREMENTS) for raw in raws]
+        moved = opened[1][1]  # another process charged this channel after the lane read it
+        storage.update_channel(moved.channel_id, _advanced(moved))
+        return await asyncio.gather(
+            *(
+                lane.commit(t, raw, REQUIREMENTS, book)  # type: ignore[arg-type]
+                for t, raw, book in zip(tickets, raws, books, strict=True)
+            ),
+            return_exceptions=True,
+        )
+
+    done = asyncio.run(scenario())
+    assert done[0] is not None and done[3] is not None
+    assert done[1] is None  # its voucher no longer continues the channel: the SDK path's
+    assert isinstance(done[2], UnbalancedTransaction)
+    charged = []
+    for _, channel in opened:
+        stored = storage.get(channel.channel_id)
+        assert stored is not None
+        charged.append(int(stored.charged_cumulative_amount))
+    assert charged == [2 * PRICE, 2 * PRICE, PRICE, 2 * PRICE]  # the refused one did not move
+    assert _books(storage) == (2, 2)  # the two accepted by the lane, each booked once

@@ -42,3 +42,33 @@ def test_other_messages_and_the_rpc_signer_go_through_eth_account() -> None:
 def test_an_amount_past_uint128_is_refused() -> None:
     with pytest.raises(ValueError, match="uint128"):
         sign_voucher(VoucherSigner(Account.create()), "0x" + "00" * 32, 2**128, "eip155:1")
+
+
+def test_the_fast_keccak_is_eth_utils_keccak() -> None:
+    from eth_utils import keccak
+
+    from claw402.payments.channels.digest import keccak256
+
+    for size in (0, 1, 32, 64, 135, 136, 137, 500):
+        data = secrets.token_bytes(size)
+        assert keccak256(data) == keccak(data)
+
+
+def test_every_keccak_of_a_claw402_process_is_the_c_one() -> None:
+    """eth_utils, eth_account, web3 and the SDK hash through eth-hash, told by claw402."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import claw402\n"
+        "from eth_utils import to_checksum_address\n"
+        "to_checksum_address('0x' + 'ab' * 20)\n"
+        "from eth_hash.auto import keccak\n"
+        "print(keccak.hasher.__module__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ETH_HASH_BACKEND"}
+    found = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "eth_hash.backends.pysha3"

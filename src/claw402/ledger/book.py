@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
+from sqlalchemy.sql.dml import Insert
 
 from claw402.clock import now
 from claw402.ledger import accounts
@@ -53,6 +54,22 @@ def check_balanced(entries: Sequence[Entry]) -> None:
         raise UnbalancedTransaction(f"postings sum to {total}, not zero: {list(entries)}")
 
 
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One balanced transaction to write (see `post`); `post_many` writes several at once."""
+
+    key: str
+    kind: str
+    entries: Sequence[Entry]
+    tenant_id: str | None = None
+    network: str | None = None
+    tx_hash: str | None = None
+    log_index: int | None = None
+    payer: str | None = None
+    gross: int | None = None
+    memo: str | None = None
+
+
 def post(
     conn: Connection,
     *,
@@ -72,27 +89,49 @@ def post(
     No postings at all is allowed: a directly-paid settlement with a zero fee moves nothing on
     the platform's books, yet must still be recorded (once) as earned.
     """
-    check_balanced(entries)
+    posting = Posting(
+        key, kind, entries, tenant_id, network, tx_hash, log_index, payer, gross, memo
+    )
+    return post_many(conn, [posting])[0]
+
+
+def post_many(conn: Connection, postings: Sequence[Posting]) -> list[int | None]:
+    """`post` for many transactions in three statements whatever their number (the rows of
+    a group of vouchers): each one's new id, or None if its key was posted already (or
+    repeats an earlier key of the list). Every one is checked before anything is written."""
+    for posting in postings:
+        check_balanced(posting.entries)
+    if not postings:
+        return []
     moment = now()
-    inserted = conn.execute(
-        insert_ignore(conn, ledger_transactions, returning=True),
+    rows = [
         {
-            "key": key,
-            "kind": kind,
-            "tenant_id": tenant_id,
-            "network": network,
-            "tx_hash": tx_hash.lower() if tx_hash else None,
-            "log_index": log_index,
-            "payer": payer.lower() if payer else None,
-            "gross": gross,
-            "memo": memo,
+            "key": p.key,
+            "kind": p.kind,
+            "tenant_id": p.tenant_id,
+            "network": p.network,
+            "tx_hash": p.tx_hash.lower() if p.tx_hash else None,
+            "log_index": p.log_index,
+            "payer": p.payer.lower() if p.payer else None,
+            "gross": p.gross,
+            "memo": p.memo,
             "created_at": moment,
-        },
-    ).scalar()
-    if inserted is None:
-        return None
-    if entries:
-        codes = sorted({e.account for e in entries})
+        }
+        for p in postings
+    ]
+    if len(rows) == 1:
+        found = conn.execute(insert_ignore(conn, ledger_transactions, returning=True), rows[0])
+        inserted = found.scalar()
+        ids = {} if inserted is None else {postings[0].key: int(inserted)}
+    else:  # one multi-row INSERT ... RETURNING (SQLAlchemy's "insertmanyvalues")
+        found = conn.execute(_insert_returning_keys(conn), rows)
+        ids = {str(row.key): int(row.id) for row in found}
+    posted: list[int | None] = []
+    for p in postings:
+        posted.append(ids.pop(p.key, None))  # a repeated key gets None the second time
+    written = [(i, p) for i, p in zip(posted, postings, strict=True) if i is not None]
+    codes = sorted({e.account for _, p in written for e in p.entries})
+    if codes:
         conn.execute(
             insert_ignore(conn, ledger_accounts),
             [
@@ -108,8 +147,25 @@ def post(
         conn.execute(
             ledger_postings.insert(),
             [
-                {"transaction_id": inserted, "account": e.account, "amount": e.amount}
-                for e in entries
+                {"transaction_id": i, "account": e.account, "amount": e.amount}
+                for i, p in written
+                for e in p.entries
             ],
         )
-    return int(inserted)
+    return posted
+
+
+_RETURNING_KEYS: dict[str, Insert] = {}
+
+
+def _insert_returning_keys(conn: Connection) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, key: the skipped rows return nothing,
+    so each new id is matched to its row by key. Built once per dialect."""
+    dialect = conn.dialect.name
+    found = _RETURNING_KEYS.get(dialect)
+    if found is None:
+        t = ledger_transactions.c
+        found = _RETURNING_KEYS[dialect] = insert_ignore(conn, ledger_transactions).returning(
+            t.id, t.key
+        )
+    return found

@@ -3,8 +3,9 @@
 The SDK signs every EIP-712 message through eth_account, which rebuilds the domain and the
 key object each time. A voucher's domain never changes for a chain, and its message is two
 words, so its digest is hashed here from a cached domain separator (computed once by
-eth_account) and signed with coincurve: the same deterministic signature, byte for byte
-(tests/payments/test_voucher_signer.py). Every other message (deposits' EIP-3009
+eth_account; `payments.channels.digest`, shared with the gateway's check) and signed with
+coincurve (RFC 6979 deterministic, low-s, as eth_account's): the same signature, byte for
+byte (tests/payments/test_voucher_signer.py). Every other message (deposits' EIP-3009
 authorizations, refunds) goes to eth_account unchanged.
 """
 
@@ -13,15 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import coincurve
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 from x402.mechanisms.evm.batch_settlement.constants import VOUCHER_TYPES
 from x402.mechanisms.evm.batch_settlement.utils import coerce_bytes32
 from x402.mechanisms.evm.signers import EthAccountSigner, EthAccountSignerWithRPC
 from x402.mechanisms.evm.types import TypedDataDomain
 
-_VOUCHER_TYPEHASH = keccak(text="Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
+from claw402.payments.channels.digest import voucher_digest, voucher_separator
 
 
 def _domain_dict(domain: Any) -> dict[str, Any]:
@@ -54,14 +53,9 @@ class _FastVouchers:
         key = tuple(sorted(fields.items()))
         separator = self._separators.get(key)
         if separator is None:
-            signable = encode_typed_data(
-                domain_data=fields, message_types=VOUCHER_TYPES, message_data=message
-            )
-            separator = self._separators[key] = bytes(signable.header)
-        body = keccak(
-            _VOUCHER_TYPEHASH + coerce_bytes32(message["channelId"]) + amount.to_bytes(32, "big")
-        )
-        signature = self._key.sign_recoverable(keccak(b"\x19\x01" + separator + body), hasher=None)
+            separator = self._separators[key] = voucher_separator(fields)
+        digest = voucher_digest(separator, coerce_bytes32(message["channelId"]), amount)
+        signature = self._key.sign_recoverable(digest, hasher=None)
         return signature[:64] + bytes([signature[64] + 27])
 
 

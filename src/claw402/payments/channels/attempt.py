@@ -47,7 +47,7 @@ from x402.schemas.errors import PaymentAbortedError
 
 from claw402.dispatch.pricing import rows_charge
 from claw402.events.kinds import PAYMENT_FAILED, PAYMENT_SETTLED, PAYMENT_VERIFIED, PAYMENT_VOUCHER
-from claw402.ledger.channels import Voucher, book_voucher
+from claw402.ledger.channels import Voucher, book_vouchers
 from claw402.payments import answers
 from claw402.payments.channels.lane import Ticket
 from claw402.payments.channels.terms import Receiver
@@ -118,7 +118,7 @@ class ChannelAttempt:
         charged = self._charge(answer)
         try:
             won = await receiver.lane.commit(
-                ticket, self.raw, self.requirements, self._book, charged
+                ticket, self.raw, self.requirements, self._voucher, charged
             )
         except Exception as exc:
             return self._not_recorded(exc)
@@ -241,10 +241,17 @@ class ChannelAttempt:
 
     def _book(self, conn: Connection, before: Channel | None, after: Channel) -> None:
         """Book what this update charged (nothing, if it charged nothing), in its transaction."""
+        found = self._voucher(before, after)
+        if found is not None:
+            book_vouchers(conn, [found])
+
+    def _voucher(self, before: Channel | None, after: Channel) -> tuple[Voucher, bool] | None:
+        """What this update charged, to book (None if nothing), and whether it was paid to
+        the tenant's own wallet."""
         cumulative = int(after.charged_cumulative_amount)
         amount = cumulative - (int(before.charged_cumulative_amount) if before else 0)
         if amount <= 0:
-            return
+            return None
         r = self.requirements
         voucher = Voucher(
             network=r.network,
@@ -256,7 +263,7 @@ class ChannelAttempt:
             payer=self.facts["payer"],
         )
         own = self.call.tenant.pay_to  # the tenant version this call was priced for
-        book_voucher(conn, voucher, direct=bool(own) and own.lower() == r.pay_to.lower())
+        return voucher, bool(own) and own.lower() == r.pay_to.lower()
 
     async def _refund(self, receiver: Receiver) -> Answer:
         settled = await self._settle(receiver, book=False)

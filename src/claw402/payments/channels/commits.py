@@ -7,50 +7,72 @@ a commit is shared by every request waiting for it, and each request is answered
 the transaction holding its write has committed. One drain runs at a time per instance (per
 event loop), so the writes of one instance never contend with each other.
 
-A write that raises would abort the transaction of the others: then each write of that
-group is run again in a transaction of its own, so a failure is only its own request's.
+The group is written by one call, `apply(conn, items)`, so a group's rows go in a few
+multi-row statements instead of a few statements per request (the statements' Python
+overhead, not the database, is most of a voucher's cost). If `apply` raises, the whole
+transaction is rolled back and each item of the group is applied again in a transaction of
+its own, so a failure (or a lost compare-and-swap that `apply` reports by raising
+`Regroup`) is only its own request's.
+
+Groups are written one at a time, so each instance has one thread of its own for them:
+handing a group to it is a plain executor call, without the capacity limiter and context
+lookups of a shared worker pool on every group.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
 
-import anyio
 from sqlalchemy import Connection, Engine
 
-Work = Callable[[Connection], bool]
+T = TypeVar("T")
+Apply = Callable[[Connection, Sequence[T]], list[bool]]
 
-__all__ = ["GroupCommit", "Work"]
+__all__ = ["Apply", "GroupCommit", "Regroup"]
 
 
-class GroupCommit:
-    """`await commit(work)` runs `work(conn)` in a shared transaction, after it committed."""
+class Regroup(Exception):
+    """Raised by `apply` when the group cannot be written together (a lost compare-and-swap
+    among several): roll back, then write each item alone."""
 
-    def __init__(self, engine: Engine, *, most: int = 256) -> None:
+
+class GroupCommit(Generic[T]):
+    """`await commit(item)`: `apply(conn, [item, ...])`'s outcome for `item`, once the
+    transaction holding it committed."""
+
+    def __init__(self, engine: Engine, apply: Apply[T], *, most: int = 256) -> None:
         self.engine = engine
+        self.apply = apply
         self.most = most
-        self._queue: list[tuple[Work, asyncio.Future[bool]]] = []
+        self._queue: list[tuple[T, asyncio.Future[bool]]] = []
         self._drain: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claw402-commit")
         self.transactions = 0  # committed so far (a gauge: writes per transaction)
 
-    async def commit(self, work: Work) -> bool:
-        """`work`'s result once its transaction committed; its exception if it raised."""
+    async def commit(self, item: T) -> bool:
+        """`item`'s outcome once its transaction committed; the exception if it failed."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, future))
+        self._queue.append((item, future))
         if self._drain is None:
             self._drain = asyncio.get_running_loop().create_task(self._run())
         return await future
+
+    def close(self) -> None:
+        """Let the commit thread end once the group it may be writing is done."""
+        self._thread.shutdown(wait=False)
 
     async def _run(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self.most], self._queue[self.most :]
                 try:
-                    outcomes = await anyio.to_thread.run_sync(
-                        self._transaction, [work for work, _ in batch]
+                    written = asyncio.get_running_loop().run_in_executor(
+                        self._thread, self._transaction, [item for item, _ in batch]
                     )
+                    outcomes = await asyncio.shield(written)
                 except BaseException as exc:  # the thread could not run: fail this group
                     outcomes = [exc] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
@@ -67,13 +89,16 @@ class GroupCommit:
                     future.cancel()
             self._queue = []
 
-    def _transaction(self, works: list[Work]) -> list[Any]:
+    def _transaction(self, items: list[T]) -> list[Any]:
         try:
             with self.engine.begin() as conn:
-                outcomes = [work(conn) for work in works]
+                outcomes = self.apply(conn, items)
             self.transactions += 1
             return outcomes
+        except Regroup as exc:
+            if len(items) == 1:
+                return [RuntimeError(f"apply cannot regroup a single item: {exc}")]
         except Exception as exc:
-            if len(works) == 1:
+            if len(items) == 1:
                 return [exc]
-        return [self._transaction([work])[0] for work in works]
+        return [self._transaction([item])[0] for item in items]

@@ -16,9 +16,10 @@ once:
   deposit (not above the balance, above what was claimed) and the EIP-712 signature,
   recovered with coincurve (low-s only, as the escrow's ECDSA requires);
 - after the query succeeded, the commit is one compare-and-swap on the row version plus the
-  ledger booking in one transaction (`GroupCommit`, shared with concurrent vouchers). If
-  the row moved (another gateway process, a claim), it is re-read and the checks rerun: the
-  version is what makes two processes never accept the same cumulative amount twice.
+  ledger booking in one transaction (`GroupCommit`, shared with concurrent vouchers: the
+  group's rows go in one UPDATE and one INSERT per ledger table). If the row moved (another
+  gateway process, a claim), it is re-read and the checks rerun: the version is what makes
+  two processes never accept the same cumulative amount twice.
 
 Anything the lane does not accept (an unknown or stale channel, a wrong amount, a bad
 signature, a smart-wallet payer, a busy channel) goes through the SDK path, which refuses
@@ -30,17 +31,14 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import coincurve
-from eth_account.messages import encode_typed_data
-from eth_utils import keccak
 from sqlalchemy import Connection
-from x402.mechanisms.evm.batch_settlement.constants import VOUCHER_TYPES
 from x402.mechanisms.evm.batch_settlement.server.storage import Channel
 from x402.mechanisms.evm.batch_settlement.utils import (
     get_batch_settlement_eip712_domain,
@@ -49,17 +47,21 @@ from x402.mechanisms.evm.batch_settlement.utils import (
 from x402.mechanisms.evm.utils import get_evm_chain_id
 from x402.schemas import PaymentRequirements
 
-from claw402.payments.channels.commits import GroupCommit
+from claw402.ledger.channels import Voucher, book_vouchers
+from claw402.payments.channels.commits import GroupCommit, Regroup
+from claw402.payments.channels.digest import keccak256, voucher_digest
+from claw402.payments.channels.digest import voucher_separator as separator_of
 from claw402.payments.channels.storage import SqlChannelStorage
 
 __all__ = ["Ticket", "VoucherLane", "voucher_signer_of"]
 
-_VOUCHER_TYPEHASH = keccak(text="Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
 _HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 _MAX_KNOWN = 100_000
 _RETRIES = 3
 
-Book = Callable[[Connection, Channel, Channel], None]
+# What to book for a voucher taking the channel from `before` to `after`: the voucher and
+# whether it was paid to the tenant's own wallet (direct), or None to book nothing.
+Book = Callable[[Channel, Channel], tuple[Voucher, bool] | None]
 
 
 @dataclass(slots=True)
@@ -72,14 +74,15 @@ class Ticket:
     after: Channel
 
 
+@dataclass(slots=True)
+class _Write:
+    ticket: Ticket
+    book: Book
+
+
 def voucher_separator(chain_id: int) -> bytes:
     """The escrow's EIP-712 domain separator on one chain (eth_account computes it once)."""
-    message = {"channelId": bytes(32), "maxClaimableAmount": 0}
-    domain = get_batch_settlement_eip712_domain(chain_id)
-    signable = encode_typed_data(
-        domain_data=domain, message_types=VOUCHER_TYPES, message_data=message
-    )
-    return bytes(signable.header)
+    return separator_of(get_batch_settlement_eip712_domain(chain_id))
 
 
 def voucher_signer_of(separator: bytes, channel_id: str, amount: int, signature: str) -> bytes:
@@ -95,15 +98,14 @@ def voucher_signer_of(separator: bytes, channel_id: str, amount: int, signature:
     s = int.from_bytes(raw[32:64], "big")
     if not 0 < s <= _HALF_N or not 0 <= amount < 2**128:
         return b""
-    body = keccak(_VOUCHER_TYPEHASH + channel + amount.to_bytes(32, "big"))
-    digest = keccak(b"\x19\x01" + separator + body)
+    digest = voucher_digest(separator, channel, amount)
     try:
         public = coincurve.PublicKey.from_signature_and_message(
             raw[:64] + bytes([raw[64] - 27]), digest, hasher=None
         )
     except Exception:  # r out of range, no point on the curve: not a signature
         return b""
-    return keccak(public.format(compressed=False)[1:])[-20:]
+    return keccak256(public.format(compressed=False)[1:])[-20:]
 
 
 def _charging(ticket: Ticket, charge: int) -> Ticket:
@@ -127,7 +129,7 @@ class VoucherLane:
         self.storage = storage
         self.ttl_ms = ttl_ms
         self.separator = voucher_separator(get_evm_chain_id(network))
-        self.commits = GroupCommit(storage.engine)
+        self.commits: GroupCommit[_Write] = GroupCommit(storage.engine, self._apply)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._known: dict[str, tuple[Channel, int]] = {}
 
@@ -177,15 +179,8 @@ class VoucherLane:
             if current is None:
                 return None
             attempt = current
-
-            def work(conn: Connection, t: Ticket = attempt) -> bool:
-                if not self.storage.swap(conn, t.after, t.version):
-                    return False
-                book(conn, t.before, t.after)
-                return True
-
             try:
-                won = await self.commits.commit(work)
+                won = await self.commits.commit(_Write(attempt, book))
             except BaseException:
                 self.forget(attempt.key)
                 raise
@@ -208,6 +203,18 @@ class VoucherLane:
             return None
         self._remember(key, *found)
         return self._check(key, raw, requirements, *found)
+
+    def _apply(self, conn: Connection, writes: Sequence[_Write]) -> list[bool]:
+        """A group's vouchers stored (one compare-and-swap statement) and booked (one
+        statement per ledger table), in the group commit's transaction."""
+        stored = [(w.ticket.after, w.ticket.version) for w in writes]
+        if not self.storage.store_vouchers(conn, stored):
+            if len(writes) == 1:
+                return [False]  # it moved: nothing written
+            raise Regroup("a channel of the group moved")  # find which, each alone
+        bookings = [w.book(w.ticket.before, w.ticket.after) for w in writes]
+        book_vouchers(conn, [b for b in bookings if b is not None])
+        return [True] * len(writes)
 
     def _remember(self, key: str, channel: Channel, version: int) -> None:
         if len(self._known) >= _MAX_KNOWN:

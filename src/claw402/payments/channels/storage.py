@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -267,6 +267,40 @@ class SqlChannelStorage:
         values["version"] = version + 1
         return _write(conn, _UPDATE, {**values, "_key": key, "_version": version})
 
+    def store_vouchers(self, conn: Connection, accepted: Sequence[tuple[Channel, int]]) -> bool:
+        """Store accepted vouchers, each `(channel, version)` over its row at `version`, in the
+        caller's transaction and one statement: True if every row was still at its version,
+        else False, and the caller must roll back (some rows may have been written).
+
+        Only a voucher's columns are written (charged and signed amounts, signature, last
+        request, the reservation cleared): the row's version proves the rest is as read."""
+        moment, rows = _now(), []
+        for channel, version in accepted:
+            key = normalize_channel_id(channel.channel_id)
+            if not isinstance(channel.signature, str):
+                raise ValueError(f"channel {key}: signature must be a string")
+            most = self._amount_max
+            rows.append({
+                "_key": key,
+                "_version": version,
+                "version": version + 1,
+                "charged_cumulative_amount": _amount(
+                    key, "charged_cumulative_amount", channel.charged_cumulative_amount, most
+                ),
+                "signed_max_claimable": _amount(
+                    key, "signed_max_claimable", channel.signed_max_claimable, most
+                ),
+                "signature": channel.signature,
+                "last_request_timestamp": _int_field(
+                    key, "last_request_timestamp", channel.last_request_timestamp
+                ),
+                "updated_at": moment,
+            })  # fmt: skip
+        if not rows:
+            return True
+        done = conn.execute(_STORE_VOUCHER, rows if len(rows) > 1 else rows[0])
+        return done.rowcount == len(rows)
+
     def update_channel(self, channel_id: str, update: ChannelUpdate) -> ChannelUpdateResult:
         """Apply `update` atomically: `updated`, `unchanged` or `deleted`, as the SDK's storages.
 
@@ -337,6 +371,9 @@ _WHERE_VERSION = (_C.channel_id == bindparam("_key"), _C.version == bindparam("_
 _INSERT = insert(payment_channels)
 _UPDATE = update(payment_channels).where(*_WHERE_VERSION)  # SET: the parameters' columns
 _DELETE = delete(payment_channels).where(*_WHERE_VERSION)
+_STORE_VOUCHER = _UPDATE.values(
+    pending_id=None, pending_signed_max_claimable=None, pending_expires_at=None
+)
 
 
 def _write(conn: Connection, statement: Executable, params: dict[str, Any]) -> bool:

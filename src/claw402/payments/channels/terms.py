@@ -82,6 +82,8 @@ class ChannelSchemes:
 
     def close(self) -> None:
         self.facilitator.close()
+        for receiver in self._receivers.values():
+            receiver.lane.commits.close()
 
     # -- the offer ---------------------------------------------------------------------------
 
