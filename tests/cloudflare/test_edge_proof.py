@@ -24,6 +24,7 @@ from claw402.cloudflare.dispatcher import vouchers_module
 from claw402.cloudflare.noble import noble_modules
 from claw402.cloudflare.workerd import LocalEdge, template
 from claw402.limits.signer import proven_payer
+from claw402.payments.config import PaymentConfig
 from claw402.payments.voucher_signer import VoucherSigner
 
 TOKEN = "0x" + "ab" * 20
@@ -32,6 +33,9 @@ CHAIN = 84532
 DOMAIN = Domain("USDC", "2", CHAIN, TOKEN)
 ZERO = "0x" + "00" * 20
 KEYS = [Account.from_key("0x" + f"{i:02x}" * 32) for i in (0x11, 0x22, 0x5A)]
+PAYMENT = PaymentConfig(network=f"eip155:{CHAIN}", asset=TOKEN, asset_name=DOMAIN.name,
+                         asset_version=DOMAIN.version, facilitator_url="http://127.0.0.1:9",
+                         treasury=PAY_TO)  # fmt: skip
 TRANSFER = [{"name": n, "type": t} for n, t in (
     ("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
     ("validBefore", "uint256"), ("nonce", "bytes32"))]  # fmt: skip
@@ -43,7 +47,8 @@ const hex = (h) => Uint8Array.from(h.slice(2).match(/../g), (b) => parseInt(b, 1
 const calls = {
   provenPayer: (header, now) => provenPayer(header, now),
   recover: (digest, signature) => recover(hex(digest), signature),
-  voucherSigner: (chain, channel, amount, signature) => voucherSigner(BigInt(chain), channel, amount, signature),
+  voucherSigner: (chain, channel, amount, signature) =>
+    voucherSigner(BigInt(chain), channel, amount, signature),
 };
 export default {
   async fetch(request) {
@@ -57,7 +62,7 @@ export default {
 @pytest.fixture(scope="module")
 def probe() -> Iterator[Any]:
     modules = (Module("probe.js", PROBE), Module("proof.js", template("proof.js")),
-               vouchers_module(), *noble_modules())  # fmt: skip
+               vouchers_module(PAYMENT), *noble_modules())  # fmt: skip
     bundle = WorkerBundle("proof-probe", modules, {"main_module": "probe.js"})
     with LocalEdge(None, [bundle]) as edge:
 
@@ -164,3 +169,9 @@ def test_voucher_recovery_equals_eth_accounts(probe) -> None:
     me, them = "w:" + victim.address.lower(), "w:" + attacker.address.lower()
     assert proven == [me, me, None, None, them]
     assert proven == [proven_payer(h) for h, _, _, _ in cases]
+
+
+def test_without_payment_settings_no_voucher_proves_a_payer() -> None:
+    """A dispatcher built with no payment settings ships no voucher domain (and no x402 SDK)."""
+    assert b"VOUCHER_DOMAIN = Object.freeze(null)" in vouchers_module(None).content
+    assert b'"x402 Batch Settlement"' in vouchers_module(PAYMENT).content

@@ -114,13 +114,16 @@ def kinds_module() -> Module:
     return Module("kinds.js", ("\n".join(lines) + "\n").encode())
 
 
-def vouchers_module() -> Module:
+def vouchers_module(payment: PaymentConfig | None) -> Module:
     """The batch-settlement voucher's EIP-712 domain from the x402 SDK (name, version and
-    contract are the same on every chain; proof.js adds the payer's chain id)."""
-    from x402.mechanisms.evm.batch_settlement.utils import get_batch_settlement_eip712_domain
+    contract are the same on every chain; proof.js adds the payer's chain id); `null` with no
+    payment settings, where nothing is paid and no voucher proves a payer."""
+    fields = None
+    if payment is not None:  # the x402 SDK: only when priced
+        from x402.mechanisms.evm.batch_settlement.utils import get_batch_settlement_eip712_domain
 
-    domain = get_batch_settlement_eip712_domain(1)
-    fields = {k: domain[k] for k in ("name", "version", "verifyingContract")}
+        domain = get_batch_settlement_eip712_domain(1)
+        fields = {k: domain[k] for k in ("name", "version", "verifyingContract")}
     text = (
         "// Generated from the x402 SDK's batch-settlement EIP-712 domain: do not edit.\n"
         f"export const VOUCHER_DOMAIN = Object.freeze({json.dumps(fields, sort_keys=True)});\n"
@@ -236,7 +239,7 @@ def build_dispatcher(
         Module("limits.js", template("limits.js")),
         Module("paths.js", template("paths.js")),
         Module("proof.js", template("proof.js")),
-        vouchers_module(),
+        vouchers_module(options.payment),
         *noble_modules(),  # secp256k1 and keccak-256 for proof.js
         rules_module(),
         kinds_module(),

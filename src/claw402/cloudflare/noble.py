@@ -22,7 +22,9 @@ from claw402.cloudflare.workerd import template
 # What templates/proof.js imports; everything else is what these import.
 ROOTS = ("curves/secp256k1.js", "hashes/sha3.js")
 VERSIONS = {"curves": "1.9.1", "hashes": "1.8.0"}
-_IMPORT = re.compile(r"""((?:^|\n)\s*(?:import|export)\b[^'";]*?\bfrom\s*|import\s*)(['"])([^'"]+)\2""")
+_IMPORT = re.compile(
+    r"""((?:^|\n)\s*(?:import|export)\b[^'";]*?\bfrom\s*|import\s*)(['"])([^'"]+)\2"""
+)
 _SOURCE_MAP = re.compile(rb"\n//# sourceMappingURL=\S+\s*$")
 
 

@@ -106,7 +106,7 @@ function authorizationSigner(accepted, inner, now) {
 }
 
 export function voucherSigner(chainId, channelId, amount, signature) {
-  if (!BYTES32.test(channelId) || !UINT.test(amount)) return null;
+  if (VOUCHER_DOMAIN === null || !BYTES32.test(channelId) || !UINT.test(amount)) return null;
   const value = BigInt(amount);
   if (value >= 1n << 128n) return null;
   const separator = domainSeparator(VOUCHER_DOMAIN.name, VOUCHER_DOMAIN.version, chainId,
