@@ -1,7 +1,9 @@
 """What proving a payment header's payer costs: the dispatch Worker's `templates/proof.js`
-(@noble secp256k1 + keccak-256, run by node's V8, the engine workerd embeds) against the
-gateway's `limits.signer.proven_payer` (coincurve), same headers, one run; and what the proof
-adds to the dispatcher bundle (raw and gzip bytes, as `cloudflare/sizes.py` counts them).
+(@noble secp256k1 + keccak-256) run by node's V8 and under workerd (a probe Worker proving
+`--calls` headers per request, timed from outside against as many unreadable headers: the
+Workers clock stands still while code runs) against the gateway's
+`limits.signer.proven_payer` (coincurve), same headers, one run; and what the proof adds to
+the dispatcher bundle (raw and gzip bytes, as `cloudflare/sizes.py` counts them).
 
     python bench/bench_edge_proof.py [--calls 300]
 """
@@ -18,15 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 from eth_account import Account
 from x402.mechanisms.evm.batch_settlement.constants import VOUCHER_TYPES
 from x402.mechanisms.evm.batch_settlement.utils import get_batch_settlement_eip712_domain
 
 from claw402.chain.eip3009 import Authorization, Domain, sign_authorization
+from claw402.cloudflare.bundle import Module, WorkerBundle
 from claw402.cloudflare.dispatcher import build_dispatcher, vouchers_module
 from claw402.cloudflare.noble import noble_modules
-from claw402.cloudflare.workerd import template
+from claw402.cloudflare.workerd import LocalEdge, template
 from claw402.limits.signer import proven_payer
 from claw402.payments.config import PaymentConfig
 from claw402.payments.voucher_signer import VoucherSigner
@@ -49,6 +53,37 @@ for (const [name, h] of Object.entries(headers)) {
 }
 console.log(JSON.stringify(out));
 """
+
+PROBE = b"""
+import { provenPayer } from "./proof.js";
+export default {
+  async fetch(request) {
+    const { header, calls } = await request.json();
+    let last = null;
+    for (let k = 0; k < calls; k++) last = provenPayer(header);
+    return Response.json(last);
+  },
+};
+"""
+
+
+def workerd_ms(payment: PaymentConfig, signed: dict[str, str], calls: int) -> dict[str, float]:
+    """Per-call milliseconds under workerd: best of 5 requests, less an unreadable header's."""
+    modules = (Module("probe.js", PROBE), Module("proof.js", template("proof.js")),
+               vouchers_module(payment), *noble_modules())  # fmt: skip
+    bundle = WorkerBundle("proof-bench", modules, {"main_module": "probe.js"})
+    with LocalEdge(None, [bundle]) as edge, httpx.Client() as client:
+
+        def best(header: str) -> float:
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                client.post(edge.url, json={"header": header, "calls": calls}, timeout=120)
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        floor = best("not-a-header")
+        return {name: (best(h) - floor) / calls * 1000 for name, h in signed.items()}
 
 
 def _header(payload: dict, scheme: str) -> str:
@@ -97,6 +132,7 @@ def main() -> None:
         (where / "bench.mjs").write_text(NODE)
         node = json.loads(subprocess.run(["node", "bench.mjs"], cwd=where, check=True,
                                          capture_output=True, text=True).stdout)  # fmt: skip
+    inworkerd = workerd_ms(payment, signed, args.calls)
     python = {}
     for name, header in signed.items():
         proven_payer(header)
@@ -110,8 +146,9 @@ def main() -> None:
     print(f"load: {os.getloadavg()[0]:.2f}")
     print(f"proof.js import (node): {node['importMs']:.1f} ms")
     for name in signed:
-        js, py = node["perCallMs"][name], python[name]
-        print(f"{name:8} proof.js {js:.3f} ms/call  proven_payer {py:.3f} ms/call  x{js / py:.1f}")
+        js, wd, py = node["perCallMs"][name], inworkerd[name], python[name]
+        print(f"{name:8} proof.js node {js:.3f} ms/call, workerd {wd:.3f} ms/call; "
+              f"proven_payer {py:.3f} ms/call (workerd x{wd / py:.1f})")  # fmt: skip
     raw = sum(len(m.content) for m in added)
     packed = sum(len(gzip.compress(m.content, compresslevel=6, mtime=0)) for m in added)
     print(f"added to the dispatcher: {len(added)} modules, {raw} bytes, {packed} gzip bytes "
