@@ -31,6 +31,16 @@ from claw402.cloudflare.history import HISTORY_FILE, History
 app = cli_app()
 SECRET_VALUE = "s3cret-value-never-stored"
 
+# The edge payer proof (templates/proof.js) and the @noble modules it imports, flat and relative.
+PROOF_MODULES = (
+    "proof.js", "vouchers.js", "noble-curves-_shortw_utils.js", "noble-curves-abstract-curve.js",
+    "noble-curves-abstract-hash-to-curve.js", "noble-curves-abstract-modular.js",
+    "noble-curves-abstract-utils.js", "noble-curves-abstract-weierstrass.js",
+    "noble-curves-secp256k1.js", "noble-hashes-_md.js", "noble-hashes-_u64.js",
+    "noble-hashes-crypto.js", "noble-hashes-hmac.js", "noble-hashes-sha2.js",
+    "noble-hashes-sha3.js", "noble-hashes-utils.js",
+)  # fmt: skip
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeCloudflare]:
@@ -71,9 +81,9 @@ def test_dry_run_plans_without_calling(run, fake, registry, settings):
     assert call["url"] == fake.base_url + call["path"]
     assert call["sdk"] == "client.workers.scripts.update"
     assert [p.get("filename") for p in call["multipart"]] == [
-        "dispatcher.js", "paywall.js", "limits.js", "paths.js", "rules.js", "kinds.js",
-        "directory.js", "payconfig.js", "pages.js", "manners.js", "catalogue.js", "paywallpage.js",
-        None]
+        "dispatcher.js", "paywall.js", "limits.js", "paths.js", *PROOF_MODULES, "rules.js",
+        "kinds.js", "directory.js", "payconfig.js", "pages.js", "manners.js", "catalogue.js",
+        "paywallpage.js", None]
     assert plan["secrets"] == ["EVENTS_TOKEN"]
     assert {"type": "secret_text", "name": "EVENTS_TOKEN"} in plan["bindings"]
     assert {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod-ns"} in plan[
@@ -100,6 +110,7 @@ def test_execute_uploads_and_records(run, fake, registry, settings):
         ("files", "paywall.js", "application/javascript+module"),
         ("files", "limits.js", "application/javascript+module"),
         ("files", "paths.js", "application/javascript+module"),
+        *[("files", name, "application/javascript+module") for name in PROOF_MODULES],
         ("files", "rules.js", "application/javascript+module"),
         ("files", "kinds.js", "application/javascript+module"),
         ("files", "directory.js", "application/javascript+module"),

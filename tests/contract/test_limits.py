@@ -50,6 +50,7 @@ TENANTS: list[dict[str, Any]] = [
     {"slug": "paced", "price": "0", "rate": "4/m"},
     {"slug": "paced-paid", "price": "0.01", "schemes": "exact", "rate": "3/m"},
     {"slug": "paced-wallet", "price": "0.01", "schemes": "exact", "rate": "2/m"},
+    {"slug": "paced-forged", "price": "0.01", "schemes": "exact", "rate": "2/m"},
     {"slug": "quota", "price": "0.01", "schemes": "exact", "quota_day": 2},
     {"slug": "capped", "price": "0.01", "schemes": "exact", "spend_cap_day": "0.025"},
     {"slug": "held", "price": "0", "plan": "pro"},
@@ -207,8 +208,10 @@ def test_replayed_402s_count_against_the_rate(limited):
     assert over.status_code == 429 and over.json()["error"] == "rate_limited"
 
 
-def signed(limited: Limited, challenge: httpx.Response, wallet: Wallet) -> str:
-    """A payment header paying the challenge's terms from `wallet` (EIP-3009, signed here)."""
+def signed(limited: Limited, challenge: httpx.Response, wallet: Wallet,
+           signer: Wallet | None = None) -> str:  # fmt: skip
+    """A payment header paying the challenge's terms from `wallet` (EIP-3009), signed here by
+    `signer` (a forgery when it is not `wallet`)."""
     chain = limited.paying.chain
     req = decode_payment_required_header(challenge.headers["payment-required"]).accepts[0]
     accepted = req.model_dump(by_alias=True)
@@ -218,7 +221,7 @@ def signed(limited: Limited, challenge: httpx.Response, wallet: Wallet) -> str:
     )  # fmt: skip
     domain = Domain(name=chain.token_name, version=chain.token_version,
                     chain_id=chain.chain_id, verifying_contract=chain.token)  # fmt: skip
-    signature = sign_authorization(wallet.private_key, authorization, domain)
+    signature = sign_authorization((signer or wallet).private_key, authorization, domain)
     payload = {"x402Version": 2, "accepted": accepted,
                "payload": {"authorization": authorization.as_x402(),
                            "signature": "0x" + signature.hex()}}  # fmt: skip
@@ -237,6 +240,31 @@ def test_a_payment_counts_against_its_wallet_not_the_address(limited):
     assert [r.status_code for r in paid] == [200, 200, 429], [r.text for r in paid]
     assert [rate_state(r)[0] for r in paid] == [1, 0, 0]
     assert limited.paying.chain.balance(wallet.address) == usdc(1) - 2 * PRICE
+
+
+def test_a_forged_header_naming_a_wallet_does_not_spend_its_budget(limited):
+    """Only a header whose signature recovers to its wallet counts against that wallet: an
+    attacker's forgeries naming wallet W count against the attacker's own address, and W still
+    has its whole budget (the edge reads the client from cf-connecting-ip, as on Cloudflare)."""
+    clear_of_window_end(60, 25)
+    path = "/t/paced-forged/v1/records?_limit=1"
+    victim, attacker = payer(limited.paying), Wallet.create()
+    forger = {"cf-connecting-ip": "203.0.113.7"}
+    challenge = limited.get(path, headers=forger)
+    assert challenge.status_code == 402 and rate_state(challenge)[0] == 1
+    forged = [limited.get(path, headers={**forger, "payment-signature":
+                                         signed(limited, challenge, victim, attacker)})
+              for _ in range(3)]  # fmt: skip
+    # Counted against the attacker's address: its last call, then refused.
+    assert [r.status_code for r in forged] == [402, 429, 429], [r.text for r in forged]
+    assert rate_state(forged[0])[0] == 0
+    honest = {"cf-connecting-ip": "203.0.113.8"}
+    paid = [limited.get(path, headers={**honest, "payment-signature":
+                                       signed(limited, challenge, victim)})
+            for _ in range(3)]  # fmt: skip
+    assert [r.status_code for r in paid] == [200, 200, 429], [r.text for r in paid]
+    assert [rate_state(r)[0] for r in paid] == [1, 0, 0]
+    assert limited.paying.chain.balance(victim.address) == usdc(1) - 2 * PRICE
 
 
 def test_quota_of_n_allows_exactly_n_paid_calls(limited):

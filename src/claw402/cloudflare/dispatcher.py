@@ -27,6 +27,7 @@ from typing import Any
 
 from claw402.cloudflare.bundle import COMPATIBILITY_DATE, Module, WorkerBundle
 from claw402.cloudflare.directory import DirectoryFormat, export_directory
+from claw402.cloudflare.noble import noble_modules
 from claw402.cloudflare.pages import page_modules
 from claw402.cloudflare.workerd import template
 from claw402.dispatch.errors import STATUS
@@ -111,6 +112,23 @@ def kinds_module() -> Module:
     lines = ["// Generated from claw402.events.kinds: do not edit."]
     lines += [f"export const {name} = {json.dumps(kind)};" for name, kind in BY_NAME.items()]
     return Module("kinds.js", ("\n".join(lines) + "\n").encode())
+
+
+def vouchers_module(payment: PaymentConfig | None) -> Module:
+    """The batch-settlement voucher's EIP-712 domain from the x402 SDK (name, version and
+    contract are the same on every chain; proof.js adds the payer's chain id); `null` with no
+    payment settings, where nothing is paid and no voucher proves a payer."""
+    fields = None
+    if payment is not None:  # the x402 SDK: only when priced
+        from x402.mechanisms.evm.batch_settlement.utils import get_batch_settlement_eip712_domain
+
+        domain = get_batch_settlement_eip712_domain(1)
+        fields = {k: domain[k] for k in ("name", "version", "verifyingContract")}
+    text = (
+        "// Generated from the x402 SDK's batch-settlement EIP-712 domain: do not edit.\n"
+        f"export const VOUCHER_DOMAIN = Object.freeze({json.dumps(fields, sort_keys=True)});\n"
+    )
+    return Module("vouchers.js", text.encode())
 
 
 def directory_module(directory: dict[str, Any]) -> Module:
@@ -220,6 +238,9 @@ def build_dispatcher(
         Module("paywall.js", template("paywall.js")),
         Module("limits.js", template("limits.js")),
         Module("paths.js", template("paths.js")),
+        Module("proof.js", template("proof.js")),
+        vouchers_module(options.payment),
+        *noble_modules(),  # secp256k1 and keccak-256 for proof.js
         rules_module(),
         kinds_module(),
         directory_module(directory),

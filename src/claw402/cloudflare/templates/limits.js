@@ -14,14 +14,13 @@
 // conditional UPDATEs.
 
 import { DurableObject } from "cloudflare:workers";
+import { provenPayer } from "./proof.js";
 import { STATUS } from "./rules.js";
 
 const SERVED = 200; // limiter.SERVED: a 202 (pending) is answered again, 200 once paid
 const QUOTA_DAY = "calls_day";
 const QUOTA_MONTH = "calls_month";
 const SPEND_DAY = "spend_day";
-const MAX_HEADER_BYTES = 8192;
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 // -- windows (limits/windows.py) -------------------------------------------------------------
 
@@ -138,21 +137,6 @@ function refusal(code, requestId, detail, headers = {}, fields = {}) {
   return answer(STATUS[code], { ok: false, error: code, requestId, detail, ...fields }, headers);
 }
 
-// caller.payer: the wallet (or a channel voucher's channel payer) a payment header speaks for.
-export function payer(header) {
-  if (header.length > MAX_HEADER_BYTES) return null;
-  try {
-    const data = JSON.parse(atob(header.trim()));
-    const inner = data && typeof data === "object" ? data.payload : null;
-    const from = inner && typeof inner === "object"
-      ? (inner.authorization ? inner.authorization.from : inner.channelConfig && inner.channelConfig.payer)
-      : null;
-    return typeof from === "string" && ADDRESS.test(from) ? "w:" + from.toLowerCase() : null;
-  } catch {
-    return null;
-  }
-}
-
 function paymentHeader(headers) {
   const v2 = headers.get("payment-signature");
   return v2 !== null ? v2 : headers.get("x-payment");
@@ -221,7 +205,8 @@ export async function limit(call, { records, paid }, rest) {
     return refusal("dispatcher_binding_missing", requestId, "the limits have no RATES/BOOKS Durable Object bindings");
   }
   const header = paid ? paymentHeader(call.request.headers) : null;
-  const who = (header ? payer(header) : null) || "a:" + (call.request.headers.get("cf-connecting-ip") || "unknown");
+  // caller.payer: a wallet only once the header's own signature proves it (proof.js)
+  const who = (header ? provenPayer(header) : null) || "a:" + (call.request.headers.get("cf-connecting-ip") || "unknown");
   let hit;
   try {
     hit = await env.RATES.get(env.RATES.idFromName(`${tenant.tenantId}:${who}`)).hit(controls.rate.limit, controls.rate.window);
