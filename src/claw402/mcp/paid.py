@@ -58,7 +58,6 @@ from claw402.events.kinds import PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_SETTLE
 from claw402.payments import answers, recovery
 from claw402.payments.attempt import Attempt
 from claw402.payments.facilitator import FacilitatorUnavailable, SettlementUnknown
-from claw402.payments.store import SettledPayment
 from claw402.tenant_api.answer import Answer
 
 if TYPE_CHECKING:
@@ -213,17 +212,7 @@ class McpAttempt(Attempt):
             await run_in_threadpool(
                 self.store.settle,
                 self.claim_id,
-                SettledPayment(
-                    network=r.network,
-                    tx_hash=settlement.transaction,
-                    payer=settlement.payer or self.payment.payer,
-                    amount=int(r.amount),
-                    asset=r.asset,
-                    pay_to=r.pay_to,
-                    tenant_id=self.call.tenant.tenant_id,
-                    request_id=self.call.request_id,
-                    resource=self.call.resource_url,
-                ),
+                self._settled_payment(settlement),
                 self.payment.digest,
             )
         except BaseException as exc:

@@ -264,7 +264,7 @@ class Attempt:
         return self._pending(tx_hash)  # not remembered: a retry must reach the claim
 
     async def _deliver(self, answer: Answer, settlement: SettleResponse) -> Answer:
-        r, call = self.offer.requirements, self.call
+        r = self.offer.requirements
         settlement = settlement.model_copy(
             update={
                 "network": settlement.network or r.network,
@@ -274,22 +274,24 @@ class Attempt:
         assert self.claim_id is not None
         self.tx_hash = settlement.transaction
         await run_in_threadpool(
-            self.store.settle,
-            self.claim_id,
-            SettledPayment(
-                network=r.network,
-                tx_hash=settlement.transaction,
-                payer=settlement.payer or self.payment.payer,
-                amount=int(r.amount),
-                asset=r.asset,
-                pay_to=r.pay_to,
-                tenant_id=call.tenant.tenant_id,
-                request_id=call.request_id,
-                resource=call.resource_url,
-            ),
-            self.payment.digest,
+            self.store.settle, self.claim_id, self._settled_payment(settlement), self.payment.digest
         )
         return await self._receipted(answer, settlement)
+
+    def _settled_payment(self, settlement: SettleResponse) -> SettledPayment:
+        """What the books record of `settlement`, the payment this attempt claimed."""
+        r, call = self.offer.requirements, self.call
+        return SettledPayment(
+            network=r.network,
+            tx_hash=settlement.transaction,
+            payer=settlement.payer or self.payment.payer,
+            amount=int(r.amount),
+            asset=r.asset,
+            pay_to=r.pay_to,
+            tenant_id=call.tenant.tenant_id,
+            request_id=call.request_id,
+            resource=call.resource_url,
+        )
 
     async def _receipted(
         self, answer: Answer, settlement: SettleResponse, reason: str | None = None
