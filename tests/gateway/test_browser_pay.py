@@ -3,9 +3,9 @@
 The page is `@x402/paywall` as the gateway serves it. The wallet is an EIP-1193 provider
 injected before the page loads (`window.ethereum`): it answers for one of anvil's unlocked dev
 accounts and forwards everything else, the EIP-712 signature included, to anvil's JSON-RPC.
-The page reads balances over the viem chain's own RPC URL (anvil's default,
-127.0.0.1:8545, with no setting to change it); the browser's requests there are routed to this
-test's anvil, which runs on a free port.
+The stack is the one `402claw dev` runs. The page checks the payer's balance over viem's RPC
+URL for chain 31337 (anvil's default 127.0.0.1:8545; the package has no setting for it), so the
+browser's requests there are routed to this test's anvil, which runs on a free port.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +23,12 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, Route
 from test_browser import browser, screenshot, shots  # noqa: F401 (fixtures)
 
-from claw402.chain.devchain import DevChain, start_dev_chain
 from claw402.config import Settings
-from claw402.events.sink import EventSink
-from claw402.facilitator.server import background_server
-from claw402.facilitator.settings import FacilitatorSettings
-from claw402.gateway.app import Gateway
-from claw402.payments.config import PaymentConfig
-from claw402.payments.paywall import Paywall
+from claw402.devstack import DevStack, start_dev_stack
+from claw402.ledger.schema import ledger_transactions
 from claw402.payments.schema import payments
 from claw402.registry.deploy import DeployRequest, deploy
-from claw402.registry.store import Registry
 from claw402.samples import CITIES
-from claw402.serving import ServerThread
 
 VIEM_ANVIL_RPC = "http://127.0.0.1:8545/"  # viem's `anvil` chain (id 31337): its only RPC URL
 PRICE = 1000  # $0.001 in the token's 6-decimal units
@@ -71,40 +64,22 @@ WALLET = """
 
 
 @dataclass
-class DevStack:
-    chain: DevChain
+class Dev:
+    stack: DevStack
     settings: Settings
     url: str
 
 
 @pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    """anvil + ClawUSD, the facilitator over HTTP and a paywalled gateway serving `cities`
-    ($0.001 per call, paid to the treasury: the creator's share is its `402claw balance`)."""
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    """The stack `402claw dev` runs (anvil + ClawUSD, the facilitator over HTTP, the paywalled
+    gateway) serving `cities` at $0.001 a call, paid to the treasury: the creator's share
+    shows in `402claw balance`."""
     home = tmp_path_factory.mktemp("browserpay")
-    with start_dev_chain(payers=1) as chain:
-        facilitator = FacilitatorSettings(
-            rpc_url=chain.rpc_url, private_key=chain.facilitator.private_key, network=chain.network
-        )
-        with background_server(facilitator) as facilitator_server:
-            settings = Settings(home=home, database_url=f"sqlite:///{home / 'registry.sqlite3'}")
-            registry = Registry.open(settings)
-            config = PaymentConfig(
-                network=chain.network,
-                asset=chain.token,
-                asset_name=chain.token_name,
-                asset_version=chain.token_version,
-                facilitator_url=facilitator_server.url,
-                treasury=chain.treasury.address,
-            )
-            sink = EventSink.in_process(registry.engine, interval=0.02)
-            gateway = Gateway(registry, guard=Paywall(config, registry.engine), sink=sink)
-            deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001"))
-            try:
-                with ServerThread(gateway) as server:
-                    yield DevStack(chain, settings, server.url)
-            finally:
-                registry.close()
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'registry.sqlite3'}")
+    with start_dev_stack(settings, payers=1) as stack:
+        deploy(stack.registry, settings, DeployRequest(source=CITIES, slug="cities", price="0.001"))
+        yield Dev(stack, settings, stack.gateway.url)
 
 
 def creator_balance(settings: Settings) -> int:
@@ -118,7 +93,7 @@ def creator_balance(settings: Settings) -> int:
     return int(json.loads(done.stdout)["balance"]["availableAtomic"])
 
 
-def to_anvil(rpc_url: str):
+def to_anvil(rpc_url: str) -> Callable[[Route], None]:
     """Route the page's reads of viem's default anvil RPC to this test's anvil."""
 
     def forward(route: Route) -> None:
@@ -146,7 +121,7 @@ def pay_through_the_page(page: Page, url: str, folder: Path, payer: str) -> None
 
 
 def test_a_person_connects_a_wallet_and_pays_in_chromium(browser: Browser, shots, dev):  # noqa: F811
-    chain = dev.chain
+    chain = dev.stack.chain
     payer = chain.payers[0].address  # an anvil dev account: anvil itself signs for it
     url = f"{dev.url}/t/cities/v1/records?country=Japan"
     before = chain.balance(payer), chain.balance(chain.treasury.address)
@@ -181,12 +156,15 @@ def test_a_person_connects_a_wallet_and_pays_in_chromium(browser: Browser, shots
     assert chain.balance(chain.treasury.address) == before[1] + PRICE
     # The creator's `402claw balance` rose by the price less the platform fee.
     assert creator_balance(dev.settings) - earned == PRICE * 95 // 100
-    # The ledger holds the settled payment: payer, amount and the transaction.
-    engine = sa.create_engine(dev.settings.database_url)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(payments)).mappings().all()
-    engine.dispose()
-    assert len(rows) == 1, rows
-    (row,) = rows
+    # The settled payment is recorded (payer, amount, a mined transaction) and booked in the
+    # ledger under that transaction, for its gross amount.
+    with dev.stack.registry.engine.connect() as conn:
+        (row,) = conn.execute(sa.select(payments)).mappings().all()
+        booked = conn.execute(
+            sa.select(ledger_transactions.c.gross, ledger_transactions.c.payer).where(
+                ledger_transactions.c.tx_hash == row["tx_hash"]
+            )
+        ).all()
     assert row["amount_atomic"] == PRICE and row["payer"].lower() == payer.lower()
     assert chain.web3().eth.get_transaction_receipt(row["tx_hash"])["status"] == 1
+    assert [(gross, who.lower()) for gross, who in booked] == [(PRICE, payer.lower())]
