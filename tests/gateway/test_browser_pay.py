@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, Route
 from test_browser import browser, screenshot, shots  # noqa: F401 (fixtures)
 
+from claw402.chain.devchain import DevChain
 from claw402.config import Settings
 from claw402.devstack import DevStack, start_dev_stack
 from claw402.ledger.schema import ledger_transactions
@@ -33,9 +34,10 @@ from claw402.samples import CITIES
 VIEM_ANVIL_RPC = "http://127.0.0.1:8545/"  # viem's `anvil` chain (id 31337): its only RPC URL
 PRICE = 1000  # $0.001 in the token's 6-decimal units
 
-# The wallet: `request({method, params})` as EIP-1193 says, for the one account `payer`.
+# The wallet: `request({method, params})` as EIP-1193 says, for the one account `payer`; with
+# `refuse` its user declines to sign (EIP-1193's 4001).
 WALLET = """
-(({rpc, payer, chainId}) => {
+(({rpc, payer, chainId, refuse}) => {
   let id = 0;
   const forward = async (method, params) => {
     const answer = await fetch(rpc, {method: "POST", headers: {"content-type": "application/json"},
@@ -52,6 +54,9 @@ WALLET = """
         case "wallet_switchEthereumChain":
           if (params[0].chainId.toLowerCase() === chainId) return null;
           throw Object.assign(new Error("Unrecognized chain"), {code: 4902});
+        case "eth_signTypedData_v4":
+          if (refuse) throw Object.assign(new Error("User rejected the request."), {code: 4001});
+          return forward(method, params);
         case "wallet_requestPermissions": case "wallet_getPermissions":
           return [{parentCapability: "eth_accounts"}];
         default: return forward(method, params);
@@ -93,6 +98,11 @@ def creator_balance(settings: Settings) -> int:
     return int(json.loads(done.stdout)["balance"]["availableAtomic"])
 
 
+def settlements(dev: Dev) -> int:
+    with dev.stack.registry.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(payments)).scalar_one()
+
+
 def to_anvil(rpc_url: str) -> Callable[[Route], None]:
     """Route the page's reads of viem's default anvil RPC to this test's anvil."""
 
@@ -104,7 +114,18 @@ def to_anvil(rpc_url: str) -> Callable[[Route], None]:
     return forward
 
 
-def pay_through_the_page(page: Page, url: str, folder: Path, payer: str) -> None:
+def with_wallet(page: Page, chain: DevChain, payer: str, *, refuse: bool = False) -> None:
+    wallet = {
+        "rpc": chain.rpc_url,
+        "payer": payer,
+        "chainId": hex(chain.chain_id),
+        "refuse": refuse,
+    }
+    page.add_init_script(script=f"{WALLET}({json.dumps(wallet)});")
+    page.route(f"{VIEM_ANVIL_RPC}**", to_anvil(chain.rpc_url))
+
+
+def pay_through_the_page(page: Page, url: str, folder: Path, payer: str, name: str) -> None:
     """The page's own controls: pick the browser wallet, connect, check the terms, pay."""
     answer = page.goto(url)
     assert answer is not None and answer.status == 402
@@ -116,7 +137,7 @@ def pay_through_the_page(page: Page, url: str, folder: Path, payer: str) -> None
     card = page.inner_text("#payment-section")
     assert f"{payer[:6]}...{payer[-4:]}" in card and "$0.001 USD Coin" in card, card
     assert "Anvil" in card, card  # viem's name for chain 31337
-    screenshot(page, folder, "paywall-connected")
+    screenshot(page, folder, f"{name}-connected")
     pay.click()
 
 
@@ -128,15 +149,13 @@ def test_a_person_connects_a_wallet_and_pays_in_chromium(browser: Browser, shots
     earned = creator_balance(dev.settings)
 
     page = browser.new_page()
-    wallet = {"rpc": chain.rpc_url, "payer": payer, "chainId": hex(chain.chain_id)}
-    page.add_init_script(script=f"{WALLET}({json.dumps(wallet)});")
-    page.route(f"{VIEM_ANVIL_RPC}**", to_anvil(chain.rpc_url))
+    with_wallet(page, chain, payer)
     statuses: list[str] = []
     page.on("console", lambda message: statuses.append(message.text))
     wallet_calls: list[str] = []  # what the wallet asked anvil
     page.on("request", lambda r: r.url.startswith(chain.rpc_url)
             and wallet_calls.append(json.loads(r.post_data or "{}").get("method")))  # fmt: skip
-    pay_through_the_page(page, url, shots, payer)
+    pay_through_the_page(page, url, shots, payer, "paywall-pay")
     try:
         # The page shows the paid answer (JSON: as a blob: document of the response).
         page.wait_for_url(lambda address: address.startswith("blob:"), timeout=60_000)
@@ -168,3 +187,23 @@ def test_a_person_connects_a_wallet_and_pays_in_chromium(browser: Browser, shots
     assert row["amount_atomic"] == PRICE and row["payer"].lower() == payer.lower()
     assert chain.web3().eth.get_transaction_receipt(row["tx_hash"])["status"] == 1
     assert [(gross, who.lower()) for gross, who in booked] == [(PRICE, payer.lower())]
+
+
+def test_a_declined_signature_pays_nothing(browser: Browser, shots, dev):  # noqa: F811
+    chain = dev.stack.chain
+    payer = chain.payers[0].address
+    before = chain.balance(payer), chain.balance(chain.treasury.address)
+    settled = settlements(dev)
+    page = browser.new_page()
+    with_wallet(page, chain, payer, refuse=True)
+    pay_through_the_page(page, f"{dev.url}/t/cities/v1/records", shots, payer, "paywall-decline")
+    # The page says why, in its status line (after "Checking balance...", "Creating...").
+    page.locator("#root .status", has_text="User rejected the request.").wait_for(timeout=30_000)
+    assert page.url.startswith(dev.url)  # still the paywall page, no data shown
+    screenshot(page, shots, "paywall-declined")
+    page.close()
+    assert (chain.balance(payer), chain.balance(chain.treasury.address)) == before
+    with dev.stack.registry.engine.connect() as conn:
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(payments)).scalar_one() == settled
+        )
