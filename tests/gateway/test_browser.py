@@ -74,7 +74,7 @@ def check_paywall_page(browser: Browser, shots: Path, url: str, api: httpx.Respo
     assert "0.001 USD Coin per call" in terms
     assert "eip155:31337" in terms and resource in terms
     assert page.evaluate("() => window.x402.amount") == 0.001
-    assert page.evaluate("() => window.x402.currentUrl") == resource
+    assert page.evaluate("() => window.x402.currentUrl") == url  # what paying fetches
     assert page.evaluate("() => window.x402.paymentRequired.accepts[0].network") == ("eip155:31337")
     scripts = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")
     assert scripts and all(s.startswith(f"{origin}/_claw402/paywall/") for s in scripts)

@@ -105,7 +105,9 @@ def paywall_html(payment_required_header: str, *, app_name: str = "402claw") -> 
         f"\n      amount: {format(amount.normalize(), 'f')},"
         f"\n      paymentRequired: {htmlsafe_json_dumps(required)},"
         f"\n      testnet: {'true' if requirement['network'] in TESTNETS else 'false'},"
-        f"\n      currentUrl: {htmlsafe_json_dumps(resource.get('url', ''))},"
+        # Paying re-fetches `currentUrl`: the address the person opened, query included (the
+        # 402's resource URL has no query, so paying it would buy a different answer).
+        "\n      currentUrl: window.location.href,"
         f"\n      config: {{ chainConfig: {htmlsafe_json_dumps(CHAIN_CONFIG)} }},"
         f"\n      appName: {htmlsafe_json_dumps(app_name)},"
         '\n      appLogo: "",'
