@@ -7,9 +7,11 @@ process, each on a free port unless one is asked for. `stop()` ends all of them.
 from __future__ import annotations
 
 import contextlib
+import socket
 from dataclasses import dataclass
 from typing import Any
 
+from claw402.chain.anvil import AnvilError
 from claw402.chain.devchain import DevChain, start_dev_chain
 from claw402.config import Settings
 from claw402.discovery.bazaar import tenant_bazaar
@@ -87,8 +89,9 @@ def start_dev_stack(
     gateway_port: int = 0,
     facilitator_port: int = 0,
     payers: int = 3,
+    chain_port: int = 0,
 ) -> DevStack:
-    chain = start_dev_chain(payers=payers)
+    chain = _dev_chain(payers, chain_port)
     started: list[Any] = [chain]
     try:
         facilitator = background_server(
@@ -128,3 +131,25 @@ def start_dev_stack(
             part.close() if isinstance(part, EventSink) else part.stop()
         raise
     return DevStack(chain, facilitator, gateway, registry, sink, payments, channels)
+
+
+def _dev_chain(payers: int, port: int) -> DevChain:
+    """The chain on `port` if it can be had, else on a free port. A browser wallet and the
+    paywall page (viem's built-in chain 31337) read balances from 127.0.0.1:8545, so `dev`
+    asks for that port; tests and a second stack get another one rather than a failure."""
+    if port:
+        try:
+            return start_dev_chain(payers=payers, port=port)
+        except AnvilError:
+            if _port_free(port):
+                raise  # anvil failed for another reason than a taken port
+    return start_dev_chain(payers=payers)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

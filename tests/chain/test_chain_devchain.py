@@ -64,3 +64,20 @@ def test_describe_is_json(chain: DevChain) -> None:
     summary = json.loads(json.dumps(chain.describe()))
     assert summary["token"] == chain.token
     assert summary["payers"][0]["address"] == chain.payers[0].address
+
+
+def test_dev_takes_the_wallet_port_when_free_and_another_when_taken() -> None:
+    import socket
+
+    from claw402.devstack import _dev_chain
+
+    with socket.socket() as holder:  # a port someone else holds
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with _dev_chain(1, taken) as elsewhere:
+            assert elsewhere.rpc_url.startswith("http://127.0.0.1:")
+            assert not elsewhere.rpc_url.endswith(f":{taken}")
+            assert elsewhere.web3().eth.chain_id == 31337
+    with _dev_chain(1, taken) as here:  # the holder let go: the port asked for is had
+        assert here.rpc_url == f"http://127.0.0.1:{taken}"

@@ -22,6 +22,9 @@ from claw402.money import atomic_to_usd
 if TYPE_CHECKING:
     from claw402.devstack import DevStack
 
+# Where browser wallets and the paywall page (viem's built-in chain 31337) expect the chain.
+WALLET_RPC_PORT = 8545
+
 
 def _wait_for_signal() -> None:
     stop = threading.Event()
@@ -44,6 +47,13 @@ def _need_anvil(as_json: bool = False) -> None:
 def dev_command(
     port: Annotated[int, typer.Option(help="Gateway port (0 picks a free one).")] = 8402,
     facilitator_port: Annotated[int, typer.Option(help="Facilitator port (0 = free).")] = 0,
+    chain_port: Annotated[
+        int,
+        typer.Option(
+            help="Local chain's RPC port: 8545 is where browser wallets and the paywall page look "
+            "for chain 31337; if it is taken, a free one (0 = always a free one)."
+        ),
+    ] = WALLET_RPC_PORT,
     payers: Annotated[int, typer.Option(min=1, max=20, help="Funded payer accounts.")] = 3,
     home: Home = None,
     json: Json = False,
@@ -67,7 +77,11 @@ def dev_command(
         )
     with (
         start_dev_stack(
-            settings, gateway_port=port, facilitator_port=facilitator_port, payers=payers
+            settings,
+            gateway_port=port,
+            facilitator_port=facilitator_port,
+            payers=payers,
+            chain_port=chain_port,
         ) as stack,
         devfile.published(settings.home, _dev_settings(stack), stack.chain.treasury.private_key),
     ):
@@ -92,6 +106,14 @@ def dev_command(
                 highlight=False,
                 soft_wrap=True,
             )
+            if chain_port and stack.chain.rpc_url != f"http://127.0.0.1:{chain_port}":
+                err_console.print(
+                    f"port {chain_port} was taken: the chain is on {stack.chain.rpc_url}; a "
+                    "browser wallet paying through the paywall page reads balances from "
+                    f"127.0.0.1:{chain_port}, so it sees none until that port is free",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         _wait_for_signal()
 
 
