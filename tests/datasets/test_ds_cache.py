@@ -109,3 +109,24 @@ def test_budget_page_cache_from_the_environment():
     assert Budget.from_env({"CLAW402_PAGE_CACHE": "8MB"}).cache_bytes == "8MB"
     with pytest.raises(ValueError, match="invalid size"):
         Budget.from_env({"CLAW402_PAGE_CACHE": "plenty"})
+
+
+def test_a_cached_body_holds_what_it_is_counted_for(tmp_path: Path):
+    import tracemalloc
+
+    (version,) = tenants(tmp_path, 1)
+    engine = Engine(cache_bytes="64MB")
+    try:
+        ds = engine.open(version.path, version.columns, key="id", version="v1")
+        queries = [query(version, ("id__gt", str(i)), ("_limit", "5")) for i in range(15)]
+        ds.records(queries[0])  # DuckDB's first-use allocations, outside the measurement
+        tracemalloc.start()
+        before, counted = tracemalloc.get_traced_memory()[0], engine._cache.bytes
+        for q in queries[1:]:
+            ds.records(q)
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        counted = engine._cache.bytes - counted
+        assert counted > 0 and held < 1.5 * counted, (held, counted)
+    finally:
+        engine.close()

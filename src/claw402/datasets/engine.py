@@ -236,7 +236,8 @@ class Dataset:
             return page_from_json(names, found[0])
         page = self._page(query, timeout_ms)
         if query.format == "json":  # what page_json serves next time, in fewer bytes
-            body = render(page, "json")[0]
+            # An exact-size copy: orjson's bytes keep its whole write buffer (4 KB or more).
+            body = bytes(memoryview(render(page, "json")[0]))
             cache.put(cache_key, (body, len(page.rows)), sys.getsizeof(body) + 64, len(page.rows))
         else:
             cache.put(cache_key, page, page_size(page), len(page.rows))
