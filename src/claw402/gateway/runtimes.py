@@ -52,6 +52,10 @@ class Runtimes:
     def __len__(self) -> int:
         return len(self._kept)
 
+    def kept(self) -> list[tuple[str, int]]:
+        """The kept (tenant id, version)s, least recently used first."""
+        return list(self._kept)
+
     def get(self, tenant: Tenant) -> TenantRuntime:
         """`tenant`'s runtime, kept or built (raises `TenantFailure` if its data is unreadable).
 
