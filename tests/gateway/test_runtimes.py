@@ -122,3 +122,24 @@ def test_a_kept_runtime_stays_small(small) -> None:
     finally:
         tracemalloc.stop()
     assert held < 2500, f"{held:.0f} bytes a runtime"
+
+
+@pytest.mark.parametrize(("args", "env"), [(["--runtimes", "0"], None), ([], "lots")])
+def test_serve_refuses_a_bad_size_before_serving(tmp_path: Path, monkeypatch, args, env) -> None:
+    from typer.testing import CliRunner
+
+    from claw402.cli.main import app
+
+    monkeypatch.setenv(ENV_RUNTIMES, env or "")  # restored after the test, whatever serve sets
+    result = CliRunner().invoke(app, ["serve", "--home", str(tmp_path), "--port", "0", *args])
+    assert result.exit_code == 2
+    assert f"{ENV_RUNTIMES} must be a positive integer" in result.output
+    assert not (tmp_path / "registry.sqlite3").exists()  # nothing opened, nothing created
+
+
+def test_serve_hands_the_size_to_its_workers(monkeypatch) -> None:
+    from claw402.cli.serve import _runtimes
+
+    monkeypatch.setenv(ENV_RUNTIMES, "")
+    _runtimes(500)
+    assert Runtimes().size == 500  # what a worker's gateway reads

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from claw402.datasets.engine import open_dataset
-from claw402.datasets.schema import Column
 from claw402.registry.models import Tenant
 from claw402.tenant_api.call import TenantFailure
-from claw402.tenant_api.runtime import TenantRuntime
+
+if TYPE_CHECKING:  # DuckDB loads with the first cache, not with `serve`'s check of the setting
+    from claw402.datasets.schema import Column
+    from claw402.tenant_api.runtime import TenantRuntime
 
 ENV_RUNTIMES = "CLAW402_RUNTIMES"
 MAX_RUNTIMES = 16_384  # per worker, least recently used dropped first
@@ -48,6 +50,11 @@ class Runtimes:
             raise ValueError(f"the runtime cache size must be positive, got {self.size}")
         self._kept: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
         self._columns: dict[tuple[str, str], Column] = {}  # one object per (name, type)
+        from claw402.datasets.engine import open_dataset
+        from claw402.datasets.schema import Column
+        from claw402.tenant_api.runtime import TenantRuntime
+
+        self._open, self._runtime, self._column = open_dataset, TenantRuntime, Column
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -70,10 +77,10 @@ class Runtimes:
             return runtime
         try:
             columns = self._shared(ds.columns)
-            dataset = open_dataset(ds.data_path, columns, ds.key, version=str(ds.version))
+            dataset = self._open(ds.data_path, columns, ds.key, version=str(ds.version))
         except Exception as exc:
             raise TenantFailure(f"dataset unreadable: {exc}") from exc
-        runtime = kept[key] = TenantRuntime(tenant, dataset)
+        runtime = kept[key] = self._runtime(tenant, dataset)
         kept.move_to_end(key)  # a rebuilt key may sit anywhere in the order
         while len(kept) > self.size:
             kept.popitem(last=False)
@@ -91,6 +98,6 @@ class Runtimes:
             pair = (c["name"], c["type"])
             column = known.get(pair)
             if column is None:
-                column = known[pair] = Column.from_dict(c)  # raises ValueError on a bad type
+                column = known[pair] = self._column.from_dict(c)  # raises ValueError on a bad type
             found.append(column)
         return found
