@@ -7,8 +7,8 @@ Deploys `--tenants` free tenants of 20 rows each into a home under bench/data/ (
 next run; the first `--deployed` for real, the others clones of a deployed version, see
 `deploy_all`), reports the disk they take (allocated blocks and bytes, beside one 20-row
 version written as a DuckDB file), serves them with `402claw serve` (its own process;
-`--open-datasets` / `--page-cache` (bytes) / `--cache-rows` set the worker's budget through
-the environment), touches every tenant once, then times repeat calls of
+`--open-datasets` / `--page-cache` (bytes) / `--cache-rows` / `--runtimes` set the worker's
+budget through the environment), touches every tenant once, then times repeat calls of
 `/t/<slug>/v1/records` sequentially over one keep-alive connection: blocks of 200 calls
 cycling over 10 tenants and blocks of 200 over all of them in random order take turns, so
 both see the same machine load. Prints medians and the worker's RssAnon after 10 tenants and
@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--open-datasets", type=int)
     parser.add_argument("--page-cache", help="the worker's answers cache, e.g. 32MB")
     parser.add_argument("--cache-rows", type=int)
+    parser.add_argument("--runtimes", type=int, help="tenant runtimes a worker keeps")
     parser.add_argument("--layouts", action="store_true", help="only compare the layouts")
     parser.add_argument("--deployed", type=int, default=100, help="tenants deployed for real")
     parser.add_argument("--blocks", type=int, default=10, help="blocks of 200 calls per side")
@@ -238,6 +239,8 @@ def main() -> None:
         env["CLAW402_OPEN_DATASETS"] = str(args.open_datasets)
     if args.page_cache:
         env["CLAW402_PAGE_CACHE"] = args.page_cache
+    if args.runtimes:
+        env["CLAW402_RUNTIMES"] = str(args.runtimes)
     if args.cache_rows is not None:
         env["CLAW402_PAGE_CACHE_ROWS"] = str(args.cache_rows)
     port = free_port()

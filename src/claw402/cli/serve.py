@@ -66,6 +66,14 @@ def serve_command(
             "dropped first, e.g. 64MB (default 32MB; else CLAW402_PAGE_CACHE).",
         ),
     ] = None,
+    runtimes: Annotated[
+        int | None,
+        typer.Option(
+            "--runtimes",
+            help="Tenant runtimes a worker keeps, least recently used dropped first (default "
+            "16384; else CLAW402_RUNTIMES).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help=f"Server log level: {', '.join(LOG_LEVELS)}.")] = (
         "warning"
     ),
@@ -96,6 +104,7 @@ def serve_command(
             raise typer.BadParameter(str(exc), param_hint="--public-url") from None
         os.environ["CLAW402_PUBLIC_URL"] = public_url  # the worker builds its app from the env
     _engine_budget(memory_limit, open_datasets, page_cache)
+    _runtimes(runtimes)
     settings = load_settings(home)
     try:  # fail here with a message, not as a worker's traceback; migrate once, up front
         payments = payment_config_from_env(os.environ)
@@ -164,6 +173,18 @@ def _engine_budget(
         Budget.from_env(os.environ)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--memory-limit") from None
+
+
+def _runtimes(runtimes: int | None) -> None:
+    """Check the runtime cache's size (given or from the environment) here, not in a worker."""
+    from claw402.gateway.runtimes import ENV_RUNTIMES, runtimes_from_env
+
+    if runtimes is not None:
+        os.environ[ENV_RUNTIMES] = str(runtimes)
+    try:
+        runtimes_from_env(os.environ)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--runtimes") from None
 
 
 def _serve(host: str, port: int, log_level: str, workers: int) -> None:

@@ -11,7 +11,6 @@ import itertools
 import os
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -22,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from claw402.datasets.engine import open_dataset
 from claw402.discovery.manifest import Manifests, is_manifest_path
 from claw402.dispatch.errors import STATUS
 from claw402.dispatch.naming import (
@@ -42,6 +40,7 @@ from claw402.gateway.catalogue import Catalogue, paywall_asset
 from claw402.gateway.directory import LiveDirectory
 from claw402.gateway.metrics import PATH as METRICS_PATH
 from claw402.gateway.metrics import GatewayMetrics
+from claw402.gateway.runtimes import Runtimes
 from claw402.gateway.steps import GatewayCall, Replays, steps
 from claw402.limits.junk import JunkCounter
 from claw402.limits.limiter import Limiter
@@ -71,7 +70,6 @@ def new_request_id() -> str:
 
 EDGE_EVENTS_PATH = "/_claw402/events"  # not a tenant path: slugs never start with "_"
 MAX_EVENTS_BODY = 256 * 1024
-MAX_RUNTIMES = 256  # open tenant datasets kept in one process (least recently used go first)
 
 
 async def unpriced_guard(call: TenantCall, produce: Produce) -> Answer:
@@ -96,11 +94,13 @@ class Gateway:
         public_url: str | None = None,
         reserved_hosts: Iterable[str] = (),
         limiter: Limiter | bool | None = True,
+        runtimes: int | None = None,
     ) -> None:
         """`public_url`: the gateway's address as callers see it (`402claw serve
         --public-url`), the root of every `/t/<slug>` resource URL; raises `InvalidName`.
         `limiter`: True builds one from the environment (`Limiter.from_env`), False or None
-        runs without limits."""
+        runs without limits. `runtimes`: how many tenant runtimes to keep (default
+        `CLAW402_RUNTIMES`, else `gateway.runtimes.MAX_RUNTIMES`)."""
         self.registry = registry
         self.public_url = public_url
         self.directory = LiveDirectory(
@@ -112,7 +112,7 @@ class Gateway:
         self.sink = sink or EventSink(self.event_store.write_compact_trails)
         self.metrics = GatewayMetrics()  # `/metrics`
         self.events_token = events_token
-        self._runtimes: OrderedDict[tuple[str, int], TenantRuntime] = OrderedDict()
+        self.runtimes = Runtimes(runtimes)  # raises ValueError on a bad size
         self.replays = Replays()
         self.limiter = Limiter.from_env(registry.engine) if limiter is True else limiter or None
         self._policies: dict[str, Policy] = {}
@@ -304,22 +304,8 @@ class Gateway:
         return found
 
     def runtime(self, tenant: Tenant) -> TenantRuntime:
-        ds = tenant.dataset
-        assert ds is not None
-        key = (tenant.tenant_id, ds.version)
-        runtime = self._runtimes.get(key)
-        if runtime is not None and (runtime.tenant is tenant or runtime.tenant == tenant):
-            self._runtimes.move_to_end(key)
-            return runtime
-        try:
-            dataset = open_dataset(ds.data_path, ds.columns, ds.key, version=str(ds.version))
-        except Exception as exc:
-            raise TenantFailure(f"dataset unreadable: {exc}") from exc
-        runtime = TenantRuntime(tenant, dataset)
-        self._runtimes[key] = runtime
-        while len(self._runtimes) > MAX_RUNTIMES:
-            self._runtimes.popitem(last=False)
-        return runtime
+        """`tenant`'s runtime (kept in `self.runtimes`); raises `TenantFailure`."""
+        return self.runtimes.get(tenant)
 
     def _manifest(
         self, scope: Scope, headers: dict[str, str], path: str, request_id: str

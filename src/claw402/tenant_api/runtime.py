@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
+import orjson
 
 from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.facets import summary
@@ -38,13 +39,25 @@ WALL_CLOCK_FACTOR = 4
 
 
 class TenantRuntime:
+    """What serves one tenant's version. The gateway keeps thousands and rebuilds one on a
+    miss, so it is built with nothing but references; its documents are made when asked."""
+
+    __slots__ = ("_samples", "_schema", "dataset", "tenant", "version")
+
     def __init__(self, tenant: Tenant, dataset: Dataset) -> None:
         assert tenant.dataset is not None
         self.tenant = tenant
         self.version = tenant.dataset
         self.dataset = dataset
-        self._schema = json_answer(schema_document(tenant)).body  # the same bytes every call
+        self._schema: bytes | None = None  # `/v1/schema`: the same bytes every call
         self._samples: tuple[tuple[object, ...], ...] | None = None  # the page's first rows
+
+    def schema(self) -> bytes:
+        """`/v1/schema`'s body, encoded on first use and kept at its length (orjson's output
+        keeps its whole write buffer, several times a small document's size)."""
+        if self._schema is None:
+            self._schema = bytes(memoryview(orjson.dumps(schema_document(self.tenant))))
+        return self._schema
 
     def check(self, call: TenantCall) -> None:
         """Before a guard: parse a records call's query, or keep its 400 in `call.invalid`."""
@@ -81,7 +94,7 @@ class TenantRuntime:
     def _free(self, call: TenantCall, path: str) -> Answer:
         """The routes every caller may read unpaid: what the data is, and what it costs."""
         if path == "/v1/schema":
-            return Answer(200, self._schema, media_type="application/json")
+            return Answer(200, self.schema(), media_type="application/json")
         if path == "/v1/openapi.json":
             return json_answer(openapi_document(self.tenant, call.root_url))
         if path in ("/docs", "/docs/"):
