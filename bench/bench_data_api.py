@@ -254,8 +254,9 @@ def main() -> None:
         clients = {name: Client(base) for name, (base, _) in targets.items()}
         try:
             for q in queries():
-                found = measure(clients, {n: urls[q] for n, (_, urls) in targets.items()},
-                                args.requests)
+                found = measure(
+                    clients, {n: urls[q] for n, (_, urls) in targets.items()}, args.requests
+                )
                 for name, result in found.items():
                     results[name][q] = result
                     print(f"  {name:<10} {q:<22} {result[0]:7.2f} ms median", flush=True)

@@ -30,21 +30,104 @@ from claw402.datasets.query import parse_query
 
 DATA = Path(__file__).parent / "data"
 ZIPS = 7_200  # distinct values of the `zip` column
-FIRST = ["Ada", "Bob", "Chen", "Dana", "Eve", "Femi", "Gus", "Hana", "Ivan", "Jia", "Kofi",
-         "Lena", "Mateo", "Nora", "Omar", "Pia", "Quinn", "Ravi", "Sara", "Tomas", "Uma", "Vera",
-         "Wen", "Xavi", "Yara", "Zane"]
-LAST = ["Smith", "Garcia", "Okafor", "Tanaka", "Muller", "Rossi", "Novak", "Silva", "Kim",
-        "Dubois", "Jensen", "Haddad", "Kowalski", "Nguyen", "Ivanova", "Costa"]
-CITIES = [p + s for p in ("North", "South", "East", "West", "New", "Old", "Port", "Lake", "San",
-                          "Fort")
-          for s in ("haven", "ford", "ville", "burg", "field", "mouth", "ton", "wick", "stead",
-                    "bridge")]
-CATEGORIES = ["books", "music", "garden", "toys", "tools", "food", "health", "sports", "auto",
-              "office", "pets", "baby"]
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-         "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
-         "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "amber",
-         "cobalt", "saffron", "umber", "teal"]
+FIRST = [
+    "Ada",
+    "Bob",
+    "Chen",
+    "Dana",
+    "Eve",
+    "Femi",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jia",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nora",
+    "Omar",
+    "Pia",
+    "Quinn",
+    "Ravi",
+    "Sara",
+    "Tomas",
+    "Uma",
+    "Vera",
+    "Wen",
+    "Xavi",
+    "Yara",
+    "Zane",
+]
+LAST = [
+    "Smith",
+    "Garcia",
+    "Okafor",
+    "Tanaka",
+    "Muller",
+    "Rossi",
+    "Novak",
+    "Silva",
+    "Kim",
+    "Dubois",
+    "Jensen",
+    "Haddad",
+    "Kowalski",
+    "Nguyen",
+    "Ivanova",
+    "Costa",
+]
+CITIES = [
+    p + s
+    for p in ("North", "South", "East", "West", "New", "Old", "Port", "Lake", "San", "Fort")
+    for s in ("haven", "ford", "ville", "burg", "field", "mouth", "ton", "wick", "stead", "bridge")
+]
+CATEGORIES = [
+    "books",
+    "music",
+    "garden",
+    "toys",
+    "tools",
+    "food",
+    "health",
+    "sports",
+    "auto",
+    "office",
+    "pets",
+    "baby",
+]
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "amber",
+    "cobalt",
+    "saffron",
+    "umber",
+    "teal",
+]
 
 
 def generate(path: Path, rows: int, seed: int = 402) -> None:
@@ -61,14 +144,23 @@ def generate(path: Path, rows: int, seed: int = 402) -> None:
             n = min(10_000, rows - base)
             pick = rnd.choices
             lines = zip(
-                range(base + 1, base + n + 1), pick(names, k=n), pick(CITIES, k=n),
-                pick(CATEGORIES, k=n), (rnd.random() * 1000 for _ in range(n)),
-                (rnd.randint(0, 500) for _ in range(n)), pick(days, k=n),
+                range(base + 1, base + n + 1),
+                pick(names, k=n),
+                pick(CITIES, k=n),
+                pick(CATEGORIES, k=n),
+                (rnd.random() * 1000 for _ in range(n)),
+                (rnd.randint(0, 500) for _ in range(n)),
+                pick(days, k=n),
                 (" ".join(pick(WORDS, k=7)) for _ in range(n)),
-                (10_000 + rnd.randrange(ZIPS) for _ in range(n)), strict=True,
+                (10_000 + rnd.randrange(ZIPS) for _ in range(n)),
+                strict=True,
             )
-            fh.write("".join(f"{i},{nm},{c},{cat},{p:.2f},{q},{d},{t},{z}\n"
-                             for i, nm, c, cat, p, q, d, t, z in lines))
+            fh.write(
+                "".join(
+                    f"{i},{nm},{c},{cat},{p:.2f},{q},{d},{t},{z}\n"
+                    for i, nm, c, cat, p, q, d, t, z in lines
+                )
+            )
     tmp.replace(path)
 
 
@@ -100,8 +192,10 @@ def main() -> None:
         generate(source, args.rows)
         print(f"generated {source} in {time.perf_counter() - started:.1f} s")
     size_mb = source.stat().st_size / 1e6
-    print(f"source: {args.rows:,} rows, {size_mb:.0f} MB; load average {os.getloadavg()[0]:.2f}"
-          f" on {os.cpu_count()} cores")
+    print(
+        f"source: {args.rows:,} rows, {size_mb:.0f} MB; load average {os.getloadavg()[0]:.2f}"
+        f" on {os.cpu_count()} cores"
+    )
 
     ingest_times, ingest_cpu = [], []
     for run in range(args.ingest_runs):
@@ -114,9 +208,11 @@ def main() -> None:
     for run in range(args.ingest_runs - 1):
         shutil.rmtree(DATA / f"ingest-{run}", ignore_errors=True)
     runs = ", ".join(f"{t:.2f}" for t in ingest_times)
-    print(f"ingest (key=id): median {statistics.median(ingest_times):.2f} s of {runs} "
-          f"(CPU {statistics.median(ingest_cpu):.2f} s); file "
-          f"{result.path.stat().st_size / 1e6:.0f} MB")
+    print(
+        f"ingest (key=id): median {statistics.median(ingest_times):.2f} s of {runs} "
+        f"(CPU {statistics.median(ingest_cpu):.2f} s); file "
+        f"{result.path.stat().st_size / 1e6:.0f} MB"
+    )
 
     engine = Engine(cache_rows=0)
     dataset = engine.open(result.path, result.columns, key=result.key, version="bench")
@@ -142,23 +238,38 @@ def main() -> None:
     cases: list[tuple[str, Callable[[int], object]]] = [
         ("first page (no params)", lambda i: call([])),
         ("keyset page at a random offset", lambda i: call([("_cursor", cursors[i % 50])])),
-        ("equality, unindexed: city= / quantity=", lambda i: call(
-            [("city", CITIES[i % 100])] if i % 2 else [("quantity", str(i % 501))])),
-        ("range + sort + 100: price range, -created", lambda i: call(
-            [("price__gte", f"{prices[i % 100]:.2f}"),
-             ("price__lt", f"{prices[i % 100] + 50:.2f}"), ("_sort", "-created")])),
+        (
+            "equality, unindexed: city= / quantity=",
+            lambda i: call([("city", CITIES[i % 100])] if i % 2 else [("quantity", str(i % 501))]),
+        ),
+        (
+            "range + sort + 100: price range, -created",
+            lambda i: call(
+                [
+                    ("price__gte", f"{prices[i % 100]:.2f}"),
+                    ("price__lt", f"{prices[i % 100] + 50:.2f}"),
+                    ("_sort", "-created"),
+                ]
+            ),
+        ),
         ("substring _q (words, names, cities)", lambda i: call([("_q", terms[i % len(terms)])])),
         ("substring _q matching nothing (worst)", lambda i: call([("_q", f"zq{i}x")])),
-        ("substring: description__contains 3 words", lambda i: call(
-            [("description__contains", phrase(i))])),
-        ("substring, sorted: + _sort=-price", lambda i: call(
-            [("description__contains", phrase(i)), ("_sort", "-price")])),
+        (
+            "substring: description__contains 3 words",
+            lambda i: call([("description__contains", phrase(i))]),
+        ),
+        (
+            "substring, sorted: + _sort=-price",
+            lambda i: call([("description__contains", phrase(i)), ("_sort", "-price")]),
+        ),
         ("equality, rare value (full scan)", lambda i: call([("price", rare[i % 100])])),
         ("sort, no filter: _sort=name", lambda i: call([("_sort", "name")])),
         ("record(key)", lambda i: dataset.record(str(rnd.randrange(1, args.rows + 1)))),
     ]
-    print(f"\nin-process, uncached, {args.iterations} iterations each (ms; cpu = process CPU"
-          " time, all threads):")
+    print(
+        f"\nin-process, uncached, {args.iterations} iterations each (ms; cpu = process CPU"
+        " time, all threads):"
+    )
     print(f"{'query':44s} {'median':>8s} {'p99':>8s} {'cpu':>8s}")
     for name, fn in cases:
         median, p99, cpu = measure(fn, args.iterations)
@@ -166,8 +277,7 @@ def main() -> None:
     cached = Engine()
     cached_ds = cached.open(result.path, result.columns, version="bench")
     query = parse_query([], columns, max_limit=1000, version="bench")
-    median, p99, cpu = measure(lambda i: render(cached_ds.records(query), "json"),
-                               args.iterations)
+    median, p99, cpu = measure(lambda i: render(cached_ds.records(query), "json"), args.iterations)
     print(f"{'first page, page cache on':44s} {median:8.2f} {p99:8.2f} {cpu:8.2f}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nmax RSS {rss:.0f} MB; load average {os.getloadavg()[0]:.2f}")

@@ -28,9 +28,9 @@ WATCHED = ("402claw", "anvil", "workerd", "claw402.events.writer")
 
 
 @contextmanager
-def running(args: Sequence[str], *, grace: float = 10.0, **popen: Any) -> Iterator[
-    subprocess.Popen[Any]
-]:
+def running(
+    args: Sequence[str], *, grace: float = 10.0, **popen: Any
+) -> Iterator[subprocess.Popen[Any]]:
     proc = subprocess.Popen(list(args), start_new_session=True, **popen)
     try:
         yield proc

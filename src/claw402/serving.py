@@ -60,4 +60,3 @@ class ServerThread(Stops):
 
     def __enter__(self) -> ServerThread:
         return self.start()
-

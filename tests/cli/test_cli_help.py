@@ -106,10 +106,17 @@ def test_home_and_json_before_or_after_the_command(tmp_path):
 def test_which_commands_take_home_and_json_is_what_the_readme_says():
     """README: every command takes --home (`facilitator serve` keeps its catalogue there), and
     --json but the servers and the demo (they print a running log or speak MCP, not a result)."""
-    leaves = [(" ".join(path), cmd) for path, cmd in commands(get_command(app))
-              if path and not getattr(cmd, "commands", None)]
+    leaves = [
+        (" ".join(path), cmd)
+        for path, cmd in commands(get_command(app))
+        if path and not getattr(cmd, "commands", None)
+    ]
     assert {name for name, cmd in leaves if "--home" not in options_of(cmd)} == set()
     assert {name for name, cmd in leaves if "--json" not in options_of(cmd)} == {
-        "facilitator serve", "serve", "demo", "mcp"}
+        "facilitator serve",
+        "serve",
+        "demo",
+        "mcp",
+    }
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "Every command takes `--home DIR`" in readme

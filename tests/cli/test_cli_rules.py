@@ -16,8 +16,15 @@ from claw402.control import authz, keys
 CLI = Path(claw402.cli.__file__).parent
 SCOPES = {name for name in dir(keys) if getattr(keys, name) in keys.SCOPES and name.isupper()}
 # deciding who may: the control plane's own helpers
-DECIDERS = {"authorize", "require_owner", "reader", "readable", "may_read", "event_tenants",
-            "begin_change"}
+DECIDERS = {
+    "authorize",
+    "require_owner",
+    "reader",
+    "readable",
+    "may_read",
+    "event_tenants",
+    "begin_change",
+}
 AUDIT_WRITERS = {"append", "record"}
 
 
@@ -33,15 +40,21 @@ def findings(tree: ast.AST) -> list[str]:
             if names & (SCOPES | DECIDERS):
                 found.append(f"imports {sorted(names & (SCOPES | DECIDERS))}")
         elif isinstance(node, ast.Import):
-            found += [f"imports {a.name}" for a in node.names
-                      if a.name.startswith(("claw402.control.audit", "claw402.control.authz"))]
+            found += [
+                f"imports {a.name}"
+                for a in node.names
+                if a.name.startswith(("claw402.control.audit", "claw402.control.authz"))
+            ]
         elif isinstance(node, ast.Attribute):
             if node.attr in SCOPES:
                 found.append(f"uses the scope .{node.attr}")
             if node.attr in DECIDERS:
                 found.append(f"calls .{node.attr}")
-            if (node.attr in AUDIT_WRITERS and isinstance(node.value, ast.Name)
-                    and node.value.id == "audit"):
+            if (
+                node.attr in AUDIT_WRITERS
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "audit"
+            ):
                 found.append(f"writes audit.{node.attr}")
         elif isinstance(node, ast.Name) and node.id in SCOPES | DECIDERS:
             found.append(f"names {node.id}")
@@ -54,8 +67,10 @@ def test_the_scopes_and_deciders_are_what_control_defines():
 
 
 def test_cli_modules_make_no_scope_decision_and_write_no_audit_entry():
-    problems = {path.name: findings(ast.parse(path.read_text(), str(path)))
-                for path in sorted(CLI.glob("*.py"))}
+    problems = {
+        path.name: findings(ast.parse(path.read_text(), str(path)))
+        for path in sorted(CLI.glob("*.py"))
+    }
     assert {name: found for name, found in problems.items() if found} == {}
 
 

@@ -71,8 +71,11 @@ def test_installed_wheel_ships_its_data_and_fetches_its_node_tools(installed: Pa
     if shutil.which("apt-get"):
         (no_npm / "apt-get").symlink_to(shutil.which("apt-get"))
     empty_cache = tmp_path / "cache-without-npm"
-    refused = run([str(cli), "demo"], cwd=outside,
-                  env=user_env(tmp_path, PATH=str(no_npm), CLAW402_NODE_CACHE=str(empty_cache)))
+    refused = run(
+        [str(cli), "demo"],
+        cwd=outside,
+        env=user_env(tmp_path, PATH=str(no_npm), CLAW402_NODE_CACHE=str(empty_cache)),
+    )
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "npm is not installed" in refused.stderr and "Traceback" not in refused.stderr
     if shutil.which("apt-get"):

@@ -49,24 +49,43 @@ def parse_multipart(content_type: str, body: bytes) -> list[Part]:
     )
     parts = []
     for sub in message.iter_parts():
-        parts.append(Part(
-            name=sub.get_param("name", header="content-disposition"),
-            filename=sub.get_filename(),
-            content_type=sub.get_content_type(),
-            content=sub.get_payload(decode=True),
-        ))
+        parts.append(
+            Part(
+                name=sub.get_param("name", header="content-disposition"),
+                filename=sub.get_filename(),
+                content_type=sub.get_content_type(),
+                content=sub.get_payload(decode=True),
+            )
+        )
     return parts
 
 
 def success(result: dict[str, Any] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    return 200, {"success": True, "errors": [], "messages": [],
-                 "result": result or {"id": "script-id", "etag": "etag-1"}}, {}
+    return (
+        200,
+        {
+            "success": True,
+            "errors": [],
+            "messages": [],
+            "result": result or {"id": "script-id", "etag": "etag-1"},
+        },
+        {},
+    )
 
 
-def failure(status: int, code: int, message: str,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    return status, {"success": False, "errors": [{"code": code, "message": message}],
-                    "messages": [], "result": None}, headers or {}
+def failure(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return (
+        status,
+        {
+            "success": False,
+            "errors": [{"code": code, "message": message}],
+            "messages": [],
+            "result": None,
+        },
+        headers or {},
+    )
 
 
 class FakeCloudflare:
@@ -90,8 +109,11 @@ class FakeCloudflare:
                     status, payload, headers = fake.responder(recorded)
                 elif self.command == "GET" and self.path.split("?")[0].endswith("/workers/scripts"):
                     # the account's scripts: none yet (what a migration-tag read sees first)
-                    status, payload, headers = 200, {"success": True, "errors": [],
-                                                     "messages": [], "result": []}, {}
+                    status, payload, headers = (
+                        200,
+                        {"success": True, "errors": [], "messages": [], "result": []},
+                        {},
+                    )
                 else:
                     status, payload, headers = success()
                 out = json.dumps(payload).encode()
@@ -119,7 +141,11 @@ class FakeCloudflare:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._server.shutdown()
         self._server.server_close()

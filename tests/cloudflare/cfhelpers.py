@@ -53,23 +53,40 @@ def cli_app() -> typer.Typer:
     return app
 
 
-def make_tenant(slug: str, *, plan: str = "free", hosts: tuple[str, ...] = (),
-                price_atomic: int = 0, cpu_ms: int | None = None,
-                sub_requests: int | None = None) -> Tenant:
+def make_tenant(
+    slug: str,
+    *,
+    plan: str = "free",
+    hosts: tuple[str, ...] = (),
+    price_atomic: int = 0,
+    cpu_ms: int | None = None,
+    sub_requests: int | None = None,
+) -> Tenant:
     """A Tenant record as the registry returns it, for tests that need no database."""
     now = datetime.now(UTC)
     return Tenant(
-        tenant_id=f"tnt_{slug.replace('-', '')}", slug=slug, worker_name=f"tenant-{slug}-worker",
-        owner=None, plan=plan, price_atomic=price_atomic, pay_to=None, cpu_ms=cpu_ms,
-        sub_requests=sub_requests, name=None, description=None, created_at=now, updated_at=now,
+        tenant_id=f"tnt_{slug.replace('-', '')}",
+        slug=slug,
+        worker_name=f"tenant-{slug}-worker",
+        owner=None,
+        plan=plan,
+        price_atomic=price_atomic,
+        pay_to=None,
+        cpu_ms=cpu_ms,
+        sub_requests=sub_requests,
+        name=None,
+        description=None,
+        created_at=now,
+        updated_at=now,
         hosts=hosts,
     )
 
 
 def js_worker(script_name: str, source: str) -> WorkerBundle:
     """A one-module user Worker written by a test (to make a tenant throw, echo, ...)."""
-    return WorkerBundle(script_name, (Module("worker.js", source.encode()),),
-                        {"main_module": "worker.js"})
+    return WorkerBundle(
+        script_name, (Module("worker.js", source.encode()),), {"main_module": "worker.js"}
+    )
 
 
 def wait_for(fetch: Callable[[], list[Any]], count: int, timeout: float = 5.0) -> list[Any]:

@@ -55,8 +55,14 @@ class EdgeClient:
         self.chain.fund(wallet.address, amount)
         return wallet
 
-    def get(self, path: str, payment: dict[str, Any] | str | None = None, *,
-            header: str = "PAYMENT-SIGNATURE", **kw: Any) -> httpx.Response:
+    def get(
+        self,
+        path: str,
+        payment: dict[str, Any] | str | None = None,
+        *,
+        header: str = "PAYMENT-SIGNATURE",
+        **kw: Any,
+    ) -> httpx.Response:
         headers = dict(kw.pop("headers", {}))
         if payment is not None:
             headers[header] = payment if isinstance(payment, str) else encode(payment)
@@ -68,24 +74,40 @@ class EdgeClient:
         required = decode_payment_required_header(r.headers["payment-required"])
         return required.accepts[0].model_dump(by_alias=True)
 
-    def sign(self, payer: Wallet, slug: str, *, value: int | None = None,
-             signer_key: str | None = None, nonce: bytes | None = None,
-             accepted: dict[str, Any] | None = None,
-             extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+    def sign(
+        self,
+        payer: Wallet,
+        slug: str,
+        *,
+        value: int | None = None,
+        signer_key: str | None = None,
+        nonce: bytes | None = None,
+        accepted: dict[str, Any] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         req = {**self.requirements(slug), **(accepted or {})}
         authorization = Authorization(
-            from_address=payer.address, to=req["payTo"],
-            value=int(req["amount"]) if value is None else value, valid_after=0,
-            valid_before=int(time.time()) + MAX_TIMEOUT, nonce=nonce or os.urandom(32),
+            from_address=payer.address,
+            to=req["payTo"],
+            value=int(req["amount"]) if value is None else value,
+            valid_after=0,
+            valid_before=int(time.time()) + MAX_TIMEOUT,
+            nonce=nonce or os.urandom(32),
         )
-        domain = Domain(name=self.chain.token_name, version=self.chain.token_version,
-                        chain_id=self.chain.chain_id, verifying_contract=self.chain.token)
+        domain = Domain(
+            name=self.chain.token_name,
+            version=self.chain.token_version,
+            chain_id=self.chain.chain_id,
+            verifying_contract=self.chain.token,
+        )
         signature = sign_authorization(signer_key or payer.private_key, authorization, domain)
         payload: dict[str, Any] = {
             "x402Version": 2,
             "accepted": req,
-            "payload": {"authorization": authorization.as_x402(),
-                        "signature": "0x" + signature.hex()},
+            "payload": {
+                "authorization": authorization.as_x402(),
+                "signature": "0x" + signature.hex(),
+            },
         }
         if extensions is not None:
             payload["extensions"] = extensions
@@ -103,9 +125,13 @@ class PaidEdge(EdgeClient):
 
 def payment_config(chain: DevChain, facilitator_url: str) -> PaymentConfig:
     return PaymentConfig(
-        network=chain.network, asset=chain.token, asset_name=chain.token_name,
-        asset_version=chain.token_version, facilitator_url=facilitator_url,
-        treasury=chain.treasury.address, max_timeout_seconds=MAX_TIMEOUT,
+        network=chain.network,
+        asset=chain.token,
+        asset_name=chain.token_name,
+        asset_version=chain.token_version,
+        facilitator_url=facilitator_url,
+        treasury=chain.treasury.address,
+        max_timeout_seconds=MAX_TIMEOUT,
     )
 
 
@@ -114,18 +140,20 @@ def paid_edge(home: Path) -> Iterator[PaidEdge]:
     """Tenants: `alpha` ($0.01, treasury), `beta` ($0.02, paid to a creator), `free` ($0),
     `rows` ($0.05 per 1,000 rows: a full free-plan page of 100 rows is $0.005)."""
     with start_dev_chain(payers=1) as chain:
-        facilitator = FacilitatorSettings(rpc_url=chain.rpc_url,
-                                          private_key=chain.facilitator.private_key,
-                                          network=chain.network)
+        facilitator = FacilitatorSettings(
+            rpc_url=chain.rpc_url, private_key=chain.facilitator.private_key, network=chain.network
+        )
         with background_server(facilitator) as server:
             settings = Settings(home=home, database_url=f"sqlite:///{home / 'registry.sqlite3'}")
             registry = Registry.open(settings)
             creator = Wallet.create()
             tenants = {}
-            for slug, price, extra in (("alpha", "0.01", {"key": "id"}),
-                                       ("beta", "0.02", {"pay_to": creator.address}),
-                                       ("free", "0", {}),
-                                       ("rows", None, {"price_per_1k_rows": "0.05"})):
+            for slug, price, extra in (
+                ("alpha", "0.01", {"key": "id"}),
+                ("beta", "0.02", {"pay_to": creator.address}),
+                ("free", "0", {}),
+                ("rows", None, {"price_per_1k_rows": "0.05"}),
+            ):
                 request = DeployRequest(source=CITIES, slug=slug, price=price, **extra)
                 tenants[slug] = deploy(registry, settings, request)
             config = payment_config(chain, server.url)

@@ -27,9 +27,13 @@ app = cli_app()
 
 @pytest.fixture
 def cities(registry, settings):
-    return deploy(registry, settings, DeployRequest(source=CITIES, slug="cities", price="0",
-                                                    key="id", plan="pro",
-                                                    hosts=["cities.example"]))
+    return deploy(
+        registry,
+        settings,
+        DeployRequest(
+            source=CITIES, slug="cities", price="0", key="id", plan="pro", hosts=["cities.example"]
+        ),
+    )
 
 
 def invoke(settings, *args: str, code: int = 0) -> dict:
@@ -40,13 +44,24 @@ def invoke(settings, *args: str, code: int = 0) -> dict:
 
 def test_build_writes_runnable_folders(cities, settings, tmp_path):
     out = tmp_path / "edge"
-    report = invoke(settings, "cloudflare", "build", "--out", str(out),
-                    "--dispatch-namespace", "prod")
+    report = invoke(
+        settings, "cloudflare", "build", "--out", str(out), "--dispatch-namespace", "prod"
+    )
     assert report["ok"] is True and report["refused"] == []
     assert [t["slug"] for t in report["tenants"]] == ["cities"]
     assert sorted(p.name for p in (out / "tenants" / "tenant-cities-worker").iterdir()) == [
-        "dataset.json", "engine.js", "grammar.js", "manners.js", "metadata.json", "output.js",
-        "paths.js", "query.js", "stored.js", "tenant.json", "worker.js"]
+        "dataset.json",
+        "engine.js",
+        "grammar.js",
+        "manners.js",
+        "metadata.json",
+        "output.js",
+        "paths.js",
+        "query.js",
+        "stored.js",
+        "tenant.json",
+        "worker.js",
+    ]
     meta = json.loads((out / "tenants" / "tenant-cities-worker" / "metadata.json").read_text())
     assert meta["main_module"] == "worker.js" and meta["compatibility_date"] == "2026-11-01"
     assert meta["bindings"] == [] and 0 < len(meta["tags"]) <= 8
@@ -58,8 +73,10 @@ def test_build_writes_runnable_folders(cities, settings, tmp_path):
         {"type": "durable_object_namespace", "name": "BOOKS", "class_name": "TenantBooks"},
     ]
     assert dmeta["migrations"]["new_tag"] == "claw402-limits-v2"
-    assert json.loads((out / "directory.json").read_text())["byHost"]["cities.example"][
-        "slug"] == "cities"
+    assert (
+        json.loads((out / "directory.json").read_text())["byHost"]["cities.example"]["slug"]
+        == "cities"
+    )
     assert json.loads((out / "build.json").read_text())["tenants"][0]["bytes"] > 0
 
     # The folders alone are enough to run the edge.
@@ -68,8 +85,10 @@ def test_build_writes_runnable_folders(cities, settings, tmp_path):
     with LocalEdge(dispatcher, [tenant]) as edge:
         r = httpx.get(f"{edge.url}/v1/records/3", headers={"host": "cities.example"})
         assert r.json()["item"]["city"] == "Shanghai"
-        assert edge.records("dispatches")[0]["options"]["limits"] == {"cpuMs": 200,
-                                                                       "subRequests": 50}
+        assert edge.records("dispatches")[0]["options"]["limits"] == {
+            "cpuMs": 200,
+            "subRequests": 50,
+        }
 
 
 def test_oversized_dataset_is_refused(cities, settings, tmp_path, monkeypatch):
@@ -85,11 +104,15 @@ def test_oversized_dataset_is_refused(cities, settings, tmp_path, monkeypatch):
 
 def test_platform_size_limits():
     noise = Module("blob.txt", os.urandom(4 * 1024 * 1024))  # incompressible
-    bundle = WorkerBundle("big", (Module("w.js", b"export default {}"), noise),
-                          {"main_module": "w.js"})
+    bundle = WorkerBundle(
+        "big", (Module("w.js", b"export default {}"), noise), {"main_module": "w.js"}
+    )
     assert sizes.check_size(bundle, "paid").gzip > 4 * 1024 * 1024
-    with pytest.raises(sizes.ScriptTooLarge, match=r"at most 3\.00 MiB per Worker on the "
-                                                   r"Workers free plan"):
+    with pytest.raises(
+        sizes.ScriptTooLarge,
+        match=r"at most 3\.00 MiB per Worker on the "
+        r"Workers free plan",
+    ):
         sizes.check_size(bundle, "free")
     with pytest.raises(ValueError, match="at most 8 tags"):
         WorkerBundle("x", (Module("w.js", b""),), {"main_module": "w.js", "tags": ["t"] * 9})
@@ -100,30 +123,45 @@ def test_deploy_tenant_uploads_to_the_namespace(cities, settings, monkeypatch):
         monkeypatch.setenv("CLOUDFLARE_BASE_URL", fake.base_url)
         monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "tok")
         monkeypatch.setenv("UPSTREAM_KEY", "upstream-secret")
-        args = ["cloudflare-deploy-tenant", "cities", "--account-id", "acc9",
-                "--dispatch-namespace", "prod", "--secret", "UPSTREAM_KEY"]
+        args = [
+            "cloudflare-deploy-tenant",
+            "cities",
+            "--account-id",
+            "acc9",
+            "--dispatch-namespace",
+            "prod",
+            "--secret",
+            "UPSTREAM_KEY",
+        ]
         plan = invoke(settings, *args)["plan"]
         assert plan["calls"][0]["path"] == (
-            "/accounts/acc9/workers/dispatch/namespaces/prod/scripts/tenant-cities-worker")
+            "/accounts/acc9/workers/dispatch/namespaces/prod/scripts/tenant-cities-worker"
+        )
         assert plan["calls"][0]["sdk"] == (
-            "client.workers_for_platforms.dispatch.namespaces.scripts.update")
+            "client.workers_for_platforms.dispatch.namespaces.scripts.update"
+        )
         assert plan["tenant"]["slug"] == "cities" and plan["tenant"]["rows"] == 50
         assert fake.requests == []
 
         entry = invoke(settings, *args, "--execute")["deploy"]
         (request,) = fake.requests
         assert request.method == "PUT"
-        assert request.path == "/client/v4/accounts/acc9/workers/dispatch/namespaces/prod/" \
-                               "scripts/tenant-cities-worker"
+        assert (
+            request.path == "/client/v4/accounts/acc9/workers/dispatch/namespaces/prod/"
+            "scripts/tenant-cities-worker"
+        )
         dataset = request.part("dataset.json")
         assert dataset.content_type == "text/plain"
         assert orjson.loads(dataset.content)["rows"] == 50
         assert request.part("worker.js").content_type == "application/javascript+module"
         assert request.metadata["bindings"] == [
-            {"type": "secret_text", "name": "UPSTREAM_KEY", "text": "upstream-secret"}]
+            {"type": "secret_text", "name": "UPSTREAM_KEY", "text": "upstream-secret"}
+        ]
         assert entry["kind"] == "tenant" and entry["tenant"]["tenantId"] == cities.tenant_id
-        assert "upstream-secret" not in (settings.home / "cloudflare-dispatcher-history.json"
-                                         ).read_text()
+        assert (
+            "upstream-secret"
+            not in (settings.home / "cloudflare-dispatcher-history.json").read_text()
+        )
 
         wrong = invoke(settings, *args[:-2], "--script-name", "other", code=1)
         assert "routed to the Worker 'tenant-cities-worker'" in wrong["detail"]
@@ -140,16 +178,23 @@ def test_publish_uploads_tenant_then_dispatcher(cities, registry, settings):
         entries = publish_tenant(registry, history, "cities", target)
         assert [e["kind"] for e in entries] == ["tenant", "dispatcher"]
         assert [r.path.rsplit("/", 1)[-1] for r in fake.requests] == [
-            "tenant-cities-worker", "scripts", "claw402-dispatcher"]  # GET: its migration tag
+            "tenant-cities-worker",
+            "scripts",
+            "claw402-dispatcher",
+        ]  # GET: its migration tag
         assert b"cities.example" in fake.requests[2].part("directory.js").content
         assert [e["id"] for e in history.entries()] == [e["id"] for e in entries]
 
 
 def test_bundle_folder_round_trip(tmp_path: Path):
-    bundle = WorkerBundle("w", (Module("main.js", b"export default {}"),
-                                Module("data.json", b"[]")),
-                          {"main_module": "main.js", "bindings": []})
+    bundle = WorkerBundle(
+        "w",
+        (Module("main.js", b"export default {}"), Module("data.json", b"[]")),
+        {"main_module": "main.js", "bindings": []},
+    )
     again = read_bundle(bundle.write(tmp_path / "w"))
     assert again.digest == bundle.digest
-    assert [m.content_type for m in again.modules] == ["application/javascript+module",
-                                                       "text/plain"]
+    assert [m.content_type for m in again.modules] == [
+        "application/javascript+module",
+        "text/plain",
+    ]

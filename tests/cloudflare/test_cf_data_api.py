@@ -36,23 +36,50 @@ from claw402.registry.deploy import DeployRequest, deploy
 from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 
-NAMES = ["Tokyo", "=cmd()", "+1", "-5", "@home", "\ttab", "a,b", 'say "hi"', "line\nbreak", "",
-         None, "Zürich", "İstanbul", "ΟΔΟΣ", "emoji 😀", "\ue000private", "straße", "tokyo",
-         "TOKYO", "x\x1fy"]
+NAMES = [
+    "Tokyo",
+    "=cmd()",
+    "+1",
+    "-5",
+    "@home",
+    "\ttab",
+    "a,b",
+    'say "hi"',
+    "line\nbreak",
+    "",
+    None,
+    "Zürich",
+    "İstanbul",
+    "ΟΔΟΣ",
+    "emoji 😀",
+    "\ue000private",
+    "straße",
+    "tokyo",
+    "TOKYO",
+    "x\x1fy",
+]
 SCORES = [None, -1.5, 0.0, 100.0, 1e16, 2.5e-7, 0.1, 1e-5, -0.0, 123456.789, 3.0, 1.5e300]
 DAYS = [None, "2024-01-31", "1999-12-31", "2024-02-29", "0005-03-01"]
-TIMES = [None, "2024-01-31T09:30:00", "2024-01-31T09:30:00.5", "2024-01-31T23:59:59.123456",
-         "1970-01-01T00:00:00"]
+TIMES = [
+    None,
+    "2024-01-31T09:30:00",
+    "2024-01-31T09:30:00.5",
+    "2024-01-31T23:59:59.123456",
+    "1970-01-01T00:00:00",
+]
 INTS = [None, -3, 0, 7, 9007199254740991, -42]
 
 
 def write_parquet(rows: list[dict[str, object]], path: Path) -> None:
     """Exact types (and empty strings next to NULLs), which CSV or JSON sniffing cannot give."""
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (id BIGINT, name VARCHAR, score DOUBLE, active BOOLEAN, "
-                "day DATE, \"at\" TIMESTAMP, n BIGINT, tag VARCHAR)")
-    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [list(r.values()) for r in rows])
+    con.execute(
+        "CREATE TABLE t (id BIGINT, name VARCHAR, score DOUBLE, active BOOLEAN, "
+        'day DATE, "at" TIMESTAMP, n BIGINT, tag VARCHAR)'
+    )
+    con.executemany(
+        "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [list(r.values()) for r in rows]
+    )
     con.execute(f"COPY (SELECT * FROM t ORDER BY id) TO '{path}' (FORMAT parquet)")
     con.close()
 
@@ -60,9 +87,16 @@ def write_parquet(rows: list[dict[str, object]], path: Path) -> None:
 def rich_rows(count: int = 120) -> list[dict[str, object]]:
     rng = random.Random(7)
     return [
-        {"id": i, "name": rng.choice(NAMES), "score": rng.choice(SCORES),
-         "active": rng.choice([True, False, None]), "day": rng.choice(DAYS),
-         "at": rng.choice(TIMES), "n": rng.choice(INTS), "tag": rng.choice(["a", "b", "c", None])}
+        {
+            "id": i,
+            "name": rng.choice(NAMES),
+            "score": rng.choice(SCORES),
+            "active": rng.choice([True, False, None]),
+            "day": rng.choice(DAYS),
+            "at": rng.choice(TIMES),
+            "n": rng.choice(INTS),
+            "tag": rng.choice(["a", "b", "c", None]),
+        }
         for i in range(1, count + 1)
     ]
 
@@ -75,22 +109,29 @@ class Served:
     dataset: Dataset
     columns: list[Column]
 
-    def reference(self, params: list[tuple[str, str]], accept: str | None = None
-                  ) -> tuple[int, str, bytes]:
+    def reference(
+        self, params: list[tuple[str, str]], accept: str | None = None
+    ) -> tuple[int, str, bytes]:
         version = self.tenant.dataset
         assert version is not None
         accepted = format_from_accept(accept)
         try:
-            query = parse_query(params, self.columns, max_limit=max_page_size(self.tenant.plan),
-                                version=str(version.version), default_format=accepted)
+            query = parse_query(
+                params,
+                self.columns,
+                max_limit=max_page_size(self.tenant.plan),
+                version=str(version.version),
+                default_format=accepted,
+            )
             extras = summary(self.dataset, query)
             body, media_type = render(self.dataset.records(query), query.format, extras)
         except InvalidQuery as exc:
             return 400, "application/json", exc.detail.encode()
         return 200, media_type, body
 
-    def fetch(self, params: list[tuple[str, str]], accept: str | None = None
-              ) -> tuple[int, str, bytes]:
+    def fetch(
+        self, params: list[tuple[str, str]], accept: str | None = None
+    ) -> tuple[int, str, bytes]:
         query = urlencode(params, quote_via=quote, safe="")
         headers = {"accept": accept} if accept is not None else {}
         r = self.client.get(f"/t/rich/v1/records?{query}", headers=headers)
@@ -106,18 +147,32 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     write_parquet(rich_rows(), source)
     config = Settings(home=home, database_url=f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(config)
-    tenant = deploy(registry, config, DeployRequest(source=source, slug="rich", price="0",
-                                                    key="id", plan="free"))
+    tenant = deploy(
+        registry,
+        config,
+        DeployRequest(source=source, slug="rich", price="0", key="id", plan="free"),
+    )
     assert tenant.dataset is not None
     columns = [Column.from_dict(c) for c in tenant.dataset.columns]
-    assert [c.type for c in columns] == ["integer", "string", "number", "boolean", "date",
-                                         "timestamp", "integer", "string"]
+    assert [c.type for c in columns] == [
+        "integer",
+        "string",
+        "number",
+        "boolean",
+        "date",
+        "timestamp",
+        "integer",
+        "string",
+    ]
     engine = Engine(cache_rows=0)
-    dataset = engine.open(tenant.dataset.data_path, columns, key="id",
-                          version=str(tenant.dataset.version))
+    dataset = engine.open(
+        tenant.dataset.data_path, columns, key="id", version=str(tenant.dataset.version)
+    )
     bundle = build_tenant(tenant)
-    with LocalEdge(build_dispatcher([tenant]), [bundle]) as edge, \
-            httpx.Client(base_url=edge.url, timeout=10) as client:
+    with (
+        LocalEdge(build_dispatcher([tenant]), [bundle]) as edge,
+        httpx.Client(base_url=edge.url, timeout=10) as client,
+    ):
         yield Served(edge, client, tenant, dataset, columns)
     engine.close()
     registry.close()
@@ -178,8 +233,10 @@ FIXED = [
     [("id__gte", str(i)) for i in range(65)],
     [("_count", "exact")],
     [("_count", "exact"), ("name__icontains", "o"), ("_limit", "2")],
-    *([("_facet", c), ("_count", "exact")] for c in
-      ("id", "name", "score", "active", "day", "at", "n", "tag")),
+    *(
+        [("_facet", c), ("_count", "exact")]
+        for c in ("id", "name", "score", "active", "day", "at", "n", "tag")
+    ),
     [("_facet", "tag"), ("_facet", "active"), ("_q", "o"), ("score__gt", "0")],
     [("_facet", "name"), ("name__contains", "zzz")],
     [("_count", "EXACT")],
@@ -192,9 +249,18 @@ def test_fixed_queries_match(served, params):
     assert served.fetch(params) == served.reference(params)
 
 
-@pytest.mark.parametrize("accept", ["text/csv", "application/x-ndjson;q=0.5, text/csv;q=0.4",
-                                    "text/html", "*/*", "application/json;q=0", "",
-                                    "text/csv;q=abc, application/ndjson"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "text/csv",
+        "application/x-ndjson;q=0.5, text/csv;q=0.4",
+        "text/html",
+        "*/*",
+        "application/json;q=0",
+        "",
+        "text/csv;q=abc, application/ndjson",
+    ],
+)
 def test_accept_header(served, accept):
     assert served.fetch([("_limit", "3")], accept) == served.reference([("_limit", "3")], accept)
 
@@ -222,25 +288,62 @@ def test_cursor_walks_match(served, sort):
 
 
 VALUES = st.one_of(
-    st.sampled_from(["Tokyo", "tokyo", "", "1", "0", "-1", "1.5", "1e3", "true", "false",
-                     "2024-01-31", "2024-01-31T09:30:00", "2024-01-31T09:30:00.5Z", "a,b",
-                     "ZÜRICH", "ß", "-", "=", "9007199254740993", "nan", "2024-13-01"]),
+    st.sampled_from(
+        [
+            "Tokyo",
+            "tokyo",
+            "",
+            "1",
+            "0",
+            "-1",
+            "1.5",
+            "1e3",
+            "true",
+            "false",
+            "2024-01-31",
+            "2024-01-31T09:30:00",
+            "2024-01-31T09:30:00.5Z",
+            "a,b",
+            "ZÜRICH",
+            "ß",
+            "-",
+            "=",
+            "9007199254740993",
+            "nan",
+            "2024-13-01",
+        ]
+    ),
     # Unassigned code points are left out: Python 3.11 knows an older Unicode than V8, so
     # repr() in an error sentence may escape a character the Worker prints as is.
     st.text(st.characters(blacklist_categories=("Cs", "Cn")), max_size=6),
 )
 COLUMN_NAMES = ["id", "name", "score", "active", "day", "at", "n", "tag"]
-OPS = ["", "__ne", "__gt", "__gte", "__lt", "__lte", "__contains", "__icontains",
-       "__startswith", "__in", "__isnull", "__bogus"]
+OPS = [
+    "",
+    "__ne",
+    "__gt",
+    "__gte",
+    "__lt",
+    "__lte",
+    "__contains",
+    "__icontains",
+    "__startswith",
+    "__in",
+    "__isnull",
+    "__bogus",
+]
 FILTER = st.tuples(
     st.builds(lambda c, o: c + o, st.sampled_from(COLUMN_NAMES), st.sampled_from(OPS)), VALUES
 )
-SORT = st.lists(st.sampled_from([*COLUMN_NAMES, *(f"-{c}" for c in COLUMN_NAMES)]), min_size=1,
-                max_size=3).map(",".join)
+SORT = st.lists(
+    st.sampled_from([*COLUMN_NAMES, *(f"-{c}" for c in COLUMN_NAMES)]), min_size=1, max_size=3
+).map(",".join)
 CONTROL = st.one_of(
     st.tuples(st.just("_sort"), SORT),
-    st.tuples(st.just("_fields"), st.lists(st.sampled_from(COLUMN_NAMES), min_size=1,
-                                           max_size=3).map(",".join)),
+    st.tuples(
+        st.just("_fields"),
+        st.lists(st.sampled_from(COLUMN_NAMES), min_size=1, max_size=3).map(",".join),
+    ),
     st.tuples(st.just("_limit"), st.sampled_from(["1", "2", "5", "50", "0", "x"])),
     st.tuples(st.just("_q"), VALUES),
     st.tuples(st.just("_format"), st.sampled_from(["json", "csv", "ndjson"])),
@@ -278,8 +381,9 @@ def test_record_by_key_and_documents(served):
 
 def test_unreadable_dataset_is_502(served, tmp_path: Path):
     broken = build_tenant(served.tenant)
-    modules = tuple(m if m.name != "dataset.json" else type(m)(m.name, b"{not json")
-                    for m in broken.modules)
+    modules = tuple(
+        m if m.name != "dataset.json" else type(m)(m.name, b"{not json") for m in broken.modules
+    )
     bundle = type(broken)(broken.script_name, modules, broken.metadata)
     with LocalEdge(build_dispatcher([served.tenant]), [bundle]) as edge:
         r = httpx.get(f"{edge.url}/t/rich/v1/records")

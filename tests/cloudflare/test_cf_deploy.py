@@ -65,8 +65,14 @@ def run(fake, settings, monkeypatch):
 
 
 def deploy_args(*extra: str) -> list[str]:
-    return ["cloudflare-deploy-dispatcher", "--account-id", "acc123",
-            "--dispatch-namespace", "prod-ns", *extra]
+    return [
+        "cloudflare-deploy-dispatcher",
+        "--account-id",
+        "acc123",
+        "--dispatch-namespace",
+        "prod-ns",
+        *extra,
+    ]
 
 
 def test_dry_run_plans_without_calling(run, fake, registry, settings):
@@ -81,15 +87,29 @@ def test_dry_run_plans_without_calling(run, fake, registry, settings):
     assert call["url"] == fake.base_url + call["path"]
     assert call["sdk"] == "client.workers.scripts.update"
     assert [p.get("filename") for p in call["multipart"]] == [
-        "dispatcher.js", "paywall.js", "limits.js", "paths.js", *PROOF_MODULES, "rules.js",
-        "kinds.js", "directory.js", "payconfig.js", "pages.js", "manners.js", "catalogue.js",
-        "paywallpage.js", None]
+        "dispatcher.js",
+        "paywall.js",
+        "limits.js",
+        "paths.js",
+        *PROOF_MODULES,
+        "rules.js",
+        "kinds.js",
+        "directory.js",
+        "payconfig.js",
+        "pages.js",
+        "manners.js",
+        "catalogue.js",
+        "paywallpage.js",
+        None,
+    ]
     assert plan["secrets"] == ["EVENTS_TOKEN"]
     assert {"type": "secret_text", "name": "EVENTS_TOKEN"} in plan["bindings"]
     assert {"type": "dispatch_namespace", "name": "DISPATCHER", "namespace": "prod-ns"} in plan[
-        "bindings"]
+        "bindings"
+    ]
     assert {"type": "plain_text", "name": "EVENTS_URL", "text": "https://ev.example/in"} in plan[
-        "bindings"]
+        "bindings"
+    ]
     assert plan["size"]["gzipBytes"] < plan["size"]["bytes"] < plan["size"]["limitBytes"]
     assert plan["directory"] == {"tenants": 1, "hosts": 1}
     assert plan["maxRetries"] == 2 and plan["timeoutSeconds"] == 120
@@ -133,8 +153,10 @@ def test_execute_uploads_and_records(run, fake, registry, settings):
         {"type": "durable_object_namespace", "name": "BOOKS", "class_name": "TenantBooks"},
         {"type": "secret_text", "name": "EVENTS_TOKEN", "text": SECRET_VALUE},
     ]
-    assert meta["migrations"] == {"new_tag": "claw402-limits-v2", "new_sqlite_classes": [
-        "PaymentClaims", "CallerRate", "TenantBooks"]}  # a new script: every class at once
+    assert meta["migrations"] == {
+        "new_tag": "claw402-limits-v2",
+        "new_sqlite_classes": ["PaymentClaims", "CallerRate", "TenantBooks"],
+    }  # a new script: every class at once
 
     entry = out["deploy"]
     assert entry["status"] == "succeeded" and entry["kind"] == "dispatcher"
@@ -143,8 +165,9 @@ def test_execute_uploads_and_records(run, fake, registry, settings):
     assert [e["id"] for e in history.entries()] == [entry["id"]]
     raw = (settings.home / HISTORY_FILE).read_text()
     assert SECRET_VALUE not in raw and "test-token" not in raw
-    assert history.bundle(entry).module("directory.js").content == request.part(
-        "directory.js").content
+    assert (
+        history.bundle(entry).module("directory.js").content == request.part("directory.js").content
+    )
 
 
 def test_rollback_reuploads_the_previous_copy(run, fake, registry):
@@ -154,13 +177,24 @@ def test_rollback_reuploads_the_previous_copy(run, fake, registry):
     second = run(*deploy_args("--execute"))["deploy"]
     assert b"beta.test" in fake.requests[3].part("directory.js").content  # [GET, PUT] each
 
-    plan = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
-               "--dispatch-namespace", "prod-ns")["plan"]
+    plan = run(
+        "cloudflare-rollback-dispatcher",
+        "--account-id",
+        "acc123",
+        "--dispatch-namespace",
+        "prod-ns",
+    )["plan"]
     assert plan["action"] == "rollback" and plan["rollbackOf"] == first["id"]
     assert len(fake.requests) == 4  # a dry run calls nothing
 
-    done = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
-               "--dispatch-namespace", "prod-ns", "--execute")["deploy"]
+    done = run(
+        "cloudflare-rollback-dispatcher",
+        "--account-id",
+        "acc123",
+        "--dispatch-namespace",
+        "prod-ns",
+        "--execute",
+    )["deploy"]
     restored = fake.requests[5]
     assert restored.path == fake.requests[1].path
     for name in ("dispatcher.js", "directory.js", "rules.js"):
@@ -170,14 +204,28 @@ def test_rollback_reuploads_the_previous_copy(run, fake, registry):
 
     # Rolling back again moves further back (never back to `second`: no ping-pong); nothing is
     # older than `first`. --to picks any succeeded upload.
-    again = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
-                "--dispatch-namespace", "prod-ns", ok=False)
+    again = run(
+        "cloudflare-rollback-dispatcher",
+        "--account-id",
+        "acc123",
+        "--dispatch-namespace",
+        "prod-ns",
+        ok=False,
+    )
     assert "nothing to roll back to" in again["detail"]
-    explicit = run("cloudflare-rollback-dispatcher", "--account-id", "acc123",
-                   "--dispatch-namespace", "prod-ns", "--to", second["id"])["plan"]
+    explicit = run(
+        "cloudflare-rollback-dispatcher",
+        "--account-id",
+        "acc123",
+        "--dispatch-namespace",
+        "prod-ns",
+        "--to",
+        second["id"],
+    )["plan"]
     assert explicit["rollbackOf"] == second["id"]
-    missing = run("cloudflare-rollback-dispatcher", "--account-id", "acc123", "--to", "nope",
-                  ok=False)
+    missing = run(
+        "cloudflare-rollback-dispatcher", "--account-id", "acc123", "--to", "nope", ok=False
+    )
     assert missing["error"] == "deploy_refused" and "no deploy 'nope'" in missing["detail"]
 
 
@@ -186,8 +234,14 @@ def test_rollback_keeps_secrets_by_binding_type(run, fake, registry):
     run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"))
     add_tenant(registry, "beta")
     run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"))
-    run("cloudflare-rollback-dispatcher", "--account-id", "acc123", "--dispatch-namespace",
-        "prod-ns", "--execute")
+    run(
+        "cloudflare-rollback-dispatcher",
+        "--account-id",
+        "acc123",
+        "--dispatch-namespace",
+        "prod-ns",
+        "--execute",
+    )
     meta = fake.requests[-1].metadata
     assert all(b["type"] != "secret_text" for b in meta["bindings"])  # no value to send
     assert meta["keep_bindings"] == ["secret_text", "secret_key"]  # the live one stays bound
@@ -198,13 +252,18 @@ def test_rollback_keeps_secrets_by_binding_type(run, fake, registry):
     [
         (401, {}, 1, "Cloudflare rejected the API token (401)"),
         (403, {}, 1, "needs the Workers Scripts Edit permission"),
-        (429, {"retry-after-ms": "5"}, 3, "rate limited by the Cloudflare API (429) after 2 "
-                                          "retries"),
+        (
+            429,
+            {"retry-after-ms": "5"},
+            3,
+            "rate limited by the Cloudflare API (429) after 2 retries",
+        ),
         (503, {"retry-after-ms": "5"}, 3, "the Cloudflare API failed (503) after 2 retries"),
     ],
 )
-def test_api_errors_are_explained_and_recorded(run, fake, registry, settings, status, headers,
-                                               calls, message):
+def test_api_errors_are_explained_and_recorded(
+    run, fake, registry, settings, status, headers, calls, message
+):
     add_tenant(registry, "acme")
     ok = run(*deploy_args("--execute"))["deploy"]
     for _ in range(3):
@@ -265,21 +324,31 @@ def listing(*scripts: dict) -> tuple[int, dict, dict]:
 
 def test_dispatcher_with_payments_migrates_once(run, fake, registry, settings, monkeypatch):
     add_tenant(registry, "acme", price_atomic=1000)
-    for name, value in {"CLAW402_ENV": "dev", "CLAW402_NETWORK": "eip155:31337",
-                        "CLAW402_ASSET": "0x" + "a1" * 20,
-                        "CLAW402_FACILITATOR_URL": "https://facilitator.example",
-                        "CLAW402_TREASURY": "0x" + "b2" * 20,
-                        "CLAW402_FACILITATOR_API_KEY": "fac-key-value"}.items():
+    for name, value in {
+        "CLAW402_ENV": "dev",
+        "CLAW402_NETWORK": "eip155:31337",
+        "CLAW402_ASSET": "0x" + "a1" * 20,
+        "CLAW402_FACILITATOR_URL": "https://facilitator.example",
+        "CLAW402_TREASURY": "0x" + "b2" * 20,
+        "CLAW402_FACILITATOR_API_KEY": "fac-key-value",
+    }.items():
         monkeypatch.setenv(name, value)
     plan = run(*deploy_args())["plan"]
     get, put = plan["calls"]
     assert (get["method"], get["path"], get["sdk"]) == (
-        "GET", "/accounts/acc123/workers/scripts", "client.workers.scripts.list")
+        "GET",
+        "/accounts/acc123/workers/scripts",
+        "client.workers.scripts.list",
+    )
     assert put["metadata"]["migrations"] == {
         "new_tag": "claw402-limits-v2",
-        "new_sqlite_classes": ["PaymentClaims", "CallerRate", "TenantBooks"]}
-    assert {"type": "durable_object_namespace", "name": "CLAIMS",
-            "class_name": "PaymentClaims"} in plan["bindings"]
+        "new_sqlite_classes": ["PaymentClaims", "CallerRate", "TenantBooks"],
+    }
+    assert {
+        "type": "durable_object_namespace",
+        "name": "CLAIMS",
+        "class_name": "PaymentClaims",
+    } in plan["bindings"]
     assert plan["secrets"] == ["CLAW402_FACILITATOR_API_KEY"]
     assert plan["payments"]["facilitator"] == "https://facilitator.example"
 
@@ -288,13 +357,15 @@ def test_dispatcher_with_payments_migrates_once(run, fake, registry, settings, m
     listed, uploaded = fake.requests
     assert (listed.method, listed.path) == ("GET", "/client/v4/accounts/acc123/workers/scripts")
     assert uploaded.metadata["migrations"]["new_tag"] == "claw402-limits-v2"
-    assert {"type": "secret_text", "name": "CLAW402_FACILITATOR_API_KEY",
-            "text": "fac-key-value"} in uploaded.metadata["bindings"]
+    assert {
+        "type": "secret_text",
+        "name": "CLAW402_FACILITATOR_API_KEY",
+        "text": "fac-key-value",
+    } in uploaded.metadata["bindings"]
     payconfig = uploaded.part("payconfig.js").content
     assert b"https://facilitator.example" in payconfig and b"fac-key-value" not in payconfig
 
-    fake.answers.append(listing({"id": "claw402-dispatcher",
-                                 "migration_tag": "claw402-limits-v2"}))
+    fake.answers.append(listing({"id": "claw402-dispatcher", "migration_tag": "claw402-limits-v2"}))
     run(*deploy_args("--execute"))
     assert "migrations" not in fake.requests[-1].metadata  # applied once, never again
 
@@ -309,10 +380,14 @@ def test_a_dispatcher_at_the_claims_tag_gets_the_limits_step(run, fake, registry
     claw402-limits-v2 by one `old_tag` step adding the limits' classes, then never again."""
     state = CloudflareState()
     fake.responder = state
-    old = WorkerBundle("claw402-dispatcher", (Module("dispatcher.js", b"export default {}"),),
-                       {"main_module": "dispatcher.js"})
+    old = WorkerBundle(
+        "claw402-dispatcher",
+        (Module("dispatcher.js", b"export default {}"),),
+        {"main_module": "dispatcher.js"},
+    )
     state.scripts[(None, "claw402-dispatcher")] = Script(
-        old, "etag-old", "claw402-claims-v1", classes=("PaymentClaims",))
+        old, "etag-old", "claw402-claims-v1", classes=("PaymentClaims",)
+    )
     add_tenant(registry, "acme", hosts=("api.acme.test",))
 
     plan = run(*deploy_args())["plan"]  # a dry run: the GET decides what the PUT carries
@@ -322,8 +397,10 @@ def test_a_dispatcher_at_the_claims_tag_gets_the_limits_step(run, fake, registry
     listed, uploaded = fake.requests
     assert (listed.method, listed.path) == ("GET", "/client/v4/accounts/acc123/workers/scripts")
     assert uploaded.metadata["migrations"] == {
-        "old_tag": "claw402-claims-v1", "new_tag": "claw402-limits-v2",
-        "steps": [{"new_sqlite_classes": ["CallerRate", "TenantBooks"]}]}
+        "old_tag": "claw402-claims-v1",
+        "new_tag": "claw402-limits-v2",
+        "steps": [{"new_sqlite_classes": ["CallerRate", "TenantBooks"]}],
+    }
     script = state.scripts[(None, "claw402-dispatcher")]
     assert script.migration_tag == "claw402-limits-v2"
     assert script.classes == ("PaymentClaims", "CallerRate", "TenantBooks")
@@ -342,15 +419,19 @@ def test_the_fake_refuses_what_cloudflare_refuses(run, fake, registry):
     add_tenant(registry, "acme")
     run(*deploy_args("--execute"))  # a new script: every class in one migration
     assert state.scripts[(None, "claw402-dispatcher")].classes == (
-        "PaymentClaims", "CallerRate", "TenantBooks")
+        "PaymentClaims",
+        "CallerRate",
+        "TenantBooks",
+    )
     before = state.scripts[(None, "claw402-dispatcher")]
     fake.answers.append(listing())  # a stale read: the PUT sends a first upload's migration
     refused = run(*deploy_args("--execute"), ok=False)
     assert "migration tag precondition failed" in refused["detail"]
     assert state.scripts[(None, "claw402-dispatcher")] is before
     state.scripts.clear()
-    fake.answers.append(listing({"id": "claw402-dispatcher",
-                                 "migration_tag": "claw402-limits-v2"}))  # stale the other way
+    fake.answers.append(
+        listing({"id": "claw402-dispatcher", "migration_tag": "claw402-limits-v2"})
+    )  # stale the other way
     missing = run(*deploy_args("--execute"), ok=False)
     assert "no migration creates class CallerRate" in missing["detail"]
     assert state.scripts == {}
@@ -360,8 +441,11 @@ def test_migration_from_each_tag():
     v1, v2 = "claw402-claims-v1", "claw402-limits-v2"
     every = ["PaymentClaims", "CallerRate", "TenantBooks"]
     assert migration_from(None) == {"new_tag": v2, "new_sqlite_classes": every}
-    assert migration_from(v1) == {"old_tag": v1, "new_tag": v2,
-                                  "steps": [{"new_sqlite_classes": every[1:]}]}
+    assert migration_from(v1) == {
+        "old_tag": v1,
+        "new_tag": v2,
+        "steps": [{"new_sqlite_classes": every[1:]}],
+    }
     assert migration_from(v2) is None
     # an older copy (a rollback) brings the script to its own tag, never past it
     assert migration_from(None, v1) == {"new_tag": v1, "new_sqlite_classes": every[:1]}

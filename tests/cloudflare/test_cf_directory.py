@@ -15,8 +15,14 @@ app = cli_app()
 
 
 def test_maps_and_registry_shapes(registry):
-    add_tenant(registry, "acme", plan="pro", hosts=("api.acme.com", "data.acme.com"),
-               price_atomic=1500, pay_to="0x" + "ab" * 20)
+    add_tenant(
+        registry,
+        "acme",
+        plan="pro",
+        hosts=("api.acme.com", "data.acme.com"),
+        price_atomic=1500,
+        pay_to="0x" + "ab" * 20,
+    )
     add_tenant(registry, "beta", cpu_ms=75)
     tenants = registry.list_tenants()
 
@@ -37,9 +43,15 @@ def test_maps_and_registry_shapes(registry):
         "pricePer1kRowsAtomic": None,
         "payTo": "0x" + "ab" * 20,
         "hosts": ["api.acme.com", "data.acme.com"],
-        "controls": {"rate": {"limit": 1000, "window": 1, "text": "1000/s"},  # pro's default
-                     "policyHeader": '"rate";q=1000;w=1', "quotaDay": None, "quotaMonth": None,
-                     "spendCapDay": None, "priceAtomic": 1500, "books": False},
+        "controls": {
+            "rate": {"limit": 1000, "window": 1, "text": "1000/s"},  # pro's default
+            "policyHeader": '"rate";q=1000;w=1',
+            "quotaDay": None,
+            "quotaMonth": None,
+            "spendCapDay": None,
+            "priceAtomic": 1500,
+            "books": False,
+        },
     }
     assert maps["bySlug"]["beta"]["limits"]["cpuMs"] == 75  # override wins over the plan
 
@@ -57,13 +69,20 @@ def test_controls_are_the_gateway_policy(registry):
     policy = policy_for(capped)
     assert entries["capped"]["controls"] == {
         "rate": {"limit": 12, "window": 60, "text": "12/m"},
-        "policyHeader": policy.policy_header.decode(), "quotaDay": 5, "quotaMonth": 90,
-        "spendCapDay": 20_000, "priceAtomic": 2500, "books": True,
+        "policyHeader": policy.policy_header.decode(),
+        "quotaDay": 5,
+        "quotaMonth": 90,
+        "spendCapDay": 20_000,
+        "priceAtomic": 2500,
+        "books": True,
     }
     assert policy.policy_header == b'"rate";q=12;w=60'
     # the quarantine plan's rate holds whatever --rate says
-    assert entries["held"]["controls"]["rate"] == {"limit": PLAN_RATES["quarantine"].limit,
-                                                   "window": 1, "text": "1/s"}
+    assert entries["held"]["controls"]["rate"] == {
+        "limit": PLAN_RATES["quarantine"].limit,
+        "window": 1,
+        "text": "1/s",
+    }
 
 
 def test_empty_registry(registry):
@@ -79,15 +98,31 @@ def test_cli_prints_or_writes(registry, settings, tmp_path):
     assert json.loads(printed.output)["byHost"]["api.acme.com"]["slug"] == "acme"
 
     out = tmp_path / "dir" / "directory.json"
-    written = runner.invoke(app, ["export-tenant-directory", "--home", str(settings.home),
-                                  "--format", "registry", "--out", str(out), "--json"])
+    written = runner.invoke(
+        app,
+        [
+            "export-tenant-directory",
+            "--home",
+            str(settings.home),
+            "--format",
+            "registry",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert written.exit_code == 0, written.output
-    assert json.loads(written.output) == {"ok": True, "path": str(out), "format": "registry",
-                                          "tenants": 1}
+    assert json.loads(written.output) == {
+        "ok": True,
+        "path": str(out),
+        "format": "registry",
+        "tenants": 1,
+    }
     assert json.loads(out.read_text())["tenants"][0]["slug"] == "acme"
 
-    bad = runner.invoke(app, ["export-tenant-directory", "--home", str(settings.home),
-                              "--format", "yaml"])
+    bad = runner.invoke(
+        app, ["export-tenant-directory", "--home", str(settings.home), "--format", "yaml"]
+    )
     assert bad.exit_code != 0
 
 

@@ -83,14 +83,26 @@ def test_host_first(client):
 
 @pytest.mark.parametrize(
     "path",
-    ["/t/nobody/v1/records", "/t/../x", "/t/%2e%2e/v1/records", "/v1/records", "/x",
-     "/t/ACME/v1/records", "/t/-acme/", "/t/admin/", "/t/", "/tacme/v1/records"],
+    [
+        "/t/nobody/v1/records",
+        "/t/../x",
+        "/t/%2e%2e/v1/records",
+        "/v1/records",
+        "/x",
+        "/t/ACME/v1/records",
+        "/t/-acme/",
+        "/t/admin/",
+        "/t/",
+        "/tacme/v1/records",
+    ],
 )
 def test_unknown_tenants(client, path):  # ("/" is the catalogue: tests/contract/test_pages.py)
     r = client.get(path)
     assert r.status_code == 404, path
     assert r.json() == {
-        "ok": False, "error": "tenant_not_found", "requestId": r.headers["x-request-id"]
+        "ok": False,
+        "error": "tenant_not_found",
+        "requestId": r.headers["x-request-id"],
     }
     assert "x-tenant-id" not in r.headers
     assert r.headers["content-type"] == "application/json"
@@ -102,16 +114,21 @@ def test_missing_worker_is_tenant_not_found(client, edge):
     assert r.json()["error"] == "tenant_not_found"
     assert r.headers["x-tenant-id"] == "tnt_ghost"
     assert edge.records("dispatches")[-1] == {
-        "name": "tenant-ghost-worker", "args": {},
-        "options": {"limits": {"cpuMs": 50, "subRequests": 10}}, "found": False,
+        "name": "tenant-ghost-worker",
+        "args": {},
+        "options": {"limits": {"cpuMs": 50, "subRequests": 10}},
+        "found": False,
     }
 
 
 def test_tenant_crash_is_502(client):
     r = client.get("/t/crash/v1/records")
     assert r.status_code == 502
-    assert r.json() == {"ok": False, "error": "tenant_worker_failure",
-                        "requestId": r.headers["x-request-id"]}
+    assert r.json() == {
+        "ok": False,
+        "error": "tenant_worker_failure",
+        "requestId": r.headers["x-request-id"],
+    }
     assert r.headers["x-tenant-id"] == "tnt_crash"
 
 
@@ -135,8 +152,10 @@ def test_limits_passed_per_plan_and_override(client, edge):
 
 
 def test_request_id_and_headers(client):
-    r = client.get("/t/acme/v1/records", headers={"x-request-id": "trace-123",
-                                                  "x-claw402-root-url": "http://evil"})
+    r = client.get(
+        "/t/acme/v1/records",
+        headers={"x-request-id": "trace-123", "x-claw402-root-url": "http://evil"},
+    )
     rid = r.headers["x-request-id"]  # always the dispatcher's own; the caller's correlates
     assert rid != "trace-123" and len(rid) == 32
     assert r.headers["x-correlation-id"] == "trace-123"
@@ -167,8 +186,10 @@ def test_lifecycle_events(client, edge):
     ids = [a.headers["x-request-id"] for a in (r, crash, miss)]
     events = wait_for(lambda: edge.records("events"), 5)
     assert [(e["type"], e["requestId"], e.get("correlationId")) for e in events] == [
-        ("dispatch_start", ids[0], "ev-1"), ("dispatch_success", ids[0], "ev-1"),
-        ("dispatch_start", ids[1], "ev-2"), ("dispatch_failure", ids[1], "ev-2"),
+        ("dispatch_start", ids[0], "ev-1"),
+        ("dispatch_success", ids[0], "ev-1"),
+        ("dispatch_start", ids[1], "ev-2"),
+        ("dispatch_failure", ids[1], "ev-2"),
         ("dispatch_failure", ids[2], None),
     ]
     python_shape = set(event(DISPATCH_SUCCESS, "x", None))
@@ -181,8 +202,13 @@ def test_lifecycle_events(client, edge):
     assert success["limits"] == {"cpuMs": 200, "subRequests": 50, "cpu_ms": 200, "subrequests": 50}
     assert success["status"] == 200 and success["durationMs"] >= 0 and success["reason"] is None
     assert failure["status"] == 502 and failure["reason"] == "RangeError: tenant bug"
-    assert unknown == {**unknown, "tenantId": None, "status": 404, "reason": "tenant_not_found",
-                       "details": {"path": "/t/nobody/", "steps": ["resolve"]}}
+    assert unknown == {
+        **unknown,
+        "tenantId": None,
+        "status": 404,
+        "reason": "tenant_not_found",
+        "details": {"path": "/t/nobody/", "steps": ["resolve"]},
+    }
 
 
 def test_registry_shaped_directory_and_missing_binding():

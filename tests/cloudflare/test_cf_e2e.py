@@ -30,13 +30,15 @@ def cli(home, *args: str) -> dict:
 def test_cli_deploy_export_build_and_pay_at_the_edge(tmp_path, monkeypatch):
     home, out = tmp_path / "home", tmp_path / "edge"
     with start_dev_chain(payers=1) as chain:
-        facilitator = FacilitatorSettings(rpc_url=chain.rpc_url,
-                                          private_key=chain.facilitator.private_key,
-                                          network=chain.network)
+        facilitator = FacilitatorSettings(
+            rpc_url=chain.rpc_url, private_key=chain.facilitator.private_key, network=chain.network
+        )
         with background_server(facilitator) as server:
             for name, value in {
-                "CLAW402_ENV": "dev", "CLAW402_NETWORK": chain.network,
-                "CLAW402_ASSET": chain.token, "CLAW402_ASSET_NAME": chain.token_name,
+                "CLAW402_ENV": "dev",
+                "CLAW402_NETWORK": chain.network,
+                "CLAW402_ASSET": chain.token,
+                "CLAW402_ASSET_NAME": chain.token_name,
                 "CLAW402_ASSET_VERSION": chain.token_version,
                 "CLAW402_FACILITATOR_URL": server.url,
                 "CLAW402_TREASURY": chain.treasury.address,
@@ -44,9 +46,21 @@ def test_cli_deploy_export_build_and_pay_at_the_edge(tmp_path, monkeypatch):
             }.items():
                 monkeypatch.setenv(name, value)
             creator = Wallet.create()
-            deployed = cli(home, "deploy", str(CITIES), "--tenant", "acme", "--price", "0.005",
-                           "--key", "id", "--host", "data.acme.test", "--pay-to",
-                           creator.address)["tenant"]
+            deployed = cli(
+                home,
+                "deploy",
+                str(CITIES),
+                "--tenant",
+                "acme",
+                "--price",
+                "0.005",
+                "--key",
+                "id",
+                "--host",
+                "data.acme.test",
+                "--pay-to",
+                creator.address,
+            )["tenant"]
             directory = cli(home, "export-tenant-directory")
             assert directory["byHost"]["data.acme.test"]["tenantId"] == deployed["tenantId"]
             built = cli(home, "cloudflare", "build", "--out", str(out))
@@ -62,8 +76,11 @@ def test_cli_deploy_export_build_and_pay_at_the_edge(tmp_path, monkeypatch):
                 payment = edge.sign(payer, "acme")
                 r = edge.get(path, payment, headers={"host": "data.acme.test"})
                 assert r.status_code == 200, r.text
-                assert r.json()["items"] == [{"city": "Tokyo"}, {"city": "Osaka"},
-                                             {"city": "Nagoya"}]
+                assert r.json()["items"] == [
+                    {"city": "Tokyo"},
+                    {"city": "Osaka"},
+                    {"city": "Nagoya"},
+                ]
                 receipt = decode_payment_response_header(r.headers["payment-response"])
                 assert receipt.success and receipt.payer == payer.address
                 assert chain.balance(creator.address) == 5_000  # paid to the creator directly

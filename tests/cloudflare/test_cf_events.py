@@ -38,9 +38,12 @@ def test_events_reach_the_registry(registry):
     with gateway_sink(registry) as events_url:
         options = DispatcherOptions(events_url=events_url, secrets=["EVENTS_TOKEN"])
         dispatcher = build_dispatcher(registry.list_tenants(), options)
-        with LocalEdge(dispatcher, [js_worker("tenant-acme-worker", ECHO)],
-                       events_to_recorder=False,
-                       secrets={"claw402-dispatcher": {"EVENTS_TOKEN": TOKEN}}) as edge:
+        with LocalEdge(
+            dispatcher,
+            [js_worker("tenant-acme-worker", ECHO)],
+            events_to_recorder=False,
+            secrets={"claw402-dispatcher": {"EVENTS_TOKEN": TOKEN}},
+        ) as edge:
             hit = httpx.get(f"{edge.url}/t/acme/", headers={"x-request-id": "e-1"})
             assert hit.text == "hi"
             miss = httpx.get(f"{edge.url}/t/nobody/", headers={"x-request-id": "e-2"})
@@ -50,12 +53,16 @@ def test_events_reach_the_registry(registry):
     events = store.read_events()
     hit_id, miss_id = hit.headers["x-request-id"], miss.headers["x-request-id"]
     assert [(e["type"], e["requestId"], e["correlationId"]) for e in events] == [
-        ("dispatch_start", hit_id, "e-1"), ("dispatch_success", hit_id, "e-1"),
-        ("dispatch_failure", miss_id, "e-2")]
+        ("dispatch_start", hit_id, "e-1"),
+        ("dispatch_success", hit_id, "e-1"),
+        ("dispatch_failure", miss_id, "e-2"),
+    ]
     assert [e["requestId"] for e in store.read_events(request_id="e-1")] == [hit_id] * 2
     assert events[1]["tenantId"] == tenant.tenant_id and events[1]["source"] == "edge"
-    assert store.read_events(tenant_id=tenant.tenant_id, kind="dispatch_success")[0][
-        "limits"]["cpuMs"] == 200
+    assert (
+        store.read_events(tenant_id=tenant.tenant_id, kind="dispatch_success")[0]["limits"]["cpuMs"]
+        == 200
+    )
 
 
 def test_wrong_token_is_refused_and_the_answer_unaffected(registry):
@@ -63,9 +70,12 @@ def test_wrong_token_is_refused_and_the_answer_unaffected(registry):
     store = EventStore(registry.engine)
     with gateway_sink(registry) as events_url:
         options = DispatcherOptions(events_url=events_url, secrets=["EVENTS_TOKEN"])
-        with LocalEdge(build_dispatcher(registry.list_tenants(), options),
-                       [js_worker("tenant-acme-worker", ECHO)], events_to_recorder=False,
-                       secrets={"claw402-dispatcher": {"EVENTS_TOKEN": "wrong"}}) as edge:
+        with LocalEdge(
+            build_dispatcher(registry.list_tenants(), options),
+            [js_worker("tenant-acme-worker", ECHO)],
+            events_to_recorder=False,
+            secrets={"claw402-dispatcher": {"EVENTS_TOKEN": "wrong"}},
+        ) as edge:
             assert httpx.get(f"{edge.url}/t/acme/").status_code == 200
             time.sleep(0.3)
     assert store.read_events() == []

@@ -26,17 +26,38 @@ out.matches = Object.fromEntries(
   ["INT_RE", "NUM_RE", "B64URL_RE"].map((n) => [n, probes.map((p) => g[n].test(p))]));
 console.log(JSON.stringify(out));
 """
-PROBES = ["1", "-12", "+3", "1.5", ".5", "1e3", "1e", "", "abc", "a_b-C", "1 ", " 1", "0x10",
-          "12345678901234567890", "1.", "-.5e-3", "a=b"]
+PROBES = [
+    "1",
+    "-12",
+    "+3",
+    "1.5",
+    ".5",
+    "1e3",
+    "1e",
+    "",
+    "abc",
+    "a_b-C",
+    "1 ",
+    " 1",
+    "0x10",
+    "12345678901234567890",
+    "1.",
+    "-.5e-3",
+    "a=b",
+]
 
 
 @pytest.fixture(scope="module")
 def worker_grammar(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("grammar") / "grammar.js"
     path.write_bytes(grammar_module().content)
-    out = subprocess.run(["node", "--input-type=module", "-e", READ, str(path),
-                          json.dumps(PROBES)],
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", READ, str(path), json.dumps(PROBES)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 

@@ -39,12 +39,15 @@ def secrets(registry, settings) -> dict[str, str]:
     """admin (root), alice (deploy, owns acme), carol (deploy, owns nothing), bob (read)."""
     engine = registry.engine
     issued = {}
-    for user, scopes in (("root", ["admin"]), ("alice", ["deploy"]), ("carol", ["deploy"]),
-                         ("bob", ["read"])):
+    for user, scopes in (
+        ("root", ["admin"]),
+        ("alice", ["deploy"]),
+        ("carol", ["deploy"]),
+        ("bob", ["read"]),
+    ):
         keys.create_user(engine, user, "local")
         issued[user] = keys.create_key(engine, user, scopes, "local").secret
-    deploy(registry, settings, DeployRequest(source=CITIES, slug="acme", price="0",
-                                             owner="alice"))
+    deploy(registry, settings, DeployRequest(source=CITIES, slug="acme", price="0", owner="alice"))
     return issued
 
 
@@ -67,12 +70,16 @@ ROLLBACK = ["cloudflare-rollback-dispatcher", "--account-id", "acc1", "--dispatc
 
 
 def cloudflare_audit(registry) -> list[tuple[str, str, str | None]]:
-    return [(e.actor, e.action, e.subject) for e in audit.entries(registry.engine)
-            if e.action.startswith("cloudflare.")]
+    return [
+        (e.actor, e.action, e.subject)
+        for e in audit.entries(registry.engine)
+        if e.action.startswith("cloudflare.")
+    ]
 
 
-@pytest.mark.parametrize("command", [DISPATCHER, TENANT, ROLLBACK], ids=["dispatcher", "tenant",
-                                                                         "rollback"])
+@pytest.mark.parametrize(
+    "command", [DISPATCHER, TENANT, ROLLBACK], ids=["dispatcher", "tenant", "rollback"]
+)
 def test_no_key_is_refused_with_a_clear_error_even_for_a_dry_run(run, fake, secrets, command):
     for execute in ([], ["--execute"]):
         out = run(*command, *execute, ok=False)
@@ -132,20 +139,43 @@ def test_deploy_then_rollback_needs_admin_and_both_are_audited(run, fake, secret
     rolled = run(*ROLLBACK, "--execute", key=secrets["root"])
     assert rolled["deploy"]["action"] == "rollback" and len(uploads(fake)) == 3
     actions = [(actor.split(" ")[0], action) for actor, action, _ in cloudflare_audit(registry)]
-    assert actions == [("alice", "cloudflare.deployed"), ("carol", "cloudflare.deployed"),
-                       ("root", "cloudflare.rolled_back")]
+    assert actions == [
+        ("alice", "cloudflare.deployed"),
+        ("carol", "cloudflare.deployed"),
+        ("root", "cloudflare.rolled_back"),
+    ]
     assert audit.verify(registry.engine).ok
 
 
-def test_publish_uses_the_deploy_key_and_audits_each_upload(fake, settings, registry, secrets,
-                                                           monkeypatch):
-    for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL",
-                 "CLAW402_DATABASE_URL"):
+def test_publish_uses_the_deploy_key_and_audits_each_upload(
+    fake, settings, registry, secrets, monkeypatch
+):
+    for name in (
+        "CLAW402_ENV",
+        "CLAW402_NETWORK",
+        "CLAW402_ASSET",
+        "CLAW402_FACILITATOR_URL",
+        "CLAW402_DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     runner = CliRunner()
-    args = ["deploy", str(CITIES), "--tenant", "cities", "--price", "0", "--publish",
-            "--account-id", "acc1", "--dispatch-namespace", "ns", "--home", str(settings.home),
-            "--json", "--execute"]
+    args = [
+        "deploy",
+        str(CITIES),
+        "--tenant",
+        "cities",
+        "--price",
+        "0",
+        "--publish",
+        "--account-id",
+        "acc1",
+        "--dispatch-namespace",
+        "ns",
+        "--home",
+        str(settings.home),
+        "--json",
+        "--execute",
+    ]
     refused = runner.invoke(main_app, [*args, "--api-key", secrets["bob"]])
     assert refused.exit_code == 1 and json.loads(refused.stdout)["error"] == "missing_scope"
     assert fake.requests == []
@@ -157,7 +187,8 @@ def test_publish_uses_the_deploy_key_and_audits_each_upload(fake, settings, regi
 
 
 def test_publish_through_control_needs_the_deploy_key_and_audits_a_half_publish(
-        fake, settings, registry, secrets):
+    fake, settings, registry, secrets
+):
     """`deploy --publish` is one control operation: a read key deploys nothing and uploads
     nothing; when the dispatcher upload fails after the tenant's, the deploy stands, the
     tenant upload is audited, and the error says both."""
@@ -180,11 +211,13 @@ def test_publish_through_control_needs_the_deploy_key_and_audits_a_half_publish(
     assert len(fake.requests) == 2
     assert registry.get("acme").dataset.version == 2
     assert [(a.split(" ")[0], act, subj) for a, act, subj in cloudflare_audit(registry)] == [
-        ("alice", "cloudflare.deployed", "worker:tenant-acme-worker")]
+        ("alice", "cloudflare.deployed", "worker:tenant-acme-worker")
+    ]
 
 
-def test_directory_and_build_show_a_key_only_its_tenants(run, fake, secrets, registry, settings,
-                                                        monkeypatch):
+def test_directory_and_build_show_a_key_only_its_tenants(
+    run, fake, secrets, registry, settings, monkeypatch
+):
     """Both hold every tenant's pay-to, hosts and prices: no key, no directory; a creator's
     key covers their own tenants, an admin's all of them."""
     for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL"):

@@ -23,8 +23,10 @@ def kind_problems(source: str) -> list[str]:
     """What in a template names an event kind other than by a constant of kinds.js."""
     imported = {n.strip() for m in _IMPORT.finditer(source) for n in m.group(1).split(",")}
     imported.discard("")
-    problems = [f"imports {n} that claw402.events.kinds does not define"
-                for n in sorted(imported - set(BY_NAME))]
+    problems = [
+        f"imports {n} that claw402.events.kinds does not define"
+        for n in sorted(imported - set(BY_NAME))
+    ]
     for match in _KIND_ARG.finditer(source):
         arg = match.group(1).strip()
         if arg and arg not in _PASSED_ON and arg not in imported:
@@ -47,22 +49,31 @@ def test_no_template_spells_an_event_kind():
 
 def test_the_check_catches_a_kind_python_does_not_define():
     assert kind_problems('this.emit("payment_refunded", 402);')
-    assert kind_problems('call.emit(`payment_${x}`, 402);')
+    assert kind_problems("call.emit(`payment_${x}`, 402);")
     assert kind_problems('import { PAYMENT_REFUNDED } from "./kinds.js";\nemit(PAYMENT_REFUNDED);')
     assert kind_problems('const kind = reason ? "dispatch_failure" : DISPATCH_SUCCESS;')
-    assert kind_problems('import { DISPATCH_SUCCESS } from "./kinds.js";\n'
-                         'const kind = reason ? DISPATCH_OOPS : DISPATCH_SUCCESS;')
-    assert not kind_problems('import { DISPATCH_SUCCESS, DISPATCH_FAILURE } from "./kinds.js";\n'
-                             'const kind = reason ? DISPATCH_FAILURE : DISPATCH_SUCCESS;\n'
-                             'events.push(event(kind, requestId));')
+    assert kind_problems(
+        'import { DISPATCH_SUCCESS } from "./kinds.js";\n'
+        "const kind = reason ? DISPATCH_OOPS : DISPATCH_SUCCESS;"
+    )
+    assert not kind_problems(
+        'import { DISPATCH_SUCCESS, DISPATCH_FAILURE } from "./kinds.js";\n'
+        "const kind = reason ? DISPATCH_FAILURE : DISPATCH_SUCCESS;\n"
+        "events.push(event(kind, requestId));"
+    )
 
 
 def test_kinds_js_exports_every_python_kind(tmp_path):
     path = tmp_path / "kinds.js"
     path.write_bytes(kinds_module().content)
     read = "const k = await import(process.argv[1]); console.log(JSON.stringify({...k}));"
-    out = subprocess.run(["node", "--input-type=module", "-e", read, str(path)],
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", read, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert json.loads(out.stdout) == BY_NAME
     assert set(BY_NAME.values()) == KINDS and len(KINDS) == len(BY_NAME)
     bundle = build_dispatcher([])

@@ -43,8 +43,13 @@ def test_challenge_matches_the_gateway_offer(edge):
     r = edge.get(PAGE)
     assert r.status_code == 402
     tenant = edge.tenants["alpha"]
-    offer = Offer(edge.config, tenant_id=tenant.tenant_id, amount=tenant.price_atomic,
-                  pay_to=edge.config.treasury, description="alpha: one API call")
+    offer = Offer(
+        edge.config,
+        tenant_id=tenant.tenant_id,
+        amount=tenant.price_atomic,
+        pay_to=edge.config.treasury,
+        description="alpha: one API call",
+    )
     resource = f"{edge.url}/t/alpha/v1/records"
     challenge = offer.challenge(resource, "payment_required")
     assert r.headers["payment-required"] == challenge.header
@@ -53,8 +58,9 @@ def test_challenge_matches_the_gateway_offer(edge):
     body = r.json()
     assert body["error"] == "payment_required" and body["x402Version"] == 1
     assert body["accepts"] == challenge.accepts_v1
-    assert body["detail"] == (f"{resource} costs $0.01 per call: pay with x402 (the "
-                              "PAYMENT-REQUIRED header says how)")
+    assert body["detail"] == (
+        f"{resource} costs $0.01 per call: pay with x402 (the PAYMENT-REQUIRED header says how)"
+    )
     assert edge.get("/t/alpha/v1/schema").status_code == 200  # free routes stay free
 
 
@@ -71,8 +77,11 @@ def test_paid_call_settles_and_returns_the_data(edge):
     rid = r.headers["x-request-id"]
     kinds = [e["type"] for e in edge.edge.records("events") if e["requestId"] == rid]
     assert kinds == ["dispatch_start", "payment_verified", "payment_settled", "dispatch_success"]
-    settled = next(e for e in edge.edge.records("events") if e["type"] == "payment_settled"
-                   and e["requestId"] == rid)
+    settled = next(
+        e
+        for e in edge.edge.records("events")
+        if e["type"] == "payment_settled" and e["requestId"] == rid
+    )
     assert settled["details"]["transaction"] == receipt.transaction
     assert settled["details"]["payer"] == payer.address and settled["details"]["amount"] == "10000"
 
@@ -117,11 +126,14 @@ def test_replayed_payment_is_refused(edge):
     assert again.status_code == 409 and again.json()["error"] == "payment_replayed"
 
 
-@pytest.mark.parametrize(("header", "detail"), [
-    ("not base64!", "payment header is not base64-encoded JSON"),
-    (base64.b64encode(b"[1]").decode(), "payment header must encode a JSON object"),
-    (base64.b64encode(b'{"x402Version": 3}').decode(), "x402Version must be 1 or 2, got 3"),
-])
+@pytest.mark.parametrize(
+    ("header", "detail"),
+    [
+        ("not base64!", "payment header is not base64-encoded JSON"),
+        (base64.b64encode(b"[1]").decode(), "payment header must encode a JSON object"),
+        (base64.b64encode(b'{"x402Version": 3}').decode(), "x402Version must be 1 or 2, got 3"),
+    ],
+)
 def test_unreadable_payment_is_400(edge, header, detail):
     r = edge.get(PAGE, header)
     assert r.status_code == 400
@@ -187,8 +199,12 @@ def test_payment_identifier_replays_the_stored_answer(edge):
 def test_v1_payment(edge):
     payer = edge.payer()
     v2 = edge.sign(payer, "alpha")
-    v1 = {"x402Version": 1, "scheme": "exact", "network": edge.chain.network,
-          "payload": v2["payload"]}
+    v1 = {
+        "x402Version": 1,
+        "scheme": "exact",
+        "network": edge.chain.network,
+        "payload": v2["payload"],
+    }
     r = edge.get(PAGE, v1, header="X-PAYMENT")
     assert r.status_code == 200, r.text
     assert r.headers["x-payment-response"] == r.headers["payment-response"]
@@ -226,15 +242,21 @@ def test_a_row_priced_tenant_is_paid_the_full_page_at_the_edge(edge):
     path = "/t/rows/v1/records?_limit=2"
     r = edge.get(path)
     assert r.status_code == 402
-    offer = Offer(edge.config, tenant_id=tenant.tenant_id, amount=5_000,
-                  pay_to=edge.config.treasury, description=tenant.offer_description)
+    offer = Offer(
+        edge.config,
+        tenant_id=tenant.tenant_id,
+        amount=5_000,
+        pay_to=edge.config.treasury,
+        description=tenant.offer_description,
+    )
     resource = f"{edge.url}/t/rows/v1/records"
     assert r.headers["payment-required"] == offer.challenge(resource, "payment_required").header
     assert "an exact payment cannot be partial" in tenant.offer_description
     assert r.json()["detail"] == (
         f"{resource} costs at most $0.005 per call ($0.05 per 1,000 rows; an exact payment "
         "cannot be partial and pays the full page): pay with x402 (the PAYMENT-REQUIRED header "
-        "says how)")
+        "says how)"
+    )
 
     payer = edge.payer()
     before = edge.chain.balance(edge.config.treasury)
@@ -247,6 +269,9 @@ def test_a_row_priced_tenant_is_paid_the_full_page_at_the_edge(edge):
     assert paid.status_code == 200, paid.text
     assert len(paid.json()["items"]) == 2
     assert edge.chain.balance(edge.config.treasury) - before == 5_000
-    settled = next(e for e in edge.edge.records("events") if e["type"] == "payment_settled"
-                   and e.get("correlationId") == "rows-1")
+    settled = next(
+        e
+        for e in edge.edge.records("events")
+        if e["type"] == "payment_settled" and e.get("correlationId") == "rows-1"
+    )
     assert settled["details"]["amount"] == "5000"

@@ -14,16 +14,34 @@ from claw402.samples import CITIES
 
 def test_deploy_publish_dry_run_then_execute(tmp_path, monkeypatch):
     home = tmp_path / "home"
-    for name in ("CLAW402_ENV", "CLAW402_NETWORK", "CLAW402_ASSET", "CLAW402_FACILITATOR_URL",
-                 "CLAW402_DATABASE_URL"):
+    for name in (
+        "CLAW402_ENV",
+        "CLAW402_NETWORK",
+        "CLAW402_ASSET",
+        "CLAW402_FACILITATOR_URL",
+        "CLAW402_DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     runner = CliRunner()
     with FakeCloudflare() as fake:
         monkeypatch.setenv("CLOUDFLARE_BASE_URL", fake.base_url)
         monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "test-token")
-        args = ["deploy", str(CITIES), "--tenant", "cities", "--price", "0", "--publish",
-                "--account-id", "acc1", "--dispatch-namespace", "ns1", "--home", str(home),
-                "--json"]
+        args = [
+            "deploy",
+            str(CITIES),
+            "--tenant",
+            "cities",
+            "--price",
+            "0",
+            "--publish",
+            "--account-id",
+            "acc1",
+            "--dispatch-namespace",
+            "ns1",
+            "--home",
+            str(home),
+            "--json",
+        ]
         dry = runner.invoke(app, args)
         assert dry.exit_code == 0, dry.output
         out = json.loads(dry.stdout)

@@ -27,8 +27,13 @@ PROBES = ["abc", "a.b:c-d_e", "", "x" * 64, "x" * 65, "a b", "a/b", "ünï", "ac
 def test_rules_js_reads_back_as_the_python_rules(tmp_path):
     path = tmp_path / "rules.js"
     path.write_bytes(rules_module().content)
-    out = subprocess.run(["node", "--input-type=module", "-e", READ, str(path), json.dumps(PROBES)],
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", READ, str(path), json.dumps(PROBES)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     got, want = json.loads(out.stdout), rules_values()
     assert got["STATUS"] == STATUS == want["STATUS"]
     assert got["CLAIM_STATUS"] == want["CLAIM_STATUS"]
@@ -41,8 +46,10 @@ def test_no_template_spells_a_failure_status_or_a_claim_status():
     for path in TEMPLATES.glob("*.js"):
         source = path.read_text()
         assert not re.search(r"\b(?:tenant_not_found|tenant_worker_failure)\s*:\s*\d", source), (
-            path.name)  # a local copy of the status table
+            path.name
+        )  # a local copy of the status table
         assert not re.search(r"errorResponse\(\s*5\d\d\s*,\s*\"tenant_", source), path.name
         assert not re.search(r"status(?:\s*===|\s*:)\s*\"(?:claimed|pending|settled)\"", source), (
-            path.name)
+            path.name
+        )
         assert not re.search(r"mark\([^,]+,\s*\"(?:claimed|pending|settled)\"", source), path.name

@@ -44,9 +44,16 @@ from claw402.samples import CITIES
 from claw402.serving import ServerThread
 
 CONTRACT_TENANTS: list[dict[str, Any]] = [
-    {"slug": "cities", "source": CITIES, "price": "0", "plan": "pro", "key": "id",
-     "hosts": ["cities.contract.test"], "name": "World cities",
-     "description": "Fifty large cities"},
+    {
+        "slug": "cities",
+        "source": CITIES,
+        "price": "0",
+        "plan": "pro",
+        "key": "id",
+        "hosts": ["cities.contract.test"],
+        "name": "World cities",
+        "description": "Fifty large cities",
+    },
     {"slug": "nokey", "source": CITIES, "price": "0", "plan": "quarantine", "cpu_ms": 40},
     {"slug": "paid", "source": CITIES, "price": "0.0025", "plan": "business", "key": "id"},
 ]
@@ -98,8 +105,7 @@ def contract_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'registry.sqlite3'}")
     registry = Registry.open(settings)
     tenants = {
-        spec["slug"]: deploy(registry, settings, DeployRequest(**spec))
-        for spec in CONTRACT_TENANTS
+        spec["slug"]: deploy(registry, settings, DeployRequest(**spec)) for spec in CONTRACT_TENANTS
     }
     yield ContractHome(settings, registry, tenants)
     registry.close()
@@ -113,16 +119,25 @@ def _gateway(home: ContractHome) -> Iterator[Runtime]:
     gateway = Gateway(home.registry, sink=sink, limiter=limiter)
     gateway.junk.events_per_minute = 10**9  # every miss's event, as the Worker sends them
     with ServerThread(gateway) as server, httpx.Client(base_url=server.url, timeout=10) as client:
-        yield Runtime("gateway", server.url, home.registry, home.tenants, client,
-                      lambda: EventStore(home.registry.engine).read_events(limit=10_000))
+        yield Runtime(
+            "gateway",
+            server.url,
+            home.registry,
+            home.tenants,
+            client,
+            lambda: EventStore(home.registry.engine).read_events(limit=10_000),
+        )
 
 
 def _workerd(home: ContractHome) -> Iterator[Runtime]:
     tenants = list(home.tenants.values())
-    with LocalEdge(build_dispatcher(tenants), [build_tenant(t) for t in tenants]) as edge, \
-            httpx.Client(base_url=edge.url, timeout=10) as client:
-        yield Runtime("workerd", edge.url, home.registry, home.tenants, client,
-                      lambda: edge.records("events"))
+    with (
+        LocalEdge(build_dispatcher(tenants), [build_tenant(t) for t in tenants]) as edge,
+        httpx.Client(base_url=edge.url, timeout=10) as client,
+    ):
+        yield Runtime(
+            "workerd", edge.url, home.registry, home.tenants, client, lambda: edge.records("events")
+        )
 
 
 R2_CHUNK_BYTES = 1024  # ~8 chunks of the 50 cities: pages, sorts and cursors cross chunks
@@ -136,10 +151,18 @@ def _workerd_r2(home: ContractHome) -> Iterator[Runtime]:
         assert len(stored.objects) > 2
         bundles.append(bundle)
         objects.update(stored.objects)
-    with LocalEdge(build_dispatcher(tenants), bundles, r2={"claw402-data": objects}) as edge, \
-            httpx.Client(base_url=edge.url, timeout=10) as client:
-        yield Runtime("workerd-r2", edge.url, home.registry, home.tenants, client,
-                      lambda: edge.records("events"))
+    with (
+        LocalEdge(build_dispatcher(tenants), bundles, r2={"claw402-data": objects}) as edge,
+        httpx.Client(base_url=edge.url, timeout=10) as client,
+    ):
+        yield Runtime(
+            "workerd-r2",
+            edge.url,
+            home.registry,
+            home.tenants,
+            client,
+            lambda: edge.records("events"),
+        )
 
 
 RUNTIMES = {"gateway": _gateway, "workerd": _workerd, "workerd-r2": _workerd_r2}

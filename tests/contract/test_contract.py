@@ -25,11 +25,16 @@ def expected(tenant, params, accept=None):
     columns = [Column.from_dict(c) for c in version.columns]
     engine = Engine(cache_rows=0)
     try:
-        dataset = engine.open(version.data_path, columns, key=version.key,
-                              version=str(version.version))
-        query = parse_query(params, columns, max_limit=max_page_size(tenant.plan),
-                            version=str(version.version),
-                            default_format=format_from_accept(accept))
+        dataset = engine.open(
+            version.data_path, columns, key=version.key, version=str(version.version)
+        )
+        query = parse_query(
+            params,
+            columns,
+            max_limit=max_page_size(tenant.plan),
+            version=str(version.version),
+            default_format=format_from_accept(accept),
+        )
         body, media_type = render(dataset.records(query), query.format)
     except InvalidQuery as exc:
         return 400, "application/json", exc.detail
@@ -58,14 +63,27 @@ def test_routes_by_path_and_by_host(runtime):
 
 
 # `/` is the gateway's catalogue (tests/gateway/test_catalogue.py); the edge has none.
-@pytest.mark.parametrize("path", ["/t/nobody/v1/records", "/t/CITIES/v1/records", "/t/-x/",
-                                  "/t/admin/", "/t/", "/v1/records", "/t/../x",
-                                  "/t/%2e%2e/v1/records"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/t/nobody/v1/records",
+        "/t/CITIES/v1/records",
+        "/t/-x/",
+        "/t/admin/",
+        "/t/",
+        "/v1/records",
+        "/t/../x",
+        "/t/%2e%2e/v1/records",
+    ],
+)
 def test_unknown_tenant(runtime, path):
     r = runtime.get(path)
     assert r.status_code == 404
-    assert r.json() == {"ok": False, "error": "tenant_not_found",
-                        "requestId": r.headers["x-request-id"]}
+    assert r.json() == {
+        "ok": False,
+        "error": "tenant_not_found",
+        "requestId": r.headers["x-request-id"],
+    }
     assert "x-tenant-id" not in r.headers
 
 
@@ -88,8 +106,10 @@ def test_calls_sharing_a_caller_id_stay_apart(runtime, contract_home, monkeypatc
     """Two calls sent with the same x-request-id are two requests: each has its own id in
     the answer and the events, and `402claw events --request` finds them by either id."""
     shared = f"agent-run-{runtime.name}"
-    calls = [runtime.get("/t/nokey/v1/records?_limit=1", headers={"x-request-id": shared}),
-             runtime.get("/t/nokey/v1/records/1", headers={"x-request-id": shared})]
+    calls = [
+        runtime.get("/t/nokey/v1/records?_limit=1", headers={"x-request-id": shared}),
+        runtime.get("/t/nokey/v1/records/1", headers={"x-request-id": shared}),
+    ]
     ids = [r.headers["x-request-id"] for r in calls]
     assert len(set(ids)) == 2 and shared not in ids
     assert [r.headers["x-correlation-id"] for r in calls] == [shared, shared]
@@ -104,8 +124,10 @@ def test_calls_sharing_a_caller_id_stay_apart(runtime, contract_home, monkeypatc
     monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
 
     def cli_events(request: str) -> list[dict]:
-        result = CliRunner().invoke(app, ["events", "--request", request, "--json",
-                                          "--home", str(contract_home.settings.home)])
+        result = CliRunner().invoke(
+            app,
+            ["events", "--request", request, "--json", "--home", str(contract_home.settings.home)],
+        )
         assert result.exit_code == 0, result.output
         return orjson.loads(result.stdout)["events"]
 
@@ -113,7 +135,9 @@ def test_calls_sharing_a_caller_id_stay_apart(runtime, contract_home, monkeypatc
     assert [e["requestId"] for e in by_shared] == [ids[0], ids[0], ids[1], ids[1]]
     by_own = cli_events(ids[1])
     assert [(e["type"], e["correlationId"]) for e in by_own] == [
-        ("dispatch_start", shared), ("dispatch_success", shared)]
+        ("dispatch_start", shared),
+        ("dispatch_success", shared),
+    ]
 
 
 def test_lifecycle_events(runtime):
@@ -131,7 +155,11 @@ def test_lifecycle_events(runtime):
     (miss,) = runtime.events(r.headers["x-request-id"], 1)
     assert miss["correlationId"] == f"ev-miss-{runtime.name}"
     assert (miss["type"], miss["status"], miss["reason"], miss["tenantId"]) == (
-        "dispatch_failure", 404, "tenant_not_found", None)
+        "dispatch_failure",
+        404,
+        "tenant_not_found",
+        None,
+    )
 
 
 STEPS = ["resolve", "limits", "guard", "run"]
@@ -224,8 +252,11 @@ def test_cursor_walk(runtime):
 
 def test_record_by_key(runtime):
     assert runtime.get("/t/cities/v1/records/4").json()["item"]["city"] == "São Paulo"
-    cases = (("999", "no record '999'"), ("abc", "no record 'abc'"),
-             ("%2525", "no record '%25'"))  # the path is decoded once, never twice
+    cases = (
+        ("999", "no record '999'"),
+        ("abc", "no record 'abc'"),
+        ("%2525", "no record '%25'"),
+    )  # the path is decoded once, never twice
     for key, detail in cases:
         r = runtime.get(f"/t/cities/v1/records/{key}")
         assert r.status_code == 404
@@ -238,10 +269,19 @@ def test_documents(runtime):
     tenant = runtime.tenants["cities"]
     schema = runtime.get("/t/cities/v1/schema")
     assert schema.json() == {
-        "ok": True, "tenant": "cities", "name": "World cities",
-        "description": "Fifty large cities", "columns": tenant.dataset.columns, "key": "id",
-        "rows": 50, "version": tenant.dataset.version, "price": "0", "priceAtomic": "0",
-        "pricePer1kRows": None, "plan": "pro", "maxLimit": max_page_size("pro"),
+        "ok": True,
+        "tenant": "cities",
+        "name": "World cities",
+        "description": "Fifty large cities",
+        "columns": tenant.dataset.columns,
+        "key": "id",
+        "rows": 50,
+        "version": tenant.dataset.version,
+        "price": "0",
+        "priceAtomic": "0",
+        "pricePer1kRows": None,
+        "plan": "pro",
+        "maxLimit": max_page_size("pro"),
     }
     root = f"{runtime.url}/t/cities"
     spec = runtime.get("/t/cities/v1/openapi.json").json()

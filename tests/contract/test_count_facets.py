@@ -19,10 +19,12 @@ def expected(tenant, params):
     columns = [Column.from_dict(c) for c in version.columns]
     engine = Engine(cache_rows=0)
     try:
-        dataset = engine.open(version.data_path, columns, key=version.key,
-                              version=str(version.version))
-        query = parse_query(params, columns, max_limit=max_page_size(tenant.plan),
-                            version=str(version.version))
+        dataset = engine.open(
+            version.data_path, columns, key=version.key, version=str(version.version)
+        )
+        query = parse_query(
+            params, columns, max_limit=max_page_size(tenant.plan), version=str(version.version)
+        )
         body, _ = render(dataset.records(query), query.format, summary(dataset, query))
     except InvalidQuery as exc:
         return 400, exc.detail
@@ -48,8 +50,10 @@ INVALID = [
     ([("_count", "yes")], "_count takes exact, not 'yes'"),
     ([("_facet", "nope")], "_facet: unknown column 'nope'"),
     ([("_facet", "city"), ("_facet", "city")], "_facet lists a column twice"),
-    ([("_facet", c) for c in ("id", "city", "country", "continent", "capital", "population")],
-     "too many _facet: at most 5"),
+    (
+        [("_facet", c) for c in ("id", "city", "country", "continent", "capital", "population")],
+        "too many _facet: at most 5",
+    ),
     ([("_count", "exact"), ("_format", "csv")], "_count and _facet need the json format"),
     ([("_count", "exact"), ("_count", "exact")], "_count given more than once"),
 ]
@@ -77,15 +81,17 @@ def test_count_and_facets_match_the_datasets_layer(runtime, params):
 
 
 def test_count_is_the_total_and_facets_add_up(runtime):
-    answer = runtime.get(url([("_count", "exact"), ("_facet", "continent"),
-                              ("_limit", "1")])).json()
+    answer = runtime.get(
+        url([("_count", "exact"), ("_facet", "continent"), ("_limit", "1")])
+    ).json()
     assert answer["count"] == 50 and len(answer["items"]) == 1 and answer["next"]
     assert sum(f["count"] for f in answer["facets"]["continent"]) == 50
     asia = runtime.get(url([("continent", "Asia"), ("_count", "exact")])).json()["count"]
     assert {"value": "Asia", "count": asia} in answer["facets"]["continent"]
     # The count does not depend on the page: the next page says the same.
-    following = runtime.get(url([("_count", "exact"), ("_limit", "1"),
-                                 ("_cursor", answer["next"])])).json()
+    following = runtime.get(
+        url([("_count", "exact"), ("_limit", "1"), ("_cursor", answer["next"])])
+    ).json()
     assert following["count"] == 50
 
 

@@ -14,8 +14,11 @@ def exposed(r):
 def test_preflight_is_answered_on_any_tenant_path(runtime):
     r = runtime.client.options(
         "/t/paid/v1/records?country=Japan",
-        headers={"origin": "https://app.example", "access-control-request-method": "GET",
-                 "access-control-request-headers": "payment-signature"},
+        headers={
+            "origin": "https://app.example",
+            "access-control-request-method": "GET",
+            "access-control-request-headers": "payment-signature",
+        },
     )
     assert r.status_code == 204 and r.content == b""
     assert r.headers["access-control-allow-origin"] == "*"
@@ -25,9 +28,17 @@ def test_preflight_is_answered_on_any_tenant_path(runtime):
     assert int(r.headers["access-control-max-age"]) > 0
 
 
-@pytest.mark.parametrize("path", ["/t/cities/v1/records?_limit=1", "/t/cities/v1/schema",
-                                  "/t/paid/v1/records", "/t/cities/v1/records?nope=1",
-                                  "/t/nobody/v1/records", "/t/cities/v1/records/999999"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/t/cities/v1/records?_limit=1",
+        "/t/cities/v1/schema",
+        "/t/paid/v1/records",
+        "/t/cities/v1/records?nope=1",
+        "/t/nobody/v1/records",
+        "/t/cities/v1/records/999999",
+    ],
+)
 def test_every_tenant_answer_allows_any_origin_and_exposes_x402_headers(runtime, path):
     r = runtime.get(path, headers={"origin": "https://app.example"})
     assert r.headers["access-control-allow-origin"] == "*"
@@ -45,8 +56,10 @@ def test_a_402_is_never_stored(runtime):
     assert runtime.get("/t/paid/v1/records/1").headers["cache-control"] == "no-store"
 
 
-@pytest.mark.parametrize("path", ["/t/cities/v1/schema", "/t/cities/v1/openapi.json",
-                                  "/t/cities/docs", "/t/paid/v1/schema"])
+@pytest.mark.parametrize(
+    "path",
+    ["/t/cities/v1/schema", "/t/cities/v1/openapi.json", "/t/cities/docs", "/t/paid/v1/schema"],
+)
 def test_free_documents_are_cacheable_and_revalidated(runtime, path):
     first = runtime.get(path)
     assert first.status_code == 200
@@ -82,8 +95,9 @@ def test_a_tenant_root_is_a_page_for_a_browser(runtime):
     assert "$0.0025" in page.text
     index = runtime.get("/t/paid/")
     assert index.headers["content-type"] == "application/json" and index.json()["ok"]
-    again = runtime.get("/t/paid/", headers={"accept": browser,
-                                             "if-none-match": page.headers["etag"]})
+    again = runtime.get(
+        "/t/paid/", headers={"accept": browser, "if-none-match": page.headers["etag"]}
+    )
     assert again.status_code == 304
 
 

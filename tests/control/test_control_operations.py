@@ -63,8 +63,9 @@ def test_mutating_operations_refuse_and_audit_as_the_cli_does(home, monkeypatch)
     engine = registry.engine
 
     def deploy(slug: str, key: str | None, **fields) -> tenants.Deployed:
-        request = DeployRequest(source=CITIES, slug=slug, price=fields.pop("price", "0.01"),
-                                **fields)
+        request = DeployRequest(
+            source=CITIES, slug=slug, price=fields.pop("price", "0.01"), **fields
+        )
         return tenants.deploy(registry, settings, key, request)
 
     deploy("legacy", None)  # before any key: open, owned by nobody
@@ -93,8 +94,9 @@ def test_mutating_operations_refuse_and_audit_as_the_cli_does(home, monkeypatch)
     refused("no_wallet", money.withdraw, registry, alice, "acme", "1")
     step = money.verify_wallet(registry, alice, "acme", wallet.address)
     assert step.proved is None and wallet.address in step.challenge.message
-    proved = money.verify_wallet(registry, alice, "acme", wallet.address,
-                                 private_key=wallet.private_key).proved
+    proved = money.verify_wallet(
+        registry, alice, "acme", wallet.address, private_key=wallet.private_key
+    ).proved
     assert proved is not None and proved.address == wallet.address
     refused("insufficient_funds", money.withdraw, registry, alice, "acme", "1")
     refused("missing_scope", money.run_payouts, engine, alice, dry_run=True)
@@ -134,21 +136,27 @@ def test_reads_show_a_creator_only_their_tenants(home, tmp_path, monkeypatch):
     monkeypatch.setenv("CLAW402_TREASURY", "0x" + "7" * 40)
     settings, registry = home
     engine = registry.engine
-    tenants.deploy(registry, settings, None, DeployRequest(source=CITIES, slug="legacy",
-                                                           price="0.01"))
+    tenants.deploy(
+        registry, settings, None, DeployRequest(source=CITIES, slug="legacy", price="0.01")
+    )
     access.create_user(engine, None, "root")
     admin = access.create_key(engine, None, "root", ["admin"]).secret
     access.create_user(engine, admin, "alice")
     alice = access.create_key(engine, admin, "alice", ["deploy"]).secret
-    tenants.deploy(registry, settings, alice, DeployRequest(
-        source=CITIES, slug="acme", price="0.01", hosts=["api.acme.example"]))
+    tenants.deploy(
+        registry,
+        settings,
+        alice,
+        DeployRequest(source=CITIES, slug="acme", price="0.01", hosts=["api.acme.example"]),
+    )
 
-    for operation in (lambda key: tenants.visible(registry, key),
-                      lambda key: tenants.events(registry, key),
-                      lambda key: hosts.listing(registry, key),
-                      lambda key: edge.directory(registry, key),
-                      lambda key: edge.build(registry, key, tmp_path / "none",
-                                             dispatch_namespace="ns")):
+    for operation in (
+        lambda key: tenants.visible(registry, key),
+        lambda key: tenants.events(registry, key),
+        lambda key: hosts.listing(registry, key),
+        lambda key: edge.directory(registry, key),
+        lambda key: edge.build(registry, key, tmp_path / "none", dispatch_namespace="ns"),
+    ):
         refused("api_key_required", operation, None)
     assert [t.slug for t in tenants.visible(registry, alice)] == ["acme"]
     assert sorted(t.slug for t in tenants.visible(registry, admin)) == ["acme", "legacy"]
@@ -163,8 +171,9 @@ def test_reads_show_a_creator_only_their_tenants(home, tmp_path, monkeypatch):
     assert [e["slug"] for e in edge.directory(registry, alice, "registry")["tenants"]] == ["acme"]
     built = edge.build(registry, alice, tmp_path / "edge", dispatch_namespace="ns")
     assert sorted(built.tenants) == ["acme"]
-    assert sorted(edge.build(registry, admin, tmp_path / "all",
-                             dispatch_namespace="ns").tenants) == ["acme", "legacy"]
+    assert sorted(
+        edge.build(registry, admin, tmp_path / "all", dispatch_namespace="ns").tenants
+    ) == ["acme", "legacy"]
 
 
 def test_switching_to_pricing_by_rows_is_audited(home):
@@ -183,6 +192,12 @@ def test_switching_to_pricing_by_rows_is_audited(home):
         "tenant.price_changed": {"from": 10_000, "to": 0},
         "tenant.price_per_1k_rows_changed": {"from": None, "to": 50_000},
     }
-    refused("deploy_failed", tenants.deploy, registry, settings, None,
-            DeployRequest(source=CITIES, slug="rowed", price="0.01", price_per_1k_rows="0.05"))
+    refused(
+        "deploy_failed",
+        tenants.deploy,
+        registry,
+        settings,
+        None,
+        DeployRequest(source=CITIES, slug="rowed", price="0.01", price_per_1k_rows="0.05"),
+    )
     assert registry.get("rowed").price_per_1k_rows_atomic == 50_000  # nothing changed

@@ -17,6 +17,7 @@ def engine() -> Iterator[Engine]:
     yield eng
     eng.close()
 
+
 @pytest.fixture
 def cities(tmp_path: Path) -> IngestResult:
     source = tmp_path / "cities.csv"
@@ -31,4 +32,3 @@ def cities(tmp_path: Path) -> IngestResult:
         "7,=cmd,Nowhere,-5,,,,\n"
     )
     return ingest(source, tmp_path / "v1", key="id")
-

@@ -34,6 +34,7 @@ def write_parquet(path: Path, columns: Sequence[tuple[str, str]], rows: Sequence
     return path
 
 
-def query(result: IngestResult, *params: tuple[str, str], max_limit: int = 1000,
-          version: str = "v1") -> Query:
+def query(
+    result: IngestResult, *params: tuple[str, str], max_limit: int = 1000, version: str = "v1"
+) -> Query:
     return parse_query(list(params), result.columns, max_limit=max_limit, version=version)

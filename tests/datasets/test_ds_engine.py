@@ -122,12 +122,16 @@ def test_source_order_holds_across_row_groups(big, engine):
         if not (cursor := page.next):
             break
     assert seen == expected
-    last = ds.records(query(big, ("_cursor", ds.records(query(big, ("_limit", "1000"))).next),
-                            ("_limit", "3")))
+    last = ds.records(
+        query(big, ("_cursor", ds.records(query(big, ("_limit", "1000"))).next), ("_limit", "3"))
+    )
     assert ids(last) == [1000, 1001, 1002]
     top = ds.records(query(big, ("_sort", "-word,id"), ("_limit", "3"), ("n__lt", "50")))
-    words = sorted(((f"w{i * 7919 % 100003}", i) for i in range(300_000) if i % 97 < 50),
-                   key=lambda t: (t[0], -t[1]), reverse=True)[:3]
+    words = sorted(
+        ((f"w{i * 7919 % 100003}", i) for i in range(300_000) if i % 97 < 50),
+        key=lambda t: (t[0], -t[1]),
+        reverse=True,
+    )[:3]
     assert [(r[1], r[0]) for r in top.rows] == words
 
 
@@ -171,15 +175,17 @@ def test_concurrent_calls(big, cities):
 def test_lru_detaches_idle_datasets(tmp_path):
     engine = Engine(max_open=2)
     results = [
-        ingest(write_parquet(tmp_path / f"{i}.parquet", [("n", "integer")], [(i,)]),
-               tmp_path / f"v{i}")
+        ingest(
+            write_parquet(tmp_path / f"{i}.parquet", [("n", "integer")], [(i,)]), tmp_path / f"v{i}"
+        )
         for i in range(4)
     ]
     for _ in range(2):
         for r in results:
             ds = engine.open(r.path, r.columns)
             assert ds.records(parse_query([], r.columns, max_limit=5)).rows[0][0] == int(
-                Path(r.path).parent.name[1:])
+                Path(r.path).parent.name[1:]
+            )
     assert engine.attached == 2
     engine.close()
 
@@ -202,7 +208,11 @@ def test_awkward_column_names(tmp_path, engine):
     names = [c.name for c in result.columns]
     assert names == ["a?b", 'say "hi"', "{t}", "sp ace", "ümlaut", "$1"]
     ds = engine.open(result.path, result.columns, key="{t}")
-    params = [("a?b__gte", "1"), ('say "hi"', "u"), ("_sort", "-$1,ümlaut"),
-              ("_fields", "sp ace,{t}")]
+    params = [
+        ("a?b__gte", "1"),
+        ('say "hi"', "u"),
+        ("_sort", "-$1,ümlaut"),
+        ("_fields", "sp ace,{t}"),
+    ]
     assert ds.records(query(result, *params)).items == [{"sp ace": "v", "{t}": 5}]
     assert ds.record("2")["ümlaut"] == "z"

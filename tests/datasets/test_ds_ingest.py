@@ -33,21 +33,36 @@ def test_csv_types_order_and_result(tmp_path, cities):
     assert cities.path == tmp_path / "v1" / COMPACT_FILE  # 7 rows: stored compactly
     assert cities.bytes == (tmp_path / "cities.csv").stat().st_size
     assert types(cities) == {
-        "id": "integer", "city": "string", "country": "string", "population": "integer",
-        "area": "number", "capital": "boolean", "founded": "date", "updated": "timestamp",
+        "id": "integer",
+        "city": "string",
+        "country": "string",
+        "population": "integer",
+        "area": "number",
+        "capital": "boolean",
+        "founded": "date",
+        "updated": "timestamp",
     }
     items = rows_of(cities)
     assert [r["id"] for r in items] == [1, 2, 3, 4, 5, 6, 7]
     assert items[1] == {
-        "id": 2, "city": "Porto", "country": "Portugal", "population": 232000, "area": 41.42,
-        "capital": False, "founded": None, "updated": "2024-01-03T11:30:00.250000",
+        "id": 2,
+        "city": "Porto",
+        "country": "Portugal",
+        "population": 232000,
+        "area": 41.42,
+        "capital": False,
+        "founded": None,
+        "updated": "2024-01-03T11:30:00.250000",
     }
     assert items[0]["founded"] == "1147-10-25"
     assert [p.name for p in (tmp_path / "v1").iterdir()] == [COMPACT_FILE]
     full = ingest(tmp_path / "cities.csv", tmp_path / "v2", key="id", compact_rows=6)
     assert full.path == tmp_path / "v2" / DATA_FILE
     assert sorted(p.name for p in (tmp_path / "v2").iterdir()) == [
-        DATA_FILE, "search-0.txt", "search-1.txt", "search.idx"
+        DATA_FILE,
+        "search-0.txt",
+        "search-1.txt",
+        "search.idx",
     ]
     assert rows_of(full) == items  # the same rows, whatever the layout
     assert (tmp_path / "v1" / COMPACT_FILE).stat().st_size < 8192
@@ -79,7 +94,9 @@ def test_dialects_bom_and_encodings(tmp_path):
         assert rows_of(result) == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], name
     (tmp_path / "cp1252.csv").write_bytes("id,name\n1,café €\n2,naïve\n".encode("cp1252"))
     assert [r["name"] for r in rows_of(ingest(tmp_path / "cp1252.csv", tmp_path / "c"))] == [
-        "café €", "naïve"]
+        "café €",
+        "naïve",
+    ]
     (tmp_path / "latin1.csv").write_bytes(b"id,name\n1,\xe9\x81\n")
     assert rows_of(ingest(tmp_path / "latin1.csv", tmp_path / "l"))[0]["name"] == "é\x81"
     (tmp_path / "u16.csv").write_bytes("id,name\n1,żółw\n".encode("utf-16"))
@@ -90,7 +107,9 @@ def test_quoted_fields_and_embedded_newlines(tmp_path):
     source = tmp_path / "q.csv"
     source.write_text('id,text\n1,"a, ""quoted""\nline"\n2,plain\n')
     assert rows_of(ingest(source, tmp_path / "v")) == [
-        {"id": 1, "text": 'a, "quoted"\nline'}, {"id": 2, "text": "plain"}]
+        {"id": 1, "text": 'a, "quoted"\nline'},
+        {"id": 2, "text": "plain"},
+    ]
 
 
 def test_header_is_sniffed(tmp_path):
@@ -104,18 +123,43 @@ def test_header_is_sniffed(tmp_path):
 def test_names_are_normalised():
     assert normalise_names(
         [" id ", "", "a,b", "__private", "x__y", "-neg", "ID", "rowid", "id_2", "_", "a___b"]
-    ) == ["id", "column_2", "a_b", "private", "x_y", "neg", "ID_2", "rowid_2", "id_2_2",
-          "column_10", "a_b_2"]
+    ) == [
+        "id",
+        "column_2",
+        "a_b",
+        "private",
+        "x_y",
+        "neg",
+        "ID_2",
+        "rowid_2",
+        "id_2_2",
+        "column_10",
+        "a_b_2",
+    ]
 
 
 def test_csv_names_as_written(tmp_path):
     source = tmp_path / "names.csv"
-    source.write_text("id,Name,name,__x,\"a,b\",,rowid\n1,a,b,c,d,e,z\n")
+    source.write_text('id,Name,name,__x,"a,b",,rowid\n1,a,b,c,d,e,z\n')
     result = ingest(source, tmp_path / "v", key="id")
     assert [c.name for c in result.columns] == [
-        "id", "Name", "name_2", "x", "a_b", "column_6", "rowid_2"]
-    assert rows_of(result)[0] == {"id": 1, "Name": "a", "name_2": "b", "x": "c", "a_b": "d",
-                                  "column_6": "e", "rowid_2": "z"}
+        "id",
+        "Name",
+        "name_2",
+        "x",
+        "a_b",
+        "column_6",
+        "rowid_2",
+    ]
+    assert rows_of(result)[0] == {
+        "id": 1,
+        "Name": "a",
+        "name_2": "b",
+        "x": "c",
+        "a_b": "d",
+        "column_6": "e",
+        "rowid_2": "z",
+    }
 
 
 def test_json_and_ndjson(tmp_path):
@@ -128,17 +172,33 @@ def test_json_and_ndjson(tmp_path):
     (tmp_path / "c.json").write_text("\n".join(json.dumps(r) for r in records))  # NDJSON in .json
     (tmp_path / "d.data").write_text(json.dumps(records))  # no telling extension: said
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in records))
-    for name, fmt, declared in (("a.json", "json", None), ("b.ndjson", "ndjson", None),
-                                ("c.json", "ndjson", None), ("d.data", "json", "json"),
-                                ("e.jsonl", "ndjson", None)):
+    for name, fmt, declared in (
+        ("a.json", "json", None),
+        ("b.ndjson", "ndjson", None),
+        ("c.json", "ndjson", None),
+        ("d.data", "json", "json"),
+        ("e.jsonl", "ndjson", None),
+    ):
         result = ingest(tmp_path / name, tmp_path / name.replace(".", "_"), fmt=declared)
         assert result.format == fmt
-        assert types(result) == {"id": "integer", "name": "string", "tags": "string",
-                                 "meta": "string", "when": "date", "extra": "boolean"}
+        assert types(result) == {
+            "id": "integer",
+            "name": "string",
+            "tags": "string",
+            "meta": "string",
+            "when": "date",
+            "extra": "boolean",
+        }
         first, second = rows_of(result)
         assert first["tags"] == '["x","y"]' and first["meta"] == '{"k":1}'
-        assert second == {"id": 2, "name": None, "tags": None, "meta": None, "when": None,
-                          "extra": True}
+        assert second == {
+            "id": 2,
+            "name": None,
+            "tags": None,
+            "meta": None,
+            "when": None,
+            "extra": True,
+        }
 
 
 def test_parquet_types(tmp_path):
@@ -155,15 +215,33 @@ def test_parquet_types(tmp_path):
     result = ingest(source, tmp_path / "v")
     assert result.format == "parquet"
     assert types(result) == {
-        "small_u": "integer", "big_u": "string", "dec": "number", "nan": "number",
-        "inf": "number", "tz": "timestamp", "ns": "timestamp", "raw": "string", "t": "string",
-        "forever": "date", "list": "string",
+        "small_u": "integer",
+        "big_u": "string",
+        "dec": "number",
+        "nan": "number",
+        "inf": "number",
+        "tz": "timestamp",
+        "ns": "timestamp",
+        "raw": "string",
+        "t": "string",
+        "forever": "date",
+        "list": "string",
     }
-    assert rows_of(result) == [{
-        "small_u": 1, "big_u": "18446744073709551615", "dec": 1.25, "nan": None, "inf": None,
-        "tz": "2024-01-01T08:00:00", "ns": "2024-01-01T00:00:00.123457", "raw": "YWI=",
-        "t": "11:00:00", "forever": None, "list": "[1,2]",
-    }]
+    assert rows_of(result) == [
+        {
+            "small_u": 1,
+            "big_u": "18446744073709551615",
+            "dec": 1.25,
+            "nan": None,
+            "inf": None,
+            "tz": "2024-01-01T08:00:00",
+            "ns": "2024-01-01T00:00:00.123457",
+            "raw": "YWI=",
+            "t": "11:00:00",
+            "forever": None,
+            "list": "[1,2]",
+        }
+    ]
 
 
 def test_late_type_change_is_typed_from_the_whole_file(tmp_path):
@@ -270,8 +348,11 @@ def test_parquet_columns_roundtrip(tmp_path):
 def test_no_row_is_taken_for_a_comment(tmp_path):
     source = tmp_path / "hash.csv"
     source.write_text("a,b\n#1,x\n2,y\n# not a comment,z\n")
-    assert [r["a"] for r in rows_of(ingest(source, tmp_path / "v"))] == ["#1", "2",
-                                                                         "# not a comment"]
+    assert [r["a"] for r in rows_of(ingest(source, tmp_path / "v"))] == [
+        "#1",
+        "2",
+        "# not a comment",
+    ]
 
 
 def test_dates_in_other_formats(tmp_path):
@@ -289,7 +370,8 @@ def test_a_file_whose_extension_names_no_format_needs_one(tmp_path):
             ingest(tmp_path / name, tmp_path / "v")
         assert not (tmp_path / "v").exists()
         assert rows_of(ingest(tmp_path / name, tmp_path / name.upper(), fmt="csv")) == [
-            {"a": 1, "b": "x"}]
+            {"a": 1, "b": "x"}
+        ]
     with pytest.raises(IngestError, match="unknown format 'xml': choose one of csv, json"):
         ingest(tmp_path / "notes.txt", tmp_path / "v", fmt="xml")
     with pytest.raises(IngestError, match="not a valid Parquet file"):

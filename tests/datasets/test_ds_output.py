@@ -19,12 +19,12 @@ from claw402.datasets.schema import Column
 PAGE = Page(
     ("id", "name", "amount", "ok", "day"),
     (
-        (1, "=HYPERLINK(\"x\")", -5, True, "2024-01-01"),
+        (1, '=HYPERLINK("x")', -5, True, "2024-01-01"),
         (2, "+cmd", 1.5, False, None),
         (3, "-1", None, None, "2024-01-02"),
         (4, "@sum", 0, True, None),
         (5, "\tTab", 2, False, None),
-        (6, "plain, \"quoted\"\nline", 3, True, None),
+        (6, 'plain, "quoted"\nline', 3, True, None),
     ),
     "abc.def",
 )
@@ -35,10 +35,18 @@ def test_json():
     assert media == "application/json"
     data = orjson.loads(body)
     assert data["ok"] is True and data["next"] == "abc.def"
-    assert data["items"][0] == {"id": 1, "name": '=HYPERLINK("x")', "amount": -5, "ok": True,
-                                "day": "2024-01-01"}
-    assert orjson.loads(render(Page(("a",), ()), "json")[0]) == {"ok": True, "items": [],
-                                                                 "next": None}
+    assert data["items"][0] == {
+        "id": 1,
+        "name": '=HYPERLINK("x")',
+        "amount": -5,
+        "ok": True,
+        "day": "2024-01-01",
+    }
+    assert orjson.loads(render(Page(("a",), ()), "json")[0]) == {
+        "ok": True,
+        "items": [],
+        "next": None,
+    }
 
 
 def test_ndjson():
@@ -55,7 +63,7 @@ def test_csv_rfc4180_and_formula_neutralisation():
     text = body.decode()
     assert text.startswith("id,name,amount,ok,day\r\n")
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[1] == ["1", "'=HYPERLINK(\"x\")", "-5", "true", "2024-01-01"]
+    assert rows[1] == ["1", '\'=HYPERLINK("x")', "-5", "true", "2024-01-01"]
     assert [r[1] for r in rows[2:6]] == ["'+cmd", "'-1", "'@sum", "'\tTab"]
     assert rows[3][2:] == ["", "", "2024-01-02"]  # NULLs are empty cells
     assert rows[6][1] == 'plain, "quoted"\nline'
@@ -68,14 +76,25 @@ def test_unknown_format():
 
 
 COLUMNS = [
-    Column("id", "integer"), Column("price", "number"), Column("ok", "boolean"),
-    Column("name", "string"), Column("day", "date"), Column("at", "timestamp"),
+    Column("id", "integer"),
+    Column("price", "number"),
+    Column("ok", "boolean"),
+    Column("name", "string"),
+    Column("day", "date"),
+    Column("at", "timestamp"),
 ]
 
 
 def test_openapi_document():
-    spec = openapi(COLUMNS, title="Shop", description="Things", version="3", price_usd="0.001",
-                   key="id", server_url="https://api.example.com/t/shop")
+    spec = openapi(
+        COLUMNS,
+        title="Shop",
+        description="Things",
+        version="3",
+        price_usd="0.001",
+        key="id",
+        server_url="https://api.example.com/t/shop",
+    )
     assert spec["openapi"] == "3.1.0" and spec["servers"][0]["url"].endswith("/t/shop")
     assert set(spec["paths"]) == {"/v1/records", "/v1/records/{key}", "/v1/schema"}
     get = spec["paths"]["/v1/records"]["get"]
@@ -102,18 +121,33 @@ def test_openapi_document():
 
 
 def test_free_api_has_no_402_and_no_key_path():
-    spec = openapi(COLUMNS, title="Free", description="", version="1", price_usd="0", key=None,
-                   server_url=None)
+    spec = openapi(
+        COLUMNS, title="Free", description="", version="1", price_usd="0", key=None, server_url=None
+    )
     assert "402" not in spec["paths"]["/v1/records"]["get"]["responses"]
     assert "/v1/records/{key}" not in spec["paths"] and "servers" not in spec
     with pytest.raises(ValueError, match="price_usd"):
-        openapi(COLUMNS, title="x", description="", version="1", price_usd="cheap", key=None,
-                server_url=None)
+        openapi(
+            COLUMNS,
+            title="x",
+            description="",
+            version="1",
+            price_usd="cheap",
+            key=None,
+            server_url=None,
+        )
 
 
 def test_docs_page_is_self_contained():
-    spec = openapi(COLUMNS, title="Shop <b>", description="Line one\n\nLine two", version="3",
-                   price_usd="0.001", key="id", server_url="https://api.example.com/t/shop")
+    spec = openapi(
+        COLUMNS,
+        title="Shop <b>",
+        description="Line one\n\nLine two",
+        version="3",
+        price_usd="0.001",
+        key="id",
+        server_url="https://api.example.com/t/shop",
+    )
     page = docs_html(spec)
     assert page.startswith("<!doctype html>")
     assert "Shop &lt;b&gt;" in page and "<b>" not in page.split("<main>")[1].split("<h2>")[0]
@@ -126,11 +160,17 @@ def test_docs_page_is_self_contained():
 
 def test_schema_document():
     assert schema_document(COLUMNS[:1], key="id", rows=3) == {
-        "ok": True, "columns": [{"name": "id", "type": "integer"}], "key": "id", "rows": 3}
+        "ok": True,
+        "columns": [{"name": "id", "type": "integer"}],
+        "key": "id",
+        "rows": 3,
+    }
 
 
 def test_render_puts_count_and_facets_after_next():
     page = Page(("a",), ((1,),), None)
     body, _ = render(page, "json", {"count": 7, "facets": {"a": [{"value": 1, "count": 7}]}})
-    assert body == (b'{"ok":true,"items":[{"a":1}],"next":null,"count":7,'
-                    b'"facets":{"a":[{"value":1,"count":7}]}}')
+    assert body == (
+        b'{"ok":true,"items":[{"a":1}],"next":null,"count":7,'
+        b'"facets":{"a":[{"value":1,"count":7}]}}'
+    )

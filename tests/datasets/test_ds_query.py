@@ -42,15 +42,30 @@ def refused(*params: tuple[str, str], **kw) -> str:
 def test_defaults():
     q = parse()
     assert (q.filters, q.sort, q.fields, q.limit, q.q, q.format, q.after) == (
-        (), (), None, 100, None, "json", None)
+        (),
+        (),
+        None,
+        100,
+        None,
+        "json",
+        None,
+    )
     assert parse(max_limit=20).limit == 20
     assert parse_query([], COLUMNS, max_limit=500, default_limit=7).limit == 7
 
 
 def test_filters_are_typed():
-    q = parse(("id", "7"), ("price__gte", "-1.5e2"), ("ok", "TRUE"), ("name__icontains", "Ab"),
-              ("day__lt", "2024-02-29"), ("at__gt", "2024-01-01T10:00:00+02:00"),
-              ("id__in", "1,2,3"), ("name__isnull", "false"), ("name__ne", ""))
+    q = parse(
+        ("id", "7"),
+        ("price__gte", "-1.5e2"),
+        ("ok", "TRUE"),
+        ("name__icontains", "Ab"),
+        ("day__lt", "2024-02-29"),
+        ("at__gt", "2024-01-01T10:00:00+02:00"),
+        ("id__in", "1,2,3"),
+        ("name__isnull", "false"),
+        ("name__ne", ""),
+    )
     assert q.filters == (
         Filter("id", "eq", 7),
         Filter("price", "gte", -150.0),
@@ -64,7 +79,8 @@ def test_filters_are_typed():
     )
     assert parse(("at__gte", "2024-01-01")).filters[0].value == datetime(2024, 1, 1)
     assert parse(("at", "2024-01-01 10:00:00.5Z")).filters[0].value == datetime(
-        2024, 1, 1, 10, 0, 0, 500000)
+        2024, 1, 1, 10, 0, 0, 500000
+    )
     assert parse(("name__in", "a,,b")).filters[0].value == ("a", "", "b")
     assert parse(("ok", "0")).filters[0].value is False
 
@@ -133,16 +149,21 @@ def test_cursor_round_trip_and_tampering():
     binding = parse(*base, version="3").binding
     cursor = encode_cursor(binding, ["2024-01-02", "2024-01-02T03:04:05.000006", None], 41)
     q = parse(*base, ("_cursor", cursor), version="3")
-    assert q.after == After(
-        (date(2024, 1, 2), datetime(2024, 1, 2, 3, 4, 5, 6), None), 41)
+    assert q.after == After((date(2024, 1, 2), datetime(2024, 1, 2, 3, 4, 5, 6), None), 41)
     # Flip any character: refused, never an exception of another kind.
     for i in range(len(cursor)):
-        flipped = cursor[:i] + ("A" if cursor[i] != "A" else "B") + cursor[i + 1:]
+        flipped = cursor[:i] + ("A" if cursor[i] != "A" else "B") + cursor[i + 1 :]
         with pytest.raises(InvalidQuery):
             parse(*base, ("_cursor", flipped), version="3")
     # A well-signed cursor whose content does not fit the sort is refused too.
-    for values, rowid in ((["x", None, None], 1), ([None, None], 1), ([None, None, None], -1),
-                          ([None, None, 5], 1), ([None, None, None], 1.5), ({"a": 1}, 1)):
+    for values, rowid in (
+        (["x", None, None], 1),
+        ([None, None], 1),
+        ([None, None, None], -1),
+        ([None, None, 5], 1),
+        ([None, None, None], 1.5),
+        ({"a": 1}, 1),
+    ):
         forged = encode_cursor(binding, values, rowid)  # type: ignore[arg-type]
         with pytest.raises(InvalidQuery):
             parse(*base, ("_cursor", forged), version="3")
@@ -162,13 +183,54 @@ def test_accept_header():
 
 
 names = st.sampled_from(
-    ["id", "price", "ok", "name", "day", "at", "", "_sort", "_fields", "_limit", "_cursor",
-     "_q", "_format", "_x", "id__gt", "name__in", "at__lte", "day__isnull", "x__y__z", "__",
-     "name__contains", "ok__ne", "price__in", "-id"]
+    [
+        "id",
+        "price",
+        "ok",
+        "name",
+        "day",
+        "at",
+        "",
+        "_sort",
+        "_fields",
+        "_limit",
+        "_cursor",
+        "_q",
+        "_format",
+        "_x",
+        "id__gt",
+        "name__in",
+        "at__lte",
+        "day__isnull",
+        "x__y__z",
+        "__",
+        "name__contains",
+        "ok__ne",
+        "price__in",
+        "-id",
+    ]
 ) | st.text(max_size=12)
 values = st.sampled_from(
-    ["", "1", "-1", "0", "1.5", "true", "2024-01-01", "2024-01-01T00:00:00Z", "a,b", ",", "-id",
-     "id,-price", "nan", "inf", "1e308", "1e999", "9" * 30, "eyJrIjpbXSwiciI6MX0.AAAA"]
+    [
+        "",
+        "1",
+        "-1",
+        "0",
+        "1.5",
+        "true",
+        "2024-01-01",
+        "2024-01-01T00:00:00Z",
+        "a,b",
+        ",",
+        "-id",
+        "id,-price",
+        "nan",
+        "inf",
+        "1e308",
+        "1e999",
+        "9" * 30,
+        "eyJrIjpbXSwiciI6MX0.AAAA",
+    ]
 ) | st.text(max_size=30)
 
 
@@ -184,8 +246,12 @@ def test_garbage_only_ever_raises_invalid_query(params, version):
 
 
 @settings(max_examples=200, deadline=None)
-@given(cursor=st.text(max_size=80) | st.binary(max_size=60).map(
-    lambda b: __import__("base64").urlsafe_b64encode(b).decode().rstrip("=") + ".x"))
+@given(
+    cursor=st.text(max_size=80)
+    | st.binary(max_size=60).map(
+        lambda b: __import__("base64").urlsafe_b64encode(b).decode().rstrip("=") + ".x"
+    )
+)
 def test_garbage_cursors_are_refused(cursor):
     with pytest.raises(InvalidQuery):
         parse(("_sort", "id"), ("_cursor", cursor))

@@ -35,8 +35,12 @@ timestamps = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30)) | st.sample
     [datetime(2020, 1, 1), datetime(2020, 1, 1, 0, 0, 0, 500)]
 )
 VALUES = {
-    "integer": integers, "number": numbers, "boolean": st.booleans(), "string": strings,
-    "date": dates, "timestamp": timestamps,
+    "integer": integers,
+    "number": numbers,
+    "boolean": st.booleans(),
+    "string": strings,
+    "date": dates,
+    "timestamp": timestamps,
 }
 
 
@@ -91,8 +95,9 @@ def requests(draw: st.DrawFn, columns: list[Column], rows: list[tuple[Any, ...]]
         params.append(("_q", q))
     if draw(st.booleans()):
         keys = draw(st.lists(st.sampled_from(columns), min_size=1, max_size=3, unique=True))
-        params.append(("_sort", ",".join(("-" if draw(st.booleans()) else "") + c.name
-                                          for c in keys)))
+        params.append(
+            ("_sort", ",".join(("-" if draw(st.booleans()) else "") + c.name for c in keys))
+        )
     if draw(st.booleans()):
         fields = draw(st.lists(st.sampled_from(columns), min_size=1, unique=True))
         params.append(("_fields", ",".join(c.name for c in fields)))
@@ -123,13 +128,15 @@ def matches(op: str, value: Any, arg: Any) -> bool:
 def reference(columns, rows, query) -> list[dict[str, Any]]:
     index = {c.name: i for i, c in enumerate(columns)}
     kept = [
-        (rowid, row) for rowid, row in enumerate(rows)
+        (rowid, row)
+        for rowid, row in enumerate(rows)
         if all(matches(f.op, row[index[f.column]], f.value) for f in query.filters)
         and (
             query.q is None
             or any(
                 isinstance(v, str) and query.q.lower() in v.lower()
-                for v, c in zip(row, columns, strict=True) if c.type == "string"
+                for v, c in zip(row, columns, strict=True)
+                if c.type == "string"
             )
         )
     ]
@@ -197,8 +204,10 @@ def test_paging_matches_reference(tmp_path_factory, data, table):
 def test_cursor_is_bound_to_query_and_version(tmp_path):
     columns = [Column("n", "integer"), Column("s", "string")]
     rows = [(i % 3, f"s{i}") for i in range(10)]
-    result = ingest(write_parquet(tmp_path / "t.parquet", [("n", "integer"), ("s", "string")],
-                                  rows), tmp_path / "v")
+    result = ingest(
+        write_parquet(tmp_path / "t.parquet", [("n", "integer"), ("s", "string")], rows),
+        tmp_path / "v",
+    )
     engine = Engine()
     dataset = engine.open(result.path, result.columns)
     params = [("_sort", "-n"), ("_limit", "3"), ("n__gte", "1")]
@@ -223,21 +232,26 @@ def test_cursor_is_bound_to_query_and_version(tmp_path):
         raise AssertionError("cursor accepted for another version")
     # Page size and projection may change between pages; filter order does not matter.
     reordered = [("n__gte", "1"), ("_fields", "s"), ("_limit", "5"), ("_sort", "-n")]
-    nxt = dataset.records(parse_query([*reordered, ("_cursor", page.next)], columns,
-                                      max_limit=10, version="1"))
+    nxt = dataset.records(
+        parse_query([*reordered, ("_cursor", page.next)], columns, max_limit=10, version="1")
+    )
     assert [r["s"] for r in nxt.items] == ["s1", "s4", "s7"] and nxt.next is None
     engine.close()
 
 
 def test_dates_and_timestamps_keep_their_precision(tmp_path):
     moment = datetime(2024, 2, 29, 23, 59, 59, 1)
-    rows = [(moment + timedelta(microseconds=i), date(1, 1, 1) + timedelta(days=i))
-            for i in range(3)]
-    result = ingest(write_parquet(tmp_path / "t.parquet", [("ts", "timestamp"), ("d", "date")],
-                                  rows), tmp_path / "v")
+    rows = [
+        (moment + timedelta(microseconds=i), date(1, 1, 1) + timedelta(days=i)) for i in range(3)
+    ]
+    result = ingest(
+        write_parquet(tmp_path / "t.parquet", [("ts", "timestamp"), ("d", "date")], rows),
+        tmp_path / "v",
+    )
     engine = Engine()
     dataset = engine.open(result.path, result.columns)
-    page = dataset.records(parse_query([("_sort", "-ts"), ("_limit", "1")], result.columns,
-                                       max_limit=10))
+    page = dataset.records(
+        parse_query([("_sort", "-ts"), ("_limit", "1")], result.columns, max_limit=10)
+    )
     assert page.items == [{"ts": "2024-02-29T23:59:59.000003", "d": "0001-01-03"}]
     engine.close()

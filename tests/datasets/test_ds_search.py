@@ -57,15 +57,17 @@ def engine() -> Iterator[Engine]:
     eng.close()
 
 
-def everything(dataset: Dataset, big: IngestResult, params: list[tuple[str, str]],
-               limit: int = 7) -> list[dict[str, Any]]:
+def everything(
+    dataset: Dataset, big: IngestResult, params: list[tuple[str, str]], limit: int = 7
+) -> list[dict[str, Any]]:
     """All pages, through the cursor."""
     rows: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
         extra = [("_cursor", cursor)] if cursor else []
-        query = parse_query([*params, ("_limit", str(limit)), *extra], big.columns,
-                            max_limit=1000, version="v1")
+        query = parse_query(
+            [*params, ("_limit", str(limit)), *extra], big.columns, max_limit=1000, version="v1"
+        )
         page = dataset.records(query)
         rows += page.items
         cursor = page.next
@@ -73,8 +75,21 @@ def everything(dataset: Dataset, big: IngestResult, params: list[tuple[str, str]
             return rows
 
 
-NEEDLES = ["alpha bravo", "ALPHA", "needle", "needle needle", "n12", "o g", "x", "zzz",
-           "fox", "é", "a\nb", "a\x1fb", "1"]
+NEEDLES = [
+    "alpha bravo",
+    "ALPHA",
+    "needle",
+    "needle needle",
+    "n12",
+    "o g",
+    "x",
+    "zzz",
+    "fox",
+    "é",
+    "a\nb",
+    "a\x1fb",
+    "1",
+]
 
 
 @pytest.mark.parametrize("sort", [None, "-size,id"])
@@ -120,8 +135,10 @@ def test_search_is_used_for_ascii_needles(big: IngestResult, engine: Engine) -> 
     # A column's own filter narrows through that column's file only.
     both = [("_q", "alpha"), ("note__icontains", "N1234")]
     assert dataset._candidates(parse_query(both, big.columns, max_limit=10)) == [1234]
-    assert dataset._candidates(parse_query([("note__contains", "zzz")], big.columns,
-                                           max_limit=10)) == []
+    assert (
+        dataset._candidates(parse_query([("note__contains", "zzz")], big.columns, max_limit=10))
+        == []
+    )
 
 
 def test_rows_match_the_lines(big: IngestResult) -> None:

@@ -69,8 +69,14 @@ def test_platform_hosts_and_public_urls():
     assert {"gw.402claw.example", "402claw.io", "status.example"} == RESERVED
     assert check_public_url("HTTPS://GW.example.com:8443/api/") == "https://gw.example.com:8443/api"
     assert check_public_url("http://[::1]:8402") == "http://[::1]:8402"
-    bad_urls = ("gw.example.com", "ftp://gw.example.com", "https://gw.example.com/?a=1",
-                "https://u:p@gw.example.com", "https://gw.example.com:99999", "https://")
+    bad_urls = (
+        "gw.example.com",
+        "ftp://gw.example.com",
+        "https://gw.example.com/?a=1",
+        "https://u:p@gw.example.com",
+        "https://gw.example.com:99999",
+        "https://",
+    )
     for bad in bad_urls:
         with pytest.raises(InvalidName):
             check_public_url(bad)

@@ -27,4 +27,3 @@ def test_dispatch_imports_nothing_of_events():
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not [n for n in names if n.startswith("claw402.events")], path.name
-

@@ -198,8 +198,12 @@ def test_a_request_is_found_by_its_own_id_or_the_callers(store):
          compact("dispatch_success", "own-2", None, status=402)],
         [compact("dispatch_start", "own-3", None, path="/c")],
     ])  # fmt: skip
-    store.write_events([_edge("edge-1", 1.0, correlationId="agent-7"),
-                           _edge("edge-1", 2.0, "dispatch_success", correlationId="agent-7")])
+    store.write_events(
+        [
+            _edge("edge-1", 1.0, correlationId="agent-7"),
+            _edge("edge-1", 2.0, "dispatch_success", correlationId="agent-7"),
+        ]
+    )
     shared = store.read_events(request_id="agent-7")
     assert [e["requestId"] for e in shared] == ["own-1", "own-1", "own-2", "own-2", "edge-1",
                                                 "edge-1"]  # fmt: skip
@@ -246,6 +250,7 @@ def test_a_trail_of_compact_tuples_is_stored_as_its_records_would_be(store):
     stored = store.read_events(limit=100)
     correlated = [{**expand(item), "correlationId": "agent-7"} for item in trails[0]]
     assert [{k: v for k, v in e.items() if k != "id"} for e in stored] == [
-        *correlated, *correlated,
-        *(expand(item) for trail in trails[1:] for item in [*trail, *trail])
+        *correlated,
+        *correlated,
+        *(expand(item) for trail in trails[1:] for item in [*trail, *trail]),
     ]

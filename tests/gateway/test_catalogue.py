@@ -14,8 +14,13 @@ BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
 def test_the_catalogue_lists_listed_tenants_with_their_terms(served):
-    served.deploy(slug="cities", price="0.0025", name="World cities",
-                  description="Fifty large cities", key="id")
+    served.deploy(
+        slug="cities",
+        price="0.0025",
+        name="World cities",
+        description="Fifty large cities",
+        key="id",
+    )
     served.deploy(slug="free", price="0")
     served.deploy(slug="hidden", price="0.01", listed=False)
     r = served.client.get("/")
@@ -49,8 +54,13 @@ def test_the_catalogue_page_and_its_revalidation(served):
 
 
 def test_a_tenant_root_is_its_page_for_a_browser_and_its_index_for_a_client(served):
-    served.deploy(slug="cities", price="0.0025", key="id", hosts=["cities.test"],
-                  description="Fifty large cities")
+    served.deploy(
+        slug="cities",
+        price="0.0025",
+        key="id",
+        hosts=["cities.test"],
+        description="Fifty large cities",
+    )
     index = served.client.get("/t/cities/")
     assert index.json()["links"]["records"].endswith("/t/cities/v1/records")
     for path, headers in (("/t/cities/", {}), ("/", {"host": "cities.test"})):
@@ -75,11 +85,19 @@ def test_a_free_tenant_page_needs_no_payment_snippets(served):
     assert "curl '" in html.unescape(page.text) and "402claw call" not in page.text
 
 
-@pytest.mark.parametrize(("accept", "wanted"), [
-    (BROWSER, True), ("text/html", True), (None, False), ("*/*", False),
-    ("application/json", False), ("application/json, text/html;q=0.5", False),
-    ("text/html;q=0", False), ("text/html;q=x", False),
-])
+@pytest.mark.parametrize(
+    ("accept", "wanted"),
+    [
+        (BROWSER, True),
+        ("text/html", True),
+        (None, False),
+        ("*/*", False),
+        ("application/json", False),
+        ("application/json, text/html;q=0.5", False),
+        ("text/html;q=0", False),
+        ("text/html;q=x", False),
+    ],
+)
 def test_prefers_html(accept, wanted):
     assert prefers_html(accept) is wanted
 
@@ -92,8 +110,21 @@ def test_deploy_unlisted_and_listed_again(tmp_path, monkeypatch):
     monkeypatch.delenv("CLAW402_DATABASE_URL", raising=False)
     run = CliRunner().invoke
     home = ["--home", str(tmp_path), "--json"]
-    first = run(app, ["deploy", str(CITIES), "--tenant", "c", "--price", "0", "--unlisted",
-                      "--description", "Cities", *home])
+    first = run(
+        app,
+        [
+            "deploy",
+            str(CITIES),
+            "--tenant",
+            "c",
+            "--price",
+            "0",
+            "--unlisted",
+            "--description",
+            "Cities",
+            *home,
+        ],
+    )
     assert first.exit_code == 0, first.output
     again = run(app, ["deploy", str(CITIES), "--tenant", "c", *home])  # keeps --unlisted
     assert again.exit_code == 0, again.output

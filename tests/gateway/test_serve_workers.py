@@ -166,4 +166,3 @@ def test_metrics_add_up_every_worker_and_take_a_token(home) -> None:
     assert samples[("claw402_requests_total", (("status", "200"), ("tenant", "cities")))] == 60
     assert samples[("claw402_requests_total", (("status", "404"), ("tenant", "-")))] == 5
     assert samples[("claw402_request_duration_seconds_count", ())] == 65
-

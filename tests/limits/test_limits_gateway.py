@@ -117,7 +117,6 @@ def test_spend_cap_refuses_before_the_paywall(tmp_path: Path) -> None:
         assert client.get("/t/capped/v1/records").status_code == 402 and len(guarded) == 4
 
 
-
 def test_spend_cap_counts_a_row_priced_call_at_its_full_page(tmp_path: Path) -> None:
     guarded: list[int] = []
 

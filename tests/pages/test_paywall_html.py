@@ -7,16 +7,28 @@ import json
 
 from claw402.pages.paywall import ASSET_PREFIX, assets, paywall_html
 
-EXACT = {"scheme": "exact", "network": "eip155:84532", "amount": "2500", "asset": "0xabc",
-         "payTo": "0x" + "22" * 20, "maxTimeoutSeconds": 60,
-         "extra": {"name": "USDC", "version": "2"}}
+EXACT = {
+    "scheme": "exact",
+    "network": "eip155:84532",
+    "amount": "2500",
+    "asset": "0xabc",
+    "payTo": "0x" + "22" * 20,
+    "maxTimeoutSeconds": 60,
+    "extra": {"name": "USDC", "version": "2"},
+}
 BATCH = {**EXACT, "scheme": "batch-settlement"}
 
 
 def header(accepts, description="</script><script>alert(1)</script>"):
-    required = {"x402Version": 2, "accepts": accepts,
-                "resource": {"url": "https://api.example/t/a/v1/records",
-                             "description": description, "mimeType": "application/json"}}
+    required = {
+        "x402Version": 2,
+        "accepts": accepts,
+        "resource": {
+            "url": "https://api.example/t/a/v1/records",
+            "description": description,
+            "mimeType": "application/json",
+        },
+    }
     return base64.b64encode(json.dumps(required).encode()).decode()
 
 

@@ -268,12 +268,31 @@ def test_facilitator_serve_on_the_dev_chain(dev) -> None:
         listed = httpx.get(f"http://127.0.0.1:{port}/discovery/resources").json()
         assert listed["items"] == []
     assert (Path(env["CLAW402_HOME"]) / "facilitator.sqlite3").is_file()  # the catalogue's home
-    bad = run("facilitator", "serve", "--rpc-url", info["rpc_url"], "--private-key-env",
-              "GAS_KEY", "--network", info["network"], "--database-url", "nowhere",
-              env={**env, "GAS_KEY": signer["private_key"]})
+    bad = run(
+        "facilitator",
+        "serve",
+        "--rpc-url",
+        info["rpc_url"],
+        "--private-key-env",
+        "GAS_KEY",
+        "--network",
+        info["network"],
+        "--database-url",
+        "nowhere",
+        env={**env, "GAS_KEY": signer["private_key"]},
+    )
     assert bad.returncode != 0 and "SQLAlchemy URL" in bad.stdout + bad.stderr  # fmt: skip
-    wrong = run("facilitator", "serve", "--rpc-url", info["rpc_url"], "--private-key-env",
-                "GAS_KEY", "--network", "eip155:8453", env={**env, "GAS_KEY": "0x" + "11" * 32})
+    wrong = run(
+        "facilitator",
+        "serve",
+        "--rpc-url",
+        info["rpc_url"],
+        "--private-key-env",
+        "GAS_KEY",
+        "--network",
+        "eip155:8453",
+        env={**env, "GAS_KEY": "0x" + "11" * 32},
+    )
     assert wrong.returncode != 0 and "8453" in wrong.stderr + wrong.stdout  # fmt: skip
 
 

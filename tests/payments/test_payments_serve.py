@@ -102,8 +102,10 @@ def test_serve_takes_payments_and_keeps_every_event_when_stopped(stack: Stack, p
     types = {e["type"] for e in EventStore(stack.registry.engine).read_events(request_id=paid_id)}
     assert {"dispatch_start", "payment_verified", "payment_settled", "dispatch_success"} <= types
     challenged = {
-        e["type"] for e in EventStore(stack.registry.engine).read_events(
-            request_id=challenge.headers["x-request-id"])
+        e["type"]
+        for e in EventStore(stack.registry.engine).read_events(
+            request_id=challenge.headers["x-request-id"]
+        )
     }
     assert {"dispatch_start", "payment_challenge"} <= challenged
 

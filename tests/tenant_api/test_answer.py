@@ -23,4 +23,5 @@ def test_set_headers_replaces_and_text_gets_a_charset() -> None:
                                      ("x-one", "2"), ("payment-response", "abc")]  # fmt: skip
     assert html_answer("<p>").header("content-type") == "text/html; charset=utf-8"
     assert Answer(200, media_type="text/csv; charset=latin-1").header("content-type") == (
-        "text/csv; charset=latin-1")
+        "text/csv; charset=latin-1"
+    )

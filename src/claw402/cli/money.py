@@ -41,7 +41,9 @@ TokenAddress = Annotated[
 TreasuryAddress = Annotated[
     str | None,
     typer.Option(
-        "--treasury", envvar="CLAW402_TREASURY", help="Treasury address" + DEV + ".",
+        "--treasury",
+        envvar="CLAW402_TREASURY",
+        help="Treasury address" + DEV + ".",
         show_default=False,
     ),
 ]
@@ -149,8 +151,9 @@ def wallet_verify_command(
         if not key:
             fail(f"environment variable {private_key_env} is not set", as_json=json)
     with session(home, json) as (_, registry):
-        step = money.verify_wallet(registry, api_key, tenant, address, signature=signature,
-                                   private_key=key)
+        step = money.verify_wallet(
+            registry, api_key, tenant, address, signature=signature, private_key=key
+        )
     found, challenge, proved = step.tenant, step.challenge, step.proved
     if proved is None:
         if json:
@@ -263,8 +266,9 @@ def payouts_run_command(
         return money.Treasury(chain, key, key_source, flags.treasury)
 
     with session(home, json) as (_, registry):
-        report = money.run_payouts(registry.engine, api_key, limit=limit, dry_run=dry_run,
-                                   treasury=connect)
+        report = money.run_payouts(
+            registry.engine, api_key, limit=limit, dry_run=dry_run, treasury=connect
+        )
     if json:
         emit_json({"ok": True, **report.to_json()})
         return
@@ -346,8 +350,9 @@ def reconcile_command(
         return _chain(flags.rpc_url, flags.token, json), flags.treasury
 
     with session(home, json) as (_, registry):
-        report = money.reconcile(registry.engine, api_key, connect, from_block=from_block,
-                                 grace_seconds=grace_seconds)
+        report = money.reconcile(
+            registry.engine, api_key, connect, from_block=from_block, grace_seconds=grace_seconds
+        )
     if json:
         emit_json({"ok": report.balanced, **report.to_json()})
     else:

@@ -295,8 +295,11 @@ def events_command(
     kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
     request: Annotated[
         str | None,
-        typer.Option("--request", help="Only this request's: its x-request-id, or the "
-                     "x-correlation-id its caller sent (all the requests that share it)."),
+        typer.Option(
+            "--request",
+            help="Only this request's: its x-request-id, or the "
+            "x-correlation-id its caller sent (all the requests that share it).",
+        ),
     ] = None,
     limit: Annotated[
         int, typer.Option(min=1, max=10000, help="The newest N requests, each with all its events.")
@@ -312,8 +315,9 @@ def events_command(
     from claw402.control import tenants
 
     with session(home, json) as (_, registry):
-        rows = tenants.events(registry, api_key, slug=tenant, kind=kind, request_id=request,
-                              limit=limit)
+        rows = tenants.events(
+            registry, api_key, slug=tenant, kind=kind, request_id=request, limit=limit
+        )
     if json:
         emit_json({"ok": True, "events": rows})
         return

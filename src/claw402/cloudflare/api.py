@@ -97,9 +97,7 @@ def current_migration_tag(target: Target, script_name: str) -> str | None:
     return None
 
 
-def upload_metadata(
-    bundle: WorkerBundle, secrets: Mapping[str, str]
-) -> dict[str, Any]:
+def upload_metadata(bundle: WorkerBundle, secrets: Mapping[str, str]) -> dict[str, Any]:
     """The metadata part as sent: secret values joined in, earlier secrets kept."""
     bindings = [b for b in bundle.metadata.get("bindings", []) if b["type"] != "secret_text"]
     bindings += [{"type": "secret_text", "name": k, "text": v} for k, v in sorted(secrets.items())]
@@ -154,8 +152,9 @@ def _api_messages(body: object) -> str:
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list):
         return ""
-    parts = [f"{e.get('code')}: {e.get('message')}" if isinstance(e, dict) else str(e)
-             for e in errors]
+    parts = [
+        f"{e.get('code')}: {e.get('message')}" if isinstance(e, dict) else str(e) for e in errors
+    ]
     return " (" + "; ".join(parts) + ")" if parts else ""
 
 
@@ -166,21 +165,26 @@ def explain(exc: cloudflare.CloudflareError, target: Target) -> CloudflareApiErr
     if isinstance(exc, cloudflare.APITimeoutError):
         return CloudflareApiError(f"the Cloudflare API at {target.api_base} timed out {retries}")
     if isinstance(exc, cloudflare.APIConnectionError):
-        return CloudflareApiError(f"could not reach the Cloudflare API at {target.api_base} "
-                                  f"{retries}: {exc.__cause__ or exc}")
+        return CloudflareApiError(
+            f"could not reach the Cloudflare API at {target.api_base} "
+            f"{retries}: {exc.__cause__ or exc}"
+        )
     if not isinstance(exc, cloudflare.APIStatusError):
         return CloudflareApiError(f"Cloudflare SDK error: {exc}")
     status, detail = exc.status_code, _api_messages(exc.body)
     if status == 401:
-        text = ("Cloudflare rejected the API token (401): check CLOUDFLARE_API_TOKEN or "
-                "--api-token")
+        text = "Cloudflare rejected the API token (401): check CLOUDFLARE_API_TOKEN or --api-token"
     elif status == 403:
-        text = (f"the API token may not edit Workers on account {target.account_id} (403): it "
-                "needs the Workers Scripts Edit permission (and for `cloudflare up` with a zone, "
-                "Workers Routes Edit and SSL and Certificates Edit)")
+        text = (
+            f"the API token may not edit Workers on account {target.account_id} (403): it "
+            "needs the Workers Scripts Edit permission (and for `cloudflare up` with a zone, "
+            "Workers Routes Edit and SSL and Certificates Edit)"
+        )
     elif status == 404:
-        text = (f"account {target.account_id} or dispatch namespace "
-                f"{target.dispatch_namespace!r} not found (404)")
+        text = (
+            f"account {target.account_id} or dispatch namespace "
+            f"{target.dispatch_namespace!r} not found (404)"
+        )
     elif status == 429:
         text = f"rate limited by the Cloudflare API (429) {retries}: try again later"
     elif status >= 500:

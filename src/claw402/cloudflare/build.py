@@ -48,14 +48,25 @@ class BuildResult:
             "out": str(self.out),
             "dispatcher": {"scriptName": self.dispatcher.script_name, **size(self.dispatcher)},
             "tenants": [
-                {"slug": slug, "scriptName": b.script_name, "path": f"tenants/{b.script_name}",
-                 **size(b)}
+                {
+                    "slug": slug,
+                    "scriptName": b.script_name,
+                    "path": f"tenants/{b.script_name}",
+                    **size(b),
+                }
                 for slug, b in sorted(self.tenants.items())
             ],
             "refused": [{"slug": s, "reason": r} for s, r in sorted(self.refused.items())],
-            "r2": [{"slug": s, "bucket": d.bucket, "path": f"r2/{d.bucket}",
-                    "objects": len(d.objects), "bytes": d.bytes}
-                   for s, d in sorted(self.stored.items())],
+            "r2": [
+                {
+                    "slug": s,
+                    "bucket": d.bucket,
+                    "path": f"r2/{d.bucket}",
+                    "objects": len(d.objects),
+                    "bytes": d.bytes,
+                }
+                for s, d in sorted(self.stored.items())
+            ],
             "seconds": round(self.seconds, 3),
         }
 

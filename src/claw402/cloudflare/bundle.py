@@ -99,8 +99,12 @@ class WorkerBundle:
             "scriptName": self.script_name,
             "mainModule": self.main_module,
             "modules": [
-                {"name": m.name, "contentType": m.content_type, "bytes": len(m.content),
-                 "sha256": m.sha256}
+                {
+                    "name": m.name,
+                    "contentType": m.content_type,
+                    "bytes": len(m.content),
+                    "sha256": m.sha256,
+                }
                 for m in self.modules
             ],
             "bytes": self.raw_size,

@@ -23,9 +23,7 @@ def directory_entry(tenant: Tenant) -> dict[str, Any]:
     return {**entry, "controls": edge_controls(tenant)}
 
 
-def export_directory(
-    tenants: Iterable[Tenant], format: DirectoryFormat = "maps"
-) -> dict[str, Any]:
+def export_directory(tenants: Iterable[Tenant], format: DirectoryFormat = "maps") -> dict[str, Any]:
     """`{"byHost": {...}, "bySlug": {...}}` or `{"tenants": [...]}`, sorted by slug."""
     entries = sorted((directory_entry(t) for t in tenants), key=lambda e: e["slug"])
     if format == "registry":

@@ -212,14 +212,18 @@ def check_secret_names(names: Iterable[str]) -> list[str]:
 
 def dispatcher_bindings(options: DispatcherOptions) -> list[dict[str, Any]]:
     bindings: list[dict[str, Any]] = [
-        {"type": "dispatch_namespace", "name": DISPATCHER_BINDING,
-         "namespace": options.dispatch_namespace},
+        {
+            "type": "dispatch_namespace",
+            "name": DISPATCHER_BINDING,
+            "namespace": options.dispatch_namespace,
+        },
     ]
     if options.events_url:
         bindings.append({"type": "plain_text", "name": "EVENTS_URL", "text": options.events_url})
     if options.payment is not None:
-        bindings.append({"type": "durable_object_namespace", "name": CLAIMS_BINDING,
-                         "class_name": CLAIMS_CLASS})
+        bindings.append(
+            {"type": "durable_object_namespace", "name": CLAIMS_BINDING, "class_name": CLAIMS_CLASS}
+        )
     for name, class_name in ((RATES_BINDING, RATES_CLASS), (BOOKS_BINDING, BOOKS_CLASS)):
         bindings.append({"type": "durable_object_namespace", "name": name,
                          "class_name": class_name})  # fmt: skip
@@ -259,8 +263,10 @@ def build_dispatcher(
     return WorkerBundle(options.script_name, modules, metadata)
 
 
-PAYMENT_VARIABLES = ("CLAW402_ENV (dev, test or main) and CLAW402_TREASURY, or CLAW402_NETWORK, "
-                     "CLAW402_ASSET, CLAW402_FACILITATOR_URL and CLAW402_TREASURY")
+PAYMENT_VARIABLES = (
+    "CLAW402_ENV (dev, test or main) and CLAW402_TREASURY, or CLAW402_NETWORK, "
+    "CLAW402_ASSET, CLAW402_FACILITATOR_URL and CLAW402_TREASURY"
+)
 
 
 class PaymentsRequired(ValueError):

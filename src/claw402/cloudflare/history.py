@@ -93,24 +93,35 @@ class History:
         for described in entry["bundle"]["modules"]:
             path = self.blobs / described["sha256"]
             if not path.exists():
-                raise HistoryError(f"deploy {entry['id']}: stored copy of {described['name']} "
-                                   f"is missing from {self.blobs}")
+                raise HistoryError(
+                    f"deploy {entry['id']}: stored copy of {described['name']} "
+                    f"is missing from {self.blobs}"
+                )
             modules.append(Module(described["name"], path.read_bytes()))
         metadata = {k: v for k, v in entry["metadata"].items() if k != "keep_bindings"}
         return WorkerBundle(entry["scriptName"], tuple(modules), metadata)
 
-    def succeeded(self, kind: str, script_name: str, account_id: str,
-                  namespace: str | None = None) -> list[dict[str, Any]]:
+    def succeeded(
+        self, kind: str, script_name: str, account_id: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
-            e for e in self.entries()
-            if e["kind"] == kind and e["scriptName"] == script_name
-            and e["accountId"] == account_id and e["status"] == "succeeded"
+            e
+            for e in self.entries()
+            if e["kind"] == kind
+            and e["scriptName"] == script_name
+            and e["accountId"] == account_id
+            and e["status"] == "succeeded"
             and (namespace is None or e.get("dispatchNamespace") == namespace)
         ]
 
     def rollback_target(
-        self, kind: str, script_name: str, account_id: str, to: str | None = None,
-        *, namespace: str | None = None,
+        self,
+        kind: str,
+        script_name: str,
+        account_id: str,
+        to: str | None = None,
+        *,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """`to`, or else the previous good upload: the latest succeeded one before the live
         one's place in the history whose content differs. A rollback's place is the place of
@@ -139,5 +150,7 @@ class History:
         for entry in reversed(done[:place]):
             if entry["bundle"]["sha256"] != live["bundle"]["sha256"]:
                 return entry
-        raise HistoryError(f"{script_name!r} has no earlier upload than {done[place]['id']} that "
-                           f"differs from the live one ({live['id']}): nothing to roll back to")
+        raise HistoryError(
+            f"{script_name!r} has no earlier upload than {done[place]['id']} that "
+            f"differs from the live one ({live['id']}): nothing to roll back to"
+        )

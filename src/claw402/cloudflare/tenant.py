@@ -102,12 +102,22 @@ def tenant_config(tenant: Tenant, data: list[list[Any]] | None = None) -> dict[s
 
 def tenant_tags(tenant: Tenant) -> list[str]:
     version = tenant.dataset.version if tenant.dataset else 0
-    return ["claw402", "claw402-tenant", f"tenant-{tenant.tenant_id}", f"slug-{tenant.slug}",
-            f"plan-{tenant.plan}", f"dataset-v{version}"]
+    return [
+        "claw402",
+        "claw402-tenant",
+        f"tenant-{tenant.tenant_id}",
+        f"slug-{tenant.slug}",
+        f"plan-{tenant.plan}",
+        f"dataset-v{version}",
+    ]
 
 
-def tenant_bundle(tenant: Tenant, dataset: bytes, data: list[list[Any]],
-                  bindings: list[dict[str, Any]] | None = None) -> WorkerBundle:
+def tenant_bundle(
+    tenant: Tenant,
+    dataset: bytes,
+    data: list[list[Any]],
+    bindings: list[dict[str, Any]] | None = None,
+) -> WorkerBundle:
     """The user Worker around one `dataset.json`: the rows themselves, or an R2 manifest;
     `data` (the exported columns) gives the tenant page its sample rows."""
     modules = (

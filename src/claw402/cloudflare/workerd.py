@@ -152,8 +152,9 @@ class LocalEdge(Stops):
                     raise WorkerdError(f"R2 key {key!r} leaves its bucket")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content)
-            cfg.services.append(f'(name = "r2:{bucket}", disk = (path = "{bucket_dir}", '
-                                "writable = false))")
+            cfg.services.append(
+                f'(name = "r2:{bucket}", disk = (path = "{bucket_dir}", writable = false))'
+            )
         shim = cfg.embed(template("namespace_shim.js"), ".js")
         r2_shim = cfg.embed(template("r2_shim.js"), ".js")
         text = "\n".join(
@@ -198,23 +199,26 @@ class LocalEdge(Stops):
             f'"{_safe(f, "flag")}"' for f in bundle.metadata.get("compatibility_flags", [])
         )
         # Durable Objects the Worker implements itself, kept in memory for the process's life.
-        classes = sorted({
-            _safe(str(b["class_name"]), "class name")
-            for b in bundle.metadata.get("bindings", [])
-            if b["type"] == "durable_object_namespace" and not b.get("script_name")
-        })
+        classes = sorted(
+            {
+                _safe(str(b["class_name"]), "class name")
+                for b in bundle.metadata.get("bindings", [])
+                if b["type"] == "durable_object_namespace" and not b.get("script_name")
+            }
+        )
         objects = ""
         if classes:
             namespaces = ", ".join(
-                f'(className = "{c}", uniqueKey = "claw402-{c}", enableSql = true)'
-                for c in classes
+                f'(className = "{c}", uniqueKey = "claw402-{c}", enableSql = true)' for c in classes
             )
-            objects = (f", durableObjectNamespaces = [{namespaces}], "
-                       "durableObjectStorage = (inMemory = void)")
+            objects = (
+                f", durableObjectNamespaces = [{namespaces}], "
+                "durableObjectStorage = (inMemory = void)"
+            )
         cfg.services.append(
             f'(name = "{service}", worker = (modules = [{", ".join(modules)}], '
             f'compatibilityDate = "{_safe(date, "date")}", compatibilityFlags = [{flags}], '
-            f'bindings = [{", ".join(bindings)}]{objects}))'
+            f"bindings = [{', '.join(bindings)}]{objects}))"
         )
 
     def _binding(self, cfg: _Config, bundle: WorkerBundle, spec: Mapping[str, Any]) -> str | None:
@@ -231,8 +235,9 @@ class LocalEdge(Stops):
             return f'(name = "{name}", json = {cfg.embed(json.dumps(spec["json"]).encode())})'
         if kind == "durable_object_namespace":
             if spec.get("script_name"):
-                raise WorkerdError(f"{bundle.script_name}: Durable Objects of another script "
-                                   "are not run locally")
+                raise WorkerdError(
+                    f"{bundle.script_name}: Durable Objects of another script are not run locally"
+                )
             return f'(name = "{name}", durableObjectNamespace = "{spec["class_name"]}")'
         if kind == "service":
             return f'(name = "{name}", service = "{_service_name(str(spec["service"]))}")'
@@ -246,14 +251,16 @@ class LocalEdge(Stops):
             ]
             return (
                 f'(name = "{name}", wrapped = (moduleName = "{SHIM_MODULE}", '
-                f'innerBindings = [{", ".join(inner)}]))'
+                f"innerBindings = [{', '.join(inner)}]))"
             )
         if kind == "r2_bucket":
             bucket = _safe(str(spec["bucket_name"]), "bucket")
             if bucket not in self.r2:
                 raise WorkerdError(f"{bundle.script_name}: no objects given for R2 bucket {bucket}")
-            return (f'(name = "{name}", wrapped = (moduleName = "{R2_SHIM_MODULE}", '
-                    f'innerBindings = [(name = "disk", service = "r2:{bucket}")]))')
+            return (
+                f'(name = "{name}", wrapped = (moduleName = "{R2_SHIM_MODULE}", '
+                f'innerBindings = [(name = "disk", service = "r2:{bucket}")]))'
+            )
         raise WorkerdError(f"{bundle.script_name}: binding type {kind!r} has no local equivalent")
 
     # -- process -----------------------------------------------------------------------

@@ -26,8 +26,9 @@ def create_user(engine: Engine, secret: str | None, name: str) -> str:
     return keys.create_user(engine, name, actor.label)
 
 
-def create_key(engine: Engine, secret: str | None, user: str,
-               scopes: Iterable[str]) -> keys.IssuedKey:
+def create_key(
+    engine: Engine, secret: str | None, user: str, scopes: Iterable[str]
+) -> keys.IssuedKey:
     """Issue a key (printed once); `scopes` may hold comma-separated lists."""
     actor = authorize(engine, secret, keys.ADMIN)
     wanted = [part for item in scopes for part in item.split(",")]
@@ -66,8 +67,9 @@ def list_keys(engine: Engine, secret: str | None) -> list[keys.ApiKey]:
     return keys.list_keys(engine)
 
 
-def audit_entries(registry: Registry, secret: str | None, *, limit: int = 50,
-                  slug: str | None = None) -> list[audit.AuditEntry]:
+def audit_entries(
+    registry: Registry, secret: str | None, *, limit: int = 50, slug: str | None = None
+) -> list[audit.AuditEntry]:
     """The newest entries, oldest first, optionally of one tenant (an admin key)."""
     authorize(registry.engine, secret, keys.ADMIN)
     tenant_id = None

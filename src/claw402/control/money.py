@@ -58,8 +58,15 @@ class WalletStep:
     proved: wallets.PayoutWallet | None = None
 
 
-def verify_wallet(registry: Registry, secret: str | None, slug: str, address: str, *,
-                  signature: str | None = None, private_key: str | None = None) -> WalletStep:
+def verify_wallet(
+    registry: Registry,
+    secret: str | None,
+    slug: str,
+    address: str,
+    *,
+    signature: str | None = None,
+    private_key: str | None = None,
+) -> WalletStep:
     """Issue the challenge for (tenant, address); with a signature (or a key to sign with
     here) prove it, and the address receives the tenant's payouts from then on."""
     tenant, actor = tenant_for(registry, secret, slug, WITHDRAW)
@@ -68,13 +75,15 @@ def verify_wallet(registry: Registry, secret: str | None, slug: str, address: st
         signature = wallets.sign(challenge.message, private_key)
     if signature is None:
         return WalletStep(tenant, challenge)
-    proved = wallets.prove(registry.engine, tenant.tenant_id, challenge.address, signature,
-                           actor.label)
+    proved = wallets.prove(
+        registry.engine, tenant.tenant_id, challenge.address, signature, actor.label
+    )
     return WalletStep(tenant, challenge, proved)
 
 
-def withdraw(registry: Registry, secret: str | None, slug: str,
-             amount: str) -> tuple[Tenant, Withdrawal]:
+def withdraw(
+    registry: Registry, secret: str | None, slug: str, amount: str
+) -> tuple[Tenant, Withdrawal]:
     """Reserve `amount` (USD) of the available balance for a payout to the verified wallet."""
     from claw402.ledger import withdrawals
     from claw402.ledger.amounts import parse_usd
@@ -88,17 +97,23 @@ def withdraw(registry: Registry, secret: str | None, slug: str,
             code="no_wallet",
         )
     try:
-        return tenant, withdrawals.request(registry.engine, tenant.tenant_id, parse_usd(amount),
-                                           address, actor.label)
+        return tenant, withdrawals.request(
+            registry.engine, tenant.tenant_id, parse_usd(amount), address, actor.label
+        )
     except ControlError:
         raise
     except ValueError as exc:
         raise ControlError(str(exc), code=getattr(exc, "code", "invalid_amount")) from None
 
 
-def run_payouts(engine: Engine, secret: str | None, *, limit: int | None = None,
-                dry_run: bool = False,
-                treasury: Callable[[], Treasury] | None = None) -> PayoutReport:
+def run_payouts(
+    engine: Engine,
+    secret: str | None,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    treasury: Callable[[], Treasury] | None = None,
+) -> PayoutReport:
     """Pay pending withdrawals in order (an admin key); `dry_run` only plans them."""
     from claw402.ledger.payouts import PayoutError, PayoutRunner, plan
 
@@ -106,29 +121,39 @@ def run_payouts(engine: Engine, secret: str | None, *, limit: int | None = None,
     if dry_run:
         return plan(engine, limit=limit)
     if treasury is None:
-        raise ControlError("paying withdrawals needs the chain and the treasury's key",
-                           code="chain_not_configured")
+        raise ControlError(
+            "paying withdrawals needs the chain and the treasury's key", code="chain_not_configured"
+        )
     t = treasury()
     runner = PayoutRunner(engine, t.chain, t.key, actor=actor.label)
     if t.address and t.address.lower() != runner.treasury.lower():
-        raise ControlError(f"{t.key_source} is the key of {runner.treasury}, not treasury "
-                           f"{t.address}", code="wrong_treasury_key")
+        raise ControlError(
+            f"{t.key_source} is the key of {runner.treasury}, not treasury {t.address}",
+            code="wrong_treasury_key",
+        )
     try:
         return runner.run(limit=limit)
     except PayoutError as exc:
         raise ControlError(str(exc), code="payouts_busy") from None
 
 
-def list_withdrawals(engine: Engine, secret: str | None, *, status: str | None = None,
-                     limit: int = 100) -> list[Withdrawal]:
+def list_withdrawals(
+    engine: Engine, secret: str | None, *, status: str | None = None, limit: int = 100
+) -> list[Withdrawal]:
     from claw402.ledger import withdrawals
 
     authorize(engine, secret, ADMIN)
     return withdrawals.listing(engine, status=status, limit=limit)
 
 
-def reconcile(engine: Engine, secret: str | None, chain: Callable[[], tuple[Any, str]], *,
-              from_block: int = 0, grace_seconds: float = 120.0) -> ReconcileReport:
+def reconcile(
+    engine: Engine,
+    secret: str | None,
+    chain: Callable[[], tuple[Any, str]],
+    *,
+    from_block: int = 0,
+    grace_seconds: float = 120.0,
+) -> ReconcileReport:
     """Post what the books miss from the chain and compare (an admin key); `chain()` gives
     the token chain and the treasury address."""
     from claw402.ledger.reconcile import ChainReset
@@ -137,7 +162,13 @@ def reconcile(engine: Engine, secret: str | None, chain: Callable[[], tuple[Any,
     actor = authorize(engine, secret, ADMIN)
     token_chain, treasury = chain()
     try:
-        return reconcile_books(engine, token_chain, treasury, from_block=from_block,
-                               grace_seconds=grace_seconds, actor=actor.label)
+        return reconcile_books(
+            engine,
+            token_chain,
+            treasury,
+            from_block=from_block,
+            grace_seconds=grace_seconds,
+            actor=actor.label,
+        )
     except ChainReset as exc:
         raise ControlError(str(exc), code="chain_reset") from None

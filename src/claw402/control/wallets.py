@@ -123,9 +123,7 @@ def recover(message: str, signature: str) -> str:
         raise ControlError(f"unreadable signature: {exc}", code="bad_signature") from None
 
 
-def prove(
-    engine: Engine, tenant_id: str, address: str, signature: str, actor: str
-) -> PayoutWallet:
+def prove(engine: Engine, tenant_id: str, address: str, signature: str, actor: str) -> PayoutWallet:
     """Check the signature on the open challenge; on success the address receives payouts."""
     address = checksum(address)
     c = wallet_challenges.c

@@ -93,4 +93,3 @@ def _cursor_value(value: object, column: Column) -> Value | None:
         except InvalidQuery:
             pass
     raise InvalidQuery("invalid _cursor: unexpected content")
-

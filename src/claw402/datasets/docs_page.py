@@ -34,7 +34,8 @@ def docs_html(spec: dict[str, Any]) -> str:
         f"<title>{_e(info.get('title', 'API'))}</title><style>{_STYLE}</style></head><body><main>",
         f"<h1>{_e(info.get('title', 'API'))}</h1>",
         f"<p>Version <code>{_e(info.get('version', ''))}</code>"
-        + (f" · Server <code>{_e(server)}</code>" if server else "") + "</p>",
+        + (f" · Server <code>{_e(server)}</code>" if server else "")
+        + "</p>",
     ]
     for paragraph in str(info.get("description", "")).split("\n\n"):
         if paragraph.strip():
@@ -51,11 +52,14 @@ def docs_html(spec: dict[str, Any]) -> str:
     if record.get("properties"):
         parts.append("<h2>Record fields</h2><table><tr><th>Field</th><th>Type</th></tr>")
         for name, schema in record["properties"].items():
-            parts.append(f"<tr><td><code>{_e(name)}</code></td><td>{_e(_type_text(schema))}"
-                         "</td></tr>")
+            parts.append(
+                f"<tr><td><code>{_e(name)}</code></td><td>{_e(_type_text(schema))}</td></tr>"
+            )
         parts.append("</table>")
-    parts.append("<h2>OpenAPI</h2><details><summary>The OpenAPI 3.1 document</summary><pre>"
-                 f"{_e(json.dumps(spec, indent=2))}</pre></details></main></body></html>")
+    parts.append(
+        "<h2>OpenAPI</h2><details><summary>The OpenAPI 3.1 document</summary><pre>"
+        f"{_e(json.dumps(spec, indent=2))}</pre></details></main></body></html>"
+    )
     return "".join(parts)
 
 
@@ -69,8 +73,10 @@ def _operation_html(server: str, path: str, method: str, op: dict[str, Any]) -> 
         parts.append(f"<p>{_e(op['description'])}</p>")
     parts.append(f"<pre>curl {_e(_shell_quote(server + _example_path(path, params)))}</pre>")
     if params:
-        parts.append("<details open><summary>Parameters</summary><table><tr><th>Name</th>"
-                     "<th>In</th><th>Type</th><th>Description</th></tr>")
+        parts.append(
+            "<details open><summary>Parameters</summary><table><tr><th>Name</th>"
+            "<th>In</th><th>Type</th><th>Description</th></tr>"
+        )
         for p in params:
             parts.append(
                 f"<tr><td><code>{_e(p['name'])}</code></td><td>{_e(p['in'])}</td>"
@@ -80,8 +86,9 @@ def _operation_html(server: str, path: str, method: str, op: dict[str, Any]) -> 
         parts.append("</table></details>")
     parts.append("<table><tr><th>Status</th><th>Meaning</th></tr>")
     for status, response in op.get("responses", {}).items():
-        parts.append(f"<tr><td>{_e(status)}</td><td>{_e(response.get('description', ''))}"
-                     "</td></tr>")
+        parts.append(
+            f"<tr><td>{_e(status)}</td><td>{_e(response.get('description', ''))}</td></tr>"
+        )
     parts.append("</table>")
     return "".join(parts)
 
@@ -101,8 +108,11 @@ def _example_path(path: str, params: list[dict[str, Any]]) -> str:
 
 def _type_text(schema: dict[str, Any]) -> str:
     if "enum" in schema:
-        return "one of " + ", ".join(map(str, schema["enum"][:12])) + (
-            ", ..." if len(schema["enum"]) > 12 else "")
+        return (
+            "one of "
+            + ", ".join(map(str, schema["enum"][:12]))
+            + (", ..." if len(schema["enum"]) > 12 else "")
+        )
     kind = schema.get("type", "")
     if isinstance(kind, list):
         kind = " or ".join(kind)

@@ -68,7 +68,6 @@ class IngestResult:
     key: str | None
 
 
-
 def ingest(
     source: Path,
     dest_dir: Path,
@@ -111,7 +110,8 @@ def ingest(
                 # The sniffer typed a sample; a later row disagrees. Type the whole file once.
                 reader = (
                     csv_reader(con, reader.path, reader.name, whole_file=True)
-                    if reader.format == "csv" else reader.full_sample()
+                    if reader.format == "csv"
+                    else reader.full_sample()
                 )
                 con.execute("DROP TABLE IF EXISTS out.data")
                 planned = plan(con, reader)
@@ -178,6 +178,7 @@ def _connection(scratch: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 # ---- writing -----------------------------------------------------------------------------
 
+
 def _create_table(
     con: duckdb.DuckDBPyConnection,
     reader: Reader,
@@ -233,9 +234,7 @@ def _resolve_key(key: str | None, planned: list[Planned]) -> str | None:
 def _index_key(con: duckdb.DuckDBPyConnection, key: str) -> None:
     """Reject NULL or repeated keys, naming the first offending row; index for lookups."""
     col = sql_ident(key)
-    null_row = con.execute(
-        f"SELECT min(rowid) FROM out.data WHERE {col} IS NULL"
-    ).fetchone()
+    null_row = con.execute(f"SELECT min(rowid) FROM out.data WHERE {col} IS NULL").fetchone()
     if null_row and null_row[0] is not None:
         raise IngestError(f"key column {key!r} is empty in row {null_row[0] + 1}")
     try:

@@ -18,7 +18,6 @@ class IngestError(ValueError):
     """The file cannot become a dataset; the message names the line or field and says why."""
 
 
-
 def is_late_type_error(message: str) -> bool:
     return "Could not convert string" in message or "JSON transform error" in message
 
@@ -31,9 +30,7 @@ def source_error(exc: duckdb.Error, reader: Reader) -> IngestError:
     if reader.format == "parquet":
         return IngestError(f"{name} is not a readable Parquet file: {first_line(message)}")
     if "expected records" in message or "non-record" in message:
-        return IngestError(
-            f"{name}: every item must be a JSON object with non-empty keys"
-        )
+        return IngestError(f"{name}: every item must be a JSON object with non-empty keys")
     if "Expected top-level JSON array" in message:
         return IngestError(f"{name}: expected a JSON array of objects")
     if "Malformed JSON" in message or "JSON transform error" in message:
@@ -111,4 +108,3 @@ def _locate_json_error(reader: Reader, message: str) -> str:
 def first_line(message: str) -> str:
     text = message.strip().splitlines()[0] if message.strip() else "unknown error"
     return re.sub(r"^[A-Za-z ]*Error: ", "", text)
-

@@ -250,14 +250,22 @@ def _filter_params(column: Column) -> list[dict[str, Any]]:
     if column.type == "string":
         for op, text in _TEXT_OPS.items():
             params.append(_query_param(f"{name}__{op}", f"`{name}` {text}", value))
-    params.append({
-        **_query_param(f"{name}__in", f"`{name}` is one of these comma-separated values",
-                       {"type": "array", "items": value, "maxItems": 1000}),
-        "style": "form",
-        "explode": False,
-    })
-    params.append(_query_param(f"{name}__isnull", f"`{name}` is (true) or is not (false) NULL",
-                               {"type": "boolean"}))
+    params.append(
+        {
+            **_query_param(
+                f"{name}__in",
+                f"`{name}` is one of these comma-separated values",
+                {"type": "array", "items": value, "maxItems": 1000},
+            ),
+            "style": "form",
+            "explode": False,
+        }
+    )
+    params.append(
+        _query_param(
+            f"{name}__isnull", f"`{name}` is (true) or is not (false) NULL", {"type": "boolean"}
+        )
+    )
     return params
 
 
@@ -265,33 +273,57 @@ def _control_params(names: list[str], max_limit: int) -> list[dict[str, Any]]:
     sort_values = [v for n in names for v in (n, f"-{n}")]
     return [
         {
-            **_query_param("_sort", "Sort by these columns; `-col` sorts descending. NULLs "
-                           "sort last ascending, first descending; ties keep source order.",
-                           {"type": "array", "items": {"enum": sort_values}, "uniqueItems": True}),
+            **_query_param(
+                "_sort",
+                "Sort by these columns; `-col` sorts descending. NULLs "
+                "sort last ascending, first descending; ties keep source order.",
+                {"type": "array", "items": {"enum": sort_values}, "uniqueItems": True},
+            ),
             "style": "form",
             "explode": False,
         },
         {
-            **_query_param("_fields", "Return only these columns, in this order",
-                           {"type": "array", "items": {"enum": names}, "uniqueItems": True}),
+            **_query_param(
+                "_fields",
+                "Return only these columns, in this order",
+                {"type": "array", "items": {"enum": names}, "uniqueItems": True},
+            ),
             "style": "form",
             "explode": False,
         },
-        _query_param("_limit", f"Page size (larger values are clamped to {max_limit})",
-                     {"type": "integer", "minimum": 1, "default": min(100, max_limit),
-                      "maximum": max_limit}),
+        _query_param(
+            "_limit",
+            f"Page size (larger values are clamped to {max_limit})",
+            {"type": "integer", "minimum": 1, "default": min(100, max_limit), "maximum": max_limit},
+        ),
         _query_param("_cursor", "The `next` value of the previous page", {"type": "string"}),
-        _query_param("_q", "Case-insensitive text search over every string column",
-                     {"type": "string", "maxLength": MAX_Q_CHARS}),
-        _query_param("_format", "Response format (the Accept header works too)",
-                     {"enum": list(FORMATS), "default": "json"}),
-        _query_param("_count", "`exact`: add `count`, every row the filters and `_q` match "
-                     "(json only)", {"enum": ["exact"]}),
+        _query_param(
+            "_q",
+            "Case-insensitive text search over every string column",
+            {"type": "string", "maxLength": MAX_Q_CHARS},
+        ),
+        _query_param(
+            "_format",
+            "Response format (the Accept header works too)",
+            {"enum": list(FORMATS), "default": "json"},
+        ),
+        _query_param(
+            "_count",
+            "`exact`: add `count`, every row the filters and `_q` match (json only)",
+            {"enum": ["exact"]},
+        ),
         {
-            **_query_param("_facet", f"Add `facets`: each column's {FACET_SIZE} most frequent "
-                           "values among the matching rows, with counts (repeat it; json only)",
-                           {"type": "array", "items": {"enum": names}, "uniqueItems": True,
-                            "maxItems": MAX_FACETS}),
+            **_query_param(
+                "_facet",
+                f"Add `facets`: each column's {FACET_SIZE} most frequent "
+                "values among the matching rows, with counts (repeat it; json only)",
+                {
+                    "type": "array",
+                    "items": {"enum": names},
+                    "uniqueItems": True,
+                    "maxItems": MAX_FACETS,
+                },
+            ),
             "style": "form",
             "explode": True,
         },
@@ -299,8 +331,13 @@ def _control_params(names: list[str], max_limit: int) -> list[dict[str, Any]]:
 
 
 def _query_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
 
 
 def _error_response(description: str) -> dict[str, Any]:

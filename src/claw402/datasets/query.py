@@ -78,7 +78,17 @@ from claw402.datasets.values import BOOLS, InvalidQuery, Value, convert
 Format = Literal["json", "csv", "ndjson"]
 FORMATS: tuple[Format, ...] = ("json", "csv", "ndjson")
 OPERATORS = (
-    "eq", "ne", "gt", "gte", "lt", "lte", "contains", "icontains", "startswith", "in", "isnull"
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "contains",
+    "icontains",
+    "startswith",
+    "in",
+    "isnull",
 )
 TEXT_OPERATORS = frozenset({"contains", "icontains", "startswith"})
 CONTROL_PARAMS = ("_sort", "_fields", "_limit", "_cursor", "_q", "_format", "_count", "_facet")
@@ -195,9 +205,17 @@ def parse_query(
     if (count or facets) and fmt != "json":
         raise InvalidQuery(f"_count and _facet need the json format, not {fmt}")
     return Query(
-        filters=tuple(filters), sort=sort, fields=fields, limit=limit, q=q,
+        filters=tuple(filters),
+        sort=sort,
+        fields=fields,
+        limit=limit,
+        q=q,
         format=fmt,  # type: ignore[arg-type]
-        after=after, version=version, binding=binding, count=count, facets=facets,
+        after=after,
+        version=version,
+        binding=binding,
+        count=count,
+        facets=facets,
     )
 
 
@@ -235,7 +253,6 @@ def format_from_accept(accept: str | None) -> Format | None:
         if best is None or weight > best[0]:
             best = (weight, index, fmt)
     return best[2] if best else None
-
 
 
 def _check_text(text: str, what: str) -> None:
@@ -315,7 +332,6 @@ def _parse_limit(raw: str | None, max_limit: int, default_limit: int) -> int:
     if limit < 1:
         raise InvalidQuery(f"_limit must be at least 1, not {raw[:50]!r}")
     return min(limit, max_limit)
-
 
 
 def _parse_count(raw: str | None) -> bool:

@@ -7,7 +7,12 @@ from typing import Literal
 
 LogicalType = Literal["integer", "number", "boolean", "string", "date", "timestamp"]
 LOGICAL_TYPES: tuple[LogicalType, ...] = (
-    "integer", "number", "boolean", "string", "date", "timestamp"
+    "integer",
+    "number",
+    "boolean",
+    "string",
+    "date",
+    "timestamp",
 )
 # Types a key column may have: each has one exact text form in a URL path.
 KEY_TYPES = frozenset({"integer", "string", "date"})

@@ -44,7 +44,6 @@ SUFFIXES = {
 }
 
 
-
 def detect_format(source: Path, declared: str | None = None) -> str:
     """The format `declared`, else the one the extension names; the first bytes refine it
     (Parquet's magic, NDJSON in a .json file). Raises `IngestError` for any other file."""
@@ -70,7 +69,6 @@ def detect_format(source: Path, declared: str | None = None) -> str:
     if fmt == "json" and first == b"{":
         return "ndjson"  # one object per line, in a .json file
     return fmt
-
 
 
 class SampleTooSmall(Exception):
@@ -269,7 +267,8 @@ def _conversion(
         return f"CASE WHEN {guard} THEN {col} END", "date"
     if base in _TIMESTAMP_TYPES or duck_type == "TIMESTAMP WITH TIME ZONE":
         value = (
-            f"timezone('UTC', {col})" if duck_type == "TIMESTAMP WITH TIME ZONE"
+            f"timezone('UTC', {col})"
+            if duck_type == "TIMESTAMP WITH TIME ZONE"
             else f"CAST({col} AS TIMESTAMP)"
         )
         guard = f"isfinite({col}) AND year({value}) BETWEEN 1 AND 9999"
@@ -281,7 +280,6 @@ def _conversion(
     if _NESTED_RE.search(duck_type):
         return f"CAST(to_json({col}) AS VARCHAR)", "string"
     return f"CAST({col} AS VARCHAR)", "string"
-
 
 
 def sql_text(value: object) -> str:

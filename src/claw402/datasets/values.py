@@ -33,7 +33,6 @@ class InvalidQuery(ValueError):
         self.detail = detail
 
 
-
 def convert(value: str, column: Column) -> Value:
     """A filter value in the column's type; InvalidQuery names the column and the type."""
     kind = column.type
@@ -66,8 +65,12 @@ def convert(value: str, column: Column) -> Value:
 
 
 TYPE_ARTICLES: dict[str, str] = {
-    "integer": "an integer", "number": "a number", "boolean": "a boolean",
-    "string": "a string", "date": "a date", "timestamp": "a timestamp",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "string": "a string",
+    "date": "a date",
+    "timestamp": "a timestamp",
 }
 TYPE_EXPECTED: dict[str, str] = {
     "integer": "a whole number within 64 bits",

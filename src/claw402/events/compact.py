@@ -37,17 +37,53 @@ def compact(
     caller sent (`x-request-id`), which many requests may share: one event of a trail carrying
     it is enough, the row keeps it for all of them."""
     if tenant is None:
-        return (kind, time.time(), request_id, None, None, None, None, status, duration_ms,
-                reason, details or None, correlation_id)
+        return (
+            kind,
+            time.time(),
+            request_id,
+            None,
+            None,
+            None,
+            None,
+            status,
+            duration_ms,
+            reason,
+            details or None,
+            correlation_id,
+        )
     limits = tenant.limits
-    return (kind, time.time(), request_id, tenant.tenant_id, tenant.worker_name, limits.cpu_ms,
-            limits.sub_requests, status, duration_ms, reason, details or None, correlation_id)
+    return (
+        kind,
+        time.time(),
+        request_id,
+        tenant.tenant_id,
+        tenant.worker_name,
+        limits.cpu_ms,
+        limits.sub_requests,
+        status,
+        duration_ms,
+        reason,
+        details or None,
+        correlation_id,
+    )
 
 
 def expand(item: Compact) -> dict[str, Any]:
     """The event record of a `compact` tuple: the one shape every runtime emits."""
-    kind, ts, request_id, tenant_id, worker, cpu_ms, sub_requests, status, duration_ms, reason, \
-        details, correlation_id = item
+    (
+        kind,
+        ts,
+        request_id,
+        tenant_id,
+        worker,
+        cpu_ms,
+        sub_requests,
+        status,
+        duration_ms,
+        reason,
+        details,
+        correlation_id,
+    ) = item
     record: dict[str, Any] = {
         "type": kind,
         "ts": ts,

@@ -31,8 +31,9 @@ class InvalidEvents(ValueError):
 def authorized(header: str | None, token: str) -> bool:
     """Does an `Authorization` header carry `token` as its bearer secret?"""
     scheme, _, value = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                              token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    )
 
 
 def check_batch(payload: object) -> list[dict[str, Any]]:
@@ -53,8 +54,9 @@ def check_batch(payload: object) -> list[dict[str, Any]]:
         if len(item["requestId"]) > MAX_ID:
             raise InvalidEvents(f"event {index}: requestId is longer than {MAX_ID} characters")
         correlation = item.get("correlationId")
-        if correlation is not None and not (isinstance(correlation, str)
-                                            and 0 < len(correlation) <= MAX_ID):
+        if correlation is not None and not (
+            isinstance(correlation, str) and 0 < len(correlation) <= MAX_ID
+        ):
             raise InvalidEvents(f"event {index}: correlationId must be 1 to {MAX_ID} characters")
     return events
 

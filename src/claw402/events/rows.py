@@ -66,8 +66,12 @@ def row_events(
     if not before:
         return [event_record(kind, ts, request_id, tenant_id, data, correlation_id)]
     data = {k: v for k, v in data.items() if k != "before"}
-    shared = {"requestId": request_id, "tenantId": tenant_id,
-              **dict.fromkeys(_NULLABLE), **{k: data.get(k) for k in _SHARED}}
+    shared = {
+        "requestId": request_id,
+        "tenantId": tenant_id,
+        **dict.fromkeys(_NULLABLE),
+        **{k: data.get(k) for k in _SHARED},
+    }
     if correlation_id is not None:
         shared["correlationId"] = correlation_id
     records = [{**shared, **step} for step in before]
@@ -78,8 +82,11 @@ def row_events(
 def record_row(trail: Sequence[dict[str, Any]], correlation_id: str | None) -> Row:
     """The row of one request's events given as records (in order; one or more)."""
     *before, last = trail
-    data = {k: v for k, v in last.items()
-            if k not in _COLUMNS and (v is not None or k not in _SKIP_NULL)}
+    data = {
+        k: v
+        for k, v in last.items()
+        if k not in _COLUMNS and (v is not None or k not in _SKIP_NULL)
+    }
     steps = None
     if before:
         shared = {k: last.get(k) for k in _SHARED}

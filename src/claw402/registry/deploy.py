@@ -163,6 +163,8 @@ def _prices(request: DeployRequest, existing: Tenant | None) -> tuple[int, int |
     raise RegistryError(
         "--price is required for a new tenant (0 for a free API), or --price-per-1k-rows"
     )
+
+
 def _controls(request: DeployRequest, existing: Tenant | None) -> Controls:
     """The request's limits over the tenant's; refused before anything is ingested."""
     from claw402.limits.policy import InvalidLimit, check_count, parse_rate

@@ -22,9 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("tenant_hosts") as batch:
-        batch.add_column(
-            sa.Column("status", sa.String(16), nullable=False, server_default="open")
-        )
+        batch.add_column(sa.Column("status", sa.String(16), nullable=False, server_default="open"))
         batch.add_column(sa.Column("token", sa.String(64), nullable=True))
         batch.add_column(sa.Column("verified_at", sa.DateTime(timezone=True), nullable=True))
     conn = op.get_bind()
