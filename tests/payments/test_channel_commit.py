@@ -365,3 +365,54 @@ def test_in_a_group_a_moved_channel_or_a_refused_booking_is_only_its_own(engine)
         charged.append(int(stored.charged_cumulative_amount))
     assert charged == [2 * PRICE, 2 * PRICE, PRICE, 2 * PRICE]  # the refused one did not move
     assert _books(storage) == (2, 2)  # the two accepted by the lane, each booked once
+
+
+def test_on_sqlite_a_group_commits_on_the_loop_and_a_locked_file_sends_it_to_the_thread(
+    engine,
+) -> None:
+    """A thread's transaction must win the GIL back from a busy loop around every SQLite call,
+    so on a SQLite file a group is written on the loop when the write lock is free; when
+    another writer holds it, the loop is not blocked: the group waits in the thread."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL groups are always written by the thread")
+    import sqlite3
+    import threading
+
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    opened = [_opened(storage) for _ in range(2)]
+
+    async def commit(account: Any, channel: Channel, amount: int) -> Any:
+        raw = _voucher(account, channel, amount)
+        ticket = await lane.admit(raw, REQUIREMENTS)
+        assert ticket is not None
+        return await lane.commit(ticket, raw, REQUIREMENTS, _lane_book)  # type: ignore[arg-type]
+
+    assert asyncio.run(commit(*opened[0], 2 * PRICE)) is not None
+    assert (lane.commits.on_loop, lane.commits.transactions) == (1, 1)
+
+    other = sqlite3.connect(engine.url.database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process writing: the lock is taken
+    release = threading.Timer(0.3, other.rollback)
+    ticks = 0
+
+    async def scenario() -> Any:
+        nonlocal ticks
+        task = asyncio.ensure_future(commit(*opened[1], 2 * PRICE))
+        while not task.done():  # the loop keeps running while the group waits for the lock
+            ticks += 1
+            await asyncio.sleep(0.01)
+        return task.result()
+
+    release.start()
+    try:
+        assert asyncio.run(scenario()) is not None
+    finally:
+        release.join()
+        other.close()
+    assert ticks >= 10
+    assert (lane.commits.on_loop, lane.commits.transactions) == (1, 2)
+    assert _books(storage) == (2, 2)
+    for _, channel in opened:
+        stored = storage.get(channel.channel_id)
+        assert stored is not None and stored.charged_cumulative_amount == str(2 * PRICE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -27,6 +27,15 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def _sqlite_pragmas(dbapi_conn: Any, *, busy_ms: int) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+    cur.close()
+
+
 def make_engine(url: str) -> Engine:
     url = _driver_url(url)
     if url.startswith("sqlite"):
@@ -37,15 +46,38 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            _sqlite_pragmas(dbapi_conn, busy_ms=30_000)
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def immediate_sqlite_engine(engine: Engine) -> Engine | None:
+    """For a SQLite file, a second engine on it whose transactions take the write lock at
+    `BEGIN IMMEDIATE` and never wait for it: a busy database raises `OperationalError` at
+    once, before anything is written, so a caller that must not block (an event loop) can
+    hand the work to a thread on `engine` instead. None for any other database.
+
+    It checkpoints the WAL as every connection does (past 1,000 pages): without that the WAL
+    grows and every read and commit slows down with it.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if "mode=memory" in str(url.query.get("mode", "")) or url.database.startswith("file:"):
+        return None
+    immediate = create_engine(url, connect_args={"timeout": 0}, pool_size=1, max_overflow=0)
+
+    @event.listens_for(immediate, "connect")
+    def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # the driver's own deferred BEGIN off: ours below
+        _sqlite_pragmas(dbapi_conn, busy_ms=0)
+
+    @event.listens_for(immediate, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return immediate
 
 
 def _alembic_config() -> Config:
