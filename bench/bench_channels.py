@@ -9,6 +9,8 @@ a one-row page), claims and settles done as `402claw channels claim|settle` do t
 - a paid call end to end with the official Python client (`x402HttpxClient`: request, 402,
   sign, paid retry, 200), median and p99: through a channel (a voucher per call, the deposit
   made before) against `exact` (one EIP-3009 settlement on chain per call);
+- the floor: the same client against a server that checks nothing and answers at once
+  (`floor_app`): the client's own work and two HTTP round trips, which no seller avoids;
 - on-chain transactions per 1,000 paid calls: one payer's 1,000 channel calls (its deposit,
   then the receiver's claim and settle) against `exact` (counted over `--calls`, scaled);
 - sustained paid calls/s through channels from `--payers` payers, each sending its vouchers
@@ -76,8 +78,71 @@ def app_from_env() -> Any:
     return build_app(http, manager)
 
 
+def floor_app() -> Any:
+    """The floor under any server: the 402 the gateway answered (`BENCH_FLOOR_402`), then 200
+    for any payment header, with the receipt the SDK's client expects (its cumulative total
+    moved by the price). It checks nothing and stores nothing, so a paid call against it is
+    the official client's own work plus two HTTP round trips: no seller answers faster."""
+    import base64
+
+    required = os.environ["BENCH_FLOOR_402"].encode()
+    unpaid = [(b"payment-required", required), (b"content-type", b"application/json")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        header = dict(scope["headers"]).get(b"payment-signature")
+        if header is None:
+            await send({"type": "http.response.start", "status": 402, "headers": unpaid})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        payment = json.loads(base64.b64decode(header))
+        raw, accepted = payment["payload"], payment["accepted"]
+        cumulative = raw["voucher"]["maxClaimableAmount"]
+        receipt = {
+            "success": True,
+            "payer": raw["channelConfig"]["payer"],
+            "transaction": "",
+            "network": accepted["network"],
+            "extra": {
+                "channelState": {"chargedCumulativeAmount": cumulative},
+                "chargedAmount": accepted["amount"],
+            },
+        }
+        paid = [(b"payment-response", base64.b64encode(json.dumps(receipt).encode()))]
+        await send({"type": "http.response.start", "status": 200, "headers": paid})
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+    return app
+
+
 def serve_child(port: int) -> None:
     serve_granian("bench_channels:app_from_env", port)
+
+
+@contextmanager
+def floor_server(required: str) -> Iterator[str]:
+    """`floor_app` in a child on granian, answering `required` as its 402."""
+    env = {"BENCH_FLOOR_402": required}
+    with child("floor", env, PATH, script=__file__) as server:
+        yield server + PATH
+
+
+def client_floor(chain: Any, url: str, home: Path, calls: int) -> dict[str, Any]:
+    """The official client's channel call against `floor_app` (the gateway's own 402), with
+    the unpaid round trip alone beside it: what the client and HTTP cost by themselves."""
+    from claw402.chain.wallet import Wallet
+
+    required = httpx.get(url).headers["payment-required"]
+    with floor_server(required) as floor:
+        wallet = Wallet.create()  # nothing is checked: no funds needed
+        client = client_for(wallet.private_key, chain, "batch", home / "floor", calls + 1)
+        samples, _ = asyncio.run(paid_calls(floor, client, calls + 1))
+        unpaid = asyncio.run(timed_in_order(floor, [None] * calls))
+    return {"paid_call": summary(samples[1:]), "unpaid_402": summary(unpaid)}
 
 
 def client_for(key: str, chain: Any, scheme: str, home: Path, deposit_calls: int) -> Any:
@@ -349,6 +414,7 @@ def measure(
         "unpaid_402": summary(asyncio.run(timed_in_order(url, [None] * 200))),
         "presigned_voucher": summary(asyncio.run(timed_in_order(url, list(vouchers)))),
     }
+    results["client_floor"] = client_floor(chain, url, home, 1_000)
     # Sustained rate: `payers` channels, vouchers in order on each connection.
     wallets = [Wallet.create() for _ in range(payers)]
     for wallet in wallets:
@@ -393,6 +459,10 @@ def report(r: dict[str, Any]) -> str:
             f"of which (medians, ms): the unpaid 402 round trip "
             f"{r['parts']['unpaid_402']['median_ms']}, a presigned voucher request "
             f"{r['parts']['presigned_voucher']['median_ms']}; the rest is the client",
+            f"the same client against a server that checks nothing (the floor; median / p99 "
+            f"ms): paid call {r['client_floor']['paid_call']['median_ms']} / "
+            f"{r['client_floor']['paid_call']['p99_ms']}, its unpaid round trip "
+            f"{r['client_floor']['unpaid_402']['median_ms']}",
             f"on-chain transactions per 1,000 paid calls: channel {ch['tx_per_1000_calls']} "
             f"(deposit + claim + settle), exact {ex['tx_per_1000_calls']}",
             f"sustained through channels, {sus['payers']} payers: {sus['calls_per_s']} paid "
@@ -425,6 +495,8 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "_serve":
         if sys.argv[2] == "channels":
             serve_child(int(sys.argv[3]))
+        elif sys.argv[2] == "floor":
+            serve_granian("bench_channels:floor_app", int(sys.argv[3]))
         else:
             from bench_paid_call import serve_child as serve_other
 
