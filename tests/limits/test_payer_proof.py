@@ -129,3 +129,38 @@ def test_a_forged_header_naming_a_wallet_does_not_spend_its_budget(tmp_path: Pat
         ips = ("9.9.9.2", "9.9.9.3", "9.9.9.4")
         answers = [get(ip, h) for ip, h in zip(ips, genuine, strict=True)]
         assert answers == [402, 402, 429]
+
+
+def test_the_limits_step_and_the_paywall_decode_and_recover_a_payment_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Proving the payer costs the limits step a decode and a signature recovery; the paywall
+    and the voucher lane must not pay for them again on the same request."""
+    from claw402.payments import codec
+    from claw402.payments.channels import lane
+
+    decoded: list[str] = []
+    recovered: list[int] = []
+    real_decode, real_recover = codec.decode_payment, lane._recover
+    monkeypatch.setattr(codec, "decode_payment", lambda v: decoded.append(v) or real_decode(v))
+    monkeypatch.setattr(lane, "_recover", lambda *a: recovered.append(1) or real_recover(*a))
+    seen: list[Any] = []
+
+    async def guard(call, produce):  # type: ignore[no-untyped-def]
+        payment = codec.decode_once(call, call.headers["payment-signature"])  # as the paywall
+        inner = payment.inner
+        separator = voucher_separator(31337)
+        amount = int(inner["voucher"]["maxClaimableAmount"])  # as the lane checks it
+        seen.append(lane.voucher_signer_of(separator, inner["voucher"]["channelId"], amount,
+                                           inner["voucher"]["signature"]))  # fmt: skip
+        return error_answer(402, "payment_required", call.request_id)
+
+    with open_gateway(tmp_path, guard=guard) as (settings, registry, gateway, client):
+        deploy(registry, settings, DeployRequest(source=CITIES, slug="paid", price="0.01"))
+        gateway.limiter = Limiter(MemoryCounters(), None, Callers(parse_proxies(None)))
+        header = voucher(VICTIM.address, VICTIM.address, VICTIM)
+        sent = {"payment-signature": header}
+        assert client.get("/t/paid/v1/records", headers=sent).status_code == 402
+    assert decoded == [header]
+    assert recovered == [1]
+    assert seen == [bytes.fromhex(VICTIM.address[2:].lower())]

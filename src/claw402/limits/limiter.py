@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import datetime
 
 from anyio import to_thread
@@ -22,7 +23,7 @@ from claw402.limits.notify import REDIS_URL_ENV, prefix
 from claw402.limits.policy import Policy, state_header
 from claw402.limits.signer import proven_payer
 from claw402.limits.usage import SPEND_DAY, Refused, UsageBooks, slots
-from claw402.payments.codec import payment_header
+from claw402.payments.codec import InvalidPayment, decode_once, payment_header
 from claw402.tenant_api.answer import Answer, error_answer
 from claw402.tenant_api.call import TenantCall, paid_route
 
@@ -70,7 +71,10 @@ class Limiter:
         header = payment_header(call.headers) if paid else None
         # A wallet is the caller only once its signature is proven: a header naming another
         # wallet must not spend that wallet's budget.
-        who = proven_payer(header) if header else None
+        who = None
+        if header:
+            with suppress(InvalidPayment):  # the paywall answers it 400: the client's call here
+                who = proven_payer(decode_once(call, header))
         if who is None:
             who = "a:" + self.callers.client(peer, call.headers)
         rate = policy.rate

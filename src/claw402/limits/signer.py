@@ -41,12 +41,16 @@ _HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 
 _ZERO = "0x" + "00" * 20
 
 
-def proven_payer(header: str, now: float | None = None) -> str | None:
-    """`w:<address>` (lower case) of the wallet whose signature the header carries, or None."""
-    try:
-        payment = decode_payment(header)
-    except InvalidPayment:
-        return None
+def proven_payer(header: str | PresentedPayment, now: float | None = None) -> str | None:
+    """`w:<address>` (lower case) of the wallet whose signature the header (or the payment
+    decoded from it) carries, or None."""
+    if isinstance(header, PresentedPayment):
+        payment = header
+    else:
+        try:
+            payment = decode_payment(header)
+        except InvalidPayment:
+            return None
     if payment.accepted is None:
         return None
     try:

@@ -16,12 +16,15 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 from x402.schemas import PaymentPayload, PaymentRequirements
 from x402.schemas.v1 import PaymentPayloadV1
+
+if TYPE_CHECKING:
+    from claw402.tenant_api.call import TenantCall
 
 MAX_HEADER_BYTES = 8192  # a real payment header is ~1.5 KB; more is garbage or an attack
 
@@ -100,6 +103,15 @@ def payment_header(headers: Mapping[str, str]) -> str | None:
     """
     value = headers.get(V2_HEADER)
     return value if value is not None else headers.get(V1_HEADER)
+
+
+def decode_once(call: TenantCall, value: str) -> PresentedPayment:
+    """`decode_payment(value)`, kept on the call: the limits step and the paywall read the
+    same header of one request."""
+    found = call.payment
+    if not isinstance(found, PresentedPayment):
+        found = call.payment = decode_payment(value)
+    return found
 
 
 def decode_payment(value: str) -> PresentedPayment:

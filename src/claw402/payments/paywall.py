@@ -45,7 +45,7 @@ from claw402.payments import answers
 from claw402.payments.attempt import Attempt
 from claw402.payments.channels.attempt import ChannelAttempt
 from claw402.payments.channels.terms import ChannelSchemes
-from claw402.payments.codec import InvalidPayment, decode_payment, payment_header
+from claw402.payments.codec import InvalidPayment, decode_once, payment_header
 from claw402.payments.config import PaymentConfig
 from claw402.payments.facilitator import FacilitatorClient
 from claw402.payments.offer import Discovery, Mismatch, Offer
@@ -146,7 +146,7 @@ class Paywall:
             unpaid = call.replayable = priced.unpaid(call.resource_url, call.route)
             return unpaid.answer(call.request_id, call.trail)
         try:
-            payment = decode_payment(header)
+            payment = decode_once(call, header)
             payload = offer.match(payment)
         except InvalidPayment as exc:
             self._event(PAYMENT_FAILED, call, 400, "invalid_payment", detail=str(exc))

@@ -85,6 +85,7 @@ class TenantCall:
         "method",
         "page_cap",
         "path",
+        "payment",
         "query",
         "query_string",
         "replayable",
@@ -123,6 +124,7 @@ class TenantCall:
         # paying call instead of verifying the payment; an unpaid call still gets the 402.
         self.invalid: Answer | None = None
         self.query: object = None  # the parsed query, once a runtime checked it
+        self.payment: object = None  # the decoded payment header, once a step decoded it
 
     def next(self) -> Awaitable[Answer]:
         """The answer of the rest of the steps (the next step's own awaitable: no coroutine
