@@ -1,5 +1,5 @@
 """`402claw cloudflare up` and `cloudflare status`: the whole edge from the registry, and its
-drift. The rules live in `claw402.control.edge` (`up`, `status`) and `claw402.cloudflare.up`.
+drift. The rules live in `claw402.control.edge_up` and `claw402.cloudflare.up`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from claw402.cli.auth import ApiKey
-from claw402.cli.cloudflare import (
+from claw402.cli.cloudflare_options import (
     DEFAULT_NAMESPACE,
     DEFAULT_SCRIPT_NAME,
     AccountId,
@@ -139,7 +139,7 @@ def up_command(
 
     Idempotent: a second run finds everything in sync. Needs an `admin` key (once keys exist).
     """
-    from claw402.control import edge
+    from claw402.control import edge, edge_up
 
     options = _options(
         script_name,
@@ -153,7 +153,7 @@ def up_command(
         r2_bucket,
     )
     with session(home, json) as (settings, registry):
-        report = edge.up(
+        report = edge_up.up(
             registry,
             settings,
             api_key,
@@ -201,7 +201,7 @@ def status_command(
     Pass the options `up` was run with (the wanted dispatcher depends on them). Exits 1 when
     anything drifted.
     """
-    from claw402.control import edge
+    from claw402.control import edge, edge_up
 
     options = _options(
         script_name,
@@ -215,7 +215,7 @@ def status_command(
         r2_bucket,
     )
     with session(home, json) as (settings, registry):
-        items = edge.status(
+        items = edge_up.status(
             registry,
             settings,
             api_key,

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from claw402.cli import cloudflare as cf
+from claw402.cli import cloudflare_options as cf
 from claw402.cli.auth import ApiKey
+from claw402.cli.cloudflare_deploy import show_published
 from claw402.cli.options import Home, Json, session
 from claw402.cli.output import console, emit_json
 
@@ -187,7 +188,7 @@ def deploy_command(
             note = "" if h in result.routable_hosts else f"  ({status}: `402claw hosts list`)"
             console.print(f"  host:    http://{h}/v1/records{note}")
     if done.published is not None:
-        cf.show_published(done.published, execute_plan, json)
+        show_published(done.published, execute_plan, json)
     if json:
         out: dict[str, object] = {"ok": True, "tenant": result.to_json()}
         if done.published is not None:
