@@ -26,8 +26,10 @@ from claw402.cli.cloudflare_options import (
     DEFAULT_SCRIPT_NAME,
     DirectoryFormat,
     DirectoryShape,
+    EventsUrl,
     R2Bucket,
     WorkersPlanName,
+    WorkersPlanOption,
 )
 from claw402.cli.options import Home, Json, session
 from claw402.cli.output import console, emit_json
@@ -82,12 +84,8 @@ def build_command(
             help="Namespace the dispatcher's DISPATCHER binding names.",
         ),
     ] = DEFAULT_NAMESPACE,
-    events_url: Annotated[
-        str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
-    ] = None,
-    workers_plan: Annotated[
-        WorkersPlanName, typer.Option("--workers-plan", help="Size limits to check against.")
-    ] = WorkersPlanName.paid,
+    events_url: EventsUrl = None,
+    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
     directory_format: DirectoryFormat = DirectoryShape.maps,
     r2_bucket: R2Bucket = None,
     api_key: ApiKey = None,

@@ -13,21 +13,17 @@ import typer
 
 from claw402.cli.auth import ApiKey
 from claw402.cli.cloudflare_options import (
-    DEFAULT_NAMESPACE,
     DEFAULT_SCRIPT_NAME,
-    AccountId,
-    ApiToken,
+    CloudflareAccount,
     DirectoryFormat,
     DirectoryShape,
     DispatcherName,
+    EventsUrl,
     Execute,
-    Namespace,
     R2Bucket,
-    Secrets,
-    WorkersPlanName,
-    WorkersPlanOption,
+    UploadSettings,
 )
-from claw402.cli.options import Home, Json, session
+from claw402.cli.options import Home, Json, grouped, session
 from claw402.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -93,16 +89,12 @@ def _show_plan(plan: DeployPlan, json: bool) -> None:
         console.print(f"  restores deploy {plan.rollback_of}")
 
 
+@grouped
 def deploy_dispatcher_command(
-    account_id: AccountId = None,
-    api_token: ApiToken = None,
-    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    account: CloudflareAccount = CloudflareAccount(),
     script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
-    events_url: Annotated[
-        str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
-    ] = None,
-    secret: Secrets = None,
-    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    events_url: EventsUrl = None,
+    upload_settings: UploadSettings = UploadSettings(),
     directory_format: DirectoryFormat = DirectoryShape.maps,
     execute_plan: Execute = False,
     api_key: ApiKey = None,
@@ -121,27 +113,24 @@ def deploy_dispatcher_command(
             registry,
             settings,
             api_key,
-            edge.target(account_id, api_token, dispatch_namespace),
+            account.target(),
             script_name=script_name,
             events_url=events_url,
-            secrets=secret or (),
-            workers_plan=workers_plan.value,
+            **upload_settings.arguments(),
             execute=execute_plan,
             directory_format=directory_format.value,
         )
     _show(upload, json)
 
 
+@grouped
 def deploy_tenant_command(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
-    account_id: AccountId = None,
-    api_token: ApiToken = None,
-    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    account: CloudflareAccount = CloudflareAccount(),
     script_name: Annotated[
         str | None, typer.Option("--script-name", help="Defaults to the tenant's workerName.")
     ] = None,
-    secret: Secrets = None,
-    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    upload_settings: UploadSettings = UploadSettings(),
     r2_bucket: R2Bucket = None,
     execute_plan: Execute = False,
     api_key: ApiKey = None,
@@ -160,10 +149,9 @@ def deploy_tenant_command(
             settings,
             api_key,
             slug,
-            edge.target(account_id, api_token, dispatch_namespace),
+            account.target(),
             script_name=script_name,
-            secrets=secret or (),
-            workers_plan=workers_plan.value,
+            **upload_settings.arguments(),
             execute=execute_plan,
             r2_bucket=r2_bucket,
         )
@@ -177,14 +165,12 @@ RollbackTo = Annotated[
 ]  # fmt: skip
 
 
+@grouped
 def rollback_dispatcher_command(
     to: RollbackTo = None,
-    account_id: AccountId = None,
-    api_token: ApiToken = None,
-    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
+    account: CloudflareAccount = CloudflareAccount(),
     script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
-    secret: Secrets = None,
-    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    upload_settings: UploadSettings = UploadSettings(),
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -201,24 +187,21 @@ def rollback_dispatcher_command(
             registry,
             settings,
             api_key,
-            edge.target(account_id, api_token, dispatch_namespace),
+            account.target(),
             script_name=script_name,
             entry_id=to,
-            secrets=secret or (),
-            workers_plan=workers_plan.value,
+            **upload_settings.arguments(),
             execute=execute_plan,
         )
     _show(upload, json)
 
 
+@grouped
 def rollback_tenant_command(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")],
     to: RollbackTo = None,
-    account_id: AccountId = None,
-    api_token: ApiToken = None,
-    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
-    secret: Secrets = None,
-    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
+    account: CloudflareAccount = CloudflareAccount(),
+    upload_settings: UploadSettings = UploadSettings(),
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -236,10 +219,9 @@ def rollback_tenant_command(
             settings,
             api_key,
             slug,
-            edge.target(account_id, api_token, dispatch_namespace),
+            account.target(),
             entry_id=to,
-            secrets=secret or (),
-            workers_plan=workers_plan.value,
+            **upload_settings.arguments(),
             execute=execute_plan,
         )
     _show(upload, json)
