@@ -1,29 +1,27 @@
 """`402claw cloudflare up` and `cloudflare status`: the whole edge from the registry, and its
-drift. The rules live in `claw402.control.edge` (`up`, `status`) and `claw402.cloudflare.up`.
+drift. The rules live in `claw402.control.edge_up` and `claw402.cloudflare.up`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from claw402.cli.auth import ApiKey
-from claw402.cli.cloudflare import (
-    DEFAULT_NAMESPACE,
+from claw402.cli.cloudflare_options import (
     DEFAULT_SCRIPT_NAME,
-    AccountId,
-    ApiToken,
+    CloudflareAccount,
     DirectoryFormat,
     DirectoryShape,
     DispatcherName,
+    EventsUrl,
     Execute,
-    Namespace,
-    Secrets,
-    WorkersPlanName,
-    WorkersPlanOption,
+    R2BucketMade,
+    UploadSettings,
 )
-from claw402.cli.options import Home, Json, session
+from claw402.cli.options import Home, Json, OptionGroup, grouped, session
 from claw402.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -47,45 +45,34 @@ WorkersDev = Annotated[
         help="Serve the dispatcher on the account's workers.dev subdomain.",
     ),
 ]
-R2Bucket = Annotated[
-    str | None,
-    typer.Option(
-        "--r2-bucket",
-        envvar="CLOUDFLARE_R2_BUCKET",
-        show_default=False,
-        help="R2 bucket for datasets too large to embed in a Worker (created if "
-        "missing; else such tenants are refused).",
-    ),
-]
-EventsUrl = Annotated[
-    str | None, typer.Option("--events-url", help="Where the Worker posts lifecycle events.")
-]
 
 
-def _options(
-    script_name: str,
-    zone_id: str | None,
-    route: str,
-    workers_dev: bool,
-    events_url: str | None,
-    secret: list[str] | None,
-    workers_plan: WorkersPlanName,
-    directory_format: DirectoryShape,
-    r2_bucket: str | None,
-) -> UpOptions:
-    from claw402.cloudflare.up import UpOptions
+@dataclass(frozen=True)
+class WantedEdge(OptionGroup):
+    """The options `up` and `status` share beyond the account: what the edge should be."""
 
-    return UpOptions(
-        script_name=script_name,
-        zone_id=zone_id,
-        route=route,
-        workers_dev=workers_dev,
-        events_url=events_url,
-        secrets=tuple(secret or ()),
-        workers_plan=workers_plan.value,
-        directory_format=directory_format.value,
-        r2_bucket=r2_bucket,
-    )
+    zone_id: ZoneId = None
+    route: Route = "*/*"
+    workers_dev: WorkersDev = True
+    script_name: DispatcherName = DEFAULT_SCRIPT_NAME
+    events_url: EventsUrl = None
+    upload_settings: UploadSettings = field(default_factory=UploadSettings)
+    directory_format: DirectoryFormat = DirectoryShape.maps
+    r2_bucket: R2BucketMade = None
+
+    def options(self) -> UpOptions:
+        from claw402.cloudflare.up import UpOptions
+
+        return UpOptions(
+            script_name=self.script_name,
+            zone_id=self.zone_id,
+            route=self.route,
+            workers_dev=self.workers_dev,
+            events_url=self.events_url,
+            **self.upload_settings.arguments(),
+            directory_format=self.directory_format.value,
+            r2_bucket=self.r2_bucket,
+        )
 
 
 def _table(items: list[dict[str, Any]], title: str) -> None:
@@ -116,19 +103,10 @@ def _after(items: list[dict[str, Any]]) -> None:
                 )
 
 
+@grouped
 def up_command(
-    account_id: AccountId = None,
-    api_token: ApiToken = None,
-    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
-    zone_id: ZoneId = None,
-    route: Route = "*/*",
-    workers_dev: WorkersDev = True,
-    script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
-    events_url: EventsUrl = None,
-    secret: Secrets = None,
-    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
-    directory_format: DirectoryFormat = DirectoryShape.maps,
-    r2_bucket: R2Bucket = None,
+    account: CloudflareAccount = CloudflareAccount(),
+    wanted: WantedEdge = WantedEdge(),
     execute_plan: Execute = False,
     api_key: ApiKey = None,
     home: Home = None,
@@ -139,27 +117,11 @@ def up_command(
 
     Idempotent: a second run finds everything in sync. Needs an `admin` key (once keys exist).
     """
-    from claw402.control import edge
+    from claw402.control import edge_up
 
-    options = _options(
-        script_name,
-        zone_id,
-        route,
-        workers_dev,
-        events_url,
-        secret,
-        workers_plan,
-        directory_format,
-        r2_bucket,
-    )
     with session(home, json) as (settings, registry):
-        report = edge.up(
-            registry,
-            settings,
-            api_key,
-            edge.target(account_id, api_token, dispatch_namespace),
-            options,
-            execute=execute_plan,
+        report = edge_up.up(
+            registry, settings, api_key, account.target(), wanted.options(), execute=execute_plan
         )
     if json:
         emit_json(
@@ -179,19 +141,10 @@ def up_command(
     _after(report.items)
 
 
+@grouped
 def status_command(
-    account_id: AccountId = None,
-    api_token: ApiToken = None,
-    dispatch_namespace: Namespace = DEFAULT_NAMESPACE,
-    zone_id: ZoneId = None,
-    route: Route = "*/*",
-    workers_dev: WorkersDev = True,
-    script_name: DispatcherName = DEFAULT_SCRIPT_NAME,
-    events_url: EventsUrl = None,
-    secret: Secrets = None,
-    workers_plan: WorkersPlanOption = WorkersPlanName.paid,
-    directory_format: DirectoryFormat = DirectoryShape.maps,
-    r2_bucket: R2Bucket = None,
+    account: CloudflareAccount = CloudflareAccount(),
+    wanted: WantedEdge = WantedEdge(),
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -201,27 +154,10 @@ def status_command(
     Pass the options `up` was run with (the wanted dispatcher depends on them). Exits 1 when
     anything drifted.
     """
-    from claw402.control import edge
+    from claw402.control import edge_up
 
-    options = _options(
-        script_name,
-        zone_id,
-        route,
-        workers_dev,
-        events_url,
-        secret,
-        workers_plan,
-        directory_format,
-        r2_bucket,
-    )
     with session(home, json) as (settings, registry):
-        items = edge.status(
-            registry,
-            settings,
-            api_key,
-            edge.target(account_id, api_token, dispatch_namespace),
-            options,
-        )
+        items = edge_up.status(registry, settings, api_key, account.target(), wanted.options())
     drift = [i for i in items if i["action"]]
     if json:
         emit_json({"ok": not drift, "inSync": not drift, "drift": len(drift), "items": items})

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from claw402.cli import cloudflare as cf
 from claw402.cli.auth import ApiKey
-from claw402.cli.options import Home, Json, session
+from claw402.cli.cloudflare_deploy import show_published
+from claw402.cli.cloudflare_options import CloudflareAccount
+from claw402.cli.options import Home, Json, grouped, session
 from claw402.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # files smaller than this ingest too fast
 Format = Literal["csv", "json", "ndjson", "parquet"]  # = claw402.datasets.ingest.FORMATS
 
 
+@grouped
 def deploy_command(
     path: Annotated[
         Path,
@@ -102,9 +104,7 @@ def deploy_command(
     execute_plan: Annotated[
         bool, typer.Option("--execute", help="With --publish: make the Cloudflare API calls.")
     ] = False,
-    account_id: cf.AccountId = None,
-    api_token: cf.ApiToken = None,
-    dispatch_namespace: cf.Namespace = cf.DEFAULT_NAMESPACE,
+    account: CloudflareAccount = CloudflareAccount(),
     api_key: ApiKey = None,
     home: Home = None,
     json: Json = False,
@@ -141,7 +141,7 @@ def deploy_command(
     )
     publish = None
     if publish_edge:
-        publish = edge.Publish(edge.target(account_id, api_token, dispatch_namespace), execute_plan)
+        publish = edge.Publish(account.target(), execute_plan)
     with session(home, json) as (settings, registry):
         size = path.stat().st_size if path.is_file() else 0
         if json or size < PROGRESS_FROM_BYTES:
@@ -187,7 +187,7 @@ def deploy_command(
             note = "" if h in result.routable_hosts else f"  ({status}: `402claw hosts list`)"
             console.print(f"  host:    http://{h}/v1/records{note}")
     if done.published is not None:
-        cf.show_published(done.published, execute_plan, json)
+        show_published(done.published, execute_plan, json)
     if json:
         out: dict[str, object] = {"ok": True, "tenant": result.to_json()}
         if done.published is not None:

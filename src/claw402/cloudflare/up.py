@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claw402.cloudflare import api, resources
-from claw402.cloudflare.deploy import DeployPlan, execute, plan_dispatcher, plan_tenant
+from claw402.cloudflare.deploy import execute
 from claw402.cloudflare.directory import export_directory
 from claw402.cloudflare.dispatcher import DEFAULT_SCRIPT_NAME, DispatcherOptions
 from claw402.cloudflare.history import History
+from claw402.cloudflare.plans import DeployPlan, plan_dispatcher, plan_tenant
 from claw402.cloudflare.sizes import ScriptTooLarge
 from claw402.cloudflare.tenant import EdgeUnsupported
 from claw402.payments.config import payment_config_from_env

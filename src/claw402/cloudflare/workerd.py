@@ -13,7 +13,7 @@ and stops it. The helpers:
 
 Bindings are translated from each bundle's upload metadata (plain_text, secret_text, json,
 service, dispatch_namespace, durable_object_namespace: a class of the Worker itself, stored in
-memory), so what runs here is what would be uploaded.
+memory or, with `objects_dir`, on disk), so what runs here is what would be uploaded.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ R2_SHIM_MODULE = "claw402:r2-shim"
 RECORDER_BINDING = "__claw402_recorder"
 RECORDER_SERVICE = "claw402-recorder"
 DISPATCHER_SERVICE = "claw402-dispatcher"
+OBJECTS_SERVICE = "claw402-objects"
 _SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -62,6 +63,12 @@ def _safe(value: str, what: str) -> str:
 
 def _service_name(script_name: str) -> str:
     return "script:" + _safe(script_name, "script name")
+
+
+def _unique_key(class_name: str) -> str:
+    """A Durable Object namespace's key: its objects' ids derive from it, and on disk it
+    names the class's folder."""
+    return f"claw402-{class_name}"
 
 
 @dataclass
@@ -91,7 +98,10 @@ class LocalEdge(Stops):
     `.json` modules as JSON (what wrangler and a hand-written workerd config do), not as text
     (what the upload sends). `r2` gives R2 buckets' objects (bucket -> key -> bytes): written
     to a folder that a workerd disk service serves, read through templates/r2_shim.js by
-    `r2_bucket` bindings.
+    `r2_bucket` bindings. `objects_dir` keeps the Durable Objects' storage in that folder (a
+    workerd disk service; one subfolder per class, `object_folder`) instead of memory: removing
+    a class's subfolder while workerd runs takes that storage away, so an object not yet opened
+    fails as an object whose storage is unavailable does.
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class LocalEdge(Stops):
         start_timeout: float = 20.0,
         json_modules: bool = False,
         r2: Mapping[str, Mapping[str, bytes]] | None = None,
+        objects_dir: Path | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.tenants = list(tenants)
@@ -114,6 +125,7 @@ class LocalEdge(Stops):
         self.start_timeout = start_timeout
         self.json_modules = json_modules
         self.r2 = {bucket: dict(objects) for bucket, objects in (r2 or {}).items()}
+        self.objects_dir = objects_dir
         self.ports: dict[str, int] = {}
         self.startup_seconds: float | None = None
         self._dir: Path | None = None
@@ -154,6 +166,12 @@ class LocalEdge(Stops):
                 path.write_bytes(content)
             cfg.services.append(
                 f'(name = "r2:{bucket}", disk = (path = "{bucket_dir}", writable = false))'
+            )
+        if self.objects_dir is not None:
+            self.objects_dir.mkdir(parents=True, exist_ok=True)
+            cfg.services.append(
+                f'(name = "{OBJECTS_SERVICE}", disk = (path = "{self.objects_dir.resolve()}", '
+                "writable = true))"
             )
         shim = cfg.embed(template("namespace_shim.js"), ".js")
         r2_shim = cfg.embed(template("r2_shim.js"), ".js")
@@ -209,11 +227,14 @@ class LocalEdge(Stops):
         objects = ""
         if classes:
             namespaces = ", ".join(
-                f'(className = "{c}", uniqueKey = "claw402-{c}", enableSql = true)' for c in classes
+                f'(className = "{c}", uniqueKey = "{_unique_key(c)}", enableSql = true)'
+                for c in classes
             )
+            storage = "inMemory = void"
+            if self.objects_dir is not None:
+                storage = f'localDisk = "{OBJECTS_SERVICE}"'
             objects = (
-                f", durableObjectNamespaces = [{namespaces}], "
-                "durableObjectStorage = (inMemory = void)"
+                f", durableObjectNamespaces = [{namespaces}], durableObjectStorage = ({storage})"
             )
         cfg.services.append(
             f'(name = "{service}", worker = (modules = [{", ".join(modules)}], '
@@ -365,3 +386,9 @@ class LocalEdge(Stops):
 
     def clear(self, channel: str) -> None:
         self._control().delete(f"/{channel}").raise_for_status()
+
+    def object_folder(self, class_name: str) -> Path:
+        """Where workerd keeps the objects of `class_name` (with `objects_dir`)."""
+        if self.objects_dir is None:
+            raise WorkerdError("the Durable Objects are kept in memory: give objects_dir")
+        return self.objects_dir / _unique_key(_safe(class_name, "class name"))

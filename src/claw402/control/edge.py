@@ -11,6 +11,8 @@ today) only parses and prints. The rules:
   needs `deploy` (and ownership), and a dispatcher rollback `admin`, since the restored
   directory routes every tenant;
 - every executed upload is audited (what and where, never a secret's value).
+
+`up` and `status`, which cover the whole edge at once, are in `claw402.control.edge_up`.
 """
 
 from __future__ import annotations
@@ -29,9 +31,8 @@ from claw402.control.tenants import tenant_for
 if TYPE_CHECKING:
     from claw402.cloudflare.api import Target
     from claw402.cloudflare.build import BuildResult
-    from claw402.cloudflare.deploy import DeployPlan
     from claw402.cloudflare.history import History
-    from claw402.cloudflare.up import Item, UpOptions
+    from claw402.cloudflare.plans import DeployPlan
     from claw402.config import Settings
     from claw402.registry.models import Tenant
     from claw402.registry.store import Registry
@@ -58,10 +59,13 @@ class Publish:
 def target(account_id: str | None, api_token: str | None, namespace: str) -> Target:
     """Where uploads go; without an account id a plan names a placeholder."""
     from claw402.cloudflare.api import Target
-    from claw402.cloudflare.deploy import ACCOUNT_PLACEHOLDER
+    from claw402.cloudflare.plans import ACCOUNT_PLACEHOLDER
 
-    return Target(account_id=account_id or ACCOUNT_PLACEHOLDER, dispatch_namespace=namespace,
-                  api_token=api_token)
+    return Target(
+        account_id=account_id or ACCOUNT_PLACEHOLDER,
+        dispatch_namespace=namespace,
+        api_token=api_token,
+    )
 
 
 def visible_tenants(registry: Registry, secret: str | None) -> list[Tenant]:
@@ -77,9 +81,17 @@ def directory(registry: Registry, secret: str | None, shape: str = "maps") -> di
     return export_directory(visible_tenants(registry, secret), shape)  # type: ignore[arg-type]
 
 
-def build(registry: Registry, secret: str | None, out: Path, *, dispatch_namespace: str,
-          events_url: str | None = None, workers_plan: str = "paid",
-          directory_format: str = "maps", r2_bucket: str | None = None) -> BuildResult:
+def build(
+    registry: Registry,
+    secret: str | None,
+    out: Path,
+    *,
+    dispatch_namespace: str,
+    events_url: str | None = None,
+    workers_plan: str = "paid",
+    directory_format: str = "maps",
+    r2_bucket: str | None = None,
+) -> BuildResult:
     """Write the dispatcher and a Worker per visible tenant into `out` (see cloudflare.build)."""
     from claw402.cloudflare.build import build_all
     from claw402.cloudflare.directory import FORMATS
@@ -90,11 +102,15 @@ def build(registry: Registry, secret: str | None, out: Path, *, dispatch_namespa
     tenants = visible_tenants(registry, secret)
     try:
         if directory_format not in FORMATS:
-            raise ValueError(f"unknown directory format {directory_format!r}: choose "
-                             f"{' or '.join(FORMATS)}")
-        options = DispatcherOptions(dispatch_namespace=dispatch_namespace, events_url=events_url,
-                                    payment=payment_config_from_env(),
-                                    directory_format=directory_format)  # type: ignore[arg-type]
+            raise ValueError(
+                f"unknown directory format {directory_format!r}: choose {' or '.join(FORMATS)}"
+            )
+        options = DispatcherOptions(
+            dispatch_namespace=dispatch_namespace,
+            events_url=events_url,
+            payment=payment_config_from_env(),
+            directory_format=directory_format,
+        )  # type: ignore[arg-type]
         return build_all(tenants, out, options, workers_plan=workers_plan, r2_bucket=r2_bucket)
     except (ScriptTooLarge, PaymentConfigError, ValueError) as exc:
         raise ControlError(str(exc), code="build_failed") from None
@@ -105,8 +121,10 @@ def _scope(execute: bool, scope: str = DEPLOY) -> str:
     return scope if execute else READ
 
 
-def _audited(registry: Registry, actor: Actor, entry: dict[str, Any],
-             tenant_id: str | None = None) -> None:
+def audit_upload(
+    registry: Registry, actor: Actor, entry: dict[str, Any], tenant_id: str | None = None
+) -> None:
+    """Audit an executed upload (what and where, never a secret's value)."""
     rollback = entry.get("action") == "rollback"
     details = {
         "deployId": entry["id"],
@@ -117,18 +135,29 @@ def _audited(registry: Registry, actor: Actor, entry: dict[str, Any],
         "sizeBytes": entry.get("size", {}).get("bytes"),
         "secrets": entry.get("secrets", []),
     }
-    audit.record(registry.engine, actor.label,
-                 "cloudflare.rolled_back" if rollback else "cloudflare.deployed",
-                 tenant_id=tenant_id, subject=f"worker:{entry['scriptName']}", details=details)
+    audit.record(
+        registry.engine,
+        actor.label,
+        "cloudflare.rolled_back" if rollback else "cloudflare.deployed",
+        tenant_id=tenant_id,
+        subject=f"worker:{entry['scriptName']}",
+        details=details,
+    )
 
 
-def _upload(registry: Registry, history: History, plan_fn: Callable[[], DeployPlan],
-            execute: bool, actor: Actor, tenant_id: str | None = None) -> Upload:
+def _upload(
+    registry: Registry,
+    history: History,
+    plan_fn: Callable[[], DeployPlan],
+    execute: bool,
+    actor: Actor,
+    tenant_id: str | None = None,
+) -> Upload:
     """Build the plan; return it (dry run), or execute it and audit the upload."""
     from claw402.cloudflare.api import CloudflareApiError
-    from claw402.cloudflare.deploy import DeployError
     from claw402.cloudflare.deploy import execute as run_plan
     from claw402.cloudflare.history import HistoryError
+    from claw402.cloudflare.plans import DeployError
     from claw402.cloudflare.sizes import ScriptTooLarge
 
     try:
@@ -139,197 +168,183 @@ def _upload(registry: Registry, history: History, plan_fn: Callable[[], DeployPl
     except (DeployError, HistoryError, ScriptTooLarge, ValueError) as exc:
         raise ControlError(str(exc), code="deploy_refused") from None
     except CloudflareApiError as exc:
-        raise ControlError(f"{exc} (recorded in {history.path})",
-                           code="cloudflare_api_error") from None
-    _audited(registry, actor, entry, tenant_id)
+        raise ControlError(
+            f"{exc} (recorded in {history.path})", code="cloudflare_api_error"
+        ) from None
+    audit_upload(registry, actor, entry, tenant_id)
     return Upload(None, entry, history.path)
 
 
-def deploy_dispatcher(registry: Registry, settings: Settings, secret: str | None, to: Target,
-                      *, script_name: str, events_url: str | None = None,
-                      secrets: Sequence[str] = (), workers_plan: str = "paid",
-                      execute: bool = False, directory_format: str = "maps") -> Upload:
+def deploy_dispatcher(
+    registry: Registry,
+    settings: Settings,
+    secret: str | None,
+    to: Target,
+    *,
+    script_name: str,
+    events_url: str | None = None,
+    secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+    execute: bool = False,
+    directory_format: str = "maps",
+) -> Upload:
     """Upload the dispatch Worker with the current tenant directory (a plan unless `execute`);
     the edge paywall takes the gateway's payment settings from the environment."""
-    from claw402.cloudflare.deploy import plan_dispatcher
     from claw402.cloudflare.dispatcher import DispatcherOptions
     from claw402.cloudflare.history import History
+    from claw402.cloudflare.plans import plan_dispatcher
     from claw402.payments.config import payment_config_from_env
 
     actor = authorize(registry.engine, secret, _scope(execute))
 
     def plan() -> DeployPlan:
         options = DispatcherOptions(
-            script_name=script_name, dispatch_namespace=to.dispatch_namespace,
-            events_url=events_url, payment=payment_config_from_env(), secrets=tuple(secrets),
-            directory_format=directory_format)  # type: ignore[arg-type]
+            script_name=script_name,
+            dispatch_namespace=to.dispatch_namespace,
+            events_url=events_url,
+            payment=payment_config_from_env(),
+            secrets=tuple(secrets),
+            directory_format=directory_format,
+        )  # type: ignore[arg-type]
         return plan_dispatcher(registry, to, options, workers_plan=workers_plan)
 
     return _upload(registry, History(settings.home), plan, execute, actor)
 
 
-def deploy_tenant(registry: Registry, settings: Settings, secret: str | None, slug: str,
-                  to: Target, *, script_name: str | None = None, secrets: Sequence[str] = (),
-                  workers_plan: str = "paid", execute: bool = False,
-                  r2_bucket: str | None = None) -> Upload:
+def deploy_tenant(
+    registry: Registry,
+    settings: Settings,
+    secret: str | None,
+    slug: str,
+    to: Target,
+    *,
+    script_name: str | None = None,
+    secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+    execute: bool = False,
+    r2_bucket: str | None = None,
+) -> Upload:
     """Upload one tenant's Worker (its owner's or an admin's key; a plan unless `execute`)."""
-    from claw402.cloudflare.deploy import plan_tenant
     from claw402.cloudflare.history import History
+    from claw402.cloudflare.plans import plan_tenant
 
     tenant, actor = tenant_for(registry, secret, slug, _scope(execute))
-    return _upload(registry, History(settings.home),
-                   lambda: plan_tenant(registry, slug, to, script_name=script_name,
-                                       secrets=tuple(secrets), workers_plan=workers_plan,
-                                       r2_bucket=r2_bucket),
-                   execute, actor, tenant.tenant_id)
+    return _upload(
+        registry,
+        History(settings.home),
+        lambda: plan_tenant(
+            registry,
+            slug,
+            to,
+            script_name=script_name,
+            secrets=tuple(secrets),
+            workers_plan=workers_plan,
+            r2_bucket=r2_bucket,
+        ),
+        execute,
+        actor,
+        tenant.tenant_id,
+    )
 
 
-def rollback_dispatcher(registry: Registry, settings: Settings, secret: str | None, to: Target,
-                        *, script_name: str, entry_id: str | None = None,
-                        secrets: Sequence[str] = (), workers_plan: str = "paid",
-                        execute: bool = False) -> Upload:
+def rollback_dispatcher(
+    registry: Registry,
+    settings: Settings,
+    secret: str | None,
+    to: Target,
+    *,
+    script_name: str,
+    entry_id: str | None = None,
+    secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+    execute: bool = False,
+) -> Upload:
     """Re-upload an earlier dispatch Worker from the history (`admin` to execute)."""
-    from claw402.cloudflare.deploy import plan_rollback
     from claw402.cloudflare.history import History
+    from claw402.cloudflare.plans import plan_rollback
 
     actor = authorize(registry.engine, secret, _scope(execute, ADMIN))
     history = History(settings.home)
-    return _upload(registry, history,
-                   lambda: plan_rollback(history, to, script_name, to=entry_id,
-                                         secrets=tuple(secrets), workers_plan=workers_plan),
-                   execute, actor)
+    return _upload(
+        registry,
+        history,
+        lambda: plan_rollback(
+            history, to, script_name, to=entry_id, secrets=tuple(secrets), workers_plan=workers_plan
+        ),
+        execute,
+        actor,
+    )
 
 
-def rollback_tenant(registry: Registry, settings: Settings, secret: str | None, slug: str,
-                    to: Target, *, entry_id: str | None = None, secrets: Sequence[str] = (),
-                    workers_plan: str = "paid", execute: bool = False) -> Upload:
+def rollback_tenant(
+    registry: Registry,
+    settings: Settings,
+    secret: str | None,
+    slug: str,
+    to: Target,
+    *,
+    entry_id: str | None = None,
+    secrets: Sequence[str] = (),
+    workers_plan: str = "paid",
+    execute: bool = False,
+) -> Upload:
     """Re-upload an earlier copy of one tenant's Worker (its owner's `deploy` key or an
     admin's): it serves only that tenant, unlike the dispatcher's directory."""
-    from claw402.cloudflare.deploy import plan_rollback
     from claw402.cloudflare.history import History
+    from claw402.cloudflare.plans import plan_rollback
 
     tenant, actor = tenant_for(registry, secret, slug, _scope(execute))
     history = History(settings.home)
-    return _upload(registry, history,
-                   lambda: plan_rollback(history, to, tenant.worker_name, kind="tenant",
-                                         to=entry_id, secrets=tuple(secrets),
-                                         workers_plan=workers_plan,
-                                         details={"tenant": {"slug": tenant.slug,
-                                                             "tenantId": tenant.tenant_id}}),
-                   execute, actor, tenant.tenant_id)
+    return _upload(
+        registry,
+        history,
+        lambda: plan_rollback(
+            history,
+            to,
+            tenant.worker_name,
+            kind="tenant",
+            to=entry_id,
+            secrets=tuple(secrets),
+            workers_plan=workers_plan,
+            details={"tenant": {"slug": tenant.slug, "tenantId": tenant.tenant_id}},
+        ),
+        execute,
+        actor,
+        tenant.tenant_id,
+    )
 
 
-def publish(registry: Registry, settings: Settings, actor: Actor, tenant: Tenant,
-            where: Publish) -> list[dict[str, Any]]:
+def publish(
+    registry: Registry, settings: Settings, actor: Actor, tenant: Tenant, where: Publish
+) -> list[dict[str, Any]]:
     """The edge half of `deploy --publish`, for an actor already allowed to deploy `tenant`:
     the tenant's Worker, then the dispatcher; both plans are built (and sizes checked) before
     anything is uploaded, and each upload is audited as it succeeds."""
     from claw402.cloudflare.api import CloudflareApiError
-    from claw402.cloudflare.deploy import DeployError, publish_tenant
+    from claw402.cloudflare.deploy import publish_tenant
     from claw402.cloudflare.history import History, HistoryError
+    from claw402.cloudflare.plans import DeployError
     from claw402.cloudflare.sizes import ScriptTooLarge
 
     history = History(settings.home)
 
     def audited(entry: dict[str, Any]) -> None:
         tenant_id = tenant.tenant_id if entry["kind"] != "dispatcher" else None
-        _audited(registry, actor, entry, tenant_id)
+        audit_upload(registry, actor, entry, tenant_id)
 
     deployed = f"{tenant.slug} is deployed, but publishing it failed"
     try:
-        return publish_tenant(registry, history, tenant.slug, where.target,
-                              execute_plan=where.execute, on_upload=audited)
+        return publish_tenant(
+            registry,
+            history,
+            tenant.slug,
+            where.target,
+            execute_plan=where.execute,
+            on_upload=audited,
+        )
     except (DeployError, HistoryError, ScriptTooLarge, ValueError) as exc:
         raise ControlError(f"{deployed}: {exc}", code="publish_refused") from None
     except CloudflareApiError as exc:
-        raise ControlError(f"{deployed}: {exc} (recorded in {history.path})",
-                           code="cloudflare_api_error") from None
-
-
-@dataclass(frozen=True, slots=True)
-class UpReport:
-    """`up`'s items (what is live, what it did or would do) and whether it executed."""
-
-    items: list[dict[str, Any]]
-    executed: bool
-    changed: int
-    history: Path
-
-
-def _edge_state(registry: Registry, settings: Settings, to: Target,
-                options: UpOptions) -> tuple[History, list[Item]]:
-    from claw402.cloudflare.history import History
-    from claw402.cloudflare.up import observe, wanted
-
-    history = History(settings.home)
-    return history, observe(history, to, wanted(registry, to, options), options)
-
-
-def up(registry: Registry, settings: Settings, secret: str | None, to: Target,
-       options: UpOptions, *, execute: bool = False) -> UpReport:
-    """Bring the edge to what the registry wants (`admin`: it covers every tenant and the
-    dispatcher); a dry run reads the live state and lists the calls it would make."""
-    from claw402.cloudflare.api import CloudflareApiError
-    from claw402.cloudflare.deploy import DeployError
-    from claw402.cloudflare.history import HistoryError
-    from claw402.cloudflare.sizes import ScriptTooLarge
-    from claw402.cloudflare.up import UpRefused, apply, refusals
-
-    actor = authorize(registry.engine, secret, ADMIN)
-
-    def changed(item: Item, entry: dict[str, Any] | None) -> None:
-        if entry is not None:
-            tenant = entry.get("tenant") or {}
-            _audited(registry, actor, entry, tenant.get("tenantId"))
-            return
-        audit.record(registry.engine, actor.label, "cloudflare.configured",
-                     subject=f"{item.kind}:{item.name}",
-                     details={"action": item.action, "accountId": to.account_id,
-                              "zoneId": options.zone_id, "was": item.live})
-
-    history = None
-    try:
-        _checked(to)
-        history, items = _edge_state(registry, settings, to, options)
-        if not execute:
-            if refusals(items):
-                raise UpRefused("up would refuse: " + "; ".join(refusals(items)))
-            return UpReport([i.to_json() for i in items], False, 0, history.path)
-        done = apply(items, history, to, options, changed)
-    except (DeployError, UpRefused, HistoryError, ScriptTooLarge, ValueError) as exc:
-        raise ControlError(str(exc), code="up_refused") from None
-    except CloudflareApiError as exc:
-        where = f" (uploads are recorded in {history.path})" if history else ""
-        raise ControlError(f"{exc}{where}; run `cloudflare up` again to finish",
-                           code="cloudflare_api_error") from None
-    return UpReport([i.to_json() for i in items], True, len(done), history.path)
-
-
-def status(registry: Registry, settings: Settings, secret: str | None, to: Target,
-           options: UpOptions) -> list[dict[str, Any]]:
-    """What is live against what the registry wants (GETs only; `admin`, like `up`)."""
-    from claw402.cloudflare.api import CloudflareApiError
-    from claw402.cloudflare.deploy import DeployError
-    from claw402.cloudflare.sizes import ScriptTooLarge
-
-    authorize(registry.engine, secret, ADMIN)
-    try:
-        _checked(to)
-        return [i.to_json() for i in _edge_state(registry, settings, to, options)[1]]
-    except (DeployError, ScriptTooLarge, ValueError) as exc:
-        raise ControlError(str(exc), code="status_refused") from None
-    except CloudflareApiError as exc:
-        raise ControlError(str(exc), code="cloudflare_api_error") from None
-
-
-def _checked(to: Target) -> None:
-    """`up` and `status` read the live state first: they need the account and the token."""
-    from claw402.cloudflare.deploy import ACCOUNT_PLACEHOLDER, DeployError
-
-    if to.account_id == ACCOUNT_PLACEHOLDER:
-        raise DeployError("an account id is required: pass --account-id or set "
-                          "CLOUDFLARE_ACCOUNT_ID")
-    try:
-        to.token()
-    except RuntimeError as exc:
-        raise DeployError(f"{exc} (the live state is read before anything is planned)") from None
+        raise ControlError(
+            f"{deployed}: {exc} (recorded in {history.path})", code="cloudflare_api_error"
+        ) from None

@@ -137,6 +137,12 @@ function refusal(code, requestId, detail, headers = {}, fields = {}) {
   return answer(STATUS[code], { ok: false, error: code, requestId, detail, ...fields }, headers);
 }
 
+// A limits object that failed on a paid route: fail closed, nothing verified, charged or served.
+function unavailable(call, error) {
+  call.reason = "limits_unavailable";
+  return refusal("limits_unavailable", call.requestId, String((error && error.message) || error), { "retry-after": "1" });
+}
+
 function paymentHeader(headers) {
   const v2 = headers.get("payment-signature");
   return v2 !== null ? v2 : headers.get("x-payment");
@@ -184,7 +190,12 @@ async function booked(call, rest) {
   const now = new Date();
   const wanted = slots(call.tenant.controls, now);
   const wire = wanted.map(({ counter, window, amount, limit }) => ({ counter, window, amount, limit }));
-  const taken = await books.take(wire);
+  let taken;
+  try {
+    taken = await books.take(wire);
+  } catch (error) {
+    return unavailable(call, error);
+  }
   if (taken.refused !== null) return refuse(call, wanted.find((s) => s.counter === taken.refused), now);
   let served = false;
   try {
@@ -211,10 +222,7 @@ export async function limit(call, { records, paid }, rest) {
   try {
     hit = await env.RATES.get(env.RATES.idFromName(`${tenant.tenantId}:${who}`)).hit(controls.rate.limit, controls.rate.window);
   } catch (error) {
-    if (paid) { // fail closed: nothing verified, nothing charged, nothing served unpaid
-      call.reason = "limits_unavailable";
-      return refusal("limits_unavailable", requestId, String((error && error.message) || error), { "retry-after": "1" });
-    }
+    if (paid) return unavailable(call, error);
     hit = null; // a free route keeps working without its counter
   }
   if (hit !== null && !hit.allowed) {
