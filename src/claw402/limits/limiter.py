@@ -108,7 +108,7 @@ class Limiter:
         wanted = slots(policy, self._clock())
         try:
             refused = await to_thread.run_sync(books.take, policy.tenant_id, wanted)
-        except BooksDown as exc:  # as the edge's TenantBooks: a call that needs them waits
+        except BooksDown as exc:  # fail closed, as the edge's TenantBooks do
             return _unavailable(call, exc)
         if refused is not None:
             return self._refuse(call, policy, refused)

@@ -54,7 +54,8 @@ def slots(policy: Policy, now: datetime) -> list[Slot]:
 
 class BooksDown(RuntimeError):
     """The database could not take or give back a slot (locked past its busy timeout, a
-    connection lost, a full disk); nothing of that transaction was kept."""
+    connection lost, a full disk). The transaction was rolled back, unless a commit's answer
+    was what got lost: then a slot may stay taken, the safe side of a quota or cap."""
 
     @classmethod
     def of(cls, exc: SQLAlchemyError) -> BooksDown:
