@@ -117,7 +117,7 @@ def test_a_locked_sqlite_database_fails_paid_calls_closed_and_free_ones_answer(
     path = Path(registry.engine.url.database or "")
     quick = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
     books = UsageBooks(quick)
-    server = _serve(registry, stack.paywall, books)
+    server = _serve(registry, stack.paywall_with(), books)  # its own: stopping closes it
     try:
         url = server.url
         header = _sign(stack, url, payer, "books-locked")
