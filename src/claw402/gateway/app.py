@@ -33,7 +33,7 @@ from claw402.dispatch.naming import (
 )
 from claw402.dispatch.routing import Directory, TenantRoute
 from claw402.events import kinds as ev
-from claw402.events.compact import Compact, compact
+from claw402.events.compact import DETAILS, Compact, compact
 from claw402.events.edge import InvalidEvents, authorized, ingest
 from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
@@ -251,11 +251,12 @@ class Gateway:
                 call.reason = _error_code(answer)  # the tenant or its paywall could not serve
             duration = (time.perf_counter() - started) * 1000
             kind = ev.DISPATCH_FAILURE if call.reason else ev.DISPATCH_SUCCESS
-            kept = {"booksKept": call.books_kept} if call.books_kept else {}  # limits/limiter.py
             call.trail.append(
                 compact(kind, request_id, call.route, status=answer.status_code,
-                        duration_ms=duration, reason=call.reason, steps=call.steps_passed, **kept)
+                        duration_ms=duration, reason=call.reason, steps=call.steps_passed)
             )  # fmt: skip
+            if call.books_kept is not None:  # slots not given back (limits/limiter.py)
+                call.trail[-1][DETAILS]["booksKept"] = call.books_kept
         finally:
             if call.trail:
                 self.sink.emit(call.trail)
