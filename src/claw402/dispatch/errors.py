@@ -10,7 +10,8 @@ STATUS = {
     "rate_limited": 429,  # one caller over its rate (`claw402.limits`)
     "usage_quota_exceeded": 429,  # the tenant's day or month quota is used up
     "cap_exceeded": 402,  # the tenant's daily spend cap: refused before any settlement
-    "limits_unavailable": 503,  # shared counters (Redis) down: paid routes fail closed
+    "limits_unavailable": 503,  # rate counters or usage books down: paid routes fail closed
+    "internal_error": 500,  # an exception no step answered, before any tenant was resolved
 }
 
 

@@ -20,6 +20,7 @@ Compact = tuple[Any, ...]
 # request ends, and it is stored as one row (`EventStore.write_compact_trails`), as Workers
 # Trace Events keep one record per invocation.
 Trail = list[Compact]
+DETAILS = 10  # where a `compact` tuple keeps its details (a dict, or None)
 
 
 def compact(

@@ -8,6 +8,7 @@ so no router sits on the hot path. Stamps `x-request-id`/`x-tenant-id` and logs 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -32,7 +33,7 @@ from claw402.dispatch.naming import (
 )
 from claw402.dispatch.routing import Directory, TenantRoute
 from claw402.events import kinds as ev
-from claw402.events.compact import compact
+from claw402.events.compact import DETAILS, Compact, compact
 from claw402.events.edge import InvalidEvents, authorized, ingest
 from claw402.events.sink import EventSink
 from claw402.events.store import EventStore
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 # getrandom() call per request.
 _ID_PREFIX = uuid.uuid4().hex[:16]
 _ID_COUNTER = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 def new_request_id() -> str:
@@ -193,29 +195,35 @@ class Gateway:
         if correlation is not None and not CORRELATION_ID_RE.fullmatch(correlation):
             correlation = None
         path: str = scope["path"]
-        if path == "/healthz":
-            return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
-        if path == METRICS_PATH:
-            answer = await self.metrics.answer(headers.get("authorization"), request_id)
-            return self._stamp(answer, request_id, None, correlation)
-        if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
-            answer = await anyio.to_thread.run_sync(paywall_asset, path, request_id)
-            return self._stamp(answer, request_id, None, correlation)
-        if scope["method"] == "OPTIONS":  # a browser's CORS preflight, before any tenant step
-            return self._stamp(preflight(), request_id, None, correlation)
-        if path == "/" and scope["method"] in ("GET", "HEAD"):
-            host = headers.get("host")
-            directory = self.directory.current()
-            if request_host(host) not in directory.by_host:  # a tenant's host: its own page
-                origin = self.origin(scope, host, directory)
-                answer = self.catalogue.answer(directory, origin, headers, scope["query_string"])
+        try:  # a failure here (the registry, the events store) still gets our answer
+            if path == "/healthz":
+                return self._stamp(json_answer({"ok": True}), request_id, None, correlation)
+            if path == METRICS_PATH:
+                answer = await self.metrics.answer(headers.get("authorization"), request_id)
                 return self._stamp(answer, request_id, None, correlation)
-        if path == EDGE_EVENTS_PATH and self.events_token:
-            answer = await self._edge_events(Request(scope, receive), request_id)
-            return self._stamp(answer, request_id, None, correlation)
+            if path.startswith(ASSET_PREFIX):  # the paywall page's script, from our own origin
+                answer = await anyio.to_thread.run_sync(paywall_asset, path, request_id)
+                return self._stamp(answer, request_id, None, correlation)
+            if scope["method"] == "OPTIONS":  # a browser's CORS preflight, before any tenant step
+                return self._stamp(preflight(), request_id, None, correlation)
+            if path == "/" and scope["method"] in ("GET", "HEAD"):
+                host = headers.get("host")
+                directory = self.directory.current()
+                if request_host(host) not in directory.by_host:  # a tenant's host: its own page
+                    origin = self.origin(scope, host, directory)
+                    query = scope["query_string"]
+                    answer = self.catalogue.answer(directory, origin, headers, query)
+                    return self._stamp(answer, request_id, None, correlation)
+            if path == EDGE_EVENTS_PATH and self.events_token:
+                answer = await self._edge_events(Request(scope, receive), request_id)
+                return self._stamp(answer, request_id, None, correlation)
 
-        if is_manifest_path(path):
-            answer = self._manifest(scope, headers, path, request_id)
+            if is_manifest_path(path):
+                answer = self._manifest(scope, headers, path, request_id)
+                return self._stamp(answer, request_id, None, correlation)
+        except Exception as exc:
+            self.sink.emit([self._crashed(exc, request_id, correlation, path, ())])
+            answer = self.fail("internal_error", request_id)
             return self._stamp(answer, request_id, None, correlation)
 
         call = GatewayCall(self.steps, scope, headers, request_id, correlation)
@@ -225,13 +233,16 @@ class Gateway:
             try:
                 answer = await call.next()
             except Exception as exc:  # a crash in a tenant must not take the gateway down
-                if not call.in_tenant:
-                    raise
-                if isinstance(exc, TenantFailure):
+                if not call.in_tenant:  # resolving failed (the registry): 500 internal_error
+                    call.trail.append(self._crashed(exc, request_id, correlation, path,
+                                                    call.steps_passed))  # fmt: skip
+                    answer = self.fail("internal_error", request_id)
+                elif isinstance(exc, TenantFailure):
                     call.reason = str(exc)
                     answer = self.fail("tenant_worker_failure", request_id, str(exc))
                 else:
                     call.reason = f"{type(exc).__name__}: {exc}"
+                    log.exception("request %s: %s", request_id, call.reason)
                     answer = self.fail("tenant_worker_failure", request_id)
             if not call.in_tenant:
                 self._observe(call, answer, started)
@@ -244,6 +255,8 @@ class Gateway:
                 compact(kind, request_id, call.route, status=answer.status_code,
                         duration_ms=duration, reason=call.reason, steps=call.steps_passed)
             )  # fmt: skip
+            if call.books_kept is not None:  # slots not given back (limits/limiter.py)
+                call.trail[-1][DETAILS]["booksKept"] = call.books_kept
         finally:
             if call.trail:
                 self.sink.emit(call.trail)
@@ -336,6 +349,17 @@ class Gateway:
         except InvalidEvents as exc:
             return error_answer(400, "invalid_events", request_id, str(exc))
         return json_answer({"ok": True, "stored": stored})
+
+    @staticmethod
+    def _crashed(
+        exc: Exception, request_id: str, correlation: str | None, path: str, steps: Iterable[str]
+    ) -> Compact:
+        """The dispatch_failure event of an exception raised before any tenant was resolved
+        (the dispatch Worker's `crashed` does the same), logged with its traceback."""
+        reason = f"{type(exc).__name__}: {exc}"
+        log.exception("request %s: %s", request_id, reason)
+        return compact(ev.DISPATCH_FAILURE, request_id, None, status=500, reason=reason,
+                       correlation_id=correlation, path=path, steps=tuple(steps))  # fmt: skip
 
     @staticmethod
     def fail(code: str, request_id: str, detail: str | None = None) -> Answer:

@@ -58,7 +58,7 @@ class GatewayCall(TenantCall):
         self._steps, self._names, self._at = pipeline.steps, pipeline.names, 0
         self.method, self.query_string = scope["method"], scope["query_string"]
         self.headers, self.request_id, self.trail = headers, request_id, []
-        self.replayable = self.invalid = self.query = self.payment = None
+        self.replayable = self.invalid = self.query = self.payment = self.books_kept = None
         self.scope = scope
         self.correlation = correlation
         self.in_tenant = False  # resolved: a dispatch_start is in the trail

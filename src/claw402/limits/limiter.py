@@ -3,11 +3,14 @@ usage books (quotas and the daily spend cap). Runtime-neutral: it sees a `Tenant
 
 Order matters for money: the books are taken before the paywall verifies or settles anything,
 so a call over its cap is refused with nothing charged, and they are given back when the call
-is not served (a failed payment, a query error), so only served calls count.
+is not served (a failed payment, a query error), so only served calls count. Counters or books
+that fail answer a paid call 503 `limits_unavailable` (nothing verified, charged or served); a
+give-back that fails keeps the answer the call earned (see `_give_back`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -22,7 +25,7 @@ from claw402.limits.counters import CountersDown, Hit, MemoryCounters, RateCount
 from claw402.limits.notify import REDIS_URL_ENV, prefix
 from claw402.limits.policy import Policy, state_header
 from claw402.limits.signer import proven_payer
-from claw402.limits.usage import SPEND_DAY, Refused, UsageBooks, slots
+from claw402.limits.usage import SPEND_DAY, BooksDown, Refused, Slot, UsageBooks, slots
 from claw402.payments.codec import InvalidPayment, decode_once, payment_header
 from claw402.tenant_api.answer import Answer, error_answer
 from claw402.tenant_api.call import TenantCall, paid_route
@@ -30,6 +33,7 @@ from claw402.tenant_api.call import TenantCall, paid_route
 Produce = Callable[[], Awaitable[Answer]]
 # Only a 200 counts: a 202 (pending, "do not pay again") is answered again, 200 once paid.
 SERVED = frozenset({200})
+log = logging.getLogger(__name__)
 
 
 class Limiter:
@@ -82,8 +86,7 @@ class Limiter:
             hit: Hit | None = self.rates.hit(f"{policy.tenant_id}:{who}", rate.limit, rate.window)
         except CountersDown as exc:
             if paid:  # fail closed: nothing verified, nothing charged, nothing served unpaid
-                return error_answer(503, "limits_unavailable", call.request_id, str(exc),
-                                    headers={"retry-after": "1"})  # fmt: skip
+                return _unavailable(call, exc)
             hit = None  # a free route keeps working without the shared counters
         if hit is not None and not hit.allowed:
             answer = error_answer(
@@ -103,7 +106,10 @@ class Limiter:
         books = self.books
         assert books is not None
         wanted = slots(policy, self._clock())
-        refused = await to_thread.run_sync(books.take, policy.tenant_id, wanted)
+        try:
+            refused = await to_thread.run_sync(books.take, policy.tenant_id, wanted)
+        except BooksDown as exc:  # fail closed, as the edge's TenantBooks do
+            return _unavailable(call, exc)
         if refused is not None:
             return self._refuse(call, policy, refused)
         served = False
@@ -113,7 +119,7 @@ class Limiter:
             return answer
         finally:
             if not served:
-                await to_thread.run_sync(books.give_back, policy.tenant_id, wanted)
+                await _give_back(call, books, policy.tenant_id, wanted)
 
     def _refuse(self, call: TenantCall, policy: Policy, refused: Refused) -> Answer:
         slot = refused.slot
@@ -147,6 +153,25 @@ class Limiter:
 
     def _seconds_to(self, when: datetime) -> int:
         return max(1, int((when - self._clock()).total_seconds() + 0.999))
+
+
+def _unavailable(call: TenantCall, exc: Exception) -> Answer:
+    return error_answer(503, "limits_unavailable", call.request_id, str(exc),
+                        headers={"retry-after": "1"})  # fmt: skip
+
+
+async def _give_back(
+    call: TenantCall, books: UsageBooks, tenant_id: str, taken: list[Slot]
+) -> None:
+    """A give-back that fails leaves the slots taken: the books count one call too many (the
+    safe side of a quota or cap), and the answer the call earned stands (a 402, a 202 pending
+    "do not pay again", an error): replacing it would hide what became of the payment. Logged,
+    and kept in the request's last event as `booksKept`."""
+    try:
+        await to_thread.run_sync(books.give_back, tenant_id, taken)
+    except BooksDown as exc:
+        call.books_kept = str(exc)
+        log.error("request %s: usage slots not given back: %s", call.request_id, exc)
 
 
 def _stamp(answer: Answer, policy: Policy, hit: Hit | None) -> Answer:

@@ -2,7 +2,8 @@
 the database every replica shares. A paying call takes its slots before the paywall runs
 (one transaction: every counter moves by a conditional UPDATE or none does) and gives them
 back if it is not served, so a bare 402 or a failed payment consumes nothing and a quota of
-N allows exactly N across any number of gateways."""
+N allows exactly N across any number of gateways. A database that fails them raises
+`BooksDown`: the limiter answers 503 rather than let a paying call through unbooked."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from claw402.limits import windows
 from claw402.limits.policy import Policy
@@ -50,6 +52,19 @@ def slots(policy: Policy, now: datetime) -> list[Slot]:
     return taken
 
 
+class BooksDown(RuntimeError):
+    """The database could not take or give back a slot (locked past its busy timeout, a
+    connection lost, a full disk). The transaction was rolled back, unless a commit's answer
+    was what got lost: then a slot may stay taken, the safe side of a quota or cap."""
+
+    @classmethod
+    def of(cls, exc: SQLAlchemyError) -> BooksDown:
+        """The driver's first line, without SQLAlchemy's statement and parameters."""
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        first = (str(cause).strip().splitlines() or [""])[0]
+        return cls(f"the usage books failed: {type(cause).__name__}: {first}")
+
+
 class _Full(Exception):
     def __init__(self, refused: Refused) -> None:
         self.refused = refused
@@ -61,12 +76,15 @@ class UsageBooks:
         self._postgres = engine.dialect.name == "postgresql"
 
     def take(self, tenant_id: str, wanted: list[Slot]) -> Refused | None:
-        """Take every slot or none; the refused one (and its use) when one is full."""
+        """Take every slot or none; the refused one (and its use) when one is full. Raises
+        `BooksDown`."""
         try:
             with self.engine.begin() as conn:
                 self._take(conn, tenant_id, wanted)
         except _Full as full:
             return full.refused
+        except SQLAlchemyError as exc:
+            raise BooksDown.of(exc) from exc
         return None
 
     def _take(self, conn: Connection, tenant_id: str, wanted: list[Slot]) -> None:
@@ -85,13 +103,17 @@ class UsageBooks:
                 raise _Full(Refused(slot, int(used)))  # rolls the others back
 
     def give_back(self, tenant_id: str, taken: list[Slot]) -> None:
-        with self.engine.begin() as conn:
-            for slot in taken:
-                conn.execute(
-                    update(usage_counters)
-                    .where(*_row(tenant_id, slot))
-                    .values(value=usage_counters.c.value - slot.amount)
-                )
+        """Return what a call took and was not served for. Raises `BooksDown`."""
+        try:
+            with self.engine.begin() as conn:
+                for slot in taken:
+                    conn.execute(
+                        update(usage_counters)
+                        .where(*_row(tenant_id, slot))
+                        .values(value=usage_counters.c.value - slot.amount)
+                    )
+        except SQLAlchemyError as exc:
+            raise BooksDown.of(exc) from exc
 
     def used(self, tenant_id: str, counter: str, window: str) -> int:
         with self.engine.connect() as conn:

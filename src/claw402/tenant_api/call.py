@@ -79,6 +79,7 @@ class TenantCall:
         "_at",
         "_names",
         "_steps",
+        "books_kept",
         "headers",
         "invalid",
         "limits",
@@ -125,6 +126,7 @@ class TenantCall:
         self.invalid: Answer | None = None
         self.query: object = None  # the parsed query, once a runtime checked it
         self.payment: object = None  # the decoded payment header, once a step decoded it
+        self.books_kept: str | None = None  # why usage slots it took were not given back
 
     def next(self) -> Awaitable[Answer]:
         """The answer of the rest of the steps (the next step's own awaitable: no coroutine

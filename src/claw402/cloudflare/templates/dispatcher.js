@@ -252,37 +252,56 @@ async function runStep(call) {
   }
 }
 
+// An exception no step answered (a Durable Object that failed, a bug), answered as the gateway
+// answers one (gateway/app.py): 502 tenant_worker_failure once a tenant is resolved, else 500
+// internal_error, in the usual shape and stamps, with a dispatch_failure event giving the reason.
+function crashed(call, error) {
+  const reason = `${(error && error.name) || "Error"}: ${(error && error.message) || error}`;
+  console.error(`request ${call.requestId}: ${reason}`);
+  call.reason = reason;
+  if (call.tenant !== null) return fail("tenant_worker_failure", call.requestId);
+  call.events.push(event(DISPATCH_FAILURE, call.requestId, null, {
+    status: 500, reason, path: call.fullPath, steps: [...call.steps],
+  }));
+  return fail("internal_error", call.requestId);
+}
+
 export default {
   async fetch(request, env, ctx) {
     const started = performance.now();
     const incoming = request.headers.get("x-request-id") || "";
     const correlationId = REQUEST_ID_RE.test(incoming) ? incoming : null;
     const requestId = crypto.randomUUID().replaceAll("-", "");
-    const url = new URL(request.url);
-    const fullPath = unquote(url.pathname);
-    if (fullPath === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
-    if (request.method === "OPTIONS") return stamp(preflight(), requestId, null, correlationId);
-    // The catalogue on this host's `/` and the paywall page's script (pages.js), as the gateway.
-    const page = await peoplePage(request, url, fullPath, requestId, (h) => byHost.has(requestHost(h)));
-    if (page !== null) return stamp(page, requestId, null, correlationId);
-
     const events = [];
     // What every step and the paywall see of the request.
     const call = {
-      request, env, url, fullPath, requestId, events, steps: [], reason: null,
-      tenant: null, path: null, resourceUrl: null, tenantRequest: null, limits: null,
+      request, env, url: null, fullPath: null, requestId, events, steps: [], reason: null,
+      tenant: null, path: null, resourceUrl: null, tenantRequest: null, limits: null, booksKept: null,
       emit(kind, status, reason = null, details = {}, durationMs = null) {
         events.push(event(kind, requestId, call.tenant, { status, reason, durationMs, ...details }));
       },
     };
-    const response = await next(call);
+    let response;
+    try {
+      call.url = new URL(request.url);
+      call.fullPath = unquote(call.url.pathname);
+      if (call.fullPath === "/healthz") return stamp(json({ ok: true }), requestId, null, correlationId);
+      if (request.method === "OPTIONS") return stamp(preflight(), requestId, null, correlationId);
+      // The catalogue on this host's `/` and the paywall page's script (pages.js), as the gateway.
+      const isTenantHost = (h) => byHost.has(requestHost(h));
+      const page = await peoplePage(request, call.url, call.fullPath, requestId, isTenantHost);
+      if (page !== null) return stamp(page, requestId, null, correlationId);
+      response = await next(call);
+    } catch (error) {
+      response = crashed(call, error);
+    }
     if (call.tenant !== null) {
       if (call.reason === null && response.status === 503) call.reason = "tenant_limit_exceeded";
       const kind = call.reason ? DISPATCH_FAILURE : DISPATCH_SUCCESS;
-      events.push(event(kind, requestId, call.tenant, {
-        status: response.status, durationMs: performance.now() - started, reason: call.reason,
-        steps: [...call.steps],
-      }));
+      const last = { status: response.status, durationMs: performance.now() - started, reason: call.reason,
+        steps: [...call.steps] };
+      if (call.booksKept) last.booksKept = call.booksKept; // limits.js: slots not given back
+      events.push(event(kind, requestId, call.tenant, last));
     }
     sendEvents(env, ctx, correlate(events, correlationId));
     return stamp(response, requestId, call.tenant, correlationId);

@@ -203,7 +203,20 @@ async function booked(call, rest) {
     served = out.status === SERVED;
     return out;
   } finally {
-    if (!served) await books.giveBack(wire);
+    if (!served) await giveBack(call, books, wire);
+  }
+}
+
+// A give-back that fails leaves the slots taken: the books count one call too many (the safe
+// side of a quota or cap), and the answer the call earned stands (a 402, a 202 pending "do not
+// pay again", an error): replacing it would hide what became of the payment. Logged, and kept
+// in the request's last event as `booksKept`.
+async function giveBack(call, books, wire) {
+  try {
+    await books.giveBack(wire);
+  } catch (error) {
+    call.booksKept = `${(error && error.name) || "Error"}: ${(error && error.message) || error}`;
+    console.error(`request ${call.requestId}: usage slots not given back: ${call.booksKept}`);
   }
 }
 
