@@ -141,7 +141,7 @@ class RowStore:
                     return None
                 columns[name] = FlatColumn(values, perm, ordered, entry.get("dates", False))
             cased = TextIndex.open(folder) if meta["cased"] else None
-            if meta["cased"] and cased is None:
+            if meta["cased"] and (cased is None or cased.row_count != rows):
                 return None
         except (OSError, ValueError, KeyError, TypeError):
             return None

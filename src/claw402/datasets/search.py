@@ -149,7 +149,7 @@ class TextIndex:
 
     def __init__(self, columns: dict[str, Lines], rows: int) -> None:
         self._columns = columns
-        self._rows = rows
+        self.row_count = rows
 
     @classmethod
     def open(cls, directory: Path) -> TextIndex | None:
@@ -202,7 +202,7 @@ class TextIndex:
     ) -> Scan | None:
         """The rows from `start` (up to `stop`) whose `column` (any when None) holds `needle`,
         lazily: a page in source order stops scanning once it has its rows."""
-        stop = self._rows if stop is None else min(stop, self._rows)
+        stop = self.row_count if stop is None else min(stop, self.row_count)
         if column is not None:
             found = self._columns.get(column)
             return found.scan(needle, start, stop, deadline) if found else None
