@@ -277,3 +277,17 @@ def _of(data: Path) -> list[int]:
 def _titles(text: IngestResult) -> list[str]:
     with (text.path.parent.parent / "text.csv").open(newline="", encoding="utf-8") as fh:
         return [row[1] for row in list(csv.reader(fh))[1:]]
+
+
+def test_a_store_whose_text_copy_disagrees_is_not_opened(
+    text: IngestResult, tmp_path: Path
+) -> None:
+    shutil.copytree(text.path.parent, tmp_path / "v1")
+    data = tmp_path / "v1" / text.path.name
+    folder = data.parent / FOLDER
+    meta = orjson.loads((folder / "meta.json").read_bytes())
+    (folder / "meta.json").write_bytes(orjson.dumps({**meta, "of": _of(data)}))
+    assert RowStore.open(data) is not None
+    index = orjson.loads((folder / search.INDEX_FILE).read_bytes())
+    (folder / search.INDEX_FILE).write_bytes(orjson.dumps({**index, "rows": ROWS + 1}))
+    assert RowStore.open(data) is None  # built again on first want, not read with wrong rows
