@@ -36,6 +36,7 @@ import duckdb
 from claw402.datasets import indexed
 from claw402.datasets.budget import Budget, parse_size, private_temp_directory
 from claw402.datasets.cursor import encode_cursor
+from claw402.datasets.indexed import SearchUnfinished
 from claw402.datasets.output import render
 from claw402.datasets.pages import Page, PageCache, page_from_json, page_size, query_key
 from claw402.datasets.query import After, InvalidQuery, Query
@@ -144,9 +145,13 @@ class Engine:
         finally:
             self._release(entry)
 
-    def _text_index(self, path: str) -> TextIndex | None:
-        """The search files of the dataset at `path`, opened on first use; None when it has
-        none. They are dropped with the attached file (their maps stay valid while in use)."""
+    def _text_index(self, path: str, *, opened: bool = False) -> TextIndex | None:
+        """The search files of `path`, opened on first use (`opened`: else SearchUnfinished);
+        None when it has none. Dropped with the attached file (maps stay valid while in use)."""
+        if opened:
+            if (found := self._attached.get(path)) is None or not found.search_loaded:
+                raise SearchUnfinished
+            return found.search
         entry = self._acquire(path)
         try:
             if not entry.search_loaded:
@@ -243,10 +248,13 @@ class Dataset:
             cache.put(cache_key, page, page_size(page), len(page.rows))
         return page
 
-    def page_json(self, query: Query, *, timeout_ms: int | None = None) -> tuple[bytes, int] | None:
+    def page_json(
+        self, query: Query, *, timeout_ms: int | None = None, inline: bool = False
+    ) -> tuple[bytes, int] | None:
         """The page's JSON body and row count from the answers cache or the version's row
         store (indexed.py), without DuckDB; None when `records` must answer. Bounded work unless
-        `indexed.searches(query)`."""
+        `indexed.searches(query)`; `inline` bounds that too (SearchUnfinished: then ask again
+        in a thread, with the query's `timeout_ms`)."""
         if query.after is not None and self.version not in (None, query.version):
             raise InvalidQuery("invalid _cursor: it belongs to another dataset version")
         if query.format == "json" and not (query.count or query.facets):
@@ -258,8 +266,9 @@ class Dataset:
             return None
         if not indexed.searches(query):
             return indexed.answer(store, None, query)
+        text = self._engine._text_index(self.path, opened=inline)
         with _search_deadline(timeout_ms) as deadline:
-            return indexed.answer(store, self._engine._text_index(self.path), query, deadline)
+            return indexed.answer(store, text, query, deadline, inline=inline)
 
     def record(self, key_value: str, *, timeout_ms: int | None = None) -> dict[str, object] | None:
         """The row whose key is `key_value` (text, as in a URL); None when there is none,
@@ -294,17 +303,9 @@ class Dataset:
         names = list(query.fields or (c.name for c in self.columns))
         extra = [k.column for k in query.sort if k.column not in names]
         with _search_deadline(timeout_ms) as deadline:
-            if query.sort:  # every candidate is needed to sort them
+            if query.sort:  # every candidate is needed to sort them (none, nothing to fetch)
                 candidates = self._candidates(query, deadline)
-                rows = (
-                    None
-                    if candidates is None
-                    else (
-                        self._fetch(query, candidates, [*names, *extra], timeout_ms)
-                        if candidates
-                        else []
-                    )
-                )
+                rows = candidates and self._fetch(query, candidates, [*names, *extra], timeout_ms)
             else:
                 rows = self._stream(query, [*names, *extra], timeout_ms, deadline)
         if rows is None:
@@ -368,14 +369,14 @@ class Dataset:
         if not search or index is None:
             return None
         start = query.after.rowid + 1 if query.after else 0
-        found = index.iter_rows(search[0], search[1], start=start, deadline=deadline)
+        found = index.scan(search[0], search[1], start=start, deadline=deadline)
         if found is None:
             return None
         checks = exact_search(query, search[0])
         rows: list[tuple[object, ...]] = []
         size, tried = query.limit + 1, 0
         while len(rows) <= query.limit:
-            chunk = list(itertools.islice(found, max(size, query.limit + 1 - len(rows))))
+            chunk = found.take(max(size, query.limit + 1 - len(rows)))
             if not chunk:
                 break
             rows += (

@@ -13,7 +13,7 @@ microseconds against milliseconds of DuckDB CPU).
 
 from __future__ import annotations
 
-import itertools
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 
@@ -22,15 +22,26 @@ import orjson
 from claw402.datasets.cursor import encode_cursor
 from claw402.datasets.query import Query
 from claw402.datasets.rowstore import FlatColumn, RowStore
-from claw402.datasets.search import TextIndex, searchable
+from claw402.datasets.search import Scan, TextIndex, searchable
 
 CAP = 20_000  # rows checked before DuckDB is left to answer
+# What a search may take on the caller's thread (`answer(inline=True)`): most pages take a
+# fraction of it; a thread hop would cost about as much as the page.
+INLINE_SEARCH = 0.001
 SMALL = 5_000  # a value range this small is read whole, then put in row (or sort) order
 _CHUNK = 512  # rows checked at a time
 _COMPARE = ("eq", "gt", "gte", "lt", "lte")
 _PREFIX, _MIDDLE = b'{"ok":true,"items":[', b'],"next":'
 
 Check = Callable[[int], bool]
+
+
+class SearchUnfinished(Exception):
+    """An inline search ran past `INLINE_SEARCH`, or its search files are not open yet: ask
+    again off the event loop."""
+
+
+Source = tuple[TextIndex, str | None, str]  # search files, column (None: any), needle
 
 
 class _Plan:
@@ -41,8 +52,9 @@ class _Plan:
         self.ranges: dict[str, tuple[int, int]] = {}  # positions in the column's sorted order
         self.bounds: list[tuple[memoryview, object, object]] = []  # values, low, high
         self.checks: list[Check] = []
-        self.text: tuple[str | None, str] | None = None
-        self.text_checked = False  # the text source's filter is also among `checks`
+        self.text: Source | None = None
+        self.text_checked = False  # the text source's filter can be checked row by row
+        self.text_check: Check | None = None  # that check, when not among `checks`
 
 
 def searches(query: Query) -> bool:
@@ -52,11 +64,28 @@ def searches(query: Query) -> bool:
 
 
 def answer(
-    store: RowStore, text: TextIndex | None, query: Query, deadline: float | None = None
+    store: RowStore,
+    text: TextIndex | None,
+    query: Query,
+    deadline: float | None = None,
+    *,
+    inline: bool = False,
 ) -> tuple[bytes, int] | None:
     """The JSON body of the query's page and its row count (what a row-priced call pays for),
     or None when this module does not answer it (`_count`/`_facet` need DuckDB).
-    Past `deadline` (monotonic time) a search raises TimeoutError."""
+    Past `deadline` (monotonic time) a search raises TimeoutError; `inline`, past
+    `INLINE_SEARCH` from now, SearchUnfinished."""
+    if not inline:
+        return _answer(store, text, query, deadline)
+    try:
+        return _answer(store, text, query, time.monotonic() + INLINE_SEARCH)
+    except TimeoutError:
+        raise SearchUnfinished from None
+
+
+def _answer(
+    store: RowStore, text: TextIndex | None, query: Query, deadline: float | None
+) -> tuple[bytes, int] | None:
     if query.format != "json" or query.fields is not None or len(query.sort) > 1:
         return None
     if query.count or query.facets:
@@ -67,7 +96,7 @@ def answer(
     if query.sort:
         found = _sorted_page(store, plan, query)
     else:
-        found = _row_order_page(store, text, plan, query, deadline)
+        found = _row_order_page(store, plan, query, deadline)
     if found is None:
         return None
     body, rows, value = found
@@ -82,6 +111,7 @@ def answer(
 
 def _plan(store: RowStore, text: TextIndex | None, query: Query) -> _Plan | None:
     plan = _Plan()
+    sources: list[tuple[Source, Check | None]] = []  # exact sources; a check: may be one
     for f in query.filters:
         flat = store.columns.get(f.column)
         if f.op in _COMPARE and flat is not None:
@@ -92,14 +122,16 @@ def _plan(store: RowStore, text: TextIndex | None, query: Query) -> _Plan | None
             needle = searchable(f.value)  # type: ignore[arg-type]
             if needle is None:
                 return None
-            if f.op == "contains":  # the search files find a superset: check the case here
-                plan.checks.append(_contains_check(store, f.column, str(f.value)))
-                if plan.text is None:
-                    plan.text, plan.text_checked = (f.column, needle), True
-            elif plan.text is not None and not plan.text_checked:
-                return None  # two sources that cannot be checked row by row
-            else:  # exact only as the source
-                plan.text, plan.text_checked = (f.column, needle), False
+            if f.op == "icontains":  # exact only as the source
+                sources.append(((text, f.column, needle), None))
+                continue
+            check = _contains_check(store, f.column, str(f.value))
+            as_is = store.text_as_is(f.column, text)
+            if as_is is not None:  # the value's own text: exact
+                sources.append(((as_is, f.column, str(f.value)), check))
+            elif plan.text is None:  # lowered: a superset, each row checked for case
+                plan.text, plan.text_checked = (text, f.column, needle), True
+            plan.checks.append(check)
         else:
             return None
     for name, (lo, hi) in plan.ranges.items():  # whole runs of equal values: two bounds
@@ -108,9 +140,18 @@ def _plan(store: RowStore, text: TextIndex | None, query: Query) -> _Plan | None
             plan.bounds.append((flat.values, flat.sorted[lo], flat.sorted[hi - 1]))
     if query.q:
         needle = searchable(query.q)
-        if needle is None or text is None or plan.text is not None:
+        if needle is None or text is None:
             return None
-        plan.text, plan.text_checked = (None, needle), False
+        sources.append(((text, None, needle), None))
+    unchecked = [source for source, check in sources if check is None]
+    if len(unchecked) > 1:
+        return None  # two sources that cannot be checked row by row
+    if unchecked or sources:
+        source, check = (unchecked[0], None) if unchecked else sources[0]
+        plan.text, plan.text_checked = source, check is not None
+        if check is not None:  # the source answers it exactly: checked only without it
+            plan.checks.remove(check)
+            plan.text_check = check
     return plan
 
 
@@ -139,7 +180,7 @@ Found = tuple[Callable[[int], bytes], list[int], Callable[[int], object] | None]
 
 
 def _row_order_page(
-    store: RowStore, text: TextIndex | None, plan: _Plan, query: Query, deadline: float | None
+    store: RowStore, plan: _Plan, query: Query, deadline: float | None
 ) -> Found | None:
     start = query.after.rowid + 1 if query.after else 0
     want = query.limit + 1
@@ -162,14 +203,20 @@ def _row_order_page(
         return _rows(store, [])
     fewest = min(hi - lo, len(small) if small is not None else hi - lo)
     chunks: Iterable[list[int]]
-    if plan.text is not None and (not plan.text_checked or fewest > SMALL):
-        assert text is not None
-        found = text.iter_rows(plan.text[0], plan.text[1], start=lo, deadline=deadline)
-        if found is None:
+    if plan.text is not None and plan.text_checked and fewest <= SMALL:  # check a few rows
+        if plan.text_check is not None:
+            plan.checks.append(plan.text_check)
+    elif plan.text is not None:
+        index, column, needle = plan.text
+        scan = index.scan(column, needle, start=lo, stop=hi, deadline=deadline)
+        if scan is None:
             return None
-        matches = itertools.takewhile(lambda r: r < hi, found)
-        chunks = iter(lambda: list(itertools.islice(matches, 64)), [])
-    elif small is not None and len(small) < hi - lo:
+        if not plan.checks and not plan.bounds:  # every match is a row of the page
+            return _rows(store, scan.take(want))
+        chunks = _growing(scan, want)
+        rows = _take(chunks, plan, want)
+        return None if rows is None else _rows(store, rows)
+    if small is not None and len(small) < hi - lo:
         chunks = [[r for r in small if lo <= r < hi]]
     elif single is not None and small is None and len(single) < hi - lo:
         rows_of = single  # an equality matching many rows: read them from the cursor on
@@ -178,13 +225,21 @@ def _row_order_page(
             [r for r in rows_of[a : a + _CHUNK].tolist() if r < hi]
             for a in range(first, len(rows_of), _CHUNK)
         )
-    elif plan.text is None and all(store.columns[n].monotonic for n in plan.ranges):
+    elif not plan.checks and all(store.columns[n].monotonic for n in plan.ranges):
         end = min(hi, lo + want)  # every row in the range matches: one slice
         return (lambda n: store.slice(lo, min(end, lo + n))), list(range(lo, end)), None
     else:
         chunks = (list(range(a, min(hi, a + _CHUNK))) for a in range(lo, hi, _CHUNK))
     rows = _take(chunks, plan, want)
     return None if rows is None else _rows(store, rows)
+
+
+def _growing(scan: Scan, first: int) -> Iterator[list[int]]:
+    """The scan's rows in runs of `first`, then twice as many each time (up to `_CHUNK`)."""
+    size = first
+    while run := scan.take(size):
+        yield run
+        size = min(_CHUNK, size * 2)
 
 
 def _passing(chunk: list[int], plan: _Plan) -> list[int]:
@@ -210,7 +265,7 @@ def _take(chunks: Iterable[list[int]], plan: _Plan, want: int) -> list[int] | No
 
 
 def _rows(store: RowStore, rows: list[int], value: Callable[[int], object] | None = None) -> Found:
-    return (lambda n: b",".join(store.row(r) for r in rows[:n])), rows, value
+    return (lambda n: store.join(rows[:n])), rows, value
 
 
 def _sorted_page(store: RowStore, plan: _Plan, query: Query) -> Found | None:

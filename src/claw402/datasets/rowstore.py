@@ -12,6 +12,10 @@ slices (`indexed.py` answers from here). Built beside the version's files, in `r
   order (int64, float64, or a date's proleptic Gregorian ordinal as int64), and unless they
   never decrease (a sorted key: its rows for a range are a row range), `perm-<n>.bin`, the
   row numbers in (value, row) order, and `sorted-<n>.bin`, the values in that order;
+- per string column, its values as they are, as search files (`search.py`, not lowered:
+  `__contains` is found exactly, with no row to parse); none for a column whose values are
+  all plain (ASCII without capitals or newlines: lowering leaves them as they are, so the
+  version's own search files hold them as they are);
 - `meta.json`, written last, naming them.
 
 The files are written under a temporary name and renamed: a reader sees all of them or
@@ -37,13 +41,15 @@ from pathlib import Path
 import duckdb
 import orjson
 
+from claw402.datasets import search
 from claw402.datasets.schema import Column, sql_ident
+from claw402.datasets.search import TextIndex
 from claw402.datasets.sql import select_list
 from claw402.datasets.storage import attach
 
 log = logging.getLogger("claw402.datasets")
 FOLDER = "rows"
-_FORMAT = 2  # 2: date columns laid flat (a format-1 store is rebuilt)
+_FORMAT = 3  # 2: date columns laid flat; 3: string columns' text as is (older: rebuilt)
 _FETCH = 65_536
 NUMERIC = {"integer": "q", "number": "d", "date": "q"}
 MIN_BYTES = 4 << 20  # data files below this (some 100k rows) are left to DuckDB
@@ -76,12 +82,23 @@ class RowStore:
     """The mapped files of one version; safe to share between threads (read only)."""
 
     def __init__(self, rows: int, data: mmap.mmap | bytes, offsets: memoryview,
-                 columns: dict[str, FlatColumn], maps: list[mmap.mmap]) -> None:  # fmt: skip
+                 columns: dict[str, FlatColumn], maps: list[mmap.mmap],
+                 plain: frozenset[str] = frozenset(), cased: TextIndex | None = None,
+                 ) -> None:  # fmt: skip
         self.rows = rows
         self.data = data
         self.offsets = offsets
         self.columns = columns
         self._maps = maps
+        self._plain = plain  # string columns the version's (lowered) search files hold as is
+        self._cased = cased
+
+    def text_as_is(self, column: str, lowered: TextIndex | None) -> TextIndex | None:
+        """The search files that hold `column`'s values as they are (`__contains` is then
+        found exactly), given the version's own; None when there are none."""
+        if column in self._plain:
+            return lowered if lowered is not None and column in lowered else None
+        return self._cased if self._cased is not None and column in self._cased else None
 
     def slice(self, lo: int, hi: int) -> bytes:
         """Rows lo..hi (hi excluded) as JSON objects joined by commas."""
@@ -91,6 +108,11 @@ class RowStore:
 
     def row(self, i: int) -> bytes:
         return self.data[self.offsets[i] : self.offsets[i + 1] - 1]
+
+    def join(self, rows: Sequence[int]) -> bytes:
+        """Rows, by number, as JSON objects joined by commas."""
+        data, offsets = self.data, self.offsets
+        return b",".join([data[offsets[r] : offsets[r + 1] - 1] for r in rows])
 
     @classmethod
     def open(cls, data_file: Path) -> RowStore | None:
@@ -118,9 +140,12 @@ class RowStore:
                 if len(values) != rows or (perm is not None and len(perm) != rows):
                     return None
                 columns[name] = FlatColumn(values, perm, ordered, entry.get("dates", False))
+            cased = TextIndex.open(folder) if meta["cased"] else None
+            if meta["cased"] and (cased is None or cased.row_count != rows):
+                return None
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return cls(rows, data, offsets, columns, maps)
+        return cls(rows, data, offsets, columns, maps, frozenset(meta["plain"]), cased)
 
 
 def _map(path: Path, maps: list[mmap.mmap]) -> mmap.mmap | bytes:
@@ -230,7 +255,24 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[Column]
         entry = {"n": i, "code": values.typecode, "monotonic": monotonic,
                  "dates": column.type == "date"}  # fmt: skip
         meta["columns"][column.name] = entry  # type: ignore[index]
+    strings = [c.name for c in columns if c.type == "string"]
+    meta["plain"] = _plain(con, table, strings)
+    cased = [name for name in strings if name not in meta["plain"]]
+    meta["cased"] = bool(cased and search.write(con, table, cased, folder, lower=False))
     (folder / "meta.json").write_bytes(orjson.dumps(meta))
+
+
+def _plain(con: duckdb.DuckDBPyConnection, table: str, strings: list[str]) -> list[str]:
+    """The string columns whose every value is ASCII without a capital or a newline: DuckDB's
+    `lower` leaves them as they are, and the search files hold them as they are."""
+    if not strings:
+        return []
+    other = r"'[^\x00-\x09\x0B-\x40\x5B-\x7F]'"  # not ASCII, A-Z or a newline
+    checks = [f"coalesce(bool_and(NOT regexp_matches({sql_ident(n)}, {other})), true)"
+              for n in strings]  # fmt: skip
+    found = con.execute(f"SELECT {', '.join(checks)} FROM {table}").fetchone()
+    assert found is not None
+    return [name for name, plain in zip(strings, found, strict=True) if plain]
 
 
 class RowStores:

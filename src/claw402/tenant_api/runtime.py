@@ -15,7 +15,7 @@ import orjson
 
 from claw402.datasets.engine import Dataset, QueryTimeout
 from claw402.datasets.facets import summary
-from claw402.datasets.indexed import searches
+from claw402.datasets.indexed import SearchUnfinished
 from claw402.datasets.output import render
 from claw402.datasets.query import InvalidQuery, Query, format_from_accept, parse_query
 from claw402.dispatch.errors import STATUS
@@ -125,13 +125,12 @@ class TenantRuntime:
 
     async def _records(self, call: TenantCall, query: Query) -> Answer:
         body: tuple[bytes, int] | Answer | None
-        if searches(query):  # may scan the search files: a thread, with the query's deadline
+        try:  # bounded work: on the event loop, no thread hop
+            body = self.dataset.page_json(query, inline=True)
+        except InvalidQuery as exc:
+            return error_answer(400, "invalid_query", call.request_id, exc.detail)
+        except SearchUnfinished:  # a long search: a thread, with the query's deadline
             body = await self._read(call, lambda ms: self.dataset.page_json(query, timeout_ms=ms))
-        else:  # bounded work: on the event loop, no thread hop
-            try:
-                body = self.dataset.page_json(query)
-            except InvalidQuery as exc:
-                return error_answer(400, "invalid_query", call.request_id, exc.detail)
         if isinstance(body, Answer):
             return body
         if body is not None:
