@@ -345,3 +345,15 @@ def test_an_event_naming_an_unmined_transaction_waits_for_the_grace_period(
     assert (early.deferred, early.warnings, early.edge_direct) == (1, [], 0)
     late = sync(engine, chain, treasury)
     assert late.deferred == 0 and "the chain does not have" in late.warnings[0]
+
+
+def test_a_forged_twin_does_not_hide_the_real_direct_event(engine, chain, treasury, payer, creator):
+    tenant = make_tenant(engine, "acme", pay_to=creator)
+    paid = settle_on_chain(chain, payer, creator, PRICE)
+    ingest(engine, settled_event(chain, paid, tenant.tenant_id, payTo=Wallet.create().address))
+    ingest(engine, settled_event(chain, paid, tenant.tenant_id))
+    report = sync(engine, chain, treasury)
+    assert report.edge_direct == 1 and len(report.warnings) == 1, report.warnings
+    assert "moved no tokens" in report.warnings[0]
+    assert booked_under(engine, paid.tx_hash) == [("settlement_direct", PRICE)]
+    assert balance(engine, tenant.tenant_id).fees_due == FEE

@@ -112,14 +112,15 @@ def book_direct(engine: Engine, chain: TokenChain, treasury: str, cutoff: float)
     network = chain.network  # as the gateway keys its settlements: compared lowercased
     with engine.connect() as conn:
         found = unbooked_events(conn, treasury)
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()  # a forged twin must not hide the real event
     for event in found:
         details = _details(event)
         tx_hash = _text(details.get("transaction"))
-        if tx_hash in seen or _text(details.get("network") or network) != network.lower():
-            continue
-        seen.add(tx_hash)
         payer, pay_to = _text(details.get("payer")), _text(details.get("payTo"))
+        elsewhere = _text(details.get("network") or network) != network.lower()
+        if elsewhere or (tx_hash, payer, pay_to) in seen:
+            continue
+        seen.add((tx_hash, payer, pay_to))
         where = f"{tx_hash or '(no transaction)'}: edge event of request {event.get('requestId')!r}"
         if not TX_HASH.fullmatch(tx_hash):
             run.warnings.append(f"{where} names no transaction hash: nothing booked")
