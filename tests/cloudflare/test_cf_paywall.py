@@ -112,11 +112,39 @@ def test_edge_settlement_is_credited_by_reconcile_from_its_events(edge):
     assert reconcile(engine, chain, edge.config.treasury, grace_seconds=0).posted == 0
 
 
-def test_creator_paid_directly(edge):
+def test_creator_paid_directly_owes_the_fee_once_reconciled(edge):
+    """`beta` is paid to its creator's own wallet: the money never reaches the treasury, so
+    reconcile books the edge's settlement from its event as a direct one (the fee owed by the
+    creator), once, however often the events are posted or reconcile runs."""
+    from claw402.events.edge import ingest
+    from claw402.events.store import EventStore
+    from claw402.ledger import balance
+    from claw402.ledger.chain import TokenChain
+    from claw402.ledger.reconcile import reconcile
+
+    assert edge.registry is not None and edge.config is not None and edge.creator is not None
+    engine, tenant_id = edge.registry.engine, edge.tenants["beta"].tenant_id
     payer = edge.payer()
-    r = edge.get("/t/beta/v1/records?_limit=1", edge.sign(payer, "beta"))
-    assert r.status_code == 200
-    assert edge.chain.balance(edge.creator.address) >= 20_000
+    before = edge.chain.balance(edge.creator.address)
+    r = edge.get("/t/beta/v1/records?_limit=1", edge.sign(payer, "beta"),
+                 headers={"x-request-id": "paid-direct"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert edge.chain.balance(edge.creator.address) - before == 20_000
+    sent = [e for e in edge.edge.records("events") if e.get("correlationId") == "paid-direct"]
+    settled = next(e for e in sent if e["type"] == "payment_settled")
+    assert settled["details"]["payTo"].lower() == edge.creator.address.lower()
+    body = orjson.dumps({"events": sent})
+    assert ingest(EventStore(engine), body) == len(sent)  # POST /_claw402/events
+    chain = TokenChain(edge.chain.web3(), edge.chain.token)
+    report = reconcile(engine, chain, edge.config.treasury, grace_seconds=0)
+    assert (report.edge_settlements, report.edge_direct) == (1, 1), report.to_json()
+    assert report.balanced and report.warnings == [], report.to_json()
+    money = balance(engine, tenant_id)
+    assert (money.earned, money.paid_direct, money.fees_due) == (20_000, 20_000, 1_000)
+    assert money.available == 0  # the platform holds none of it
+    ingest(EventStore(engine), body)  # the Worker posts the same batch again
+    assert reconcile(engine, chain, edge.config.treasury, grace_seconds=0).posted == 0
+    assert balance(engine, tenant_id) == money
 
 
 def test_replayed_payment_is_refused(edge):

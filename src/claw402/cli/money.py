@@ -360,7 +360,8 @@ def reconcile_command(
             f"blocks {report.from_block}-{report.to_block}: {report.settlements} settlements, "
             f"{report.payouts_completed} payouts completed, {report.deposits} deposits, "
             f"{report.outflows} other outflows, {report.unattributed} unattributed, "
-            f"{report.deferred} deferred, {report.edge_settlements} from the edge, "
+            f"{report.deferred} deferred, {report.edge_settlements} from the edge "
+            f"({report.edge_direct} paid to creators' own wallets), "
             f"{report.released} unused claims released"
         )
         state = "[green]balanced[/]" if report.balanced else "[bold red]NOT balanced[/]"

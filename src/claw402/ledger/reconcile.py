@@ -1,6 +1,7 @@
-"""Make the books agree with the chain: post whatever moved the treasury that they miss.
+"""Make the books agree with the chain: post what moved the treasury, or paid a creator at the
+edge, that they miss.
 
-Two passes, both idempotent (every posting is keyed), so `reconcile` can run any time:
+Three passes, all idempotent (every posting is keyed), so `reconcile` can run any time:
 
 1. Claims: each payment claim still `claimed` (older than the grace period, so the gateway
    that holds it has given up or died) or `pending` (settle timed out) is looked up on chain
@@ -20,6 +21,9 @@ Two passes, both idempotent (every posting is keyed), so `reconcile` can run any
    like a gateway settlement; else it is booked against `platform:unattributed` (where edge
    events are in use, only once the grace period has passed since its block, so an event
    still on its way counts; a rejected event is reported as a warning).
+3. Creators' own wallets: an edge settlement paid straight to a tenant's `--pay-to` never
+   touches the treasury, so it is found from its edge event and checked against its
+   transaction's logs instead, then booked as a direct settlement (`ledger.edge_direct`).
 
 Channels (batch-settlement) first: every `Claimed` log of the escrow for a channel with
 vouchers not yet seen claimed is booked (`ledger.channels`), so the escrow's `settle`
@@ -52,14 +56,12 @@ from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain, TokenLog
 from claw402.ledger.channels import SETTLE, check_channels, settle_entries, sync_claims
 from claw402.ledger.claims import SETTLED, payment_claims
+from claw402.ledger.edge_direct import book_direct
 from claw402.ledger.open_claims import in_grace, open_claims, release_unused
 from claw402.ledger.report import ReconcileReport
 from claw402.ledger.schema import ledger_sync, ledger_transactions
 from claw402.ledger.schema import withdrawals as withdrawals_table
-from claw402.ledger.settlements import (
-    settle_claim_from_chain,
-    settlement_key,
-)
+from claw402.ledger.settlements import settle_claim_from_chain, settlement_key
 
 ZERO_ADDRESS = "0x" + "0" * 40
 
@@ -116,6 +118,8 @@ class Reconciler:
         report.channel_claims = sync_claims(self.engine, self.chain.w3, self.network)
         report.problems += check_channels(self.engine, self.chain.w3, self.network)
         resume = self._treasury(report, start, head) if start <= head else start
+        direct = book_direct(self.engine, self.chain, self.treasury, self.cutoff.timestamp())
+        self._warnings += direct.count(report)
         report.warnings = list(dict.fromkeys(self._warnings))
         self._finish(report, resume, head)
         return report

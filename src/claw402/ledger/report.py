@@ -21,6 +21,7 @@ class ReconcileReport:
     payouts_completed: int = 0
     deferred: int = 0
     edge_settlements: int = 0  # of `settlements`, those attributed from edge events
+    edge_direct: int = 0  # of `edge_settlements`, those paid to a creator's own wallet
     released: int = 0  # claims whose authorization never moved money, freed for a retry
     channel_claims: int = 0  # escrow Claimed logs booked
     channel_settles: int = 0  # escrow settle transfers into the treasury booked
@@ -57,6 +58,7 @@ class ReconcileReport:
             "payoutsCompleted": self.payouts_completed,
             "deferred": self.deferred,
             "edgeSettlements": self.edge_settlements,
+            "edgeDirect": self.edge_direct,
             "released": self.released,
             "channelClaims": self.channel_claims,
             "channelSettles": self.channel_settles,
