@@ -368,16 +368,19 @@ def test_in_a_group_a_moved_channel_or_a_refused_booking_is_only_its_own(engine)
 
 
 def test_on_sqlite_a_group_commits_on_the_loop_and_a_locked_file_sends_it_to_the_thread(
-    engine,
+    tmp_path,
 ) -> None:
     """A thread's transaction must win the GIL back from a busy loop around every SQLite call,
     so on a SQLite file a group is written on the loop when the write lock is free; when
-    another writer holds it, the loop is not blocked: the group waits in the thread."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL groups are always written by the thread")
+    another writer holds it, the loop is not blocked: the group waits in the thread.
+    (PostgreSQL groups are always the thread's: the other tests here run on both.)"""
     import sqlite3
     import threading
 
+    from claw402.registry.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    migrate(engine)
     storage = SqlChannelStorage(engine, receiver=RECEIVER)
     lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
     opened = [_opened(storage) for _ in range(2)]
@@ -416,3 +419,5 @@ def test_on_sqlite_a_group_commits_on_the_loop_and_a_locked_file_sends_it_to_the
     for _, channel in opened:
         stored = storage.get(channel.channel_id)
         assert stored is not None and stored.charged_cumulative_amount == str(2 * PRICE)
+    lane.commits.close()
+    engine.dispose()
