@@ -49,6 +49,7 @@ from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 from claw402.samples import CITIES
 from claw402.serving import ServerThread
+from errorshape import assert_limits_unavailable
 
 PRICE = usdc("0.01")
 PAID = "/t/booked/v1/records?_limit=1"
@@ -139,13 +140,7 @@ def signed_payment(limits: Limits) -> tuple[str, str]:
 
 def refused_as_unavailable(r: httpx.Response, tenant: Tenant) -> None:
     """The error shape and stamps of every dispatcher answer, with the limits' code."""
-    assert r.status_code == 503, r.text
-    body = r.json()
-    assert body["error"] == "limits_unavailable" and body["ok"] is False, body
-    assert body["requestId"] == r.headers["x-request-id"]
-    assert r.headers["x-tenant-id"] == tenant.tenant_id
-    assert r.headers["retry-after"] == "1"
-    assert body["detail"]  # what the object's failure said
+    assert_limits_unavailable(r, tenant.tenant_id)
 
 
 def test_a_paid_call_is_served_and_settled_when_the_objects_work(limits):
