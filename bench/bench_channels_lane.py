@@ -1,11 +1,11 @@
 """The voucher lane's server work per voucher, in process, on SQLite and PostgreSQL.
 
 What a channel call costs the gateway beyond the query, without HTTP: `VoucherLane.admit`
-(the in-process checks and the signature recovery) and the group commit (the channel's
-compare-and-swap and the voucher's booking), for `--channels` channels each sending one
-voucher per round at once (so a round is one group, as concurrent requests make one), then
-the same one voucher at a time. CPU per voucher is what limits the sustained rate of paid
-calls on a loaded machine.
+(the in-process checks and the signature recovery), the group commit (the channel's
+compare-and-swap and the voucher's row) and the posting of its ledger transaction, for
+`--channels` channels each sending one voucher per round at once (so a round is one group,
+as concurrent requests make one), then the same one voucher at a time. CPU per voucher is
+what limits the sustained rate of paid calls on a loaded machine.
 
     python bench/bench_channels_lane.py [--backend sqlite|postgresql|both] [--rounds 50]
                                         [--channels 20] [--profile]
@@ -32,7 +32,7 @@ from x402.schemas import PaymentRequirements
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_channel_store import database
-from claw402.ledger.channels import Voucher, book_voucher
+from claw402.ledger.vouchers import Voucher, book_voucher
 from claw402.payments.channels.lane import VoucherLane
 from claw402.payments.channels.storage import SqlChannelStorage
 from claw402.payments.voucher_signer import VoucherSigner
@@ -120,6 +120,8 @@ async def one(lane: VoucherLane, raw: dict[str, Any]) -> tuple[float, float]:
 
 
 async def run(lane: VoucherLane, rounds: list[list[dict[str, Any]]], grouped: bool) -> float:
+    """Every voucher accepted, then every one posted to the books (the poster's work, which
+    the gateway does `POST_AFTER` later, counts too)."""
     started = time.perf_counter()
     for row in rounds:
         if grouped:
@@ -127,6 +129,7 @@ async def run(lane: VoucherLane, rounds: list[list[dict[str, Any]]], grouped: bo
         else:
             for raw in row:
                 await one(lane, raw)
+    await lane.post()
     return time.perf_counter() - started
 
 

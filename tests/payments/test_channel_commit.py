@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -24,9 +25,17 @@ from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequirements
 
+from claw402.ledger.amounts import fee_bps, fee_of
+from claw402.ledger.balances import balance, check_books
 from claw402.ledger.book import UnbalancedTransaction
-from claw402.ledger.channels import Voucher, book_voucher
 from claw402.ledger.schema import channel_charges, ledger_transactions
+from claw402.ledger.vouchers import (
+    Voucher,
+    book_voucher,
+    post_pending,
+    post_vouchers,
+    record_vouchers,
+)
 from claw402.payments.channels.lane import VoucherLane, voucher_signer_of
 from claw402.payments.channels.storage import SqlChannelStorage
 
@@ -75,7 +84,6 @@ def _opened(storage: SqlChannelStorage, charged: int = PRICE) -> tuple[Any, Chan
 
 
 def _now_ms() -> int:
-    import time
 
     return int(time.time() * 1000)
 
@@ -118,6 +126,14 @@ def _lane_refuse(before: Channel, after: Channel) -> tuple[Voucher, bool]:
 
 
 def _books(storage: SqlChannelStorage) -> tuple[int, int]:
+    """(vouchers recorded, ledger transactions) as any reader of the books sees them: the
+    recorded vouchers the lane's poster has not posted yet are posted first."""
+    post_pending(storage.engine)
+    return _recorded(storage)
+
+
+def _recorded(storage: SqlChannelStorage) -> tuple[int, int]:
+    """(vouchers recorded, ledger transactions) as they are in the database right now."""
     with storage.engine.connect() as conn:
         charges = conn.execute(sa.select(sa.func.count()).select_from(channel_charges))
         postings = conn.execute(sa.select(sa.func.count()).select_from(ledger_transactions))
@@ -188,6 +204,98 @@ def test_the_lane_commits_the_voucher_and_its_booking_together(engine) -> None:
         assert await lane.admit(raw, REQUIREMENTS) is None  # replayed: not the lane's to accept
 
     asyncio.run(scenario())
+
+
+def test_the_lane_records_a_voucher_and_its_poster_posts_it_just_after(engine) -> None:
+    """The request commits the channel and the voucher's row; the ledger transaction follows
+    `POST_AFTER` later, from the poster's timer, and only once."""
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    account, channel = _opened(storage)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+    raw = _voucher(account, channel, 2 * PRICE)
+
+    async def scenario() -> float:
+        ticket = await lane.admit(raw, REQUIREMENTS)
+        assert ticket is not None
+        assert await lane.commit(ticket, raw, REQUIREMENTS, _lane_book) is not None
+        assert _recorded(storage) == (1, 0)  # durable with the channel, not yet in the books
+        started = time.monotonic()
+        while _recorded(storage) != (1, 1):
+            assert time.monotonic() - started < 5, "the poster never posted the voucher"
+            await asyncio.sleep(0.005)
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 2
+    assert post_pending(engine) == 0  # nothing left: posted once
+    found = balance(engine, "t1")
+    fee = fee_of(PRICE, fee_bps())
+    assert (found.earned, found.fees, found.unclaimed) == (PRICE, fee, PRICE - fee)
+    assert check_books(engine) == []
+
+
+def test_a_voucher_recorded_and_never_posted_is_in_the_books_when_they_are_read(engine) -> None:
+    """The gateway stops between a voucher's commit and its posting (the loop ends before the
+    timer fires): the voucher is not lost, the next reader of the books posts it, once."""
+    storage = SqlChannelStorage(engine, receiver=RECEIVER)
+    account, channel = _opened(storage)
+    lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
+
+    async def accept(amount: int) -> None:
+        raw = _voucher(account, channel, amount)
+        ticket = await lane.admit(raw, REQUIREMENTS)
+        assert ticket is not None
+        assert await lane.commit(ticket, raw, REQUIREMENTS, _lane_book) is not None
+
+    asyncio.run(accept(2 * PRICE))  # the loop is gone before POST_AFTER
+    asyncio.run(accept(3 * PRICE))
+    lane.close()
+    assert _recorded(storage) == (2, 0)
+    found = balance(engine, "t1")  # what `402claw balance` reads
+    assert found.earned == 2 * PRICE
+    assert _recorded(storage) == (2, 2)
+    assert check_books(engine) == []
+
+
+def test_posters_racing_post_each_voucher_once(engine) -> None:
+    """Two gateway processes post the same recorded vouchers at once: each voucher becomes
+    one ledger transaction, and every row is marked with it."""
+    import threading
+
+    with engine.begin() as conn:
+        record_vouchers(
+            conn,
+            [
+                (
+                    Voucher(
+                        NETWORK, "0x" + f"{n:064x}", PRICE, PRICE, "t1", RECEIVER, "0x" + "1" * 40
+                    ),
+                    False,
+                )
+                for n in range(1, 201)
+            ],
+        )
+    start, posted = threading.Barrier(2), []
+
+    def poster() -> None:
+        start.wait()
+        with engine.begin() as conn:
+            posted.append(post_vouchers(conn))
+
+    threads = [threading.Thread(target=poster) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _recorded(SqlChannelStorage(engine, receiver=RECEIVER)) == (200, 200)
+    with engine.connect() as conn:
+        marks = conn.execute(
+            sa.select(channel_charges.c.transaction_id, ledger_transactions.c.key).join(
+                ledger_transactions, ledger_transactions.c.id == channel_charges.c.transaction_id
+            )
+        ).all()
+    assert len(marks) == 200 and len({key for _, key in marks}) == 200
+    assert sum(len(p) for p in posted) >= 200  # the loser, if any, marked its rows too
+    assert check_books(engine) == []
 
 
 def test_the_lane_rereads_a_channel_that_moved_and_never_accepts_twice(engine) -> None:
@@ -288,8 +396,6 @@ def test_the_recovered_signer_is_eth_accounts() -> None:
 
 
 def test_on_the_gateway_vouchers_take_the_lane_and_each_is_booked_once(stack) -> None:
-    import time
-
     from test_channels_paywall import _charges, _opened, _url
 
     from claw402.events.store import EventStore

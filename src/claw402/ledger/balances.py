@@ -2,6 +2,9 @@
 
 Balances are sums of postings (no cached totals to drift). `check_books` is what tests and
 `402claw reconcile` assert: every transaction sums to zero and no account is below zero.
+Given an engine, each first posts the channel vouchers a gateway recorded and has not
+posted yet (its poster runs a few milliseconds behind the requests): the books are read
+whole.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from sqlalchemy import Connection, Engine, func, select
 
 from claw402.ledger import accounts
 from claw402.ledger.amounts import atomic_to_usd, fee_bps
-from claw402.ledger.channels import CLAIM, VOUCHER, VOUCHER_DIRECT
+from claw402.ledger.channels import CLAIM
 from claw402.ledger.schema import ledger_postings, ledger_transactions
 from claw402.ledger.settlements import SETTLEMENT, SETTLEMENT_DIRECT
+from claw402.ledger.vouchers import VOUCHER, VOUCHER_DIRECT, post_pending
 
 _EARNINGS = (SETTLEMENT, SETTLEMENT_DIRECT, VOUCHER)
 PAYOUT = "payout"
@@ -70,6 +74,7 @@ def account_balance(conn: Connection, code: str) -> int:
 def balance(engine: Engine | Connection, tenant_id: str) -> Balance:
     """The creator's balance: what the demo and `402claw balance` show."""
     if isinstance(engine, Engine):
+        post_pending(engine)
         with engine.connect() as conn:
             return balance(conn, tenant_id)
     conn = engine
@@ -121,6 +126,7 @@ def trial_balance(conn: Connection) -> dict[str, int]:
 def check_books(engine: Engine | Connection) -> list[str]:
     """Problems with the books, if any: unbalanced transactions, accounts below zero."""
     if isinstance(engine, Engine):
+        post_pending(engine)
         with engine.connect() as conn:
             return check_books(conn)
     conn = engine

@@ -5,11 +5,9 @@ escrow and the voucher only raises what the receiver may claim. So the books fol
 money in three steps, each posted exactly once:
 
 1. voucher accepted (the gateway, keyed on network + channel id + cumulative amount): the
-   tenant earns the increment now, as a receivable it cannot withdraw yet.
-   Custodial (paid to a platform treasury): debit `channels:<receiver>:unclaimed` the gross,
-   credit `tenant:<id>:receivable` gross minus fee, credit `fees:<id>` the fee (the fee is
-   taken here, at the rate then in force, as for `exact`). Direct (the creator's own
-   wallet): only the fee, owed by the creator, as for a direct `exact` settlement.
+   tenant earns the increment now, as a receivable it cannot withdraw yet, the fee taken at
+   the rate then in force, as for `exact`. Recorded as the request commits, posted just
+   after: `ledger.vouchers`.
 2. claim (read from the escrow's `Claimed` log, keyed on its tx hash + log index): the
    vouchers of that channel up to its new `totalClaimed` are collected: the gross moves from
    `unclaimed` to `claimed`, and each tenant's net from `receivable` to `available`.
@@ -23,41 +21,23 @@ marked claimed add up to the escrow's `totalClaimed`, to the unit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from claw402.clock import now
 from claw402.ledger import accounts
-from claw402.ledger.amounts import fee_bps, fee_of
-from claw402.ledger.book import Entry, Posting, credit, debit, post, post_many
-from claw402.ledger.db import insert_ignore
+from claw402.ledger.book import Entry, credit, debit, post
 from claw402.ledger.schema import channel_charges, ledger_transactions
-from claw402.ledger.settlements import is_direct
+from claw402.ledger.vouchers import VOUCHER, VOUCHER_DIRECT, post_vouchers
 
 if TYPE_CHECKING:
     from web3 import Web3
 
-VOUCHER, VOUCHER_DIRECT = "channel_voucher", "channel_voucher_direct"
 CLAIM, SETTLE = "channel_claim", "channel_settle"
 _C = channel_charges.c
 _CLAIMED = "Claimed(bytes32,address,uint128,uint128)"
 _WITHDRAW_INITIATED = "WithdrawInitiated(bytes32,uint128,uint40)"
-
-
-@dataclass(frozen=True, slots=True)
-class Voucher:
-    """One accepted voucher: `cumulative` is its total, `amount` what this call added."""
-
-    network: str
-    channel_id: str
-    cumulative: int
-    amount: int
-    tenant_id: str
-    receiver: str
-    payer: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,90 +53,16 @@ class ClaimLog:
     total_claimed: int
 
 
-def voucher_key(network: str, channel_id: str, cumulative: int) -> str:
-    return f"voucher:{network}:{channel_id.lower()}:{cumulative}"
-
-
 def chain_key(network: str, tx_hash: str, log_index: int) -> str:
     """The key `reconcile` gives any chain log's posting, so a claim is posted once."""
     return f"chain:{network}:{tx_hash.lower()}:{log_index}"
-
-
-def book_voucher(
-    conn: Connection, v: Voucher, *, bps: int | None = None, direct: bool | None = None
-) -> int | None:
-    """Post an accepted voucher once; the new transaction id, or None if already booked.
-
-    `direct` (paid to the tenant's own wallet) is looked up unless the caller knows it."""
-    if direct is None:
-        direct = is_direct(conn, v.tenant_id, v.receiver)
-    return book_vouchers(conn, [(v, direct)], bps=bps)[0]
-
-
-def book_vouchers(
-    conn: Connection, vouchers: Sequence[tuple[Voucher, bool]], *, bps: int | None = None
-) -> list[int | None]:
-    """`book_voucher` for a group of (voucher, direct) in one statement per table, whatever
-    the group's size: the voucher lane books every voucher of a group commit at once."""
-    rate = fee_bps() if bps is None else bps
-    postings, fees = [], []
-    for v, direct in vouchers:
-        fee = fee_of(v.amount, rate)
-        entries: list[Entry]
-        if direct:
-            kind = VOUCHER_DIRECT
-            entries = [
-                debit(accounts.fees_due(v.tenant_id), fee),
-                credit(accounts.fees(v.tenant_id), fee),
-            ]
-            entries = entries if fee else []
-        else:
-            kind = VOUCHER
-            entries = [debit(accounts.channel_unclaimed(v.receiver), v.amount)]
-            if v.amount - fee:
-                entries.append(credit(accounts.receivable(v.tenant_id), v.amount - fee))
-            if fee:
-                entries.append(credit(accounts.fees(v.tenant_id), fee))
-        fees.append(fee)
-        postings.append(
-            Posting(
-                key=voucher_key(v.network, v.channel_id, v.cumulative),
-                kind=kind,
-                entries=entries,
-                tenant_id=v.tenant_id,
-                network=v.network,
-                payer=v.payer,
-                gross=v.amount,
-                memo=f"channel {v.channel_id.lower()} to {v.cumulative}; fee {rate} bps",
-            )
-        )
-    posted = post_many(conn, postings)
-    moment = now()
-    charges = [
-        {
-            "network": v.network,
-            "channel_id": v.channel_id.lower(),
-            "cumulative": v.cumulative,
-            "amount": v.amount,
-            "fee": fee,
-            "tenant_id": v.tenant_id,
-            "receiver": v.receiver.lower(),
-            "payer": v.payer.lower(),
-            "direct": int(direct),
-            "created_at": moment,
-        }
-        for (v, direct), fee, done in zip(vouchers, fees, posted, strict=True)
-        if done is not None
-    ]
-    if charges:
-        conn.execute(insert_ignore(conn, channel_charges), charges)
-    return posted
 
 
 def book_claim(conn: Connection, network: str, log: ClaimLog) -> int | None:
     """Post what one `Claimed` log collected (once); None if it was booked already."""
     key = chain_key(network, log.tx_hash, log.log_index)
     channel = log.channel_id.lower()
+    post_vouchers(conn)  # what the claim collects must be in the books first
     rows = conn.execute(
         select(_C.id, _C.amount, _C.fee, _C.tenant_id, _C.receiver, _C.direct).where(
             _C.network == network,

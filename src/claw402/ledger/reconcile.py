@@ -62,6 +62,7 @@ from claw402.ledger.report import ReconcileReport
 from claw402.ledger.schema import ledger_sync, ledger_transactions
 from claw402.ledger.schema import withdrawals as withdrawals_table
 from claw402.ledger.settlements import settle_claim_from_chain, settlement_key
+from claw402.ledger.vouchers import post_pending
 
 ZERO_ADDRESS = "0x" + "0" * 40
 
@@ -111,6 +112,7 @@ class Reconciler:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> ReconcileReport:
+        post_pending(self.engine)  # vouchers a gateway recorded and had not posted yet
         start = self._start()
         head = self.chain.head()
         report = ReconcileReport(self.network, self.chain.token, self.treasury, start, head)

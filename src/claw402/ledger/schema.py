@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -116,7 +117,8 @@ ledger_leases = Table(
 )
 
 # One row per accepted batch-settlement voucher (migration 0011): the increment it charged,
-# whom it credited, and the claim that collected it (`claim_key`, once claimed on chain).
+# whom it credited, its ledger transaction (`transaction_id`, NULL until posted: migration
+# 0016) and the claim that collected it (`claim_key`, once claimed on chain).
 channel_charges = Table(
     "channel_charges",
     metadata,
@@ -132,6 +134,13 @@ channel_charges = Table(
     Column("direct", Integer, nullable=False),  # 1: paid to the creator's own wallet
     Column("claim_key", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("transaction_id", Integer, nullable=True),
     UniqueConstraint("network", "channel_id", "cumulative", name="uq_channel_charges_voucher"),
     Index("ix_channel_charges_open", "channel_id", "claim_key"),
+    Index(
+        "ix_channel_charges_unposted",
+        "id",
+        sqlite_where=text("transaction_id IS NULL"),
+        postgresql_where=text("transaction_id IS NULL"),
+    ),
 )

@@ -47,7 +47,7 @@ from x402.schemas.errors import PaymentAbortedError
 
 from claw402.dispatch.pricing import rows_charge
 from claw402.events.kinds import PAYMENT_FAILED, PAYMENT_SETTLED, PAYMENT_VERIFIED, PAYMENT_VOUCHER
-from claw402.ledger.channels import Voucher, book_vouchers
+from claw402.ledger.vouchers import Voucher, book_vouchers
 from claw402.payments import answers
 from claw402.payments.channels.lane import Ticket
 from claw402.payments.channels.terms import Receiver

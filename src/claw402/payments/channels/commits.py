@@ -61,6 +61,7 @@ class GroupCommit(Generic[T]):
         self._drain: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claw402-commit")
         self._immediate = immediate_sqlite_engine(engine)
+        self._loop_conn: Connection | None = None  # the immediate engine's one connection, kept
         self.transactions = 0  # committed so far (a gauge: writes per transaction)
         self.on_loop = 0  # of which on the event loop
 
@@ -75,6 +76,9 @@ class GroupCommit(Generic[T]):
     def close(self) -> None:
         """Let the commit thread end once the group it may be writing is done."""
         self._thread.shutdown(wait=False)
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
         if self._immediate is not None:
             self._immediate.dispose()
 
@@ -112,7 +116,10 @@ class GroupCommit(Generic[T]):
         if self._immediate is None:
             return None
         try:
-            with self._immediate.begin() as conn:
+            conn = self._loop_conn
+            if conn is None or conn.invalidated or conn.closed:
+                conn = self._loop_conn = self._immediate.connect()
+            with conn.begin():
                 outcomes = self.apply(conn, items)
         except Exception:  # the lock is another's, a booking refused: the thread sorts it
             return None

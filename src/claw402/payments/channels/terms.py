@@ -83,7 +83,7 @@ class ChannelSchemes:
     def close(self) -> None:
         self.facilitator.close()
         for receiver in self._receivers.values():
-            receiver.lane.commits.close()
+            receiver.lane.close()
 
     # -- the offer ---------------------------------------------------------------------------
 
