@@ -92,6 +92,50 @@ def test_0007_leaves_the_operators_hosts_routable_and_a_creators_unverified(data
     engine.dispose()
 
 
+def test_0016_marks_the_vouchers_an_older_gateway_booked_as_posted(database_url):
+    """Before 0016 a voucher's request posted its ledger transaction itself: each existing
+    charge is linked to that transaction, so the first reader of the books posts none twice."""
+    from claw402.ledger.balances import balance
+    from claw402.ledger.vouchers import post_pending
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    downgrade(engine, "0015")
+    with engine.begin() as conn:
+        for cumulative in (1000, 2000):
+            key = f"voucher:eip155:84532:0xabc:{cumulative}"
+            tid = conn.execute(
+                sa.text(
+                    "INSERT INTO ledger_transactions (key, kind, tenant_id, network, gross, "
+                    "created_at) VALUES (:key, 'channel_voucher', 't1', 'eip155:84532', 1000, "
+                    "CURRENT_TIMESTAMP) RETURNING id"
+                ),
+                {"key": key},
+            ).scalar_one()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO channel_charges (network, channel_id, cumulative, amount, fee, "
+                    "tenant_id, receiver, payer, direct, created_at) VALUES ('eip155:84532', "
+                    "'0xabc', :c, 1000, 50, 't1', '0xr', '0xp', 0, CURRENT_TIMESTAMP)"
+                ),
+                {"c": cumulative},
+            )
+            assert tid
+    migrate(engine)
+    with engine.connect() as conn:
+        linked = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM channel_charges c JOIN ledger_transactions t "
+                "ON t.id = c.transaction_id AND t.key = 'voucher:' || c.network || ':' "
+                "|| c.channel_id || ':' || CAST(c.cumulative AS VARCHAR)"
+            )
+        ).scalar_one()
+    assert linked == 2
+    assert post_pending(engine) == 0
+    assert balance(engine, "t1").earned == 2000
+    engine.dispose()
+
+
 def test_settlement_lookups_use_the_partial_index_and_other_rows_stay_out_of_it(engine):
     """The ledger's edge lookups (`type = 'payment_settled'`, a bound parameter) are planned
     with the partial index, which holds settlement rows only."""

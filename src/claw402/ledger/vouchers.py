@@ -26,7 +26,7 @@ from claw402.clock import now
 from claw402.ledger import accounts
 from claw402.ledger.amounts import fee_bps, fee_of
 from claw402.ledger.book import Entry, Posting, check_balanced, credit, debit, post_many
-from claw402.ledger.db import insert_ignore
+from claw402.ledger.db import insert_ignore, lock
 from claw402.ledger.schema import channel_charges, ledger_transactions
 from claw402.ledger.settlements import is_direct
 
@@ -116,8 +116,12 @@ def post_vouchers(conn: Connection, *, most: int | None = None) -> dict[int, int
     """Step 1's ledger transactions: the recorded vouchers not yet posted, oldest first (at
     most `most`, else all), in the caller's transaction: charge id -> transaction id.
 
-    Several processes may post at once: a voucher's ledger key is unique, so whoever loses
-    the race posts nothing and marks the row with the winner's transaction."""
+    Posters take the `channel_vouchers` lock first: on SQLite that is the write lock before
+    anything is read (a deferred transaction that read first could not write once another
+    connection had), on PostgreSQL one poster at a time. Were two to post anyway, a
+    voucher's ledger key is unique: the loser posts nothing and marks the row with the
+    winner's transaction."""
+    lock(conn, "channel_vouchers")
     posted: dict[int, int] = {}
     t = ledger_transactions.c
     while most is None or len(posted) < most:
