@@ -9,6 +9,8 @@ a one-row page), claims and settles done as `402claw channels claim|settle` do t
 - a paid call end to end with the official Python client (`x402HttpxClient`: request, 402,
   sign, paid retry, 200), median and p99: through a channel (a voucher per call, the deposit
   made before) against `exact` (one EIP-3009 settlement on chain per call);
+- where a channel call's time goes: the unpaid 402 round trip and a presigned voucher's
+  request alone, through httpx and from a plain socket (the server's own time);
 - the floor: the same client against a server that checks nothing and answers at once
   (`floor_app`): the client's own work and two HTTP round trips, which no seller avoids;
 - on-chain transactions per 1,000 paid calls: one payer's 1,000 channel calls (its deposit,
@@ -29,6 +31,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -36,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -250,6 +254,43 @@ async def timed_in_order(url: str, headers: list[str | None]) -> list[float]:
     return samples
 
 
+def raw_in_order(url: str, headers: list[str | None]) -> list[float]:
+    """`timed_in_order` from a plain socket (HTTP/1.1 keep-alive, TCP_NODELAY), a short pause
+    between requests so each finds the server idle: what the server takes, end to end."""
+    parts = urlsplit(url)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    samples = []
+    with socket.create_connection((parts.hostname, parts.port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for header in headers:
+            paid = f"PAYMENT-SIGNATURE: {header}\r\n" if header else ""
+            request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{paid}\r\n"
+            started = time.perf_counter()
+            sock.sendall(request.encode())
+            status = _read_response(sock)
+            samples.append((time.perf_counter() - started) * 1000)
+            assert status == (200 if header else 402), status
+            time.sleep(0.0005)
+    return samples
+
+
+def _read_response(sock: socket.socket) -> int:
+    """Read one response with a Content-Length body; its status code."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(
+        int(v)
+        for k, _, v in (x.partition(b":") for x in lines[1:])
+        if k.lower() == b"content-length"
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(lines[0].split()[1])
+
+
 async def send_in_order(url: str, streams: list[list[str | None]]) -> tuple[int, float]:
     """Each stream on its own connection, in order, all streams at once: (200s, seconds).
     A None header sends the request unpaid (a free route)."""
@@ -406,13 +447,16 @@ def measure(
     # Where a channel call's time goes: the 402 round trip and the paid request alone
     # (vouchers signed beforehand); the rest of `paid_call` is the client's own work.
     wallet = Wallet.create()
-    chain.fund(wallet.address, 300 * PRICE)
-    opener = client_for(wallet.private_key, chain, "batch", home / "parts", 250)
+    chain.fund(wallet.address, 500 * PRICE)
+    opener = client_for(wallet.private_key, chain, "batch", home / "parts", 450)
     asyncio.run(paid_calls(url, opener, 1))
-    vouchers = presigned_vouchers(url, wallet.private_key, home / "parts", 200)
+    vouchers = presigned_vouchers(url, wallet.private_key, home / "parts", 400)
     results["parts"] = {
         "unpaid_402": summary(asyncio.run(timed_in_order(url, [None] * 200))),
-        "presigned_voucher": summary(asyncio.run(timed_in_order(url, list(vouchers)))),
+        "presigned_voucher": summary(asyncio.run(timed_in_order(url, vouchers[:200]))),
+        # the same requests from a plain socket: the server's time without httpx's own work
+        "raw_unpaid_402": summary(raw_in_order(url, [None] * 200)),
+        "raw_presigned_voucher": summary(raw_in_order(url, vouchers[200:])),
     }
     results["client_floor"] = client_floor(chain, url, home, 1_000)
     # Sustained rate: `payers` channels, vouchers in order on each connection.
@@ -458,7 +502,9 @@ def report(r: dict[str, Any]) -> str:
             f"{ex['paid_call']['median_ms']} / {ex['paid_call']['p99_ms']}",
             f"of which (medians, ms): the unpaid 402 round trip "
             f"{r['parts']['unpaid_402']['median_ms']}, a presigned voucher request "
-            f"{r['parts']['presigned_voucher']['median_ms']}; the rest is the client",
+            f"{r['parts']['presigned_voucher']['median_ms']}; the rest is the client; from a "
+            f"plain socket (the server's own time): 402 {r['parts']['raw_unpaid_402']['median_ms']}"
+            f", voucher {r['parts']['raw_presigned_voucher']['median_ms']}",
             f"the same client against a server that checks nothing (the floor; median / p99 "
             f"ms): paid call {r['client_floor']['paid_call']['median_ms']} / "
             f"{r['client_floor']['paid_call']['p99_ms']}, its unpaid round trip "
