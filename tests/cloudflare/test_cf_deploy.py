@@ -288,6 +288,11 @@ def test_refusals_before_any_call(run, fake, registry, settings, monkeypatch):
     monkeypatch.delenv("EVENTS_TOKEN")
     no_secret = run(*deploy_args("--secret", "EVENTS_TOKEN", "--execute"), ok=False)
     assert "EVENTS_TOKEN not set in the environment" in no_secret["detail"]
+    monkeypatch.delenv("CLAW402_EVENTS_TOKEN", raising=False)
+    events = run(
+        *deploy_args("--events-url", "https://gw.example/_claw402/events", "--execute"), ok=False
+    )
+    assert "CLAW402_EVENTS_TOKEN not set in the environment" in events["detail"]  # else lost
     bad_name = run(*deploy_args("--secret", "lower-case"), ok=False)
     assert "secret name 'lower-case'" in bad_name["detail"]
     monkeypatch.delenv("CLOUDFLARE_API_TOKEN")

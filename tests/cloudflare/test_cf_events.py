@@ -36,13 +36,14 @@ def test_events_reach_the_registry(registry):
     tenant = add_tenant(registry, "acme", plan="pro")
     store = EventStore(registry.engine)
     with gateway_sink(registry) as events_url:
-        options = DispatcherOptions(events_url=events_url, secrets=["EVENTS_TOKEN"])
+        options = DispatcherOptions(events_url=events_url)  # its bearer: a secret by default
+        assert options.all_secrets == ["CLAW402_EVENTS_TOKEN"]  # the gateway's own variable
         dispatcher = build_dispatcher(registry.list_tenants(), options)
         with LocalEdge(
             dispatcher,
             [js_worker("tenant-acme-worker", ECHO)],
             events_to_recorder=False,
-            secrets={"claw402-dispatcher": {"EVENTS_TOKEN": TOKEN}},
+            secrets={"claw402-dispatcher": {"CLAW402_EVENTS_TOKEN": TOKEN}},
         ) as edge:
             hit = httpx.get(f"{edge.url}/t/acme/", headers={"x-request-id": "e-1"})
             assert hit.text == "hi"
@@ -66,6 +67,7 @@ def test_events_reach_the_registry(registry):
 
 
 def test_wrong_token_is_refused_and_the_answer_unaffected(registry):
+    """(Under the secret's earlier name, `--secret EVENTS_TOKEN`, which still works.)"""
     add_tenant(registry, "acme")
     store = EventStore(registry.engine)
     with gateway_sink(registry) as events_url:

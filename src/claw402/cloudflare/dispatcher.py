@@ -53,6 +53,9 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 MIGRATION_TAG = MIGRATIONS[-1][0]
 FACILITATOR_KEY_SECRET = "CLAW402_FACILITATOR_API_KEY"  # the gateway's variable, same name
+# The bearer of the Worker's event posts: the variable `402claw serve` checks them with, so
+# one exported value serves both (`--secret EVENTS_TOKEN`, its earlier name, still works).
+EVENTS_TOKEN_SECRET, LEGACY_EVENTS_SECRET = "CLAW402_EVENTS_TOKEN", "EVENTS_TOKEN"
 _BINDING_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
@@ -70,6 +73,8 @@ class DispatcherOptions:
         names = list(self.secrets)
         if self.payment is not None and self.payment.facilitator_api_key:
             names.append(FACILITATOR_KEY_SECRET)
+        if self.events_url and LEGACY_EVENTS_SECRET not in names:
+            names.append(EVENTS_TOKEN_SECRET)  # the sink refuses events without it
         return check_secret_names(names)
 
 

@@ -101,7 +101,8 @@ export function event(type, requestId, tenant, { status = null, durationMs = nul
 }
 
 // The durable sink: a service binding (EVENTS) or an HTTP endpoint (EVENTS_URL, with
-// EVENTS_TOKEN as a bearer secret), one batch per request, off the response path.
+// CLAW402_EVENTS_TOKEN, or EVENTS_TOKEN, as a bearer secret), one batch per request, off
+// the response path. A refused post is logged: its events are lost.
 function sendEvents(env, ctx, events) {
   const body = JSON.stringify({ events });
   const init = { method: "POST", headers: { "content-type": "application/json" }, body };
@@ -109,11 +110,16 @@ function sendEvents(env, ctx, events) {
   if (env.EVENTS && typeof env.EVENTS.fetch === "function") {
     sent = env.EVENTS.fetch("https://events.internal/events", init);
   } else if (env.EVENTS_URL) {
-    if (env.EVENTS_TOKEN) init.headers.authorization = `Bearer ${env.EVENTS_TOKEN}`;
+    const token = env.CLAW402_EVENTS_TOKEN || env.EVENTS_TOKEN;
+    if (token) init.headers.authorization = `Bearer ${token}`;
     sent = fetch(env.EVENTS_URL, init);
   }
   if (sent && ctx && ctx.waitUntil) {
-    ctx.waitUntil(sent.then((r) => r.body && r.body.cancel(), (e) => console.error("events", e.message)));
+    const done = (r) => {
+      if (!r.ok) console.error("events refused", r.status, env.EVENTS_URL || "EVENTS");
+      return r.body && r.body.cancel();
+    };
+    ctx.waitUntil(sent.then(done, (e) => console.error("events", e.message)));
   }
 }
 
