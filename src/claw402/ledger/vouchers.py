@@ -1,12 +1,13 @@
 """Step 1 of the channel books (`ledger.channels`): a voucher accepted, recorded, posted.
 
-The request that accepts a voucher commits it as one `channel_charges` row
-(`record_vouchers`), in the transaction of its channel's compare-and-swap: the voucher's
-durable record, with its fee taken at the rate then in force. Its ledger transaction is
-posted from that row just after (`post_vouchers`): by the gateway's poster a few
-milliseconds later, many at once, or by whoever reads the books or books a claim first
-(`post_pending`). A row's `transaction_id` is NULL until then. Posting keeps a request's
-commit to 6 SQLite pages instead of 15.
+The request that accepts a voucher commits, in the transaction of its channel's
+compare-and-swap, one `channel_charges` row (the voucher's durable record, its fee taken at
+the rate then in force) and its ledger transaction (`book_vouchers`). On SQLite the voucher
+lane commits on the event loop, so there it writes the row alone (`record_vouchers`: 6
+pages instead of 15) and its ledger transaction is posted from the row just after
+(`post_vouchers`): by the lane's poster a few milliseconds later, many at once, or by
+whoever reads the books or books a claim first (`post_pending`). A row's `transaction_id`
+is NULL until it is posted.
 
 Custodial (paid to a platform treasury): debit `channels:<receiver>:unclaimed` the gross,
 credit `tenant:<id>:receivable` gross minus fee, credit `fees:<id>` the fee. Direct (the
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
-from sqlalchemy.sql.dml import Insert
 
 from claw402.clock import now
 from claw402.ledger import accounts
@@ -65,28 +65,39 @@ def book_voucher(
 def book_vouchers(
     conn: Connection, vouchers: Sequence[tuple[Voucher, bool]], *, bps: int | None = None
 ) -> list[int | None]:
-    """`record_vouchers`, then `post_vouchers` in the same transaction (the SDK's commit path):
-    each voucher's ledger transaction id, or None if it was recorded already."""
-    new = record_vouchers(conn, vouchers, bps=bps)
-    posted = post_vouchers(conn) if any(new) else {}
-    return [None if charge is None else posted.get(charge) for charge in new]
+    """Record and post at once, in the caller's transaction (the SDK's commit path, and the
+    lane on PostgreSQL): each voucher's new ledger transaction id, or None if it was posted
+    already. Its `channel_charges` row is written posted."""
+    rows = _charge_rows(vouchers, bps)
+    ids = post_many(conn, [_voucher_posting(row) for row in rows])
+    charges = [{**row, "transaction_id": i} for row, i in zip(rows, ids, strict=True) if i]
+    if charges:
+        conn.execute(insert_ignore(conn, channel_charges), charges)
+    return ids
 
 
 def record_vouchers(
     conn: Connection, vouchers: Sequence[tuple[Voucher, bool]], *, bps: int | None = None
-) -> list[int | None]:
-    """Step 1 as the request commits: each accepted voucher (and whether it was paid to the
-    tenant's own wallet) as one `channel_charges` row, its fee taken at the rate in force,
-    in the caller's transaction. Each one's new charge id, or None if it was recorded before.
+) -> None:
+    """Each accepted voucher (and whether it was paid to the tenant's own wallet) as one
+    `channel_charges` row, not yet posted, in the caller's transaction (one INSERT; a voucher
+    recorded before is skipped): the lane's commit on SQLite, where it runs on the event loop
+    and a posting's pages would be request time. `post_vouchers` posts it shortly after.
+    Everything that could refuse the posting is checked here, so a recorded voucher always
+    posts: a refused one raises and the caller rolls back."""
+    rows = _charge_rows(vouchers, bps)
+    for row in rows:
+        check_balanced(_voucher_posting(row).entries)
+    if rows:
+        conn.execute(insert_ignore(conn, channel_charges), rows if len(rows) > 1 else rows[0])
 
-    The row is the voucher's durable record; `post_vouchers` makes it a ledger transaction
-    a few milliseconds later, off the request path (the row's index entries are a third of
-    a posting's pages). Everything that could refuse the posting is checked here, so a
-    recorded voucher always posts: a refused one raises and the caller rolls back."""
+
+def _charge_rows(vouchers: Sequence[tuple[Voucher, bool]], bps: int | None) -> list[dict[str, Any]]:
+    """The `channel_charges` rows of these vouchers, the fee at `bps` or the rate in force."""
     rate = fee_bps() if bps is None else bps
-    moment, rows = now(), []
-    for v, direct in vouchers:
-        row = {
+    moment = now()
+    return [
+        {
             "network": v.network,
             "channel_id": v.channel_id.lower(),
             "cumulative": v.cumulative,
@@ -98,23 +109,13 @@ def record_vouchers(
             "direct": int(direct),
             "created_at": moment,
         }
-        check_balanced(_voucher_posting(row).entries)
-        rows.append(row)
-    if not rows:
-        return []
-    if len(rows) == 1:
-        found = conn.execute(_record_returning(conn), rows[0]).scalar()
-        return [None if found is None else int(found)]
-    keys = {
-        (str(r.channel_id), int(r.cumulative)): int(r.id)
-        for r in conn.execute(_record_returning(conn, keys=True), rows)
-    }
-    return [keys.pop((r["channel_id"], r["cumulative"]), None) for r in rows]
+        for v, direct in vouchers
+    ]
 
 
-def post_vouchers(conn: Connection, *, most: int | None = None) -> dict[int, int]:
+def post_vouchers(conn: Connection, *, most: int | None = None) -> dict[str, int]:
     """Step 1's ledger transactions: the recorded vouchers not yet posted, oldest first (at
-    most `most`, else all), in the caller's transaction: charge id -> transaction id.
+    most `most`, else all), in the caller's transaction: voucher key -> transaction id.
 
     Posters take the `channel_vouchers` lock first: on SQLite that is the write lock before
     anything is read (a deferred transaction that read first could not write once another
@@ -122,7 +123,7 @@ def post_vouchers(conn: Connection, *, most: int | None = None) -> dict[int, int
     voucher's ledger key is unique: the loser posts nothing and marks the row with the
     winner's transaction."""
     lock(conn, "channel_vouchers")
-    posted: dict[int, int] = {}
+    posted: dict[str, int] = {}
     t = ledger_transactions.c
     while most is None or len(posted) < most:
         limit = _POST_BATCH if most is None else min(_POST_BATCH, most - len(posted))
@@ -135,9 +136,10 @@ def post_vouchers(conn: Connection, *, most: int | None = None) -> dict[int, int
         if lost:
             found = dict(conn.execute(select(t.key, t.id).where(t.key.in_(lost))).all())
             ids = [found[p.key] if i is None else i for p, i in zip(postings, ids, strict=True)]
-        marks = [{"_id": row["id"], "_tid": i} for row, i in zip(rows, ids, strict=True)]
-        conn.execute(_MARK_POSTED, marks)
-        posted.update((mark["_id"], mark["_tid"]) for mark in marks)
+        conn.execute(
+            _MARK_POSTED, [{"_id": row["id"], "_tid": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        posted.update((p.key, i) for p, i in zip(postings, ids, strict=True))
         if len(rows) < limit:
             break
     return posted
@@ -188,15 +190,3 @@ _MARK_POSTED = (
     .where(_C.id == bindparam("_id"))
     .values(transaction_id=bindparam("_tid"))
 )
-_RECORDING: dict[tuple[str, bool], Insert] = {}
-
-
-def _record_returning(conn: Connection, *, keys: bool = False) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id (and the voucher, to match a group's
-    rows to their ids): built once per dialect."""
-    key = (conn.dialect.name, keys)
-    found = _RECORDING.get(key)
-    if found is None:
-        columns = (_C.id, _C.channel_id, _C.cumulative) if keys else (_C.id,)
-        found = _RECORDING[key] = insert_ignore(conn, channel_charges).returning(*columns)
-    return found

@@ -20,9 +20,11 @@ once:
   vouchers: the group's rows go in one UPDATE and one INSERT). If the row moved (another
   gateway process, a claim), it is re-read and the checks rerun: the version is what makes
   two processes never accept the same cumulative amount twice;
-- the ledger transactions of those rows are posted `POST_AFTER` later, many at once and off
-  the request path (`ledger.channels.post_vouchers`; the books' readers and claims post
-  whatever is still waiting first), so a request commits 6 pages instead of 15.
+- on SQLite, where that commit runs on the event loop, the ledger transactions of those rows
+  are posted `POST_AFTER` later, many at once and off the request path
+  (`ledger.vouchers.post_vouchers`; the books' readers and claims post whatever is still
+  waiting first), so a request commits 6 pages instead of 15. On PostgreSQL the commit runs
+  in a thread and costs a WAL flush, not pages: there the vouchers are posted in it.
 
 Anything the lane does not accept (an unknown or stale channel, a wrong amount, a bad
 signature, a smart-wallet payer, a busy channel) goes through the SDK path, which refuses
@@ -51,7 +53,7 @@ from x402.mechanisms.evm.batch_settlement.utils import (
 from x402.mechanisms.evm.utils import get_evm_chain_id
 from x402.schemas import PaymentRequirements
 
-from claw402.ledger.vouchers import Voucher, post_vouchers, record_vouchers
+from claw402.ledger.vouchers import Voucher, book_vouchers, post_vouchers, record_vouchers
 from claw402.payments.channels.commits import GroupCommit, Regroup
 from claw402.payments.channels.digest import keccak256, voucher_digest
 from claw402.payments.channels.digest import voucher_separator as separator_of
@@ -159,6 +161,7 @@ class VoucherLane:
         self.separator = voucher_separator(get_evm_chain_id(network))
         self.commits: GroupCommit[_Write] = GroupCommit(storage.engine, self._apply)
         self.posting: GroupCommit[None] = GroupCommit(storage.engine, _post_recorded)
+        self.post_later = storage.engine.dialect.name == "sqlite"
         self._post_due: asyncio.TimerHandle | None = None
         self._post_loop: asyncio.AbstractEventLoop | None = None
         self._posts: set[asyncio.Task[None]] = set()
@@ -218,7 +221,8 @@ class VoucherLane:
                 raise
             if won:
                 self._remember(attempt.key, attempt.after, attempt.version + 1)
-                self._post_soon()
+                if self.post_later:
+                    self._post_soon()
                 return attempt
             current = await self._reread(attempt.key, raw, requirements)  # it moved
             if current is not None and charge is not None:
@@ -269,14 +273,17 @@ class VoucherLane:
 
     def _apply(self, conn: Connection, writes: Sequence[_Write]) -> list[bool]:
         """A group's vouchers stored (one compare-and-swap statement) and recorded for the
-        books (one INSERT), in the group commit's transaction."""
+        books (one INSERT; and posted, unless they are posted later), in the group commit's
+        transaction."""
         stored = [(w.ticket.after, w.ticket.version) for w in writes]
         if not self.storage.store_vouchers(conn, stored):
             if len(writes) == 1:
                 return [False]  # it moved: nothing written
             raise Regroup("a channel of the group moved")  # find which, each alone
         bookings = [w.book(w.ticket.before, w.ticket.after) for w in writes]
-        record_vouchers(conn, [b for b in bookings if b is not None])
+        (record_vouchers if self.post_later else book_vouchers)(
+            conn, [b for b in bookings if b is not None]
+        )
         return [True] * len(writes)
 
     def _remember(self, key: str, channel: Channel, version: int) -> None:
