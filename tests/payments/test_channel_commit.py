@@ -119,6 +119,14 @@ def _lane_book(before: Channel, after: Channel) -> tuple[Voucher, bool]:
     return Voucher(NETWORK, after.channel_id, cumulative, amount, "t1", RECEIVER, payer), False
 
 
+async def _accept(lane: VoucherLane, account: Any, channel: Channel, amount: int) -> None:
+    """The lane admits and commits `account`'s voucher for `amount` on `channel`."""
+    raw = _voucher(account, channel, amount)
+    ticket = await lane.admit(raw, REQUIREMENTS)
+    assert ticket is not None
+    assert await lane.commit(ticket, raw, REQUIREMENTS, _lane_book) is not None
+
+
 def _lane_refuse(before: Channel, after: Channel) -> tuple[Voucher, bool]:
     """A voucher the ledger refuses (a zero posting), once the channel's row was written."""
     voucher, direct = _lane_book(before, after)
@@ -213,12 +221,9 @@ def test_the_lane_records_a_voucher_and_its_poster_posts_it_just_after(engine) -
     storage = SqlChannelStorage(engine, receiver=RECEIVER)
     account, channel = _opened(storage)
     lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
-    raw = _voucher(account, channel, 2 * PRICE)
 
     async def scenario() -> float:
-        ticket = await lane.admit(raw, REQUIREMENTS)
-        assert ticket is not None
-        assert await lane.commit(ticket, raw, REQUIREMENTS, _lane_book) is not None
+        await _accept(lane, account, channel, 2 * PRICE)
         assert lane.post_later == (engine.dialect.name == "sqlite")
         # durable with the channel; on SQLite not yet in the books
         assert _recorded(storage) == (1, 0 if lane.post_later else 1)
@@ -244,14 +249,8 @@ def test_a_voucher_recorded_and_never_posted_is_in_the_books_when_they_are_read(
     account, channel = _opened(storage)
     lane = VoucherLane(storage, NETWORK, ttl_ms=60_000)
 
-    async def accept(amount: int) -> None:
-        raw = _voucher(account, channel, amount)
-        ticket = await lane.admit(raw, REQUIREMENTS)
-        assert ticket is not None
-        assert await lane.commit(ticket, raw, REQUIREMENTS, _lane_book) is not None
-
-    asyncio.run(accept(2 * PRICE))  # the loop is gone before POST_AFTER
-    asyncio.run(accept(3 * PRICE))
+    asyncio.run(_accept(lane, account, channel, 2 * PRICE))  # the loop ends before POST_AFTER
+    asyncio.run(_accept(lane, account, channel, 3 * PRICE))
     lane.close()
     assert _recorded(storage) == (2, 0)
     found = balance(engine, "t1")  # what `402claw balance` reads
