@@ -55,7 +55,7 @@ def book_voucher(
     conn: Connection, v: Voucher, *, bps: int | None = None, direct: bool | None = None
 ) -> int | None:
     """Record and post an accepted voucher at once; the new transaction id, or None if it was
-    recorded already. `direct` (paid to the tenant's own wallet) is looked up unless the
+    posted already. `direct` (paid to the tenant's own wallet) is looked up unless the
     caller knows it."""
     if direct is None:
         direct = is_direct(conn, v.tenant_id, v.receiver)
