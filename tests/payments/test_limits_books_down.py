@@ -5,11 +5,12 @@ answer; a give-back that fails keeps the answer the call earned; the registry fa
 tenant is resolved answers a JSON 500 `internal_error` that carries the request id.
 
 - SQLite: another connection holds `BEGIN IMMEDIATE` past the books' busy timeout, so SQLite
-  itself answers "database is locked". The books get their own engine on the same file with a
-  0.2 s busy timeout (the registry's is 30 s: the same failure, 30 s later).
-- PostgreSQL (a schema of its own; skipped without a server): the registry's own engine, as
-  `serve` makes it; the books' connection is killed (`pg_terminate_backend`) while it waits on
-  a row lock, or its role loses its login and its connections are killed.
+  itself answers "database is locked". The books wait 0.2 s here (`UsageBooks(wait=)`; `serve`
+  gives them `BOOKS_WAIT`, the registry's own engine waits 30 s).
+- PostgreSQL (a schema of its own; skipped without a server): the books as `serve` makes
+  them; another transaction holds their row past their `lock_timeout`, or their connection is
+  killed (`pg_terminate_backend`) while it waits, or their role loses its login and its
+  connections are killed.
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ def test_a_locked_sqlite_database_fails_paid_calls_closed_and_free_ones_answer(
     tenant = _tenant(registry, settings, "books-locked", quota_day=5)
     _tenant(registry, settings, "books-free", price="0")
     path = Path(registry.engine.url.database or "")
-    quick = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
-    books = UsageBooks(quick)
+    books = UsageBooks(registry.engine, wait=0.2)
     server = _serve(registry, stack.paywall_with(), books)  # its own: stopping closes it
     try:
         url = server.url
@@ -148,7 +148,7 @@ def test_a_locked_sqlite_database_fails_paid_calls_closed_and_free_ones_answer(
         assert _used(books, tenant) == 1
     finally:
         server.stop()
-        quick.dispose()
+        books.close()
 
 
 def _payload(header: str) -> dict[str, Any]:
@@ -284,6 +284,37 @@ def test_a_killed_postgres_connection_fails_the_paid_call_closed(
     assert again.status_code == 200, again.text  # a new connection: honoured once
     assert before - stack.balance(payer.address) == PRICE
     assert _used(pg.books, tenant) == 1
+
+
+def test_a_postgres_row_held_past_the_books_lock_timeout_fails_the_paid_call_quickly(
+    stack: Stack, postgres: Postgres, payer: Wallet
+) -> None:
+    """A transaction elsewhere holds the call's counter row (a stuck replica): the take gives
+    up after the books' wait and the call answers 503 at once, instead of hanging with it."""
+    pg = postgres
+    tenant = _tenant(pg.registry, pg.settings, "books-held", quota_day=5)
+    books = UsageBooks(pg.registry.engine, wait=0.3)
+    server = _serve(pg.registry, stack.paywall_with(), books)
+    try:
+        paid_url = f"{server.url}/t/books-held/v1/records"
+        header = _sign(stack, server.url, payer, "books-held")
+        before = stack.balance(payer.address)
+        with pg.admin.connect() as conn:
+            pg.lock_counter(conn, tenant)
+            started = time.monotonic()
+            paid = httpx.get(paid_url, headers={"PAYMENT-SIGNATURE": header}, timeout=30)
+            waited = time.monotonic() - started
+            conn.rollback()
+        _unavailable(paid, tenant, "LockNotAvailable: canceling statement due to lock timeout")
+        assert waited < 3, waited  # the books' 0.3 s and the request, not the lock's holder
+        assert stack.balance(payer.address) == before
+        again = httpx.get(paid_url, headers={"PAYMENT-SIGNATURE": header}, timeout=30)
+        assert again.status_code == 200, again.text  # the row free: honoured once
+        assert before - stack.balance(payer.address) == PRICE
+        assert _used(books, tenant) == 1
+    finally:
+        server.stop()
+        books.close()
 
 
 def test_a_failed_give_back_keeps_the_answer_the_call_earned(

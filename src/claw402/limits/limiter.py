@@ -65,6 +65,8 @@ class Limiter:
 
     def close(self) -> None:
         self.rates.close()
+        if self.books is not None:
+            self.books.close()
 
     async def run(
         self, call: TenantCall, policy: Policy, peer: str | None, rest: Produce

@@ -3,7 +3,9 @@ the database every replica shares. A paying call takes its slots before the payw
 (one transaction: every counter moves by a conditional UPDATE or none does) and gives them
 back if it is not served, so a bare 402 or a failed payment consumes nothing and a quota of
 N allows exactly N across any number of gateways. A database that fails them raises
-`BooksDown`: the limiter answers 503 rather than let a paying call through unbooked."""
+`BooksDown`: the limiter answers 503 rather than let a paying call through unbooked. A lock
+held by another transaction is waited for `BOOKS_WAIT` at most (their own engine), so a stuck
+writer turns paid calls into quick 503s instead of requests that hang."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from claw402.limits import windows
 from claw402.limits.policy import Policy
 from claw402.limits.schema import usage_counters
+from claw402.registry.db import bounded_engine
 
+BOOKS_WAIT = 5.0  # seconds a take or give-back waits for a row or database lock
 QUOTA_DAY, QUOTA_MONTH, SPEND_DAY = "calls_day", "calls_month", "spend_day"
 
 
@@ -71,9 +75,14 @@ class _Full(Exception):
 
 
 class UsageBooks:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, *, wait: float = BOOKS_WAIT) -> None:
+        self.engine = bounded_engine(engine, wait)
+        self._own = self.engine is not engine
         self._postgres = engine.dialect.name == "postgresql"
+
+    def close(self) -> None:
+        if self._own:
+            self.engine.dispose()
 
     def take(self, tenant_id: str, wanted: list[Slot]) -> Refused | None:
         """Take every slot or none; the refused one (and its use) when one is full. Raises

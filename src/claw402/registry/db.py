@@ -80,6 +80,36 @@ def immediate_sqlite_engine(engine: Engine) -> Engine | None:
     return immediate
 
 
+def bounded_engine(engine: Engine, wait: float) -> Engine:
+    """A second engine on `engine`'s database whose statements wait at most `wait` seconds for
+    a lock another transaction holds, then raise (SQLite's busy timeout, PostgreSQL's
+    `lock_timeout`): for work that must fail fast instead of queueing behind a stuck writer.
+    The registry's own engine waits 30 s on SQLite and for ever on PostgreSQL. `engine` itself
+    for an in-memory SQLite database (nothing else can hold its locks)."""
+    url = engine.url
+    ms = max(1, round(wait * 1000))
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+            return engine
+        bounded = create_engine(url, connect_args={"timeout": wait})
+
+        @event.listens_for(bounded, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            _sqlite_pragmas(dbapi_conn, busy_ms=ms)
+
+        return bounded
+    bounded = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(bounded, "connect")
+    def _lock_timeout(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET lock_timeout = {ms}")  # a session setting: kept by the pool
+        cur.close()
+        dbapi_conn.commit()  # else the pool's reset rolls the SET back
+
+    return bounded
+
+
 def _alembic_config() -> Config:
     from alembic.config import Config
 
