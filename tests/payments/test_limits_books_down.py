@@ -1,8 +1,9 @@
 """The gateway when its usage books (the database) fail, with real failures and real payments
 (anvil, the facilitator, the paywall): a paid call that needs the books answers 503
 `limits_unavailable` with Retry-After, nothing claimed, verified or charged, while free routes
-answer; a give-back that fails keeps the answer the call earned; the registry failing before a
-tenant is resolved answers a JSON 500 `internal_error` that carries the request id.
+answer; a give-back that fails keeps the answer the call earned; a registry that cannot be read
+leaves a running gateway on its last directory (free routes answer, paid calls fail closed),
+and a gateway that never read it answers a JSON 500 `internal_error` with the request id.
 
 - SQLite: another connection holds `BEGIN IMMEDIATE` past the books' busy timeout, so SQLite
   itself answers "database is locked". The books wait 0.2 s here (`UsageBooks(wait=)`; `serve`
@@ -354,35 +355,54 @@ def test_a_failed_give_back_keeps_the_answer_the_call_earned(
     assert event["status"] == 402 and "AdminShutdown" in event["details"]["booksKept"], event
 
 
-def test_the_registry_unreachable_answers_a_json_500_with_the_request_id(
-    postgres: Postgres, caplog: pytest.LogCaptureFixture
+def test_the_registry_unreachable_keeps_free_routes_and_fails_paid_ones_closed(
+    stack: Stack, postgres: Postgres, payer: Wallet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The gateway's role loses its login and its connections are killed: resolving a tenant
-    fails, answered as every error is; `/healthz` still answers; back once it may log in."""
+    """The gateway's role loses its login and its connections are killed. A running gateway
+    keeps its last directory: free routes answer, a paid call is refused with nothing
+    charged. A gateway that never read the registry answers every tenant call as every error
+    is (a JSON 500 with the request id); `/healthz` answers. All back once it may log in."""
     pg = postgres
     _tenant(pg.registry, pg.settings, "books-gone", price="0")
+    paid_tenant = _tenant(pg.registry, pg.settings, "books-gone-paid", quota_day=5)
     url = f"{pg.url}/t/books-gone/v1/schema"
     assert httpx.get(url, timeout=30).status_code == 200
+    pg.held.go.set()
+    header = _sign(stack, pg.url, payer, "books-gone-paid")
+    before = stack.balance(payer.address)
     with pg.admin.begin() as conn:
         conn.execute(sa.text(f"ALTER ROLE {pg.role} NOLOGIN"))
         conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              f"WHERE usename = '{pg.role}'"))  # fmt: skip
+    fresh = _serve(pg.registry, stack.paywall_with(), UsageBooks(pg.registry.engine))
     try:
-        down = httpx.get(url, headers={"x-request-id": "probe-1"}, timeout=30)
+        kept = httpx.get(url, timeout=30)
+        assert kept.status_code == 200 and kept.json()["tenant"] == "books-gone", kept.text
+        rows = httpx.get(f"{pg.url}/t/books-gone/v1/records?_limit=1", timeout=30)
+        assert rows.status_code == 200 and len(rows.json()["items"]) == 1, rows.text
+        paid = httpx.get(f"{pg.url}/t/books-gone-paid/v1/records",
+                         headers={"PAYMENT-SIGNATURE": header}, timeout=30)  # fmt: skip
+        _unavailable(paid, paid_tenant, "OperationalError")
+        down = httpx.get(f"{fresh.url}/t/books-gone/v1/schema",
+                         headers={"x-request-id": "probe-1"}, timeout=30)  # fmt: skip
         assert down.status_code == 500, down.text
         body = down.json()
         assert body == {"ok": False, "error": "internal_error",
                         "requestId": down.headers["x-request-id"]}  # fmt: skip
         assert down.headers["x-correlation-id"] == "probe-1" and "x-tenant-id" not in down.headers
-        assert httpx.get(f"{pg.url}/healthz", timeout=30).status_code == 200
+        assert httpx.get(f"{fresh.url}/healthz", timeout=30).status_code == 200
     finally:
+        fresh.stop()
         with pg.admin.begin() as conn:
             conn.execute(sa.text(f"ALTER ROLE {pg.role} LOGIN"))
+    assert stack.balance(payer.address) == before  # the refused call charged nothing
     deadline = time.monotonic() + 10
-    while (back := httpx.get(url, timeout=30)).status_code != 200:
-        assert time.monotonic() < deadline, back.text
+    paid_url, signed = f"{pg.url}/t/books-gone-paid/v1/records", {"PAYMENT-SIGNATURE": header}
+    while (back := httpx.get(paid_url, headers=signed, timeout=30)).status_code != 200:
+        assert back.status_code == 503 and time.monotonic() < deadline, back.text
         time.sleep(0.05)
-    # Its dispatch_failure event went to a database that was down (the sink logs and drops
-    # it): the log keeps the request id and the cause.
+    assert before - stack.balance(payer.address) == PRICE  # the same payment, honoured once
+    # The fresh gateway's dispatch_failure event went to a database that was down (the sink
+    # logs and drops it): the log keeps the request id and the cause.
     logged = [r.getMessage() for r in caplog.records if r.name == "claw402.gateway.app"]
     assert any(down.headers["x-request-id"] in m and "OperationalError" in m for m in logged)

@@ -6,11 +6,15 @@ a dedicated autocommit DBAPI connection, far cheaper than a pooled SQLAlchemy co
 numbers are in docs/architecture.md), and happens at most once per `min_interval`: a database
 call releases the GIL, and getting it back from a busy thread (the event writer) can cost far
 more than the read. A caller that misses a tenant asks again with `force=True`, so a new tenant is
-routable at once; an update or a removal shows within the interval.
+routable at once; an update or a removal shows within the interval. A registry that cannot be
+read (its database down) leaves the last snapshot serving, tried again every `RETRY_DOWN`:
+what needs no database goes on (free data, 402s); paid calls fail closed in their own steps
+(the usage books, the paywall's claims).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -22,10 +26,12 @@ from claw402.registry.models import Tenant
 from claw402.registry.store import Registry
 
 _GENERATION_SQL = "SELECT generation FROM registry_state WHERE id = 1"
+log = logging.getLogger("claw402.gateway")
 
 
 class LiveDirectory:
     MIN_INTERVAL = 0.01
+    RETRY_DOWN = 1.0  # seconds between attempts while the registry cannot be read
 
     def __init__(
         self,
@@ -38,6 +44,7 @@ class LiveDirectory:
         self._reserved = frozenset(reserved_hosts)
         self._min_interval = min_interval
         self._checked = float("-inf")
+        self._down_until = float("-inf")
         self._lock = threading.Lock()
         self._generation = -1
         self._directory: Directory[Tenant] = Directory()
@@ -45,10 +52,22 @@ class LiveDirectory:
 
     def current(self, *, force: bool = False) -> Directory[Tenant]:
         now = time.monotonic()
+        if now < self._down_until:  # the registry is unreachable: the last snapshot
+            return self._directory
         if force or now - self._checked >= self._min_interval:
             self._checked = now
             if self._read_generation() != self._generation:
-                self._reload()
+                try:
+                    self._reload()
+                except Exception:
+                    if self._generation < 0:  # nothing loaded yet: nothing to serve
+                        raise
+                    self._down_until = now + self.RETRY_DOWN
+                    log.warning(
+                        "the registry is unreachable: serving its tenants as of generation "
+                        "%s, trying again in %s s", self._generation, self.RETRY_DOWN,
+                        exc_info=True,
+                    )  # fmt: skip
         return self._directory
 
     def expire(self) -> None:
