@@ -73,6 +73,57 @@ def channel_terms(
         fail(str(exc), as_json=as_json, code="deposit_too_high")
 
 
+SchemeOption = Annotated[
+    str,
+    typer.Option(
+        "--scheme",
+        help="auto: through a channel when the API offers one, else per call; exact: "
+        "per call; batch: through a channel only.",
+    ),
+]
+DepositOption = Annotated[
+    str | None,
+    typer.Option(
+        "--deposit",
+        help="USD to deposit when a channel opens or runs dry (default: the API's "
+        "minimum deposit, else 10 calls; never above --max-deposit).",
+        show_default=False,
+    ),
+]
+MaxDepositOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-deposit",
+        help="Most USD one channel deposit may take [default: 10 x --max-price]; a larger "
+        "deposit is refused before anything is signed.",
+        show_default=False,
+    ),
+]
+
+
+def paying_terms(
+    scheme: str,
+    max_price_atomic: int,
+    deposit: str | None,
+    max_deposit: str | None,
+    rpc_url: str | None,
+    home: str | None,
+    as_json: bool,
+) -> ChannelTerms:
+    """`--scheme`, `--deposit` and `--max-deposit` checked, as the channel terms they make."""
+    if scheme not in ("auto", "exact", "batch"):
+        fail(f"--scheme {scheme!r}: auto, exact or batch", as_json=as_json, code="invalid_argument")
+    deposit_cap = (
+        10 * max_price_atomic
+        if max_deposit is None
+        else usd_option(max_deposit, "--max-deposit", as_json)
+    )
+    wanted = None if deposit is None else usd_option(deposit, "--deposit", as_json)
+    if wanted == 0:
+        fail("--deposit must be more than 0", as_json=as_json, code="invalid_argument")
+    return channel_terms(home, deposit_cap, wanted, rpc_url, as_json)
+
+
 def _receipt_line(receipt: ChannelReceipt) -> str:
     if receipt.kind == "deposit":
         how = f"[green]deposit[/] ${atomic_to_usd(receipt.deposited)} into channel"
@@ -87,32 +138,9 @@ def _receipt_line(receipt: ChannelReceipt) -> str:
 def call_command(
     url: Annotated[str, typer.Argument(help="The paid API URL.")],
     max_price: Annotated[str, typer.Option("--max-price", help="Most USD to pay.")] = "0.01",
-    scheme: Annotated[
-        str,
-        typer.Option(
-            "--scheme",
-            help="auto: through a channel when the API offers one, else per call; exact: "
-            "per call; batch: through a channel only.",
-        ),
-    ] = "auto",
-    deposit: Annotated[
-        str | None,
-        typer.Option(
-            "--deposit",
-            help="USD to deposit when a channel opens or runs dry (default: the API's "
-            "minimum deposit, else 10 calls; never above --max-deposit).",
-            show_default=False,
-        ),
-    ] = None,
-    max_deposit: Annotated[
-        str | None,
-        typer.Option(
-            "--max-deposit",
-            help="Most USD one channel deposit may take [default: 10 x --max-price]; a larger "
-            "deposit is refused before anything is signed.",
-            show_default=False,
-        ),
-    ] = None,
+    scheme: SchemeOption = "auto",
+    deposit: DepositOption = None,
+    max_deposit: MaxDepositOption = None,
     key_env: KeyEnv = "CLAW402_PAYER_KEY",
     key_file: KeyFile = None,
     rpc_url: RpcUrl = None,
@@ -135,16 +163,8 @@ def call_command(
         pay_and_fetch,
     )
 
-    if scheme not in ("auto", "exact", "batch"):
-        fail(f"--scheme {scheme!r}: auto, exact or batch", as_json=json, code="invalid_argument")
     cap = usd_option(max_price, "--max-price", json)
-    deposit_cap = (
-        10 * cap if max_deposit is None else usd_option(max_deposit, "--max-deposit", json)
-    )
-    wanted = None if deposit is None else usd_option(deposit, "--deposit", json)
-    if wanted == 0:
-        fail("--deposit must be more than 0", as_json=json, code="invalid_argument")
-    terms = channel_terms(home, deposit_cap, wanted, rpc_url, json)
+    terms = paying_terms(scheme, cap, deposit, max_deposit, rpc_url, home, json)
     key = payer_key(key_env, key_file, json)
     assets = []
     for item in asset or []:
