@@ -6,7 +6,9 @@ so its query grows with every edge settlement ever made to a creator's wallet. T
 `--events` such events already booked (fake transaction hashes: the query never reaches the
 chain for them), then times on anvil, alternated `--rounds` times: the pass's query alone, a
 whole reconcile with nothing to book, and one that books one real direct payment. It says
-whether running reconcile every few seconds inside `serve` would be cheap.
+whether running reconcile every few seconds inside `serve` would be cheap. Also the treasury
+pass's lookup of a transfer's edge events: the first of a run reads every settled row's hash
+(`EdgeSettlements`), the next ones are by id.
 
     python bench/bench_edge_direct.py [--events 0,10000,100000] [--rounds 5]
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from claw402.chain.devchain import DevChain, start_dev_chain
 from claw402.chain.eip3009 import Authorization, sign_authorization
 from claw402.chain.wallet import Wallet
-from claw402.events.store import EDGE, EventStore
+from claw402.events.store import EDGE, EdgeSettlements, EventStore
 from claw402.ledger import accounts
 from claw402.ledger.book import credit, debit, post
 from claw402.ledger.chain import TokenChain
@@ -48,8 +50,8 @@ def settled(tenant_id: str, tx_hash: str, payer: str, nonce: str, pay_to: str, n
     }  # fmt: skip
 
 
-def seed(engine, tenant_id: str, creator: str, network: str, count: int) -> None:
-    """`count` direct edge settlements, their events and their bookings."""
+def seed(engine, tenant_id: str, creator: str, network: str, count: int) -> list[str]:
+    """`count` direct edge settlements, their events and their bookings; their tx hashes."""
     batch = []
     with engine.begin() as conn:
         for _ in range(count):
@@ -61,6 +63,18 @@ def seed(engine, tenant_id: str, creator: str, network: str, count: int) -> None
                  tenant_id=tenant_id, network=network, tx_hash=tx, gross=PRICE)  # fmt: skip
     for start in range(0, len(batch), 5000):
         EventStore(engine).write_events(batch[start : start + 5000])
+    return [event["details"]["transaction"] for event in batch]
+
+
+def lookups(engine, hashes: list[str]) -> tuple[float, float]:
+    """The treasury pass's edge lookups (`EdgeSettlements`, one a transfer): the first of a
+    run (it reads every settled row's hash) and the median of 100 after it."""
+    settlements = EdgeSettlements()
+    picked = [hashes[i * len(hashes) // 100] for i in range(100)] if hashes else ["0x00"] * 100
+    with engine.connect() as conn:
+        first = timed(lambda: settlements.of(conn, picked[0]))
+        rest = [timed(lambda h=h: settlements.of(conn, h)) for h in picked[1:]]
+    return first, statistics.median(rest)
 
 
 def pay(chain: DevChain, to: str) -> tuple[str, str, str]:
@@ -119,13 +133,15 @@ def main() -> None:
             spec = TenantSpec(slug="acme", worker_name="tenant-acme-worker", plan="free",
                               price_atomic=PRICE, pay_to=creator)  # fmt: skip
             tenant_id = Registry(engine).deploy(spec, version).tenant_id
-            seed(engine, tenant_id, creator, chain.network, count)
+            hashes = seed(engine, tenant_id, creator, chain.network, count)
+            first, each = lookups(engine, hashes)
             reconcile(engine, tokens, treasury, grace_seconds=0)  # the first run's opening
             query, idle, booking = measure(engine, tokens, chain, tenant_id, creator, args.rounds)
             print(
                 f"events={count:>7}  query {statistics.median(query):7.1f} ms  "
                 f"idle reconcile {statistics.median(idle):7.1f} ms  "
                 f"reconcile booking one {statistics.median(booking):7.1f} ms  "
+                f"edge lookups: a run's first {first:7.1f} ms, then {each:5.2f} ms each  "
                 f"(medians of {args.rounds}; load {os.getloadavg()[0]:.1f})"
             )
             engine.dispose()

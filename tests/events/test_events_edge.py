@@ -7,7 +7,12 @@ import pytest
 
 from claw402.events.edge import MAX_BATCH, InvalidEvents, authorized, check_batch, ingest
 from claw402.events.kinds import KINDS, PAYMENT_SETTLED
-from claw402.events.store import EventStore, any_edge_settlement, edge_settlements
+from claw402.events.store import (
+    EdgeSettlements,
+    EventStore,
+    any_edge_settlement,
+    edge_settlements,
+)
 
 TOKEN = "edge-events-token"
 
@@ -69,3 +74,22 @@ def test_a_bad_batch_stores_nothing(store: EventStore, body: bytes):
     with pytest.raises(InvalidEvents):
         ingest(store, body)
     assert store.read_events() == []
+
+
+def test_a_runs_index_of_edge_settlements_reads_each_row_once_and_sees_late_ones(
+    store: EventStore,
+):
+    """A reconcile run looks up each treasury transfer's edge events: the hashes are read once,
+    then only newer rows when a hash is missing, so an event that came in during the run is
+    still found."""
+    early, late = "0x" + "aa" * 32, "0x" + "bb" * 32
+    ingest(store, orjson.dumps({"events": [_settled("e-1", early)]}))
+    settlements = EdgeSettlements()
+    with store.engine.connect() as conn:
+        assert [e["requestId"] for e in settlements.of(conn, early.upper())] == ["e-1"]
+        assert settlements.of(conn, late) == []
+    ingest(store, orjson.dumps({"events": [_settled("e-2", late), _settled("e-3", late)]}))
+    store.write_events([_settled("self-2", late)])  # not from the edge
+    with store.engine.connect() as conn:
+        assert [e["requestId"] for e in settlements.of(conn, late)] == ["e-2", "e-3"]
+        assert [e["requestId"] for e in settlements.of(conn, early)] == ["e-1"]

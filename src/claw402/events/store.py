@@ -1,7 +1,7 @@
 """Reads and writes of the events table: requests' trails in, requests' events out.
 
 `EventStore` is what the gateway's sink, the event writer's child, edge ingestion and
-`402claw events` use; `edge_settlements` and `any_edge_settlement` are the ledger's reads, in
+`402claw events` use; `EdgeSettlements` and `any_edge_settlement` are the ledger's reads, in
 its own transaction. Writes go as driver SQL (SQLAlchemy's per-row processing would be most of
 a row's cost) and, on SQLite, as multi-row INSERTs of `_INSERT_ROWS`: `executemany` takes the
 GIL back after every row, and behind a busy event loop each take waits its turn.
@@ -140,20 +140,48 @@ def _newest_requests(conn: Connection, query: Any, limit: int) -> dict[Any, dict
 
 
 def edge_settlements(conn: Connection, tx_hash: str) -> list[dict[str, Any]]:
-    """The edge's `payment_settled` events that name `tx_hash` (a scan of that kind's rows,
-    which the partial index `ix_events_settled` holds)."""
-    c = events.c
-    named = func.lower(c.data[("details", "transaction")].as_string())
-    rows = conn.execute(
-        select(c.type, c.ts, c.request_id, c.tenant_id, c.data).where(
-            c.type == PAYMENT_SETTLED, named == tx_hash.lower()
-        )
-    ).all()
-    return [
-        event_record(*row)
-        for row in rows
-        if isinstance(row.data, dict) and row.data.get("source") == EDGE
-    ]
+    """The edge's `payment_settled` events that name `tx_hash`."""
+    return EdgeSettlements().of(conn, tx_hash)
+
+
+class EdgeSettlements:
+    """The edge's `payment_settled` events by the transaction they name, for one reconcile
+    run. The hashes are read once (one scan of the settled rows, which the partial index
+    `ix_events_settled` holds), then only rows newer than the last read when a hash is
+    missing; a hash's events by their ids. Scanning every settled row once per transfer made
+    a run's cost the number of transfers times the number of events."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, list[int]] = {}
+        self._after = 0  # the highest events row id read
+
+    def of(self, conn: Connection, tx_hash: str) -> list[dict[str, Any]]:
+        key = tx_hash.lower()
+        if key not in self._ids:
+            self._read(conn)
+        ids = self._ids.get(key)
+        if not ids:
+            return []
+        c = events.c
+        rows = conn.execute(
+            select(c.type, c.ts, c.request_id, c.tenant_id, c.data)
+            .where(c.id.in_(ids))
+            .order_by(c.id)
+        ).all()
+        return [event_record(*row) for row in rows if isinstance(row.data, dict)]
+
+    def _read(self, conn: Connection) -> None:
+        c = events.c
+        named = func.lower(c.data[("details", "transaction")].as_string())
+        rows = conn.execute(
+            select(c.id, named, c.data["source"].as_string()).where(
+                c.type == PAYMENT_SETTLED, c.id > self._after
+            )
+        ).all()
+        for id_, tx_hash, source in rows:
+            self._after = max(self._after, int(id_))
+            if source == EDGE and tx_hash:
+                self._ids.setdefault(str(tx_hash), []).append(int(id_))
 
 
 def any_edge_settlement(conn: Connection) -> bool:

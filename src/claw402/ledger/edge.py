@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from claw402.events.store import any_edge_settlement, edge_settlements
+from claw402.events.store import EdgeSettlements, any_edge_settlement
 from claw402.ledger.chain import TokenLog
 from claw402.ledger.settlements import Settlement, book_chain_payment
 from claw402.registry.schema import tenants
@@ -67,10 +67,15 @@ def mismatch(event: dict[str, Any], network: str, transfer: TokenLog, auth: Toke
 
 
 def attribute(
-    conn: Connection, network: str, transfer: TokenLog, auth: TokenLog
+    conn: Connection,
+    network: str,
+    transfer: TokenLog,
+    auth: TokenLog,
+    settlements: EdgeSettlements | None = None,
 ) -> EdgeAttribution:
-    """Which tenant earned the treasury `transfer` authorised by `auth`, per the edge events."""
-    found = edge_settlements(conn, transfer.tx_hash)
+    """Which tenant earned the treasury `transfer` authorised by `auth`, per the edge events
+    (read through `settlements`, a run's index of them)."""
+    found = (settlements or EdgeSettlements()).of(conn, transfer.tx_hash)
     if not found:
         return EdgeAttribution()
     problems: list[str] = []

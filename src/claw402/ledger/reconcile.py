@@ -50,6 +50,7 @@ from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDR
 
 from claw402.clock import now
 from claw402.control import audit
+from claw402.events.store import EdgeSettlements
 from claw402.ledger import accounts, edge, withdrawals
 from claw402.ledger.balances import account_balance, check_books
 from claw402.ledger.book import credit, debit, post
@@ -108,6 +109,7 @@ class Reconciler:
         self._receipts: dict[str, list[TokenLog]] = {}
         self._warnings: list[str] = []
         self._edge_in_use: bool | None = None
+        self._edge_events = EdgeSettlements()  # read once a run, not once a transfer
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -346,7 +348,7 @@ class Reconciler:
         already, None if no edge event credits a tenant (reasons go to the warnings)."""
         assert auth.nonce is not None
         with self.engine.begin() as conn:
-            found = edge.attribute(conn, self.network, log, auth)
+            found = edge.attribute(conn, self.network, log, auth, self._edge_events)
             if found.reason is not None:
                 self._warnings.append(
                     f"{log.tx_hash}: {log.value} from {log.sender} not credited to a tenant: "
