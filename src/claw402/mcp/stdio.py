@@ -147,7 +147,11 @@ class ReceiptFollower:
             settle_response=settled,
             payment_required=required,
         )
-        return await self.client.handle_payment_response(response) is not None
+        try:
+            return await self.client.handle_payment_response(response) is not None
+        except Exception:  # the call's answer (paid for) still goes to the agent
+            logger.exception("the payment-response hooks failed after a paid call")
+            return False
 
 
 def relay_server(
