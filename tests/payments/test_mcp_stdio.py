@@ -20,19 +20,24 @@ from claw402.chain.wallet import Wallet
 CLI = str(Path(sys.executable).with_name("402claw"))
 
 
-async def _session(stack: Stack, payer: Wallet, *args: str) -> dict[str, Any]:
-    params = StdioServerParameters(
+def _relay(stack: Stack, payer: Wallet, slug: str, *args: str) -> StdioServerParameters:
+    """`402claw mcp` for tenant `slug`, paying with `payer` in the stack's token."""
+    return StdioServerParameters(
         command=CLI,
         args=[
             "mcp",
             "--gateway",
-            f"{stack.url}/t/beta",
+            f"{stack.url}/t/{slug}",
             *args,
             "--asset",
             f"{stack.chain.network}={stack.chain.token}",
         ],
         env={**os.environ, "CLAW402_PAYER_KEY": payer.private_key},
     )
+
+
+async def _session(stack: Stack, payer: Wallet, *args: str) -> dict[str, Any]:
+    params = _relay(stack, payer, "beta", *args)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = sorted(t.name for t in (await session.list_tools()).tools)
@@ -68,18 +73,7 @@ def test_the_per_call_cap_refuses_before_signing(stack: Stack, payer: Wallet) ->
 
 
 async def _queries(stack: Stack, payer: Wallet, slug: str, cities: list[str], *args: str) -> list:
-    params = StdioServerParameters(
-        command=CLI,
-        args=[
-            "mcp",
-            "--gateway",
-            f"{stack.url}/t/{slug}",
-            *args,
-            "--asset",
-            f"{stack.chain.network}={stack.chain.token}",
-        ],
-        env={**os.environ, "CLAW402_PAYER_KEY": payer.private_key},
-    )
+    params = _relay(stack, payer, slug, *args)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         return [await session.call_tool("query", {"city": city}) for city in cities]
